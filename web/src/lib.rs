@@ -24,4 +24,4 @@ const PLACEHOLDER: &str = r#"<style>
 :host { display: block; font: 14px/1.4 system-ui, sans-serif; }
 .card { border: 1px solid #ccd; border-radius: 8px; padding: 12px 16px; }
 </style>
-<div class="card" part="card" role="status" aria-live="polite">Keap link: loading…</div>"#;
+<div class="card" part="card" role="status" aria-live="polite">Keap link</div>"#;
