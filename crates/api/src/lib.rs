@@ -2,6 +2,7 @@
 //!
 //! Shared by the Worker, which produces these bodies, and the widget, which reads them, so the
 //! two can never drift apart. Types only: no rules live here (those are in `keaplink-core`).
+//! Times are RFC 3339 UTC strings, as the contract says.
 
 use serde::{Deserialize, Serialize};
 
@@ -25,9 +26,157 @@ pub struct ErrorDetail {
     pub message: String,
 }
 
+/// Whether a link works, as the widget and the partner see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectionStatus {
+    Active,
+    NeedsReauth,
+}
+
+/// The Keap user who approved the link.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeapUser {
+    pub email: String,
+    pub name: String,
+}
+
+/// The last thing that went wrong with a link, kept until it recovers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastError {
+    pub code: String,
+    pub message: String,
+    pub at: String,
+}
+
+/// One link between a partner user and one Keap app.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Connection {
+    pub id: String,
+    pub keap_app: String,
+    pub keap_user: KeapUser,
+    pub status: ConnectionStatus,
+    pub connected_at: String,
+    pub refreshed_at: Option<String>,
+    pub access_expires_at: String,
+    pub last_error: Option<LastError>,
+}
+
+/// `GET /v1/me/connections`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MyConnections {
+    pub connections: Vec<Connection>,
+}
+
+/// A connection as the partner's back-end sees it: with the partner's own user id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartnerConnection {
+    #[serde(flatten)]
+    pub connection: Connection,
+    pub user: String,
+}
+
+/// `GET /v1/connections`: one page, and the cursor of the next (`null` at the end).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartnerConnections {
+    pub connections: Vec<PartnerConnection>,
+    pub cursor: Option<String>,
+}
+
+/// `POST /v1/me/connect` body. Both fields may be left out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectRequest {
+    #[serde(default = "yes")]
+    pub sign_out_first: bool,
+    #[serde(default)]
+    pub return_to: Option<String>,
+}
+
+impl Default for ConnectRequest {
+    fn default() -> Self {
+        Self {
+            sign_out_first: true,
+            return_to: None,
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectResponse {
+    pub authorize_url: String,
+}
+
+/// `POST /v1/token` body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRequest {
+    pub user: String,
+    #[serde(default)]
+    pub keap_app: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub expires_at: String,
+    pub keap_app: String,
+}
+
+/// `PUT /v1/admin/partners/{partner_id}` body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartnerUpsert {
+    pub name: String,
+    pub allowed_origins: Vec<String>,
+    pub return_urls: Vec<String>,
+    #[serde(default)]
+    pub rotate_secrets: bool,
+}
+
+/// A partner as the admin sees it. The secrets appear only when created or rotated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartnerView {
+    pub partner_id: String,
+    pub name: String,
+    pub allowed_origins: Vec<String>,
+    pub return_urls: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub session_secret: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub api_key: Option<String>,
+}
+
+/// What the OAuth callback page posts to the widget's window.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallbackMessage {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub status: CallbackStatus,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub connection_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub error: Option<String>,
+}
+
+/// The `type` of every [`CallbackMessage`].
+pub const CALLBACK_MESSAGE_TYPE: &str = "keaplink:result";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallbackStatus {
+    Connected,
+    Error,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn error_body_has_the_contract_shape() {
@@ -37,16 +186,67 @@ mod tests {
                 message: "No such route.".into(),
             },
         };
-        let json = serde_json::to_value(&body).unwrap();
         assert_eq!(
-            json,
-            serde_json::json!({"error": {"code": "not_found", "message": "No such route."}})
+            serde_json::to_value(&body).unwrap(),
+            json!({"error": {"code": "not_found", "message": "No such route."}})
         );
     }
 
     #[test]
     fn health_serializes_as_ok_true() {
-        let json = serde_json::to_string(&Health { ok: true }).unwrap();
-        assert_eq!(json, r#"{"ok":true}"#);
+        assert_eq!(
+            serde_json::to_string(&Health { ok: true }).unwrap(),
+            r#"{"ok":true}"#
+        );
+    }
+
+    #[test]
+    fn connect_request_defaults_to_sign_out_first() {
+        let req: ConnectRequest = serde_json::from_str("{}").unwrap();
+        assert!(req.sign_out_first);
+        assert_eq!(req.return_to, None);
+        let req: ConnectRequest =
+            serde_json::from_value(json!({"sign_out_first": false, "return_to": null})).unwrap();
+        assert!(!req.sign_out_first);
+    }
+
+    #[test]
+    fn partner_connection_flattens_the_connection_and_adds_user() {
+        let c = PartnerConnection {
+            connection: Connection {
+                id: "abc".into(),
+                keap_app: "xx123".into(),
+                keap_user: KeapUser {
+                    email: "a@b.c".into(),
+                    name: "Ann Bee".into(),
+                },
+                status: ConnectionStatus::NeedsReauth,
+                connected_at: "2026-01-01T00:00:00Z".into(),
+                refreshed_at: None,
+                access_expires_at: "2026-01-02T00:00:00Z".into(),
+                last_error: None,
+            },
+            user: "u1".into(),
+        };
+        let v = serde_json::to_value(&c).unwrap();
+        assert_eq!(v["status"], "needs_reauth");
+        assert_eq!(v["user"], "u1");
+        assert_eq!(v["keap_user"]["email"], "a@b.c");
+        assert!(v["refreshed_at"].is_null());
+    }
+
+    #[test]
+    fn partner_view_hides_absent_secrets() {
+        let v = PartnerView {
+            partner_id: "p".into(),
+            name: "P".into(),
+            allowed_origins: vec![],
+            return_urls: vec![],
+            session_secret: None,
+            api_key: None,
+        };
+        let j = serde_json::to_value(&v).unwrap();
+        assert!(j.get("session_secret").is_none());
+        assert!(j.get("api_key").is_none());
     }
 }

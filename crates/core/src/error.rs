@@ -2,32 +2,58 @@
 
 use keaplink_api::{ErrorBody, ErrorDetail};
 
-/// Every error code the Worker may answer. The status of each lives here and nowhere else.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ErrorCode {
-    NotFound,
-    MethodNotAllowed,
-    Internal,
+macro_rules! error_codes {
+    ($($variant:ident => ($code:literal, $status:literal),)*) => {
+        /// Every error code the Worker may answer. The status of each lives here and nowhere else.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum ErrorCode { $($variant,)* }
+
+        impl ErrorCode {
+            /// Every code, for docs and tests.
+            pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$variant,)*];
+
+            /// The `snake_case` code sent in the body.
+            pub fn as_str(self) -> &'static str {
+                match self { $(ErrorCode::$variant => $code,)* }
+            }
+
+            /// The HTTP status the contract pairs with this code.
+            pub fn status(self) -> u16 {
+                match self { $(ErrorCode::$variant => $status,)* }
+            }
+
+            pub fn from_code(code: &str) -> Option<ErrorCode> {
+                match code { $($code => Some(ErrorCode::$variant),)* _ => None }
+            }
+        }
+    };
 }
 
-impl ErrorCode {
-    /// The `snake_case` code sent in the body.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorCode::NotFound => "not_found",
-            ErrorCode::MethodNotAllowed => "method_not_allowed",
-            ErrorCode::Internal => "internal",
-        }
-    }
-
-    /// The HTTP status the contract pairs with this code.
-    pub fn status(self) -> u16 {
-        match self {
-            ErrorCode::NotFound => 404,
-            ErrorCode::MethodNotAllowed => 405,
-            ErrorCode::Internal => 500,
-        }
-    }
+error_codes! {
+    InvalidRequest => ("invalid_request", 400),
+    InvalidId => ("invalid_id", 400),
+    InvalidPartner => ("invalid_partner", 400),
+    ReturnUrlNotAllowed => ("return_url_not_allowed", 400),
+    InvalidState => ("invalid_state", 400),
+    AccessDenied => ("access_denied", 400),
+    MissingCredentials => ("missing_credentials", 401),
+    InvalidSession => ("invalid_session", 401),
+    InvalidApiKey => ("invalid_api_key", 401),
+    InvalidAdminToken => ("invalid_admin_token", 401),
+    OriginNotAllowed => ("origin_not_allowed", 403),
+    NotFound => ("not_found", 404),
+    PartnerNotFound => ("partner_not_found", 404),
+    NoConnection => ("no_connection", 404),
+    MethodNotAllowed => ("method_not_allowed", 405),
+    NeedsReauth => ("needs_reauth", 409),
+    AmbiguousConnection => ("ambiguous_connection", 409),
+    BodyTooLarge => ("body_too_large", 413),
+    KeapThrottled => ("keap_throttled", 429),
+    Internal => ("internal", 500),
+    Misconfigured => ("misconfigured", 500),
+    KeapError => ("keap_error", 502),
+    KeapBadResponse => ("keap_bad_response", 502),
+    KeapTimeout => ("keap_timeout", 504),
 }
 
 /// An error on its way to the client: a code and a message a person can act on.
@@ -59,6 +85,14 @@ impl ApiError {
     }
 }
 
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code.as_str(), self.message)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -67,7 +101,25 @@ mod tests {
     fn codes_map_to_contract_statuses() {
         assert_eq!(ErrorCode::NotFound.status(), 404);
         assert_eq!(ErrorCode::MethodNotAllowed.status(), 405);
-        assert_eq!(ErrorCode::Internal.status(), 500);
+        assert_eq!(ErrorCode::OriginNotAllowed.status(), 403);
+        assert_eq!(ErrorCode::BodyTooLarge.status(), 413);
+        assert_eq!(ErrorCode::NeedsReauth.status(), 409);
+        assert_eq!(ErrorCode::KeapTimeout.status(), 504);
+    }
+
+    #[test]
+    fn every_code_is_snake_case_unique_and_round_trips() {
+        let mut seen = std::collections::HashSet::new();
+        for &c in ErrorCode::ALL {
+            let s = c.as_str();
+            assert!(
+                s.chars().all(|ch| ch.is_ascii_lowercase() || ch == '_'),
+                "{s}"
+            );
+            assert!(seen.insert(s), "duplicate {s}");
+            assert_eq!(ErrorCode::from_code(s), Some(c));
+            assert!(matches!(c.status(), 400..=599));
+        }
     }
 
     #[test]

@@ -1,9 +1,19 @@
 //! keaplink's domain rules, sans I/O.
 //!
 //! The Worker reads what it needs, asks this crate what it means and what to do, and writes the
-//! result. Nothing here touches the network, storage or a clock of its own, so every rule is
-//! tested natively in milliseconds.
+//! result. Nothing here touches the network, storage, randomness or a clock of its own: those
+//! arrive as arguments, so every rule is tested natively in milliseconds.
 
+pub mod clock;
+pub mod connection;
 pub mod error;
+pub mod flow;
+pub mod ids;
+pub mod keap;
+pub mod partner;
+pub mod seal;
+pub mod secret;
+pub mod session;
 
 pub use error::{ApiError, ErrorCode};
+pub use secret::Secret;

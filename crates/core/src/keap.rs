@@ -1,0 +1,520 @@
+//! Keap's OAuth 2.0 profile (RFC 6749 authorization-code grant), sans I/O.
+//!
+//! Builds the requests the Worker sends to Keap and reads what comes back, including Keap's
+//! quirks: the token endpoint takes form bodies only, a dead refresh token is answered with
+//! `invalid_request` (not `invalid_grant`), and the linked app is named in `scope` after a `|`.
+
+use crate::secret::Secret;
+use base64::Engine as _;
+use serde::Deserialize;
+use url::Url;
+
+/// Where Keap lives. Every URL is configuration, so the sandbox can stand in for Keap.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeapEndpoints {
+    pub authorize_url: Url,
+    pub token_url: Url,
+    pub userinfo_url: Url,
+    /// The sign-out-first hop; `None` turns it off everywhere.
+    pub logout_url: Option<Url>,
+}
+
+/// The OAuth client registered with Keap.
+#[derive(Debug, Clone)]
+pub struct ClientCredentials {
+    pub client_id: String,
+    pub client_secret: Secret,
+}
+
+/// A Keap app (tenant), such as `xx123`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct KeapApp(String);
+
+impl KeapApp {
+    /// Accepts 1-64 of `[a-z0-9-]`: the host label Keap gives an app. Case is folded.
+    pub fn parse(raw: &str) -> Option<KeapApp> {
+        let app = raw.to_ascii_lowercase();
+        let ok = (1..=64).contains(&app.len())
+            && app
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        ok.then_some(KeapApp(app))
+    }
+
+    /// Takes the app from a token response's `scope`: `full|xx123.infusionsoft.com`.
+    pub fn from_scope(scope: &str) -> Option<KeapApp> {
+        let (_, host) = scope.split_once('|')?;
+        let label = host.split('.').next()?;
+        KeapApp::parse(label)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// An HTTP request for the adapter to send, exactly as built here.
+#[derive(Debug, Clone)]
+pub struct OutboundRequest {
+    pub method: &'static str,
+    pub url: Url,
+    pub headers: Vec<(&'static str, Secret)>,
+    pub body: Option<String>,
+}
+
+/// The URL the user's browser goes to: Keap's consent screen, optionally behind the logout hop
+/// (`logout?service=<authorize URL>`), so that the person at the keyboard has to sign in.
+pub fn authorize_url(
+    endpoints: &KeapEndpoints,
+    client_id: &str,
+    redirect_uri: &str,
+    state: &str,
+    sign_out_first: bool,
+) -> Url {
+    let mut authorize = endpoints.authorize_url.clone();
+    authorize
+        .query_pairs_mut()
+        .append_pair("client_id", client_id)
+        .append_pair("redirect_uri", redirect_uri)
+        .append_pair("response_type", "code")
+        .append_pair("scope", "full")
+        .append_pair("state", state);
+    match (&endpoints.logout_url, sign_out_first) {
+        (Some(logout), true) => {
+            let mut hop = logout.clone();
+            hop.query_pairs_mut()
+                .append_pair("service", authorize.as_str());
+            hop
+        }
+        _ => authorize,
+    }
+}
+
+fn form(pairs: &[(&str, &str)]) -> String {
+    let mut ser = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in pairs {
+        ser.append_pair(k, v);
+    }
+    ser.finish()
+}
+
+const FORM: &str = "application/x-www-form-urlencoded";
+
+/// RFC 6749 §4.1.3: trade the code for tokens. Keap wants the client credentials in the body.
+pub fn code_exchange_request(
+    endpoints: &KeapEndpoints,
+    client: &ClientCredentials,
+    code: &str,
+    redirect_uri: &str,
+) -> OutboundRequest {
+    OutboundRequest {
+        method: "POST",
+        url: endpoints.token_url.clone(),
+        headers: vec![
+            ("content-type", Secret::new(FORM)),
+            ("accept", Secret::new("application/json")),
+        ],
+        body: Some(form(&[
+            ("client_id", &client.client_id),
+            ("client_secret", client.client_secret.expose()),
+            ("code", code),
+            ("grant_type", "authorization_code"),
+            ("redirect_uri", redirect_uri),
+        ])),
+    }
+}
+
+/// RFC 6749 §6: refresh, with HTTP Basic client authentication as Keap's own SDK does.
+pub fn refresh_request(
+    endpoints: &KeapEndpoints,
+    client: &ClientCredentials,
+    refresh_token: &Secret,
+) -> OutboundRequest {
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!(
+        "{}:{}",
+        client.client_id,
+        client.client_secret.expose()
+    ));
+    OutboundRequest {
+        method: "POST",
+        url: endpoints.token_url.clone(),
+        headers: vec![
+            ("content-type", Secret::new(FORM)),
+            ("accept", Secret::new("application/json")),
+            ("authorization", Secret::new(format!("Basic {basic}"))),
+        ],
+        body: Some(form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token.expose()),
+        ])),
+    }
+}
+
+/// Who linked: `GET userinfo` with the new access token.
+pub fn userinfo_request(endpoints: &KeapEndpoints, access_token: &Secret) -> OutboundRequest {
+    OutboundRequest {
+        method: "GET",
+        url: endpoints.userinfo_url.clone(),
+        headers: vec![
+            ("accept", Secret::new("application/json")),
+            (
+                "authorization",
+                Secret::new(format!("Bearer {}", access_token.expose())),
+            ),
+        ],
+        body: None,
+    }
+}
+
+/// What a successful token call gave us.
+#[derive(Debug, Clone)]
+pub struct TokenGrant {
+    pub access_token: Secret,
+    /// Keap rotates it on every refresh; `None` when a response left it out.
+    pub refresh_token: Option<Secret>,
+    pub expires_in: i64,
+    /// `None` when `scope` lacked the `|app` part.
+    pub keap_app: Option<KeapApp>,
+}
+
+/// Why a call to Keap failed, sorted by what the caller should do about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeapFailure {
+    /// The refresh token (or code) is dead: only the user can restore the link.
+    InvalidGrant,
+    /// 429: Keap's quota. Back off.
+    Throttled,
+    /// 5xx or a network failure: transient, try again later.
+    Unavailable { status: u16 },
+    /// Keap answered, but not in a shape we understand (or an unexpected 4xx).
+    BadResponse { status: u16, detail: &'static str },
+    /// No answer in time.
+    Timeout,
+}
+
+impl KeapFailure {
+    /// Whether trying again later may help (the link is not dead).
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            KeapFailure::Throttled | KeapFailure::Unavailable { .. } | KeapFailure::Timeout
+        )
+    }
+}
+
+#[derive(Deserialize)]
+struct RawToken {
+    access_token: String,
+    #[serde(default)]
+    refresh_token: Option<String>,
+    #[serde(default)]
+    expires_in: Option<i64>,
+    #[serde(default)]
+    scope: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RawOAuthError {
+    error: String,
+    #[serde(default)]
+    error_description: Option<String>,
+}
+
+/// Reads the token endpoint's answer (code exchange or refresh).
+pub fn parse_token_response(status: u16, body: &[u8]) -> Result<TokenGrant, KeapFailure> {
+    match status {
+        200 => {
+            let raw: RawToken =
+                serde_json::from_slice(body).map_err(|_| KeapFailure::BadResponse {
+                    status,
+                    detail: "the token response is not the JSON Keap documents",
+                })?;
+            if raw.access_token.is_empty() {
+                return Err(KeapFailure::BadResponse {
+                    status,
+                    detail: "the token response has an empty access_token",
+                });
+            }
+            let expires_in = match raw.expires_in {
+                Some(s) if s > 0 && s <= 10 * 365 * 86_400 => s,
+                _ => {
+                    return Err(KeapFailure::BadResponse {
+                        status,
+                        detail: "the token response has no usable expires_in",
+                    })
+                }
+            };
+            Ok(TokenGrant {
+                access_token: Secret::new(raw.access_token),
+                refresh_token: raw.refresh_token.filter(|t| !t.is_empty()).map(Secret::new),
+                expires_in,
+                keap_app: raw.scope.as_deref().and_then(KeapApp::from_scope),
+            })
+        }
+        429 => Err(KeapFailure::Throttled),
+        500..=599 => Err(KeapFailure::Unavailable { status }),
+        400 | 401 => match serde_json::from_slice::<RawOAuthError>(body) {
+            // Keap answers a dead refresh token with `invalid_request` + "Invalid Refresh Token";
+            // RFC 6749 says `invalid_grant`. Both mean the same thing here.
+            Ok(e)
+                if e.error == "invalid_grant"
+                    || (e.error == "invalid_request"
+                        && e.error_description
+                            .as_deref()
+                            .is_some_and(|d| d.to_ascii_lowercase().contains("refresh token"))) =>
+            {
+                Err(KeapFailure::InvalidGrant)
+            }
+            _ => Err(KeapFailure::BadResponse {
+                status,
+                detail: "Keap refused the token request",
+            }),
+        },
+        _ => Err(KeapFailure::BadResponse {
+            status,
+            detail: "Keap's token endpoint answered an unexpected status",
+        }),
+    }
+}
+
+/// The Keap user behind an access token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeapIdentity {
+    pub email: String,
+    pub name: String,
+}
+
+#[derive(Deserialize)]
+struct RawUserinfo {
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    given_name: Option<String>,
+    #[serde(default)]
+    family_name: Option<String>,
+    #[serde(default)]
+    preferred_name: Option<String>,
+}
+
+/// Longest email or name kept: they are shown, and they travel in KV metadata (1024 B).
+pub const MAX_IDENTITY_FIELD: usize = 254;
+
+fn clip(s: &str) -> String {
+    let s = s.trim();
+    if s.len() <= MAX_IDENTITY_FIELD {
+        return s.to_owned();
+    }
+    let mut end = MAX_IDENTITY_FIELD;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_owned()
+}
+
+pub fn parse_userinfo(status: u16, body: &[u8]) -> Result<KeapIdentity, KeapFailure> {
+    match status {
+        200 => {
+            let raw: RawUserinfo =
+                serde_json::from_slice(body).map_err(|_| KeapFailure::BadResponse {
+                    status,
+                    detail: "the userinfo response is not JSON",
+                })?;
+            let email = raw
+                .email
+                .filter(|e| e.contains('@'))
+                .ok_or(KeapFailure::BadResponse {
+                    status,
+                    detail: "the userinfo response has no email",
+                })?;
+            let full = [raw.given_name, raw.family_name]
+                .into_iter()
+                .flatten()
+                .filter(|s| !s.trim().is_empty())
+                .collect::<Vec<_>>()
+                .join(" ");
+            let name = if full.is_empty() {
+                raw.preferred_name.unwrap_or_default()
+            } else {
+                full
+            };
+            Ok(KeapIdentity {
+                email: clip(&email),
+                name: clip(&name),
+            })
+        }
+        429 => Err(KeapFailure::Throttled),
+        500..=599 => Err(KeapFailure::Unavailable { status }),
+        _ => Err(KeapFailure::BadResponse {
+            status,
+            detail: "Keap refused the userinfo request",
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoints(logout: Option<&str>) -> KeapEndpoints {
+        KeapEndpoints {
+            authorize_url: Url::parse("https://accounts.example/app/oauth/authorize").unwrap(),
+            token_url: Url::parse("https://api.example/token").unwrap(),
+            userinfo_url: Url::parse("https://api.example/userinfo").unwrap(),
+            logout_url: logout.map(|l| Url::parse(l).unwrap()),
+        }
+    }
+
+    fn client() -> ClientCredentials {
+        ClientCredentials {
+            client_id: "cid".into(),
+            client_secret: Secret::new("csecret"),
+        }
+    }
+
+    #[test]
+    fn authorize_url_carries_every_param() {
+        let u = authorize_url(
+            &endpoints(None),
+            "cid",
+            "https://w.example/oauth/callback",
+            "st",
+            true,
+        );
+        let q: Vec<(String, String)> = u.query_pairs().into_owned().collect();
+        assert_eq!(u.path(), "/app/oauth/authorize");
+        assert!(q.contains(&("client_id".into(), "cid".into())));
+        assert!(q.contains(&(
+            "redirect_uri".into(),
+            "https://w.example/oauth/callback".into()
+        )));
+        assert!(q.contains(&("response_type".into(), "code".into())));
+        assert!(q.contains(&("scope".into(), "full".into())));
+        assert!(q.contains(&("state".into(), "st".into())));
+    }
+
+    #[test]
+    fn sign_out_first_wraps_the_authorize_url_in_the_logout_hop() {
+        let e = endpoints(Some("https://signin.example/logout"));
+        let hop = authorize_url(&e, "cid", "https://w/cb", "st", true);
+        assert_eq!(hop.path(), "/logout");
+        let service = hop.query_pairs().find(|(k, _)| k == "service").unwrap().1;
+        let inner = Url::parse(&service).unwrap();
+        assert_eq!(inner.path(), "/app/oauth/authorize");
+        assert!(inner.query_pairs().any(|(k, v)| k == "state" && v == "st"));
+        // Off: the authorize URL itself.
+        let direct = authorize_url(&e, "cid", "https://w/cb", "st", false);
+        assert_eq!(direct.path(), "/app/oauth/authorize");
+    }
+
+    #[test]
+    fn code_exchange_is_form_encoded_with_credentials_in_body() {
+        let r = code_exchange_request(&endpoints(None), &client(), "c&de", "https://w/cb");
+        assert_eq!(r.method, "POST");
+        let body = r.body.unwrap();
+        let pairs: Vec<(String, String)> = url::form_urlencoded::parse(body.as_bytes())
+            .into_owned()
+            .collect();
+        assert!(pairs.contains(&("code".into(), "c&de".into())));
+        assert!(pairs.contains(&("grant_type".into(), "authorization_code".into())));
+        assert!(pairs.contains(&("client_secret".into(), "csecret".into())));
+        assert!(r
+            .headers
+            .iter()
+            .any(|(k, v)| *k == "content-type" && v.expose() == FORM));
+    }
+
+    #[test]
+    fn refresh_uses_basic_auth() {
+        let r = refresh_request(&endpoints(None), &client(), &Secret::new("rt"));
+        let auth = r
+            .headers
+            .iter()
+            .find(|(k, _)| *k == "authorization")
+            .unwrap();
+        assert_eq!(auth.1.expose(), "Basic Y2lkOmNzZWNyZXQ=");
+        assert_eq!(r.body.unwrap(), "grant_type=refresh_token&refresh_token=rt");
+    }
+
+    #[test]
+    fn parses_a_token_response_and_its_app() {
+        let body = br#"{"access_token":"at","token_type":"bearer","expires_in":86400,"refresh_token":"rt","scope":"full|xx123.infusionsoft.com"}"#;
+        let g = parse_token_response(200, body).unwrap();
+        assert_eq!(g.access_token.expose(), "at");
+        assert_eq!(g.refresh_token.unwrap().expose(), "rt");
+        assert_eq!(g.expires_in, 86400);
+        assert_eq!(g.keap_app.unwrap().as_str(), "xx123");
+    }
+
+    #[test]
+    fn token_response_without_app_or_refresh_token_says_so() {
+        let body = br#"{"access_token":"at","expires_in":86400,"scope":"full"}"#;
+        let g = parse_token_response(200, body).unwrap();
+        assert!(g.keap_app.is_none());
+        assert!(g.refresh_token.is_none());
+    }
+
+    #[test]
+    fn classifies_failures() {
+        let dead = br#"{"error":"invalid_request","error_description":"Invalid Refresh Token"}"#;
+        assert_eq!(
+            parse_token_response(400, dead).unwrap_err(),
+            KeapFailure::InvalidGrant
+        );
+        let grant = br#"{"error":"invalid_grant"}"#;
+        assert_eq!(
+            parse_token_response(400, grant).unwrap_err(),
+            KeapFailure::InvalidGrant
+        );
+        let json_body = br#"{"error":"invalid_request","error_description":"response_type or grant_type is required"}"#;
+        assert!(matches!(
+            parse_token_response(400, json_body).unwrap_err(),
+            KeapFailure::BadResponse { status: 400, .. }
+        ));
+        let quota = br#"{"fault":{"faultstring":"Rate limit quota violation","detail":{"errorcode":"policies.ratelimit.QuotaViolation"}}}"#;
+        assert_eq!(
+            parse_token_response(429, quota).unwrap_err(),
+            KeapFailure::Throttled
+        );
+        assert_eq!(
+            parse_token_response(503, b"").unwrap_err(),
+            KeapFailure::Unavailable { status: 503 }
+        );
+        assert!(matches!(
+            parse_token_response(200, b"<html>").unwrap_err(),
+            KeapFailure::BadResponse { .. }
+        ));
+        assert!(matches!(
+            parse_token_response(200, br#"{"access_token":"a","expires_in":-5}"#).unwrap_err(),
+            KeapFailure::BadResponse { .. }
+        ));
+        assert!(KeapFailure::Timeout.is_transient());
+        assert!(!KeapFailure::InvalidGrant.is_transient());
+    }
+
+    #[test]
+    fn app_parsing_is_strict() {
+        assert_eq!(
+            KeapApp::from_scope("full|AB123.infusionsoft.com")
+                .unwrap()
+                .as_str(),
+            "ab123"
+        );
+        assert!(KeapApp::from_scope("full").is_none());
+        assert!(KeapApp::from_scope("full|").is_none());
+        assert!(KeapApp::from_scope("full|a/b.x").is_none());
+        assert!(KeapApp::parse(&"a".repeat(65)).is_none());
+    }
+
+    #[test]
+    fn userinfo_names_the_keap_user() {
+        let body =
+            br#"{"email":"ann@example.com","given_name":"Ann","family_name":"Bee","sub":"1"}"#;
+        let who = parse_userinfo(200, body).unwrap();
+        assert_eq!(who.email, "ann@example.com");
+        assert_eq!(who.name, "Ann Bee");
+        assert!(parse_userinfo(200, br#"{"given_name":"x"}"#).is_err());
+        assert!(parse_userinfo(401, br#"{"fault":{}}"#).is_err());
+        let long = format!(r#"{{"email":"a@b","given_name":"{}"}}"#, "é".repeat(300));
+        assert!(parse_userinfo(200, long.as_bytes()).unwrap().name.len() <= MAX_IDENTITY_FIELD);
+    }
+}

@@ -1,0 +1,326 @@
+//! Partners: who may embed the widget, where the flow may return to, and their two secrets.
+//!
+//! The API key is stored as a SHA-256 hash (it is high-entropy, so no slow hash is needed); the
+//! session secret must be read back to verify session JWTs, so it is sealed.
+
+use crate::clock::UnixTime;
+use crate::error::{ApiError, ErrorCode};
+use crate::ids::PartnerId;
+use crate::seal::{Keyring, OpenError, NONCE_LEN};
+use crate::secret::Secret;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use keaplink_api::{PartnerUpsert, PartnerView};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use url::Url;
+
+pub const MAX_NAME_CHARS: usize = 200;
+pub const MAX_LIST_ENTRIES: usize = 20;
+pub const MAX_URL_BYTES: usize = 2048;
+/// Random bytes behind each partner secret.
+pub const SECRET_BYTES: usize = 32;
+const API_KEY_PREFIX: &str = "klk";
+
+/// A partner as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartnerRecord {
+    pub partner_id: String,
+    pub name: String,
+    pub allowed_origins: Vec<String>,
+    pub return_urls: Vec<String>,
+    /// base64url SHA-256 of the whole API key.
+    pub api_key_hash: String,
+    /// The session secret, sealed (see `seal`), bound to this partner.
+    pub session_secret: String,
+    pub created_at: UnixTime,
+    pub updated_at: UnixTime,
+}
+
+/// Fresh randomness for an upsert that may create or rotate secrets.
+pub struct FreshSecrets {
+    pub api_key: [u8; SECRET_BYTES],
+    pub session_secret: [u8; SECRET_BYTES],
+    pub nonce: [u8; NONCE_LEN],
+}
+
+fn invalid(message: impl Into<String>) -> ApiError {
+    ApiError::new(ErrorCode::InvalidPartner, message)
+}
+
+/// An origin exactly as browsers send it: `scheme://host[:port]`, nothing more.
+pub fn normalize_origin(raw: &str) -> Option<String> {
+    if raw.len() > MAX_URL_BYTES {
+        return None;
+    }
+    let url = Url::parse(raw).ok()?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return None;
+    }
+    let origin = url.origin().ascii_serialization();
+    (origin == raw).then_some(origin)
+}
+
+/// A return URL: absolute http(s), no credentials, no fragment. Matched later by exact equality.
+fn check_return_url(raw: &str) -> Option<String> {
+    if raw.len() > MAX_URL_BYTES {
+        return None;
+    }
+    let url = Url::parse(raw).ok()?;
+    let ok = matches!(url.scheme(), "http" | "https")
+        && url.host_str().is_some()
+        && url.username().is_empty()
+        && url.password().is_none()
+        && url.fragment().is_none();
+    // Stored as parsed, so the stored form is the one comparisons see.
+    ok.then(|| url.to_string())
+}
+
+fn session_secret_aad(partner: &PartnerId) -> String {
+    format!("partner-session-secret:{}", partner.as_str())
+}
+
+pub fn hash_api_key(key: &str) -> String {
+    URL_SAFE_NO_PAD.encode(Sha256::digest(key.as_bytes()))
+}
+
+/// The partner an API key claims to belong to: `klk.<partner_id>.<secret>`. Unverified.
+pub fn api_key_partner(key: &str) -> Option<PartnerId> {
+    let mut parts = key.splitn(3, '.');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(API_KEY_PREFIX), Some(p), Some(secret)) if secret.len() == 43 => PartnerId::parse(p),
+        _ => None,
+    }
+}
+
+impl PartnerRecord {
+    /// Whether `key` is this partner's current API key.
+    pub fn api_key_matches(&self, key: &str) -> bool {
+        hash_api_key(key)
+            .as_bytes()
+            .ct_eq(self.api_key_hash.as_bytes())
+            .into()
+    }
+
+    pub fn session_secret(&self, keys: &Keyring) -> Result<Secret, OpenError> {
+        let id = PartnerId::parse(&self.partner_id).ok_or(OpenError::Malformed)?;
+        let bytes = keys.open(&session_secret_aad(&id), &self.session_secret)?;
+        String::from_utf8(bytes)
+            .map(Secret::new)
+            .map_err(|_| OpenError::Malformed)
+    }
+
+    pub fn allows_origin(&self, origin: &str) -> bool {
+        self.allowed_origins.iter().any(|o| o == origin)
+    }
+
+    /// `return_to` must equal one registered URL exactly: no prefixes, no normalization tricks.
+    pub fn allows_return_url(&self, url: &str) -> bool {
+        self.return_urls.iter().any(|u| u == url)
+    }
+
+    pub fn view(&self) -> PartnerView {
+        PartnerView {
+            partner_id: self.partner_id.clone(),
+            name: self.name.clone(),
+            allowed_origins: self.allowed_origins.clone(),
+            return_urls: self.return_urls.clone(),
+            session_secret: None,
+            api_key: None,
+        }
+    }
+}
+
+/// Validates an upsert and applies it: creates the partner (with fresh secrets), or updates it,
+/// rotating secrets when asked. Returns what to store and what to answer.
+pub fn apply_upsert(
+    partner: &PartnerId,
+    existing: Option<PartnerRecord>,
+    req: PartnerUpsert,
+    fresh: &FreshSecrets,
+    keys: &Keyring,
+    now: UnixTime,
+) -> Result<(PartnerRecord, PartnerView), ApiError> {
+    let name = req.name.trim().to_owned();
+    if name.is_empty()
+        || name.chars().count() > MAX_NAME_CHARS
+        || name.chars().any(char::is_control)
+    {
+        return Err(invalid("name must be 1-200 characters."));
+    }
+    if req.allowed_origins.len() > MAX_LIST_ENTRIES || req.return_urls.len() > MAX_LIST_ENTRIES {
+        return Err(invalid("At most 20 allowed_origins and 20 return_urls."));
+    }
+    let mut origins = Vec::new();
+    for o in &req.allowed_origins {
+        let n = normalize_origin(o).ok_or_else(|| {
+            invalid("Each allowed_origin must be exactly scheme://host[:port], e.g. https://partner.example.")
+        })?;
+        if !origins.contains(&n) {
+            origins.push(n);
+        }
+    }
+    let mut returns = Vec::new();
+    for r in &req.return_urls {
+        let n = check_return_url(r).ok_or_else(|| {
+            invalid(
+                "Each return_url must be an absolute http(s) URL without credentials or fragment.",
+            )
+        })?;
+        if !returns.contains(&n) {
+            returns.push(n);
+        }
+    }
+
+    let (mut record, rotate) = match existing {
+        Some(r) => (r, req.rotate_secrets),
+        None => (
+            PartnerRecord {
+                partner_id: partner.as_str().to_owned(),
+                name: String::new(),
+                allowed_origins: vec![],
+                return_urls: vec![],
+                api_key_hash: String::new(),
+                session_secret: String::new(),
+                created_at: now,
+                updated_at: now,
+            },
+            true,
+        ),
+    };
+    record.name = name;
+    record.allowed_origins = origins;
+    record.return_urls = returns;
+    record.updated_at = now;
+
+    let mut view = record.view();
+    if rotate {
+        let api_key = format!(
+            "{API_KEY_PREFIX}.{}.{}",
+            partner.as_str(),
+            URL_SAFE_NO_PAD.encode(fresh.api_key)
+        );
+        let session_secret = URL_SAFE_NO_PAD.encode(fresh.session_secret);
+        record.api_key_hash = hash_api_key(&api_key);
+        record.session_secret = keys.seal(
+            &session_secret_aad(partner),
+            session_secret.as_bytes(),
+            fresh.nonce,
+        );
+        view = record.view();
+        view.api_key = Some(api_key);
+        view.session_secret = Some(session_secret);
+    }
+    Ok((record, view))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys() -> Keyring {
+        Keyring::parse("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=").unwrap()
+    }
+
+    fn fresh(n: u8) -> FreshSecrets {
+        FreshSecrets {
+            api_key: [n; SECRET_BYTES],
+            session_secret: [n + 1; SECRET_BYTES],
+            nonce: [n; NONCE_LEN],
+        }
+    }
+
+    fn req(rotate: bool) -> PartnerUpsert {
+        PartnerUpsert {
+            name: "Acme".into(),
+            allowed_origins: vec!["https://acme.example".into()],
+            return_urls: vec!["https://acme.example/settings".into()],
+            rotate_secrets: rotate,
+        }
+    }
+
+    #[test]
+    fn create_shows_secrets_once_and_stores_them_protected() {
+        let p = PartnerId::parse("acme").unwrap();
+        let (rec, view) = apply_upsert(&p, None, req(false), &fresh(1), &keys(), 100).unwrap();
+        let key = view.api_key.clone().unwrap();
+        let secret = view.session_secret.clone().unwrap();
+        assert!(rec.api_key_matches(&key));
+        assert!(!rec.api_key_matches("klk.acme.nope"));
+        assert_eq!(api_key_partner(&key), Some(p.clone()));
+        assert_eq!(rec.session_secret(&keys()).unwrap().expose(), secret);
+        let stored = serde_json::to_string(&rec).unwrap();
+        assert!(!stored.contains(&key) && !stored.contains(&secret));
+        // An update without rotation keeps the secrets and does not show them.
+        let (rec2, view2) =
+            apply_upsert(&p, Some(rec.clone()), req(false), &fresh(9), &keys(), 200).unwrap();
+        assert!(view2.api_key.is_none() && view2.session_secret.is_none());
+        assert!(rec2.api_key_matches(&key));
+        assert_eq!(rec2.created_at, 100);
+        // Rotation replaces both.
+        let (rec3, view3) =
+            apply_upsert(&p, Some(rec2), req(true), &fresh(5), &keys(), 300).unwrap();
+        assert!(!rec3.api_key_matches(&key));
+        assert!(rec3.api_key_matches(view3.api_key.as_deref().unwrap()));
+    }
+
+    #[test]
+    fn rejects_bad_origins_and_urls() {
+        let p = PartnerId::parse("acme").unwrap();
+        for origin in [
+            "https://acme.example/",
+            "acme.example",
+            "javascript:alert(1)",
+            "https://a.example/path",
+            "*",
+            "null",
+        ] {
+            let mut r = req(false);
+            r.allowed_origins = vec![origin.into()];
+            let err = apply_upsert(&p, None, r, &fresh(1), &keys(), 0).unwrap_err();
+            assert_eq!(err.code, ErrorCode::InvalidPartner, "{origin}");
+        }
+        for url in [
+            "/relative",
+            "https://u:p@acme.example/",
+            "https://acme.example/#x",
+            "ftp://acme.example/",
+        ] {
+            let mut r = req(false);
+            r.return_urls = vec![url.into()];
+            assert!(
+                apply_upsert(&p, None, r, &fresh(1), &keys(), 0).is_err(),
+                "{url}"
+            );
+        }
+        let mut r = req(false);
+        r.name = " ".into();
+        assert!(apply_upsert(&p, None, r, &fresh(1), &keys(), 0).is_err());
+    }
+
+    #[test]
+    fn return_urls_match_exactly() {
+        let p = PartnerId::parse("acme").unwrap();
+        let (rec, _) = apply_upsert(&p, None, req(false), &fresh(1), &keys(), 0).unwrap();
+        assert!(rec.allows_return_url("https://acme.example/settings"));
+        for near in [
+            "https://acme.example/settings/",
+            "https://acme.example/settings?x=1",
+            "https://acme.example/settings.evil.example",
+            "https://acme.example.evil.example/settings",
+            "HTTPS://acme.example/settings",
+        ] {
+            assert!(!rec.allows_return_url(near), "{near}");
+        }
+        assert!(rec.allows_origin("https://acme.example"));
+        assert!(!rec.allows_origin("https://evil.example"));
+    }
+
+    #[test]
+    fn api_key_shape() {
+        assert!(api_key_partner("klk.acme.short").is_none());
+        assert!(api_key_partner("nope").is_none());
+        assert!(api_key_partner(&format!("klk.ACME.{}", "a".repeat(43))).is_none());
+    }
+}
