@@ -1,14 +1,16 @@
-// Starts the real Worker under `wrangler dev` (workerd, local KV in a fresh temp folder) on
-// loopback ports, and stops it. Every test file owns its own instance.
+// Starts the real stack on loopback: the Keap sandbox and the Worker under `wrangler dev`
+// (workerd, local KV in a fresh temp folder). Every test file owns its own instances.
 import { spawn } from "node:child_process";
-import { mkdtemp, rm, mkdir } from "node:fs/promises";
+import { mkdtemp, rm, mkdir, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
+import { randomBytes } from "node:crypto";
 import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 export const ARTIFACTS = join(ROOT, "tests", "artifacts");
+export const SANDBOX_BIN = join(ROOT, "target", "debug", "keaplink-sandbox");
 
 export function freePort() {
   return new Promise((resolve, reject) => {
@@ -21,11 +23,13 @@ export function freePort() {
   });
 }
 
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
 async function waitFor(url, deadlineMs, exited) {
   const until = Date.now() + deadlineMs;
   let lastErr;
   while (Date.now() < until) {
-    if (exited()) throw new Error(`the Worker exited before answering ${url}`);
+    if (exited()) throw new Error(`the process exited before answering ${url}`);
     try {
       const res = await fetch(url);
       if (res.ok) return;
@@ -33,19 +37,75 @@ async function waitFor(url, deadlineMs, exited) {
     } catch (err) {
       lastErr = err;
     }
-    await new Promise((r) => setTimeout(r, 250));
+    await sleep(250);
   }
   throw new Error(`${url} did not answer within ${deadlineMs} ms: ${lastErr}`);
 }
 
+/** Spawns `cmd` in its own process group; collects its output; `stop()` ends the group. */
+function launch(cmd, args, options = {}) {
+  const child = spawn(cmd, args, { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"], detached: true, ...options });
+  const logs = [];
+  child.stdout.on("data", (d) => logs.push(d.toString()));
+  child.stderr.on("data", (d) => logs.push(d.toString()));
+  let exited = false;
+  const exit = new Promise((resolve) => child.once("exit", () => { exited = true; resolve(); }));
+  const stop = async () => {
+    if (exited) return;
+    try { process.kill(-child.pid, "SIGTERM"); } catch { /* gone */ }
+    await Promise.race([exit, sleep(5000)]);
+    if (!exited) try { process.kill(-child.pid, "SIGKILL"); } catch { /* gone */ }
+  };
+  return { child, logs, stop, exited: () => exited };
+}
+
+export const CLIENT_ID = "keaplink-test-client";
+export const CLIENT_SECRET = `cs-${randomBytes(12).toString("hex")}`;
+
+/** The Keap sandbox on a free port. */
+export async function startSandbox({ redirectUri, expiresIn = 86400 } = {}) {
+  const args = ["--port", "0", "--client-id", CLIENT_ID, "--client-secret", CLIENT_SECRET, "--expires-in", String(expiresIn)];
+  if (redirectUri) args.push("--redirect-uri", redirectUri);
+  const proc = launch(SANDBOX_BIN, args);
+  const until = Date.now() + 15_000;
+  while (Date.now() < until) {
+    const m = proc.logs.join("").match(/listening on (http:\/\/127\.0\.0\.1:\d+)/);
+    if (m) {
+      const url = m[1];
+      const call = async (path, body) => {
+        const res = await fetch(`${url}/__sandbox/${path}`, body === undefined ? {} : {
+          method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body),
+        });
+        return res.status === 204 ? null : res.json();
+      };
+      return {
+        url,
+        logs: proc.logs,
+        stop: proc.stop,
+        stats: () => call("stats"),
+        fault: (kind, count = 1, hang_ms) => call("faults", { kind, count, ...(hang_ms ? { hang_ms } : {}) }),
+        configure: (cfg) => call("config", cfg),
+        revoke: (email) => call("revoke", { email }),
+        reset: () => call("reset", {}),
+      };
+    }
+    if (proc.exited()) break;
+    await sleep(50);
+  }
+  await proc.stop();
+  throw new Error(`the sandbox did not start:\n${proc.logs.join("")}`);
+}
+
 /**
- * Starts `wrangler dev` with the given `--var`s. Returns `{ url, logs, stop }`; `logs` collects
- * everything the Worker printed, for tests that check what it logs.
+ * Starts `wrangler dev`. `vars` become `--var`s; `secrets` go through an env file so wrangler
+ * never prints them. Returns `{ url, logs, stop }`.
  */
-export async function startWorker({ vars = {} } = {}) {
-  const port = await freePort();
+export async function startWorker({ vars = {}, secrets = {}, port } = {}) {
+  port ??= await freePort();
   const inspectorPort = await freePort();
   const persist = await mkdtemp(join(tmpdir(), "keaplink-kv-"));
+  const envFile = join(persist, "secrets.env");
+  await writeFile(envFile, Object.entries(secrets).map(([k, v]) => `${k}=${v}\n`).join(""), { mode: 0o600 });
   const args = [
     "dev",
     "--ip", "127.0.0.1",
@@ -53,38 +113,70 @@ export async function startWorker({ vars = {} } = {}) {
     "--inspector-port", String(inspectorPort),
     "--test-scheduled",
     "--persist-to", persist,
+    "--env-file", envFile,
     "--show-interactive-dev-session=false",
   ];
   for (const [name, value] of Object.entries(vars)) args.push("--var", `${name}:${value}`);
-
-  const child = spawn(join(ROOT, "node_modules", ".bin", "wrangler"), args, {
-    cwd: ROOT,
+  const proc = launch(join(ROOT, "node_modules", ".bin", "wrangler"), args, {
     env: { ...process.env, WRANGLER_SEND_METRICS: "false", CLOUDFLARE_CF_FETCH_ENABLED: "false" },
-    stdio: ["ignore", "pipe", "pipe"],
-    detached: true, // its own process group, so stop() reaches workerd too
   });
-  const logs = [];
-  child.stdout.on("data", (d) => logs.push(d.toString()));
-  child.stderr.on("data", (d) => logs.push(d.toString()));
-  let exited = false;
-  const exit = new Promise((resolve) => child.once("exit", () => { exited = true; resolve(); }));
-
   const url = `http://127.0.0.1:${port}`;
   const stop = async () => {
-    if (!exited) {
-      try { process.kill(-child.pid, "SIGTERM"); } catch { /* already gone */ }
-      await Promise.race([exit, new Promise((r) => setTimeout(r, 5000))]);
-      if (!exited) try { process.kill(-child.pid, "SIGKILL"); } catch { /* gone */ }
-    }
+    await proc.stop();
     await rm(persist, { recursive: true, force: true });
   };
   try {
-    await waitFor(`${url}/healthz`, 60_000, () => exited);
+    await waitFor(`${url}/healthz`, 60_000, proc.exited);
   } catch (err) {
     await stop();
-    throw new Error(`${err.message}\n--- wrangler output ---\n${logs.join("")}`);
+    throw new Error(`${err.message}\n--- wrangler output ---\n${proc.logs.join("")}`);
   }
-  return { url, logs, stop };
+  return { url, logs: proc.logs, stop, persist };
+}
+
+export const ADMIN_TOKEN = `adm-${randomBytes(16).toString("hex")}`;
+export const TOKEN_KEY = randomBytes(32).toString("base64");
+
+/**
+ * The sandbox and the Worker wired to it. `workerVars` override the defaults.
+ */
+export async function startStack({ workerVars = {}, sandbox: sandboxOpts = {}, secrets = {} } = {}) {
+  const port = await freePort();
+  const publicUrl = `http://127.0.0.1:${port}`;
+  const sandbox = await startSandbox({ redirectUri: `${publicUrl}/oauth/callback`, ...sandboxOpts });
+  const allSecrets = {
+    KEAP_CLIENT_ID: CLIENT_ID,
+    KEAP_CLIENT_SECRET: CLIENT_SECRET,
+    TOKEN_KEYS: TOKEN_KEY,
+    ADMIN_TOKEN,
+    ...secrets,
+  };
+  let worker;
+  try {
+    worker = await startWorker({
+      port,
+      secrets: allSecrets,
+      vars: {
+        PUBLIC_URL: publicUrl,
+        KEAP_AUTHORIZE_URL: `${sandbox.url}/app/oauth/authorize`,
+        KEAP_TOKEN_URL: `${sandbox.url}/token`,
+        KEAP_USERINFO_URL: `${sandbox.url}/crm/rest/v1/oauth/connect/userinfo`,
+        KEAP_LOGOUT_URL: `${sandbox.url}/logout`,
+        KEAP_TIMEOUT_MS: "2000",
+        ...workerVars,
+      },
+    });
+  } catch (err) {
+    await sandbox.stop();
+    throw err;
+  }
+  return {
+    sandbox,
+    worker,
+    url: worker.url,
+    secrets: allSecrets,
+    stop: async () => { await worker.stop(); await sandbox.stop(); },
+  };
 }
 
 export async function artifactPath(name) {

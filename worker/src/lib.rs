@@ -1,31 +1,100 @@
-//! keaplink's Cloudflare Worker: a thin adapter from HTTP requests to `keaplink-core`.
+//! keaplink's Cloudflare Worker: thin adapters from HTTP requests and KV to `keaplink-core`.
 //!
-//! Routing is one table; every failure leaves through `error_response`, the one place an
-//! `ApiError` becomes HTTP.
+//! Routing is one table (`route`); every failure leaves through `http::error_response`, the one
+//! place an `ApiError` becomes HTTP.
 
+mod api;
+mod auth;
+mod callback;
+mod config;
+mod http;
+mod keap_client;
+mod random;
+mod refresh;
+mod store;
+
+use config::Config;
+use http::{allow_origin, error_response, json, origin, preflight, ApiResult};
 use keaplink_api::Health;
 use keaplink_core::{ApiError, ErrorCode};
+use store::{unix_now, Store};
 use worker::{event, Context, Env, Method, Request, Response, Result};
 
 #[event(fetch)]
-async fn fetch(req: Request, _env: Env, _ctx: Context) -> Result<Response> {
-    let outcome = route(&req);
-    match outcome {
-        Ok(resp) => Ok(resp),
-        Err(err) => error_response(&err),
-    }
+async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
+    Ok(match route(&mut req, &env).await {
+        Ok(resp) => resp,
+        Err(err) => {
+            if err.status() >= 500 {
+                worker::console_error!(
+                    "{{\"event\":\"error\",\"code\":\"{}\",\"path\":\"{}\"}}",
+                    err.code.as_str(),
+                    req.path()
+                );
+            }
+            error_response(&err)
+        }
+    })
 }
 
-fn route(req: &Request) -> std::result::Result<Response, ApiError> {
+fn method_not_allowed(allowed: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        format!("This endpoint answers {allowed} only."),
+    )
+}
+
+async fn route(req: &mut Request, env: &Env) -> ApiResult<Response> {
     let path = req.path();
-    match (path.as_str(), req.method()) {
-        ("/healthz", Method::Get | Method::Head) => {
-            Response::from_json(&Health { ok: true }).map_err(internal)
+    let method = req.method();
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match segments.as_slice() {
+        ["healthz"] => match method {
+            Method::Get | Method::Head => json(&Health { ok: true }, 200),
+            _ => Err(method_not_allowed("GET")),
+        },
+        ["oauth", "callback"] => match method {
+            Method::Get => {
+                let (cfg, store) = setup(env)?;
+                Ok(callback::callback(req, &store, &cfg, unix_now()).await)
+            }
+            _ => Err(method_not_allowed("GET")),
+        },
+        ["v1", "admin", "partners", raw_id] => {
+            let (cfg, store) = setup(env)?;
+            auth::admin(req, &cfg)?;
+            let id = api::parse_partner_id(raw_id)?;
+            match method {
+                Method::Put => api::put_partner(req, &store, &cfg, &id, unix_now()).await,
+                Method::Get => api::get_partner(&store, &id).await,
+                Method::Delete => api::delete_partner(&store, &id).await,
+                _ => Err(method_not_allowed("PUT, GET and DELETE")),
+            }
         }
-        ("/healthz", _) => Err(ApiError::new(
-            ErrorCode::MethodNotAllowed,
-            "This endpoint answers GET only.",
-        )),
+        ["v1", "me", rest @ ..] => me(req, env, method, rest).await,
+        ["v1", "token"] => {
+            if method != Method::Post {
+                return Err(method_not_allowed("POST"));
+            }
+            let (cfg, store) = setup(env)?;
+            let (partner, _) = auth::partner_key(req, &store).await?;
+            api::token(req, &store, &cfg, &partner, unix_now()).await
+        }
+        ["v1", "connections", rest @ ..] if rest.len() <= 1 => {
+            let (_, store) = setup(env)?;
+            match (rest, method) {
+                ([] | [""], Method::Get) => {
+                    let (partner, _) = auth::partner_key(req, &store).await?;
+                    api::partner_connections(req, &store, &partner).await
+                }
+                ([id], Method::Delete) if !id.is_empty() => {
+                    let (partner, _) = auth::partner_key(req, &store).await?;
+                    api::partner_disconnect(&store, &partner, id).await
+                }
+                ([] | [""], _) => Err(method_not_allowed("GET")),
+                _ => Err(method_not_allowed("DELETE")),
+            }
+        }
         _ => Err(ApiError::new(
             ErrorCode::NotFound,
             "No such endpoint; see the API reference in the README.",
@@ -33,10 +102,50 @@ fn route(req: &Request) -> std::result::Result<Response, ApiError> {
     }
 }
 
-fn internal(_: worker::Error) -> ApiError {
-    ApiError::new(ErrorCode::Internal, "Something went wrong on our side.")
+fn setup(env: &Env) -> ApiResult<(Config, Store)> {
+    Ok((Config::from_env(env)?, Store::open(env)?))
 }
 
-fn error_response(err: &ApiError) -> Result<Response> {
-    Ok(Response::from_json(&err.body())?.with_status(err.status()))
+/// The widget-facing endpoints: CORS, then the session, then the handler.
+async fn me(req: &mut Request, env: &Env, method: Method, rest: &[&str]) -> ApiResult<Response> {
+    enum Op<'a> {
+        List,
+        Connect,
+        Disconnect(&'a str),
+    }
+    let op = match (rest, &method) {
+        (["connections"], Method::Get) => Op::List,
+        (["connect"], Method::Post) => Op::Connect,
+        (["connections", id], Method::Delete) => Op::Disconnect(id),
+        (["connections"] | ["connect"] | ["connections", _], Method::Options) => {
+            let store = Store::open(env)?;
+            return match origin(req) {
+                Some(o) if store.origin_known(&o).await? => preflight(&o),
+                _ => Err(ApiError::new(
+                    ErrorCode::OriginNotAllowed,
+                    "This page's origin is not allowed by any partner.",
+                )),
+            };
+        }
+        (["connections"], _) => return Err(method_not_allowed("GET")),
+        (["connect"], _) => return Err(method_not_allowed("POST")),
+        (["connections", _], _) => return Err(method_not_allowed("DELETE")),
+        _ => return Err(ApiError::new(ErrorCode::NotFound, "No such endpoint.")),
+    };
+    let (cfg, store) = setup(env)?;
+    let now = unix_now();
+    let (session, cors) = auth::session(req, &store, &cfg, now).await;
+    let result = match session {
+        Err(e) => Err(e),
+        Ok(s) => match op {
+            Op::List => api::my_connections(&store, &s).await,
+            Op::Connect => api::connect(req, &store, &cfg, &s, now).await,
+            Op::Disconnect(id) => api::my_disconnect(&store, &cfg, &s, id).await,
+        },
+    };
+    let mut resp = result.unwrap_or_else(|e| error_response(&e));
+    if let Some(o) = cors {
+        allow_origin(&mut resp, &o);
+    }
+    Ok(resp)
 }

@@ -42,8 +42,14 @@ impl UserId {
     /// A fixed-length, key-safe stand-in for the id, used inside storage keys (which cap at
     /// 512 bytes and must not contain the partner's raw text).
     pub fn storage_key(&self) -> String {
-        URL_SAFE_NO_PAD.encode(Sha256::digest(self.0.as_bytes()))
+        storage_hash(&self.0)
     }
+}
+
+/// A fixed-length (43 characters), key-safe digest of outside text that must appear in a
+/// storage key.
+pub fn storage_hash(text: &str) -> String {
+    URL_SAFE_NO_PAD.encode(Sha256::digest(text.as_bytes()))
 }
 
 /// An opaque connection id: 128 random bits, base64url (22 characters).

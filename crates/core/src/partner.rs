@@ -81,6 +81,16 @@ fn session_secret_aad(partner: &PartnerId) -> String {
     format!("partner-session-secret:{}", partner.as_str())
 }
 
+/// Preflights carry no credential, so an index answers "does any partner allow this origin?":
+/// one key per (origin, partner), listed by this prefix.
+pub fn origin_index_prefix(origin: &str) -> String {
+    format!("o/{}/", crate::ids::storage_hash(origin))
+}
+
+pub fn origin_index_key(origin: &str, partner: &str) -> String {
+    format!("{}{partner}", origin_index_prefix(origin))
+}
+
 pub fn hash_api_key(key: &str) -> String {
     URL_SAFE_NO_PAD.encode(Sha256::digest(key.as_bytes()))
 }

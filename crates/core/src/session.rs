@@ -52,6 +52,79 @@ impl SessionError {
     }
 }
 
+/// jsonwebtoken's crypto, reduced to what sessions use: HMAC-SHA256 from RustCrypto's `hmac`.
+/// Every other algorithm is refused before any key is touched.
+mod hs256 {
+    use hmac::{Hmac, Mac};
+    use jsonwebtoken::crypto::{CryptoProvider, JwtSigner, JwtVerifier, KeyUtils};
+    use jsonwebtoken::errors::{Error, ErrorKind};
+    use jsonwebtoken::signature::{self, Signer, Verifier};
+    use jsonwebtoken::{Algorithm, AlgorithmFamily};
+    use sha2::Sha256;
+
+    struct Hs256(Hmac<Sha256>);
+
+    fn mac(family: AlgorithmFamily, key: &[u8]) -> Result<Hs256, Error> {
+        if family != AlgorithmFamily::Hmac {
+            return Err(ErrorKind::InvalidKeyFormat.into());
+        }
+        Hmac::<Sha256>::new_from_slice(key)
+            .map(Hs256)
+            .map_err(|_| ErrorKind::InvalidKeyFormat.into())
+    }
+
+    impl Signer<Vec<u8>> for Hs256 {
+        fn try_sign(&self, msg: &[u8]) -> Result<Vec<u8>, signature::Error> {
+            let mut m = self.0.clone();
+            m.update(msg);
+            Ok(m.finalize().into_bytes().to_vec())
+        }
+    }
+
+    impl Verifier<Vec<u8>> for Hs256 {
+        fn verify(&self, msg: &[u8], sig: &Vec<u8>) -> Result<(), signature::Error> {
+            let mut m = self.0.clone();
+            m.update(msg);
+            // Constant-time comparison inside `hmac`.
+            m.verify_slice(sig).map_err(signature::Error::from_source)
+        }
+    }
+
+    impl JwtSigner for Hs256 {
+        fn algorithm(&self) -> Algorithm {
+            Algorithm::HS256
+        }
+    }
+
+    impl JwtVerifier for Hs256 {
+        fn algorithm(&self) -> Algorithm {
+            Algorithm::HS256
+        }
+    }
+
+    static PROVIDER: CryptoProvider = CryptoProvider {
+        signer_factory: |alg, key| match alg {
+            Algorithm::HS256 => Ok(Box::new(mac(key.family(), key.as_bytes())?)),
+            _ => Err(ErrorKind::InvalidAlgorithm.into()),
+        },
+        verifier_factory: |alg, key| match alg {
+            Algorithm::HS256 => Ok(Box::new(mac(key.family(), key.try_get_as_bytes()?)?)),
+            _ => Err(ErrorKind::InvalidAlgorithm.into()),
+        },
+        key_utils: KeyUtils::new_unimplemented(),
+    };
+
+    /// Installs the provider once per process (or isolate); later calls are no-ops.
+    pub fn install() {
+        let _ = PROVIDER.install_default();
+    }
+}
+
+/// For code that signs session tokens (tests, the partner examples written in Rust).
+pub fn install_crypto() {
+    hs256::install();
+}
+
 #[derive(Deserialize)]
 struct RawClaims {
     iss: String,
@@ -87,6 +160,7 @@ pub fn verify(
     if token.len() > MAX_TOKEN_BYTES {
         return Err(SessionError::Malformed);
     }
+    hs256::install();
     let mut validation = Validation::new(Algorithm::HS256);
     validation.set_audience(&[SESSION_AUDIENCE]);
     validation.set_issuer(&[partner.as_str()]);
@@ -136,7 +210,26 @@ pub(crate) mod tests {
     pub const NOW: i64 = 1_800_000_000;
 
     pub fn mint(alg: Algorithm, claims: &Value, secret: &[u8]) -> String {
+        if alg != Algorithm::HS256 {
+            return mint_foreign(alg, claims, secret);
+        }
+        install_crypto();
         jsonwebtoken::encode(&Header::new(alg), claims, &EncodingKey::from_secret(secret)).unwrap()
+    }
+
+    /// A token signed with another HMAC algorithm, assembled by hand, since the provider here
+    /// signs HS256 only.
+    fn mint_foreign(alg: Algorithm, claims: &Value, secret: &[u8]) -> String {
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        use base64::Engine as _;
+        use hmac::{Hmac, Mac};
+        assert_eq!(alg, Algorithm::HS512);
+        let head = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS512","typ":"JWT"}"#);
+        let body = URL_SAFE_NO_PAD.encode(claims.to_string());
+        let mut m = Hmac::<sha2::Sha512>::new_from_slice(secret).unwrap();
+        m.update(format!("{head}.{body}").as_bytes());
+        let sig = URL_SAFE_NO_PAD.encode(m.finalize().into_bytes());
+        format!("{head}.{body}.{sig}")
     }
 
     fn good() -> Value {

@@ -1,0 +1,116 @@
+// What a partner and a browser do against the Worker: register a partner, mint session JWTs,
+// and walk the OAuth flow with a real cookie jar, following real redirects.
+import { SignJWT } from "jose";
+import { ADMIN_TOKEN } from "./harness.mjs";
+
+export async function call(base, method, path, { token, body, headers = {}, raw } = {}) {
+  const h = { ...headers };
+  if (token) h.authorization = `Bearer ${token}`;
+  let payload;
+  if (raw !== undefined) payload = raw;
+  else if (body !== undefined) {
+    payload = JSON.stringify(body);
+    h["content-type"] = "application/json";
+  }
+  const res = await fetch(`${base}${path}`, { method, headers: h, body: payload, redirect: "manual" });
+  const text = await res.text();
+  let json = null;
+  try { json = text ? JSON.parse(text) : null; } catch { /* not JSON */ }
+  return { status: res.status, headers: res.headers, text, json };
+}
+
+/** Registers (or updates) a partner; returns its view, with secrets when created. */
+export async function putPartner(base, id, { origins = [], returnUrls = [], rotate = false, name = `Partner ${id}` } = {}) {
+  const res = await call(base, "PUT", `/v1/admin/partners/${id}`, {
+    token: ADMIN_TOKEN,
+    body: { name, allowed_origins: origins, return_urls: returnUrls, rotate_secrets: rotate },
+  });
+  if (res.status !== 200) throw new Error(`putPartner ${id}: ${res.status} ${res.text}`);
+  return res.json;
+}
+
+export async function mintSession(partner, user, { secret = partner.session_secret, alg = "HS256", iat, exp, aud = "keaplink", iss = partner.partner_id } = {}) {
+  const now = Math.floor(Date.now() / 1000);
+  return new SignJWT({})
+    .setProtectedHeader({ alg })
+    .setIssuer(iss)
+    .setSubject(user)
+    .setAudience(aud)
+    .setIssuedAt(iat ?? now)
+    .setExpirationTime(exp ?? now + 600)
+    .sign(new TextEncoder().encode(secret));
+}
+
+/** A browser's cookie jar, per host:port, enough for the sandbox's SSO cookie. */
+export class Browser {
+  constructor() { this.jar = new Map(); this.visited = []; }
+
+  cookieHeader(url) {
+    const host = new URL(url).host;
+    const jar = this.jar.get(host);
+    return jar ? [...jar].map(([k, v]) => `${k}=${v}`).join("; ") : undefined;
+  }
+
+  store(url, res) {
+    const host = new URL(url).host;
+    for (const c of res.headers.getSetCookie()) {
+      const [pair, ...attrs] = c.split(";");
+      const [k, v] = pair.split("=");
+      const jar = this.jar.get(host) ?? new Map();
+      if (attrs.some((a) => /max-age=0/i.test(a.trim())) || v === "") jar.delete(k.trim());
+      else jar.set(k.trim(), v);
+      this.jar.set(host, jar);
+    }
+  }
+
+  /** GET or POST (form), following redirects; returns the final response and its URL. */
+  async go(url, { form } = {}) {
+    let method = form ? "POST" : "GET";
+    let body = form ? new URLSearchParams(form).toString() : undefined;
+    for (let hop = 0; hop < 10; hop++) {
+      this.visited.push(url);
+      const headers = {};
+      const cookie = this.cookieHeader(url);
+      if (cookie) headers.cookie = cookie;
+      if (body) headers["content-type"] = "application/x-www-form-urlencoded";
+      const res = await fetch(url, { method, headers, body, redirect: "manual" });
+      this.store(url, res);
+      if ([301, 302, 303, 307].includes(res.status)) {
+        const next = new URL(res.headers.get("location"), url).toString();
+        // Only loopback is reachable; a partner's own page is where the journey ends.
+        if (new URL(next).hostname !== "127.0.0.1") return { res, url, location: next, text: "" };
+        url = next;
+        if (res.status !== 307) { method = "GET"; body = undefined; }
+        continue;
+      }
+      return { res, url, text: await res.text() };
+    }
+    throw new Error("too many redirects");
+  }
+}
+
+/** Pulls a form's hidden inputs out of a sandbox page. */
+export function hiddenInputs(html) {
+  const out = {};
+  for (const m of html.matchAll(/<input type="hidden" name="([^"]+)" value="([^"]*)">/g)) {
+    out[m[1]] = m[2].replaceAll("&amp;", "&").replaceAll("&quot;", '"').replaceAll("&lt;", "<").replaceAll("&gt;", ">");
+  }
+  return out;
+}
+
+/**
+ * From an authorize URL to the callback's answer: (logout hop) → login if asked → consent →
+ * callback. Returns the final page and whether a login page was shown.
+ */
+export async function linkThroughSandbox(browser, sandboxUrl, authorizeUrl, { email, password = "keap", decision = "allow" }) {
+  let page = await browser.go(authorizeUrl);
+  let sawLogin = false;
+  if (page.text.includes('data-page="login"')) {
+    sawLogin = true;
+    page = await browser.go(`${sandboxUrl}/app/oauth/login`, { form: { ...hiddenInputs(page.text), email, password } });
+  }
+  if (!page.text.includes('data-page="consent"')) throw new Error(`expected the consent page, got ${page.url}:\n${page.text.slice(0, 500)}`);
+  const consentFor = page.text.match(/id="email">([^<]+)</)?.[1];
+  const final = await browser.go(`${sandboxUrl}/app/oauth/consent`, { form: { ...hiddenInputs(page.text), decision } });
+  return { final, sawLogin, consentFor };
+}

@@ -1,0 +1,134 @@
+// The whole link, end to end: connect → logout hop → login → consent → callback → listed →
+// /v1/token returns a token Keap (the sandbox) accepts → disconnect → gone.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { startStack } from "./harness.mjs";
+import { Browser, call, linkThroughSandbox, mintSession, putPartner } from "./client.mjs";
+
+const ORIGIN = "https://acme.example";
+const RETURN = "https://acme.example/settings";
+let stack;
+let acme;
+
+before(async () => {
+  stack = await startStack();
+  acme = await putPartner(stack.url, "acme", { origins: [ORIGIN], returnUrls: [RETURN] });
+});
+after(async () => { await stack?.stop(); });
+
+const me = async (method, path, user, opts = {}) =>
+  call(stack.url, method, `/v1/me${path}`, {
+    token: await mintSession(acme, user),
+    headers: { origin: ORIGIN, ...(opts.headers ?? {}) },
+    ...opts,
+  });
+
+async function link(user, email, { signOutFirst = true, browser = new Browser() } = {}) {
+  const res = await me("POST", "/connect", user, { body: { sign_out_first: signOutFirst } });
+  assert.equal(res.status, 200, res.text);
+  const journey = await linkThroughSandbox(browser, stack.sandbox.url, res.json.authorize_url, { email });
+  return { ...journey, authorizeUrl: res.json.authorize_url, browser };
+}
+
+test("a full link: connect, sign in, consent, listed, token works at Keap, disconnect", async () => {
+  const { final, sawLogin, authorizeUrl } = await link("user-1", "ann@ab123.example");
+  assert.ok(authorizeUrl.startsWith(`${stack.sandbox.url}/logout?service=`), authorizeUrl);
+  assert.ok(sawLogin, "a fresh browser must sign in");
+
+  // The popup page posts the result to the recorded origin only, and cannot be framed.
+  assert.equal(final.res.status, 200);
+  assert.match(final.text, /"origin":"https:\/\/acme\.example"/);
+  assert.match(final.text, /"status":"connected"/);
+  const connectionId = final.text.match(/"connection_id":"([^"]+)"/)[1];
+  assert.match(final.res.headers.get("content-security-policy"), /frame-ancestors 'none'/);
+  assert.equal(final.res.headers.get("x-frame-options"), "DENY");
+
+  const list = await me("GET", "/connections", "user-1");
+  assert.equal(list.status, 200);
+  assert.equal(list.headers.get("access-control-allow-origin"), ORIGIN);
+  assert.equal(list.json.connections.length, 1);
+  const c = list.json.connections[0];
+  assert.equal(c.id, connectionId);
+  assert.equal(c.keap_app, "ab123");
+  assert.deepEqual(c.keap_user, { email: "ann@ab123.example", name: "Ann Bee" });
+  assert.equal(c.status, "active");
+  assert.equal(c.refreshed_at, null);
+  assert.equal(c.last_error, null);
+  assert.ok(Date.parse(c.access_expires_at) > Date.now() + 23 * 3600e3);
+
+  // The partner's back-end gets a token, and Keap accepts it.
+  const tok = await call(stack.url, "POST", "/v1/token", { token: acme.api_key, body: { user: "user-1", keap_app: "ab123" } });
+  assert.equal(tok.status, 200, tok.text);
+  assert.equal(tok.json.keap_app, "ab123");
+  assert.ok(Date.parse(tok.json.expires_at) > Date.now() + 60e3);
+  const who = await fetch(`${stack.sandbox.url}/crm/rest/v1/oauth/connect/userinfo`, {
+    headers: { authorization: `Bearer ${tok.json.access_token}` },
+  });
+  assert.equal(who.status, 200);
+  assert.equal((await who.json()).email, "ann@ab123.example");
+  // keap_app may be left out when the user has exactly one link.
+  const tok2 = await call(stack.url, "POST", "/v1/token", { token: acme.api_key, body: { user: "user-1" } });
+  assert.equal(tok2.status, 200);
+  assert.equal(tok2.json.access_token, tok.json.access_token, "a fresh token is handed out as stored");
+
+  const all = await call(stack.url, "GET", "/v1/connections", { token: acme.api_key });
+  assert.equal(all.status, 200);
+  assert.deepEqual(all.json.connections.map((x) => [x.user, x.id]), [["user-1", connectionId]]);
+  assert.equal(all.json.cursor, null);
+
+  const del = await me("DELETE", `/connections/${connectionId}`, "user-1");
+  assert.equal(del.status, 204);
+  assert.match(del.headers.get("link"), /^<https:\/\/.+>; rel="related"/);
+  assert.equal((await me("GET", "/connections", "user-1")).json.connections.length, 0);
+  const gone = await call(stack.url, "POST", "/v1/token", { token: acme.api_key, body: { user: "user-1" } });
+  assert.equal(gone.status, 404);
+  assert.equal(gone.json.error.code, "no_connection");
+});
+
+test("the SSO session outlives the flow: without the logout hop the next person lands on the last one's consent", async () => {
+  const browser = new Browser();
+  const first = await link("user-2", "bob@cd456.example", { browser });
+  assert.ok(first.sawLogin);
+  // Same browser, another partner user, hop on: Keap asks for a login again.
+  const second = await link("user-3", "cat@ef789.example", { browser });
+  assert.ok(second.sawLogin, "sign-out-first must force a login");
+  assert.equal(second.consentFor, "cat@ef789.example");
+  // Hop off: straight to the previous person's consent page.
+  const res = await me("POST", "/connect", "user-4", { body: { sign_out_first: false } });
+  assert.ok(res.json.authorize_url.startsWith(`${stack.sandbox.url}/app/oauth/authorize?`));
+  const page = await browser.go(res.json.authorize_url);
+  assert.match(page.text, /data-page="consent"/);
+  assert.match(page.text, /cat@ef789\.example/);
+});
+
+test("connecting the same Keap app again replaces the link in place, same id", async () => {
+  const a = await link("user-5", "ann@ab123.example");
+  const idA = a.final.text.match(/"connection_id":"([^"]+)"/)[1];
+  const b = await link("user-5", "ann@ab123.example");
+  const idB = b.final.text.match(/"connection_id":"([^"]+)"/)[1];
+  assert.equal(idA, idB);
+  const list = await me("GET", "/connections", "user-5");
+  assert.equal(list.json.connections.length, 1);
+});
+
+test("several apps: keap_app must be named; redirect mode returns to the allowed URL", async () => {
+  await link("user-6", "ann@ab123.example");
+  const res = await me("POST", "/connect", "user-6", { body: { return_to: RETURN } });
+  assert.equal(res.status, 200);
+  const journey = await linkThroughSandbox(new Browser(), stack.sandbox.url, res.json.authorize_url, { email: "bob@cd456.example" });
+  assert.equal(journey.final.location, `${RETURN}?keaplink=connected`);
+  const amb = await call(stack.url, "POST", "/v1/token", { token: acme.api_key, body: { user: "user-6" } });
+  assert.equal(amb.status, 409);
+  assert.equal(amb.json.error.code, "ambiguous_connection");
+  const named = await call(stack.url, "POST", "/v1/token", { token: acme.api_key, body: { user: "user-6", keap_app: "cd456" } });
+  assert.equal(named.status, 200);
+  assert.equal(named.json.keap_app, "cd456");
+});
+
+test("deny at Keap: the popup reports access_denied and nothing is stored", async () => {
+  const res = await me("POST", "/connect", "user-7", { body: {} });
+  const j = await linkThroughSandbox(new Browser(), stack.sandbox.url, res.json.authorize_url, { email: "ann@ab123.example", decision: "deny" });
+  assert.match(j.final.text, /"status":"error"/);
+  assert.match(j.final.text, /"error":"access_denied"/);
+  assert.equal((await me("GET", "/connections", "user-7")).json.connections.length, 0);
+});

@@ -1,0 +1,293 @@
+//! The v1 endpoints: admin, widget-facing (`/v1/me`) and partner back-end.
+
+use crate::auth::Session;
+use crate::config::Config;
+use crate::http::{empty, internal, json, read_json, ApiResult};
+use crate::random;
+use crate::refresh::refresh;
+use crate::store::Store;
+use keaplink_api::ConnectionStatus;
+use keaplink_api::{
+    ConnectRequest, ConnectResponse, MyConnections, PartnerConnection, PartnerConnections,
+    PartnerUpsert, TokenRequest, TokenResponse,
+};
+use keaplink_core::clock::{rfc3339, UnixTime};
+use keaplink_core::connection::{partner_prefix, user_prefix, ConnectionKey};
+use keaplink_core::flow::{PendingLink, StateToken};
+use keaplink_core::ids::{ConnectionId, PartnerId, UserId};
+use keaplink_core::keap::{authorize_url, KeapApp};
+use keaplink_core::partner::{apply_upsert, FreshSecrets, PartnerRecord};
+use keaplink_core::{ApiError, ErrorCode};
+use worker::{Request, Response};
+
+pub fn parse_partner_id(raw: &str) -> ApiResult<PartnerId> {
+    PartnerId::parse(raw).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::InvalidId,
+            "partner_id must be 1-64 of a-z, 0-9 and -.",
+        )
+    })
+}
+
+fn parse_connection_id(raw: &str) -> ApiResult<ConnectionId> {
+    ConnectionId::parse(raw)
+        .ok_or_else(|| ApiError::new(ErrorCode::InvalidId, "That is not a connection id of ours."))
+}
+
+fn no_connection() -> ApiError {
+    ApiError::new(ErrorCode::NoConnection, "No such connection.")
+}
+
+// ---- admin ---------------------------------------------------------------------------------
+
+pub async fn put_partner(
+    req: &mut Request,
+    store: &Store,
+    cfg: &Config,
+    id: &PartnerId,
+    now: UnixTime,
+) -> ApiResult<Response> {
+    let body: PartnerUpsert = read_json(req, None).await?;
+    let existing = store.partner_uncached(id).await?;
+    let fresh = FreshSecrets {
+        api_key: random::bytes(),
+        session_secret: random::bytes(),
+        nonce: random::bytes(),
+    };
+    let (record, view) = apply_upsert(id, existing.clone(), body, &fresh, &cfg.keys, now)?;
+    store.put_partner(&record, existing.as_ref()).await?;
+    json(&view, 200)
+}
+
+async fn existing_partner(store: &Store, id: &PartnerId) -> ApiResult<PartnerRecord> {
+    store
+        .partner_uncached(id)
+        .await?
+        .ok_or_else(|| ApiError::new(ErrorCode::PartnerNotFound, "No such partner."))
+}
+
+pub async fn get_partner(store: &Store, id: &PartnerId) -> ApiResult<Response> {
+    json(&existing_partner(store, id).await?.view(), 200)
+}
+
+pub async fn delete_partner(store: &Store, id: &PartnerId) -> ApiResult<Response> {
+    let record = existing_partner(store, id).await?;
+    store.delete_partner(&record).await?;
+    empty(204)
+}
+
+// ---- widget-facing --------------------------------------------------------------------------
+
+/// A user has a handful of links; one page of this size covers them all.
+const MY_CONNECTIONS_PAGE: u64 = 1000;
+
+pub async fn my_connections(store: &Store, s: &Session) -> ApiResult<Response> {
+    let (items, _) = store
+        .list_connections(
+            &user_prefix(&s.partner_id, &s.user),
+            MY_CONNECTIONS_PAGE,
+            None,
+        )
+        .await?;
+    let connections = items.into_iter().map(|(_, m)| m.to_api()).collect();
+    json(&MyConnections { connections }, 200)
+}
+
+pub async fn connect(
+    req: &mut Request,
+    store: &Store,
+    cfg: &Config,
+    s: &Session,
+    now: UnixTime,
+) -> ApiResult<Response> {
+    let body: ConnectRequest = read_json(req, Some(ConnectRequest::default())).await?;
+    if let Some(url) = &body.return_to {
+        if !s.partner.allows_return_url(url) {
+            return Err(ApiError::new(
+                ErrorCode::ReturnUrlNotAllowed,
+                "return_to must be exactly one of the partner's return_urls.",
+            ));
+        }
+    }
+    let state = StateToken::from_random(random::bytes());
+    let link = PendingLink {
+        partner: s.partner_id.as_str().to_owned(),
+        user: s.user.as_str().to_owned(),
+        origin: s.origin.clone(),
+        return_to: body.return_to,
+        created_at: now,
+    };
+    store.put_state(&state, &link).await?;
+    let url = authorize_url(
+        &cfg.keap,
+        &cfg.client.client_id,
+        &cfg.redirect_uri(),
+        state.as_str(),
+        body.sign_out_first,
+    );
+    json(
+        &ConnectResponse {
+            authorize_url: url.to_string(),
+        },
+        200,
+    )
+}
+
+pub async fn my_disconnect(
+    store: &Store,
+    cfg: &Config,
+    s: &Session,
+    raw_id: &str,
+) -> ApiResult<Response> {
+    let id = parse_connection_id(raw_id)?;
+    let key = store
+        .resolve_id(&s.partner_id, &id)
+        .await?
+        .ok_or_else(no_connection)?;
+    // The id must belong to this user, not just to this partner.
+    if !key
+        .as_str()
+        .starts_with(&user_prefix(&s.partner_id, &s.user))
+    {
+        return Err(no_connection());
+    }
+    store.delete_connection(&key, &id).await?;
+    let mut resp = empty(204)?;
+    let link = format!(
+        "<{}>; rel=\"related\"; title=\"Remove the app on Keap's side in Account Central\"",
+        cfg.account_central_url
+    );
+    let _ = resp.headers_mut().set("link", &link);
+    Ok(resp)
+}
+
+// ---- partner back-end -----------------------------------------------------------------------
+
+pub async fn token(
+    req: &mut Request,
+    store: &Store,
+    cfg: &Config,
+    partner: &PartnerId,
+    now: UnixTime,
+) -> ApiResult<Response> {
+    let body: TokenRequest = read_json(req, None).await?;
+    let user = UserId::parse(&body.user).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::InvalidRequest,
+            "user must be 1-256 characters without control characters.",
+        )
+    })?;
+    let key = match body.keap_app.as_deref() {
+        Some(raw) => {
+            let app = KeapApp::parse(raw).ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::InvalidRequest,
+                    "keap_app must be 1-64 of a-z, 0-9 and -.",
+                )
+            })?;
+            ConnectionKey::new(partner, &user, &app)
+        }
+        None => {
+            let (items, _) = store
+                .list_connections(&user_prefix(partner, &user), 2, None)
+                .await?;
+            match items.as_slice() {
+                [] => return Err(no_connection()),
+                [(name, _)] => {
+                    ConnectionKey::parse_under(partner, name).ok_or_else(|| internal(()))?
+                }
+                _ => {
+                    return Err(ApiError::new(
+                        ErrorCode::AmbiguousConnection,
+                        "This user has several Keap apps linked; name one in keap_app.",
+                    ))
+                }
+            }
+        }
+    };
+    let record = store.connection(&key).await?.ok_or_else(no_connection)?;
+    if record.status == ConnectionStatus::NeedsReauth {
+        return Err(ApiError::new(
+            ErrorCode::NeedsReauth,
+            "This link needs the user to reconnect their Keap account.",
+        ));
+    }
+    let (record, tokens) = if record.is_fresh(now, cfg.refresh_margin_secs) {
+        let tokens = record.open_tokens(&cfg.keys, &key).map_err(internal)?;
+        (record, tokens)
+    } else {
+        refresh(store, cfg, &key, &record, now).await?
+    };
+    json(
+        &TokenResponse {
+            access_token: tokens.access_token.expose().to_owned(),
+            expires_at: rfc3339(record.access_expires_at),
+            keap_app: record.keap_app,
+        },
+        200,
+    )
+}
+
+#[derive(serde::Deserialize)]
+struct ListQuery {
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+pub async fn partner_connections(
+    req: &Request,
+    store: &Store,
+    partner: &PartnerId,
+) -> ApiResult<Response> {
+    let bad = |m: &str| ApiError::new(ErrorCode::InvalidRequest, m);
+    let q: ListQuery = req
+        .query()
+        .map_err(|_| bad("The query string is malformed."))?;
+    let limit = match q.limit.as_deref() {
+        None => 100,
+        Some(l) => l
+            .parse::<u64>()
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or_else(|| bad("limit must be a number from 1 to 1000."))?,
+    };
+    let cursor = q.cursor.filter(|c| !c.is_empty());
+    if cursor
+        .as_ref()
+        .is_some_and(|c| c.len() > 1024 || c.chars().any(char::is_control))
+    {
+        return Err(bad("cursor is not one we gave out."));
+    }
+    let (items, cursor) = store
+        .list_connections(&partner_prefix(partner), limit, cursor)
+        .await
+        .map_err(|_| bad("cursor is not one we gave out."))?;
+    let connections = items
+        .into_iter()
+        .map(|(_, m)| PartnerConnection {
+            connection: m.to_api(),
+            user: m.user,
+        })
+        .collect();
+    json(
+        &PartnerConnections {
+            connections,
+            cursor,
+        },
+        200,
+    )
+}
+
+pub async fn partner_disconnect(
+    store: &Store,
+    partner: &PartnerId,
+    raw_id: &str,
+) -> ApiResult<Response> {
+    let id = parse_connection_id(raw_id)?;
+    let key = store
+        .resolve_id(partner, &id)
+        .await?
+        .ok_or_else(no_connection)?;
+    store.delete_connection(&key, &id).await?;
+    empty(204)
+}

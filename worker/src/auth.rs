@@ -1,0 +1,102 @@
+//! The three credentials: the admin token, a partner's API key, a partner user's session JWT.
+
+use crate::config::Config;
+use crate::http::{bearer, internal, origin, ApiResult};
+use crate::store::Store;
+use keaplink_core::clock::UnixTime;
+use keaplink_core::ids::{PartnerId, UserId};
+use keaplink_core::partner::{api_key_partner, PartnerRecord};
+use keaplink_core::session::{unverified_issuer, verify, SessionError};
+use keaplink_core::{ApiError, ErrorCode};
+use worker::Request;
+
+pub fn admin(req: &Request, cfg: &Config) -> ApiResult<()> {
+    let token = bearer(req)?;
+    if cfg.admin_token.ct_eq(&token) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            ErrorCode::InvalidAdminToken,
+            "The admin token is not valid.",
+        ))
+    }
+}
+
+/// The partner whose API key this is.
+pub async fn partner_key(req: &Request, store: &Store) -> ApiResult<(PartnerId, PartnerRecord)> {
+    let key = bearer(req)?;
+    let refused = || ApiError::new(ErrorCode::InvalidApiKey, "The API key is not valid.");
+    let id = api_key_partner(&key).ok_or_else(refused)?;
+    let partner = store.partner(&id).await?.ok_or_else(refused)?;
+    if partner.api_key_matches(&key) {
+        Ok((id, partner))
+    } else {
+        Err(refused())
+    }
+}
+
+/// A signed-in partner user, as the widget presents them.
+pub struct Session {
+    pub partner_id: PartnerId,
+    pub partner: PartnerRecord,
+    pub user: UserId,
+    /// The request's `Origin`, checked against the partner's `allowed_origins`.
+    pub origin: Option<String>,
+}
+
+fn invalid(e: SessionError) -> ApiError {
+    ApiError::new(ErrorCode::InvalidSession, e.message())
+}
+
+/// Checks the session JWT and the request's origin. Also returns the origin to echo in CORS
+/// headers, known as soon as the partner is (so the widget can read a 401 and re-mint).
+pub async fn session(
+    req: &Request,
+    store: &Store,
+    cfg: &Config,
+    now: UnixTime,
+) -> (ApiResult<Session>, Option<String>) {
+    let origin = origin(req);
+    let token = match bearer(req) {
+        Ok(t) => t,
+        Err(e) => return (Err(e), None),
+    };
+    let partner_id = match unverified_issuer(&token) {
+        Ok(p) => p,
+        Err(e) => return (Err(invalid(e)), None),
+    };
+    let partner = match store.partner(&partner_id).await {
+        Ok(Some(p)) => p,
+        Ok(None) => return (Err(invalid(SessionError::UnknownIssuer)), None),
+        Err(e) => return (Err(e), None),
+    };
+    let cors = match &origin {
+        None => None,
+        Some(o) if partner.allows_origin(o) => Some(o.clone()),
+        Some(_) => {
+            return (
+                Err(ApiError::new(
+                    ErrorCode::OriginNotAllowed,
+                    "This page's origin is not in the partner's allowed_origins.",
+                )),
+                None,
+            )
+        }
+    };
+    let secret = match partner.session_secret(&cfg.keys) {
+        Ok(s) => s,
+        Err(e) => return (Err(internal(e)), cors),
+    };
+    match verify(&token, &partner_id, secret.expose().as_bytes(), now) {
+        Ok(claims) => (
+            Ok(Session {
+                partner_id,
+                partner,
+                user: claims.user,
+                origin: cors.clone(),
+            }),
+            cors,
+        ),
+        Err(e) => (Err(invalid(e)), cors),
+    }
+}

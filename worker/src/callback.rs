@@ -1,0 +1,164 @@
+//! `GET /oauth/callback`: the end of the authorization-code flow.
+
+use crate::config::Config;
+use crate::keap_client::send;
+use crate::random;
+use crate::refresh::keap_error;
+use crate::store::Store;
+use keaplink_core::clock::UnixTime;
+use keaplink_core::connection::{ConnectionKey, ConnectionRecord, NewConnection};
+use keaplink_core::flow::{
+    self, answer, error_page, CallbackAnswer, CallbackQuery, LinkOutcome, PendingLink, StateToken,
+};
+use keaplink_core::ids::ConnectionId;
+use keaplink_core::keap::{
+    code_exchange_request, parse_token_response, parse_userinfo, userinfo_request, KeapFailure,
+};
+use keaplink_core::{ApiError, ErrorCode};
+use worker::{Request, Response};
+
+pub async fn callback(req: &Request, store: &Store, cfg: &Config, now: UnixTime) -> Response {
+    let outcome = run(req, store, cfg, now).await;
+    let answer = match outcome {
+        Ok(a) => a,
+        Err(e) => {
+            worker::console_error!(
+                "{{\"event\":\"callback_failed\",\"code\":\"{}\"}}",
+                e.code.as_str()
+            );
+            error_page(e.code)
+        }
+    };
+    render(answer)
+}
+
+async fn run(
+    req: &Request,
+    store: &Store,
+    cfg: &Config,
+    now: UnixTime,
+) -> Result<CallbackAnswer, ApiError> {
+    let url = req.url().map_err(crate::http::internal)?;
+    let invalid_state = || ApiError::new(ErrorCode::InvalidState, "bad state");
+    let query = flow::parse_callback_query(url.query().unwrap_or(""))
+        .map_err(|code| ApiError::new(code, "bad callback query"))?;
+    let raw_state = match &query {
+        CallbackQuery::Code { state, .. } | CallbackQuery::Denied { state, .. } => state,
+    };
+    let state = StateToken::parse(raw_state).ok_or_else(invalid_state)?;
+    // Taken (deleted) before anything else: a state works once, whatever follows.
+    let link = store.take_state(&state).await?.ok_or_else(invalid_state)?;
+    if link.is_expired(now) {
+        return Err(invalid_state());
+    }
+    let outcome = match query {
+        CallbackQuery::Denied { .. } => LinkOutcome::Failed(ErrorCode::AccessDenied),
+        CallbackQuery::Code { code, .. } => match link_account(store, cfg, &link, &code, now).await
+        {
+            Ok(id) => {
+                return Ok(answer(
+                    &link,
+                    LinkOutcome::Connected {
+                        connection_id: id.as_str(),
+                    },
+                ));
+            }
+            Err(e) => {
+                worker::console_warn!(
+                    "{{\"event\":\"link_failed\",\"code\":\"{}\"}}",
+                    e.code.as_str()
+                );
+                LinkOutcome::Failed(e.code)
+            }
+        },
+    };
+    Ok(answer(&link, outcome))
+}
+
+/// Exchanges the code, learns who linked which app, and stores the connection (replacing the
+/// user's earlier link to the same app in place, same id).
+async fn link_account(
+    store: &Store,
+    cfg: &Config,
+    link: &PendingLink,
+    code: &str,
+    now: UnixTime,
+) -> Result<ConnectionId, ApiError> {
+    let (Some(partner), Some(user)) = (link.partner_id(), link.user_id()) else {
+        return Err(ApiError::new(ErrorCode::InvalidState, "bad state"));
+    };
+    if store.partner(&partner).await?.is_none() {
+        return Err(ApiError::new(
+            ErrorCode::InvalidState,
+            "the partner is gone",
+        ));
+    }
+    let exchange = code_exchange_request(&cfg.keap, &cfg.client, code, &cfg.redirect_uri());
+    let answer = send(&exchange, cfg.keap_timeout_ms)
+        .await
+        .map_err(|f| keap_error(&f))?;
+    let grant = parse_token_response(answer.status, &answer.body).map_err(|f| match f {
+        // A refused code is Keap's "no", not a dead link.
+        KeapFailure::InvalidGrant => ApiError::new(ErrorCode::KeapError, "Keap refused the code."),
+        other => keap_error(&other),
+    })?;
+    let bad = |detail: &str| ApiError::new(ErrorCode::KeapBadResponse, detail.to_owned());
+    let refresh_token = grant.refresh_token.ok_or_else(|| bad("no refresh_token"))?;
+    let app = grant.keap_app.ok_or_else(|| bad("no app in scope"))?;
+    let who_req = userinfo_request(&cfg.keap, &grant.access_token);
+    let who_answer = send(&who_req, cfg.keap_timeout_ms)
+        .await
+        .map_err(|f| keap_error(&f))?;
+    let who = parse_userinfo(who_answer.status, &who_answer.body).map_err(|f| keap_error(&f))?;
+
+    let key = ConnectionKey::new(&partner, &user, &app);
+    let existing = store.connection(&key).await?;
+    let id = existing
+        .as_ref()
+        .and_then(|r| ConnectionId::parse(&r.id))
+        .unwrap_or_else(|| ConnectionId::from_random(random::bytes()));
+    let record = ConnectionRecord::create(
+        NewConnection {
+            key: &key,
+            id: id.clone(),
+            partner: &partner,
+            user: &user,
+            app: &app,
+            who,
+            access_token: grant.access_token,
+            refresh_token,
+            expires_in: grant.expires_in,
+            now,
+            nonce: random::bytes(),
+        },
+        &cfg.keys,
+    );
+    store
+        .put_connection(&key, &record, existing.is_none())
+        .await?;
+    Ok(id)
+}
+
+fn render(answer: CallbackAnswer) -> Response {
+    let mut resp = match answer {
+        CallbackAnswer::Redirect(to) => {
+            match worker::Url::parse(&to).map(|u| Response::redirect_with_status(u, 302)) {
+                Ok(Ok(r)) => r,
+                _ => return render(error_page(ErrorCode::Internal)),
+            }
+        }
+        CallbackAnswer::Page { status, html } => match Response::from_html(html) {
+            Ok(r) => r.with_status(status),
+            Err(_) => Response::empty()
+                .expect("an empty response")
+                .with_status(500),
+        },
+    };
+    let h = resp.headers_mut();
+    let _ = h.set("content-security-policy", &flow::popup_csp());
+    let _ = h.set("x-frame-options", "DENY");
+    let _ = h.set("referrer-policy", "no-referrer");
+    let _ = h.set("cache-control", "no-store");
+    let _ = h.set("x-content-type-options", "nosniff");
+    resp
+}

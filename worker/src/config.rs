@@ -1,0 +1,85 @@
+//! The Worker's configuration, read from `[vars]` and secrets (see api-contract.md).
+
+use keaplink_core::keap::{ClientCredentials, KeapEndpoints};
+use keaplink_core::seal::Keyring;
+use keaplink_core::{ApiError, ErrorCode, Secret};
+use worker::{Env, Url};
+
+pub struct Config {
+    pub public_url: Url,
+    pub keap: KeapEndpoints,
+    pub client: ClientCredentials,
+    pub keys: Keyring,
+    pub admin_token: Secret,
+    pub refresh_margin_secs: i64,
+    pub keap_timeout_ms: u32,
+    pub account_central_url: String,
+}
+
+fn misconfigured(what: &str) -> ApiError {
+    // The message names the setting, never its value.
+    ApiError::new(
+        ErrorCode::Misconfigured,
+        format!("The service is misconfigured ({what}); tell its operator."),
+    )
+}
+
+fn text(env: &Env, name: &str) -> Option<String> {
+    env.var(name).ok().map(|v| v.to_string())
+}
+
+fn required(env: &Env, name: &str) -> Result<String, ApiError> {
+    text(env, name)
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| misconfigured(name))
+}
+
+fn url(env: &Env, name: &str) -> Result<Url, ApiError> {
+    Url::parse(&required(env, name)?).map_err(|_| misconfigured(name))
+}
+
+fn number<T: std::str::FromStr>(env: &Env, name: &str, default: T) -> Result<T, ApiError> {
+    match text(env, name).filter(|v| !v.is_empty()) {
+        None => Ok(default),
+        Some(v) => v.parse().map_err(|_| misconfigured(name)),
+    }
+}
+
+impl Config {
+    pub fn from_env(env: &Env) -> Result<Config, ApiError> {
+        let logout = text(env, "KEAP_LOGOUT_URL").unwrap_or_default();
+        Ok(Config {
+            public_url: url(env, "PUBLIC_URL")?,
+            keap: KeapEndpoints {
+                authorize_url: url(env, "KEAP_AUTHORIZE_URL")?,
+                token_url: url(env, "KEAP_TOKEN_URL")?,
+                userinfo_url: url(env, "KEAP_USERINFO_URL")?,
+                logout_url: if logout.is_empty() {
+                    None
+                } else {
+                    Some(Url::parse(&logout).map_err(|_| misconfigured("KEAP_LOGOUT_URL"))?)
+                },
+            },
+            client: ClientCredentials {
+                client_id: required(env, "KEAP_CLIENT_ID")?,
+                client_secret: Secret::new(required(env, "KEAP_CLIENT_SECRET")?),
+            },
+            keys: Keyring::parse(&required(env, "TOKEN_KEYS")?)
+                .map_err(|_| misconfigured("TOKEN_KEYS"))?,
+            admin_token: Secret::new(required(env, "ADMIN_TOKEN")?),
+            refresh_margin_secs: number(env, "REFRESH_MARGIN_SECS", 21_600)?,
+            keap_timeout_ms: number(env, "KEAP_TIMEOUT_MS", 10_000)?,
+            account_central_url: text(env, "KEAP_ACCOUNT_CENTRAL_URL")
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| "https://accounts.infusionsoft.com/app/central/home".into()),
+        })
+    }
+
+    /// `PUBLIC_URL/oauth/callback`: the redirect URI registered with Keap.
+    pub fn redirect_uri(&self) -> String {
+        let mut u = self.public_url.clone();
+        u.set_path("/oauth/callback");
+        u.set_query(None);
+        u.to_string()
+    }
+}

@@ -1,0 +1,149 @@
+//! HTTP plumbing: JSON answers, the one place an `ApiError` becomes a response, bodies with a
+//! size limit, bearer credentials, CORS headers.
+
+use keaplink_core::{ApiError, ErrorCode};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use worker::{Headers, Request, Response};
+
+/// The contract's body limit.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+pub fn internal<E>(_: E) -> ApiError {
+    ApiError::new(
+        ErrorCode::Internal,
+        "Something went wrong on our side; try again.",
+    )
+}
+
+pub fn json<T: Serialize>(value: &T, status: u16) -> ApiResult<Response> {
+    let mut resp = Response::from_json(value)
+        .map_err(internal)?
+        .with_status(status);
+    no_store(resp.headers_mut());
+    Ok(resp)
+}
+
+pub fn empty(status: u16) -> ApiResult<Response> {
+    Ok(Response::empty().map_err(internal)?.with_status(status))
+}
+
+/// Answers carry tokens or per-user state: no shared cache may keep them.
+fn no_store(h: &mut Headers) {
+    let _ = h.set("cache-control", "no-store");
+}
+
+pub fn error_response(err: &ApiError) -> Response {
+    let body = serde_json::to_string(&err.body()).unwrap_or_else(|_| "{}".into());
+    let mut resp = Response::ok(body)
+        .unwrap_or_else(|_| Response::empty().expect("an empty response"))
+        .with_status(err.status());
+    let h = resp.headers_mut();
+    let _ = h.set("content-type", "application/json");
+    no_store(h);
+    if err.code == ErrorCode::KeapThrottled {
+        let _ = h.set("retry-after", "60");
+    }
+    resp
+}
+
+/// Reads a JSON body of at most 16 KiB. An empty body reads as `default` when one is given.
+pub async fn read_json<T: DeserializeOwned>(req: &mut Request, default: Option<T>) -> ApiResult<T> {
+    let declared = req
+        .headers()
+        .get("content-length")
+        .ok()
+        .flatten()
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
+        return Err(too_large());
+    }
+    let bytes = req.bytes().await.map_err(|_| {
+        ApiError::new(
+            ErrorCode::InvalidRequest,
+            "The request body could not be read.",
+        )
+    })?;
+    if bytes.len() > MAX_BODY_BYTES {
+        return Err(too_large());
+    }
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        if let Some(d) = default {
+            return Ok(d);
+        }
+    }
+    serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::new(
+            ErrorCode::InvalidRequest,
+            format!(
+                "The body is not the JSON this endpoint takes: {}",
+                describe(&e)
+            ),
+        )
+    })
+}
+
+/// serde's message names fields and types, never echoes input values.
+fn describe(e: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    match e.classify() {
+        Category::Syntax | Category::Eof | Category::Io => "not valid JSON.".into(),
+        Category::Data => {
+            let msg = e.to_string();
+            // Keep "missing field `user`" / "unknown field `x`"; drop positions.
+            msg.split(" at line").next().unwrap_or("").to_owned() + "."
+        }
+    }
+}
+
+fn too_large() -> ApiError {
+    ApiError::new(ErrorCode::BodyTooLarge, "The request body is over 16 KiB.")
+}
+
+/// The bearer credential, or 401 `missing_credentials`.
+pub fn bearer(req: &Request) -> ApiResult<String> {
+    let value = req
+        .headers()
+        .get("authorization")
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    match value.split_once(' ') {
+        Some((scheme, token))
+            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+        {
+            Ok(token.trim().to_owned())
+        }
+        _ => Err(ApiError::new(
+            ErrorCode::MissingCredentials,
+            "Send your credential as `Authorization: Bearer <token>`.",
+        )),
+    }
+}
+
+pub fn origin(req: &Request) -> Option<String> {
+    req.headers().get("origin").ok().flatten()
+}
+
+/// Adds the CORS headers for an allowed origin. Never `*`.
+pub fn allow_origin(resp: &mut Response, origin: &str) {
+    let h = resp.headers_mut();
+    let _ = h.set("access-control-allow-origin", origin);
+    let _ = h.set("vary", "Origin");
+    let _ = h.set("access-control-expose-headers", "link");
+}
+
+pub fn preflight(origin: &str) -> ApiResult<Response> {
+    let mut resp = empty(204)?;
+    allow_origin(&mut resp, origin);
+    let h = resp.headers_mut();
+    let _ = h.set("access-control-allow-methods", "GET, POST, DELETE");
+    let _ = h.set(
+        "access-control-allow-headers",
+        "authorization, content-type",
+    );
+    let _ = h.set("access-control-max-age", "600");
+    Ok(resp)
+}
