@@ -28,6 +28,10 @@ pub fn keap_error(f: &KeapFailure) -> ApiError {
         KeapFailure::Unavailable { .. } => {
             ApiError::new(ErrorCode::KeapError, "Keap failed to answer; try again.")
         }
+        KeapFailure::Rejected { status } => ApiError::new(
+            ErrorCode::KeapError,
+            format!("Keap refused the request (HTTP {status})."),
+        ),
         KeapFailure::BadResponse { detail, .. } => ApiError::new(
             ErrorCode::KeapBadResponse,
             format!("Keap answered unexpectedly: {detail}."),

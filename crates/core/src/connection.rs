@@ -63,6 +63,7 @@ pub enum FailureKind {
     KeapThrottled,
     KeapUnavailable,
     KeapTimeout,
+    KeapRejected,
     KeapBadResponse,
 }
 
@@ -73,6 +74,7 @@ impl FailureKind {
             KeapFailure::Throttled => FailureKind::KeapThrottled,
             KeapFailure::Unavailable { .. } => FailureKind::KeapUnavailable,
             KeapFailure::Timeout => FailureKind::KeapTimeout,
+            KeapFailure::Rejected { .. } => FailureKind::KeapRejected,
             KeapFailure::BadResponse { .. } => FailureKind::KeapBadResponse,
         }
     }
@@ -83,6 +85,7 @@ impl FailureKind {
             FailureKind::KeapThrottled => "keap_throttled",
             FailureKind::KeapUnavailable => "keap_unavailable",
             FailureKind::KeapTimeout => "keap_timeout",
+            FailureKind::KeapRejected => "keap_rejected",
             FailureKind::KeapBadResponse => "keap_bad_response",
         }
     }
@@ -96,6 +99,9 @@ impl FailureKind {
             FailureKind::KeapUnavailable => "Keap failed to refresh the token; it will be retried.",
             FailureKind::KeapTimeout => {
                 "Keap did not answer the refresh in time; it will be retried."
+            }
+            FailureKind::KeapRejected => {
+                "Keap refused the refresh request (check the OAuth client's credentials); it will be retried."
             }
             FailureKind::KeapBadResponse => {
                 "Keap answered the refresh in an unexpected way; it will be retried."

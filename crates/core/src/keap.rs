@@ -186,7 +186,10 @@ pub enum KeapFailure {
     Throttled,
     /// 5xx or a network failure: transient, try again later.
     Unavailable { status: u16 },
-    /// Keap answered, but not in a shape we understand (or an unexpected 4xx).
+    /// Keap refused the request itself (a 4xx other than a dead grant): for a refresh, not the
+    /// link's fault (wrong client credentials, say), so it is retried and reported.
+    Rejected { status: u16 },
+    /// Keap answered, but not in a shape we understand.
     BadResponse { status: u16, detail: &'static str },
     /// No answer in time.
     Timeout,
@@ -265,11 +268,9 @@ pub fn parse_token_response(status: u16, body: &[u8]) -> Result<TokenGrant, Keap
             {
                 Err(KeapFailure::InvalidGrant)
             }
-            _ => Err(KeapFailure::BadResponse {
-                status,
-                detail: "Keap refused the token request",
-            }),
+            _ => Err(KeapFailure::Rejected { status }),
         },
+        400..=499 => Err(KeapFailure::Rejected { status }),
         _ => Err(KeapFailure::BadResponse {
             status,
             detail: "Keap's token endpoint answered an unexpected status",
@@ -344,9 +345,10 @@ pub fn parse_userinfo(status: u16, body: &[u8]) -> Result<KeapIdentity, KeapFail
         }
         429 => Err(KeapFailure::Throttled),
         500..=599 => Err(KeapFailure::Unavailable { status }),
+        400..=499 => Err(KeapFailure::Rejected { status }),
         _ => Err(KeapFailure::BadResponse {
             status,
-            detail: "Keap refused the userinfo request",
+            detail: "Keap's userinfo endpoint answered an unexpected status",
         }),
     }
 }
@@ -466,10 +468,14 @@ mod tests {
             KeapFailure::InvalidGrant
         );
         let json_body = br#"{"error":"invalid_request","error_description":"response_type or grant_type is required"}"#;
-        assert!(matches!(
+        assert_eq!(
             parse_token_response(400, json_body).unwrap_err(),
-            KeapFailure::BadResponse { status: 400, .. }
-        ));
+            KeapFailure::Rejected { status: 400 }
+        );
+        assert_eq!(
+            parse_token_response(401, br#"{"error":"invalid_client"}"#).unwrap_err(),
+            KeapFailure::Rejected { status: 401 }
+        );
         let quota = br#"{"fault":{"faultstring":"Rate limit quota violation","detail":{"errorcode":"policies.ratelimit.QuotaViolation"}}}"#;
         assert_eq!(
             parse_token_response(429, quota).unwrap_err(),
