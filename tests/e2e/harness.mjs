@@ -100,11 +100,12 @@ export async function startSandbox({ redirectUri, expiresIn = 86400 } = {}) {
  * Starts `wrangler dev`. `vars` become `--var`s; `secrets` go through an env file so wrangler
  * never prints them. Returns `{ url, logs, stop }`.
  */
-export async function startWorker({ vars = {}, secrets = {}, port } = {}) {
+export async function startWorker({ vars = {}, secrets = {}, port, persistTo } = {}) {
   port ??= await freePort();
   const inspectorPort = await freePort();
-  const persist = await mkdtemp(join(tmpdir(), "keaplink-kv-"));
-  const envFile = join(persist, "secrets.env");
+  // A caller-owned folder survives stop(): a restart on it sees the same KV.
+  const persist = persistTo ?? (await mkdtemp(join(tmpdir(), "keaplink-kv-")));
+  const envFile = join(await mkdtemp(join(tmpdir(), "keaplink-env-")), "secrets.env");
   await writeFile(envFile, Object.entries(secrets).map(([k, v]) => `${k}=${v}\n`).join(""), { mode: 0o600 });
   const args = [
     "dev",
@@ -123,7 +124,8 @@ export async function startWorker({ vars = {}, secrets = {}, port } = {}) {
   const url = `http://127.0.0.1:${port}`;
   const stop = async () => {
     await proc.stop();
-    await rm(persist, { recursive: true, force: true });
+    await rm(dirname(envFile), { recursive: true, force: true });
+    if (!persistTo) await rm(persist, { recursive: true, force: true });
   };
   try {
     await waitFor(`${url}/healthz`, 60_000, proc.exited);
@@ -140,7 +142,7 @@ export const TOKEN_KEY = randomBytes(32).toString("base64");
 /**
  * The sandbox and the Worker wired to it. `workerVars` override the defaults.
  */
-export async function startStack({ workerVars = {}, sandbox: sandboxOpts = {}, secrets = {} } = {}) {
+export async function startStack({ workerVars = {}, sandbox: sandboxOpts = {}, secrets = {}, persistTo } = {}) {
   const port = await freePort();
   const publicUrl = `http://127.0.0.1:${port}`;
   const sandbox = await startSandbox({ redirectUri: `${publicUrl}/oauth/callback`, ...sandboxOpts });
@@ -151,32 +153,38 @@ export async function startStack({ workerVars = {}, sandbox: sandboxOpts = {}, s
     ADMIN_TOKEN,
     ...secrets,
   };
+  const vars = {
+    PUBLIC_URL: publicUrl,
+    KEAP_AUTHORIZE_URL: `${sandbox.url}/app/oauth/authorize`,
+    KEAP_TOKEN_URL: `${sandbox.url}/token`,
+    KEAP_USERINFO_URL: `${sandbox.url}/crm/rest/v1/oauth/connect/userinfo`,
+    KEAP_LOGOUT_URL: `${sandbox.url}/logout`,
+    KEAP_TIMEOUT_MS: "2000",
+    ...workerVars,
+  };
+  const launchWorker = () => startWorker({ port, persistTo, secrets: allSecrets, vars });
   let worker;
   try {
-    worker = await startWorker({
-      port,
-      secrets: allSecrets,
-      vars: {
-        PUBLIC_URL: publicUrl,
-        KEAP_AUTHORIZE_URL: `${sandbox.url}/app/oauth/authorize`,
-        KEAP_TOKEN_URL: `${sandbox.url}/token`,
-        KEAP_USERINFO_URL: `${sandbox.url}/crm/rest/v1/oauth/connect/userinfo`,
-        KEAP_LOGOUT_URL: `${sandbox.url}/logout`,
-        KEAP_TIMEOUT_MS: "2000",
-        ...workerVars,
-      },
-    });
+    worker = await launchWorker();
   } catch (err) {
     await sandbox.stop();
     throw err;
   }
-  return {
+  const stack = {
     sandbox,
     worker,
     url: worker.url,
     secrets: allSecrets,
-    stop: async () => { await worker.stop(); await sandbox.stop(); },
+    /** Restarts the Worker on the same port and KV, with the secrets changed as given. */
+    restartWorker: async (changedSecrets = {}) => {
+      if (!persistTo) throw new Error("restartWorker needs a persistTo folder");
+      await stack.worker.stop();
+      Object.assign(allSecrets, changedSecrets);
+      stack.worker = await launchWorker();
+    },
+    stop: async () => { await stack.worker.stop(); await sandbox.stop(); },
   };
+  return stack;
 }
 
 export async function artifactPath(name) {
