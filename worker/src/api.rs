@@ -2,9 +2,9 @@
 
 use crate::auth::Session;
 use crate::config::Config;
+use crate::guard::{self, Answer, Purpose};
 use crate::http::{empty, internal, json, read_json, ApiResult};
 use crate::random;
-use crate::refresh::refresh;
 use crate::store::Store;
 use keaplink_api::ConnectionStatus;
 use keaplink_api::{
@@ -18,7 +18,7 @@ use keaplink_core::ids::{ConnectionId, PartnerId, UserId};
 use keaplink_core::keap::{authorize_url, KeapApp};
 use keaplink_core::partner::{apply_upsert, FreshSecrets, PartnerRecord};
 use keaplink_core::{ApiError, ErrorCode};
-use worker::{Request, Response};
+use worker::{Env, Request, Response};
 
 pub fn parse_partner_id(raw: &str) -> ApiResult<PartnerId> {
     PartnerId::parse(raw).ok_or_else(|| {
@@ -134,6 +134,7 @@ pub async fn connect(
 }
 
 pub async fn my_disconnect(
+    env: &Env,
     store: &Store,
     cfg: &Config,
     s: &Session,
@@ -151,7 +152,7 @@ pub async fn my_disconnect(
     {
         return Err(no_connection());
     }
-    store.delete_connection(&key, &id).await?;
+    guard::delete(env, &key).await.map_err(internal)?;
     let mut resp = empty(204)?;
     let link = format!(
         "<{}>; rel=\"related\"; title=\"Remove the app on Keap's side in Account Central\"",
@@ -165,6 +166,7 @@ pub async fn my_disconnect(
 
 pub async fn token(
     req: &mut Request,
+    env: &Env,
     store: &Store,
     cfg: &Config,
     partner: &PartnerId,
@@ -205,19 +207,31 @@ pub async fn token(
             }
         }
     };
-    let record = store.connection(&key).await?.ok_or_else(no_connection)?;
+    let mut record = store.connection(&key).await?.ok_or_else(no_connection)?;
+    // The hot path: a fresh token costs this one read. Anything else goes through the
+    // connection's guard, which refreshes at most once however many ask at the same time.
+    if !record.is_fresh(now, cfg.refresh_margin_secs) && record.status == ConnectionStatus::Active {
+        record = match guard::refresh(env, &key, Purpose::Token)
+            .await
+            .map_err(internal)?
+        {
+            Answer::Record { record, .. } => *record,
+            Answer::Gone => return Err(no_connection()),
+            Answer::Done => return Err(internal(())),
+        };
+    }
     if record.status == ConnectionStatus::NeedsReauth {
         return Err(ApiError::new(
             ErrorCode::NeedsReauth,
             "This link needs the user to reconnect their Keap account.",
         ));
     }
-    let (record, tokens) = if record.is_fresh(now, cfg.refresh_margin_secs) {
-        let tokens = record.open_tokens(&cfg.keys, &key).map_err(internal)?;
-        (record, tokens)
-    } else {
-        refresh(store, cfg, &key, &record, now).await?
-    };
+    if !record.access_still_usable(now) {
+        return Err(record
+            .last_error
+            .map_or_else(|| internal(()), |e| e.kind.api_error()));
+    }
+    let tokens = record.open_tokens(&cfg.keys, &key).map_err(internal)?;
     json(
         &TokenResponse {
             access_token: tokens.access_token.expose().to_owned(),
@@ -279,6 +293,7 @@ pub async fn partner_connections(
 }
 
 pub async fn partner_disconnect(
+    env: &Env,
     store: &Store,
     partner: &PartnerId,
     raw_id: &str,
@@ -288,6 +303,6 @@ pub async fn partner_disconnect(
         .resolve_id(partner, &id)
         .await?
         .ok_or_else(no_connection)?;
-    store.delete_connection(&key, &id).await?;
+    guard::delete(env, &key).await.map_err(internal)?;
     empty(204)
 }

@@ -1,9 +1,10 @@
 //! `GET /oauth/callback`: the end of the authorization-code flow.
 
 use crate::config::Config;
+use crate::guard;
+use crate::http::internal;
 use crate::keap_client::send;
 use crate::random;
-use crate::refresh::keap_error;
 use crate::store::Store;
 use keaplink_core::clock::UnixTime;
 use keaplink_core::connection::{ConnectionKey, ConnectionRecord, NewConnection};
@@ -15,10 +16,16 @@ use keaplink_core::keap::{
     code_exchange_request, parse_token_response, parse_userinfo, userinfo_request, KeapFailure,
 };
 use keaplink_core::{ApiError, ErrorCode};
-use worker::{Request, Response};
+use worker::{Env, Request, Response};
 
-pub async fn callback(req: &Request, store: &Store, cfg: &Config, now: UnixTime) -> Response {
-    let outcome = run(req, store, cfg, now).await;
+pub async fn callback(
+    req: &Request,
+    env: &Env,
+    store: &Store,
+    cfg: &Config,
+    now: UnixTime,
+) -> Response {
+    let outcome = run(req, env, store, cfg, now).await;
     let answer = match outcome {
         Ok(a) => a,
         Err(e) => {
@@ -34,6 +41,7 @@ pub async fn callback(req: &Request, store: &Store, cfg: &Config, now: UnixTime)
 
 async fn run(
     req: &Request,
+    env: &Env,
     store: &Store,
     cfg: &Config,
     now: UnixTime,
@@ -53,24 +61,25 @@ async fn run(
     }
     let outcome = match query {
         CallbackQuery::Denied { .. } => LinkOutcome::Failed(ErrorCode::AccessDenied),
-        CallbackQuery::Code { code, .. } => match link_account(store, cfg, &link, &code, now).await
-        {
-            Ok(id) => {
-                return Ok(answer(
-                    &link,
-                    LinkOutcome::Connected {
-                        connection_id: id.as_str(),
-                    },
-                ));
+        CallbackQuery::Code { code, .. } => {
+            match link_account(env, store, cfg, &link, &code, now).await {
+                Ok(id) => {
+                    return Ok(answer(
+                        &link,
+                        LinkOutcome::Connected {
+                            connection_id: id.as_str(),
+                        },
+                    ));
+                }
+                Err(e) => {
+                    worker::console_warn!(
+                        "{{\"event\":\"link_failed\",\"code\":\"{}\"}}",
+                        e.code.as_str()
+                    );
+                    LinkOutcome::Failed(e.code)
+                }
             }
-            Err(e) => {
-                worker::console_warn!(
-                    "{{\"event\":\"link_failed\",\"code\":\"{}\"}}",
-                    e.code.as_str()
-                );
-                LinkOutcome::Failed(e.code)
-            }
-        },
+        }
     };
     Ok(answer(&link, outcome))
 }
@@ -78,6 +87,7 @@ async fn run(
 /// Exchanges the code, learns who linked which app, and stores the connection (replacing the
 /// user's earlier link to the same app in place, same id).
 async fn link_account(
+    env: &Env,
     store: &Store,
     cfg: &Config,
     link: &PendingLink,
@@ -96,11 +106,11 @@ async fn link_account(
     let exchange = code_exchange_request(&cfg.keap, &cfg.client, code, &cfg.redirect_uri());
     let answer = send(&exchange, cfg.keap_timeout_ms)
         .await
-        .map_err(|f| keap_error(&f))?;
+        .map_err(|f| f.api_error())?;
     let grant = parse_token_response(answer.status, &answer.body).map_err(|f| match f {
         // A refused code is Keap's "no", not a dead link.
         KeapFailure::InvalidGrant => ApiError::new(ErrorCode::KeapError, "Keap refused the code."),
-        other => keap_error(&other),
+        other => other.api_error(),
     })?;
     let bad = |detail: &str| ApiError::new(ErrorCode::KeapBadResponse, detail.to_owned());
     let refresh_token = grant.refresh_token.ok_or_else(|| bad("no refresh_token"))?;
@@ -108,19 +118,15 @@ async fn link_account(
     let who_req = userinfo_request(&cfg.keap, &grant.access_token);
     let who_answer = send(&who_req, cfg.keap_timeout_ms)
         .await
-        .map_err(|f| keap_error(&f))?;
-    let who = parse_userinfo(who_answer.status, &who_answer.body).map_err(|f| keap_error(&f))?;
+        .map_err(|f| f.api_error())?;
+    let who = parse_userinfo(who_answer.status, &who_answer.body).map_err(|f| f.api_error())?;
 
     let key = ConnectionKey::new(&partner, &user, &app);
-    let existing = store.connection(&key).await?;
-    let id = existing
-        .as_ref()
-        .and_then(|r| ConnectionId::parse(&r.id))
-        .unwrap_or_else(|| ConnectionId::from_random(random::bytes()));
     let record = ConnectionRecord::create(
         NewConnection {
             key: &key,
-            id: id.clone(),
+            // The guard keeps the earlier id when this replaces a link.
+            id: ConnectionId::from_random(random::bytes()),
             partner: &partner,
             user: &user,
             app: &app,
@@ -133,10 +139,8 @@ async fn link_account(
         },
         &cfg.keys,
     );
-    store
-        .put_connection(&key, &record, existing.is_none())
-        .await?;
-    Ok(id)
+    let stored = guard::put(env, &key, record).await.map_err(internal)?;
+    ConnectionId::parse(&stored.id).ok_or_else(|| internal(()))
 }
 
 fn render(answer: CallbackAnswer) -> Response {

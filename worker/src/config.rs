@@ -1,6 +1,7 @@
 //! The Worker's configuration, read from `[vars]` and secrets (see api-contract.md).
 
 use keaplink_core::keap::{ClientCredentials, KeapEndpoints};
+use keaplink_core::refresh::RefreshPolicy;
 use keaplink_core::seal::Keyring;
 use keaplink_core::{ApiError, ErrorCode, Secret};
 use worker::{Env, Url};
@@ -12,6 +13,7 @@ pub struct Config {
     pub keys: Keyring,
     pub admin_token: Secret,
     pub refresh_margin_secs: i64,
+    pub keepalive_secs: i64,
     pub keap_timeout_ms: u32,
     pub account_central_url: String,
 }
@@ -68,11 +70,20 @@ impl Config {
                 .map_err(|_| misconfigured("TOKEN_KEYS"))?,
             admin_token: Secret::new(required(env, "ADMIN_TOKEN")?),
             refresh_margin_secs: number(env, "REFRESH_MARGIN_SECS", 21_600)?,
+            keepalive_secs: number(env, "REFRESH_KEEPALIVE_SECS", 7 * 86_400)?,
             keap_timeout_ms: number(env, "KEAP_TIMEOUT_MS", 10_000)?,
             account_central_url: text(env, "KEAP_ACCOUNT_CENTRAL_URL")
                 .filter(|v| !v.is_empty())
                 .unwrap_or_else(|| "https://accounts.infusionsoft.com/app/central/home".into()),
         })
+    }
+
+    pub fn refresh_policy(&self) -> RefreshPolicy {
+        RefreshPolicy {
+            margin_secs: self.refresh_margin_secs,
+            keepalive_secs: self.keepalive_secs,
+            ..RefreshPolicy::default()
+        }
     }
 
     /// `PUBLIC_URL/oauth/callback`: the redirect URI registered with Keap.

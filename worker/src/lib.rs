@@ -7,10 +7,10 @@ mod api;
 mod auth;
 mod callback;
 mod config;
+mod guard;
 mod http;
 mod keap_client;
 mod random;
-mod refresh;
 mod store;
 
 use config::Config;
@@ -56,7 +56,7 @@ async fn route(req: &mut Request, env: &Env) -> ApiResult<Response> {
         ["oauth", "callback"] => match method {
             Method::Get => {
                 let (cfg, store) = setup(env)?;
-                Ok(callback::callback(req, &store, &cfg, unix_now()).await)
+                Ok(callback::callback(req, env, &store, &cfg, unix_now()).await)
             }
             _ => Err(method_not_allowed("GET")),
         },
@@ -78,7 +78,7 @@ async fn route(req: &mut Request, env: &Env) -> ApiResult<Response> {
             }
             let (cfg, store) = setup(env)?;
             let (partner, _) = auth::partner_key(req, &store).await?;
-            api::token(req, &store, &cfg, &partner, unix_now()).await
+            api::token(req, env, &store, &cfg, &partner, unix_now()).await
         }
         ["v1", "connections", rest @ ..] if rest.len() <= 1 => {
             let (_, store) = setup(env)?;
@@ -89,7 +89,7 @@ async fn route(req: &mut Request, env: &Env) -> ApiResult<Response> {
                 }
                 ([id], Method::Delete) if !id.is_empty() => {
                     let (partner, _) = auth::partner_key(req, &store).await?;
-                    api::partner_disconnect(&store, &partner, id).await
+                    api::partner_disconnect(env, &store, &partner, id).await
                 }
                 ([] | [""], _) => Err(method_not_allowed("GET")),
                 _ => Err(method_not_allowed("DELETE")),
@@ -140,7 +140,7 @@ async fn me(req: &mut Request, env: &Env, method: Method, rest: &[&str]) -> ApiR
         Ok(s) => match op {
             Op::List => api::my_connections(&store, &s).await,
             Op::Connect => api::connect(req, &store, &cfg, &s, now).await,
-            Op::Disconnect(id) => api::my_disconnect(&store, &cfg, &s, id).await,
+            Op::Disconnect(id) => api::my_disconnect(env, &store, &cfg, &s, id).await,
         },
     };
     let mut resp = result.unwrap_or_else(|e| error_response(&e));

@@ -2,6 +2,7 @@
 //! that listings and sweeps read instead of the value, and the rules of its status.
 
 use crate::clock::{rfc3339, UnixTime};
+use crate::error::{ApiError, ErrorCode};
 use crate::ids::{ConnectionId, PartnerId, UserId};
 use crate::keap::{KeapApp, KeapFailure, KeapIdentity, TokenGrant};
 use crate::seal::{Keyring, OpenError, NONCE_LEN};
@@ -60,6 +61,8 @@ pub fn user_prefix(partner: &PartnerId, user: &UserId) -> String {
 #[serde(rename_all = "snake_case")]
 pub enum FailureKind {
     RefreshTokenInvalid,
+    /// A refresh timed out, Keap had rotated the token, and the answer never arrived.
+    RefreshLost,
     KeapThrottled,
     KeapUnavailable,
     KeapTimeout,
@@ -82,6 +85,7 @@ impl FailureKind {
     pub fn code(self) -> &'static str {
         match self {
             FailureKind::RefreshTokenInvalid => "refresh_token_invalid",
+            FailureKind::RefreshLost => "refresh_lost",
             FailureKind::KeapThrottled => "keap_throttled",
             FailureKind::KeapUnavailable => "keap_unavailable",
             FailureKind::KeapTimeout => "keap_timeout",
@@ -95,6 +99,9 @@ impl FailureKind {
             FailureKind::RefreshTokenInvalid => {
                 "Keap no longer accepts this link's refresh token; the user must reconnect."
             }
+            FailureKind::RefreshLost => {
+                "Keap's answer to a refresh was lost and Keap no longer accepts the previous refresh token; the user must reconnect."
+            }
             FailureKind::KeapThrottled => "Keap throttled the refresh; it will be retried.",
             FailureKind::KeapUnavailable => "Keap failed to refresh the token; it will be retried.",
             FailureKind::KeapTimeout => {
@@ -107,6 +114,29 @@ impl FailureKind {
                 "Keap answered the refresh in an unexpected way; it will be retried."
             }
         }
+    }
+}
+
+impl FailureKind {
+    /// Whether the link needs its user.
+    pub fn is_dead(self) -> bool {
+        matches!(
+            self,
+            FailureKind::RefreshTokenInvalid | FailureKind::RefreshLost
+        )
+    }
+
+    /// What a token request answers when a refresh it needed failed this way and no usable
+    /// token is left.
+    pub fn api_error(self) -> ApiError {
+        let code = match self {
+            FailureKind::RefreshTokenInvalid | FailureKind::RefreshLost => ErrorCode::NeedsReauth,
+            FailureKind::KeapThrottled => ErrorCode::KeapThrottled,
+            FailureKind::KeapTimeout => ErrorCode::KeapTimeout,
+            FailureKind::KeapUnavailable | FailureKind::KeapRejected => ErrorCode::KeapError,
+            FailureKind::KeapBadResponse => ErrorCode::KeapBadResponse,
+        };
+        ApiError::new(code, self.message())
     }
 }
 
@@ -263,11 +293,28 @@ impl ConnectionRecord {
         let kind = FailureKind::from_failure(failure);
         ConnectionRecord {
             // Only a dead refresh token ends the link; everything else is retried.
-            status: if kind == FailureKind::RefreshTokenInvalid {
+            status: if kind.is_dead() {
                 ConnectionStatus::NeedsReauth
             } else {
                 self.status
             },
+            last_error: Some(RecordedFailure { kind, at: now }),
+            failures: self.failures.saturating_add(1),
+            ..self.clone()
+        }
+    }
+
+    /// Keap refused the refresh token and the authoritative record still holds it: the link is
+    /// dead until its user reconnects. `lost` says the previous attempt timed out, so Keap had
+    /// most likely rotated the token and the answer was lost.
+    pub fn refresh_dead(&self, lost: bool, now: UnixTime) -> Self {
+        let kind = if lost {
+            FailureKind::RefreshLost
+        } else {
+            FailureKind::RefreshTokenInvalid
+        };
+        ConnectionRecord {
+            status: ConnectionStatus::NeedsReauth,
             last_error: Some(RecordedFailure { kind, at: now }),
             failures: self.failures.saturating_add(1),
             ..self.clone()

@@ -4,6 +4,7 @@
 //! quirks: the token endpoint takes form bodies only, a dead refresh token is answered with
 //! `invalid_request` (not `invalid_grant`), and the linked app is named in `scope` after a `|`.
 
+use crate::error::{ApiError, ErrorCode};
 use crate::secret::Secret;
 use base64::Engine as _;
 use serde::Deserialize;
@@ -196,6 +197,35 @@ pub enum KeapFailure {
 }
 
 impl KeapFailure {
+    /// What our caller is told when a call to Keap failed this way.
+    pub fn api_error(&self) -> ApiError {
+        match self {
+            KeapFailure::InvalidGrant => ApiError::new(
+                ErrorCode::NeedsReauth,
+                "Keap no longer accepts this link; the user must reconnect.",
+            ),
+            KeapFailure::Throttled => ApiError::new(
+                ErrorCode::KeapThrottled,
+                "Keap is throttling requests; try again in a minute.",
+            ),
+            KeapFailure::Timeout => ApiError::new(
+                ErrorCode::KeapTimeout,
+                "Keap did not answer in time; try again.",
+            ),
+            KeapFailure::Unavailable { .. } => {
+                ApiError::new(ErrorCode::KeapError, "Keap failed to answer; try again.")
+            }
+            KeapFailure::Rejected { status } => ApiError::new(
+                ErrorCode::KeapError,
+                format!("Keap refused the request (HTTP {status})."),
+            ),
+            KeapFailure::BadResponse { detail, .. } => ApiError::new(
+                ErrorCode::KeapBadResponse,
+                format!("Keap answered unexpectedly: {detail}."),
+            ),
+        }
+    }
+
     /// Whether trying again later may help (the link is not dead).
     pub fn is_transient(&self) -> bool {
         matches!(

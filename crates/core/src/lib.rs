@@ -11,6 +11,7 @@ pub mod flow;
 pub mod ids;
 pub mod keap;
 pub mod partner;
+pub mod refresh;
 pub mod seal;
 pub mod secret;
 pub mod session;
