@@ -114,3 +114,16 @@ export async function linkThroughSandbox(browser, sandboxUrl, authorizeUrl, { em
   const final = await browser.go(`${sandboxUrl}/app/oauth/consent`, { form: { ...hiddenInputs(page.text), decision } });
   return { final, sawLogin, consentFor };
 }
+
+/** Runs the cron sweep on `worker` and returns the report it logged. */
+export async function runSweep(worker) {
+  const from = worker.logs.length;
+  const res = await fetch(`${worker.url}/__scheduled?cron=17+*+*+*+*`);
+  if (res.status !== 200) throw new Error(`the sweep answered ${res.status}`);
+  for (let i = 0; i < 200; i++) {
+    const line = worker.logs.slice(from).join("").split("\n").find((l) => l.includes('"event":"sweep"'));
+    if (line) return JSON.parse(line.slice(line.indexOf("{")));
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error("the sweep logged no report");
+}

@@ -14,6 +14,8 @@ pub struct Config {
     pub admin_token: Secret,
     pub refresh_margin_secs: i64,
     pub keepalive_secs: i64,
+    pub backoff_secs: i64,
+    pub sweep_budget: u64,
     pub keap_timeout_ms: u32,
     pub account_central_url: String,
 }
@@ -71,6 +73,9 @@ impl Config {
             admin_token: Secret::new(required(env, "ADMIN_TOKEN")?),
             refresh_margin_secs: number(env, "REFRESH_MARGIN_SECS", 21_600)?,
             keepalive_secs: number(env, "REFRESH_KEEPALIVE_SECS", 7 * 86_400)?,
+            backoff_secs: number(env, "REFRESH_BACKOFF_SECS", 60)?,
+            // The free plan allows 50 subrequests per invocation; keep a few in hand.
+            sweep_budget: number(env, "SWEEP_SUBREQUEST_BUDGET", 45)?,
             keap_timeout_ms: number(env, "KEAP_TIMEOUT_MS", 10_000)?,
             account_central_url: text(env, "KEAP_ACCOUNT_CENTRAL_URL")
                 .filter(|v| !v.is_empty())
@@ -82,7 +87,8 @@ impl Config {
         RefreshPolicy {
             margin_secs: self.refresh_margin_secs,
             keepalive_secs: self.keepalive_secs,
-            ..RefreshPolicy::default()
+            base_backoff_secs: self.backoff_secs,
+            max_backoff_secs: (self.backoff_secs * 60).max(self.backoff_secs),
         }
     }
 

@@ -187,7 +187,15 @@ impl ConnectionGuard {
         let needed = match purpose {
             _ if record.status != ConnectionStatus::Active => false,
             // Someone may have refreshed while this caller waited its turn.
-            Purpose::Token => !record.is_fresh(t, cfg.refresh_margin_secs),
+            // A token request may go past a backoff, except Keap's own "slow down".
+            Purpose::Token => {
+                let throttled = record
+                    .last_error
+                    .is_some_and(|e| e.kind == FailureKind::KeapThrottled);
+                let backing_off =
+                    throttled && t < policy.next_attempt_at(&RefreshState::from(&record));
+                !record.is_fresh(t, cfg.refresh_margin_secs) && !backing_off
+            }
             Purpose::Sweep => policy.due(&RefreshState::from(&record), t).is_some(),
         };
         if !needed {

@@ -12,13 +12,33 @@ mod http;
 mod keap_client;
 mod random;
 mod store;
+mod sweep;
 
 use config::Config;
 use http::{allow_origin, error_response, json, origin, preflight, ApiResult};
 use keaplink_api::Health;
 use keaplink_core::{ApiError, ErrorCode};
 use store::{unix_now, Store};
-use worker::{event, Context, Env, Method, Request, Response, Result};
+use worker::{
+    event, Context, Env, Method, Request, Response, Result, ScheduleContext, ScheduledEvent,
+};
+
+#[event(scheduled)]
+async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
+    let outcome = match Config::from_env(&env) {
+        Ok(cfg) => sweep::sweep(&env, &cfg).await,
+        Err(e) => Err(e),
+    };
+    match outcome {
+        Ok(report) => {
+            worker::console_log!("{}", serde_json::to_string(&report).unwrap_or_default())
+        }
+        Err(e) => worker::console_error!(
+            "{{\"event\":\"sweep_failed\",\"code\":\"{}\"}}",
+            e.code.as_str()
+        ),
+    }
+}
 
 #[event(fetch)]
 async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
