@@ -86,6 +86,7 @@ export async function startSandbox({ redirectUri, expiresIn = 86400 } = {}) {
         fault: (kind, count = 1, hang_ms) => call("faults", { kind, count, ...(hang_ms ? { hang_ms } : {}) }),
         configure: (cfg) => call("config", cfg),
         revoke: (email) => call("revoke", { email }),
+        seed: (email, count) => call("seed", { email, count }),
         reset: () => call("reset", {}),
       };
     }

@@ -172,6 +172,7 @@ pub fn router(config: Config) -> Router {
         .route("/__sandbox/config", post(set_config))
         .route("/__sandbox/revoke", post(revoke))
         .route("/__sandbox/reset", post(reset))
+        .route("/__sandbox/seed", post(seed))
         .with_state(state)
 }
 
@@ -768,4 +769,25 @@ async fn reset(State(s): State<Shared>) -> Response {
     g.refresh_calls.clear();
     g.expires_in = None;
     StatusCode::NO_CONTENT.into_response()
+}
+
+#[derive(Debug, Deserialize)]
+struct SeedRequest {
+    email: String,
+    count: usize,
+}
+
+/// Mints `count` live token pairs for one Keap user, as if they had linked that many times: for
+/// tests that seed many connections without walking the flow for each.
+async fn seed(State(s): State<Shared>, Json(r): Json<SeedRequest>) -> Response {
+    let Some(u) = USERS.iter().position(|x| x.email == r.email) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let tokens: Vec<serde_json::Value> = (0..r.count.min(100_000))
+        .map(|_| {
+            let t = s.issue_tokens(u, false, false);
+            json!({"access_token": t["access_token"], "refresh_token": t["refresh_token"]})
+        })
+        .collect();
+    Json(json!({ "tokens": tokens })).into_response()
 }

@@ -1,0 +1,89 @@
+//! `keaplink-seed`: prints connection records as the Worker stores them, one JSON line per KV
+//! entry (`{"key", "value", "metadata"?}`), for tests and benchmarks that need many links.
+//!
+//! Reads `{"partner", "token_keys", "now", "count", "due_every", "margin_secs", "tokens": [{"access_token", "refresh_token"}]}`
+//! on stdin. Every `due_every`-th connection gets an access token inside the refresh margin and
+//! the next of `tokens` (live at the sandbox); the others are fresh, with tokens Keap would refuse.
+
+use keaplink_core::connection::{ConnectionKey, ConnectionRecord, NewConnection};
+use keaplink_core::ids::{ConnectionId, PartnerId, UserId};
+use keaplink_core::keap::{KeapApp, KeapIdentity};
+use keaplink_core::seal::Keyring;
+use keaplink_core::Secret;
+use serde::Deserialize;
+use serde_json::json;
+use std::io::{BufWriter, Read, Write};
+
+#[derive(Deserialize)]
+struct Input {
+    partner: String,
+    token_keys: String,
+    now: i64,
+    count: usize,
+    due_every: usize,
+    margin_secs: i64,
+    tokens: Vec<Tokens>,
+}
+
+#[derive(Deserialize)]
+struct Tokens {
+    access_token: String,
+    refresh_token: String,
+}
+
+fn random<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    getrandom::fill(&mut b).expect("the OS has randomness");
+    b
+}
+
+fn main() {
+    let mut raw = String::new();
+    std::io::stdin().read_to_string(&mut raw).expect("stdin");
+    let input: Input = serde_json::from_str(&raw).expect("the input JSON described at the top");
+    let keys = Keyring::parse(&input.token_keys).expect("TOKEN_KEYS");
+    let partner = PartnerId::parse(&input.partner).expect("a partner id");
+    let app = KeapApp::parse("ab123").expect("an app");
+    let mut live = input.tokens.into_iter();
+    let out = std::io::stdout();
+    let mut out = BufWriter::new(out.lock());
+    for i in 0..input.count {
+        let user = UserId::parse(&format!("seed-{i:06}")).expect("a user id");
+        let key = ConnectionKey::new(&partner, &user, &app);
+        let due = input.due_every > 0 && i % input.due_every == 0;
+        let (access, refresh, expires_in) = match (due, due.then(|| live.next()).flatten()) {
+            (true, Some(t)) => (t.access_token, t.refresh_token, input.margin_secs / 2),
+            (true, None) => panic!("fewer live tokens than due connections"),
+            (false, _) => (format!("idle-at-{i}"), format!("idle-rt-{i}"), 86_400),
+        };
+        let id = ConnectionId::from_random(random());
+        let record = ConnectionRecord::create(
+            NewConnection {
+                key: &key,
+                id: id.clone(),
+                partner: &partner,
+                user: &user,
+                app: &app,
+                who: KeapIdentity {
+                    email: "ann@ab123.example".into(),
+                    name: "Ann Bee".into(),
+                },
+                access_token: Secret::new(access),
+                refresh_token: Secret::new(refresh),
+                expires_in,
+                now: input.now,
+                nonce: random(),
+            },
+            &keys,
+        );
+        let line = json!({"key": key.as_str(), "value": serde_json::to_string(&record).expect("json"), "metadata": record.metadata()});
+        writeln!(out, "{line}").expect("stdout");
+        writeln!(
+            out,
+            "{}",
+            json!({"key": ConnectionKey::index_key(&id), "value": key.as_str()})
+        )
+        .expect("stdout");
+    }
+    out.flush().expect("stdout");
+}
