@@ -10,6 +10,7 @@ mod config;
 mod guard;
 mod http;
 mod keap_client;
+mod pacer;
 mod random;
 mod store;
 mod sweep;
@@ -20,13 +21,20 @@ use keaplink_api::Health;
 use keaplink_core::{ApiError, ErrorCode};
 use store::{unix_now, Store};
 use worker::{
-    event, Context, Env, Method, Request, Response, Result, ScheduleContext, ScheduledEvent,
+    event, Context, Env, MessageBatch, Method, Request, Response, Result, ScheduleContext,
+    ScheduledEvent,
 };
+
+#[event(queue)]
+async fn queue(batch: MessageBatch<sweep::Job>, env: Env, _ctx: Context) -> Result<()> {
+    let cfg = Config::from_env(&env).map_err(|e| worker::Error::RustError(e.to_string()))?;
+    sweep::consume(batch, &env, &cfg).await
+}
 
 #[event(scheduled)]
 async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
     let outcome = match Config::from_env(&env) {
-        Ok(cfg) => sweep::sweep(&env, &cfg).await,
+        Ok(cfg) => sweep::sweep(&env, &cfg, None).await,
         Err(e) => Err(e),
     };
     match outcome {

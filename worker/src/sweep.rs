@@ -1,23 +1,41 @@
 //! The cron sweep: walks every connection's KV metadata page by page, decides from metadata
 //! alone which are due (see `keaplink_core::refresh`), and hands each due one to its guard. It
 //! never reads a KV value itself. One invocation spends at most `SWEEP_SUBREQUEST_BUDGET`
-//! subrequests (list pages and guard calls); what it could not reach waits for the next tick.
+//! subrequests (list pages, guard calls, queue sends); the due connections it has no budget for
+//! go to the refresh queue, paced by the pacer, and an unfinished walk continues there too.
 
 use crate::config::Config;
 use crate::guard::{self, Answer, Purpose};
-use crate::http::ApiResult;
+use crate::http::{internal, ApiResult};
+use crate::pacer;
 use crate::store::{unix_now, Store};
 use futures_util::stream::{self, StreamExt};
 use keaplink_api::ConnectionStatus;
-use keaplink_core::connection::{ConnectionKey, ALL_CONNECTIONS_PREFIX};
+use keaplink_core::connection::{ConnectionKey, FailureKind, ALL_CONNECTIONS_PREFIX};
 use keaplink_core::ids::PartnerId;
 use keaplink_core::refresh::RefreshState;
-use serde::Serialize;
-use worker::Env;
+use serde::{Deserialize, Serialize};
+use worker::{Env, MessageBatch, MessageExt, QueueRetryOptionsBuilder};
 
+pub const QUEUE_BINDING: &str = "REFRESH_QUEUE";
 /// Guard calls in flight at once (a Worker may hold six connections open).
 const PARALLEL_GUARD_CALLS: usize = 6;
 const LIST_PAGE: u64 = 1000;
+/// Messages per queue send (Cloudflare's batch limit).
+const SEND_BATCH: usize = 100;
+
+/// Work the sweep hands to the refresh queue.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "job", rename_all = "snake_case")]
+pub enum Job {
+    Refresh {
+        key: String,
+    },
+    /// Continue walking from this list cursor.
+    Sweep {
+        cursor: String,
+    },
+}
 
 /// What one sweep did: logged as one JSON line.
 #[derive(Debug, Default, Serialize)]
@@ -31,13 +49,16 @@ pub struct SweepReport {
     pub already_fresh: u64,
     pub gone: u64,
     pub errors: u64,
-    /// Due connections this invocation had no budget left for.
-    pub deferred: u64,
+    /// Due connections handed to the refresh queue for lack of budget.
+    pub enqueued: u64,
     pub kv_list_calls: u64,
     /// KV values this sweep read: always zero (decisions come from metadata).
     pub kv_value_reads: u64,
     pub guard_calls: u64,
+    pub queue_sends: u64,
+    /// Whether the walk reached the end (else it continues through the queue).
     pub complete: bool,
+    pub continued: bool,
     pub duration_ms: u64,
 }
 
@@ -46,7 +67,64 @@ fn key_of(name: &str) -> Option<ConnectionKey> {
     ConnectionKey::parse_under(&partner, name)
 }
 
-pub async fn sweep(env: &Env, cfg: &Config) -> ApiResult<SweepReport> {
+/// Tallies one guard answer.
+#[derive(Default)]
+struct Tally {
+    refreshed: u64,
+    still_failing: u64,
+    needs_reauth: u64,
+    already_fresh: u64,
+    gone: u64,
+    errors: u64,
+    throttled: bool,
+}
+
+impl Tally {
+    fn add(&mut self, answer: worker::Result<Answer>) {
+        match answer {
+            Ok(Answer::Record { record, refreshed }) => {
+                if refreshed {
+                    self.refreshed += 1;
+                } else if record.status == ConnectionStatus::NeedsReauth {
+                    self.needs_reauth += 1;
+                } else if let Some(e) = record.last_error {
+                    self.still_failing += 1;
+                    self.throttled |= e.kind == FailureKind::KeapThrottled;
+                } else {
+                    self.already_fresh += 1;
+                }
+            }
+            Ok(Answer::Gone) => self.gone += 1,
+            Ok(Answer::Done) | Err(_) => self.errors += 1,
+        }
+    }
+}
+
+async fn refresh_all(env: &Env, keys: Vec<ConnectionKey>) -> Tally {
+    let answers: Vec<_> = stream::iter(keys)
+        .map(|key| async move { guard::refresh(env, &key, Purpose::Sweep).await })
+        .buffer_unordered(PARALLEL_GUARD_CALLS)
+        .collect()
+        .await;
+    let mut tally = Tally::default();
+    for a in answers {
+        tally.add(a);
+    }
+    tally
+}
+
+async fn enqueue(env: &Env, jobs: Vec<Job>) -> worker::Result<u64> {
+    let queue = env.queue(QUEUE_BINDING)?;
+    let mut sends = 0;
+    for chunk in jobs.chunks(SEND_BATCH) {
+        queue.send_batch(chunk.to_vec()).await?;
+        sends += 1;
+    }
+    Ok(sends)
+}
+
+/// Walks from `cursor` (the start when `None`).
+pub async fn sweep(env: &Env, cfg: &Config, mut cursor: Option<String>) -> ApiResult<SweepReport> {
     let started = worker::Date::now().as_millis();
     let store = Store::open(env)?;
     let policy = cfg.refresh_policy();
@@ -55,9 +133,15 @@ pub async fn sweep(env: &Env, cfg: &Config) -> ApiResult<SweepReport> {
         ..SweepReport::default()
     };
     let mut budget = cfg.sweep_budget;
-    let mut cursor = None;
     loop {
-        if budget == 0 {
+        // A page costs one list call; keep one send for a continuation.
+        if budget < 3 {
+            if let Some(c) = cursor.clone() {
+                report.queue_sends += enqueue(env, vec![Job::Sweep { cursor: c }])
+                    .await
+                    .map_err(internal)?;
+                report.continued = true;
+            }
             break;
         }
         budget -= 1;
@@ -73,31 +157,31 @@ pub async fn sweep(env: &Env, cfg: &Config) -> ApiResult<SweepReport> {
             .collect();
         report.listed += page.len() as u64;
         report.due += due.len() as u64;
-        let take = due.len().min(budget as usize);
-        budget -= take as u64;
-        report.deferred += (due.len() - take) as u64;
-        report.guard_calls += take as u64;
-        let answers: Vec<_> = stream::iter(due.into_iter().take(take))
-            .map(|key| async move { guard::refresh(env, &key, Purpose::Sweep).await })
-            .buffer_unordered(PARALLEL_GUARD_CALLS)
-            .collect()
-            .await;
-        for answer in answers {
-            match answer {
-                Ok(Answer::Record { record, refreshed }) => {
-                    if refreshed {
-                        report.refreshed += 1;
-                    } else if record.status == ConnectionStatus::NeedsReauth {
-                        report.needs_reauth += 1;
-                    } else if record.last_error.is_some() {
-                        report.still_failing += 1;
-                    } else {
-                        report.already_fresh += 1;
-                    }
-                }
-                Ok(Answer::Gone) => report.gone += 1,
-                Ok(Answer::Done) | Err(_) => report.errors += 1,
-            }
+        // Direct guard calls, keeping enough budget to enqueue the rest and to continue.
+        let reserve = 1 + due.len().div_ceil(SEND_BATCH) as u64;
+        let direct = due.len().min(budget.saturating_sub(reserve) as usize);
+        let mut due = due;
+        let deferred: Vec<Job> = due
+            .split_off(direct)
+            .into_iter()
+            .map(|k| Job::Refresh {
+                key: k.as_str().to_owned(),
+            })
+            .collect();
+        budget -= direct as u64;
+        report.guard_calls += direct as u64;
+        let tally = refresh_all(env, due).await;
+        report.refreshed += tally.refreshed;
+        report.still_failing += tally.still_failing;
+        report.needs_reauth += tally.needs_reauth;
+        report.already_fresh += tally.already_fresh;
+        report.gone += tally.gone;
+        report.errors += tally.errors;
+        if !deferred.is_empty() {
+            report.enqueued += deferred.len() as u64;
+            let sends = enqueue(env, deferred).await.map_err(internal)?;
+            report.queue_sends += sends;
+            budget = budget.saturating_sub(sends);
         }
         match next {
             Some(c) => cursor = Some(c),
@@ -109,4 +193,78 @@ pub async fn sweep(env: &Env, cfg: &Config) -> ApiResult<SweepReport> {
     }
     report.duration_ms = worker::Date::now().as_millis() - started;
     Ok(report)
+}
+
+/// What one queue batch did: logged as one JSON line.
+#[derive(Debug, Default, Serialize)]
+struct BatchReport {
+    event: &'static str,
+    messages: u64,
+    granted: u64,
+    delayed: u64,
+    refreshed: u64,
+    still_failing: u64,
+    throttled: bool,
+    rate_per_min: f64,
+    retry_after_secs: u32,
+}
+
+/// The refresh queue's consumer: continues sweeps, and refreshes what the pacer allows now;
+/// the rest comes back later.
+pub async fn consume(batch: MessageBatch<Job>, env: &Env, cfg: &Config) -> worker::Result<()> {
+    let mut refreshes = Vec::new();
+    for msg in batch.messages()? {
+        match msg.body().clone() {
+            Job::Sweep { cursor } => {
+                match sweep(env, cfg, Some(cursor)).await {
+                    Ok(r) => {
+                        worker::console_log!("{}", serde_json::to_string(&r).unwrap_or_default())
+                    }
+                    Err(e) => worker::console_error!(
+                        "{{\"event\":\"sweep_failed\",\"code\":\"{}\"}}",
+                        e.code.as_str()
+                    ),
+                }
+                msg.ack();
+            }
+            Job::Refresh { key } => match key_of(&key) {
+                Some(k) => refreshes.push((msg, k)),
+                None => msg.ack(),
+            },
+        }
+    }
+    if refreshes.is_empty() {
+        return Ok(());
+    }
+    let grant = pacer::ask(env, refreshes.len() as u32, false).await?;
+    let later = refreshes.split_off((grant.granted as usize).min(refreshes.len()));
+    let retry = QueueRetryOptionsBuilder::new()
+        .with_delay_seconds(grant.retry_after_secs.max(1))
+        .build();
+    for (msg, _) in &later {
+        msg.retry_with_options(&retry);
+    }
+    let keys = refreshes.iter().map(|(_, k)| k.clone()).collect();
+    let tally = refresh_all(env, keys).await;
+    for (msg, _) in &refreshes {
+        msg.ack();
+    }
+    let mut rate = grant.rate_per_min;
+    if tally.throttled {
+        // Keap said "slow down": so does every consumer.
+        rate = pacer::ask(env, 0, true).await?.rate_per_min;
+    }
+    let report = BatchReport {
+        event: "refresh_batch",
+        messages: (refreshes.len() + later.len()) as u64,
+        granted: refreshes.len() as u64,
+        delayed: later.len() as u64,
+        refreshed: tally.refreshed,
+        still_failing: tally.still_failing,
+        throttled: tally.throttled,
+        rate_per_min: rate,
+        retry_after_secs: grant.retry_after_secs,
+    };
+    worker::console_log!("{}", serde_json::to_string(&report).unwrap_or_default());
+    Ok(())
 }

@@ -10,6 +10,7 @@ pub mod error;
 pub mod flow;
 pub mod ids;
 pub mod keap;
+pub mod pace;
 pub mod partner;
 pub mod refresh;
 pub mod seal;

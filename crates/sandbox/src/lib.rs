@@ -119,6 +119,8 @@ struct Inner {
     calls: HashMap<&'static str, u64>,
     /// Refresh calls by a short hash of the refresh token presented.
     refresh_calls: HashMap<String, u64>,
+    /// When each refresh call arrived (unix ms), the latest 100,000: to measure pacing.
+    refresh_times_ms: VecDeque<u64>,
     expires_in: Option<u64>,
 }
 
@@ -538,7 +540,17 @@ async fn token(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Resp
     // Counted before faults apply: a refresh that got a 500 was still a refresh call.
     match field("grant_type") {
         Some("authorization_code") => s.count("token_code"),
-        Some("refresh_token") => s.count("token_refresh"),
+        Some("refresh_token") => {
+            s.count("token_refresh");
+            let at = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            let mut g = s.lock();
+            if g.refresh_times_ms.len() >= 100_000 {
+                g.refresh_times_ms.pop_front();
+            }
+            g.refresh_times_ms.push_back(at);
+        }
         _ => {}
     }
     let fault = s.lock().faults.pop_front();
@@ -724,6 +736,7 @@ async fn stats(State(s): State<Shared>) -> Response {
     Json(json!({
         "calls": g.calls,
         "refresh_calls_by_token": g.refresh_calls,
+        "refresh_times_ms": g.refresh_times_ms,
         "faults_queued": g.faults.len(),
         "live_refresh_tokens": g.refresh.values().filter(|(_, alive)| *alive).count(),
     }))
@@ -767,6 +780,7 @@ async fn reset(State(s): State<Shared>) -> Response {
     g.faults.clear();
     g.calls.clear();
     g.refresh_calls.clear();
+    g.refresh_times_ms.clear();
     g.expires_in = None;
     StatusCode::NO_CONTENT.into_response()
 }
