@@ -41,7 +41,8 @@ test(`${COUNT} connections, 10% due: one sweep refreshes exactly the due ones`, 
   assert.equal(after - before, seeded.due, "Keap saw one refresh per due connection, none for the rest");
   assert.equal(report.kv_value_reads, 0);
   assert.equal(report.kv_list_calls, Math.ceil(COUNT / 1000));
-  assert.equal(report.deferred, 0);
+  assert.equal(report.enqueued, 0);
+  assert.equal(report.guard_calls, seeded.due);
   assert.ok(report.complete);
 
   // A second sweep finds nothing due.
