@@ -16,6 +16,7 @@ pub struct Config {
     pub keepalive_secs: i64,
     pub backoff_secs: i64,
     pub sweep_budget: u64,
+    pub proactive_refresh: bool,
     pub keap_timeout_ms: u32,
     pub account_central_url: String,
 }
@@ -76,6 +77,7 @@ impl Config {
             backoff_secs: number(env, "REFRESH_BACKOFF_SECS", 60)?,
             // The free plan allows 50 subrequests per invocation; keep a few in hand.
             sweep_budget: number(env, "SWEEP_SUBREQUEST_BUDGET", 45)?,
+            proactive_refresh: number(env, "REFRESH_PROACTIVE", true)?,
             keap_timeout_ms: number(env, "KEAP_TIMEOUT_MS", 10_000)?,
             account_central_url: text(env, "KEAP_ACCOUNT_CENTRAL_URL")
                 .filter(|v| !v.is_empty())
@@ -89,6 +91,7 @@ impl Config {
             keepalive_secs: self.keepalive_secs,
             base_backoff_secs: self.backoff_secs,
             max_backoff_secs: (self.backoff_secs * 60).max(self.backoff_secs),
+            proactive: self.proactive_refresh,
         }
     }
 

@@ -19,6 +19,10 @@ pub struct RefreshPolicy {
     /// The first wait after a transient failure; doubles with each further failure.
     pub base_backoff_secs: i64,
     pub max_backoff_secs: i64,
+    /// Whether sweeps refresh access tokens ahead of expiry. Off, sweeps only keep refresh
+    /// tokens alive, and token requests refresh on demand: for deployments whose links outnumber
+    /// Keap's daily quota (150,000 calls per OAuth client).
+    pub proactive: bool,
 }
 
 impl Default for RefreshPolicy {
@@ -28,6 +32,7 @@ impl Default for RefreshPolicy {
             keepalive_secs: 7 * 86_400,
             base_backoff_secs: 60,
             max_backoff_secs: 3_600,
+            proactive: true,
         }
     }
 }
@@ -115,7 +120,9 @@ impl RefreshPolicy {
         if s.status != ConnectionStatus::Active || now < self.next_attempt_at(s) {
             return None;
         }
-        if s.access_expires_at - now < self.margin_secs.max(MIN_TOKEN_VALIDITY_SECS) {
+        if self.proactive
+            && s.access_expires_at - now < self.margin_secs.max(MIN_TOKEN_VALIDITY_SECS)
+        {
             Some(DueReason::AccessExpiring)
         } else if now - s.refresh_issued_at >= self.keepalive_secs {
             Some(DueReason::KeepAlive)
@@ -151,6 +158,20 @@ mod tests {
         );
         assert_eq!(
             p.due(&state(now + 86_400, now - 7 * 86_400), now),
+            Some(DueReason::KeepAlive)
+        );
+    }
+
+    #[test]
+    fn without_proactive_refresh_only_age_makes_a_link_due() {
+        let p = RefreshPolicy {
+            proactive: false,
+            ..RefreshPolicy::default()
+        };
+        let now = 1_000_000;
+        assert_eq!(p.due(&state(now - 10, now - 10), now), None);
+        assert_eq!(
+            p.due(&state(now - 10, now - 7 * 86_400), now),
             Some(DueReason::KeepAlive)
         );
     }
