@@ -38,6 +38,15 @@ fn no_connection() -> ApiError {
     ApiError::new(ErrorCode::NoConnection, "No such connection.")
 }
 
+/// The connection an id from a path names, if it is this partner's.
+async fn resolve(store: &Store, partner: &PartnerId, raw_id: &str) -> ApiResult<ConnectionKey> {
+    let id = parse_connection_id(raw_id)?;
+    store
+        .resolve_id(partner, &id)
+        .await?
+        .ok_or_else(no_connection)
+}
+
 // ---- admin ---------------------------------------------------------------------------------
 
 pub async fn put_partner(
@@ -140,11 +149,7 @@ pub async fn my_disconnect(
     s: &Session,
     raw_id: &str,
 ) -> ApiResult<Response> {
-    let id = parse_connection_id(raw_id)?;
-    let key = store
-        .resolve_id(&s.partner_id, &id)
-        .await?
-        .ok_or_else(no_connection)?;
+    let key = resolve(store, &s.partner_id, raw_id).await?;
     // The id must belong to this user, not just to this partner.
     if !key
         .as_str()
@@ -298,11 +303,7 @@ pub async fn partner_disconnect(
     partner: &PartnerId,
     raw_id: &str,
 ) -> ApiResult<Response> {
-    let id = parse_connection_id(raw_id)?;
-    let key = store
-        .resolve_id(partner, &id)
-        .await?
-        .ok_or_else(no_connection)?;
+    let key = resolve(store, partner, raw_id).await?;
     guard::delete(env, &key).await.map_err(internal)?;
     empty(204)
 }

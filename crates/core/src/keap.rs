@@ -284,8 +284,6 @@ pub fn parse_token_response(status: u16, body: &[u8]) -> Result<TokenGrant, Keap
                 keap_app: raw.scope.as_deref().and_then(KeapApp::from_scope),
             })
         }
-        429 => Err(KeapFailure::Throttled),
-        500..=599 => Err(KeapFailure::Unavailable { status }),
         400 | 401 => match serde_json::from_slice::<RawOAuthError>(body) {
             // Keap answers a dead refresh token with `invalid_request` + "Invalid Refresh Token";
             // RFC 6749 says `invalid_grant`. Both mean the same thing here.
@@ -300,11 +298,20 @@ pub fn parse_token_response(status: u16, body: &[u8]) -> Result<TokenGrant, Keap
             }
             _ => Err(KeapFailure::Rejected { status }),
         },
-        400..=499 => Err(KeapFailure::Rejected { status }),
-        _ => Err(KeapFailure::BadResponse {
+        _ => Err(failure_for_status(status)),
+    }
+}
+
+/// A non-200 answer that says nothing more than its status.
+fn failure_for_status(status: u16) -> KeapFailure {
+    match status {
+        429 => KeapFailure::Throttled,
+        500..=599 => KeapFailure::Unavailable { status },
+        400..=499 => KeapFailure::Rejected { status },
+        _ => KeapFailure::BadResponse {
             status,
-            detail: "Keap's token endpoint answered an unexpected status",
-        }),
+            detail: "Keap answered an unexpected status",
+        },
     }
 }
 
@@ -373,13 +380,7 @@ pub fn parse_userinfo(status: u16, body: &[u8]) -> Result<KeapIdentity, KeapFail
                 name: clip(&name),
             })
         }
-        429 => Err(KeapFailure::Throttled),
-        500..=599 => Err(KeapFailure::Unavailable { status }),
-        400..=499 => Err(KeapFailure::Rejected { status }),
-        _ => Err(KeapFailure::BadResponse {
-            status,
-            detail: "Keap's userinfo endpoint answered an unexpected status",
-        }),
+        _ => Err(failure_for_status(status)),
     }
 }
 

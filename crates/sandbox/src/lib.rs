@@ -346,31 +346,18 @@ fn authorize_path(client_id: &str, redirect_uri: &str, state: &str) -> String {
 
 async fn login(State(s): State<Shared>, Form(f): Form<LoginForm>) -> Response {
     s.count("login");
-    let Some(u) = USERS
+    let user = USERS
         .iter()
         .position(|u| u.email.eq_ignore_ascii_case(f.email.trim()))
-    else {
-        return (
-            StatusCode::UNAUTHORIZED,
-            page(
-                "Sign in to Keap",
-                "login-failed",
-                "<p>Unknown email or wrong password.</p>",
-            ),
-        )
-            .into_response();
+        .filter(|_| f.password == PASSWORD);
+    let Some(u) = user else {
+        let body = page(
+            "Sign in to Keap",
+            "login-failed",
+            "<p>Unknown email or wrong password.</p>",
+        );
+        return (StatusCode::UNAUTHORIZED, body).into_response();
     };
-    if f.password != PASSWORD {
-        return (
-            StatusCode::UNAUTHORIZED,
-            page(
-                "Sign in to Keap",
-                "login-failed",
-                "<p>Unknown email or wrong password.</p>",
-            ),
-        )
-            .into_response();
-    }
     let sid = random_token(24);
     s.lock().sessions.insert(sid.clone(), u);
     let back = authorize_path(
