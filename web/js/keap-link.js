@@ -1,14 +1,56 @@
 // Defines <keap-link> and hands its lifecycle to the wasm module: wasm-bindgen cannot subclass
 // HTMLElement, so this is the only JavaScript the widget carries.
-import init, { mount } from "./keap_link_wasm.js";
+//
+//   <script type="module" src="https://<worker>/widget/keap-link.js"></script>
+//   <keap-link session="<JWT>"></keap-link>          or   session-url="/keap-session"
+//
+// Events on the element: keaplink:connected, keaplink:disconnected, keaplink:error.
+import init, { mount as mountWasm } from "./keap_link_wasm.js";
 
+// The Worker that serves this file is the one the widget talks to.
+const API_BASE = new URL("..", import.meta.url).href;
 const ready = init();
 
-class KeapLink extends HTMLElement {
+class KeapLinkElement extends HTMLElement {
+  static observedAttributes = ["session", "session-url", "sign-out-first"];
+
   async connectedCallback() {
     await ready;
-    mount(this);
+    if (!this.handle && this.isConnected) this.handle = mountWasm(this, this.getAttribute("api-base") || API_BASE);
+  }
+
+  attributeChangedCallback(_name, before, after) {
+    if (before !== after) this.handle?.refresh();
+  }
+
+  disconnectedCallback() {
+    this.handle?.destroy();
+    this.handle = undefined;
+  }
+
+  /** Reloads the link status. */
+  refresh() {
+    this.handle?.refresh();
   }
 }
 
-if (!customElements.get("keap-link")) customElements.define("keap-link", KeapLink);
+if (!customElements.get("keap-link")) customElements.define("keap-link", KeapLinkElement);
+
+/**
+ * Puts a widget into `target` (an element or a selector) and returns it.
+ * `options`: { session, sessionUrl, signOutFirst, returnTo, texts: { connect: "...", ... } }.
+ */
+export function mount(target, options = {}) {
+  const parent = typeof target === "string" ? document.querySelector(target) : target;
+  if (!parent) throw new Error(`keap-link: no element ${target}`);
+  const el = document.createElement("keap-link");
+  if (options.session) el.setAttribute("session", options.session);
+  if (options.sessionUrl) el.setAttribute("session-url", options.sessionUrl);
+  if (options.signOutFirst === false) el.setAttribute("sign-out-first", "false");
+  if (options.returnTo) el.setAttribute("return-to", options.returnTo);
+  for (const [name, text] of Object.entries(options.texts ?? {})) el.setAttribute(`text-${name}`, text);
+  parent.append(el);
+  return el;
+}
+
+export { ready };

@@ -1,0 +1,95 @@
+//! The contract's JSON, read in the browser with `Reflect` instead of serde: the widget has a
+//! 40 KB budget and serde's deserializers alone cost more than a third of it. The values land in
+//! `keaplink-api`'s own types, so the widget still speaks the same contract as the Worker; the
+//! browser tests check the two against each other.
+
+use js_sys::{Array, Object, Reflect};
+use keaplink_api::{
+    CallbackMessage, CallbackStatus, Connection, ConnectionStatus, KeapUser, LastError,
+};
+use wasm_bindgen::JsValue;
+
+fn field(o: &JsValue, key: &str) -> JsValue {
+    Reflect::get(o, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED)
+}
+
+fn text(o: &JsValue, key: &str) -> Option<String> {
+    field(o, key).as_string()
+}
+
+fn last_error(v: JsValue) -> Option<LastError> {
+    Some(LastError {
+        code: text(&v, "code")?,
+        message: text(&v, "message")?,
+        at: text(&v, "at")?,
+    })
+}
+
+fn connection(v: &JsValue) -> Option<Connection> {
+    let user = field(v, "keap_user");
+    Some(Connection {
+        id: text(v, "id")?,
+        keap_app: text(v, "keap_app")?,
+        keap_user: KeapUser {
+            email: text(&user, "email")?,
+            name: text(&user, "name").unwrap_or_default(),
+        },
+        status: match text(v, "status")?.as_str() {
+            "active" => ConnectionStatus::Active,
+            "needs_reauth" => ConnectionStatus::NeedsReauth,
+            _ => return None,
+        },
+        connected_at: text(v, "connected_at")?,
+        refreshed_at: text(v, "refreshed_at"),
+        access_expires_at: text(v, "access_expires_at")?,
+        last_error: last_error(field(v, "last_error")),
+    })
+}
+
+/// `{"connections": [Connection]}`.
+pub fn connections(v: &JsValue) -> Option<Vec<Connection>> {
+    let list: Array = field(v, "connections").dyn_into().ok()?;
+    list.iter().map(|c| connection(&c)).collect()
+}
+
+/// `{"error": {"code", "message"}}`.
+pub fn error(v: &JsValue) -> Option<(String, String)> {
+    let e = field(v, "error");
+    Some((text(&e, "code")?, text(&e, "message")?))
+}
+
+/// `{"authorize_url"}`.
+pub fn authorize_url(v: &JsValue) -> Option<String> {
+    text(v, "authorize_url")
+}
+
+/// The callback page's `postMessage`.
+pub fn callback_message(v: &JsValue) -> Option<CallbackMessage> {
+    Some(CallbackMessage {
+        kind: text(v, "type")?,
+        status: match text(v, "status")?.as_str() {
+            "connected" => CallbackStatus::Connected,
+            "error" => CallbackStatus::Error,
+            _ => return None,
+        },
+        connection_id: text(v, "connection_id"),
+        error: text(v, "error"),
+    })
+}
+
+/// `ConnectRequest` as a JSON body.
+pub fn connect_body(sign_out_first: bool, return_to: Option<&str>) -> Option<String> {
+    let o = Object::new();
+    Reflect::set(
+        &o,
+        &"sign_out_first".into(),
+        &JsValue::from_bool(sign_out_first),
+    )
+    .ok()?;
+    if let Some(url) = return_to {
+        Reflect::set(&o, &"return_to".into(), &JsValue::from_str(url)).ok()?;
+    }
+    js_sys::JSON::stringify(&o).ok()?.as_string()
+}
+
+use wasm_bindgen::JsCast;
