@@ -8,10 +8,10 @@ import { ROOT, TOKEN_KEY } from "./harness.mjs";
 const SEED_BIN = join(ROOT, "target", "debug", "keaplink-seed");
 
 /** Writes `count` connections of `partner`; every `dueEvery`-th is due, with live tokens. */
-export async function seedConnections({ persistTo, sandbox, partner, count, dueEvery, marginSecs }) {
+export async function seedConnections({ persistTo, sandbox, partner, count, dueEvery, marginSecs, unreadableIdle = false }) {
   const due = Math.ceil(count / dueEvery);
   const { tokens } = await sandbox.seed("ann@ab123.example", due);
-  const input = { partner, token_keys: TOKEN_KEY, now: Math.floor(Date.now() / 1000), count, due_every: dueEvery, margin_secs: marginSecs, tokens };
+  const input = { partner, token_keys: TOKEN_KEY, now: Math.floor(Date.now() / 1000), count, due_every: dueEvery, margin_secs: marginSecs, tokens, unreadable_idle: unreadableIdle };
   const out = spawnSync(SEED_BIN, { input: JSON.stringify(input), encoding: "utf8", maxBuffer: 1 << 30 });
   if (out.status !== 0) throw new Error(`keaplink-seed failed: ${out.stderr}`);
   const entries = out.stdout.trim().split("\n").map((l) => JSON.parse(l));

@@ -27,7 +27,8 @@ test(`${COUNT} connections, 10% due: one sweep refreshes exactly the due ones`, 
   const acme = await putPartner(stack.url, "acme", { origins: ["https://acme.example"] });
   await stack.worker.stop();
   const t0 = Date.now();
-  const seeded = await seedConnections({ persistTo: kvDir, sandbox: stack.sandbox, partner: "acme", count: COUNT, dueEvery: 10, marginSecs: 21600 });
+  // The 90% not due get unreadable values under intact metadata: reading any of them fails.
+  const seeded = await seedConnections({ persistTo: kvDir, sandbox: stack.sandbox, partner: "acme", count: COUNT, dueEvery: 10, marginSecs: 21600, unreadableIdle: true });
   console.log(`seeded ${COUNT} connections (${seeded.written} KV entries) in ${Date.now() - t0} ms`);
   await stack.restartWorker();
 
@@ -39,7 +40,8 @@ test(`${COUNT} connections, 10% due: one sweep refreshes exactly the due ones`, 
   assert.equal(report.due, seeded.due);
   assert.equal(report.refreshed, seeded.due, JSON.stringify(report));
   assert.equal(after - before, seeded.due, "Keap saw one refresh per due connection, none for the rest");
-  assert.equal(report.kv_value_reads, 0);
+  assert.equal(report.kv_value_reads, 0, "the sweep itself reads no value");
+  assert.equal(report.errors, 0, "nobody read an unreadable (not due) value");
   assert.equal(report.kv_list_calls, Math.ceil(COUNT / 1000));
   assert.equal(report.enqueued, 0);
   assert.equal(report.guard_calls, seeded.due);
@@ -48,6 +50,10 @@ test(`${COUNT} connections, 10% due: one sweep refreshes exactly the due ones`, 
   // A second sweep finds nothing due.
   const again = await runSweep(stack.worker);
   assert.equal(again.due, 0);
+  assert.equal(again.errors, 0);
+  // Proof the trap works: a not-due connection's value is indeed unreadable.
+  const idle = await call(stack.worker.url, "POST", "/v1/token", { token: acme.api_key, body: { user: "seed-000001" } });
+  assert.equal(idle.status, 500);
   // The refreshed ones hand out working tokens.
   const t = await call(stack.worker.url, "POST", "/v1/token", { token: acme.api_key, body: { user: "seed-000000" } });
   assert.equal(t.status, 200, t.text);

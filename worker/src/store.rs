@@ -26,6 +26,8 @@ const PARTNER_CACHE_MS: f64 = 30_000.0;
 
 pub struct Store {
     kv: KvStore,
+    /// KV values this store read: the sweep reports it.
+    reads: std::cell::Cell<u64>,
 }
 
 thread_local! {
@@ -37,9 +39,21 @@ fn now_ms() -> f64 {
 }
 
 impl Store {
+    /// Every value read goes through here, so it is counted.
+    async fn get_text(&self, key: &str) -> ApiResult<Option<String>> {
+        self.reads.set(self.reads.get() + 1);
+        self.kv.get(key).text().await.map_err(internal)
+    }
+
+    /// How many KV values this store has read.
+    pub fn reads(&self) -> u64 {
+        self.reads.get()
+    }
+
     pub fn open(env: &Env) -> ApiResult<Store> {
         Ok(Store {
             kv: env.kv(KV_BINDING).map_err(internal)?,
+            reads: std::cell::Cell::new(0),
         })
     }
 
@@ -66,12 +80,7 @@ impl Store {
     }
 
     pub async fn partner_uncached(&self, id: &PartnerId) -> ApiResult<Option<PartnerRecord>> {
-        let raw = self
-            .kv
-            .get(&format!("p/{}", id.as_str()))
-            .text()
-            .await
-            .map_err(internal)?;
+        let raw = self.get_text(&format!("p/{}", id.as_str())).await?;
         raw.map(|r| serde_json::from_str(&r).map_err(internal))
             .transpose()
     }
@@ -151,7 +160,7 @@ impl Store {
     // ---- connections ---------------------------------------------------------------------
 
     pub async fn connection(&self, key: &ConnectionKey) -> ApiResult<Option<ConnectionRecord>> {
-        let raw = self.kv.get(key.as_str()).text().await.map_err(internal)?;
+        let raw = self.get_text(key.as_str()).await?;
         raw.map(|r| serde_json::from_str(&r).map_err(internal))
             .transpose()
     }
@@ -198,12 +207,7 @@ impl Store {
         partner: &PartnerId,
         id: &ConnectionId,
     ) -> ApiResult<Option<ConnectionKey>> {
-        let raw = self
-            .kv
-            .get(&ConnectionKey::index_key(id))
-            .text()
-            .await
-            .map_err(internal)?;
+        let raw = self.get_text(&ConnectionKey::index_key(id)).await?;
         Ok(raw.and_then(|k| ConnectionKey::parse_under(partner, &k)))
     }
 
@@ -253,7 +257,7 @@ impl Store {
     /// Reads and deletes a state: whatever happens next, it cannot be used again.
     pub async fn take_state(&self, state: &StateToken) -> ApiResult<Option<PendingLink>> {
         let key = state.storage_key();
-        let raw = self.kv.get(&key).text().await.map_err(internal)?;
+        let raw = self.get_text(&key).await?;
         if raw.is_some() {
             self.kv.delete(&key).await.map_err(internal)?;
         }

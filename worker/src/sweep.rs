@@ -52,7 +52,7 @@ pub struct SweepReport {
     /// Due connections handed to the refresh queue for lack of budget.
     pub enqueued: u64,
     pub kv_list_calls: u64,
-    /// KV values this sweep read: always zero (decisions come from metadata).
+    /// KV values this sweep read itself (its guards read their own records).
     pub kv_value_reads: u64,
     pub guard_calls: u64,
     pub queue_sends: u64,
@@ -191,6 +191,7 @@ pub async fn sweep(env: &Env, cfg: &Config, mut cursor: Option<String>) -> ApiRe
             }
         }
     }
+    report.kv_value_reads = store.reads();
     report.duration_ms = worker::Date::now().as_millis() - started;
     Ok(report)
 }

@@ -3,7 +3,8 @@
 //!
 //! Reads `{"partner", "token_keys", "now", "count", "due_every", "margin_secs", "tokens": [{"access_token", "refresh_token"}]}`
 //! on stdin. Every `due_every`-th connection gets an access token inside the refresh margin and
-//! the next of `tokens` (live at the sandbox); the others are fresh, with tokens Keap would refuse.
+//! the next of `tokens` (live at the sandbox); the others are fresh, with tokens Keap would refuse
+//! (or, with `"unreadable_idle": true`, an unreadable value under intact metadata).
 
 use keaplink_core::connection::{ConnectionKey, ConnectionRecord, NewConnection};
 use keaplink_core::ids::{ConnectionId, PartnerId, UserId};
@@ -23,6 +24,10 @@ struct Input {
     due_every: usize,
     margin_secs: i64,
     tokens: Vec<Tokens>,
+    /// Write an unreadable value (metadata intact) for connections that are not due: whoever
+    /// reads one fails, so a test can prove nobody does.
+    #[serde(default)]
+    unreadable_idle: bool,
 }
 
 #[derive(Deserialize)]
@@ -76,7 +81,12 @@ fn main() {
             },
             &keys,
         );
-        let line = json!({"key": key.as_str(), "value": serde_json::to_string(&record).expect("json"), "metadata": record.metadata()});
+        let value = if !due && input.unreadable_idle {
+            "unreadable: a sweep must decide from metadata alone".to_owned()
+        } else {
+            serde_json::to_string(&record).expect("json")
+        };
+        let line = json!({"key": key.as_str(), "value": value, "metadata": record.metadata()});
         writeln!(out, "{line}").expect("stdout");
         writeln!(
             out,
