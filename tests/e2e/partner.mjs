@@ -27,7 +27,10 @@ export async function startPartnerSite({ workerUrl }) {
     }
     const attrs = [];
     if (url.searchParams.get("mode") === "session-url") attrs.push(`session-url="/session?user=${encodeURIComponent(user)}"`);
-    else attrs.push(`session="${await mintSession(partner, user)}"`);
+    else if (url.searchParams.get("expired") === "1") {
+      const now = Math.floor(Date.now() / 1000);
+      attrs.push(`session="${await mintSession(partner, user, { iat: now - 700, exp: now - 100 })}"`);
+    } else attrs.push(`session="${await mintSession(partner, user)}"`);
     if (url.searchParams.get("hop") === "off") attrs.push('sign-out-first="false"');
     attrs.push(`return-to="${base}/settings"`);
     res.writeHead(200, {

@@ -223,3 +223,19 @@ test("8. errors: an unreachable service shows a retry, never a blank box", async
   await page.locator("keap-link [data-state=empty]").waitFor();
   await page.close();
 });
+
+test("9. an expired session says so and offers a retry", async () => {
+  const page = await context.newPage();
+  await page.addInitScript(() => {
+    window.__errors = [];
+    document.addEventListener("keaplink:error", (e) => window.__errors.push(e.detail));
+  });
+  await page.goto(`${site.url}/settings?user=alice&expired=1`);
+  const err = page.locator("keap-link [data-state=error]");
+  await err.waitFor();
+  assert.match(await err.textContent(), /session has expired/);
+  assert.deepEqual((await page.evaluate(() => window.__errors)).map((d) => d.error), ["invalid_session"]);
+  assert.ok(await page.locator("keap-link [data-action=retry]").isVisible());
+  await shot(page, "session-expired");
+  await page.close();
+});
