@@ -321,27 +321,17 @@ impl ConnectionRecord {
         }
     }
 
+    /// The API's view of the link (the same as a listing's, from metadata).
     pub fn to_api(&self) -> Connection {
-        Connection {
-            id: self.id.clone(),
-            keap_app: self.keap_app.clone(),
-            keap_user: KeapUser {
-                email: self.keap_email.clone(),
-                name: self.keap_name.clone(),
-            },
-            status: self.status,
-            connected_at: rfc3339(self.connected_at),
-            refreshed_at: self.refreshed_at.map(rfc3339),
-            access_expires_at: rfc3339(self.access_expires_at),
-            last_error: self.last_error.map(|e| LastError {
-                code: e.kind.code().to_owned(),
-                message: e.kind.message().to_owned(),
-                at: rfc3339(e.at),
-            }),
-        }
+        self.summary().to_api()
     }
 
+    /// What KV metadata carries, fitted to its size limit.
     pub fn metadata(&self) -> ConnectionMeta {
+        self.summary().fit()
+    }
+
+    fn summary(&self) -> ConnectionMeta {
         ConnectionMeta {
             id: self.id.clone(),
             user: self.user.clone(),
@@ -356,7 +346,6 @@ impl ConnectionRecord {
             email: self.keap_email.clone(),
             name: self.keap_name.clone(),
         }
-        .fit()
     }
 }
 
@@ -407,23 +396,23 @@ impl ConnectionMeta {
     }
 
     pub fn to_api(&self) -> Connection {
-        ConnectionRecord {
+        Connection {
             id: self.id.clone(),
-            partner: String::new(),
-            user: self.user.clone(),
             keap_app: self.app.clone(),
-            keap_email: self.email.clone(),
-            keap_name: self.name.clone(),
+            keap_user: KeapUser {
+                email: self.email.clone(),
+                name: self.name.clone(),
+            },
             status: self.status,
-            connected_at: self.connected_at,
-            refreshed_at: self.refreshed_at,
-            access_expires_at: self.access_expires_at,
-            refresh_issued_at: self.refresh_issued_at,
-            last_error: self.last_error,
-            failures: self.failures,
-            tokens: String::new(),
+            connected_at: rfc3339(self.connected_at),
+            refreshed_at: self.refreshed_at.map(rfc3339),
+            access_expires_at: rfc3339(self.access_expires_at),
+            last_error: self.last_error.map(|e| LastError {
+                code: e.kind.code().to_owned(),
+                message: e.kind.message().to_owned(),
+                at: rfc3339(e.at),
+            }),
         }
-        .to_api()
     }
 }
 

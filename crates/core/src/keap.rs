@@ -257,11 +257,7 @@ struct RawOAuthError {
 pub fn parse_token_response(status: u16, body: &[u8]) -> Result<TokenGrant, KeapFailure> {
     match status {
         200 => {
-            let raw: RawToken =
-                serde_json::from_slice(body).map_err(|_| KeapFailure::BadResponse {
-                    status,
-                    detail: "the token response is not the JSON Keap documents",
-                })?;
+            let raw: RawToken = json(body, "the token response is not the JSON Keap documents")?;
             if raw.access_token.is_empty() {
                 return Err(KeapFailure::BadResponse {
                     status,
@@ -300,6 +296,17 @@ pub fn parse_token_response(status: u16, body: &[u8]) -> Result<TokenGrant, Keap
         },
         _ => Err(failure_for_status(status)),
     }
+}
+
+/// A 200 answer's body, or `BadResponse` saying what it should have been.
+fn json<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+    detail: &'static str,
+) -> Result<T, KeapFailure> {
+    serde_json::from_slice(body).map_err(|_| KeapFailure::BadResponse {
+        status: 200,
+        detail,
+    })
 }
 
 /// A non-200 answer that says nothing more than its status.
@@ -352,11 +359,7 @@ fn clip(s: &str) -> String {
 pub fn parse_userinfo(status: u16, body: &[u8]) -> Result<KeapIdentity, KeapFailure> {
     match status {
         200 => {
-            let raw: RawUserinfo =
-                serde_json::from_slice(body).map_err(|_| KeapFailure::BadResponse {
-                    status,
-                    detail: "the userinfo response is not JSON",
-                })?;
+            let raw: RawUserinfo = json(body, "the userinfo response is not JSON")?;
             let email = raw
                 .email
                 .filter(|e| e.contains('@'))
