@@ -37,7 +37,7 @@ export async function startPartnerSite({ workerUrl }) {
       "set-cookie": `partner_user=${encodeURIComponent(user)}; Path=/; SameSite=Lax`,
       "content-type": "text/html; charset=utf-8",
       // What a strict partner needs to allow (README, "Embedding").
-      "content-security-policy": `default-src 'self'; script-src 'self' ${workerUrl} 'wasm-unsafe-eval'; connect-src 'self' ${workerUrl}; style-src 'self' 'unsafe-inline'`,
+      "content-security-policy": `default-src 'self'; script-src 'self' ${workerUrl} 'wasm-unsafe-eval'; connect-src 'self' ${workerUrl}; style-src 'self'`,
     });
     res.end(`<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Partner settings</title>
 <script type="module" src="${workerUrl}/widget/keap-link.js"></script></head>

@@ -66,6 +66,9 @@ test("1. connect in a popup: login as Keap user A, consent, the widget shows it 
   await page.evaluate(() => { window.__sameDocument = true; });
   assert.match(await page.locator("keap-link [data-state=empty]").textContent(), /Link your Keap account/);
   assert.match(await page.locator("keap-link .why").textContent(), /signed out of Keap first/);
+  // Styled under a CSP without 'unsafe-inline': the accent reaches the primary button.
+  const bg = await page.locator("keap-link button.primary").evaluate((b) => getComputedStyle(b).backgroundColor);
+  assert.equal(bg, "rgb(47, 111, 221)");
   await shot(page, "empty");
   const timing = await page.evaluate(() => {
     const script = performance.getEntriesByType("resource").find((e) => e.name.endsWith("/widget/keap-link.js"));

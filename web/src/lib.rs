@@ -50,7 +50,13 @@ impl KeapLink {
 pub fn mount(host: HtmlElement, api_base: String) -> Result<KeapLink, JsValue> {
     let root = match host.shadow_root() {
         Some(root) => root,
-        None => host.attach_shadow(&ShadowRootInit::new(ShadowRootMode::Open))?,
+        None => {
+            let root = host.attach_shadow(&ShadowRootInit::new(ShadowRootMode::Open))?;
+            let sheet = web_sys::CssStyleSheet::new()?;
+            sheet.replace_sync(view::STYLE)?;
+            root.set_adopted_style_sheets(&js_sys::Array::of1(&sheet));
+            root
+        }
     };
     let api = api_base.trim_end_matches('/').to_owned();
     let api_origin = web_sys::Url::new(&api)?.origin();

@@ -92,7 +92,9 @@ fn when(rfc3339: &str) -> String {
     ))
 }
 
-const STYLE: &str = r#"<style>
+/// The widget's stylesheet, adopted by its shadow root (a constructed stylesheet, which a page's
+/// CSP `style-src` does not govern, so partners need no `'unsafe-inline'`).
+pub const STYLE: &str = r#"
 :host{display:block;font:var(--keaplink-font,14px/1.45 system-ui,sans-serif);color:var(--keaplink-fg,#1d2330);
 --kl-bg:var(--keaplink-bg,#fff);--kl-border:var(--keaplink-border,#d5d9e0);--kl-accent:var(--keaplink-accent,#2f6fdd);
 --kl-muted:var(--keaplink-muted,#5b6473);--kl-ok:var(--keaplink-ok,#1f7a3d);--kl-warn:var(--keaplink-warn,#a15c00);--kl-radius:var(--keaplink-radius,8px)}
@@ -110,7 +112,7 @@ button:hover{filter:brightness(1.08)}
 button:focus-visible,a:focus-visible{outline:3px solid var(--kl-accent);outline-offset:2px}
 a{color:var(--kl-accent)}.live:empty{display:none}.live{margin-top:8px}
 @media (prefers-reduced-motion:reduce){*{transition:none!important;animation:none!important}}
-</style>"#;
+"#;
 
 pub fn render(view: &View, notice: Option<&str>, t: &Texts, sign_out_first: bool) -> String {
     let hop = if sign_out_first {
@@ -155,7 +157,7 @@ pub fn render(view: &View, notice: Option<&str>, t: &Texts, sign_out_first: bool
         }
     };
     format!(
-        r#"{STYLE}<section class="kl" part="container" aria-label="{title}"><h2>{title}</h2>{body}<div class="live" role="status" aria-live="polite">{live}</div></section>"#,
+        r#"<section class="kl" part="container" aria-label="{title}"><h2>{title}</h2>{body}<div class="live" role="status" aria-live="polite">{live}</div></section>"#,
         title = escape(&t.title),
         live = notice.map(escape).unwrap_or_default()
     )
