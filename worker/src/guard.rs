@@ -21,6 +21,7 @@ use worker::{durable_object, DurableObject, Env, Method, Request, RequestInit, R
 
 pub const GUARD_BINDING: &str = "CONNECTION_GUARD";
 const RECORD: &str = "record";
+const DELETED: &str = "deleted";
 
 /// Why a refresh is asked for: a token request wants a fresh token; a sweep wants whatever is
 /// due by the policy.
@@ -90,6 +91,7 @@ impl DurableObject for ConnectionGuard {
                     record.id = old.id.clone();
                 }
                 self.state.storage().put(RECORD, &record).await?;
+                self.state.storage().delete(DELETED).await?;
                 store
                     .put_connection(&key, &record, existing.is_none())
                     .await
@@ -109,7 +111,10 @@ impl DurableObject for ConnectionGuard {
                             .map_err(rust_error)?;
                     }
                 }
-                self.state.storage().delete_all().await?;
+                // A tombstone, not an empty object: an empty one would reload the record from
+                // a KV copy that other locations may still serve for a minute.
+                self.state.storage().delete(RECORD).await?;
+                self.state.storage().put(DELETED, true).await?;
                 Answer::Done
             }
             Command::Refresh { key, purpose } => {
@@ -152,6 +157,9 @@ impl ConnectionGuard {
     ) -> worker::Result<Option<ConnectionRecord>> {
         if let Some(r) = self.state.storage().get::<ConnectionRecord>(RECORD).await? {
             return Ok(Some(r));
+        }
+        if self.state.storage().get::<bool>(DELETED).await?.is_some() {
+            return Ok(None);
         }
         let from_kv = store.connection(key).await.map_err(rust_error)?;
         if let Some(r) = &from_kv {
