@@ -7,6 +7,21 @@ import { ROOT, TOKEN_KEY } from "./harness.mjs";
 
 const SEED_BIN = join(ROOT, "target", "debug", "keaplink-seed");
 
+/** Opens the stopped Worker's local KV for `fn(kv)`. */
+export async function withLocalKv(persistTo, fn) {
+  const mf = new Miniflare({
+    modules: true,
+    script: "export default { fetch() { return new Response(''); } }",
+    kvNamespaces: { KV: "keaplink-local" },
+    defaultPersistRoot: join(persistTo, "v3"),
+  });
+  try {
+    return await fn(await mf.getKVNamespace("KV"));
+  } finally {
+    await mf.dispose();
+  }
+}
+
 /** Writes `count` connections of `partner`; every `dueEvery`-th is due, with live tokens. */
 export async function seedConnections({ persistTo, sandbox, partner, count, dueEvery, marginSecs, unreadableIdle = false }) {
   const due = Math.ceil(count / dueEvery);
@@ -15,19 +30,10 @@ export async function seedConnections({ persistTo, sandbox, partner, count, dueE
   const out = spawnSync(SEED_BIN, { input: JSON.stringify(input), encoding: "utf8", maxBuffer: 1 << 30 });
   if (out.status !== 0) throw new Error(`keaplink-seed failed: ${out.stderr}`);
   const entries = out.stdout.trim().split("\n").map((l) => JSON.parse(l));
-  const mf = new Miniflare({
-    modules: true,
-    script: "export default { fetch() { return new Response(''); } }",
-    kvNamespaces: { KV: "keaplink-local" },
-    defaultPersistRoot: join(persistTo, "v3"),
-  });
-  try {
-    const kv = await mf.getKVNamespace("KV");
+  await withLocalKv(persistTo, async (kv) => {
     for (let i = 0; i < entries.length; i += 100) {
       await Promise.all(entries.slice(i, i + 100).map((e) => kv.put(e.key, e.value, e.metadata ? { metadata: e.metadata } : {})));
     }
-  } finally {
-    await mf.dispose();
-  }
+  });
   return { written: entries.length, due };
 }
