@@ -108,20 +108,35 @@ pub fn code_exchange_request(
     code: &str,
     redirect_uri: &str,
 ) -> OutboundRequest {
-    OutboundRequest {
-        method: "POST",
-        url: endpoints.token_url.clone(),
-        headers: vec![
-            ("content-type", Secret::new(FORM)),
-            ("accept", Secret::new("application/json")),
-        ],
-        body: Some(form(&[
+    token_post(
+        endpoints,
+        None,
+        &[
             ("client_id", &client.client_id),
             ("client_secret", client.client_secret.expose()),
             ("code", code),
             ("grant_type", "authorization_code"),
             ("redirect_uri", redirect_uri),
-        ])),
+        ],
+    )
+}
+
+/// A form POST to Keap's token endpoint (it takes no JSON).
+fn token_post(
+    endpoints: &KeapEndpoints,
+    authorization: Option<Secret>,
+    pairs: &[(&str, &str)],
+) -> OutboundRequest {
+    let mut headers = vec![
+        ("content-type", Secret::new(FORM)),
+        ("accept", Secret::new("application/json")),
+    ];
+    headers.extend(authorization.map(|a| ("authorization", a)));
+    OutboundRequest {
+        method: "POST",
+        url: endpoints.token_url.clone(),
+        headers,
+        body: Some(form(pairs)),
     }
 }
 
@@ -136,19 +151,14 @@ pub fn refresh_request(
         client.client_id,
         client.client_secret.expose()
     ));
-    OutboundRequest {
-        method: "POST",
-        url: endpoints.token_url.clone(),
-        headers: vec![
-            ("content-type", Secret::new(FORM)),
-            ("accept", Secret::new("application/json")),
-            ("authorization", Secret::new(format!("Basic {basic}"))),
-        ],
-        body: Some(form(&[
+    token_post(
+        endpoints,
+        Some(Secret::new(format!("Basic {basic}"))),
+        &[
             ("grant_type", "refresh_token"),
             ("refresh_token", refresh_token.expose()),
-        ])),
-    }
+        ],
+    )
 }
 
 /// Who linked: `GET userinfo` with the new access token.
