@@ -1,0 +1,100 @@
+//! Property tests of the core's rules: sealing, session JWTs, the refresh policy.
+
+use keaplink_api::ConnectionStatus;
+use keaplink_core::connection::MIN_TOKEN_VALIDITY_SECS;
+use keaplink_core::ids::PartnerId;
+use keaplink_core::refresh::{RefreshPolicy, RefreshState};
+use keaplink_core::seal::{Keyring, NONCE_LEN};
+use keaplink_core::session;
+use proptest::prelude::*;
+
+const K1: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+const K2: &str = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
+
+proptest! {
+    #[test]
+    fn sealing_round_trips(plain in proptest::collection::vec(any::<u8>(), 0..512), aad in "[a-z/]{1,40}", nonce in any::<[u8; NONCE_LEN]>()) {
+        let ring = Keyring::parse(K1).unwrap();
+        let sealed = ring.seal(&aad, &plain, nonce);
+        prop_assert_eq!(ring.open(&aad, &sealed).unwrap(), plain);
+    }
+
+    #[test]
+    fn sealing_rejects_any_tampered_character(plain in proptest::collection::vec(any::<u8>(), 1..64), at in any::<prop::sample::Index>(), to in "[A-Za-z0-9_.-]") {
+        let ring = Keyring::parse(K1).unwrap();
+        let sealed = ring.seal("c/p/u/a", &plain, [9; NONCE_LEN]);
+        let i = at.index(sealed.len());
+        let mut tampered = sealed.clone();
+        tampered.replace_range(i..=i, &to);
+        prop_assume!(tampered != sealed);
+        prop_assert!(ring.open("c/p/u/a", &tampered).is_err());
+    }
+
+    #[test]
+    fn sealing_rejects_a_wrong_key_or_place(plain in proptest::collection::vec(any::<u8>(), 0..64), aad in "[a-z]{1,10}", other in "[a-z]{1,10}") {
+        let sealed = Keyring::parse(K1).unwrap().seal(&aad, &plain, [1; NONCE_LEN]);
+        prop_assert!(Keyring::parse(K2).unwrap().open(&aad, &sealed).is_err());
+        prop_assume!(aad != other);
+        prop_assert!(Keyring::parse(K1).unwrap().open(&other, &sealed).is_err());
+    }
+
+    #[test]
+    fn no_mutation_of_a_valid_session_verifies(at in any::<prop::sample::Index>(), to in "[A-Za-z0-9_.=-]") {
+        let now = 1_800_000_000_i64;
+        let token = mint(now);
+        let partner = PartnerId::parse("acme").unwrap();
+        prop_assert!(session::verify(&token, &partner, SECRET, now).is_ok());
+        let i = at.index(token.len());
+        let mut mutated = token.clone();
+        mutated.replace_range(i..=i, &to);
+        prop_assume!(mutated != token);
+        prop_assert!(session::verify(&mutated, &partner, SECRET, now).is_err(), "{}", mutated);
+    }
+
+    #[test]
+    fn the_policy_never_refreshes_a_dead_link(expires in 0_i64..4_000_000, issued in 0_i64..4_000_000, now in 0_i64..4_000_000, failures in 0_u32..40) {
+        let s = RefreshState {
+            id: "c",
+            status: ConnectionStatus::NeedsReauth,
+            access_expires_at: expires,
+            refresh_issued_at: issued,
+            failed_at: (failures > 0).then_some(now / 2),
+            failures,
+        };
+        prop_assert_eq!(RefreshPolicy::default().due(&s, now), None);
+    }
+
+    #[test]
+    fn a_due_link_never_waits_past_its_expiry(expires_in in 121_i64..100_000, failed_ago in 0_i64..10_000, failures in 1_u32..40, id in "[a-zA-Z0-9]{22}") {
+        // A link inside the refresh margin that failed recently: its next attempt comes before
+        // its access token runs out (with the 60 s the contract promises to spare).
+        let now = 1_000_000;
+        let policy = RefreshPolicy::default();
+        let s = RefreshState {
+            id: &id,
+            status: ConnectionStatus::Active,
+            access_expires_at: now + expires_in.min(policy.margin_secs - 1),
+            refresh_issued_at: now,
+            failed_at: Some(now - failed_ago),
+            failures,
+        };
+        let next = policy.next_attempt_at(&s);
+        prop_assert!(next <= s.access_expires_at - MIN_TOKEN_VALIDITY_SECS);
+        prop_assert!(policy.due(&s, next.max(now)).is_some());
+    }
+}
+
+const SECRET: &[u8] = b"partner-session-secret-0123456789";
+
+/// A valid session token, signed with jsonwebtoken (HS256, the provider the core installs).
+fn mint(now: i64) -> String {
+    use jsonwebtoken::{encode, EncodingKey, Header};
+    session::install_crypto();
+    let claims = serde_json::json!({"iss": "acme", "sub": "u1", "aud": "keaplink", "iat": now - 5, "exp": now + 600});
+    encode(
+        &Header::default(),
+        &claims,
+        &EncodingKey::from_secret(SECRET),
+    )
+    .unwrap()
+}
