@@ -134,13 +134,7 @@ fn rust_error(e: keaplink_core::ApiError) -> worker::Error {
 }
 
 fn parse_key(raw: &str) -> worker::Result<ConnectionKey> {
-    let partner = raw
-        .split('/')
-        .nth(1)
-        .and_then(keaplink_core::ids::PartnerId::parse);
-    partner
-        .and_then(|p| ConnectionKey::parse_under(&p, raw))
-        .ok_or_else(|| worker::Error::RustError("not a connection key".into()))
+    ConnectionKey::parse(raw).ok_or_else(|| worker::Error::RustError("not a connection key".into()))
 }
 
 fn now() -> UnixTime {

@@ -12,7 +12,6 @@ use crate::store::{unix_now, Store};
 use futures_util::stream::{self, StreamExt};
 use keaplink_api::ConnectionStatus;
 use keaplink_core::connection::{ConnectionKey, FailureKind, ALL_CONNECTIONS_PREFIX};
-use keaplink_core::ids::PartnerId;
 use keaplink_core::refresh::RefreshState;
 use serde::{Deserialize, Serialize};
 use worker::{Env, MessageBatch, MessageExt, QueueRetryOptionsBuilder};
@@ -60,11 +59,6 @@ pub struct SweepReport {
     pub complete: bool,
     pub continued: bool,
     pub duration_ms: u64,
-}
-
-fn key_of(name: &str) -> Option<ConnectionKey> {
-    let partner = PartnerId::parse(name.split('/').nth(1)?)?;
-    ConnectionKey::parse_under(&partner, name)
 }
 
 /// Tallies one guard answer.
@@ -153,7 +147,7 @@ pub async fn sweep(env: &Env, cfg: &Config, mut cursor: Option<String>) -> ApiRe
         let due: Vec<ConnectionKey> = page
             .iter()
             .filter(|(_, meta)| policy.due(&RefreshState::from(meta), now).is_some())
-            .filter_map(|(name, _)| key_of(name))
+            .filter_map(|(name, _)| ConnectionKey::parse(name))
             .collect();
         report.listed += page.len() as u64;
         report.due += due.len() as u64;
@@ -228,7 +222,7 @@ pub async fn consume(batch: MessageBatch<Job>, env: &Env, cfg: &Config) -> worke
                 }
                 msg.ack();
             }
-            Job::Refresh { key } => match key_of(&key) {
+            Job::Refresh { key } => match ConnectionKey::parse(&key) {
                 Some(k) => refreshes.push((msg, k)),
                 None => msg.ack(),
             },

@@ -25,6 +25,13 @@ impl ConnectionKey {
         ConnectionKey(format!("{}{}", user_prefix(partner, user), app.as_str()))
     }
 
+    /// Accepts any well-formed connection key (from a list page or a queue message); the
+    /// partner is the one the key names.
+    pub fn parse(raw: &str) -> Option<Self> {
+        let partner = PartnerId::parse(raw.split('/').nth(1)?)?;
+        ConnectionKey::parse_under(&partner, raw)
+    }
+
     /// Accepts a stored pointer only if it is a well-formed key under `partner`.
     pub fn parse_under(partner: &PartnerId, raw: &str) -> Option<Self> {
         let rest = raw.strip_prefix(&partner_prefix(partner))?;
@@ -529,5 +536,16 @@ mod tests {
         assert!(ConnectionKey::parse_under(&acme, key.as_str()).is_some());
         assert!(ConnectionKey::parse_under(&other, key.as_str()).is_none());
         assert!(ConnectionKey::parse_under(&acme, "c/acme/../x/ab123").is_none());
+        assert_eq!(ConnectionKey::parse(key.as_str()), Some(key.clone()));
+        for bad in [
+            "",
+            "c/",
+            "c/ACME/x/ab123",
+            "i/abc",
+            "c/acme/short/ab123",
+            "p/acme",
+        ] {
+            assert!(ConnectionKey::parse(bad).is_none(), "{bad}");
+        }
     }
 }
