@@ -7,6 +7,7 @@ export ROOT
 export PATH="$HOME/.cargo/bin:$ROOT/node_modules/.bin:$PATH"
 
 WORKER_BUILD_VERSION="0.8.7"
+CARGO_FUZZ_VERSION="0.13.2"
 # The wasm-bindgen CLI must match the library exactly: read it from Cargo.lock.
 WASM_BINDGEN_VERSION="$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' "$ROOT/Cargo.lock")"
 

@@ -1,7 +1,7 @@
 // Starts the real stack on loopback: the Keap sandbox and the Worker under `wrangler dev`
 // (workerd, local KV in a fresh temp folder). Every test file owns its own instances.
 import { spawn } from "node:child_process";
-import { mkdtemp, rm, mkdir, writeFile } from "node:fs/promises";
+import { mkdtemp, rm, mkdir, writeFile, readFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { randomBytes } from "node:crypto";
 import { tmpdir } from "node:os";
@@ -101,8 +101,33 @@ export async function startSandbox({ redirectUri, expiresIn = 86400 } = {}) {
  * Starts `wrangler dev`. `vars` become `--var`s; `secrets` go through an env file so wrangler
  * never prints them. Returns `{ url, logs, stop }`.
  */
-export async function startWorker({ vars = {}, secrets = {}, port, persistTo } = {}) {
+/** Limits the tests run under unless they ask for others: high enough never to get in the way. */
+export const ROOMY_LIMITS = {
+  LIMIT_FLOW_IP: 100_000,
+  LIMIT_FLOW_PARTNER: 100_000,
+  LIMIT_TOKEN_IP: 1_000_000,
+  LIMIT_TOKEN_PARTNER: 1_000_000,
+};
+
+/**
+ * wrangler.toml with the rate-limit bindings' counts replaced (periods kept), written beside it
+ * (its paths are relative to it). Rate-limit bindings take their limits from config only.
+ */
+async function configWithLimits(limits) {
+  let toml = await readFile(join(ROOT, "wrangler.toml"), "utf8");
+  for (const [name, limit] of Object.entries(limits)) {
+    const re = new RegExp(`(name = "${name}"[^\\[]*?simple = \\{ limit = )\\d+`);
+    if (!re.test(toml)) throw new Error(`no rate-limit binding ${name} in wrangler.toml`);
+    toml = toml.replace(re, `$1${limit}`);
+  }
+  const path = join(ROOT, `.wrangler-test-${process.pid}-${randomBytes(4).toString("hex")}.toml`);
+  await writeFile(path, toml);
+  return path;
+}
+
+export async function startWorker({ vars = {}, secrets = {}, port, persistTo, limits = {} } = {}) {
   port ??= await freePort();
+  const config = await configWithLimits({ ...ROOMY_LIMITS, ...limits });
   const inspectorPort = await freePort();
   // A caller-owned folder survives stop(): a restart on it sees the same KV.
   const persist = persistTo ?? (await mkdtemp(join(tmpdir(), "keaplink-kv-")));
@@ -110,6 +135,7 @@ export async function startWorker({ vars = {}, secrets = {}, port, persistTo } =
   await writeFile(envFile, Object.entries(secrets).map(([k, v]) => `${k}=${v}\n`).join(""), { mode: 0o600 });
   const args = [
     "dev",
+    "--config", config,
     "--ip", "127.0.0.1",
     "--port", String(port),
     "--inspector-port", String(inspectorPort),
@@ -126,6 +152,7 @@ export async function startWorker({ vars = {}, secrets = {}, port, persistTo } =
   const stop = async () => {
     await proc.stop();
     await rm(dirname(envFile), { recursive: true, force: true });
+    await rm(config, { force: true });
     if (!persistTo) await rm(persist, { recursive: true, force: true });
   };
   try {
@@ -143,7 +170,7 @@ export const TOKEN_KEY = randomBytes(32).toString("base64");
 /**
  * The sandbox and the Worker wired to it. `workerVars` override the defaults.
  */
-export async function startStack({ workerVars = {}, sandbox: sandboxOpts = {}, secrets = {}, persistTo } = {}) {
+export async function startStack({ workerVars = {}, sandbox: sandboxOpts = {}, secrets = {}, persistTo, limits } = {}) {
   const port = await freePort();
   const publicUrl = `http://127.0.0.1:${port}`;
   const sandbox = await startSandbox({ redirectUri: `${publicUrl}/oauth/callback`, ...sandboxOpts });
@@ -163,7 +190,7 @@ export async function startStack({ workerVars = {}, sandbox: sandboxOpts = {}, s
     KEAP_TIMEOUT_MS: "2000",
     ...workerVars,
   };
-  const launchWorker = () => startWorker({ port, persistTo, secrets: allSecrets, vars });
+  const launchWorker = () => startWorker({ port, persistTo, secrets: allSecrets, vars, limits });
   let worker;
   try {
     worker = await launchWorker();

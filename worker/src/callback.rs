@@ -143,6 +143,15 @@ async fn link_account(
     ConnectionId::parse(&stored.id).ok_or_else(|| internal(()))
 }
 
+/// The page for a callback refused before it was looked at (rate limits).
+pub fn refused(e: &ApiError) -> Response {
+    let mut resp = render(error_page(e.code));
+    if let Some(secs) = e.retry_after {
+        let _ = resp.headers_mut().set("retry-after", &secs.to_string());
+    }
+    resp
+}
+
 fn render(answer: CallbackAnswer) -> Response {
     let mut resp = match answer {
         CallbackAnswer::Redirect(to) => {

@@ -1,13 +1,11 @@
 //! HTTP plumbing: JSON answers, the one place an `ApiError` becomes a response, bodies with a
 //! size limit, bearer credentials, CORS headers.
 
+use keaplink_core::body::{self, MAX_BODY_BYTES};
 use keaplink_core::{ApiError, ErrorCode};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use worker::{Headers, Request, Response};
-
-/// The contract's body limit.
-pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
@@ -43,13 +41,14 @@ pub fn error_response(err: &ApiError) -> Response {
     let h = resp.headers_mut();
     let _ = h.set("content-type", "application/json");
     no_store(h);
-    if err.code == ErrorCode::KeapThrottled {
-        let _ = h.set("retry-after", "60");
+    if let Some(secs) = err.retry_after {
+        let _ = h.set("retry-after", &secs.to_string());
     }
     resp
 }
 
-/// Reads a JSON body of at most 16 KiB. An empty body reads as `default` when one is given.
+/// Reads a JSON body of at most 16 KiB (the rules are `keaplink_core::body`). An empty body reads
+/// as `default` when one is given.
 pub async fn read_json<T: DeserializeOwned>(req: &mut Request, default: Option<T>) -> ApiResult<T> {
     let declared = req
         .headers()
@@ -58,7 +57,7 @@ pub async fn read_json<T: DeserializeOwned>(req: &mut Request, default: Option<T
         .flatten()
         .and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
-        return Err(too_large());
+        return Err(body::too_large());
     }
     let bytes = req.bytes().await.map_err(|_| {
         ApiError::new(
@@ -66,40 +65,7 @@ pub async fn read_json<T: DeserializeOwned>(req: &mut Request, default: Option<T
             "The request body could not be read.",
         )
     })?;
-    if bytes.len() > MAX_BODY_BYTES {
-        return Err(too_large());
-    }
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        if let Some(d) = default {
-            return Ok(d);
-        }
-    }
-    serde_json::from_slice(&bytes).map_err(|e| {
-        ApiError::new(
-            ErrorCode::InvalidRequest,
-            format!(
-                "The body is not the JSON this endpoint takes: {}",
-                describe(&e)
-            ),
-        )
-    })
-}
-
-/// serde's message names fields and types, never echoes input values.
-fn describe(e: &serde_json::Error) -> String {
-    use serde_json::error::Category;
-    match e.classify() {
-        Category::Syntax | Category::Eof | Category::Io => "not valid JSON.".into(),
-        Category::Data => {
-            let msg = e.to_string();
-            // Keep "missing field `user`" / "unknown field `x`"; drop positions.
-            msg.split(" at line").next().unwrap_or("").to_owned() + "."
-        }
-    }
-}
-
-fn too_large() -> ApiError {
-    ApiError::new(ErrorCode::BodyTooLarge, "The request body is over 16 KiB.")
+    body::decode(&bytes, default)
 }
 
 /// The bearer credential, or 401 `missing_credentials`.

@@ -10,6 +10,7 @@ mod config;
 mod guard;
 mod http;
 mod keap_client;
+mod limits;
 mod pacer;
 mod random;
 mod store;
@@ -18,6 +19,7 @@ mod sweep;
 use config::Config;
 use http::{allow_origin, error_response, json, origin, preflight, ApiResult};
 use keaplink_api::Health;
+use keaplink_core::limits::Endpoint;
 use keaplink_core::{ApiError, ErrorCode};
 use store::{unix_now, Store};
 use worker::{
@@ -84,6 +86,10 @@ async fn route(req: &mut Request, env: &Env) -> ApiResult<Response> {
         ["oauth", "callback"] => match method {
             Method::Get => {
                 let (cfg, store) = setup(env)?;
+                let check = Endpoint::Callback.per_ip(limits::client_ip(req).as_deref());
+                if let Err(e) = limits::enforce(env, check).await {
+                    return Ok(callback::refused(&e));
+                }
                 Ok(callback::callback(req, env, &store, &cfg, unix_now()).await)
             }
             _ => Err(method_not_allowed("GET")),
@@ -105,7 +111,15 @@ async fn route(req: &mut Request, env: &Env) -> ApiResult<Response> {
                 return Err(method_not_allowed("POST"));
             }
             let (cfg, store) = setup(env)?;
-            let (partner, _) = auth::partner_key(req, &store).await?;
+            let ip = limits::client_ip(req);
+            // The address is counted while the key is checked; the partner once it is known.
+            let (by_ip, key) = futures_util::join!(
+                limits::enforce(env, Endpoint::Token.per_ip(ip.as_deref())),
+                auth::partner_key(req, &store)
+            );
+            by_ip?;
+            let (partner, _) = key?;
+            limits::enforce(env, Endpoint::Token.per_partner(&partner)).await?;
             api::token(req, env, &store, &cfg, &partner, unix_now()).await
         }
         ["v1", "connections", rest @ ..] if rest.len() <= 1 => {
@@ -163,6 +177,23 @@ async fn me(req: &mut Request, env: &Env, method: Method, rest: &[&str]) -> ApiR
     let (cfg, store) = setup(env)?;
     let now = unix_now();
     let (session, cors) = auth::session(req, &store, &cfg, now).await;
+    // Starting a Keap flow is counted per address whether or not the session checks out, then
+    // per partner.
+    let session = match op {
+        Op::Connect => {
+            let check = Endpoint::Connect.per_ip(limits::client_ip(req).as_deref());
+            match limits::enforce(env, check).await {
+                Ok(()) => match session {
+                    Ok(s) => limits::enforce(env, Endpoint::Connect.per_partner(&s.partner_id))
+                        .await
+                        .map(|()| s),
+                    Err(e) => Err(e),
+                },
+                Err(e) => Err(e),
+            }
+        }
+        _ => session,
+    };
     let result = match session {
         Err(e) => Err(e),
         Ok(s) => match op {

@@ -49,6 +49,7 @@ error_codes! {
     AmbiguousConnection => ("ambiguous_connection", 409),
     BodyTooLarge => ("body_too_large", 413),
     KeapThrottled => ("keap_throttled", 429),
+    RateLimited => ("rate_limited", 429),
     Internal => ("internal", 500),
     Misconfigured => ("misconfigured", 500),
     KeapError => ("keap_error", 502),
@@ -61,14 +62,23 @@ error_codes! {
 pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
+    /// Seconds to wait before trying again (`retry-after`), for the 429s.
+    pub retry_after: Option<u32>,
 }
 
 impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        let retry_after = (code == ErrorCode::KeapThrottled).then_some(60);
         Self {
             code,
             message: message.into(),
+            retry_after,
         }
+    }
+
+    pub fn with_retry_after(mut self, secs: u32) -> Self {
+        self.retry_after = Some(secs);
+        self
     }
 
     pub fn status(&self) -> u16 {

@@ -188,6 +188,9 @@ pub fn error_page(code: ErrorCode) -> CallbackAnswer {
         ErrorCode::InvalidState => {
             "This sign-in link is invalid, was already used, or expired (links last 10 minutes). Close this window and start again from the app."
         }
+        ErrorCode::RateLimited => {
+            "Too many sign-in attempts came from this address. Wait a minute, then start again from the app."
+        }
         _ => "The request to connect Keap was malformed. Close this window and start again from the app.",
     };
     CallbackAnswer::Page {

@@ -4,12 +4,14 @@
 //! result. Nothing here touches the network, storage, randomness or a clock of its own: those
 //! arrive as arguments, so every rule is tested natively in milliseconds.
 
+pub mod body;
 pub mod clock;
 pub mod connection;
 pub mod error;
 pub mod flow;
 pub mod ids;
 pub mod keap;
+pub mod limits;
 pub mod pace;
 pub mod partner;
 pub mod refresh;

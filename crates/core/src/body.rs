@@ -1,0 +1,118 @@
+//! Request bodies from outside: the size limit and JSON decoding, with errors that name what is
+//! wrong but never echo a value the caller sent (a misplaced token must not come back in an answer).
+
+use crate::error::{ApiError, ErrorCode};
+use serde::de::DeserializeOwned;
+
+/// The contract's body limit.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
+pub fn too_large() -> ApiError {
+    ApiError::new(
+        ErrorCode::BodyTooLarge,
+        "The body is over the 16 KiB limit.",
+    )
+}
+
+/// Decodes a JSON body of at most 16 KiB. A blank body reads as `default` when one is given.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8], default: Option<T>) -> Result<T, ApiError> {
+    if bytes.len() > MAX_BODY_BYTES {
+        return Err(too_large());
+    }
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        if let Some(d) = default {
+            return Ok(d);
+        }
+    }
+    serde_json::from_slice(bytes).map_err(|e| {
+        ApiError::new(
+            ErrorCode::InvalidRequest,
+            format!(
+                "The body is not the JSON this endpoint takes: {}",
+                describe(&e)
+            ),
+        )
+    })
+}
+
+/// serde_json's data errors can quote the offending value (`invalid type: string "…"`), so only
+/// field names (ours, or the caller's, cut short) and the expected type are kept.
+fn describe(e: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    match e.classify() {
+        Category::Syntax | Category::Eof | Category::Io => "not valid JSON.".into(),
+        Category::Data => {
+            let msg = e.to_string();
+            let msg = msg.split(" at line").next().unwrap_or("");
+            if let Some(field) = msg.strip_prefix("missing field ") {
+                format!("missing field {}.", clip(field))
+            } else if let Some(rest) = msg.strip_prefix("unknown field ") {
+                let field = rest.split(", expected").next().unwrap_or("");
+                format!("unknown field {}.", clip(field))
+            } else if let Some((_, expected)) = msg.rsplit_once(", expected ") {
+                format!(
+                    "a value has the wrong type or form (expected {}).",
+                    clip(expected)
+                )
+            } else {
+                "a value has the wrong type or form.".into()
+            }
+        }
+    }
+}
+
+fn clip(s: &str) -> String {
+    const MAX: usize = 80;
+    if s.chars().count() <= MAX {
+        s.to_owned()
+    } else {
+        s.chars().take(MAX).collect::<String>() + "…"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keaplink_api::{ConnectRequest, TokenRequest};
+
+    #[test]
+    fn wrong_types_never_echo_the_value() {
+        let e = decode::<TokenRequest>(br#"{"user": 42, "keap_app": "xx1"}"#, None).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidRequest);
+        assert!(e.message.contains("expected a string"), "{}", e.message);
+        let e = decode::<ConnectRequest>(br#"{"sign_out_first": "ya29.secret-token"}"#, None)
+            .unwrap_err();
+        assert!(!e.message.contains("secret-token"), "{}", e.message);
+        assert!(e.message.contains("expected a boolean"), "{}", e.message);
+    }
+
+    #[test]
+    fn names_missing_and_unknown_fields() {
+        let e = decode::<TokenRequest>(b"{}", None).unwrap_err();
+        assert!(e.message.contains("missing field `user`"), "{}", e.message);
+        let e = decode::<TokenRequest>(br#"{"user": "u", "usr": 1}"#, None).unwrap_err();
+        assert!(e.message.contains("unknown field `usr`"), "{}", e.message);
+        assert!(!e.message.contains("expected one of"), "{}", e.message);
+    }
+
+    #[test]
+    fn blank_reads_as_the_default_only_where_there_is_one() {
+        assert_eq!(
+            decode(b" \n", Some(ConnectRequest::default())).unwrap(),
+            ConnectRequest::default()
+        );
+        assert_eq!(
+            decode::<TokenRequest>(b"", None).unwrap_err().code,
+            ErrorCode::InvalidRequest
+        );
+    }
+
+    #[test]
+    fn over_the_limit_is_413() {
+        let big = vec![b' '; MAX_BODY_BYTES + 1];
+        assert_eq!(
+            decode::<TokenRequest>(&big, None).unwrap_err().code,
+            ErrorCode::BodyTooLarge
+        );
+    }
+}

@@ -1,0 +1,43 @@
+//! What comes back from storage: sealed blobs, records and metadata as JSON, and `TOKEN_KEYS`.
+//! Opening must refuse anything it did not seal itself, without panicking.
+#![no_main]
+use keaplink_core::connection::{ConnectionKey, ConnectionMeta, ConnectionRecord};
+use keaplink_core::flow::PendingLink;
+use keaplink_core::ids::{PartnerId, UserId};
+use keaplink_core::keap::KeapApp;
+use keaplink_core::partner::PartnerRecord;
+use keaplink_core::seal::Keyring;
+use libfuzzer_sys::fuzz_target;
+
+const KEYS: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+fuzz_target!(|data: &[u8]| {
+    let keys = Keyring::parse(KEYS).unwrap();
+    let _ = Keyring::parse(&String::from_utf8_lossy(data));
+    if let Ok(text) = std::str::from_utf8(data) {
+        assert!(
+            keys.open("c/acme/u/app", text).is_err(),
+            "opened a blob it never sealed"
+        );
+        let _ = keys.needs_reseal(text);
+    }
+    if let Ok(r) = serde_json::from_slice::<ConnectionRecord>(data) {
+        let partner = PartnerId::parse(&r.partner);
+        let user = UserId::parse(&r.user);
+        let app = KeapApp::parse(&r.keap_app);
+        if let (Some(p), Some(u), Some(a)) = (partner, user, app) {
+            let key = ConnectionKey::new(&p, &u, &a);
+            let _ = r.open_tokens(&keys, &key);
+        }
+        let _ = r.metadata();
+        let _ = r.to_api();
+    }
+    if let Ok(m) = serde_json::from_slice::<ConnectionMeta>(data) {
+        let _ = m.to_api();
+    }
+    let _ = serde_json::from_slice::<PendingLink>(data);
+    if let Ok(p) = serde_json::from_slice::<PartnerRecord>(data) {
+        assert!(p.session_secret(&keys).is_err());
+        let _ = p.view();
+    }
+});
