@@ -1,12 +1,14 @@
 // TOKEN_KEYS rotation across a restart on the same KV: records sealed under the old key still
-// open, new ones are sealed under the new first key, and the old key alone can no longer open them.
+// open, new ones are sealed under the new first key, and the old key alone can no longer open
+// them. Then the README's procedure: re-seal everything (POST /v1/admin/reseal), remove the old key.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtemp, rm } from "node:fs/promises";
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { startStack, TOKEN_KEY } from "./harness.mjs";
+import { ADMIN_TOKEN, startStack, TOKEN_KEY } from "./harness.mjs";
+import { withLocalKv } from "./seed.mjs";
 import { Browser, call, linkThroughSandbox, mintSession, putPartner } from "./client.mjs";
 
 let stack;
@@ -52,4 +54,70 @@ test("a new first key seals new records while old ones still open; the old key a
   assert.equal(refused.json.error.code, "internal");
   assert.ok(!refused.text.includes(NEW_KEY));
   assert.equal((await token("old-user")).status, 200);
+});
+
+/** A key's public id, as keaplink-core names it: base64url(SHA-256("keaplink-key-id:" + key))[0..6 bytes]. */
+const keyId = (b64) =>
+  createHash("sha256").update(Buffer.concat([Buffer.from("keaplink-key-id:"), Buffer.from(b64, "base64")])).digest().subarray(0, 6).toString("base64url");
+
+/** Every sealed blob in the stopped Worker's KV, by key id. */
+async function sealedBlobs() {
+  const byKey = {};
+  await withLocalKv(kvDir, async (kv) => {
+    for (const prefix of ["p/", "c/"]) {
+      for (const { name } of (await kv.list({ prefix })).keys) {
+        const v = JSON.parse(await kv.get(name));
+        const blob = prefix === "p/" ? v.session_secret : v.tokens;
+        const id = blob.split(".")[1];
+        (byKey[id] ??= []).push(name);
+      }
+    }
+  });
+  return byKey;
+}
+
+async function resealWalk() {
+  const pages = [];
+  let cursor = "";
+  do {
+    const q = cursor ? `?limit=1&cursor=${encodeURIComponent(cursor)}` : "?limit=1";
+    const res = await call(stack.worker.url, "POST", `/v1/admin/reseal${q}`, { token: ADMIN_TOKEN });
+    assert.equal(res.status, 200, res.text);
+    pages.push(res.json);
+    cursor = res.json.cursor;
+  } while (cursor);
+  const sum = (k) => pages.reduce((s, p) => s + p[k], 0);
+  return { resealed: sum("resealed"), current: sum("current"), unreadable: sum("unreadable"), pages: pages.length };
+}
+
+test("the documented rotation: add a new first key, re-seal everything, remove the old key", async () => {
+  // Where the first test left it: records under the old key (old-user, the partner) and the
+  // new one (new-user).
+  await stack.restartWorker({ TOKEN_KEYS: `${NEW_KEY},${TOKEN_KEY}` });
+  const before = await token("old-user");
+  assert.equal(before.status, 200, before.text);
+
+  // Admin only.
+  const anon = await call(stack.worker.url, "POST", "/v1/admin/reseal", { token: acme.api_key });
+  assert.equal(anon.status, 401);
+  assert.equal((await call(stack.worker.url, "POST", "/v1/admin/reseal?cursor=zz", { token: ADMIN_TOKEN })).json.error.code, "invalid_request");
+
+  const first = await resealWalk();
+  assert.deepEqual({ ...first, pages: undefined }, { resealed: 2, current: 1, unreadable: 0, pages: undefined }, "the partner and old-user moved, new-user already was");
+  const again = await resealWalk();
+  assert.deepEqual({ ...again, pages: undefined }, { resealed: 0, current: 3, unreadable: 0, pages: undefined }, "a second walk finds nothing to do");
+
+  await stack.worker.stop();
+  const blobs = await sealedBlobs();
+  assert.deepEqual(Object.keys(blobs), [keyId(NEW_KEY)], `every blob under the new key: ${JSON.stringify(blobs)}`);
+
+  // The old key removed: everything still works, with the same tokens.
+  await stack.restartWorker({ TOKEN_KEYS: NEW_KEY });
+  const after = await token("old-user");
+  assert.equal(after.status, 200, after.text);
+  assert.equal(after.json.access_token, before.json.access_token);
+  assert.equal((await token("new-user")).status, 200);
+  const mine = await call(stack.worker.url, "GET", "/v1/me/connections", { token: await mintSession(acme, "old-user") });
+  assert.equal(mine.status, 200, "sessions verify: the partner's session secret moved too");
+  assert.equal(mine.json.connections.length, 1);
 });

@@ -9,7 +9,7 @@ use crate::store::Store;
 use keaplink_api::ConnectionStatus;
 use keaplink_api::{
     ConnectRequest, ConnectResponse, MyConnections, PartnerConnection, PartnerConnections,
-    PartnerUpsert, TokenRequest, TokenResponse,
+    PartnerUpsert, ResealReport, TokenRequest, TokenResponse,
 };
 use keaplink_core::clock::{rfc3339, UnixTime};
 use keaplink_core::connection::{partner_prefix, user_prefix, ConnectionKey};
@@ -48,6 +48,78 @@ async fn resolve(store: &Store, partner: &PartnerId, raw_id: &str) -> ApiResult<
 }
 
 // ---- admin ---------------------------------------------------------------------------------
+
+/// `POST /v1/admin/reseal?cursor=&limit=`: one page of the key-rotation walk, partners first
+/// (their session secrets), then connections (through their guards). The cursor says which.
+pub async fn reseal(req: &Request, env: &Env, store: &Store, cfg: &Config) -> ApiResult<Response> {
+    let url = req.url().map_err(internal)?;
+    let mut cursor = None;
+    let mut limit = 40u64;
+    for (k, v) in url.query_pairs() {
+        match k.as_ref() {
+            "cursor" => cursor = Some(v.into_owned()),
+            "limit" => {
+                limit = v
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=500).contains(n))
+                    .ok_or_else(|| {
+                        ApiError::new(ErrorCode::InvalidRequest, "limit must be 1-500.")
+                    })?
+            }
+            _ => {}
+        }
+    }
+    // "p" / "p:<kv cursor>": partners; "c" / "c:<kv cursor>": connections.
+    let cursor = cursor.unwrap_or_else(|| "p".into());
+    let (phase, kv_cursor) = cursor.split_once(':').unwrap_or((cursor.as_str(), ""));
+    let bad_cursor = || ApiError::new(ErrorCode::InvalidRequest, "That cursor is not ours.");
+    let mut report = ResealReport::default();
+    let mut count = |o: guard::Reseal| match o {
+        guard::Reseal::Resealed => report.resealed += 1,
+        guard::Reseal::Current => report.current += 1,
+        guard::Reseal::Unreadable => report.unreadable += 1,
+        guard::Reseal::Gone => {}
+    };
+    let next = match phase {
+        "p" => {
+            let (names, next) = store
+                .list_keys("p/", limit, Some(kv_cursor.to_owned()))
+                .await?;
+            for name in names {
+                let Some(id) = name.strip_prefix("p/").and_then(PartnerId::parse) else {
+                    continue;
+                };
+                let Some(record) = store.partner_uncached(&id).await? else {
+                    continue;
+                };
+                count(match record.resealed(&cfg.keys, random::bytes()) {
+                    Ok(Some(moved)) => {
+                        store.put_partner(&moved, Some(&record)).await?;
+                        guard::Reseal::Resealed
+                    }
+                    Ok(None) => guard::Reseal::Current,
+                    Err(_) => guard::Reseal::Unreadable,
+                });
+            }
+            Some(next.map_or_else(|| "c".to_owned(), |c| format!("p:{c}")))
+        }
+        "c" => {
+            let (names, next) = store
+                .list_keys("c/", limit, Some(kv_cursor.to_owned()))
+                .await?;
+            for name in names {
+                if let Some(key) = ConnectionKey::parse(&name) {
+                    count(guard::reseal(env, &key).await.map_err(internal)?);
+                }
+            }
+            next.map(|c| format!("c:{c}"))
+        }
+        _ => return Err(bad_cursor()),
+    };
+    report.cursor = next;
+    json(&report, 200)
+}
 
 pub async fn put_partner(
     req: &mut Request,
@@ -222,7 +294,7 @@ pub async fn token(
         {
             Answer::Record { record, .. } => *record,
             Answer::Gone => return Err(no_connection()),
-            Answer::Done => return Err(internal(())),
+            Answer::Done | Answer::Resealed { .. } => return Err(internal(())),
         };
     }
     if record.status == ConnectionStatus::NeedsReauth {

@@ -44,6 +44,8 @@ enum Command {
     Refresh { key: String, purpose: Purpose },
     /// Destroy the link.
     Delete { key: String },
+    /// Move the tokens to the current first key of `TOKEN_KEYS` (key rotation).
+    Reseal { key: String },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -57,6 +59,21 @@ pub enum Answer {
     /// There is no such connection.
     Gone,
     Done,
+    Resealed {
+        result: Reseal,
+    },
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Reseal {
+    /// Moved to the current key.
+    Resealed,
+    /// Already under the current key.
+    Current,
+    /// No key of `TOKEN_KEYS` opens it (left as it is).
+    Unreadable,
+    Gone,
 }
 
 #[durable_object(fetch)]
@@ -116,6 +133,21 @@ impl DurableObject for ConnectionGuard {
                 self.state.storage().delete(RECORD).await?;
                 self.state.storage().put(DELETED, true).await?;
                 Answer::Done
+            }
+            Command::Reseal { key } => {
+                let key = parse_key(&key)?;
+                let outcome = match self.record(&store, &key).await? {
+                    None => Reseal::Gone,
+                    Some(record) => match record.resealed(&cfg.keys, &key, random::bytes()) {
+                        Ok(Some(next)) => {
+                            self.save(&store, &key, &next).await?;
+                            Reseal::Resealed
+                        }
+                        Ok(None) => Reseal::Current,
+                        Err(_) => Reseal::Unreadable,
+                    },
+                };
+                Answer::Resealed { result: outcome }
             }
             Command::Refresh { key, purpose } => {
                 let key = parse_key(&key)?;
@@ -300,4 +332,21 @@ pub async fn refresh(env: &Env, key: &ConnectionKey, purpose: Purpose) -> worker
         },
     )
     .await
+}
+
+/// Moves the connection's tokens to the current first key (through its guard, so a refresh in
+/// flight is never overwritten with older tokens).
+pub async fn reseal(env: &Env, key: &ConnectionKey) -> worker::Result<Reseal> {
+    match ask(
+        env,
+        key,
+        &Command::Reseal {
+            key: key.as_str().to_owned(),
+        },
+    )
+    .await?
+    {
+        Answer::Resealed { result } => Ok(result),
+        _ => Err(worker::Error::RustError("the guard did not re-seal".into())),
+    }
 }

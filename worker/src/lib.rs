@@ -94,6 +94,14 @@ async fn route(req: &mut Request, env: &Env) -> ApiResult<Response> {
             }
             _ => Err(method_not_allowed("GET")),
         },
+        ["v1", "admin", "reseal"] => {
+            let (cfg, store) = setup(env)?;
+            auth::admin(req, &cfg)?;
+            match method {
+                Method::Post => api::reseal(req, env, &store, &cfg).await,
+                _ => Err(method_not_allowed("POST")),
+            }
+        }
         ["v1", "admin", "partners", raw_id] => {
             let (cfg, store) = setup(env)?;
             auth::admin(req, &cfg)?;

@@ -211,6 +211,26 @@ impl Store {
         Ok(raw.and_then(|k| ConnectionKey::parse_under(partner, &k)))
     }
 
+    /// One page of key names under `prefix`.
+    pub async fn list_keys(
+        &self,
+        prefix: &str,
+        limit: u64,
+        cursor: Option<String>,
+    ) -> ApiResult<(Vec<String>, Option<String>)> {
+        let mut q = self.kv.list().prefix(prefix.to_owned()).limit(limit);
+        if let Some(c) = cursor.filter(|c| !c.is_empty()) {
+            q = q.cursor(c);
+        }
+        let page = q.execute().await.map_err(internal)?;
+        let next = if page.list_complete {
+            None
+        } else {
+            page.cursor
+        };
+        Ok((page.keys.into_iter().map(|k| k.name).collect(), next))
+    }
+
     /// One page of connections under `prefix`, from metadata alone.
     pub async fn list_connections(
         &self,

@@ -89,7 +89,7 @@ impl Tally {
                 }
             }
             Ok(Answer::Gone) => self.gone += 1,
-            Ok(Answer::Done) | Err(_) => self.errors += 1,
+            Ok(Answer::Done | Answer::Resealed { .. }) | Err(_) => self.errors += 1,
         }
     }
 }

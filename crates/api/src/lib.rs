@@ -250,3 +250,16 @@ mod tests {
         assert!(j.get("api_key").is_none());
     }
 }
+
+/// `POST /v1/admin/reseal` answer: one page of the key-rotation walk.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResealReport {
+    /// Records moved to the current (first) key of `TOKEN_KEYS`.
+    pub resealed: u32,
+    /// Records already under it.
+    pub current: u32,
+    /// Records no key of `TOKEN_KEYS` opens (left untouched; see the README).
+    pub unreadable: u32,
+    /// Pass it back as `?cursor=` for the next page; `null` when the walk is done.
+    pub cursor: Option<String>,
+}

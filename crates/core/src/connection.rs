@@ -255,6 +255,24 @@ impl ConnectionRecord {
 
     /// Fresh enough to hand out without refreshing: at least the refresh margin left, and never
     /// less than the contract's 60 s.
+    /// Key rotation: the record with its tokens sealed under the current key, or `None` when they
+    /// already are. Nothing else changes.
+    pub fn resealed(
+        &self,
+        keys: &Keyring,
+        key: &ConnectionKey,
+        nonce: [u8; NONCE_LEN],
+    ) -> Result<Option<Self>, OpenError> {
+        if !keys.needs_reseal(&self.tokens) {
+            return Ok(None);
+        }
+        let plain = keys.open(key.as_str(), &self.tokens)?;
+        Ok(Some(ConnectionRecord {
+            tokens: keys.seal(key.as_str(), &plain, nonce),
+            ..self.clone()
+        }))
+    }
+
     pub fn is_fresh(&self, now: UnixTime, margin_secs: i64) -> bool {
         self.status == ConnectionStatus::Active
             && self.access_expires_at - now >= margin_secs.max(MIN_TOKEN_VALIDITY_SECS)
@@ -456,6 +474,34 @@ mod tests {
             &keys(),
         );
         (key, rec)
+    }
+
+    #[test]
+    fn reseal_moves_tokens_to_the_new_first_key_and_nothing_else() {
+        let (key, old) = record("u1", "Ann");
+        let new_key = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
+        let both = Keyring::parse(&format!(
+            "{new_key},AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
+        ))
+        .unwrap();
+        let moved = old.resealed(&both, &key, [9; NONCE_LEN]).unwrap().unwrap();
+        assert_ne!(moved.tokens, old.tokens);
+        assert_eq!(
+            ConnectionRecord {
+                tokens: old.tokens.clone(),
+                ..moved.clone()
+            },
+            old
+        );
+        // The new key alone opens it; the old alone no longer does.
+        let only_new = Keyring::parse(new_key).unwrap();
+        let t = moved.open_tokens(&only_new, &key).unwrap();
+        assert_eq!(t.refresh_token.expose(), "RT-1");
+        assert!(moved.open_tokens(&keys(), &key).is_err());
+        // Already current: nothing to do.
+        assert_eq!(moved.resealed(&both, &key, [9; NONCE_LEN]), Ok(None));
+        // A record no key opens is reported, not rewritten.
+        assert!(old.resealed(&only_new, &key, [9; NONCE_LEN]).is_err());
     }
 
     #[test]

@@ -121,6 +121,25 @@ impl PartnerRecord {
             .map_err(|_| OpenError::Malformed)
     }
 
+    /// Key rotation: the record with its session secret sealed under the current key, or `None`
+    /// when it already is.
+    pub fn resealed(
+        &self,
+        keys: &Keyring,
+        nonce: [u8; NONCE_LEN],
+    ) -> Result<Option<Self>, OpenError> {
+        if !keys.needs_reseal(&self.session_secret) {
+            return Ok(None);
+        }
+        let id = PartnerId::parse(&self.partner_id).ok_or(OpenError::Malformed)?;
+        let aad = session_secret_aad(&id);
+        let plain = keys.open(&aad, &self.session_secret)?;
+        Ok(Some(PartnerRecord {
+            session_secret: keys.seal(&aad, &plain, nonce),
+            ..self.clone()
+        }))
+    }
+
     pub fn allows_origin(&self, origin: &str) -> bool {
         self.allowed_origins.iter().any(|o| o == origin)
     }
@@ -248,6 +267,25 @@ mod tests {
             return_urls: vec!["https://acme.example/settings".into()],
             rotate_secrets: rotate,
         }
+    }
+
+    #[test]
+    fn reseal_moves_the_session_secret_to_the_new_first_key() {
+        let id = PartnerId::parse("acme").unwrap();
+        let (old, view) = apply_upsert(&id, None, req(false), &fresh(1), &keys(), 5).unwrap();
+        let new_key = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
+        let both = Keyring::parse(&format!(
+            "{new_key},AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
+        ))
+        .unwrap();
+        let moved = old.resealed(&both, [4; NONCE_LEN]).unwrap().unwrap();
+        let only_new = Keyring::parse(new_key).unwrap();
+        assert_eq!(
+            moved.session_secret(&only_new).unwrap().expose(),
+            view.session_secret.unwrap()
+        );
+        assert_eq!(moved.api_key_hash, old.api_key_hash);
+        assert_eq!(moved.resealed(&both, [4; NONCE_LEN]).unwrap(), None);
     }
 
     #[test]
