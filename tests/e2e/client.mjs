@@ -1,7 +1,7 @@
 // What a partner and a browser do against the Worker: register a partner, mint session JWTs,
 // and walk the OAuth flow with a real cookie jar, following real redirects.
 import { SignJWT } from "jose";
-import { ADMIN_TOKEN } from "./harness.mjs";
+import { ADMIN_TOKEN, isWorkerUrl, record } from "./harness.mjs";
 
 export async function call(base, method, path, { token, body, headers = {}, raw } = {}) {
   const h = { ...headers };
@@ -16,7 +16,20 @@ export async function call(base, method, path, { token, body, headers = {}, raw 
   const text = await res.text();
   let json = null;
   try { json = text ? JSON.parse(text) : null; } catch { /* not JSON */ }
+  recordAnswer(base, method, path, res, text);
   return { status: res.status, headers: res.headers, text, json };
+}
+
+/** Notes a Worker's answer for the secrets check (zz_secrets.test.mjs). */
+function recordAnswer(base, method, path, res, text) {
+  if (!isWorkerUrl(base)) return;
+  record("answer", {
+    method,
+    path: new URL(path, base).pathname,
+    status: res.status,
+    headers: Object.fromEntries(res.headers),
+    text,
+  });
 }
 
 /** Registers (or updates) a partner; returns its view, with secrets when created. */
@@ -26,12 +39,14 @@ export async function putPartner(base, id, { origins = [], returnUrls = [], rota
     body: { name, allowed_origins: origins, return_urls: returnUrls, rotate_secrets: rotate },
   });
   if (res.status !== 200) throw new Error(`putPartner ${id}: ${res.status} ${res.text}`);
+  record("secrets", { values: [res.json.api_key, res.json.session_secret].filter(Boolean) });
   return res.json;
 }
 
 export async function mintSession(partner, user, { secret = partner.session_secret, alg = "HS256", iat, exp, aud = "keaplink", iss = partner.partner_id } = {}) {
   const now = Math.floor(Date.now() / 1000);
-  return new SignJWT({})
+  record("secrets", { values: [secret] });
+  const jwt = await new SignJWT({})
     .setProtectedHeader({ alg })
     .setIssuer(iss)
     .setSubject(user)
@@ -39,6 +54,8 @@ export async function mintSession(partner, user, { secret = partner.session_secr
     .setIssuedAt(iat ?? now)
     .setExpirationTime(exp ?? now + 600)
     .sign(new TextEncoder().encode(secret));
+  record("secrets", { values: [jwt] });
+  return jwt;
 }
 
 /** A browser's cookie jar, per host:port, enough for the sandbox's SSO cookie. */
@@ -75,6 +92,10 @@ export class Browser {
       if (body) headers["content-type"] = "application/x-www-form-urlencoded";
       const res = await fetch(url, { method, headers, body, redirect: "manual" });
       this.store(url, res);
+      if (isWorkerUrl(url)) {
+        const copy = res.clone();
+        recordAnswer(url, method, url, copy, await copy.text());
+      }
       if ([301, 302, 303, 307].includes(res.status)) {
         const next = new URL(res.headers.get("location"), url).toString();
         // Only loopback is reachable; a partner's own page is where the journey ends.

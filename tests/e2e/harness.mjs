@@ -2,6 +2,7 @@
 // (workerd, local KV in a fresh temp folder). Every test file owns its own instances.
 import { spawn } from "node:child_process";
 import { mkdtemp, rm, mkdir, writeFile, readFile } from "node:fs/promises";
+import { appendFileSync, mkdirSync } from "node:fs";
 import { createServer } from "node:net";
 import { randomBytes } from "node:crypto";
 import { tmpdir } from "node:os";
@@ -11,6 +12,18 @@ import { fileURLToPath } from "node:url";
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 export const ARTIFACTS = join(ROOT, "tests", "artifacts");
 export const SANDBOX_BIN = join(ROOT, "target", "debug", "keaplink-sandbox");
+
+/**
+ * What every test process saw, for the secrets check that runs last (zz_secrets.test.mjs): the
+ * Worker's answers and logs, and every secret and token in play. JSON lines, one file per process.
+ */
+export const TRANSCRIPT = join(ROOT, "target", "test-logs", "transcript");
+const workerUrls = new Set();
+export function record(kind, data) {
+  mkdirSync(TRANSCRIPT, { recursive: true });
+  appendFileSync(join(TRANSCRIPT, `${process.pid}.jsonl`), JSON.stringify({ kind, ...data }) + "\n");
+}
+export const isWorkerUrl = (base) => workerUrls.has(new URL(base).origin);
 
 export function freePort() {
   return new Promise((resolve, reject) => {
@@ -78,10 +91,14 @@ export async function startSandbox({ redirectUri, expiresIn = 86400 } = {}) {
         });
         return res.status === 204 ? null : res.json();
       };
+      const stop = async () => {
+        try { record("issued", await call("issued")); } catch { /* already gone */ }
+        await proc.stop();
+      };
       return {
         url,
         logs: proc.logs,
-        stop: proc.stop,
+        stop,
         stats: () => call("stats"),
         fault: (kind, count = 1, hang_ms) => call("faults", { kind, count, ...(hang_ms ? { hang_ms } : {}) }),
         configure: (cfg) => call("config", cfg),
@@ -149,8 +166,12 @@ export async function startWorker({ vars = {}, secrets = {}, port, persistTo, li
     env: { ...process.env, WRANGLER_SEND_METRICS: "false", CLOUDFLARE_CF_FETCH_ENABLED: "false" },
   });
   const url = `http://127.0.0.1:${port}`;
+  workerUrls.add(url);
+  const { KEAP_CLIENT_ID: _, ...secretValues } = secrets;
+  record("secrets", { values: Object.values(secretValues).flatMap((v) => String(v).split(",")) });
   const stop = async () => {
     await proc.stop();
+    record("worker-log", { text: proc.logs.join("") });
     await rm(dirname(envFile), { recursive: true, force: true });
     await rm(config, { force: true });
     if (!persistTo) await rm(persist, { recursive: true, force: true });

@@ -171,6 +171,7 @@ pub fn router(config: Config) -> Router {
         .route("/crm/rest/v1/oauth/connect/userinfo", get(userinfo))
         .route("/__sandbox/faults", post(add_faults))
         .route("/__sandbox/stats", get(stats))
+        .route("/__sandbox/issued", get(issued))
         .route("/__sandbox/config", post(set_config))
         .route("/__sandbox/revoke", post(revoke))
         .route("/__sandbox/reset", post(reset))
@@ -726,6 +727,18 @@ async fn stats(State(s): State<Shared>) -> Response {
         "refresh_times_ms": g.refresh_times_ms,
         "faults_queued": g.faults.len(),
         "live_refresh_tokens": g.refresh.values().filter(|(_, alive)| *alive).count(),
+    }))
+    .into_response()
+}
+
+/// Every token and SSO session this sandbox ever issued: what the tests' secrets check looks for
+/// in the Worker's answers and logs.
+async fn issued(State(s): State<Shared>) -> Response {
+    let g = s.lock();
+    Json(json!({
+        "access_tokens": g.access.keys().collect::<Vec<_>>(),
+        "refresh_tokens": g.refresh.keys().collect::<Vec<_>>(),
+        "sso_sessions": g.sessions.keys().collect::<Vec<_>>(),
     }))
     .into_response()
 }

@@ -1,0 +1,95 @@
+// Runs last (the runner takes files in name order): reads what every earlier test process saw,
+// recorded by the harness (target/test-logs/transcript), and checks that no Worker answer and no
+// Worker log line carries a secret or a token: the Keap client secret, TOKEN_KEYS, the admin
+// token, any partner's API key or session secret, any session JWT, any access or refresh token
+// or SSO session the sandbox issued. The single exception is the access token in the body of a
+// 200 from POST /v1/token, which is what that endpoint is for, and a partner's two secrets in
+// the answer to the PUT that created or rotated them (shown once, by contract).
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { readdir, readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { TRANSCRIPT } from "./harness.mjs";
+
+async function transcript() {
+  let files = [];
+  try { files = (await readdir(TRANSCRIPT)).filter((f) => f.endsWith(".jsonl")); } catch { /* none */ }
+  const out = { answers: [], logs: [], secrets: new Set(), tokens: new Set() };
+  for (const f of files) {
+    for (const line of (await readFile(join(TRANSCRIPT, f), "utf8")).split("\n")) {
+      if (!line) continue;
+      const r = JSON.parse(line);
+      if (r.kind === "answer") {
+        out.answers.push(r);
+      } else if (r.kind === "worker-log") {
+        out.logs.push(r.text);
+      } else if (r.kind === "secrets") {
+        for (const v of r.values) if (v && v.length >= 12) out.secrets.add(v);
+      } else if (r.kind === "issued") {
+        for (const v of [...r.access_tokens, ...r.refresh_tokens, ...r.sso_sessions]) out.tokens.add(v);
+      }
+    }
+  }
+  return out;
+}
+
+/** The text of an answer minus what it is allowed to carry. */
+function scrub(a) {
+  let text = `${JSON.stringify(a.headers)}\n${a.text}`;
+  if (a.status === 200 && a.method === "POST" && a.path === "/v1/token") {
+    text = text.replace(/"access_token":"[^"]*"/, '"access_token":"(allowed)"');
+  }
+  if (a.status === 200 && a.method === "PUT" && a.path.startsWith("/v1/admin/partners/")) {
+    text = text.replace(/"(api_key|session_secret)":"[^"]*"/g, '"$1":"(allowed)"');
+  }
+  return text;
+}
+
+/** Finds any of `tokens` (sandbox-issued, base64url) as a whole run of the token alphabet. */
+function tokenHits(text, tokens) {
+  const hits = [];
+  for (const m of text.matchAll(/[A-Za-z0-9_-]{16,}/g)) if (tokens.has(m[0])) hits.push(m[0]);
+  return hits;
+}
+
+test("no Worker answer or log line of the whole suite carries a secret or a token", async (t) => {
+  const { answers, logs, secrets, tokens } = await transcript();
+  if (answers.length === 0) {
+    t.skip("no transcript: run the whole suite (scripts/test) for this check");
+    return;
+  }
+  t.diagnostic(`${answers.length} answers, ${logs.length} Worker logs (${logs.reduce((s, l) => s + l.length, 0)} chars), ${secrets.size} secrets, ${tokens.size} issued tokens`);
+  // A suite that never saw tokens or secrets would pass this vacuously.
+  assert.ok(tokens.size >= 20 && secrets.size >= 20, "the transcript holds the suite's secrets and tokens");
+  assert.ok(answers.some((a) => a.path === "/v1/token" && a.status === 200), "token answers were recorded");
+
+  const leaks = [];
+  const texts = [
+    ...answers.map((a) => [`${a.method} ${a.path} → ${a.status}`, scrub(a)]),
+    ...logs.map((l, i) => [`Worker log #${i}`, l]),
+  ];
+  for (const [where, text] of texts) {
+    for (const s of secrets) if (text.includes(s)) leaks.push(`${where}: a secret (${s.slice(0, 4)}…)`);
+    for (const h of tokenHits(text, tokens)) leaks.push(`${where}: a Keap token or session (${h.slice(0, 4)}…)`);
+  }
+  assert.deepEqual(leaks.slice(0, 20), [], `${leaks.length} leaks`);
+});
+
+test("the check itself catches a planted leak", async () => {
+  const tokens = new Set(["AbCdEfGhIjKlMnOpQrStUvWx"]);
+  assert.deepEqual(tokenHits('{"x":"AbCdEfGhIjKlMnOpQrStUvWx"}', tokens), ["AbCdEfGhIjKlMnOpQrStUvWx"]);
+  assert.deepEqual(tokenHits("Bearer AbCdEfGhIjKlMnOpQrStUvWx\n", tokens), ["AbCdEfGhIjKlMnOpQrStUvWx"]);
+  const a = { method: "POST", path: "/v1/token", status: 200, headers: {}, text: '{"access_token":"AbCdEfGhIjKlMnOpQrStUvWx","keap_app":"x"}' };
+  assert.deepEqual(tokenHits(scrub(a), tokens), [], "the one allowed place");
+  assert.deepEqual(tokenHits(scrub({ ...a, path: "/v1/connections" }), tokens), ["AbCdEfGhIjKlMnOpQrStUvWx"]);
+});
+
+test("no Worker answer of the whole suite grants CORS to '*' or with credentials", async (t) => {
+  const { answers } = await transcript();
+  if (answers.length === 0) return t.skip("no transcript");
+  const wild = answers.filter((a) => a.headers["access-control-allow-origin"] === "*" && !a.path.startsWith("/widget/"));
+  assert.deepEqual(wild.map((a) => `${a.method} ${a.path}`), []);
+  const creds = answers.filter((a) => a.headers["access-control-allow-credentials"]);
+  assert.deepEqual(creds.map((a) => `${a.method} ${a.path}`), []);
+  assert.ok(answers.some((a) => a.headers["access-control-allow-origin"]), "CORS answers were recorded");
+});
