@@ -2,6 +2,7 @@
 
 use keaplink_api::ConnectionStatus;
 use keaplink_core::connection::MIN_TOKEN_VALIDITY_SECS;
+use keaplink_core::flow::{StateToken, STATE_BYTES};
 use keaplink_core::ids::PartnerId;
 use keaplink_core::refresh::{RefreshPolicy, RefreshState};
 use keaplink_core::seal::{Keyring, NONCE_LEN};
@@ -98,3 +99,40 @@ fn mint(now: i64) -> String {
     )
     .unwrap()
 }
+
+proptest! {
+    /// A state is stored under a key derived from it alone: two states never share a slot (so
+    /// taking one cannot consume or reveal another), the key does not contain the state (a KV
+    /// reader cannot replay it), and only what `from_random` makes parses.
+    #[test]
+    fn states_have_private_distinct_slots(a in any::<[u8; STATE_BYTES]>(), b in any::<[u8; STATE_BYTES]>()) {
+        let (sa, sb) = (StateToken::from_random(a), StateToken::from_random(b));
+        prop_assert_eq!(a == b, sa.storage_key() == sb.storage_key());
+        prop_assert!(!sa.storage_key().contains(sa.as_str()));
+        prop_assert_eq!(StateToken::parse(sa.as_str()).map(|s| s.storage_key()), Some(sa.storage_key()));
+    }
+
+    #[test]
+    fn only_state_shaped_text_parses(raw in "\\PC{0,60}") {
+        if let Some(s) = StateToken::parse(&raw) {
+            prop_assert_eq!(s.as_str().len(), 43);
+            prop_assert!(s.as_str().bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
+        }
+    }
+
+    /// Re-sealing under a rotated keyring opens to the same plaintext, under the new key only.
+    #[test]
+    fn reseal_preserves_plaintext(plain in proptest::collection::vec(any::<u8>(), 0..256), aad in "[a-z/]{1,30}", n1 in any::<[u8; NONCE_LEN]>(), n2 in any::<[u8; NONCE_LEN]>()) {
+        let old = Keyring::parse(K_OLD).unwrap();
+        let both = Keyring::parse(&format!("{K_NEW},{K_OLD}")).unwrap();
+        let sealed = old.seal(&aad, &plain, n1);
+        prop_assert!(both.needs_reseal(&sealed));
+        let moved = both.seal(&aad, &both.open(&aad, &sealed).unwrap(), n2);
+        prop_assert!(!both.needs_reseal(&moved));
+        prop_assert_eq!(Keyring::parse(K_NEW).unwrap().open(&aad, &moved).unwrap(), plain);
+        prop_assert!(old.open(&aad, &moved).is_err());
+    }
+}
+
+const K_OLD: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+const K_NEW: &str = "HxwdHhscGRoXFhUUExIREA8ODQwLCgkIBwYFBAMCAQA=";
