@@ -42,3 +42,23 @@ test("the Worker serves the widget's files and the demo page as static assets", 
   assert.equal(demo.status, 200);
   assert.match(await demo.text(), /<keap-link/);
 });
+
+test("every answer carries a request id, logged as one JSON line without the query", async () => {
+  const res = await fetch(`${worker.url}/healthz?code=not-for-logs`);
+  const id = res.headers.get("x-request-id");
+  assert.ok(id && id.length >= 8, id);
+  let line;
+  for (let i = 0; i < 100 && !line; i++) {
+    line = worker.logs.join("").split("\n").find((l) => l.includes(`"id":"${id}"`));
+    if (!line) await new Promise((r) => setTimeout(r, 50));
+  }
+  assert.ok(line, "a log line for the request");
+  const entry = JSON.parse(line.slice(line.indexOf("{")));
+  assert.equal(entry.event, "request");
+  assert.equal(entry.method, "GET");
+  assert.equal(entry.path, "/healthz");
+  assert.equal(entry.status, 200);
+  assert.ok(!line.includes("not-for-logs"));
+  const missing = await fetch(`${worker.url}/nope`);
+  assert.ok(missing.headers.get("x-request-id"));
+});

@@ -52,19 +52,60 @@ async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
 
 #[event(fetch)]
 async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
-    Ok(match route(&mut req, &env).await {
-        Ok(resp) => resp,
-        Err(err) => {
-            if err.status() >= 500 {
-                worker::console_error!(
-                    "{{\"event\":\"error\",\"code\":\"{}\",\"path\":\"{}\"}}",
-                    err.code.as_str(),
-                    req.path()
-                );
-            }
-            error_response(&err)
+    let started = worker::Date::now().as_millis();
+    // Cloudflare's ray id when there is one, so our line meets Cloudflare's own logs.
+    let request_id = req
+        .headers()
+        .get("cf-ray")
+        .ok()
+        .flatten()
+        .filter(|r| r.len() <= 64 && r.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+        .unwrap_or_else(|| hex(&random::bytes::<8>()));
+    let (mut resp, code) = match route(&mut req, &env).await {
+        Ok(resp) => (resp, None),
+        Err(err) => (error_response(&err), Some(err.code.as_str())),
+    };
+    let _ = resp.headers_mut().set("x-request-id", &request_id);
+    // One line per request: the path only (never the query, which may carry an OAuth code).
+    let line = RequestLog {
+        event: "request",
+        id: &request_id,
+        method: req.method().to_string(),
+        path: req.path(),
+        status: resp.status_code(),
+        error: code,
+        ms: worker::Date::now().as_millis() - started,
+    };
+    // LOG_REQUESTS=errors keeps only 4xx/5xx and slow answers (see BENCHMARKS.md for the cost).
+    let all = env
+        .var("LOG_REQUESTS")
+        .map(|v| v.to_string() != "errors")
+        .unwrap_or(true);
+    if all || line.status >= 400 || line.ms >= 1000 {
+        let json = serde_json::to_string(&line).unwrap_or_default();
+        if line.status >= 500 {
+            worker::console_error!("{json}");
+        } else {
+            worker::console_log!("{json}");
         }
-    })
+    }
+    Ok(resp)
+}
+
+#[derive(serde::Serialize)]
+struct RequestLog<'a> {
+    event: &'static str,
+    id: &'a str,
+    method: String,
+    path: String,
+    status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'static str>,
+    ms: u64,
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn method_not_allowed(allowed: &str) -> ApiError {

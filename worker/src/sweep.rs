@@ -40,6 +40,8 @@ pub enum Job {
 #[derive(Debug, Default, Serialize)]
 pub struct SweepReport {
     pub event: &'static str,
+    /// Tells this sweep's line apart (a cron run and its queued continuations log one each).
+    pub id: String,
     pub listed: u64,
     pub due: u64,
     pub refreshed: u64,
@@ -124,6 +126,7 @@ pub async fn sweep(env: &Env, cfg: &Config, mut cursor: Option<String>) -> ApiRe
     let policy = cfg.refresh_policy();
     let mut report = SweepReport {
         event: "sweep",
+        id: crate::hex(&crate::random::bytes::<8>()),
         ..SweepReport::default()
     };
     let mut budget = cfg.sweep_budget;
