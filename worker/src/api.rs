@@ -8,11 +8,13 @@ use crate::random;
 use crate::store::Store;
 use keaplink_api::ConnectionStatus;
 use keaplink_api::{
-    ConnectRequest, ConnectResponse, MyConnections, PartnerConnection, PartnerConnections,
-    PartnerUpsert, ResealReport, TokenRequest, TokenResponse,
+    AdminStats, ConnectRequest, ConnectResponse, MyConnections, PartnerConnection,
+    PartnerConnections, PartnerUpsert, RefreshCounts, ResealReport, TokenRequest, TokenResponse,
 };
 use keaplink_core::clock::{rfc3339, UnixTime};
-use keaplink_core::connection::{partner_prefix, user_prefix, ConnectionKey};
+use keaplink_core::connection::{
+    partner_prefix, user_prefix, ConnectionKey, ALL_CONNECTIONS_PREFIX,
+};
 use keaplink_core::flow::{PendingLink, StateToken};
 use keaplink_core::ids::{ConnectionId, PartnerId, UserId};
 use keaplink_core::keap::{authorize_url, KeapApp};
@@ -48,6 +50,48 @@ async fn resolve(store: &Store, partner: &PartnerId, raw_id: &str) -> ApiResult<
 }
 
 // ---- admin ---------------------------------------------------------------------------------
+
+/// `GET /v1/admin/stats`: connections by status (from KV list metadata, 1,000 per list call) and
+/// the refresh outcomes of the last 24 hours.
+pub async fn stats(env: &Env, store: &Store, now: UnixTime) -> ApiResult<Response> {
+    let mut out = AdminStats {
+        as_of: rfc3339(now),
+        ..AdminStats::default()
+    };
+    let mut cursor = None;
+    loop {
+        let (items, next) = store
+            .list_connections(ALL_CONNECTIONS_PREFIX, 1000, cursor)
+            .await?;
+        for (_, meta) in items {
+            out.connections.total += 1;
+            match meta.to_api().status {
+                ConnectionStatus::Active => out.connections.active += 1,
+                ConnectionStatus::NeedsReauth => out.connections.needs_reauth += 1,
+            }
+        }
+        match next {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    let mut cursor = None;
+    loop {
+        let (names, next) = store.list_keys("p/", 1000, cursor).await?;
+        out.partners += names.len() as u64;
+        match next {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    let t = crate::ops::refresh_tally(env).await.map_err(internal)?;
+    out.refreshes_last_24h = RefreshCounts {
+        succeeded: t.succeeded,
+        failed: t.failed,
+        needs_reauth: t.needs_reauth,
+    };
+    json(&out, 200)
+}
 
 /// `POST /v1/admin/reseal?cursor=&limit=`: one page of the key-rotation walk, partners first
 /// (their session secrets), then connections (through their guards). The cursor says which.

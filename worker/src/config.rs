@@ -18,6 +18,10 @@ pub struct Config {
     pub sweep_budget: u64,
     pub proactive_refresh: bool,
     pub keap_timeout_ms: u32,
+    /// First webhook retry wait; later ones double (see `keaplink_core::webhook`).
+    pub webhook_backoff_secs: u32,
+    /// Deliver webhooks over plain http too (local development and tests only).
+    pub webhook_allow_http: bool,
     pub account_central_url: String,
 }
 
@@ -79,6 +83,8 @@ impl Config {
             sweep_budget: number(env, "SWEEP_SUBREQUEST_BUDGET", 45)?,
             proactive_refresh: number(env, "REFRESH_PROACTIVE", true)?,
             keap_timeout_ms: number(env, "KEAP_TIMEOUT_MS", 10_000)?,
+            webhook_backoff_secs: number(env, "WEBHOOK_BACKOFF_SECS", 5)?,
+            webhook_allow_http: number(env, "WEBHOOK_ALLOW_HTTP", false)?,
             account_central_url: text(env, "KEAP_ACCOUNT_CENTRAL_URL")
                 .filter(|v| !v.is_empty())
                 .unwrap_or_else(|| "https://accounts.infusionsoft.com/app/central/home".into()),

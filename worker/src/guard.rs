@@ -7,6 +7,7 @@
 
 use crate::config::Config;
 use crate::keap_client::send;
+use crate::ops;
 use crate::random;
 use crate::store::Store;
 use futures_util::lock::Mutex;
@@ -16,6 +17,8 @@ use keaplink_core::connection::{ConnectionKey, ConnectionRecord, FailureKind};
 use keaplink_core::ids::ConnectionId;
 use keaplink_core::keap::{parse_token_response, refresh_request, KeapFailure};
 use keaplink_core::refresh::RefreshState;
+use keaplink_core::stats::RefreshOutcome;
+use keaplink_core::webhook::EventKind;
 use serde::{Deserialize, Serialize};
 use worker::{durable_object, DurableObject, Env, Method, Request, RequestInit, Response, State};
 
@@ -113,6 +116,13 @@ impl DurableObject for ConnectionGuard {
                     .put_connection(&key, &record, existing.is_none())
                     .await
                     .map_err(rust_error)?;
+                match existing.map(|old| old.status) {
+                    None => ops::emit(&self.env, EventKind::Created, &record).await,
+                    Some(ConnectionStatus::NeedsReauth) => {
+                        ops::emit(&self.env, EventKind::Recovered, &record).await
+                    }
+                    Some(ConnectionStatus::Active) => {}
+                }
                 Answer::Record {
                     record,
                     refreshed: false,
@@ -130,8 +140,12 @@ impl DurableObject for ConnectionGuard {
                 }
                 // A tombstone, not an empty object: an empty one would reload the record from
                 // a KV copy that other locations may still serve for a minute.
+                let gone = self.state.storage().get::<ConnectionRecord>(RECORD).await?;
                 self.state.storage().delete(RECORD).await?;
                 self.state.storage().put(DELETED, true).await?;
+                if let Some(record) = gone {
+                    ops::emit(&self.env, EventKind::Deleted, &record).await;
+                }
                 Answer::Done
             }
             Command::Reseal { key } => {
@@ -268,6 +282,16 @@ impl ConnectionGuard {
         };
         self.save(store, key, &next).await?;
         let refreshed = next.last_error.is_none();
+        let outcome = match next.status {
+            ConnectionStatus::NeedsReauth => RefreshOutcome::NeedsReauth,
+            ConnectionStatus::Active if refreshed => RefreshOutcome::Succeeded,
+            ConnectionStatus::Active => RefreshOutcome::Failed,
+        };
+        ops::record_refresh(&self.env, outcome).await;
+        if next.status == ConnectionStatus::NeedsReauth && record.status == ConnectionStatus::Active
+        {
+            ops::emit(&self.env, EventKind::NeedsReauth, &next).await;
+        }
         Ok(Answer::Record {
             record: Box::new(next),
             refreshed,

@@ -11,6 +11,7 @@ mod guard;
 mod http;
 mod keap_client;
 mod limits;
+mod ops;
 mod pacer;
 mod random;
 mod store;
@@ -135,6 +136,14 @@ async fn route(req: &mut Request, env: &Env) -> ApiResult<Response> {
             }
             _ => Err(method_not_allowed("GET")),
         },
+        ["v1", "admin", "stats"] => {
+            let (cfg, store) = setup(env)?;
+            auth::admin(req, &cfg)?;
+            match method {
+                Method::Get => api::stats(env, &store, unix_now()).await,
+                _ => Err(method_not_allowed("GET")),
+            }
+        }
         ["v1", "admin", "reseal"] => {
             let (cfg, store) = setup(env)?;
             auth::admin(req, &cfg)?;

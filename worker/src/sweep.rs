@@ -13,6 +13,7 @@ use futures_util::stream::{self, StreamExt};
 use keaplink_api::ConnectionStatus;
 use keaplink_core::connection::{ConnectionKey, FailureKind, ALL_CONNECTIONS_PREFIX};
 use keaplink_core::refresh::RefreshState;
+use keaplink_core::webhook::Delivery;
 use serde::{Deserialize, Serialize};
 use worker::{Env, MessageBatch, MessageExt, QueueRetryOptionsBuilder};
 
@@ -33,6 +34,10 @@ pub enum Job {
     /// Continue walking from this list cursor.
     Sweep {
         cursor: String,
+    },
+    /// Deliver a connection event to the partner's webhook.
+    Webhook {
+        event: keaplink_core::webhook::WebhookEvent,
     },
 }
 
@@ -224,6 +229,21 @@ pub async fn consume(batch: MessageBatch<Job>, env: &Env, cfg: &Config) -> worke
                     ),
                 }
                 msg.ack();
+            }
+            Job::Webhook { event } => {
+                let store =
+                    Store::open(env).map_err(|e| worker::Error::RustError(e.to_string()))?;
+                let age = (worker::Date::now().as_millis() as i64
+                    - msg.timestamp().as_millis() as i64)
+                    / 1000;
+                match crate::ops::deliver(&store, cfg, &event, age).await {
+                    Delivery::Retry(secs) => msg.retry_with_options(
+                        &QueueRetryOptionsBuilder::new()
+                            .with_delay_seconds(secs)
+                            .build(),
+                    ),
+                    Delivery::Done | Delivery::Drop => msg.ack(),
+                }
             }
             Job::Refresh { key } => match ConnectionKey::parse(&key) {
                 Some(k) => refreshes.push((msg, k)),

@@ -136,6 +136,9 @@ pub struct PartnerUpsert {
     pub return_urls: Vec<String>,
     #[serde(default)]
     pub rotate_secrets: bool,
+    /// Where connection events are POSTed (https); absent: no webhooks.
+    #[serde(default)]
+    pub webhook_url: Option<String>,
 }
 
 /// A partner as the admin sees it. The secrets appear only when created or rotated.
@@ -145,6 +148,8 @@ pub struct PartnerView {
     pub name: String,
     pub allowed_origins: Vec<String>,
     pub return_urls: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub webhook_url: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub session_secret: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
@@ -262,4 +267,30 @@ pub struct ResealReport {
     pub unreadable: u32,
     /// Pass it back as `?cursor=` for the next page; `null` when the walk is done.
     pub cursor: Option<String>,
+}
+
+/// `GET /v1/admin/stats` answer.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminStats {
+    pub as_of: String,
+    pub partners: u64,
+    pub connections: ConnectionCounts,
+    /// Refresh attempts of the last 24 hours (whole hours), by outcome.
+    pub refreshes_last_24h: RefreshCounts,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionCounts {
+    pub total: u64,
+    pub active: u64,
+    pub needs_reauth: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefreshCounts {
+    pub succeeded: u64,
+    /// Transient failures (retried).
+    pub failed: u64,
+    /// Links that died and need their user.
+    pub needs_reauth: u64,
 }

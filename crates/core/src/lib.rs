@@ -18,6 +18,8 @@ pub mod refresh;
 pub mod seal;
 pub mod secret;
 pub mod session;
+pub mod stats;
+pub mod webhook;
 
 pub use error::{ApiError, ErrorCode};
 pub use secret::Secret;

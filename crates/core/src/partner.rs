@@ -34,6 +34,8 @@ pub struct PartnerRecord {
     pub api_key_hash: String,
     /// The session secret, sealed (see `seal`), bound to this partner.
     pub session_secret: String,
+    #[serde(default)]
+    pub webhook_url: Option<String>,
     pub created_at: UnixTime,
     pub updated_at: UnixTime,
 }
@@ -155,6 +157,7 @@ impl PartnerRecord {
             name: self.name.clone(),
             allowed_origins: self.allowed_origins.clone(),
             return_urls: self.return_urls.clone(),
+            webhook_url: self.webhook_url.clone(),
             session_secret: None,
             api_key: None,
         }
@@ -212,6 +215,7 @@ pub fn apply_upsert(
                 return_urls: vec![],
                 api_key_hash: String::new(),
                 session_secret: String::new(),
+                webhook_url: None,
                 created_at: now,
                 updated_at: now,
             },
@@ -221,6 +225,12 @@ pub fn apply_upsert(
     record.name = name;
     record.allowed_origins = origins;
     record.return_urls = returns;
+    record.webhook_url = match req.webhook_url {
+        None => None,
+        Some(u) => Some(check_return_url(&u).ok_or_else(|| {
+            invalid("webhook_url must be an absolute http(s) URL without credentials or fragment.")
+        })?),
+    };
     record.updated_at = now;
 
     let mut view = record.view();
@@ -266,6 +276,7 @@ mod tests {
             allowed_origins: vec!["https://acme.example".into()],
             return_urls: vec!["https://acme.example/settings".into()],
             rotate_secrets: rotate,
+            webhook_url: None,
         }
     }
 

@@ -1,0 +1,135 @@
+//! Partner webhooks: the events, how they are signed, and when a delivery is tried again.
+//!
+//! Signature (like Stripe's): header `keaplink-signature: t=<unix>,v1=<hex HMAC-SHA256>` over
+//! `"<t>.<raw body>"`, keyed with the partner's webhook key = HMAC-SHA256(session_secret,
+//! "keaplink-webhook-v1"), so a partner derives it from the secret it already holds and no
+//! second secret has to be stored or rotated. The event `id` is stable across retries: receivers
+//! deduplicate on it.
+
+use crate::clock::UnixTime;
+use crate::secret::Secret;
+use hmac::{Hmac, Mac};
+use keaplink_api::Connection;
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use url::Url;
+
+pub const SIGNATURE_HEADER: &str = "keaplink-signature";
+pub const EVENT_ID_HEADER: &str = "keaplink-event-id";
+const KEY_LABEL: &[u8] = b"keaplink-webhook-v1";
+/// A delivery that has failed for this long is dropped (and logged).
+pub const GIVE_UP_AFTER_SECS: i64 = 24 * 3600;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EventKind {
+    #[serde(rename = "connection.created")]
+    Created,
+    #[serde(rename = "connection.deleted")]
+    Deleted,
+    #[serde(rename = "connection.needs_reauth")]
+    NeedsReauth,
+    #[serde(rename = "connection.recovered")]
+    Recovered,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookEvent {
+    /// `evt_` + 128 random bits; the same on every retry.
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: EventKind,
+    pub created_at: String,
+    pub partner_id: String,
+    pub user: String,
+    pub connection: Connection,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The partner's webhook key, derived from its session secret.
+pub fn signing_key(session_secret: &Secret) -> Vec<u8> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(session_secret.expose().as_bytes())
+        .expect("HMAC takes any key length");
+    mac.update(KEY_LABEL);
+    mac.finalize().into_bytes().to_vec()
+}
+
+/// `t=<timestamp>,v1=<signature>` for `body` sent at `timestamp`.
+pub fn signature(key: &[u8], timestamp: UnixTime, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(timestamp.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    format!("t={timestamp},v1={}", hex(&mac.finalize().into_bytes()))
+}
+
+/// Where a webhook may be delivered: https, or http when the deployment allows it (local
+/// development and tests).
+pub fn target_allowed(url: &str, allow_http: bool) -> bool {
+    match Url::parse(url) {
+        Ok(u) => u.scheme() == "https" || (allow_http && u.scheme() == "http"),
+        Err(_) => false,
+    }
+}
+
+/// What to do after a delivery answered `status` (`None`: no answer at all).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    Done,
+    /// Try again after this many seconds.
+    Retry(u32),
+    /// A 4xx other than 429, or too old: dropped and logged.
+    Drop,
+}
+
+/// Backoff by age: the next try waits about as long as the event has already waited (so the
+/// waits double: 5 s, 10 s, 20 s, ... capped at an hour), and gives up after a day.
+pub fn after_attempt(status: Option<u16>, age_secs: i64, base_secs: u32) -> Delivery {
+    let retryable = match status {
+        Some(s) if (200..300).contains(&s) => return Delivery::Done,
+        Some(429) | None => true,
+        Some(s) => s >= 500,
+    };
+    if !retryable || age_secs >= GIVE_UP_AFTER_SECS {
+        return Delivery::Drop;
+    }
+    let wait = age_secs.clamp(i64::from(base_secs.max(1)), 3600);
+    Delivery::Retry(wait as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signature_is_hmac_over_timestamp_and_body() {
+        let key = signing_key(&Secret::new("s3cret"));
+        let sig = signature(&key, 1_800_000_000, br#"{"a":1}"#);
+        assert!(sig.starts_with("t=1800000000,v1="));
+        assert_eq!(sig.len(), "t=1800000000,v1=".len() + 64);
+        assert_ne!(sig, signature(&key, 1_800_000_001, br#"{"a":1}"#));
+        assert_ne!(sig, signature(&key, 1_800_000_000, br#"{"a":2}"#));
+        assert_ne!(key, signing_key(&Secret::new("other")));
+    }
+
+    #[test]
+    fn retries_429_5xx_and_silence_with_growing_waits_then_gives_up() {
+        assert_eq!(after_attempt(Some(204), 0, 5), Delivery::Done);
+        assert_eq!(after_attempt(Some(400), 0, 5), Delivery::Drop);
+        assert_eq!(after_attempt(Some(410), 0, 5), Delivery::Drop);
+        assert_eq!(after_attempt(Some(429), 0, 5), Delivery::Retry(5));
+        assert_eq!(after_attempt(Some(503), 40, 5), Delivery::Retry(40));
+        assert_eq!(after_attempt(None, 90_000, 5), Delivery::Drop);
+        assert_eq!(after_attempt(None, 20_000, 5), Delivery::Retry(3600));
+    }
+
+    #[test]
+    fn https_only_unless_allowed() {
+        assert!(target_allowed("https://p.example/hooks", false));
+        assert!(!target_allowed("http://p.example/hooks", false));
+        assert!(target_allowed("http://127.0.0.1:9/hooks", true));
+        assert!(!target_allowed("ftp://p.example", true));
+    }
+}

@@ -1,0 +1,129 @@
+// Partner webhooks end to end: a receiver on loopback gets connection.created, .needs_reauth,
+// .recovered and .deleted, each HMAC-SHA256 signed, retried through the queue after a 500 and a
+// 429 with the same event id, never retried after a 400. Also GET /v1/admin/stats.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { createServer } from "node:http";
+import { createHmac, timingSafeEqual } from "node:crypto";
+import { ADMIN_TOKEN, freePort, startStack } from "./harness.mjs";
+import { Browser, call, linkThroughSandbox, mintSession } from "./client.mjs";
+
+let stack;
+let acme;
+let receiver;
+const deliveries = [];
+const plannedAnswers = [];
+
+before(async () => {
+  const port = await freePort();
+  receiver = createServer((req, res) => {
+    let body = "";
+    req.on("data", (d) => { body += d; });
+    req.on("end", () => {
+      const status = plannedAnswers.shift() ?? 204;
+      deliveries.push({ headers: req.headers, body, status, at: Date.now() });
+      res.writeHead(status).end();
+    });
+  });
+  await new Promise((r) => receiver.listen(port, "127.0.0.1", r));
+  stack = await startStack({
+    workerVars: { WEBHOOK_ALLOW_HTTP: "true", WEBHOOK_BACKOFF_SECS: "1", REFRESH_MARGIN_SECS: "100" },
+    sandbox: { expiresIn: 90 },
+  });
+  const res = await call(stack.url, "PUT", "/v1/admin/partners/acme", {
+    token: ADMIN_TOKEN,
+    body: { name: "Acme", allowed_origins: ["https://acme.example"], return_urls: [], webhook_url: `http://127.0.0.1:${port}/keaplink` },
+  });
+  assert.equal(res.status, 200, res.text);
+  assert.equal(res.json.webhook_url, `http://127.0.0.1:${port}/keaplink`);
+  acme = res.json;
+});
+after(async () => {
+  await stack?.stop();
+  receiver?.close();
+});
+
+/** What a partner does on receipt: check the signature with the key derived from its session secret. */
+function verify(d) {
+  const [, t, v1] = d.headers["keaplink-signature"].match(/^t=(\d+),v1=([0-9a-f]{64})$/);
+  const key = createHmac("sha256", acme.session_secret).update("keaplink-webhook-v1").digest();
+  const expected = createHmac("sha256", key).update(`${t}.${d.body}`).digest();
+  assert.ok(timingSafeEqual(expected, Buffer.from(v1, "hex")), "signature verifies");
+  assert.ok(Math.abs(Date.now() / 1000 - Number(t)) < 120, "fresh timestamp");
+  const event = JSON.parse(d.body);
+  assert.equal(d.headers["keaplink-event-id"], event.id);
+  return event;
+}
+
+async function waitFor(pred, what, ms = 30_000) {
+  const until = Date.now() + ms;
+  while (Date.now() < until) {
+    const hit = deliveries.filter(pred);
+    if (hit.length) return hit;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`no ${what} within ${ms} ms; got ${deliveries.map((d) => `${d.status} ${d.body.slice(0, 60)}`).join(" | ")}`);
+}
+const ofType = (type) => (d) => d.status < 300 && JSON.parse(d.body).type === type;
+
+async function link(user, email) {
+  const res = await call(stack.url, "POST", "/v1/me/connect", { token: await mintSession(acme, user), headers: { origin: "https://acme.example" }, body: {} });
+  const j = await linkThroughSandbox(new Browser(), stack.sandbox.url, res.json.authorize_url, { email });
+  assert.match(j.final.text, /"status":"connected"/);
+  return j.final.text.match(/"connection_id":"([^"]+)"/)[1];
+}
+
+test("connection.created: signed, retried after 500 and 429 with the same id, then delivered once", async () => {
+  plannedAnswers.push(500, 429);
+  const id = await link("u1", "ann@ab123.example");
+  const [ok] = await waitFor(ofType("connection.created"), "connection.created");
+  const event = verify(ok);
+  assert.equal(event.connection.id, id);
+  assert.equal(event.partner_id, "acme");
+  assert.equal(event.user, "u1");
+  assert.equal(event.connection.status, "active");
+  assert.match(event.id, /^evt_[0-9a-f]{32}$/);
+  const attempts = deliveries.filter((d) => JSON.parse(d.body).id === event.id);
+  assert.deepEqual(attempts.map((d) => d.status), [500, 429, 204]);
+  assert.ok(attempts[2].at - attempts[0].at >= 2000, "waited between attempts");
+  assert.ok(!/"(access|refresh)_token"/.test(ok.body), "no tokens in events");
+});
+
+test("needs_reauth when Keap refuses the refresh token, recovered on reconnect, deleted on disconnect", async () => {
+  await stack.sandbox.revoke("ann@ab123.example");
+  const t = await call(stack.url, "POST", "/v1/token", { token: acme.api_key, body: { user: "u1" } });
+  assert.equal(t.status, 409, t.text);
+  const [dead] = await waitFor(ofType("connection.needs_reauth"), "connection.needs_reauth");
+  assert.equal(verify(dead).connection.status, "needs_reauth");
+
+  const id = await link("u1", "ann@ab123.example");
+  const [back] = await waitFor(ofType("connection.recovered"), "connection.recovered");
+  assert.equal(verify(back).connection.id, id, "the same link, restored");
+
+  const del = await call(stack.url, "DELETE", `/v1/connections/${id}`, { token: acme.api_key });
+  assert.equal(del.status, 204);
+  const [gone] = await waitFor(ofType("connection.deleted"), "connection.deleted");
+  assert.equal(verify(gone).connection.id, id);
+});
+
+test("a 400 from the receiver is not retried", async () => {
+  plannedAnswers.push(400);
+  await link("u2", "bob@cd456.example");
+  const [refused] = await waitFor((d) => d.status === 400, "the refused delivery");
+  const id = JSON.parse(refused.body).id;
+  await new Promise((r) => setTimeout(r, 4000));
+  assert.equal(deliveries.filter((d) => JSON.parse(d.body).id === id).length, 1);
+});
+
+test("GET /v1/admin/stats: connections by status and the last 24 h of refreshes", async () => {
+  assert.equal((await call(stack.url, "GET", "/v1/admin/stats", { token: acme.api_key })).status, 401);
+  const s = await call(stack.url, "GET", "/v1/admin/stats", { token: ADMIN_TOKEN });
+  assert.equal(s.status, 200, s.text);
+  assert.equal(s.json.partners, 1);
+  assert.deepEqual(s.json.connections, { total: 1, active: 1, needs_reauth: 0 });
+  assert.equal(s.json.refreshes_last_24h.needs_reauth, 1);
+  // One more: a refresh that works (u2's token is inside the margin: every request refreshes).
+  assert.equal((await call(stack.url, "POST", "/v1/token", { token: acme.api_key, body: { user: "u2" } })).status, 200);
+  const s2 = await call(stack.url, "GET", "/v1/admin/stats", { token: ADMIN_TOKEN });
+  assert.equal(s2.json.refreshes_last_24h.succeeded, s.json.refreshes_last_24h.succeeded + 1);
+});
