@@ -178,6 +178,45 @@ pub enum CallbackStatus {
     Error,
 }
 
+/// `POST /v1/admin/reseal` answer: one page of the key-rotation walk.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResealReport {
+    /// Records moved to the current (first) key of `TOKEN_KEYS`.
+    pub resealed: u32,
+    /// Records already under it.
+    pub current: u32,
+    /// Records no key of `TOKEN_KEYS` opens (left untouched; see the README).
+    pub unreadable: u32,
+    /// Pass it back as `?cursor=` for the next page; `null` when the walk is done.
+    pub cursor: Option<String>,
+}
+
+/// `GET /v1/admin/stats` answer.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminStats {
+    pub as_of: String,
+    pub partners: u64,
+    pub connections: ConnectionCounts,
+    /// Refresh attempts of the last 24 hours (whole hours), by outcome.
+    pub refreshes_last_24h: RefreshCounts,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionCounts {
+    pub total: u64,
+    pub active: u64,
+    pub needs_reauth: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefreshCounts {
+    pub succeeded: u64,
+    /// Transient failures (retried).
+    pub failed: u64,
+    /// Links that died and need their user.
+    pub needs_reauth: u64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,6 +286,7 @@ mod tests {
             name: "P".into(),
             allowed_origins: vec![],
             return_urls: vec![],
+            webhook_url: None,
             session_secret: None,
             api_key: None,
         };
@@ -254,43 +294,4 @@ mod tests {
         assert!(j.get("session_secret").is_none());
         assert!(j.get("api_key").is_none());
     }
-}
-
-/// `POST /v1/admin/reseal` answer: one page of the key-rotation walk.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ResealReport {
-    /// Records moved to the current (first) key of `TOKEN_KEYS`.
-    pub resealed: u32,
-    /// Records already under it.
-    pub current: u32,
-    /// Records no key of `TOKEN_KEYS` opens (left untouched; see the README).
-    pub unreadable: u32,
-    /// Pass it back as `?cursor=` for the next page; `null` when the walk is done.
-    pub cursor: Option<String>,
-}
-
-/// `GET /v1/admin/stats` answer.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AdminStats {
-    pub as_of: String,
-    pub partners: u64,
-    pub connections: ConnectionCounts,
-    /// Refresh attempts of the last 24 hours (whole hours), by outcome.
-    pub refreshes_last_24h: RefreshCounts,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ConnectionCounts {
-    pub total: u64,
-    pub active: u64,
-    pub needs_reauth: u64,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RefreshCounts {
-    pub succeeded: u64,
-    /// Transient failures (retried).
-    pub failed: u64,
-    /// Links that died and need their user.
-    pub needs_reauth: u64,
 }
