@@ -114,7 +114,12 @@ pub async fn emit(env: &Env, kind: EventKind, record: &ConnectionRecord) {
         connection: record.to_api(),
     };
     let sent = match env.queue(QUEUE_BINDING) {
-        Ok(q) => q.send(Job::Webhook { event }).await.is_ok(),
+        Ok(q) => q
+            .send(Job::Webhook {
+                event: Box::new(event),
+            })
+            .await
+            .is_ok(),
         Err(_) => false,
     };
     if !sent {

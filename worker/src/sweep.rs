@@ -37,7 +37,7 @@ pub enum Job {
     },
     /// Deliver a connection event to the partner's webhook.
     Webhook {
-        event: keaplink_core::webhook::WebhookEvent,
+        event: Box<keaplink_core::webhook::WebhookEvent>,
     },
 }
 
