@@ -142,9 +142,10 @@ async function configWithLimits(limits) {
   return path;
 }
 
-export async function startWorker({ vars = {}, secrets = {}, port, persistTo, limits = {} } = {}) {
+export async function startWorker({ vars = {}, secrets = {}, port, persistTo, limits = {}, config: fixedConfig } = {}) {
   port ??= await freePort();
-  const config = await configWithLimits({ ...ROOMY_LIMITS, ...limits });
+  // A caller's own config (the benchmark baseline) is used as it is.
+  const config = fixedConfig ?? (await configWithLimits({ ...ROOMY_LIMITS, ...limits }));
   const inspectorPort = await freePort();
   // A caller-owned folder survives stop(): a restart on it sees the same KV.
   const persist = persistTo ?? (await mkdtemp(join(tmpdir(), "keaplink-kv-")));
@@ -173,7 +174,7 @@ export async function startWorker({ vars = {}, secrets = {}, port, persistTo, li
     await proc.stop();
     record("worker-log", { text: proc.logs.join("") });
     await rm(dirname(envFile), { recursive: true, force: true });
-    await rm(config, { force: true });
+    if (!fixedConfig) await rm(config, { force: true });
     if (!persistTo) await rm(persist, { recursive: true, force: true });
   };
   try {
