@@ -292,6 +292,7 @@ pub async fn token(
     cfg: &Config,
     partner: &PartnerId,
     now: UnixTime,
+    admit: impl std::future::Future<Output = ApiResult<()>>,
 ) -> ApiResult<Response> {
     let body: TokenRequest = read_json(req, None).await?;
     let user = UserId::parse(&body.user).ok_or_else(|| {
@@ -300,35 +301,42 @@ pub async fn token(
             "user must be 1-256 characters without control characters.",
         )
     })?;
-    let key = match body.keap_app.as_deref() {
-        Some(raw) => {
-            let app = KeapApp::parse(raw).ok_or_else(|| {
-                ApiError::new(
-                    ErrorCode::InvalidRequest,
-                    "keap_app must be 1-64 of a-z, 0-9 and -.",
-                )
-            })?;
-            ConnectionKey::new(partner, &user, &app)
-        }
-        None => {
-            let (items, _) = store
-                .list_connections(&user_prefix(partner, &user), 2, None)
-                .await?;
-            match items.as_slice() {
-                [] => return Err(no_connection()),
-                [(name, _)] => {
-                    ConnectionKey::parse_under(partner, name).ok_or_else(|| internal(()))?
-                }
-                _ => {
-                    return Err(ApiError::new(
-                        ErrorCode::AmbiguousConnection,
-                        "This user has several Keap apps linked; name one in keap_app.",
-                    ))
+    // The partner's rate limit is asked while the connection is read: neither waits on the other.
+    let lookup = async {
+        let key = match body.keap_app.as_deref() {
+            Some(raw) => {
+                let app = KeapApp::parse(raw).ok_or_else(|| {
+                    ApiError::new(
+                        ErrorCode::InvalidRequest,
+                        "keap_app must be 1-64 of a-z, 0-9 and -.",
+                    )
+                })?;
+                ConnectionKey::new(partner, &user, &app)
+            }
+            None => {
+                let (items, _) = store
+                    .list_connections(&user_prefix(partner, &user), 2, None)
+                    .await?;
+                match items.as_slice() {
+                    [] => return Err(no_connection()),
+                    [(name, _)] => {
+                        ConnectionKey::parse_under(partner, name).ok_or_else(|| internal(()))?
+                    }
+                    _ => {
+                        return Err(ApiError::new(
+                            ErrorCode::AmbiguousConnection,
+                            "This user has several Keap apps linked; name one in keap_app.",
+                        ))
+                    }
                 }
             }
-        }
+        };
+        let record = store.connection(&key).await?.ok_or_else(no_connection)?;
+        Ok::<_, ApiError>((key, record))
     };
-    let mut record = store.connection(&key).await?.ok_or_else(no_connection)?;
+    let (admitted, found) = futures_util::join!(admit, lookup);
+    admitted?;
+    let (key, mut record) = found?;
     // The hot path: a fresh token costs this one read. Anything else goes through the
     // connection's guard, which refreshes at most once however many ask at the same time.
     if !record.is_fresh(now, cfg.refresh_margin_secs) && record.status == ConnectionStatus::Active {

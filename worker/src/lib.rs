@@ -177,8 +177,8 @@ async fn route(req: &mut Request, env: &Env) -> ApiResult<Response> {
             );
             by_ip?;
             let (partner, _) = key?;
-            limits::enforce(env, Endpoint::Token.per_partner(&partner)).await?;
-            api::token(req, env, &store, &cfg, &partner, unix_now()).await
+            let admit = limits::enforce(env, Endpoint::Token.per_partner(&partner));
+            api::token(req, env, &store, &cfg, &partner, unix_now(), admit).await
         }
         ["v1", "connections", rest @ ..] if rest.len() <= 1 => {
             let (_, store) = setup(env)?;
