@@ -23,6 +23,14 @@ pub struct Config {
     /// Deliver webhooks over plain http too (local development and tests only).
     pub webhook_allow_http: bool,
     pub account_central_url: String,
+    /// `LOG_REQUESTS` is not "errors": one log line for every request.
+    pub log_all_requests: bool,
+}
+
+thread_local! {
+    /// An isolate's environment never changes (a new deploy or secret starts new isolates), so
+    /// it is read once per isolate, not once per request.
+    static CACHED: std::cell::RefCell<Option<std::rc::Rc<Config>>> = const { std::cell::RefCell::new(None) };
 }
 
 fn misconfigured(what: &str) -> ApiError {
@@ -55,6 +63,16 @@ fn number<T: std::str::FromStr>(env: &Env, name: &str, default: T) -> Result<T, 
 }
 
 impl Config {
+    /// The configuration, read from `env` on first use in this isolate.
+    pub fn cached(env: &Env) -> Result<std::rc::Rc<Config>, ApiError> {
+        if let Some(c) = CACHED.with(|c| c.borrow().clone()) {
+            return Ok(c);
+        }
+        let fresh = std::rc::Rc::new(Config::from_env(env)?);
+        CACHED.with(|c| *c.borrow_mut() = Some(fresh.clone()));
+        Ok(fresh)
+    }
+
     pub fn from_env(env: &Env) -> Result<Config, ApiError> {
         let logout = text(env, "KEAP_LOGOUT_URL").unwrap_or_default();
         Ok(Config {
@@ -88,6 +106,7 @@ impl Config {
             account_central_url: text(env, "KEAP_ACCOUNT_CENTRAL_URL")
                 .filter(|v| !v.is_empty())
                 .unwrap_or_else(|| "https://accounts.infusionsoft.com/app/central/home".into()),
+            log_all_requests: text(env, "LOG_REQUESTS").as_deref() != Some("errors"),
         })
     }
 

@@ -99,8 +99,7 @@ impl DurableObject for ConnectionGuard {
     async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
         let command: Command = req.json().await?;
         let _turn = self.turn.lock().await;
-        let cfg =
-            Config::from_env(&self.env).map_err(|e| worker::Error::RustError(e.to_string()))?;
+        let cfg = Config::cached(&self.env).map_err(|e| worker::Error::RustError(e.to_string()))?;
         let store = Store::open(&self.env).map_err(|e| worker::Error::RustError(e.to_string()))?;
         let answer = match command {
             Command::Put { key, mut record } => {

@@ -52,7 +52,7 @@ async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
 }
 
 #[event(fetch)]
-async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
+async fn fetch(mut req: Request, env: Env, ctx: Context) -> Result<Response> {
     let started = worker::Date::now().as_millis();
     // Cloudflare's ray id when there is one, so our line meets Cloudflare's own logs.
     let request_id = req
@@ -78,17 +78,18 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
         ms: worker::Date::now().as_millis() - started,
     };
     // LOG_REQUESTS=errors keeps only 4xx/5xx and slow answers (see BENCHMARKS.md for the cost).
-    let all = env
-        .var("LOG_REQUESTS")
-        .map(|v| v.to_string() != "errors")
-        .unwrap_or(true);
+    let all = Config::cached(&env).is_ok_and(|c| c.log_all_requests);
     if all || line.status >= 400 || line.ms >= 1000 {
         let json = serde_json::to_string(&line).unwrap_or_default();
-        if line.status >= 500 {
-            worker::console_error!("{json}");
-        } else {
-            worker::console_log!("{json}");
-        }
+        let error = line.status >= 500;
+        // Written once the answer is on its way: the log never delays it.
+        ctx.wait_until(async move {
+            if error {
+                worker::console_error!("{json}");
+            } else {
+                worker::console_log!("{json}");
+            }
+        });
     }
     Ok(resp)
 }
@@ -202,8 +203,8 @@ async fn route(req: &mut Request, env: &Env) -> ApiResult<Response> {
     }
 }
 
-fn setup(env: &Env) -> ApiResult<(Config, Store)> {
-    Ok((Config::from_env(env)?, Store::open(env)?))
+fn setup(env: &Env) -> ApiResult<(std::rc::Rc<Config>, Store)> {
+    Ok((Config::cached(env)?, Store::open(env)?))
 }
 
 /// The widget-facing endpoints: CORS, then the session, then the handler.
