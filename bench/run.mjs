@@ -215,7 +215,7 @@ function svgPlot(series) {
   const paths = series.map((s, i) => {
     const pts = PERCENTILES.filter((p) => p <= 99).map((p) => `${x(s.p[String(p)]).toFixed(1)},${y(p).toFixed(1)}`);
     return `<polyline fill="none" stroke="${colors[i]}" stroke-width="2.5" points="${pts.join(" ")}"/>` +
-      `<text x="${L + 10}" y="${T + 18 + i * 18}" fill="${colors[i]}" font-size="13">${s.name} (p50 ${s.p["50"]} ms)</text>`;
+      `<text x="${W - R - 10}" y="${H - B - 16 - (series.length - 1 - i) * 18}" fill="${colors[i]}" font-size="13" text-anchor="end">${s.name} (p50 ${s.p["50"].toFixed(1)} ms)</text>`;
   });
   const ticks = [];
   const step = maxMs > 40 ? 10 : maxMs > 20 ? 5 : maxMs > 8 ? 2 : 1;
