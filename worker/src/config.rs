@@ -23,8 +23,22 @@ pub struct Config {
     /// Deliver webhooks over plain http too (local development and tests only).
     pub webhook_allow_http: bool,
     pub account_central_url: String,
-    /// `LOG_REQUESTS` is not "errors": one log line for every request.
-    pub log_all_requests: bool,
+}
+
+/// `LOG_REQUESTS` is not "errors": one log line for every request. Read once per isolate and
+/// apart from the rest, so a misconfigured Worker still logs every request.
+pub fn log_all_requests(env: &Env) -> bool {
+    thread_local! {
+        static ALL: std::cell::Cell<Option<bool>> = const { std::cell::Cell::new(None) };
+    }
+    ALL.with(|c| match c.get() {
+        Some(all) => all,
+        None => {
+            let all = text(env, "LOG_REQUESTS").as_deref() != Some("errors");
+            c.set(Some(all));
+            all
+        }
+    })
 }
 
 thread_local! {
@@ -106,7 +120,6 @@ impl Config {
             account_central_url: text(env, "KEAP_ACCOUNT_CENTRAL_URL")
                 .filter(|v| !v.is_empty())
                 .unwrap_or_else(|| "https://accounts.infusionsoft.com/app/central/home".into()),
-            log_all_requests: text(env, "LOG_REQUESTS").as_deref() != Some("errors"),
         })
     }
 

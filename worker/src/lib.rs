@@ -78,7 +78,7 @@ async fn fetch(mut req: Request, env: Env, ctx: Context) -> Result<Response> {
         ms: worker::Date::now().as_millis() - started,
     };
     // LOG_REQUESTS=errors keeps only 4xx/5xx and slow answers (see BENCHMARKS.md for the cost).
-    let all = Config::cached(&env).is_ok_and(|c| c.log_all_requests);
+    let all = config::log_all_requests(&env);
     if all || line.status >= 400 || line.ms >= 1000 {
         let json = serde_json::to_string(&line).unwrap_or_default();
         let error = line.status >= 500;
