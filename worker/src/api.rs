@@ -195,9 +195,26 @@ pub async fn get_partner(store: &Store, id: &PartnerId) -> ApiResult<Response> {
     json(&existing_partner(store, id).await?.view(), 200)
 }
 
-pub async fn delete_partner(store: &Store, id: &PartnerId) -> ApiResult<Response> {
+/// Deletes the partner at once (its key and sessions stop working), then its connections through
+/// the queue: their tokens are destroyed and no sweep keeps them alive.
+pub async fn delete_partner(
+    env: &Env,
+    store: &Store,
+    id: &PartnerId,
+    now: UnixTime,
+) -> ApiResult<Response> {
     let record = existing_partner(store, id).await?;
     store.delete_partner(&record).await?;
+    crate::sweep::enqueue(
+        env,
+        vec![crate::sweep::Job::Purge {
+            partner: id.as_str().to_owned(),
+            before: now,
+            cursor: None,
+        }],
+    )
+    .await
+    .map_err(internal)?;
     empty(204)
 }
 

@@ -160,7 +160,7 @@ async fn route(req: &mut Request, env: &Env) -> ApiResult<Response> {
             match method {
                 Method::Put => api::put_partner(req, &store, &cfg, &id, unix_now()).await,
                 Method::Get => api::get_partner(&store, &id).await,
-                Method::Delete => api::delete_partner(&store, &id).await,
+                Method::Delete => api::delete_partner(env, &store, &id, unix_now()).await,
                 _ => Err(method_not_allowed("PUT, GET and DELETE")),
             }
         }

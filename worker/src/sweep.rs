@@ -35,6 +35,12 @@ pub enum Job {
     Sweep {
         cursor: String,
     },
+    /// Destroy a deleted partner's connections linked at or before `before`, a page at a time.
+    Purge {
+        partner: String,
+        before: i64,
+        cursor: Option<String>,
+    },
     /// Deliver a connection event to the partner's webhook.
     Webhook {
         event: Box<keaplink_core::webhook::WebhookEvent>,
@@ -114,7 +120,7 @@ async fn refresh_all(env: &Env, keys: Vec<ConnectionKey>) -> Tally {
     tally
 }
 
-async fn enqueue(env: &Env, jobs: Vec<Job>) -> worker::Result<u64> {
+pub async fn enqueue(env: &Env, jobs: Vec<Job>) -> worker::Result<u64> {
     let queue = env.queue(QUEUE_BINDING)?;
     let mut sends = 0;
     for chunk in jobs.chunks(SEND_BATCH) {
@@ -230,6 +236,20 @@ pub async fn consume(batch: MessageBatch<Job>, env: &Env, cfg: &Config) -> worke
                 }
                 msg.ack();
             }
+            Job::Purge {
+                partner,
+                before,
+                cursor,
+            } => match purge_page(env, &partner, before, cursor).await {
+                Ok(()) => msg.ack(),
+                Err(e) => {
+                    worker::console_error!(
+                        "{{\"event\":\"purge_failed\",\"error\":\"{}\"}}",
+                        e.code.as_str()
+                    );
+                    msg.retry();
+                }
+            },
             Job::Webhook { event } => {
                 let store =
                     Store::open(env).map_err(|e| worker::Error::RustError(e.to_string()))?;
@@ -284,5 +304,52 @@ pub async fn consume(batch: MessageBatch<Job>, env: &Env, cfg: &Config) -> worke
         retry_after_secs: grant.retry_after_secs,
     };
     worker::console_log!("{}", serde_json::to_string(&report).unwrap_or_default());
+    Ok(())
+}
+
+/// Guard calls one purge page may make (within the free plan's 50 subrequests).
+const PURGE_PAGE: u64 = 40;
+
+/// One page of a deleted partner's connections, destroyed through their guards (KV record, id
+/// index, guard storage, with a tombstone); the next page goes back on the queue. Links made
+/// after the deletion (the id registered again) are left alone.
+async fn purge_page(
+    env: &Env,
+    partner: &str,
+    before: i64,
+    cursor: Option<String>,
+) -> ApiResult<()> {
+    let store = Store::open(env)?;
+    let Some(id) = keaplink_core::ids::PartnerId::parse(partner) else {
+        return Ok(());
+    };
+    let prefix = keaplink_core::connection::partner_prefix(&id);
+    let (items, next) = store.list_connections(&prefix, PURGE_PAGE, cursor).await?;
+    let mut deleted = 0u64;
+    for (name, meta) in items {
+        if meta.connected_at > before {
+            continue;
+        }
+        if let Some(key) = ConnectionKey::parse_under(&id, &name) {
+            guard::delete(env, &key).await.map_err(internal)?;
+            deleted += 1;
+        }
+    }
+    worker::console_log!(
+        "{}",
+        serde_json::json!({"event": "purge", "partner": partner, "deleted": deleted, "more": next.is_some()})
+    );
+    if let Some(c) = next {
+        enqueue(
+            env,
+            vec![Job::Purge {
+                partner: partner.to_owned(),
+                before,
+                cursor: Some(c),
+            }],
+        )
+        .await
+        .map_err(internal)?;
+    }
     Ok(())
 }
