@@ -129,7 +129,8 @@ impl DurableObject for ConnectionGuard {
             }
             Command::Delete { key } => {
                 let key = parse_key(&key)?;
-                if let Some(record) = self.record(&store, &key).await? {
+                let gone = self.record(&store, &key).await?;
+                if let Some(record) = &gone {
                     if let Some(id) = ConnectionId::parse(&record.id) {
                         store
                             .delete_connection(&key, &id)
@@ -139,7 +140,6 @@ impl DurableObject for ConnectionGuard {
                 }
                 // A tombstone, not an empty object: an empty one would reload the record from
                 // a KV copy that other locations may still serve for a minute.
-                let gone = self.state.storage().get::<ConnectionRecord>(RECORD).await?;
                 self.state.storage().delete(RECORD).await?;
                 self.state.storage().put(DELETED, true).await?;
                 if let Some(record) = gone {
