@@ -225,6 +225,23 @@ test("credentials: wrong admin token, wrong or foreign API key", async () => {
   assertError(await req("POST", "/v1/token", { token: spliced, body: { user: "u" } }), 401, "invalid_api_key");
 });
 
+test("admin additions: bad webhook_url, reseal limit and cursor, wrong methods; nothing changed", async () => {
+  const before = await req("GET", "/v1/admin/partners/acme", { token: ADMIN_TOKEN });
+  const base = { name: "Acme", allowed_origins: [ORIGIN], return_urls: ["https://acme.example/settings"] };
+  for (const webhook_url of ["not a url", "ftp://acme.example/hook", "https://user:pw@acme.example/hook", "https://acme.example/hook#x", "/hook", 42]) {
+    const res = await req("PUT", "/v1/admin/partners/acme", { token: ADMIN_TOKEN, body: { ...base, webhook_url } });
+    assertError(res, 400, typeof webhook_url === "number" ? "invalid_request" : "invalid_partner");
+  }
+  const after = await req("GET", "/v1/admin/partners/acme", { token: ADMIN_TOKEN });
+  assert.deepEqual(after.json, before.json, "the partner is unchanged");
+  for (const q of ["?limit=0", "?limit=501", "?limit=x", "?cursor=x", "?cursor=q%3Aabc", "?limit=10&cursor="]) {
+    assertError(await req("POST", `/v1/admin/reseal${q}`, { token: ADMIN_TOKEN }), 400, "invalid_request");
+  }
+  assertError(await req("GET", "/v1/admin/reseal", { token: ADMIN_TOKEN }), 405, "method_not_allowed");
+  assertError(await req("POST", "/v1/admin/stats", { token: ADMIN_TOKEN }), 405, "method_not_allowed");
+  assertError(await req("GET", "/v1/admin/stats", { token: acme.api_key }), 401, "invalid_admin_token");
+});
+
 test("another partner's or another user's connection id is 404, never 403", async () => {
   const j = await linkThroughSandbox(new Browser(), stack.sandbox.url, await connectUrl("owner"), { email: "cat@ef789.example" });
   const id = j.final.text.match(/"connection_id":"([^"]+)"/)[1];

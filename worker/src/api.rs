@@ -118,6 +118,19 @@ pub async fn reseal(req: &Request, env: &Env, store: &Store, cfg: &Config) -> Ap
     let cursor = cursor.unwrap_or_else(|| "p".into());
     let (phase, kv_cursor) = cursor.split_once(':').unwrap_or((cursor.as_str(), ""));
     let bad_cursor = || ApiError::new(ErrorCode::InvalidRequest, "That cursor is not ours.");
+    // A KV cursor that KV refuses is the caller's mistake, not ours.
+    let list_page = |prefix: &'static str| async move {
+        store
+            .list_keys(prefix, limit, Some(kv_cursor.to_owned()))
+            .await
+            .map_err(|e| {
+                if kv_cursor.is_empty() {
+                    e
+                } else {
+                    bad_cursor()
+                }
+            })
+    };
     let mut report = ResealReport::default();
     let mut count = |o: guard::Reseal| match o {
         guard::Reseal::Resealed => report.resealed += 1,
@@ -127,9 +140,7 @@ pub async fn reseal(req: &Request, env: &Env, store: &Store, cfg: &Config) -> Ap
     };
     let next = match phase {
         "p" => {
-            let (names, next) = store
-                .list_keys("p/", limit, Some(kv_cursor.to_owned()))
-                .await?;
+            let (names, next) = list_page("p/").await?;
             for name in names {
                 let Some(id) = name.strip_prefix("p/").and_then(PartnerId::parse) else {
                     continue;
@@ -149,9 +160,7 @@ pub async fn reseal(req: &Request, env: &Env, store: &Store, cfg: &Config) -> Ap
             Some(next.map_or_else(|| "c".to_owned(), |c| format!("p:{c}")))
         }
         "c" => {
-            let (names, next) = store
-                .list_keys("c/", limit, Some(kv_cursor.to_owned()))
-                .await?;
+            let (names, next) = list_page(ALL_CONNECTIONS_PREFIX).await?;
             for name in names {
                 if let Some(key) = ConnectionKey::parse(&name) {
                     count(guard::reseal(env, &key).await.map_err(internal)?);
