@@ -136,6 +136,13 @@ export async function linkThroughSandbox(browser, sandboxUrl, authorizeUrl, { em
   return { final, sawLogin, consentFor };
 }
 
+/** The Worker's JSON log lines of one `event` kind so far, parsed. */
+export function logEvents(worker, event) {
+  return worker.logs.join("").split("\n")
+    .filter((l) => l.includes(`"event":"${event}"`))
+    .map((l) => JSON.parse(l.slice(l.indexOf("{"))));
+}
+
 /** Runs the cron sweep on `worker` and returns the report it logged. */
 export async function runSweep(worker) {
   const from = worker.logs.length;

@@ -7,7 +7,7 @@ import { ADMIN_TOKEN, startStack } from "./harness.mjs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Browser, call, linkThroughSandbox, mintSession, putPartner } from "./client.mjs";
+import { Browser, call, linkThroughSandbox, logEvents, mintSession, putPartner } from "./client.mjs";
 import { seedConnections } from "./seed.mjs";
 
 let stack;
@@ -54,7 +54,7 @@ test("DELETE a partner: its connections are destroyed through the queue; others 
     assert.equal((await call(stack.url, "DELETE", `/v1/connections/${id}`, { token: again.api_key })).status, 404);
   }
   assert.equal((await call(stack.url, "POST", "/v1/token", { token: again.api_key, body: { user: "u1" } })).json.error.code, "no_connection");
-  const purges = stack.worker.logs.join("").split("\n").filter((l) => l.includes('"event":"purge"')).map((l) => JSON.parse(l.slice(l.indexOf("{"))));
+  const purges = logEvents(stack.worker, "purge");
   assert.deepEqual(purges.map((p) => [p.partner, p.deleted, p.more]), [["acme", 3, false]]);
 });
 
@@ -76,7 +76,7 @@ test("a partner with more links than one page: the purge walks every page", asyn
       left = await count();
     }
     assert.equal(left, 0);
-    const pages = big.worker.logs.join("").split("\n").filter((l) => l.includes('"event":"purge"')).map((l) => JSON.parse(l.slice(l.indexOf("{"))));
+    const pages = logEvents(big.worker, "purge");
     assert.deepEqual(pages.map((p) => [p.deleted, p.more]), [[40, true], [40, true], [20, false]]);
   } finally {
     await big.stop();

@@ -20,6 +20,7 @@ mod sweep;
 use config::Config;
 use http::{allow_origin, error_response, json, origin, preflight, ApiResult};
 use keaplink_api::Health;
+use keaplink_core::ids::hex;
 use keaplink_core::limits::Endpoint;
 use keaplink_core::{ApiError, ErrorCode};
 use store::{unix_now, Store};
@@ -104,10 +105,6 @@ struct RequestLog<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<&'static str>,
     ms: u64,
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn method_not_allowed(allowed: &str) -> ApiError {

@@ -106,7 +106,7 @@ pub async fn refresh_tally(env: &Env) -> worker::Result<RefreshTally> {
 /// Queues a connection event for the partner's webhook (if it has one, the consumer sends it).
 pub async fn emit(env: &Env, kind: EventKind, record: &ConnectionRecord) {
     let event = WebhookEvent {
-        id: format!("evt_{}", crate::hex(&random::bytes::<16>())),
+        id: format!("evt_{}", keaplink_core::ids::hex(&random::bytes::<16>())),
         kind,
         created_at: rfc3339(unix_now()),
         partner_id: record.partner.clone(),

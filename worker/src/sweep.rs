@@ -137,7 +137,7 @@ pub async fn sweep(env: &Env, cfg: &Config, mut cursor: Option<String>) -> ApiRe
     let policy = cfg.refresh_policy();
     let mut report = SweepReport {
         event: "sweep",
-        id: crate::hex(&crate::random::bytes::<8>()),
+        id: keaplink_core::ids::hex(&crate::random::bytes::<8>()),
         ..SweepReport::default()
     };
     let mut budget = cfg.sweep_budget;

@@ -52,6 +52,11 @@ pub fn storage_hash(text: &str) -> String {
     URL_SAFE_NO_PAD.encode(Sha256::digest(text.as_bytes()))
 }
 
+/// Lower-case hex: request, sweep and event ids, webhook signatures.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// An opaque connection id: 128 random bits, base64url (22 characters).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ConnectionId(String);

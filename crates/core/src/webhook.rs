@@ -7,6 +7,7 @@
 //! deduplicate on it.
 
 use crate::clock::UnixTime;
+use crate::ids::hex;
 use crate::secret::Secret;
 use hmac::{Hmac, Mac};
 use keaplink_api::Connection;
@@ -42,10 +43,6 @@ pub struct WebhookEvent {
     pub partner_id: String,
     pub user: String,
     pub connection: Connection,
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The partner's webhook key, derived from its session secret.
