@@ -1,6 +1,9 @@
 // Transient failures of Keap's token endpoint (500, 429, a hang): the tokens are kept and still
 // handed out, the sweep backs off (exponential, jittered), and the link recovers with Keap.
 // Here every link is due by age after 5 s (keep-alive), while its access token stays fresh.
+// The base backoff is 4 s: the k-th failure waits 4 s × 2^k scaled by a jitter in [0.5, 1), in
+// whole seconds counted from the second of the failure, so at least 1 s passes before a retry
+// (with a 2 s base the first wait could be 1 s, crossed by any second boundary: a flaky test).
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { startStack } from "./harness.mjs";
@@ -11,7 +14,7 @@ let acme;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 before(async () => {
-  stack = await startStack({ workerVars: { REFRESH_BACKOFF_SECS: "2", REFRESH_KEEPALIVE_SECS: "5" } });
+  stack = await startStack({ workerVars: { REFRESH_BACKOFF_SECS: "4", REFRESH_KEEPALIVE_SECS: "5" } });
   acme = await putPartner(stack.url, "acme", { origins: ["https://acme.example"] });
 });
 after(async () => { await stack?.stop(); });
@@ -36,6 +39,10 @@ test("500, 429 and a hang: tokens kept, retried after a backoff, recovered when 
     assert.equal(await refreshCalls(), before + 1, `${fault}: one attempt`);
     assert.equal(report.due, 1);
     assert.equal(report.still_failing, 1, JSON.stringify(report));
+    // Backing off: an immediate sweep leaves it alone.
+    const again = await runSweep(stack.worker);
+    assert.equal(again.due, 0, JSON.stringify(again));
+    assert.equal(await refreshCalls(), before + 1);
     const c = await mine();
     assert.equal(c.status, "active", "a valid token keeps the link active");
     assert.equal(c.last_error.code, code);
@@ -43,12 +50,8 @@ test("500, 429 and a hang: tokens kept, retried after a backoff, recovered when 
     const t = await token();
     assert.equal(t.status, 200);
     assert.equal(t.json.access_token, original.json.access_token);
-    // Backing off: an immediate sweep leaves it alone.
-    const again = await runSweep(stack.worker);
-    assert.equal(again.due, 0, JSON.stringify(again));
-    assert.equal(await refreshCalls(), before + 1);
-    // The k-th failure waits at most 2 s × 2^k.
-    await sleep(2000 * 2 ** k + 300);
+    // The k-th failure waits at most 4 s × 2^k.
+    await sleep(4000 * 2 ** k + 300);
   }
   const report = await runSweep(stack.worker);
   assert.equal(report.refreshed, 1, JSON.stringify(report));
