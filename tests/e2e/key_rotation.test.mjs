@@ -121,3 +121,49 @@ test("the documented rotation: add a new first key, re-seal everything, remove t
   assert.equal(mine.status, 200, "sessions verify: the partner's session secret moved too");
   assert.equal(mine.json.connections.length, 1);
 });
+
+test("partners rotated while re-seal walks run: every rotation holds (old key and secret refused, new ones accepted)", async () => {
+  // Where the second test left it: everything under NEW_KEY alone.
+  const N = 40;
+  const ids = Array.from({ length: N }, (_, i) => `rot-${String(i).padStart(2, "0")}`);
+  const first = await Promise.all(ids.map((id) => putPartner(stack.worker.url, id, { origins: [`https://${id}.example`] })));
+  const THIRD_KEY = randomBytes(32).toString("base64");
+  await stack.restartWorker({ TOKEN_KEYS: `${THIRD_KEY},${NEW_KEY}` });
+
+  // Walks a page (one partner) at a time while the partners are rotated one after another, in
+  // the same order at about the same pace: a walk that reads a partner just before its rotation
+  // must not write the old record back just after it.
+  const walk = async () => {
+    const pages = [];
+    for (let cursor = "p"; cursor?.startsWith("p");) {
+      const res = await call(stack.worker.url, "POST", `/v1/admin/reseal?limit=1&cursor=${encodeURIComponent(cursor)}`, { token: ADMIN_TOKEN });
+      assert.equal(res.status, 200, res.text);
+      pages.push(res.json);
+      cursor = res.json.cursor;
+    }
+    return pages;
+  };
+  const rotateAll = async () => {
+    const out = [];
+    for (const id of ids) out.push(await putPartner(stack.worker.url, id, { origins: [`https://${id}.example`], rotate: true }));
+    return out;
+  };
+  const [walks, rotated] = await Promise.all([Promise.all([walk(), walk(), walk()]), rotateAll()]);
+  for (const pages of walks) assert.ok(pages.every((p) => p.unreadable === 0), JSON.stringify(pages));
+
+  // A fresh isolate (no cached partner records): what KV and the guards hold is what counts.
+  await stack.restartWorker({ TOKEN_KEYS: THIRD_KEY });
+  const wrong = [];
+  for (const [i, id] of ids.entries()) {
+    assert.notEqual(rotated[i].api_key, first[i].api_key);
+    const fresh = await call(stack.worker.url, "POST", "/v1/token", { token: rotated[i].api_key, body: { user: "nobody" } });
+    const stale = await call(stack.worker.url, "POST", "/v1/token", { token: first[i].api_key, body: { user: "nobody" } });
+    const mineNew = await call(stack.worker.url, "GET", "/v1/me/connections", { token: await mintSession(rotated[i], "u") });
+    const mineOld = await call(stack.worker.url, "GET", "/v1/me/connections", { token: await mintSession(first[i], "u") });
+    // The rotated key is accepted (no such user: 404), the one it replaced refused; likewise
+    // sessions signed with the new and the replaced secret.
+    const got = [fresh.json.error?.code, stale.status, mineNew.status, mineOld.status];
+    if (JSON.stringify(got) !== JSON.stringify(["no_connection", 401, 200, 401])) wrong.push(`${id}: ${got}`);
+  }
+  assert.deepEqual(wrong, [], "every rotation holds");
+});

@@ -4,6 +4,7 @@ use crate::auth::Session;
 use crate::config::Config;
 use crate::guard::{self, Answer, Purpose};
 use crate::http::{empty, internal, json, read_json, ApiResult};
+use crate::partner_guard;
 use crate::random;
 use crate::store::Store;
 use keaplink_api::ConnectionStatus;
@@ -18,7 +19,6 @@ use keaplink_core::connection::{
 use keaplink_core::flow::{PendingLink, StateToken};
 use keaplink_core::ids::{ConnectionId, PartnerId, UserId};
 use keaplink_core::keap::{authorize_url, KeapApp};
-use keaplink_core::partner::{apply_upsert, FreshSecrets, PartnerRecord};
 use keaplink_core::{ApiError, ErrorCode};
 use worker::{Env, Request, Response};
 
@@ -95,7 +95,7 @@ pub async fn stats(env: &Env, store: &Store, now: UnixTime) -> ApiResult<Respons
 
 /// `POST /v1/admin/reseal?cursor=&limit=`: one page of the key-rotation walk, partners first
 /// (their session secrets), then connections (through their guards). The cursor says which.
-pub async fn reseal(req: &Request, env: &Env, store: &Store, cfg: &Config) -> ApiResult<Response> {
+pub async fn reseal(req: &Request, env: &Env, store: &Store) -> ApiResult<Response> {
     let url = req.url().map_err(internal)?;
     let mut cursor = None;
     let mut limit = 40u64;
@@ -132,12 +132,6 @@ pub async fn reseal(req: &Request, env: &Env, store: &Store, cfg: &Config) -> Ap
             })
     };
     let mut report = ResealReport::default();
-    let mut count = |o: guard::Reseal| match o {
-        guard::Reseal::Resealed => report.resealed += 1,
-        guard::Reseal::Current => report.current += 1,
-        guard::Reseal::Unreadable => report.unreadable += 1,
-        guard::Reseal::Gone => {}
-    };
     let next = match phase {
         "p" => {
             let (names, next) = list_page("p/").await?;
@@ -145,25 +139,20 @@ pub async fn reseal(req: &Request, env: &Env, store: &Store, cfg: &Config) -> Ap
                 let Some(id) = name.strip_prefix("p/").and_then(PartnerId::parse) else {
                     continue;
                 };
-                let Some(record) = store.partner_uncached(&id).await? else {
-                    continue;
-                };
-                count(match record.resealed(&cfg.keys, random::bytes()) {
-                    Ok(Some(moved)) => {
-                        store.put_partner(&moved, Some(&record)).await?;
-                        guard::Reseal::Resealed
-                    }
-                    Ok(None) => guard::Reseal::Current,
-                    Err(_) => guard::Reseal::Unreadable,
-                });
+                if let Some(outcome) = partner_guard::reseal(env, &id).await? {
+                    outcome.count_into(&mut report);
+                }
             }
             Some(next.map_or_else(|| "c".to_owned(), |c| format!("p:{c}")))
         }
         "c" => {
             let (names, next) = list_page(ALL_CONNECTIONS_PREFIX).await?;
             for name in names {
-                if let Some(key) = ConnectionKey::parse(&name) {
-                    count(guard::reseal(env, &key).await.map_err(internal)?);
+                let Some(key) = ConnectionKey::parse(&name) else {
+                    continue;
+                };
+                if let Some(outcome) = guard::reseal(env, &key).await.map_err(internal)? {
+                    outcome.count_into(&mut report);
                 }
             }
             next.map(|c| format!("c:{c}"))
@@ -174,34 +163,30 @@ pub async fn reseal(req: &Request, env: &Env, store: &Store, cfg: &Config) -> Ap
     json(&report, 200)
 }
 
+/// Creates or changes a partner, through its guard: one writer per partner, so a rotation and a
+/// re-seal walk never undo each other.
 pub async fn put_partner(
     req: &mut Request,
+    env: &Env,
     store: &Store,
-    cfg: &Config,
     id: &PartnerId,
     now: UnixTime,
 ) -> ApiResult<Response> {
     let body: PartnerUpsert = read_json(req, None).await?;
-    let existing = store.partner_uncached(id).await?;
-    let fresh = FreshSecrets {
-        api_key: random::bytes(),
-        session_secret: random::bytes(),
-        nonce: random::bytes(),
-    };
-    let (record, view) = apply_upsert(id, existing.clone(), body, &fresh, &cfg.keys, now)?;
-    store.put_partner(&record, existing.as_ref()).await?;
+    let view = partner_guard::upsert(env, store, id, body, now).await?;
     json(&view, 200)
 }
 
-async fn existing_partner(store: &Store, id: &PartnerId) -> ApiResult<PartnerRecord> {
-    store
-        .partner_uncached(id)
-        .await?
-        .ok_or_else(|| ApiError::new(ErrorCode::PartnerNotFound, "No such partner."))
+fn partner_not_found() -> ApiError {
+    ApiError::new(ErrorCode::PartnerNotFound, "No such partner.")
 }
 
 pub async fn get_partner(store: &Store, id: &PartnerId) -> ApiResult<Response> {
-    json(&existing_partner(store, id).await?.view(), 200)
+    let record = store
+        .partner_uncached(id)
+        .await?
+        .ok_or_else(partner_not_found)?;
+    json(&record.view(), 200)
 }
 
 /// Deletes the partner at once (its key and sessions stop working), then its connections through
@@ -212,8 +197,9 @@ pub async fn delete_partner(
     id: &PartnerId,
     now: UnixTime,
 ) -> ApiResult<Response> {
-    let record = existing_partner(store, id).await?;
-    store.delete_partner(&record).await?;
+    if !partner_guard::delete(env, store, id).await? {
+        return Err(partner_not_found());
+    }
     crate::sweep::enqueue(
         env,
         vec![crate::sweep::Job::Purge {

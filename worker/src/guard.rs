@@ -17,6 +17,7 @@ use keaplink_core::connection::{ConnectionKey, ConnectionRecord, FailureKind};
 use keaplink_core::ids::ConnectionId;
 use keaplink_core::keap::{parse_token_response, refresh_request, KeapFailure};
 use keaplink_core::refresh::RefreshState;
+use keaplink_core::seal::{Reseal, ResealOutcome};
 use keaplink_core::stats::RefreshOutcome;
 use keaplink_core::webhook::EventKind;
 use serde::{Deserialize, Serialize};
@@ -62,21 +63,10 @@ pub enum Answer {
     /// There is no such connection.
     Gone,
     Done,
+    /// `None`: there is no such connection.
     Resealed {
-        result: Reseal,
+        result: Option<ResealOutcome>,
     },
-}
-
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum Reseal {
-    /// Moved to the current key.
-    Resealed,
-    /// Already under the current key.
-    Current,
-    /// No key of `TOKEN_KEYS` opens it (left as it is).
-    Unreadable,
-    Gone,
 }
 
 #[durable_object(fetch)]
@@ -149,18 +139,17 @@ impl DurableObject for ConnectionGuard {
             }
             Command::Reseal { key } => {
                 let key = parse_key(&key)?;
-                let outcome = match self.record(&store, &key).await? {
-                    None => Reseal::Gone,
-                    Some(record) => match record.resealed(&cfg.keys, &key, random::bytes()) {
-                        Ok(Some(next)) => {
-                            self.save(&store, &key, &next).await?;
-                            Reseal::Resealed
+                let result = match self.record(&store, &key).await? {
+                    None => None,
+                    Some(record) => {
+                        let resealed = record.resealed(&cfg.keys, &key, random::bytes());
+                        if let Reseal::Moved(next) = &resealed {
+                            self.save(&store, &key, next).await?;
                         }
-                        Ok(None) => Reseal::Current,
-                        Err(_) => Reseal::Unreadable,
-                    },
+                        Some(resealed.outcome())
+                    }
                 };
-                Answer::Resealed { result: outcome }
+                Answer::Resealed { result }
             }
             Command::Refresh { key, purpose } => {
                 let key = parse_key(&key)?;
@@ -359,7 +348,8 @@ pub async fn refresh(env: &Env, key: &ConnectionKey, purpose: Purpose) -> worker
 
 /// Moves the connection's tokens to the current first key (through its guard, so a refresh in
 /// flight is never overwritten with older tokens).
-pub async fn reseal(env: &Env, key: &ConnectionKey) -> worker::Result<Reseal> {
+/// `None`: the connection is gone.
+pub async fn reseal(env: &Env, key: &ConnectionKey) -> worker::Result<Option<ResealOutcome>> {
     match ask(
         env,
         key,

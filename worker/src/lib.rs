@@ -13,6 +13,7 @@ mod keap_client;
 mod limits;
 mod ops;
 mod pacer;
+mod partner_guard;
 mod random;
 mod store;
 mod sweep;
@@ -146,7 +147,7 @@ async fn route(req: &mut Request, env: &Env) -> ApiResult<Response> {
             let (cfg, store) = setup(env)?;
             auth::admin(req, &cfg)?;
             match method {
-                Method::Post => api::reseal(req, env, &store, &cfg).await,
+                Method::Post => api::reseal(req, env, &store).await,
                 _ => Err(method_not_allowed("POST")),
             }
         }
@@ -155,7 +156,7 @@ async fn route(req: &mut Request, env: &Env) -> ApiResult<Response> {
             auth::admin(req, &cfg)?;
             let id = api::parse_partner_id(raw_id)?;
             match method {
-                Method::Put => api::put_partner(req, &store, &cfg, &id, unix_now()).await,
+                Method::Put => api::put_partner(req, env, &store, &id, unix_now()).await,
                 Method::Get => api::get_partner(&store, &id).await,
                 Method::Delete => api::delete_partner(env, &store, &id, unix_now()).await,
                 _ => Err(method_not_allowed("PUT, GET and DELETE")),

@@ -85,6 +85,7 @@ impl Store {
             .transpose()
     }
 
+    /// Writes the KV copy of a partner record and its origin index (the partner guard's job).
     pub async fn put_partner(
         &self,
         record: &PartnerRecord,
@@ -119,11 +120,23 @@ impl Store {
                     .map_err(internal)?;
             }
         }
+        Ok(())
+    }
+
+    /// This isolate's cache takes a record just written (by the partner guard, maybe elsewhere).
+    pub fn remember_partner(&self, record: &PartnerRecord) {
         PARTNERS.with(|c| {
             c.borrow_mut()
                 .insert(record.partner_id.clone(), (now_ms(), Some(record.clone())))
         });
-        Ok(())
+    }
+
+    /// This isolate's cache learns that the partner is gone.
+    pub fn forget_partner(&self, id: &PartnerId) {
+        PARTNERS.with(|c| {
+            c.borrow_mut()
+                .insert(id.as_str().to_owned(), (now_ms(), None))
+        });
     }
 
     pub async fn delete_partner(&self, record: &PartnerRecord) -> ApiResult<()> {
@@ -137,10 +150,6 @@ impl Store {
             .delete(&format!("p/{}", record.partner_id))
             .await
             .map_err(internal)?;
-        PARTNERS.with(|c| {
-            c.borrow_mut()
-                .insert(record.partner_id.clone(), (now_ms(), None))
-        });
         Ok(())
     }
 

@@ -5,7 +5,7 @@ use crate::clock::{rfc3339, UnixTime};
 use crate::error::{ApiError, ErrorCode};
 use crate::ids::{ConnectionId, PartnerId, UserId};
 use crate::keap::{KeapApp, KeapFailure, KeapIdentity, TokenGrant};
-use crate::seal::{Keyring, OpenError, NONCE_LEN};
+use crate::seal::{Keyring, OpenError, Reseal, NONCE_LEN};
 use crate::secret::Secret;
 use keaplink_api::{Connection, ConnectionStatus, KeapUser, LastError};
 use serde::{Deserialize, Serialize};
@@ -253,26 +253,23 @@ impl ConnectionRecord {
         })
     }
 
-    /// Fresh enough to hand out without refreshing: at least the refresh margin left, and never
-    /// less than the contract's 60 s.
-    /// Key rotation: the record with its tokens sealed under the current key, or `None` when they
-    /// already are. Nothing else changes.
+    /// Key rotation: the record with its tokens sealed under the current key. Nothing else
+    /// changes.
     pub fn resealed(
         &self,
         keys: &Keyring,
         key: &ConnectionKey,
         nonce: [u8; NONCE_LEN],
-    ) -> Result<Option<Self>, OpenError> {
-        if !keys.needs_reseal(&self.tokens) {
-            return Ok(None);
-        }
-        let plain = keys.open(key.as_str(), &self.tokens)?;
-        Ok(Some(ConnectionRecord {
-            tokens: keys.seal(key.as_str(), &plain, nonce),
-            ..self.clone()
-        }))
+    ) -> Reseal<Self> {
+        keys.reseal(key.as_str(), &self.tokens, nonce)
+            .map(|tokens| ConnectionRecord {
+                tokens,
+                ..self.clone()
+            })
     }
 
+    /// Fresh enough to hand out without refreshing: at least the refresh margin left, and never
+    /// less than the contract's 60 s.
     pub fn is_fresh(&self, now: UnixTime, margin_secs: i64) -> bool {
         self.status == ConnectionStatus::Active
             && self.access_expires_at - now >= margin_secs.max(MIN_TOKEN_VALIDITY_SECS)
@@ -484,7 +481,9 @@ mod tests {
             "{new_key},AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
         ))
         .unwrap();
-        let moved = old.resealed(&both, &key, [9; NONCE_LEN]).unwrap().unwrap();
+        let Reseal::Moved(moved) = old.resealed(&both, &key, [9; NONCE_LEN]) else {
+            panic!("not moved");
+        };
         assert_ne!(moved.tokens, old.tokens);
         assert_eq!(
             ConnectionRecord {
@@ -499,9 +498,12 @@ mod tests {
         assert_eq!(t.refresh_token.expose(), "RT-1");
         assert!(moved.open_tokens(&keys(), &key).is_err());
         // Already current: nothing to do.
-        assert_eq!(moved.resealed(&both, &key, [9; NONCE_LEN]), Ok(None));
+        assert_eq!(moved.resealed(&both, &key, [9; NONCE_LEN]), Reseal::Current);
         // A record no key opens is reported, not rewritten.
-        assert!(old.resealed(&only_new, &key, [9; NONCE_LEN]).is_err());
+        assert_eq!(
+            old.resealed(&only_new, &key, [9; NONCE_LEN]),
+            Reseal::Unreadable
+        );
     }
 
     #[test]

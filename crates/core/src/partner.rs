@@ -6,7 +6,7 @@
 use crate::clock::UnixTime;
 use crate::error::{ApiError, ErrorCode};
 use crate::ids::PartnerId;
-use crate::seal::{Keyring, OpenError, NONCE_LEN};
+use crate::seal::{Keyring, OpenError, Reseal, NONCE_LEN};
 use crate::secret::Secret;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -123,23 +123,17 @@ impl PartnerRecord {
             .map_err(|_| OpenError::Malformed)
     }
 
-    /// Key rotation: the record with its session secret sealed under the current key, or `None`
-    /// when it already is.
-    pub fn resealed(
-        &self,
-        keys: &Keyring,
-        nonce: [u8; NONCE_LEN],
-    ) -> Result<Option<Self>, OpenError> {
-        if !keys.needs_reseal(&self.session_secret) {
-            return Ok(None);
-        }
-        let id = PartnerId::parse(&self.partner_id).ok_or(OpenError::Malformed)?;
-        let aad = session_secret_aad(&id);
-        let plain = keys.open(&aad, &self.session_secret)?;
-        Ok(Some(PartnerRecord {
-            session_secret: keys.seal(&aad, &plain, nonce),
-            ..self.clone()
-        }))
+    /// Key rotation: the record with its session secret sealed under the current key. Nothing
+    /// else changes.
+    pub fn resealed(&self, keys: &Keyring, nonce: [u8; NONCE_LEN]) -> Reseal<Self> {
+        let Some(id) = PartnerId::parse(&self.partner_id) else {
+            return Reseal::Unreadable;
+        };
+        keys.reseal(&session_secret_aad(&id), &self.session_secret, nonce)
+            .map(|session_secret| PartnerRecord {
+                session_secret,
+                ..self.clone()
+            })
     }
 
     pub fn allows_origin(&self, origin: &str) -> bool {
@@ -289,14 +283,18 @@ mod tests {
             "{new_key},AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
         ))
         .unwrap();
-        let moved = old.resealed(&both, [4; NONCE_LEN]).unwrap().unwrap();
+        let Reseal::Moved(moved) = old.resealed(&both, [4; NONCE_LEN]) else {
+            panic!("not moved");
+        };
         let only_new = Keyring::parse(new_key).unwrap();
         assert_eq!(
             moved.session_secret(&only_new).unwrap().expose(),
             view.session_secret.unwrap()
         );
         assert_eq!(moved.api_key_hash, old.api_key_hash);
-        assert_eq!(moved.resealed(&both, [4; NONCE_LEN]).unwrap(), None);
+        assert_eq!(moved.resealed(&both, [4; NONCE_LEN]), Reseal::Current);
+        // A record no key opens is reported, not rewritten.
+        assert_eq!(old.resealed(&only_new, [4; NONCE_LEN]), Reseal::Unreadable);
     }
 
     #[test]

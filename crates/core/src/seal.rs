@@ -9,6 +9,8 @@ use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
+use keaplink_api::ResealReport;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 /// Bytes of randomness each seal needs (the AES-GCM nonce). The caller supplies them.
@@ -160,6 +162,69 @@ impl Keyring {
     pub fn needs_reseal(&self, sealed: &str) -> bool {
         sealed.split('.').nth(1) != Some(self.current_key_id())
     }
+
+    /// Key rotation of one sealed value: the same plaintext under the current key, or what stands
+    /// in the way. `aad` is the place the value belongs to, as for `seal`.
+    pub fn reseal(&self, aad: &str, sealed: &str, nonce: [u8; NONCE_LEN]) -> Reseal<String> {
+        if !self.needs_reseal(sealed) {
+            return Reseal::Current;
+        }
+        match self.open(aad, sealed) {
+            Ok(plain) => Reseal::Moved(self.seal(aad, &plain, nonce)),
+            Err(_) => Reseal::Unreadable,
+        }
+    }
+}
+
+/// What re-sealing one record under the current key came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reseal<T> {
+    /// The record with its secrets under the current key: store it in place of the old one.
+    Moved(T),
+    /// Already under the current key: nothing to write.
+    Current,
+    /// No key of `TOKEN_KEYS` opens it: left as it is (see the README's key rotation).
+    Unreadable,
+}
+
+impl<T> Reseal<T> {
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Reseal<U> {
+        match self {
+            Reseal::Moved(t) => Reseal::Moved(f(t)),
+            Reseal::Current => Reseal::Current,
+            Reseal::Unreadable => Reseal::Unreadable,
+        }
+    }
+
+    /// The outcome without the record, once it is stored.
+    pub fn outcome(&self) -> ResealOutcome {
+        match self {
+            Reseal::Moved(_) => ResealOutcome::Resealed,
+            Reseal::Current => ResealOutcome::Current,
+            Reseal::Unreadable => ResealOutcome::Unreadable,
+        }
+    }
+}
+
+/// `Reseal` without its record: what a walk counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResealOutcome {
+    Resealed,
+    Current,
+    Unreadable,
+}
+
+impl ResealOutcome {
+    /// Adds this outcome to a page's report.
+    pub fn count_into(self, report: &mut ResealReport) {
+        let n = match self {
+            ResealOutcome::Resealed => &mut report.resealed,
+            ResealOutcome::Current => &mut report.current,
+            ResealOutcome::Unreadable => &mut report.unreadable,
+        };
+        *n += 1;
+    }
 }
 
 #[cfg(test)]
@@ -168,6 +233,37 @@ mod tests {
 
     const K1: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
     const K2: &str = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
+
+    #[test]
+    fn reseal_moves_old_values_and_reports_each_outcome() {
+        let old = Keyring::parse(K1).unwrap();
+        let both = Keyring::parse(&format!("{K2},{K1}")).unwrap();
+        let sealed = old.seal("p/acme", b"secret", [1; NONCE_LEN]);
+        let mut report = ResealReport::default();
+        let moved = both.reseal("p/acme", &sealed, [2; NONCE_LEN]);
+        moved.outcome().count_into(&mut report);
+        let Reseal::Moved(moved) = moved else {
+            panic!("not moved");
+        };
+        assert!(!both.needs_reseal(&moved));
+        assert_eq!(both.open("p/acme", &moved).unwrap(), b"secret");
+        let current = both.reseal("p/acme", &moved, [3; NONCE_LEN]);
+        assert_eq!(current, Reseal::Current);
+        current.outcome().count_into(&mut report);
+        // Wrong place, or a key the ring lacks: unreadable, never re-sealed.
+        let wrong_place = both.reseal("p/other", &sealed, [4; NONCE_LEN]);
+        assert_eq!(wrong_place, Reseal::Unreadable);
+        wrong_place.outcome().count_into(&mut report);
+        let only_k2 = Keyring::parse(K2).unwrap();
+        assert_eq!(
+            only_k2.reseal("p/acme", &sealed, [5; NONCE_LEN]),
+            Reseal::Unreadable
+        );
+        assert_eq!(
+            (report.resealed, report.current, report.unreadable),
+            (1, 1, 1)
+        );
+    }
 
     #[test]
     fn round_trips_and_binds_to_aad() {
