@@ -6,6 +6,7 @@
 //! (what listings and fresh-token reads see) is written before anyone is answered.
 
 use crate::config::Config;
+use crate::durable::{self, store_error};
 use crate::keap_client::send;
 use crate::ops;
 use crate::random;
@@ -21,7 +22,7 @@ use keaplink_core::seal::{Reseal, ResealOutcome};
 use keaplink_core::stats::RefreshOutcome;
 use keaplink_core::webhook::EventKind;
 use serde::{Deserialize, Serialize};
-use worker::{durable_object, DurableObject, Env, Method, Request, RequestInit, Response, State};
+use worker::{durable_object, DurableObject, Env, Request, Response, State};
 
 pub const GUARD_BINDING: &str = "CONNECTION_GUARD";
 const RECORD: &str = "record";
@@ -104,7 +105,7 @@ impl DurableObject for ConnectionGuard {
                 store
                     .put_connection(&key, &record, existing.is_none())
                     .await
-                    .map_err(rust_error)?;
+                    .map_err(store_error)?;
                 match existing.map(|old| old.status) {
                     None => ops::emit(&self.env, EventKind::Created, &record).await,
                     Some(ConnectionStatus::NeedsReauth) => {
@@ -125,7 +126,7 @@ impl DurableObject for ConnectionGuard {
                         store
                             .delete_connection(&key, &id)
                             .await
-                            .map_err(rust_error)?;
+                            .map_err(store_error)?;
                     }
                 }
                 // A tombstone, not an empty object: an empty one would reload the record from
@@ -163,10 +164,6 @@ impl DurableObject for ConnectionGuard {
     }
 }
 
-fn rust_error(e: keaplink_core::ApiError) -> worker::Error {
-    worker::Error::RustError(e.to_string())
-}
-
 fn parse_key(raw: &str) -> worker::Result<ConnectionKey> {
     ConnectionKey::parse(raw).ok_or_else(|| worker::Error::RustError("not a connection key".into()))
 }
@@ -189,7 +186,7 @@ impl ConnectionGuard {
         if self.state.storage().get::<bool>(DELETED).await?.is_some() {
             return Ok(None);
         }
-        let from_kv = store.connection(key).await.map_err(rust_error)?;
+        let from_kv = store.connection(key).await.map_err(store_error)?;
         if let Some(r) = &from_kv {
             self.state.storage().put(RECORD, r).await?;
         }
@@ -207,7 +204,7 @@ impl ConnectionGuard {
         store
             .put_connection(key, record, false)
             .await
-            .map_err(rust_error)
+            .map_err(store_error)
     }
 
     async fn refresh(
@@ -289,14 +286,7 @@ impl ConnectionGuard {
 
 /// Asks the connection's guard to do `command`.
 async fn ask(env: &Env, key: &ConnectionKey, command: &Command) -> worker::Result<Answer> {
-    let ns = env.durable_object(GUARD_BINDING)?;
-    let stub = ns.id_from_name(key.as_str())?.get_stub()?;
-    let mut init = RequestInit::new();
-    init.with_method(Method::Post)
-        .with_body(Some(serde_json::to_string(command)?.into()));
-    let req = Request::new_with_init("https://guard/", &init)?;
-    let mut resp = stub.fetch_with_request(req).await?;
-    resp.json().await
+    durable::call(env, GUARD_BINDING, key.as_str(), command).await
 }
 
 /// Stores a new or reconnected link; answers the stored record (with the link's lasting id).

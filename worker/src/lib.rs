@@ -7,6 +7,7 @@ mod api;
 mod auth;
 mod callback;
 mod config;
+mod durable;
 mod guard;
 mod http;
 mod keap_client;

@@ -17,7 +17,7 @@ use keaplink_core::webhook::{
 use keaplink_core::Secret;
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
-use worker::{durable_object, DurableObject, Env, Method, Request, RequestInit, Response, State};
+use worker::{durable_object, DurableObject, Env, Request, Response, State};
 
 pub const STATS_BINDING: &str = "OPS_STATS";
 const TALLY: &str = "tally";
@@ -65,7 +65,7 @@ impl DurableObject for OpsStats {
                     t.clone()
                 };
                 self.state.storage().put(TALLY, &snapshot).await?;
-                Response::empty()
+                Response::from_json(&())
             }
             Cmd::Read => {
                 let sum = self
@@ -80,27 +80,19 @@ impl DurableObject for OpsStats {
     }
 }
 
-async fn ask(env: &Env, cmd: &Cmd) -> worker::Result<Response> {
-    let stub = env
-        .durable_object(STATS_BINDING)?
-        .id_from_name("refresh-outcomes")?
-        .get_stub()?;
-    let mut init = RequestInit::new();
-    init.with_method(Method::Post)
-        .with_body(Some(serde_json::to_string(cmd)?.into()));
-    stub.fetch_with_request(Request::new_with_init("https://ops/", &init)?)
-        .await
+async fn ask<A: serde::de::DeserializeOwned>(env: &Env, cmd: &Cmd) -> worker::Result<A> {
+    crate::durable::call(env, STATS_BINDING, "refresh-outcomes", cmd).await
 }
 
 /// Counts one refresh attempt. A failure to count is logged, never fatal.
 pub async fn record_refresh(env: &Env, outcome: RefreshOutcome) {
-    if ask(env, &Cmd::Record { outcome }).await.is_err() {
+    if ask::<()>(env, &Cmd::Record { outcome }).await.is_err() {
         worker::console_error!("{{\"event\":\"stats_record_failed\"}}");
     }
 }
 
 pub async fn refresh_tally(env: &Env) -> worker::Result<RefreshTally> {
-    ask(env, &Cmd::Read).await?.json().await
+    ask(env, &Cmd::Read).await
 }
 
 /// Queues a connection event for the partner's webhook (if it has one, the consumer sends it).

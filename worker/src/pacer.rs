@@ -5,7 +5,7 @@
 use keaplink_core::pace::{Pace, PaceGrant};
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
-use worker::{durable_object, DurableObject, Env, Method, Request, RequestInit, Response, State};
+use worker::{durable_object, DurableObject, Env, Request, Response, State};
 
 pub const PACER_BINDING: &str = "REFRESH_PACER";
 
@@ -52,16 +52,6 @@ impl DurableObject for RefreshPacer {
 
 /// Asks the pacer for up to `want` slots.
 pub async fn ask(env: &Env, want: u32, throttled: bool) -> worker::Result<PaceGrant> {
-    let stub = env
-        .durable_object(PACER_BINDING)?
-        .id_from_name("keap-token-endpoint")?
-        .get_stub()?;
-    let mut init = RequestInit::new();
-    init.with_method(Method::Post).with_body(Some(
-        serde_json::to_string(&Ask { want, throttled })?.into(),
-    ));
-    let mut resp = stub
-        .fetch_with_request(Request::new_with_init("https://pacer/", &init)?)
-        .await?;
-    resp.json().await
+    let ask = Ask { want, throttled };
+    crate::durable::call(env, PACER_BINDING, "keap-token-endpoint", &ask).await
 }

@@ -8,6 +8,7 @@
 //! writing would not close that window.
 
 use crate::config::Config;
+use crate::durable::{self, store_error};
 use crate::random;
 use crate::store::Store;
 use futures_util::lock::Mutex;
@@ -18,7 +19,7 @@ use keaplink_core::partner::{apply_upsert, FreshSecrets, PartnerRecord};
 use keaplink_core::seal::{Reseal, ResealOutcome};
 use keaplink_core::{ApiError, ErrorCode};
 use serde::{Deserialize, Serialize};
-use worker::{durable_object, DurableObject, Env, Method, Request, RequestInit, Response, State};
+use worker::{durable_object, DurableObject, Env, Request, Response, State};
 
 pub const PARTNER_GUARD_BINDING: &str = "PARTNER_GUARD";
 const RECORD: &str = "record";
@@ -75,7 +76,7 @@ impl DurableObject for PartnerGuard {
         let command: Command = req.json().await?;
         let _turn = self.turn.lock().await;
         let cfg = Config::cached(&self.env).map_err(|e| worker::Error::RustError(e.to_string()))?;
-        let store = Store::open(&self.env).map_err(rust_error)?;
+        let store = Store::open(&self.env).map_err(store_error)?;
         let answer = match command {
             Command::Upsert { id, body, now } => {
                 let id = parse_id(&id)?;
@@ -119,7 +120,7 @@ impl DurableObject for PartnerGuard {
                 let id = parse_id(&id)?;
                 let gone = self.record(&store, &id).await?;
                 if let Some(record) = &gone {
-                    store.delete_partner(record).await.map_err(rust_error)?;
+                    store.delete_partner(record).await.map_err(store_error)?;
                 }
                 // A tombstone: KV at other locations may serve the old copy for a minute.
                 self.state.storage().delete(RECORD).await?;
@@ -142,7 +143,7 @@ impl PartnerGuard {
         if self.state.storage().get::<bool>(DELETED).await?.is_some() {
             return Ok(None);
         }
-        store.partner_uncached(id).await.map_err(rust_error)
+        store.partner_uncached(id).await.map_err(store_error)
     }
 
     /// Authoritative first, then the copy (and its origin index); only then is anyone answered.
@@ -153,12 +154,8 @@ impl PartnerGuard {
         old: Option<&PartnerRecord>,
     ) -> worker::Result<()> {
         self.state.storage().put(RECORD, record).await?;
-        store.put_partner(record, old).await.map_err(rust_error)
+        store.put_partner(record, old).await.map_err(store_error)
     }
-}
-
-fn rust_error(e: ApiError) -> worker::Error {
-    worker::Error::RustError(e.to_string())
 }
 
 fn parse_id(raw: &str) -> worker::Result<PartnerId> {
@@ -166,14 +163,7 @@ fn parse_id(raw: &str) -> worker::Result<PartnerId> {
 }
 
 async fn ask(env: &Env, id: &PartnerId, command: &Command) -> worker::Result<Answer> {
-    let ns = env.durable_object(PARTNER_GUARD_BINDING)?;
-    let stub = ns.id_from_name(id.as_str())?.get_stub()?;
-    let mut init = RequestInit::new();
-    init.with_method(Method::Post)
-        .with_body(Some(serde_json::to_string(command)?.into()));
-    let req = Request::new_with_init("https://partner-guard/", &init)?;
-    let mut resp = stub.fetch_with_request(req).await?;
-    resp.json().await
+    durable::call(env, PARTNER_GUARD_BINDING, id.as_str(), command).await
 }
 
 /// An answer that does not fit the command: a bug, answered as an internal error.
