@@ -24,7 +24,7 @@ pub async fn call<C: Serialize, A: DeserializeOwned>(
     stub.fetch_with_request(req).await?.json().await
 }
 
-/// An error of the store, inside an object: it fails the call (the caller answers 500).
-pub fn store_error(e: keaplink_core::ApiError) -> worker::Error {
+/// An error inside an object (configuration, store): it fails the call (the caller answers 500).
+pub fn object_error(e: keaplink_core::ApiError) -> worker::Error {
     worker::Error::RustError(e.to_string())
 }

@@ -6,7 +6,7 @@
 //! (what listings and fresh-token reads see) is written before anyone is answered.
 
 use crate::config::Config;
-use crate::durable::{self, store_error};
+use crate::durable::{self, object_error};
 use crate::keap_client::send;
 use crate::ops;
 use crate::random;
@@ -90,8 +90,7 @@ impl DurableObject for ConnectionGuard {
     async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
         let command: Command = req.json().await?;
         let _turn = self.turn.lock().await;
-        let cfg = Config::cached(&self.env).map_err(|e| worker::Error::RustError(e.to_string()))?;
-        let store = Store::open(&self.env).map_err(|e| worker::Error::RustError(e.to_string()))?;
+        let (cfg, store) = crate::setup(&self.env).map_err(object_error)?;
         let answer = match command {
             Command::Put { key, mut record } => {
                 let key = parse_key(&key)?;
@@ -105,7 +104,7 @@ impl DurableObject for ConnectionGuard {
                 store
                     .put_connection(&key, &record, existing.is_none())
                     .await
-                    .map_err(store_error)?;
+                    .map_err(object_error)?;
                 match existing.map(|old| old.status) {
                     None => ops::emit(&self.env, EventKind::Created, &record).await,
                     Some(ConnectionStatus::NeedsReauth) => {
@@ -126,7 +125,7 @@ impl DurableObject for ConnectionGuard {
                         store
                             .delete_connection(&key, &id)
                             .await
-                            .map_err(store_error)?;
+                            .map_err(object_error)?;
                     }
                 }
                 // A tombstone, not an empty object: an empty one would reload the record from
@@ -186,7 +185,7 @@ impl ConnectionGuard {
         if self.state.storage().get::<bool>(DELETED).await?.is_some() {
             return Ok(None);
         }
-        let from_kv = store.connection(key).await.map_err(store_error)?;
+        let from_kv = store.connection(key).await.map_err(object_error)?;
         if let Some(r) = &from_kv {
             self.state.storage().put(RECORD, r).await?;
         }
@@ -204,7 +203,7 @@ impl ConnectionGuard {
         store
             .put_connection(key, record, false)
             .await
-            .map_err(store_error)
+            .map_err(object_error)
     }
 
     async fn refresh(

@@ -202,7 +202,8 @@ async fn route(req: &mut Request, env: &Env) -> ApiResult<Response> {
     }
 }
 
-fn setup(env: &Env) -> ApiResult<(std::rc::Rc<Config>, Store)> {
+/// The configuration (once per isolate) and the store: what every route and object starts from.
+pub(crate) fn setup(env: &Env) -> ApiResult<(std::rc::Rc<Config>, Store)> {
     Ok((Config::cached(env)?, Store::open(env)?))
 }
 

@@ -7,8 +7,7 @@
 //! compare-and-swap, and may serve a minute-old value at another location, so reading again before
 //! writing would not close that window.
 
-use crate::config::Config;
-use crate::durable::{self, store_error};
+use crate::durable::{self, object_error};
 use crate::random;
 use crate::store::Store;
 use futures_util::lock::Mutex;
@@ -75,8 +74,7 @@ impl DurableObject for PartnerGuard {
     async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
         let command: Command = req.json().await?;
         let _turn = self.turn.lock().await;
-        let cfg = Config::cached(&self.env).map_err(|e| worker::Error::RustError(e.to_string()))?;
-        let store = Store::open(&self.env).map_err(store_error)?;
+        let (cfg, store) = crate::setup(&self.env).map_err(object_error)?;
         let answer = match command {
             Command::Upsert { id, body, now } => {
                 let id = parse_id(&id)?;
@@ -120,7 +118,7 @@ impl DurableObject for PartnerGuard {
                 let id = parse_id(&id)?;
                 let gone = self.record(&store, &id).await?;
                 if let Some(record) = &gone {
-                    store.delete_partner(record).await.map_err(store_error)?;
+                    store.delete_partner(record).await.map_err(object_error)?;
                 }
                 // A tombstone: KV at other locations may serve the old copy for a minute.
                 self.state.storage().delete(RECORD).await?;
@@ -143,7 +141,7 @@ impl PartnerGuard {
         if self.state.storage().get::<bool>(DELETED).await?.is_some() {
             return Ok(None);
         }
-        store.partner_uncached(id).await.map_err(store_error)
+        store.partner_uncached(id).await.map_err(object_error)
     }
 
     /// Authoritative first, then the copy (and its origin index); only then is anyone answered.
@@ -154,7 +152,7 @@ impl PartnerGuard {
         old: Option<&PartnerRecord>,
     ) -> worker::Result<()> {
         self.state.storage().put(RECORD, record).await?;
-        store.put_partner(record, old).await.map_err(store_error)
+        store.put_partner(record, old).await.map_err(object_error)
     }
 }
 
