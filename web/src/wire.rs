@@ -30,6 +30,7 @@ fn connection(v: &JsValue) -> Option<Connection> {
     Some(Connection {
         id: text(v, "id")?,
         keap_app: text(v, "keap_app")?,
+        keap_app_name: text(v, "keap_app_name"),
         keap_user: KeapUser {
             email: text(&user, "email")?,
             name: text(&user, "name").unwrap_or_default(),
@@ -42,6 +43,8 @@ fn connection(v: &JsValue) -> Option<Connection> {
         connected_at: text(v, "connected_at")?,
         refreshed_at: text(v, "refreshed_at"),
         access_expires_at: text(v, "access_expires_at")?,
+        refresh_expires_at: text(v, "refresh_expires_at").unwrap_or_default(),
+        reconnect_before: text(v, "reconnect_before"),
         last_error: last_error(field(v, "last_error")),
     })
 }
@@ -74,6 +77,8 @@ pub fn callback_message(v: &JsValue) -> Option<CallbackMessage> {
         },
         connection_id: text(v, "connection_id"),
         error: text(v, "error"),
+        signed_in: text(v, "signed_in"),
+        expected: text(v, "expected"),
     })
 }
 

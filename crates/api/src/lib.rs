@@ -54,11 +54,20 @@ pub struct LastError {
 pub struct Connection {
     pub id: String,
     pub keap_app: String,
+    /// The business name Keap gives the app ("Ann's Bakery"), `null` when Keap did not say.
+    #[serde(default)]
+    pub keap_app_name: Option<String>,
     pub keap_user: KeapUser,
     pub status: ConnectionStatus,
     pub connected_at: String,
     pub refreshed_at: Option<String>,
     pub access_expires_at: String,
+    /// When the refresh token we hold is expected to die (Keap's lifetime after it was issued).
+    pub refresh_expires_at: String,
+    /// Set while refreshes keep failing and the refresh token has under 7 days left: the user
+    /// should reconnect before this time, or the link dies.
+    #[serde(default)]
+    pub reconnect_before: Option<String>,
     pub last_error: Option<LastError>,
 }
 
@@ -83,7 +92,7 @@ pub struct PartnerConnections {
     pub cursor: Option<String>,
 }
 
-/// `POST /v1/me/connect` body. Both fields may be left out.
+/// `POST /v1/me/connect` body. Every field may be left out.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectRequest {
@@ -91,6 +100,9 @@ pub struct ConnectRequest {
     pub sign_out_first: bool,
     #[serde(default)]
     pub return_to: Option<String>,
+    /// A reconnect of this connection of the signed-in user: identity-locked (see the README).
+    #[serde(default)]
+    pub connection_id: Option<String>,
 }
 
 impl Default for ConnectRequest {
@@ -98,6 +110,7 @@ impl Default for ConnectRequest {
         Self {
             sign_out_first: true,
             return_to: None,
+            connection_id: None,
         }
     }
 }
@@ -127,6 +140,16 @@ pub struct TokenResponse {
     pub keap_app: String,
 }
 
+/// Who a reconnect must sign in as: the same Keap user of the same app (`user`, the default),
+/// or anyone with access to the same app (`app`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReconnectIdentity {
+    #[default]
+    User,
+    App,
+}
+
 /// `PUT /v1/admin/partners/{partner_id}` body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -139,6 +162,11 @@ pub struct PartnerUpsert {
     /// Where connection events are POSTed (https); absent: no webhooks.
     #[serde(default)]
     pub webhook_url: Option<String>,
+    #[serde(default)]
+    pub reconnect_identity: ReconnectIdentity,
+    /// Put a fresh `repair_url` in `connection.needs_reauth` and `connection.expiring` events.
+    #[serde(default)]
+    pub webhook_repair_links: bool,
 }
 
 /// A partner as the admin sees it. The secrets appear only when created or rotated.
@@ -150,6 +178,10 @@ pub struct PartnerView {
     pub return_urls: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub webhook_url: Option<String>,
+    #[serde(default)]
+    pub reconnect_identity: ReconnectIdentity,
+    #[serde(default)]
+    pub webhook_repair_links: bool,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub session_secret: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
@@ -166,6 +198,12 @@ pub struct CallbackMessage {
     pub connection_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub error: Option<String>,
+    /// `identity_mismatch`: the email of the Keap user who signed in…
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub signed_in: Option<String>,
+    /// …and of the one the connection expects.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub expected: Option<String>,
 }
 
 /// The `type` of every [`CallbackMessage`].
@@ -268,6 +306,9 @@ mod tests {
                 connected_at: "2026-01-01T00:00:00Z".into(),
                 refreshed_at: None,
                 access_expires_at: "2026-01-02T00:00:00Z".into(),
+                refresh_expires_at: "2026-02-15T00:00:00Z".into(),
+                reconnect_before: None,
+                keap_app_name: Some("Ann's Bakery".into()),
                 last_error: None,
             },
             user: "u1".into(),
@@ -287,6 +328,8 @@ mod tests {
             allowed_origins: vec![],
             return_urls: vec![],
             webhook_url: None,
+            reconnect_identity: ReconnectIdentity::User,
+            webhook_repair_links: false,
             session_secret: None,
             api_key: None,
         };

@@ -429,6 +429,10 @@ impl ConnectionMeta {
             connected_at: rfc3339(self.connected_at),
             refreshed_at: self.refreshed_at.map(rfc3339),
             access_expires_at: rfc3339(self.access_expires_at),
+            // Interim: the lifetime and the warning rule land with issue 14's lifetimes.
+            refresh_expires_at: rfc3339(self.refresh_issued_at + 45 * 86_400),
+            reconnect_before: None,
+            keap_app_name: None,
             last_error: self.last_error.map(|e| LastError {
                 code: e.kind.code().to_owned(),
                 message: e.kind.message().to_owned(),

@@ -164,6 +164,8 @@ pub fn answer(link: &PendingLink, outcome: LinkOutcome<'_>) -> CallbackAnswer {
         status,
         connection_id,
         error: error.clone(),
+        signed_in: None,
+        expected: None,
     };
     let (title, text) = match &error {
         None => (

@@ -152,6 +152,8 @@ impl PartnerRecord {
             allowed_origins: self.allowed_origins.clone(),
             return_urls: self.return_urls.clone(),
             webhook_url: self.webhook_url.clone(),
+            reconnect_identity: Default::default(),
+            webhook_repair_links: false,
             session_secret: None,
             api_key: None,
         }
@@ -271,6 +273,8 @@ mod tests {
             return_urls: vec!["https://acme.example/settings".into()],
             rotate_secrets: rotate,
             webhook_url: None,
+            reconnect_identity: Default::default(),
+            webhook_repair_links: false,
         }
     }
 
