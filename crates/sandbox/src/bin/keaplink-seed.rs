@@ -6,9 +6,12 @@
 //! the next of `tokens` (live at the sandbox); the others are fresh, with tokens Keap would refuse
 //! (or, with `"unreadable_idle": true`, an unreadable value under intact metadata).
 
-use keaplink_core::connection::{ConnectionKey, ConnectionRecord, NewConnection};
+use keaplink_core::connection::{
+    ConnectionKey, ConnectionRecord, NewConnection, DEFAULT_REFRESH_LIFETIME_SECS,
+};
 use keaplink_core::ids::{ConnectionId, PartnerId, UserId};
 use keaplink_core::keap::{KeapApp, KeapIdentity};
+use keaplink_core::keys as kv_keys;
 use keaplink_core::seal::Keyring;
 use keaplink_core::Secret;
 use serde::Deserialize;
@@ -66,16 +69,19 @@ fn main() {
             NewConnection {
                 key: &key,
                 id: id.clone(),
-                partner: &partner,
                 user: &user,
-                app: &app,
+                // The sandbox's Ann (its `sub` and app), whose tokens these are.
                 who: KeapIdentity {
                     email: "ann@ab123.example".into(),
                     name: "Ann Bee".into(),
+                    sub: Some("1".into()),
+                    tenant_id: Some(app.as_str().into()),
                 },
+                app_name: Some("Ann's Bakery".into()),
                 access_token: Secret::new(access),
                 refresh_token: Secret::new(refresh),
                 expires_in,
+                refresh_lifetime_secs: DEFAULT_REFRESH_LIFETIME_SECS,
                 now: input.now,
                 nonce: random(),
             },
@@ -91,7 +97,7 @@ fn main() {
         writeln!(
             out,
             "{}",
-            json!({"key": ConnectionKey::index_key(&id), "value": key.as_str()})
+            json!({"key": kv_keys::connection_id(&id), "value": key.as_str()})
         )
         .expect("stdout");
     }
