@@ -26,13 +26,13 @@ fn bad(why: impl std::fmt::Display) -> Response {
 }
 
 /// An empty body reads as `{}`.
-fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
+fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, serde_json::Error> {
     let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
         b"{}"
     } else {
         body
     };
-    serde_json::from_slice(body).map_err(bad)
+    serde_json::from_slice(body)
 }
 
 fn unknown_user(email: &str) -> Response {
@@ -85,7 +85,7 @@ struct ApiFaultRequest {
 pub(crate) async fn add_api_faults(State(s): State<Shared>, body: Bytes) -> Response {
     let r: ApiFaultRequest = match parse(&body) {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err(e) => return bad(e),
     };
     let mut g = s.lock();
     for _ in 0..r.count.min(10_000) {
@@ -149,7 +149,7 @@ struct ConfigRequest {
 pub(crate) async fn set_config(State(s): State<Shared>, body: Bytes) -> Response {
     let r: ConfigRequest = match parse(&body) {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err(e) => return bad(e),
     };
     let mut g = s.lock();
     if let Some(e) = r.expires_in {
@@ -166,7 +166,7 @@ pub(crate) async fn set_config(State(s): State<Shared>, body: Bytes) -> Response
 pub(crate) async fn set_quota(State(s): State<Shared>, body: Bytes) -> Response {
     let r: QuotaRequest = match parse(&body) {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err(e) => return bad(e),
     };
     let mut g = s.lock();
     let now = now_ms();
@@ -209,7 +209,7 @@ struct RevokeAccessRequest {
 pub(crate) async fn revoke_access(State(s): State<Shared>, body: Bytes) -> Response {
     let r: RevokeAccessRequest = match parse(&body) {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err(e) => return bad(e),
     };
     let user = match &r.email {
         None => None,
