@@ -105,6 +105,12 @@ export async function startSandbox({ redirectUri, expiresIn = 86400 } = {}) {
         revoke: (email) => call("revoke", { email }),
         seed: (email, count) => call("seed", { email, count }),
         reset: () => call("reset", {}),
+        // The newer controls answer {"error"} for bad input: thrown, so a typo fails the test.
+        // cfg: {product_quota?, product_throttle?: {limit?, window_ms?, used?}, tenant_throttle?: {limit?, window_ms?, used?: {app: n}}}
+        quota: async (cfg) => { const r = await call("quota", cfg); if (r?.error) throw new Error(`sandbox quota: ${r.error}`); return r; },
+        revokeAccess: async (email) => { const r = await call("revoke-access", email === undefined ? {} : { email }); if (r?.error) throw new Error(`sandbox revoke-access: ${r.error}`); return r; },
+        apiFaults: async (kind, count = 1, hangMs) => { const r = await call("api-faults", { kind, count, ...(hangMs ? { hang_ms: hangMs } : {}) }); if (r?.error) throw new Error(`sandbox api-faults: ${r.error}`); return r; },
+        apiLog: async () => (await call("api-log")).requests,
       };
     }
     if (proc.exited()) break;
