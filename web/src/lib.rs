@@ -3,24 +3,40 @@
 //! A few lines of JS (`web/js/keap-link.js`) define the custom element, because wasm-bindgen
 //! cannot subclass `HTMLElement`; everything the element shows and does is here, inside a
 //! shadow root so the partner's CSS cannot reach it. It speaks only the HTTP contract (the types
-//! of `keaplink-api`), authenticated by the partner's session JWT; it never sees a Keap token.
+//! of `keaplink-api`, through `client`), authenticated by the partner's session JWT; it never
+//! sees a Keap token. This module owns the element's state and what each action does with it.
 
+mod client;
+#[cfg(any(target_arch = "wasm32", test))]
+mod heap;
 mod view;
 mod wire;
 
+use client::{Client, Failure};
 use gloo_events::EventListener;
 use js_sys::{Object, Reflect};
 use keaplink_api::{CallbackStatus, Connection, CALLBACK_MESSAGE_TYPE};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
-use view::{Texts, View};
+use view::{known, Texts, View};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::{spawn_local, JsFuture};
 use web_sys::{
-    CustomEvent, CustomEventInit, Element, HtmlElement, MessageEvent, RequestInit, ShadowRoot,
-    ShadowRootInit, ShadowRootMode, Window,
+    CustomEvent, CustomEventInit, Element, HtmlElement, MessageEvent, ShadowRoot, ShadowRootInit,
+    ShadowRootMode, Window,
 };
+
+#[cfg(target_arch = "wasm32")]
+#[global_allocator]
+static HEAP: heap::Heap = heap::Heap::new(core::arch::wasm32::memory_grow::<0>);
+
+#[wasm_bindgen]
+extern "C" {
+    /// For the developer: every `keaplink:error` is also logged, with its code.
+    #[wasm_bindgen(js_namespace = console, js_name = error)]
+    fn console_error(a: &str, b: &str, c: &str);
+}
 
 /// The handle the custom element keeps: `refresh()` after an attribute changes, `destroy()`
 /// when it leaves the page.
@@ -33,14 +49,15 @@ pub struct KeapLink {
 impl KeapLink {
     /// Reloads the status (for instance after the `session` attribute changed).
     pub fn refresh(&self) {
-        self.widget.session.borrow_mut().take();
+        self.widget.client.forget();
         self.widget.set_view(View::Loading);
         self.widget.clone().load();
     }
 
-    /// Removes the widget's listeners.
+    /// Removes the widget's listeners, and stops watching a popup.
     pub fn destroy(&self) {
         self.widget.listeners.borrow_mut().clear();
+        self.widget.popup.borrow_mut().take();
     }
 }
 
@@ -61,21 +78,21 @@ pub fn mount(host: HtmlElement, api_base: String) -> Result<KeapLink, JsValue> {
     let api = api_base.trim_end_matches('/').to_owned();
     let api_origin = web_sys::Url::new(&api)?.origin();
     let widget = Rc::new(Widget {
-        texts: Texts::from_host(&host),
+        texts: Texts(host.clone()),
+        client: Client::new(host.clone(), api),
         host,
         root,
-        api,
         api_origin,
         view: RefCell::new(View::Loading),
         notice: RefCell::new(None),
         popup: RefCell::new(None),
-        session: RefCell::new(None),
+        attempt: Cell::new(0),
         listeners: RefCell::new(Vec::new()),
-        first_status: RefCell::new(false),
+        first_status: Cell::new(false),
     });
     widget.host.set_attribute("data-rendered-by", "wasm")?;
     widget.clone().listen();
-    widget.clone().note_redirect_return();
+    widget.note_redirect_return();
     widget.clone().load();
     Ok(KeapLink { widget })
 }
@@ -83,64 +100,37 @@ pub fn mount(host: HtmlElement, api_base: String) -> Result<KeapLink, JsValue> {
 struct Widget {
     host: HtmlElement,
     root: ShadowRoot,
-    api: String,
+    client: Client,
     api_origin: String,
     texts: Texts,
     view: RefCell<View>,
     /// The line read out by the `aria-live` region.
     notice: RefCell<Option<String>>,
+    /// The Connect popup while the widget waits on it; taken when its answer comes or it closes.
     popup: RefCell<Option<Window>>,
-    /// A session fetched from `session-url`, and when it expires.
-    session: RefCell<Option<(String, f64)>>,
+    /// Counts Connect clicks, so a popup watcher knows when a newer attempt replaced its own.
+    attempt: Cell<u32>,
     listeners: RefCell<Vec<EventListener>>,
-    first_status: RefCell<bool>,
+    first_status: Cell<bool>,
 }
 
 fn window() -> Window {
     web_sys::window().expect("a window")
 }
 
-fn now_secs() -> f64 {
-    js_sys::Date::now() / 1000.0
-}
-
-/// What went wrong talking to the Worker, as the user should read it.
-struct Failure {
-    code: String,
-    message: String,
-}
-
-impl Failure {
-    fn network() -> Self {
-        Failure {
-            code: "network".into(),
-            message: "Could not reach the Keap link service. Check your connection and try again."
-                .into(),
-        }
-    }
-}
-
-/// `exp` of a JWT, read without verifying (the Worker verifies; this only schedules renewal).
-fn jwt_exp(token: &str) -> Option<f64> {
-    let payload = token.split('.').nth(1)?;
-    let mut b64 = payload.replace('-', "+").replace('_', "/");
-    while b64.len() % 4 != 0 {
-        b64.push('=');
-    }
-    let json = window().atob(&b64).ok()?;
-    let value = js_sys::JSON::parse(&json).ok()?;
-    Reflect::get(&value, &"exp".into()).ok()?.as_f64()
+/// Resolves after `ms` milliseconds.
+async fn sleep(ms: i32) {
+    let p = js_sys::Promise::new(&mut |resolve, _| {
+        let _ = window().set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms);
+    });
+    let _ = JsFuture::from(p).await;
 }
 
 impl Widget {
-    fn attr(&self, name: &str) -> Option<String> {
-        self.host
-            .get_attribute(name)
-            .filter(|v| !v.trim().is_empty())
-    }
-
     fn sign_out_first(&self) -> bool {
-        self.attr("sign-out-first").is_none_or(|v| v != "false")
+        self.host
+            .get_attribute("sign-out-first")
+            .is_none_or(|v| v != "false")
     }
 
     fn render(&self) {
@@ -165,8 +155,8 @@ impl Widget {
         self.render();
     }
 
-    fn say(&self, line: impl Into<String>) {
-        *self.notice.borrow_mut() = Some(line.into());
+    fn say(&self, line: String) {
+        *self.notice.borrow_mut() = Some(line);
         self.render();
     }
 
@@ -180,103 +170,21 @@ impl Widget {
         }
     }
 
-    /// The session JWT: the `session` attribute, or one fetched from `session-url` and kept
-    /// until a minute before it expires.
-    async fn session_token(&self, renew: bool) -> Result<String, Failure> {
-        if let Some(s) = self.attr("session") {
-            return Ok(s);
-        }
-        let Some(url) = self.attr("session-url") else {
-            return Err(Failure {
-                code: "no_session".into(),
-                message: "This page gave the widget no session (set session or session-url)."
-                    .into(),
-            });
-        };
-        if !renew {
-            if let Some((token, exp)) = self.session.borrow().clone() {
-                if exp - now_secs() > 60.0 {
-                    return Ok(token);
-                }
-            }
-        }
-        let init = RequestInit::new();
-        let resp = JsFuture::from(window().fetch_with_str_and_init(&url, &init))
-            .await
-            .map_err(|_| Failure::network())?;
-        let resp: web_sys::Response = resp.unchecked_into();
-        let text = JsFuture::from(resp.text().map_err(|_| Failure::network())?)
-            .await
-            .ok()
-            .and_then(|t| t.as_string())
-            .unwrap_or_default();
-        // Either the bare JWT, or {"session": "..."}.
-        let token = js_sys::JSON::parse(&text)
-            .ok()
-            .and_then(|v| Reflect::get(&v, &"session".into()).ok())
-            .and_then(|v| v.as_string())
-            .unwrap_or_else(|| text.trim().to_owned());
-        if !resp.ok() || token.is_empty() {
-            return Err(Failure {
-                code: "session_expired".into(),
-                message: "Your session has expired. Reload the page to sign in again.".into(),
-            });
-        }
-        let exp = jwt_exp(&token).unwrap_or(now_secs() + 300.0);
-        *self.session.borrow_mut() = Some((token.clone(), exp));
-        Ok(token)
+    /// The one place a failure reaches the developer: `keaplink:error` with the code and a
+    /// message (`detail.error`, `detail.message`), and the same on the console. The user reads
+    /// a sentence instead, which the caller shows.
+    fn report(&self, code: &str, message: &str) {
+        console_error("keaplink:", code, message);
+        self.emit(
+            "keaplink:error",
+            &detail(&[("error", code), ("message", message)]),
+        );
     }
 
-    /// One call to the Worker: JSON in, JSON out, the session as bearer. A 401 with
-    /// `session-url` renews the session once.
-    async fn call(
-        &self,
-        method: &str,
-        path: &str,
-        body: Option<String>,
-    ) -> Result<(JsValue, web_sys::Headers), Failure> {
-        let mut renew = false;
-        loop {
-            let token = self.session_token(renew).await?;
-            let init = RequestInit::new();
-            init.set_method(method);
-            let headers = web_sys::Headers::new().map_err(|_| Failure::network())?;
-            let _ = headers.set("authorization", &format!("Bearer {token}"));
-            if let Some(b) = &body {
-                let _ = headers.set("content-type", "application/json");
-                init.set_body(&JsValue::from_str(b));
-            }
-            init.set_headers(&headers);
-            init.set_mode(web_sys::RequestMode::Cors);
-            let url = format!("{}{}", self.api, path);
-            let resp = JsFuture::from(window().fetch_with_str_and_init(&url, &init))
-                .await
-                .map_err(|_| Failure::network())?;
-            let resp: web_sys::Response = resp.unchecked_into();
-            let status = resp.status();
-            if status == 401 && !renew && self.attr("session-url").is_some() {
-                renew = true;
-                continue;
-            }
-            let json = match resp.json() {
-                Ok(p) if status != 204 => JsFuture::from(p).await.unwrap_or(JsValue::NULL),
-                _ => JsValue::NULL,
-            };
-            if (200..300).contains(&status) {
-                return Ok((json, resp.headers()));
-            }
-            return Err(match wire::error(&json) {
-                Some((code, _)) if status == 401 => Failure {
-                    code,
-                    message: "Your session has expired. Reload the page to sign in again.".into(),
-                },
-                Some((code, message)) => Failure { code, message },
-                None => Failure {
-                    code: "unexpected".into(),
-                    message: format!("The Keap link service answered {status}. Try again."),
-                },
-            });
-        }
+    /// A failed action: its sentence as the notice, its code to the developer.
+    fn notice_failure(&self, f: &Failure) {
+        self.say(self.texts.get(f.says));
+        self.report(&f.code, &f.message);
     }
 
     fn load(self: Rc<Self>) {
@@ -284,25 +192,21 @@ impl Widget {
             self.render();
         }
         spawn_local(async move {
-            match self.call("GET", "/v1/me/connections", None).await {
+            let failure = match self.client.call("GET", "/v1/me/connections", None).await {
                 Ok((json, _)) => match wire::connections(&json) {
-                    Some(list) => self.set_view(View::Loaded(list)),
-                    None => self.fail(
-                        "The Keap link service answered in a way this widget does not understand.",
-                        "unexpected",
-                    ),
+                    Some(list) => return self.set_view(View::Loaded(list)),
+                    None => Failure {
+                        code: "unexpected".into(),
+                        message: "GET /v1/me/connections answered a body this widget cannot read."
+                            .into(),
+                        says: "error",
+                    },
                 },
-                Err(f) => self.fail(&f.message, &f.code),
-            }
+                Err(f) => f,
+            };
+            self.set_view(View::Failed(failure.says));
+            self.report(&failure.code, &failure.message);
         });
-    }
-
-    fn fail(&self, message: &str, code: &str) {
-        self.set_view(View::Failed(message.to_owned()));
-        self.emit(
-            "keaplink:error",
-            &detail(&[("error", code), ("message", message)]),
-        );
     }
 
     fn connections(&self) -> Vec<Connection> {
@@ -323,10 +227,14 @@ impl Widget {
             .flatten();
         let redirect = popup.is_none();
         *self.popup.borrow_mut() = popup;
-        self.say(self.texts.opening.clone());
+        self.attempt.set(self.attempt.get() + 1);
+        if !redirect {
+            self.clone().watch_popup();
+        }
+        self.say(self.texts.get("opening"));
         spawn_local(async move {
             let return_to = redirect.then(|| {
-                self.attr("return-to").unwrap_or_else(|| {
+                self.host.get_attribute("return-to").unwrap_or_else(|| {
                     let l = window().location();
                     format!(
                         "{}{}",
@@ -336,30 +244,60 @@ impl Widget {
                 })
             });
             let body = wire::connect_body(self.sign_out_first(), return_to.as_deref());
-            match self.call("POST", "/v1/me/connect", body).await {
-                Ok((json, _)) => {
-                    let Some(authorize_url) = wire::authorize_url(&json) else {
-                        return self.say("The Keap link service answered unexpectedly.");
+            let failure = match self.client.call("POST", "/v1/me/connect", body).await {
+                Ok((json, _)) => match wire::authorize_url(&json) {
+                    Some(url) => {
+                        let _ = match self.popup.borrow().as_ref() {
+                            Some(p) => p.location().set_href(&url),
+                            None => window().location().assign(&url),
+                        };
+                        return;
+                    }
+                    None => Failure {
+                        code: "unexpected".into(),
+                        message: "POST /v1/me/connect answered no authorize_url.".into(),
+                        says: "error",
+                    },
+                },
+                Err(f) => f,
+            };
+            if let Some(p) = self.popup.borrow_mut().take() {
+                let _ = p.close();
+            }
+            self.notice_failure(&failure);
+        });
+    }
+
+    /// Notices the user closing the popup. The callback page posts its message before it closes
+    /// itself, so a popup closed with no message means the user gave up: the widget shows what it
+    /// showed before, with a short notice.
+    fn watch_popup(self: Rc<Self>) {
+        let attempt = self.attempt.get();
+        let ours = move |w: &Widget| w.attempt.get() == attempt && w.popup.borrow().is_some();
+        spawn_local(async move {
+            while ours(&self) {
+                sleep(500).await;
+                let closed = self
+                    .popup
+                    .borrow()
+                    .as_ref()
+                    .is_some_and(|p| p.closed().unwrap_or(false));
+                if !closed {
+                    continue;
+                }
+                // A message posted just before the close may still be queued behind this check:
+                // it gets a whole second (it takes microseconds) to land and claim the popup.
+                sleep(1000).await;
+                if ours(&self) {
+                    self.popup.borrow_mut().take();
+                    let f = Failure {
+                        code: "popup_closed".into(),
+                        message: "The Keap popup was closed before the connection finished.".into(),
+                        says: "popup-closed",
                     };
-                    match self.popup.borrow().as_ref() {
-                        Some(p) => {
-                            let _ = p.location().set_href(&authorize_url);
-                        }
-                        None => {
-                            let _ = window().location().assign(&authorize_url);
-                        }
-                    }
+                    self.notice_failure(&f);
                 }
-                Err(f) => {
-                    if let Some(p) = self.popup.borrow_mut().take() {
-                        let _ = p.close();
-                    }
-                    self.say(f.message.clone());
-                    self.emit(
-                        "keaplink:error",
-                        &detail(&[("error", &f.code), ("message", &f.message)]),
-                    );
-                }
+                return;
             }
         });
     }
@@ -367,7 +305,7 @@ impl Widget {
     fn disconnect(self: Rc<Self>, id: String) {
         spawn_local(async move {
             let path = format!("/v1/me/connections/{}", js_sys::encode_uri_component(&id));
-            match self.call("DELETE", &path, None).await {
+            match self.client.call("DELETE", &path, None).await {
                 Ok((_, headers)) => {
                     let central = headers.get("link").ok().flatten().and_then(|l| {
                         l.split('>')
@@ -376,20 +314,14 @@ impl Widget {
                     });
                     let mut list = self.connections();
                     list.retain(|c| c.id != id);
-                    *self.notice.borrow_mut() = Some(self.texts.disconnected.clone());
+                    *self.notice.borrow_mut() = Some(self.texts.get("disconnected"));
                     self.set_view(View::Loaded(list));
                     if let Some(url) = central {
                         view::append_central_link(&self.root, &url, &self.texts);
                     }
                     self.emit("keaplink:disconnected", &detail(&[("connection_id", &id)]));
                 }
-                Err(f) => {
-                    self.say(f.message.clone());
-                    self.emit(
-                        "keaplink:error",
-                        &detail(&[("error", &f.code), ("message", &f.message)]),
-                    );
-                }
+                Err(f) => self.notice_failure(&f),
             }
         });
     }
@@ -419,6 +351,23 @@ impl Widget {
         }
     }
 
+    /// The outcome of a connect (the popup's message or the same-tab return): the notice the
+    /// user reads, and the event.
+    fn outcome(&self, connected: bool, id: &str, error: &str, signed_in: &str, expected: &str) {
+        if connected {
+            *self.notice.borrow_mut() = Some(self.texts.get("connected"));
+            self.emit("keaplink:connected", &detail(&[("connection_id", id)]));
+            return;
+        }
+        // JS's own replace: Rust's substring search would cost the widget more than 2 KB.
+        let line: String = js_sys::JsString::from(self.texts.get(known(error, "not-connected")))
+            .replace("{signed_in}", signed_in)
+            .replace("{expected}", expected)
+            .into();
+        self.report(error, &line);
+        *self.notice.borrow_mut() = Some(line);
+    }
+
     /// The callback page's `postMessage`: only from the Worker's exact origin and only from the
     /// popup this widget opened.
     fn on_message(self: &Rc<Self>, e: &MessageEvent) {
@@ -439,37 +388,26 @@ impl Widget {
             return;
         }
         self.popup.borrow_mut().take();
-        match msg.status {
-            CallbackStatus::Connected => {
-                *self.notice.borrow_mut() = Some(self.texts.connected.clone());
-                let id = msg.connection_id.unwrap_or_default();
-                self.emit("keaplink:connected", &detail(&[("connection_id", &id)]));
-            }
-            CallbackStatus::Error => {
-                let code = msg.error.unwrap_or_else(|| "error".into());
-                *self.notice.borrow_mut() = Some(format!("{} ({code})", self.texts.not_connected));
-                self.emit("keaplink:error", &detail(&[("error", &code)]));
-            }
-        }
+        self.outcome(
+            msg.status == CallbackStatus::Connected,
+            msg.connection_id.as_deref().unwrap_or_default(),
+            msg.error.as_deref().unwrap_or("error"),
+            msg.signed_in.as_deref().unwrap_or_default(),
+            msg.expected.as_deref().unwrap_or_default(),
+        );
         self.clone().load();
     }
 
     /// Back from a same-tab redirect: the page's URL says how it went.
-    fn note_redirect_return(self: Rc<Self>) {
+    fn note_redirect_return(&self) {
         let search = window().location().search().unwrap_or_default();
         let Ok(params) = web_sys::UrlSearchParams::new_with_str(&search) else {
             return;
         };
+        let reason = params.get("reason").unwrap_or_else(|| "error".into());
         match params.get("keaplink").as_deref() {
-            Some("connected") => {
-                *self.notice.borrow_mut() = Some(self.texts.connected.clone());
-                self.emit("keaplink:connected", &detail(&[]));
-            }
-            Some("error") => {
-                let code = params.get("reason").unwrap_or_default();
-                *self.notice.borrow_mut() = Some(format!("{} ({code})", self.texts.not_connected));
-                self.emit("keaplink:error", &detail(&[("error", &code)]));
-            }
+            Some("connected") => self.outcome(true, "", "", "", ""),
+            Some("error") => self.outcome(false, "", &reason, "", ""),
             _ => {}
         }
     }
