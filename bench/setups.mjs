@@ -1,0 +1,191 @@
+// The two ways bench/run.mjs runs a Worker, behind one interface ({ url, stop, cpu }): under
+// `wrangler dev` (as the e2e tests do), and in workerd driven directly through Miniflare, with
+// nothing between wrk and workerd. Also the snapshot of the built files every run loads.
+import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { Miniflare } from "miniflare";
+import { unstable_getMiniflareWorkerOptions } from "wrangler";
+import workerdModule from "workerd";
+import { ADMIN_TOKEN, CLIENT_ID, CLIENT_SECRET, ROOMY_LIMITS, ROOT, TOKEN_KEY, freePort, startSandbox, startWorker } from "../tests/e2e/harness.mjs";
+import { cpuMs, descendants, processTable, selfCpuMs } from "./cpu.mjs";
+
+const WORKERD = workerdModule.default ?? workerdModule;
+
+/**
+ * Copies what the run loads (the built Worker, the static assets, the bench Workers, the config)
+ * into a temp folder with the same layout, so a rebuild of worker/build mid-run cannot change
+ * what is measured. wrangler.toml's rate limits are raised there, as the e2e tests raise them: the
+ * load would otherwise run into LIMIT_TOKEN_* within a second and measure 429s.
+ */
+export async function snapshot() {
+  const dir = await mkdtemp(join(tmpdir(), "keaplink-bench-snapshot-"));
+  for (const part of ["worker/build", "dist/assets", "bench/baseline", "bench/passthrough", "bench/wasm-probe"]) {
+    await mkdir(join(dir, part, ".."), { recursive: true });
+    await cp(join(ROOT, part), join(dir, part), { recursive: true });
+  }
+  let toml = await readFile(join(ROOT, "wrangler.toml"), "utf8");
+  for (const [name, limit] of Object.entries(ROOMY_LIMITS)) {
+    const re = new RegExp(`(name = "${name}"[^\\[]*?simple = \\{ limit = )\\d+`);
+    if (!re.test(toml)) throw new Error(`no rate-limit binding ${name} in wrangler.toml`);
+    toml = toml.replace(re, `$1${limit}`);
+  }
+  await writeFile(join(dir, "wrangler.toml"), toml);
+  return {
+    dir,
+    config: join(dir, "wrangler.toml"),
+    baseline: join(dir, "bench", "baseline", "wrangler.toml"),
+    bareBaseline: join(dir, "bench", "baseline", "wrangler.bare.toml"),
+    passthrough: join(dir, "bench", "passthrough", "wrangler.toml"),
+    probe: join(dir, "bench", "wasm-probe", "worker.js"),
+    workerBuild: join(dir, "worker", "build"),
+    assets: join(dir, "dist", "assets"),
+    remove: () => rm(dir, { recursive: true, force: true }),
+  };
+}
+
+const quote = (s) => `'${s.replaceAll("'", "'\\''")}'`;
+
+/**
+ * `wrangler dev` on `config`, through the e2e harness. `cpu()` sums, in ms of CPU time, the
+ * wrangler process tree: its Node process (and esbuild) as `host`, its workerd processes (the
+ * Worker's and wrangler's proxy) as `workerd`.
+ */
+async function startWrangler({ config, vars = {}, secrets = {}, port, persistTo }) {
+  port ??= await freePort();
+  const w = await startWorker({ config, vars, secrets, port, persistTo });
+  const root = processTable().find((p) => p.ppid === process.pid && p.cmdline.includes(`--port\0${port}\0`));
+  if (!root) throw new Error(`cannot find the wrangler dev process on port ${port}`);
+  return {
+    ...w,
+    cpu: () => {
+      const tree = descendants(processTable(), root.pid);
+      return { host: cpuMs(tree.filter((p) => p.comm !== "workerd")), workerd: cpuMs(tree.filter((p) => p.comm === "workerd")) };
+    },
+  };
+}
+
+/**
+ * The Worker of `config` in workerd, driven by Miniflare in this process: the bindings wrangler
+ * would give it (read from the same config by wrangler's own unstable_getMiniflareWorkerOptions:
+ * KV, Durable Objects, queues, rate limiters, vars, [assets] in front), no request logging by
+ * Miniflare, and workerd's stdout and stderr written straight to a file by the kernel (the
+ * workerd binary is started through a two-line wrapper), so no Node process touches a console
+ * line. `cpu()`: the workerd process as `workerd`, this Node process (Miniflare's host) as `host`.
+ * `extra` is merged into the worker's Miniflare options (the wasm probe's unsafe-eval binding).
+ */
+async function startDirect({ config, vars = {}, secrets = {}, port, persistTo, modules, extra = {} }) {
+  port ??= await freePort();
+  const dir = await mkdtemp(join(tmpdir(), "keaplink-direct-"));
+  const logFile = join(dir, "workerd.log");
+  const wrapper = join(dir, "workerd-to-file.sh");
+  await writeFile(wrapper, `#!/bin/sh\nexec ${quote(WORKERD)} "$@" >>${quote(logFile)} 2>&1\n`, { mode: 0o755 });
+  let worker;
+  if (config) {
+    const { workerOptions, main } = unstable_getMiniflareWorkerOptions(config);
+    // Module names are paths relative to modulesRoot, which must hold them all.
+    worker = { ...workerOptions, modules: true, scriptPath: main, modulesRoot: dirname(main), bindings: { ...workerOptions.bindings, ...vars, ...secrets } };
+  } else {
+    worker = { compatibilityDate: "2026-04-01", modules, modulesRoot: dirname(modules[0].path), bindings: { ...vars, ...secrets } };
+  }
+  const before = new Set(processTable().filter((p) => p.comm === "workerd").map((p) => p.pid));
+  // Miniflare reads the binary's path when it spawns workerd: only this start sees the wrapper.
+  const saved = process.env.MINIFLARE_WORKERD_PATH;
+  process.env.MINIFLARE_WORKERD_PATH = wrapper;
+  const mf = new Miniflare({
+    host: "127.0.0.1",
+    port,
+    logRequests: false,
+    cf: false,
+    ...(persistTo ? { defaultPersistRoot: join(persistTo, "v3") } : {}),
+    workers: [{ name: "bench", ...worker, ...extra }],
+  });
+  let url;
+  try {
+    url = (await mf.ready).origin;
+  } catch (err) {
+    const out = await readFile(logFile, "utf8").catch(() => "");
+    await mf.dispose().catch(() => {});
+    await rm(dir, { recursive: true, force: true });
+    throw new Error(`workerd did not start: ${err.message}\n--- workerd output ---\n${out}`);
+  } finally {
+    if (saved === undefined) delete process.env.MINIFLARE_WORKERD_PATH;
+    else process.env.MINIFLARE_WORKERD_PATH = saved;
+  }
+  const mine = processTable().filter((p) => p.comm === "workerd" && p.ppid === process.pid && !before.has(p.pid));
+  if (mine.length !== 1) throw new Error(`expected one new workerd process, found ${mine.length}`);
+  const pid = mine[0].pid;
+  return {
+    url,
+    pid,
+    logText: () => readFileSync(logFile, "utf8"),
+    cpu: () => {
+      const proc = processTable().find((p) => p.pid === pid);
+      if (!proc) throw new Error(`workerd (pid ${pid}) is gone`);
+      return { host: selfCpuMs(), workerd: proc.cpuMs };
+    },
+    stop: async () => {
+      await mf.dispose();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** The two setups, by key, in the order the report shows them. */
+export const SETUPS = {
+  wrangler: { title: "wrangler dev", start: startWrangler },
+  direct: { title: "workerd direct", start: startDirect },
+};
+
+export const startProbe = (snap) =>
+  startDirect({
+    modules: [
+      { type: "ESModule", path: snap.probe },
+      { type: "Data", path: join(snap.dir, "bench", "wasm-probe", "target.wasm"), contents: readFileSync(join(snap.workerBuild, "index_bg.wasm")) },
+    ],
+    extra: { unsafeEvalBinding: "UNSAFE_EVAL" },
+  });
+
+/**
+ * The Keap sandbox and keaplink wired to it, like the harness's startStack but on the snapshot's
+ * config and in either setup. `restartWorker()` restarts keaplink on the same port and KV.
+ */
+export async function startStack(setup, snap, { workerVars = {}, persistTo } = {}) {
+  const port = await freePort();
+  const publicUrl = `http://127.0.0.1:${port}`;
+  const sandbox = await startSandbox({ redirectUri: `${publicUrl}/oauth/callback` });
+  const secrets = { KEAP_CLIENT_ID: CLIENT_ID, KEAP_CLIENT_SECRET: CLIENT_SECRET, TOKEN_KEYS: TOKEN_KEY, ADMIN_TOKEN };
+  const vars = {
+    PUBLIC_URL: publicUrl,
+    KEAP_AUTHORIZE_URL: `${sandbox.url}/app/oauth/authorize`,
+    KEAP_TOKEN_URL: `${sandbox.url}/token`,
+    KEAP_USERINFO_URL: `${sandbox.url}/crm/rest/v1/oauth/connect/userinfo`,
+    KEAP_LOGOUT_URL: `${sandbox.url}/logout`,
+    KEAP_API_URL: sandbox.url,
+    KEAP_TIMEOUT_MS: "2000",
+    ...workerVars,
+  };
+  const launch = () => SETUPS[setup].start({ config: snap.config, vars, secrets, port, persistTo });
+  let worker;
+  try {
+    worker = await launch();
+  } catch (err) {
+    await sandbox.stop();
+    throw err;
+  }
+  const stack = {
+    sandbox,
+    worker,
+    url: worker.url,
+    restartWorker: async () => {
+      await stack.worker.stop();
+      stack.worker = await launch();
+    },
+    stop: async () => {
+      await stack.worker.stop();
+      await sandbox.stop();
+    },
+  };
+  return stack;
+}
