@@ -4,7 +4,7 @@
 //   <script type="module" src="https://<worker>/widget/keap-link.js"></script>
 //   <keap-link session="<JWT>"></keap-link>          or   session-url="/keap-session"
 //
-// Events on the element: keaplink:connected, keaplink:disconnected, keaplink:error.
+// Events on the element: keaplink:connected, keaplink:disconnected, keaplink:error (detail.error, .message).
 import init, { mount as mountWasm } from "./keap_link_wasm.js";
 
 // The Worker that serves this file is the one the widget talks to.

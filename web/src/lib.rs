@@ -247,9 +247,12 @@ impl Widget {
             let failure = match self.client.call("POST", "/v1/me/connect", body).await {
                 Ok((json, _)) => match wire::authorize_url(&json) {
                     Some(url) => {
-                        let _ = match self.popup.borrow().as_ref() {
-                            Some(p) => p.location().set_href(&url),
-                            None => window().location().assign(&url),
+                        // No popup left after one was opened: the user closed it meanwhile
+                        // (the watcher has said so), and the page stays where it is.
+                        let _ = match (self.popup.borrow().as_ref(), redirect) {
+                            (Some(p), _) => p.location().set_href(&url),
+                            (None, true) => window().location().assign(&url),
+                            (None, false) => Ok(()),
                         };
                         return;
                     }
