@@ -100,7 +100,7 @@ test("the documented rotation: add a new first key, re-seal everything, remove t
   // Admin only.
   const anon = await call(stack.worker.url, "POST", "/v1/admin/reseal", { token: acme.api_key });
   assert.equal(anon.status, 401);
-  assert.equal((await call(stack.worker.url, "POST", "/v1/admin/reseal?cursor=zz", { token: ADMIN_TOKEN })).json.error.code, "invalid_request");
+  assert.equal((await call(stack.worker.url, "POST", "/v1/admin/reseal?cursor=zz", { token: ADMIN_TOKEN })).json.error.code, "invalid_cursor");
 
   const first = await resealWalk();
   assert.deepEqual({ ...first, pages: undefined }, { resealed: 2, current: 1, unreadable: 0, pages: undefined }, "the partner and old-user moved, new-user already was");

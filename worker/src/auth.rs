@@ -1,31 +1,57 @@
 //! The three credentials: the admin token, a partner's API key, a partner user's session JWT.
+//! A credential sent to an endpoint that takes another kind is told so by name.
 
 use crate::config::Config;
-use crate::http::{bearer, internal, origin, ApiResult};
+use crate::http::{bearer, origin};
 use crate::store::Store;
 use keaplink_core::clock::UnixTime;
 use keaplink_core::ids::{PartnerId, UserId};
 use keaplink_core::partner::{api_key_partner, PartnerRecord};
 use keaplink_core::session::{unverified_issuer, verify, SessionError};
-use keaplink_core::{ApiError, ErrorCode};
+use keaplink_core::{ApiError, ApiResult, ErrorCode};
 use worker::Request;
+
+/// What a bearer credential looks like, before it is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    ApiKey,
+    Jwt,
+    Other,
+}
+
+fn shape(token: &str) -> Shape {
+    if token.starts_with("klk.") {
+        Shape::ApiKey
+    } else if token.starts_with("eyJ") && token.matches('.').count() == 2 {
+        Shape::Jwt
+    } else {
+        Shape::Other
+    }
+}
 
 pub fn admin(req: &Request, cfg: &Config) -> ApiResult<()> {
     let token = bearer(req)?;
     if cfg.admin_token.ct_eq(&token) {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            ErrorCode::InvalidAdminToken,
-            "The admin token is not valid.",
-        ))
+        return Ok(());
     }
+    let message = match shape(&token) {
+        Shape::ApiKey => "This endpoint takes the admin token, not a partner's API key.",
+        Shape::Jwt => "This endpoint takes the admin token, not a session JWT.",
+        Shape::Other => "The admin token is not valid.",
+    };
+    Err(ApiError::new(ErrorCode::InvalidAdminToken, message))
 }
 
 /// The partner whose API key this is.
 pub async fn partner_key(req: &Request, store: &Store) -> ApiResult<(PartnerId, PartnerRecord)> {
     let key = bearer(req)?;
-    let refused = || ApiError::new(ErrorCode::InvalidApiKey, "The API key is not valid.");
+    let refused = || {
+        let message = match shape(&key) {
+            Shape::Jwt => "This endpoint takes your API key (klk.…), not a session JWT: session JWTs are for the widget's /v1/me endpoints.",
+            _ => "The API key is not valid.",
+        };
+        ApiError::new(ErrorCode::InvalidApiKey, message)
+    };
     let id = api_key_partner(&key).ok_or_else(refused)?;
     let partner = store.partner(&id).await?.ok_or_else(refused)?;
     if partner.api_key_matches(&key) {
@@ -61,6 +87,15 @@ pub async fn session(
         Ok(t) => t,
         Err(e) => return (Err(e), None),
     };
+    if shape(&token) == Shape::ApiKey {
+        return (
+            Err(ApiError::new(
+                ErrorCode::InvalidSession,
+                "This endpoint takes a session JWT minted by your back-end (HS256, signed with your session_secret), not your API key: API keys stay on your servers.",
+            )),
+            None,
+        );
+    }
     let partner_id = match unverified_issuer(&token) {
         Ok(p) => p,
         Err(e) => return (Err(invalid(e)), None),
@@ -85,7 +120,14 @@ pub async fn session(
     };
     let secret = match partner.session_secret(&cfg.keys) {
         Ok(s) => s,
-        Err(e) => return (Err(internal(e)), cors),
+        Err(e) => {
+            return (
+                Err(ApiError::internal(format!(
+                    "the partner's session secret does not open ({e:?})"
+                ))),
+                cors,
+            )
+        }
     };
     match verify(&token, &partner_id, secret.expose().as_bytes(), now) {
         Ok(claims) => (

@@ -2,8 +2,8 @@
 
 use crate::config::Config;
 use crate::guard;
-use crate::http::internal;
 use crate::keap_client::send;
+use crate::log::{self, Level};
 use crate::random;
 use crate::store::Store;
 use keaplink_core::clock::UnixTime;
@@ -16,6 +16,7 @@ use keaplink_core::keap::{
     code_exchange_request, parse_token_response, parse_userinfo, userinfo_request, KeapFailure,
 };
 use keaplink_core::{ApiError, ErrorCode};
+use serde_json::json;
 use worker::{Env, Request, Response};
 
 pub async fn callback(
@@ -29,9 +30,10 @@ pub async fn callback(
     let answer = match outcome {
         Ok(a) => a,
         Err(e) => {
-            worker::console_error!(
-                "{{\"event\":\"callback_failed\",\"code\":\"{}\"}}",
-                e.code.as_str()
+            log::event(
+                Level::Error,
+                "callback_failed",
+                json!({"code": e.code.as_str(), "cause": e.cause()}),
             );
             error_page(e.code)
         }
@@ -46,7 +48,7 @@ async fn run(
     cfg: &Config,
     now: UnixTime,
 ) -> Result<CallbackAnswer, ApiError> {
-    let url = req.url().map_err(crate::http::internal)?;
+    let url = req.url().map_err(ApiError::internal)?;
     let invalid_state = || ApiError::new(ErrorCode::InvalidState, "bad state");
     let query = flow::parse_callback_query(url.query().unwrap_or(""))
         .map_err(|code| ApiError::new(code, "bad callback query"))?;
@@ -72,9 +74,10 @@ async fn run(
                     ));
                 }
                 Err(e) => {
-                    worker::console_warn!(
-                        "{{\"event\":\"link_failed\",\"code\":\"{}\"}}",
-                        e.code.as_str()
+                    log::event(
+                        Level::Warn,
+                        "link_failed",
+                        json!({"code": e.code.as_str(), "cause": e.cause()}),
                     );
                     LinkOutcome::Failed(e.code)
                 }
@@ -94,10 +97,8 @@ async fn link_account(
     code: &str,
     now: UnixTime,
 ) -> Result<ConnectionId, ApiError> {
-    let (Some(partner), Some(user)) = (link.partner_id(), link.user_id()) else {
-        return Err(ApiError::new(ErrorCode::InvalidState, "bad state"));
-    };
-    if store.partner(&partner).await?.is_none() {
+    let (partner, user) = (&link.partner, &link.user);
+    if store.partner(partner).await?.is_none() {
         return Err(ApiError::new(
             ErrorCode::InvalidState,
             "the partner is gone",
@@ -121,26 +122,25 @@ async fn link_account(
         .map_err(|f| f.api_error())?;
     let who = parse_userinfo(who_answer.status, &who_answer.body).map_err(|f| f.api_error())?;
 
-    let key = ConnectionKey::new(&partner, &user, &app);
+    let key = ConnectionKey::new(partner, user, &app);
     let record = ConnectionRecord::create(
         NewConnection {
             key: &key,
             // The guard keeps the earlier id when this replaces a link.
             id: ConnectionId::from_random(random::bytes()),
-            partner: &partner,
-            user: &user,
-            app: &app,
+            user,
             who,
+            app_name: None,
             access_token: grant.access_token,
             refresh_token,
             expires_in: grant.expires_in,
+            refresh_lifetime_secs: cfg.refresh.refresh_lifetime_secs,
             now,
             nonce: random::bytes(),
         },
         &cfg.keys,
     );
-    let stored = guard::put(env, &key, record).await.map_err(internal)?;
-    ConnectionId::parse(&stored.id).ok_or_else(|| internal(()))
+    Ok(guard::put(env, &key, record).await?.id)
 }
 
 /// The page for a callback refused before it was looked at (rate limits).

@@ -1,9 +1,13 @@
-//! The Worker's configuration, read from `[vars]` and secrets (see api-contract.md).
+//! The Worker's configuration, read once per isolate from `[vars]` and secrets (the README's
+//! Configuration section lists them), and `setup`: what every route and object starts from.
 
+use crate::store::Store;
 use keaplink_core::keap::{ClientCredentials, KeapEndpoints};
+use keaplink_core::partner::UpsertRules;
 use keaplink_core::refresh::RefreshPolicy;
 use keaplink_core::seal::Keyring;
-use keaplink_core::{ApiError, ErrorCode, Secret};
+use keaplink_core::{ApiError, ApiResult, ErrorCode, Secret};
+use std::rc::Rc;
 use worker::{Env, Url};
 
 pub struct Config {
@@ -12,17 +16,22 @@ pub struct Config {
     pub client: ClientCredentials,
     pub keys: Keyring,
     pub admin_token: Secret,
-    pub refresh_margin_secs: i64,
-    pub keepalive_secs: i64,
-    pub backoff_secs: i64,
+    /// The whole refresh rule's knobs (margin, keep-alive, backoff, proactive, lifetime).
+    pub refresh: RefreshPolicy,
     pub sweep_budget: u64,
-    pub proactive_refresh: bool,
+    /// The refresh queue's pace (`KEAP_REFRESH_RATE_PER_MIN`), for the pacer.
+    pub refresh_rate_per_min: f64,
     pub keap_timeout_ms: u32,
     /// First webhook retry wait; later ones double (see `keaplink_core::webhook`).
     pub webhook_backoff_secs: u32,
     /// Deliver webhooks over plain http too (local development and tests only).
     pub webhook_allow_http: bool,
     pub account_central_url: String,
+}
+
+/// The configuration (once per isolate) and the store: what every route and object starts from.
+pub fn setup(env: &Env) -> ApiResult<(Rc<Config>, Store)> {
+    Ok((Config::cached(env)?, Store::open(env)?))
 }
 
 /// `LOG_REQUESTS` is not "errors": one log line for every request. Read once per isolate and
@@ -44,7 +53,7 @@ pub fn log_all_requests(env: &Env) -> bool {
 thread_local! {
     /// An isolate's environment never changes (a new deploy or secret starts new isolates), so
     /// it is read once per isolate, not once per request.
-    static CACHED: std::cell::RefCell<Option<std::rc::Rc<Config>>> = const { std::cell::RefCell::new(None) };
+    static CACHED: std::cell::RefCell<Option<Rc<Config>>> = const { std::cell::RefCell::new(None) };
 }
 
 fn misconfigured(what: &str) -> ApiError {
@@ -78,17 +87,27 @@ fn number<T: std::str::FromStr>(env: &Env, name: &str, default: T) -> Result<T, 
 
 impl Config {
     /// The configuration, read from `env` on first use in this isolate.
-    pub fn cached(env: &Env) -> Result<std::rc::Rc<Config>, ApiError> {
+    pub fn cached(env: &Env) -> Result<Rc<Config>, ApiError> {
         if let Some(c) = CACHED.with(|c| c.borrow().clone()) {
             return Ok(c);
         }
-        let fresh = std::rc::Rc::new(Config::from_env(env)?);
+        let fresh = Rc::new(Config::from_env(env)?);
         CACHED.with(|c| *c.borrow_mut() = Some(fresh.clone()));
         Ok(fresh)
     }
 
     pub fn from_env(env: &Env) -> Result<Config, ApiError> {
         let logout = text(env, "KEAP_LOGOUT_URL").unwrap_or_default();
+        let backoff_secs: i64 = number(env, "REFRESH_BACKOFF_SECS", 60)?;
+        let sweep_budget = number(env, "SWEEP_SUBREQUEST_BUDGET", 45)?;
+        // Below this a page of 1,000 due links could not even be queued in one invocation.
+        if sweep_budget < keaplink_core::sweep::MIN_BUDGET {
+            return Err(misconfigured("SWEEP_SUBREQUEST_BUDGET must be at least 12"));
+        }
+        let refresh_rate_per_min: f64 = number(env, "KEAP_REFRESH_RATE_PER_MIN", 1200.0)?;
+        if refresh_rate_per_min.is_nan() || refresh_rate_per_min <= 0.0 {
+            return Err(misconfigured("KEAP_REFRESH_RATE_PER_MIN"));
+        }
         Ok(Config {
             public_url: url(env, "PUBLIC_URL")?,
             keap: KeapEndpoints {
@@ -108,12 +127,21 @@ impl Config {
             keys: Keyring::parse(&required(env, "TOKEN_KEYS")?)
                 .map_err(|_| misconfigured("TOKEN_KEYS"))?,
             admin_token: Secret::new(required(env, "ADMIN_TOKEN")?),
-            refresh_margin_secs: number(env, "REFRESH_MARGIN_SECS", 21_600)?,
-            keepalive_secs: number(env, "REFRESH_KEEPALIVE_SECS", 7 * 86_400)?,
-            backoff_secs: number(env, "REFRESH_BACKOFF_SECS", 60)?,
+            refresh: RefreshPolicy {
+                margin_secs: number(env, "REFRESH_MARGIN_SECS", 21_600)?,
+                keepalive_secs: number(env, "REFRESH_KEEPALIVE_SECS", 7 * 86_400)?,
+                base_backoff_secs: backoff_secs,
+                max_backoff_secs: (backoff_secs * 60).max(backoff_secs),
+                proactive: number(env, "REFRESH_PROACTIVE", true)?,
+                refresh_lifetime_secs: number(
+                    env,
+                    "KEAP_REFRESH_TOKEN_LIFETIME_SECS",
+                    keaplink_core::connection::DEFAULT_REFRESH_LIFETIME_SECS,
+                )?,
+            },
             // The free plan allows 50 subrequests per invocation; keep a few in hand.
-            sweep_budget: number(env, "SWEEP_SUBREQUEST_BUDGET", 45)?,
-            proactive_refresh: number(env, "REFRESH_PROACTIVE", true)?,
+            sweep_budget,
+            refresh_rate_per_min,
             keap_timeout_ms: number(env, "KEAP_TIMEOUT_MS", 10_000)?,
             webhook_backoff_secs: number(env, "WEBHOOK_BACKOFF_SECS", 5)?,
             webhook_allow_http: number(env, "WEBHOOK_ALLOW_HTTP", false)?,
@@ -123,13 +151,10 @@ impl Config {
         })
     }
 
-    pub fn refresh_policy(&self) -> RefreshPolicy {
-        RefreshPolicy {
-            margin_secs: self.refresh_margin_secs,
-            keepalive_secs: self.keepalive_secs,
-            base_backoff_secs: self.backoff_secs,
-            max_backoff_secs: (self.backoff_secs * 60).max(self.backoff_secs),
-            proactive: self.proactive_refresh,
+    /// What a partner upsert may accept beyond its body.
+    pub fn upsert_rules(&self) -> UpsertRules {
+        UpsertRules {
+            webhook_allow_http: self.webhook_allow_http,
         }
     }
 

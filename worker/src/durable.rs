@@ -1,30 +1,55 @@
-//! Calling a Durable Object: a JSON command to the object of a name, and its JSON answer.
+//! Calling a Durable Object: a JSON command to the object of a name, and its typed JSON reply.
+//! Errors cross the boundary as `ApiError` values (code, message and cause), never as strings.
 
+use keaplink_core::{ApiError, ApiResult};
 use serde::de::DeserializeOwned;
-use serde::Serialize;
-use worker::{Env, Method, Request, RequestInit};
+use serde::{Deserialize, Serialize};
+use worker::{Env, Method, Request, RequestInit, Response};
+
+/// What an object answers to a command.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Reply<T> {
+    Ok(T),
+    Err(ApiError),
+}
 
 /// Sends `command` to the object named `name` in the namespace bound as `binding`; answers what
-/// it answered.
+/// it replied.
 pub async fn call<C: Serialize, A: DeserializeOwned>(
     env: &Env,
     binding: &str,
     name: &str,
     command: &C,
-) -> worker::Result<A> {
-    let stub = env
-        .durable_object(binding)?
-        .id_from_name(name)?
-        .get_stub()?;
+) -> ApiResult<A> {
+    let failed = |e: worker::Error| ApiError::internal(format!("{binding} call: {e}"));
+    let namespace = env.durable_object(binding).map_err(failed)?;
+    let stub = namespace
+        .id_from_name(name)
+        .and_then(|id| id.get_stub())
+        .map_err(failed)?;
+    let body = serde_json::to_string(command).map_err(ApiError::internal)?;
     let mut init = RequestInit::new();
-    init.with_method(Method::Post)
-        .with_body(Some(serde_json::to_string(command)?.into()));
+    init.with_method(Method::Post).with_body(Some(body.into()));
     // The host is never resolved: the stub routes the request to the object.
-    let req = Request::new_with_init(&format!("https://{binding}/"), &init)?;
-    stub.fetch_with_request(req).await?.json().await
+    let req = Request::new_with_init(&format!("https://{binding}/"), &init).map_err(failed)?;
+    let mut resp = stub.fetch_with_request(req).await.map_err(failed)?;
+    match resp.json::<Reply<A>>().await.map_err(failed)? {
+        Reply::Ok(a) => Ok(a),
+        Reply::Err(e) => Err(e),
+    }
 }
 
-/// An error inside an object (configuration, store): it fails the call (the caller answers 500).
-pub fn object_error(e: keaplink_core::ApiError) -> worker::Error {
-    worker::Error::RustError(e.to_string())
+/// An object's answer: its result, typed by the command, as the caller reads it.
+pub fn reply<T: Serialize>(result: ApiResult<T>) -> worker::Result<Response> {
+    Response::from_json(&match result {
+        Ok(t) => Reply::Ok(t),
+        Err(e) => Reply::Err(e),
+    })
+}
+
+/// A command the object could not read (a bug on the caller's side, or a version mismatch
+/// during a deploy).
+pub fn unreadable(binding: &str, e: impl std::fmt::Display) -> ApiError {
+    ApiError::internal(format!("{binding} got a command it cannot read: {e}"))
 }

@@ -4,23 +4,26 @@
 //! authoritative record in its own strongly consistent storage and runs one command at a time:
 //! a caller that waited for its turn finds the new tokens and does not refresh again. The KV copy
 //! (what listings and fresh-token reads see) is written before anyone is answered.
+//!
+//! The guard decides nothing itself: `keaplink_core::refresh` says whether to refresh and what an
+//! attempt came to; the guard asks, sends and applies.
 
-use crate::config::Config;
-use crate::durable::{self, object_error};
+use crate::clock::unix_now;
+use crate::config::{setup, Config};
+use crate::durable;
 use crate::keap_client::send;
-use crate::ops;
 use crate::random;
+use crate::stats;
 use crate::store::Store;
+use crate::webhooks;
 use futures_util::lock::Mutex;
 use keaplink_api::ConnectionStatus;
-use keaplink_core::clock::UnixTime;
-use keaplink_core::connection::{ConnectionKey, ConnectionRecord, FailureKind};
-use keaplink_core::ids::ConnectionId;
+use keaplink_core::connection::{ConnectionKey, ConnectionRecord, OpenTokens};
 use keaplink_core::keap::{parse_token_response, refresh_request, KeapFailure};
-use keaplink_core::refresh::RefreshState;
+use keaplink_core::refresh::{fingerprint, Attempt, Purpose, RefreshState};
 use keaplink_core::seal::{Reseal, ResealOutcome};
-use keaplink_core::stats::RefreshOutcome;
 use keaplink_core::webhook::EventKind;
+use keaplink_core::{ApiError, ApiResult};
 use serde::{Deserialize, Serialize};
 use worker::{durable_object, DurableObject, Env, Request, Response, State};
 
@@ -28,46 +31,31 @@ pub const GUARD_BINDING: &str = "CONNECTION_GUARD";
 const RECORD: &str = "record";
 const DELETED: &str = "deleted";
 
-/// Why a refresh is asked for: a token request wants a fresh token; a sweep wants whatever is
-/// due by the policy.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum Purpose {
-    Token,
-    Sweep,
-}
-
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 enum Command {
     /// Store a new or reconnected link (the callback).
     Put {
-        key: String,
+        key: ConnectionKey,
         record: Box<ConnectionRecord>,
     },
     /// Refresh if still needed once it is our turn; answer the latest record.
-    Refresh { key: String, purpose: Purpose },
+    Refresh {
+        key: ConnectionKey,
+        purpose: Purpose,
+    },
     /// Destroy the link.
-    Delete { key: String },
+    Delete { key: ConnectionKey },
     /// Move the tokens to the current first key of `TOKEN_KEYS` (key rotation).
-    Reseal { key: String },
+    Reseal { key: ConnectionKey },
 }
 
-#[derive(Serialize, Deserialize)]
-#[serde(tag = "outcome", rename_all = "snake_case")]
-pub enum Answer {
-    /// The latest record (refreshed, or already fresh, or failed with `last_error`).
-    Record {
-        record: Box<ConnectionRecord>,
-        refreshed: bool,
-    },
-    /// There is no such connection.
-    Gone,
-    Done,
-    /// `None`: there is no such connection.
-    Resealed {
-        result: Option<ResealOutcome>,
-    },
+/// The latest record after a refresh was asked for.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Refreshed {
+    pub record: ConnectionRecord,
+    /// Whether this call refreshed it (else it was fresh, failed, or dead).
+    pub refreshed: bool,
 }
 
 #[durable_object(fetch)]
@@ -88,87 +76,34 @@ impl DurableObject for ConnectionGuard {
     }
 
     async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
-        let command: Command = req.json().await?;
-        let _turn = self.turn.lock().await;
-        let (cfg, store) = crate::setup(&self.env).map_err(object_error)?;
-        let answer = match command {
-            Command::Put { key, mut record } => {
-                let key = parse_key(&key)?;
-                // Reconnecting restores the link in place: same id.
-                let existing = self.record(&store, &key).await?;
-                if let Some(old) = &existing {
-                    record.id = old.id.clone();
-                }
-                self.state.storage().put(RECORD, &record).await?;
-                self.state.storage().delete(DELETED).await?;
-                store
-                    .put_connection(&key, &record, existing.is_none())
-                    .await
-                    .map_err(object_error)?;
-                match existing.map(|old| old.status) {
-                    None => ops::emit(&self.env, EventKind::Created, &record).await,
-                    Some(ConnectionStatus::NeedsReauth) => {
-                        ops::emit(&self.env, EventKind::Recovered, &record).await
-                    }
-                    Some(ConnectionStatus::Active) => {}
-                }
-                Answer::Record {
-                    record,
-                    refreshed: false,
-                }
-            }
-            Command::Delete { key } => {
-                let key = parse_key(&key)?;
-                let gone = self.record(&store, &key).await?;
-                if let Some(record) = &gone {
-                    if let Some(id) = ConnectionId::parse(&record.id) {
-                        store
-                            .delete_connection(&key, &id)
-                            .await
-                            .map_err(object_error)?;
-                    }
-                }
-                // A tombstone, not an empty object: an empty one would reload the record from
-                // a KV copy that other locations may still serve for a minute.
-                self.state.storage().delete(RECORD).await?;
-                self.state.storage().put(DELETED, true).await?;
-                if let Some(record) = gone {
-                    ops::emit(&self.env, EventKind::Deleted, &record).await;
-                }
-                Answer::Done
-            }
-            Command::Reseal { key } => {
-                let key = parse_key(&key)?;
-                let result = match self.record(&store, &key).await? {
-                    None => None,
-                    Some(record) => {
-                        let resealed = record.resealed(&cfg.keys, &key, random::bytes());
-                        if let Reseal::Moved(next) = &resealed {
-                            self.save(&store, &key, next).await?;
-                        }
-                        Some(resealed.outcome())
-                    }
-                };
-                Answer::Resealed { result }
-            }
-            Command::Refresh { key, purpose } => {
-                let key = parse_key(&key)?;
-                match self.record(&store, &key).await? {
-                    None => Answer::Gone,
-                    Some(record) => self.refresh(&cfg, &store, &key, record, purpose).await?,
-                }
-            }
+        let command: Command = match req.json().await {
+            Ok(c) => c,
+            Err(e) => return durable::reply::<()>(Err(durable::unreadable(GUARD_BINDING, e))),
         };
-        Response::from_json(&answer)
+        let _turn = self.turn.lock().await;
+        let (cfg, store) = match setup(&self.env) {
+            Ok(s) => s,
+            Err(e) => return durable::reply::<()>(Err(e)),
+        };
+        match command {
+            Command::Put { key, record } => durable::reply(self.put(&store, &key, *record).await),
+            Command::Refresh { key, purpose } => {
+                durable::reply(self.refresh(&cfg, &store, &key, &purpose).await)
+            }
+            Command::Delete { key } => durable::reply(self.delete(&store, &key).await),
+            Command::Reseal { key } => durable::reply(self.reseal(&cfg, &store, &key).await),
+        }
     }
 }
 
-fn parse_key(raw: &str) -> worker::Result<ConnectionKey> {
-    ConnectionKey::parse(raw).ok_or_else(|| worker::Error::RustError("not a connection key".into()))
+fn storage(e: worker::Error) -> ApiError {
+    ApiError::internal(format!("connection guard storage: {e}"))
 }
 
-fn now() -> UnixTime {
-    crate::store::unix_now()
+fn unopenable(e: impl std::fmt::Debug) -> ApiError {
+    ApiError::internal(format!(
+        "the connection's tokens do not open with TOKEN_KEYS ({e:?})"
+    ))
 }
 
 impl ConnectionGuard {
@@ -178,32 +113,95 @@ impl ConnectionGuard {
         &self,
         store: &Store,
         key: &ConnectionKey,
-    ) -> worker::Result<Option<ConnectionRecord>> {
-        if let Some(r) = self.state.storage().get::<ConnectionRecord>(RECORD).await? {
+    ) -> ApiResult<Option<ConnectionRecord>> {
+        let st = self.state.storage();
+        if let Some(r) = st.get::<ConnectionRecord>(RECORD).await.map_err(storage)? {
             return Ok(Some(r));
         }
-        if self.state.storage().get::<bool>(DELETED).await?.is_some() {
+        if st.get::<bool>(DELETED).await.map_err(storage)?.is_some() {
             return Ok(None);
         }
-        let from_kv = store.connection(key).await.map_err(object_error)?;
+        let from_kv = store.connection(key).await?;
         if let Some(r) = &from_kv {
-            self.state.storage().put(RECORD, r).await?;
+            st.put(RECORD, r).await.map_err(storage)?;
         }
         Ok(from_kv)
     }
 
+    /// Authoritative first, then the copy; only then is anyone answered.
     async fn save(
         &self,
         store: &Store,
         key: &ConnectionKey,
         record: &ConnectionRecord,
-    ) -> worker::Result<()> {
-        // Authoritative first, then the copy; only then is anyone answered.
-        self.state.storage().put(RECORD, record).await?;
-        store
-            .put_connection(key, record, false)
+        new_id: bool,
+    ) -> ApiResult<()> {
+        self.state
+            .storage()
+            .put(RECORD, record)
             .await
-            .map_err(object_error)
+            .map_err(storage)?;
+        store.put_connection(key, record, new_id).await
+    }
+
+    async fn put(
+        &self,
+        store: &Store,
+        key: &ConnectionKey,
+        mut record: ConnectionRecord,
+    ) -> ApiResult<ConnectionRecord> {
+        // Reconnecting restores the link in place: same id.
+        let existing = self.record(store, key).await?;
+        if let Some(old) = &existing {
+            record.id = old.id.clone();
+        }
+        self.save(store, key, &record, existing.is_none()).await?;
+        self.state
+            .storage()
+            .delete(DELETED)
+            .await
+            .map_err(storage)?;
+        let announce = match existing.map(|old| old.status) {
+            None => Some(EventKind::Created),
+            Some(ConnectionStatus::NeedsReauth) => Some(EventKind::Recovered),
+            Some(ConnectionStatus::Active) => None,
+        };
+        if let Some(kind) = announce {
+            webhooks::emit(&self.env, webhooks::event(kind, &record)).await;
+        }
+        Ok(record)
+    }
+
+    async fn delete(&self, store: &Store, key: &ConnectionKey) -> ApiResult<bool> {
+        let gone = self.record(store, key).await?;
+        if let Some(record) = &gone {
+            store.delete_connection(key, &record.id).await?;
+        }
+        // A tombstone, not an empty object: an empty one would reload the record from a KV copy
+        // that other locations may still serve for a minute.
+        let st = self.state.storage();
+        st.delete(RECORD).await.map_err(storage)?;
+        st.put(DELETED, true).await.map_err(storage)?;
+        if let Some(record) = &gone {
+            webhooks::emit(&self.env, webhooks::event(EventKind::Deleted, record)).await;
+        }
+        Ok(gone.is_some())
+    }
+
+    async fn reseal(
+        &self,
+        cfg: &Config,
+        store: &Store,
+        key: &ConnectionKey,
+    ) -> ApiResult<Option<ResealOutcome>> {
+        let Some(record) = self.record(store, key).await? else {
+            return Ok(None);
+        };
+        let resealed = record.resealed(&cfg.keys, key, random::bytes());
+        if let Reseal::Moved(next) = &resealed {
+            self.save(store, key, next, false).await?;
+        }
+        Ok(Some(resealed.outcome()))
     }
 
     async fn refresh(
@@ -211,80 +209,89 @@ impl ConnectionGuard {
         cfg: &Config,
         store: &Store,
         key: &ConnectionKey,
-        record: ConnectionRecord,
-        purpose: Purpose,
-    ) -> worker::Result<Answer> {
-        let t = now();
-        let policy = cfg.refresh_policy();
-        let needed = match purpose {
-            _ if record.status != ConnectionStatus::Active => false,
-            // Someone may have refreshed while this caller waited its turn.
-            // A token request may go past a backoff, except Keap's own "slow down".
-            Purpose::Token => {
-                let throttled = record
-                    .last_error
-                    .is_some_and(|e| e.kind == FailureKind::KeapThrottled);
-                let backing_off =
-                    throttled && t < policy.next_attempt_at(&RefreshState::from(&record));
-                !record.is_fresh(t, cfg.refresh_margin_secs) && !backing_off
-            }
-            Purpose::Sweep => policy.due(&RefreshState::from(&record), t).is_some(),
+        purpose: &Purpose,
+    ) -> ApiResult<Option<Refreshed>> {
+        let Some(record) = self.record(store, key).await? else {
+            return Ok(None);
         };
-        if !needed {
-            return Ok(Answer::Record {
-                record: Box::new(record),
+        let t = unix_now();
+        let not_refreshed = |record| {
+            Ok(Some(Refreshed {
+                record,
                 refreshed: false,
-            });
+            }))
+        };
+        if record.status != ConnectionStatus::Active {
+            return not_refreshed(record);
         }
-        let current = record.open_tokens(&cfg.keys, key).map_err(|_| {
-            worker::Error::RustError("the record does not open with TOKEN_KEYS".into())
-        })?;
+        // Only a heal asks which token is held; nothing else opens the tokens unless it refreshes.
+        let held = match purpose {
+            Purpose::Heal { .. } => Some(fingerprint(
+                &record
+                    .open_tokens(&cfg.keys, key)
+                    .map_err(unopenable)?
+                    .access_token,
+            )),
+            _ => None,
+        };
+        if !cfg
+            .refresh
+            .needs_refresh(&RefreshState::from(&record), purpose, held.as_deref(), t)
+        {
+            return not_refreshed(record);
+        }
+        let current: OpenTokens = record.open_tokens(&cfg.keys, key).map_err(unopenable)?;
         let req = refresh_request(&cfg.keap, &cfg.client, &current.refresh_token);
         let outcome = match send(&req, cfg.keap_timeout_ms).await {
             Ok(answer) => parse_token_response(answer.status, &answer.body),
             Err(f) => Err(f),
         };
         let next = match outcome {
-            Ok(grant) => record.refreshed(&cfg.keys, key, &current, grant, t, random::bytes()),
+            Ok(grant) => record.refreshed(
+                &cfg.keys,
+                key,
+                &current,
+                grant,
+                cfg.refresh.refresh_lifetime_secs,
+                t,
+                random::bytes(),
+            ),
             Err(KeapFailure::InvalidGrant) => {
                 // Keap says the refresh token is dead. If the authoritative record moved on
                 // meanwhile, this was a lost race, not a dead link.
-                if let Some(latest) = self.state.storage().get::<ConnectionRecord>(RECORD).await? {
-                    if latest.tokens != record.tokens {
-                        return Ok(Answer::Record {
-                            record: Box::new(latest),
-                            refreshed: false,
-                        });
-                    }
+                let latest = self
+                    .state
+                    .storage()
+                    .get::<ConnectionRecord>(RECORD)
+                    .await
+                    .map_err(storage)?;
+                if let Some(latest) = latest.filter(|l| l.tokens != record.tokens) {
+                    return not_refreshed(latest);
                 }
-                let lost = record
-                    .last_error
-                    .is_some_and(|e| e.kind == FailureKind::KeapTimeout);
-                record.refresh_dead(lost, t)
+                record.refresh_refused(t)
             }
             Err(failure) => record.refresh_failed(&failure, t),
         };
-        self.save(store, key, &next).await?;
-        let refreshed = next.last_error.is_none();
-        let outcome = match next.status {
-            ConnectionStatus::NeedsReauth => RefreshOutcome::NeedsReauth,
-            ConnectionStatus::Active if refreshed => RefreshOutcome::Succeeded,
-            ConnectionStatus::Active => RefreshOutcome::Failed,
-        };
-        ops::record_refresh(&self.env, outcome).await;
-        if next.status == ConnectionStatus::NeedsReauth && record.status == ConnectionStatus::Active
-        {
-            ops::emit(&self.env, EventKind::NeedsReauth, &next).await;
+        self.save(store, key, &next, false).await?;
+        let attempt = Attempt::between(&record, &next);
+        stats::record_refresh(&self.env, attempt.outcome).await;
+        for kind in attempt.announce {
+            webhooks::emit(&self.env, webhooks::event(kind, &next)).await;
         }
-        Ok(Answer::Record {
-            record: Box::new(next),
+        let refreshed = next.last_error.is_none();
+        Ok(Some(Refreshed {
+            record: next,
             refreshed,
-        })
+        }))
     }
 }
 
 /// Asks the connection's guard to do `command`.
-async fn ask(env: &Env, key: &ConnectionKey, command: &Command) -> worker::Result<Answer> {
+async fn ask<A: serde::de::DeserializeOwned>(
+    env: &Env,
+    key: &ConnectionKey,
+    command: &Command,
+) -> ApiResult<A> {
     durable::call(env, GUARD_BINDING, key.as_str(), command).await
 }
 
@@ -293,62 +300,35 @@ pub async fn put(
     env: &Env,
     key: &ConnectionKey,
     record: ConnectionRecord,
-) -> worker::Result<ConnectionRecord> {
-    match ask(
-        env,
-        key,
-        &Command::Put {
-            key: key.as_str().to_owned(),
-            record: Box::new(record),
-        },
-    )
-    .await?
-    {
-        Answer::Record { record, .. } => Ok(*record),
-        _ => Err(worker::Error::RustError(
-            "the guard did not store the link".into(),
-        )),
-    }
+) -> ApiResult<ConnectionRecord> {
+    let command = Command::Put {
+        key: key.clone(),
+        record: Box::new(record),
+    };
+    ask(env, key, &command).await
 }
 
-pub async fn delete(env: &Env, key: &ConnectionKey) -> worker::Result<()> {
-    ask(
-        env,
-        key,
-        &Command::Delete {
-            key: key.as_str().to_owned(),
-        },
-    )
-    .await?;
-    Ok(())
+/// Destroys the link; answers whether there was one.
+pub async fn delete(env: &Env, key: &ConnectionKey) -> ApiResult<bool> {
+    ask(env, key, &Command::Delete { key: key.clone() }).await
 }
 
-pub async fn refresh(env: &Env, key: &ConnectionKey, purpose: Purpose) -> worker::Result<Answer> {
-    ask(
-        env,
-        key,
-        &Command::Refresh {
-            key: key.as_str().to_owned(),
-            purpose,
-        },
-    )
-    .await
+/// Refreshes if `purpose` still needs it once it is this caller's turn. `None`: the connection
+/// is gone.
+pub async fn refresh(
+    env: &Env,
+    key: &ConnectionKey,
+    purpose: Purpose,
+) -> ApiResult<Option<Refreshed>> {
+    let command = Command::Refresh {
+        key: key.clone(),
+        purpose,
+    };
+    ask(env, key, &command).await
 }
 
 /// Moves the connection's tokens to the current first key (through its guard, so a refresh in
-/// flight is never overwritten with older tokens).
-/// `None`: the connection is gone.
-pub async fn reseal(env: &Env, key: &ConnectionKey) -> worker::Result<Option<ResealOutcome>> {
-    match ask(
-        env,
-        key,
-        &Command::Reseal {
-            key: key.as_str().to_owned(),
-        },
-    )
-    .await?
-    {
-        Answer::Resealed { result } => Ok(result),
-        _ => Err(worker::Error::RustError("the guard did not re-seal".into())),
-    }
+/// flight is never overwritten with older tokens). `None`: the connection is gone.
+pub async fn reseal(env: &Env, key: &ConnectionKey) -> ApiResult<Option<ResealOutcome>> {
+    ask(env, key, &Command::Reseal { key: key.clone() }).await
 }

@@ -2,30 +2,23 @@
 //! size limit, bearer credentials, CORS headers.
 
 use keaplink_core::body::{self, MAX_BODY_BYTES};
-use keaplink_core::{ApiError, ErrorCode};
+use keaplink_core::{ApiError, ApiResult, ErrorCode};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use worker::{Headers, Request, Response};
 
-pub type ApiResult<T> = Result<T, ApiError>;
-
-pub fn internal<E>(_: E) -> ApiError {
-    ApiError::new(
-        ErrorCode::Internal,
-        "Something went wrong on our side; try again.",
-    )
-}
-
 pub fn json<T: Serialize>(value: &T, status: u16) -> ApiResult<Response> {
     let mut resp = Response::from_json(value)
-        .map_err(internal)?
+        .map_err(|e| ApiError::internal(format!("serializing an answer: {e}")))?
         .with_status(status);
     no_store(resp.headers_mut());
     Ok(resp)
 }
 
 pub fn empty(status: u16) -> ApiResult<Response> {
-    Ok(Response::empty().map_err(internal)?.with_status(status))
+    Ok(Response::empty()
+        .map_err(|e| ApiError::internal(format!("an empty answer: {e}")))?
+        .with_status(status))
 }
 
 /// Answers carry tokens or per-user state: no shared cache may keep them.
@@ -33,6 +26,8 @@ fn no_store(h: &mut Headers) {
     let _ = h.set("cache-control", "no-store");
 }
 
+/// The one place an error becomes an answer: its status, the contract's body (code and
+/// message, never the cause), `retry-after` for the 429s.
 pub fn error_response(err: &ApiError) -> Response {
     let body = serde_json::to_string(&err.body()).unwrap_or_else(|_| "{}".into());
     let mut resp = Response::ok(body)
@@ -68,7 +63,7 @@ pub async fn read_json<T: DeserializeOwned>(req: &mut Request, default: Option<T
     body::decode(&bytes, default)
 }
 
-/// The bearer credential, or 401 `missing_credentials`.
+/// The raw `Authorization: Bearer` credential, or 401 `missing_credentials`.
 pub fn bearer(req: &Request) -> ApiResult<String> {
     let value = req
         .headers()
@@ -98,7 +93,7 @@ pub fn allow_origin(resp: &mut Response, origin: &str) {
     let h = resp.headers_mut();
     let _ = h.set("access-control-allow-origin", origin);
     let _ = h.set("vary", "Origin");
-    let _ = h.set("access-control-expose-headers", "link");
+    let _ = h.set("access-control-expose-headers", "link, x-request-id");
 }
 
 pub fn preflight(origin: &str) -> ApiResult<Response> {

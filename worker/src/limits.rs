@@ -1,7 +1,7 @@
 //! Asks the Workers rate-limiting bindings what `keaplink_core::limits` says to ask.
 
-use crate::http::ApiResult;
 use keaplink_core::limits::LimitCheck;
+use keaplink_core::ApiResult;
 use keaplink_core::{ApiError, ErrorCode};
 use worker::{Env, Request};
 

@@ -7,7 +7,8 @@
 //! compare-and-swap, and may serve a minute-old value at another location, so reading again before
 //! writing would not close that window.
 
-use crate::durable::{self, object_error};
+use crate::config::setup;
+use crate::durable;
 use crate::random;
 use crate::store::Store;
 use futures_util::lock::Mutex;
@@ -16,7 +17,7 @@ use keaplink_core::clock::UnixTime;
 use keaplink_core::ids::PartnerId;
 use keaplink_core::partner::{apply_upsert, FreshSecrets, PartnerRecord};
 use keaplink_core::seal::{Reseal, ResealOutcome};
-use keaplink_core::{ApiError, ErrorCode};
+use keaplink_core::{ApiError, ApiResult};
 use serde::{Deserialize, Serialize};
 use worker::{durable_object, DurableObject, Env, Request, Response, State};
 
@@ -29,29 +30,21 @@ const DELETED: &str = "deleted";
 enum Command {
     /// Create or change the partner (`PUT /v1/admin/partners/{id}`).
     Upsert {
-        id: String,
+        id: PartnerId,
         body: PartnerUpsert,
         now: UnixTime,
     },
     /// Move the session secret to the current first key of `TOKEN_KEYS`.
-    Reseal { id: String },
+    Reseal { id: PartnerId },
     /// Remove the partner (its connections are purged by the caller, through the queue).
-    Delete { id: String },
+    Delete { id: PartnerId },
 }
 
+/// A stored upsert: the record (for this isolate's cache) and what the admin is answered.
 #[derive(Serialize, Deserialize)]
-#[serde(tag = "outcome", rename_all = "snake_case")]
-enum Answer {
-    Upserted {
-        record: Box<PartnerRecord>,
-        view: Box<PartnerView>,
-    },
-    /// The upsert was refused (bad input); nothing was stored.
-    Refused { code: String, message: String },
-    /// `None`: there is no such partner.
-    Resealed { result: Option<ResealOutcome> },
-    /// Whether there was a partner to delete.
-    Deleted { existed: bool },
+struct Upserted {
+    record: Box<PartnerRecord>,
+    view: Box<PartnerView>,
 }
 
 #[durable_object(fetch)]
@@ -72,76 +65,95 @@ impl DurableObject for PartnerGuard {
     }
 
     async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
-        let command: Command = req.json().await?;
-        let _turn = self.turn.lock().await;
-        let (cfg, store) = crate::setup(&self.env).map_err(object_error)?;
-        let answer = match command {
-            Command::Upsert { id, body, now } => {
-                let id = parse_id(&id)?;
-                let existing = self.record(&store, &id).await?;
-                let fresh = FreshSecrets {
-                    api_key: random::bytes(),
-                    session_secret: random::bytes(),
-                    nonce: random::bytes(),
-                };
-                match apply_upsert(&id, existing.clone(), body, &fresh, &cfg.keys, now) {
-                    Ok((record, view)) => {
-                        self.save(&store, &record, existing.as_ref()).await?;
-                        self.state.storage().delete(DELETED).await?;
-                        Answer::Upserted {
-                            record: Box::new(record),
-                            view: Box::new(view),
-                        }
-                    }
-                    Err(e) => Answer::Refused {
-                        code: e.code.as_str().to_owned(),
-                        message: e.message,
-                    },
-                }
-            }
-            Command::Reseal { id } => {
-                let id = parse_id(&id)?;
-                match self.record(&store, &id).await? {
-                    None => Answer::Resealed { result: None },
-                    Some(record) => {
-                        let resealed = record.resealed(&cfg.keys, random::bytes());
-                        if let Reseal::Moved(moved) = &resealed {
-                            self.save(&store, moved, Some(&record)).await?;
-                        }
-                        Answer::Resealed {
-                            result: Some(resealed.outcome()),
-                        }
-                    }
-                }
-            }
-            Command::Delete { id } => {
-                let id = parse_id(&id)?;
-                let gone = self.record(&store, &id).await?;
-                if let Some(record) = &gone {
-                    store.delete_partner(record).await.map_err(object_error)?;
-                }
-                // A tombstone: KV at other locations may serve the old copy for a minute.
-                self.state.storage().delete(RECORD).await?;
-                self.state.storage().put(DELETED, true).await?;
-                Answer::Deleted {
-                    existed: gone.is_some(),
-                }
+        let command: Command = match req.json().await {
+            Ok(c) => c,
+            Err(e) => {
+                return durable::reply::<()>(Err(durable::unreadable(PARTNER_GUARD_BINDING, e)))
             }
         };
-        Response::from_json(&answer)
+        let _turn = self.turn.lock().await;
+        let (cfg, store) = match setup(&self.env) {
+            Ok(s) => s,
+            Err(e) => return durable::reply::<()>(Err(e)),
+        };
+        match command {
+            Command::Upsert { id, body, now } => {
+                let result = async {
+                    let existing = self.record(&store, &id).await?;
+                    let fresh = FreshSecrets {
+                        api_key: random::bytes(),
+                        session_secret: random::bytes(),
+                        nonce: random::bytes(),
+                    };
+                    // A refused upsert is the caller's error and stores nothing.
+                    let (record, view) = apply_upsert(
+                        &id,
+                        existing.clone(),
+                        body,
+                        &fresh,
+                        &cfg.keys,
+                        cfg.upsert_rules(),
+                        now,
+                    )?;
+                    self.save(&store, &record, existing.as_ref()).await?;
+                    self.state
+                        .storage()
+                        .delete(DELETED)
+                        .await
+                        .map_err(storage)?;
+                    Ok(Upserted {
+                        record: Box::new(record),
+                        view: Box::new(view),
+                    })
+                };
+                durable::reply(result.await)
+            }
+            Command::Reseal { id } => {
+                let result = async {
+                    let Some(record) = self.record(&store, &id).await? else {
+                        return Ok(None);
+                    };
+                    let resealed = record.resealed(&cfg.keys, random::bytes());
+                    if let Reseal::Moved(moved) = &resealed {
+                        self.save(&store, moved, Some(&record)).await?;
+                    }
+                    Ok(Some(resealed.outcome()))
+                };
+                durable::reply::<Option<ResealOutcome>>(result.await)
+            }
+            Command::Delete { id } => {
+                let result = async {
+                    let gone = self.record(&store, &id).await?;
+                    if let Some(record) = &gone {
+                        store.delete_partner(record).await?;
+                    }
+                    // A tombstone: KV at other locations may serve the old copy for a minute.
+                    let st = self.state.storage();
+                    st.delete(RECORD).await.map_err(storage)?;
+                    st.put(DELETED, true).await.map_err(storage)?;
+                    Ok(gone.is_some())
+                };
+                durable::reply::<bool>(result.await)
+            }
+        }
     }
+}
+
+fn storage(e: worker::Error) -> ApiError {
+    ApiError::internal(format!("partner guard storage: {e}"))
 }
 
 impl PartnerGuard {
     /// The authoritative record: ours, or (before this object first wrote) KV's.
-    async fn record(&self, store: &Store, id: &PartnerId) -> worker::Result<Option<PartnerRecord>> {
-        if let Some(r) = self.state.storage().get::<PartnerRecord>(RECORD).await? {
+    async fn record(&self, store: &Store, id: &PartnerId) -> ApiResult<Option<PartnerRecord>> {
+        let st = self.state.storage();
+        if let Some(r) = st.get::<PartnerRecord>(RECORD).await.map_err(storage)? {
             return Ok(Some(r));
         }
-        if self.state.storage().get::<bool>(DELETED).await?.is_some() {
+        if st.get::<bool>(DELETED).await.map_err(storage)?.is_some() {
             return Ok(None);
         }
-        store.partner_uncached(id).await.map_err(object_error)
+        store.partner_uncached(id).await
     }
 
     /// Authoritative first, then the copy (and its origin index); only then is anyone answered.
@@ -150,23 +162,22 @@ impl PartnerGuard {
         store: &Store,
         record: &PartnerRecord,
         old: Option<&PartnerRecord>,
-    ) -> worker::Result<()> {
-        self.state.storage().put(RECORD, record).await?;
-        store.put_partner(record, old).await.map_err(object_error)
+    ) -> ApiResult<()> {
+        self.state
+            .storage()
+            .put(RECORD, record)
+            .await
+            .map_err(storage)?;
+        store.put_partner(record, old).await
     }
 }
 
-fn parse_id(raw: &str) -> worker::Result<PartnerId> {
-    PartnerId::parse(raw).ok_or_else(|| worker::Error::RustError("not a partner id".into()))
-}
-
-async fn ask(env: &Env, id: &PartnerId, command: &Command) -> worker::Result<Answer> {
+async fn ask<A: serde::de::DeserializeOwned>(
+    env: &Env,
+    id: &PartnerId,
+    command: &Command,
+) -> ApiResult<A> {
     durable::call(env, PARTNER_GUARD_BINDING, id.as_str(), command).await
-}
-
-/// An answer that does not fit the command: a bug, answered as an internal error.
-fn unexpected() -> ApiError {
-    crate::http::internal(())
 }
 
 /// Creates or changes the partner; a refused upsert is the caller's error and stores nothing.
@@ -176,56 +187,26 @@ pub async fn upsert(
     id: &PartnerId,
     body: PartnerUpsert,
     now: UnixTime,
-) -> Result<PartnerView, ApiError> {
+) -> ApiResult<PartnerView> {
     let command = Command::Upsert {
-        id: id.as_str().to_owned(),
+        id: id.clone(),
         body,
         now,
     };
-    match ask(env, id, &command)
-        .await
-        .map_err(crate::http::internal)?
-    {
-        Answer::Upserted { record, view } => {
-            // This isolate sees the change at once (others within the partner cache's 30 s).
-            store.remember_partner(&record);
-            Ok(*view)
-        }
-        Answer::Refused { code, message } => Err(ApiError::new(
-            ErrorCode::from_code(&code).unwrap_or(ErrorCode::Internal),
-            message,
-        )),
-        _ => Err(unexpected()),
-    }
+    let Upserted { record, view } = ask(env, id, &command).await?;
+    // This isolate sees the change at once (others within the partner cache's 30 s).
+    store.remember_partner(&record);
+    Ok(*view)
 }
 
 /// `None`: there is no such partner.
-pub async fn reseal(env: &Env, id: &PartnerId) -> Result<Option<ResealOutcome>, ApiError> {
-    let command = Command::Reseal {
-        id: id.as_str().to_owned(),
-    };
-    match ask(env, id, &command)
-        .await
-        .map_err(crate::http::internal)?
-    {
-        Answer::Resealed { result } => Ok(result),
-        _ => Err(unexpected()),
-    }
+pub async fn reseal(env: &Env, id: &PartnerId) -> ApiResult<Option<ResealOutcome>> {
+    ask(env, id, &Command::Reseal { id: id.clone() }).await
 }
 
 /// Whether there was such a partner.
-pub async fn delete(env: &Env, store: &Store, id: &PartnerId) -> Result<bool, ApiError> {
-    let command = Command::Delete {
-        id: id.as_str().to_owned(),
-    };
-    match ask(env, id, &command)
-        .await
-        .map_err(crate::http::internal)?
-    {
-        Answer::Deleted { existed } => {
-            store.forget_partner(id);
-            Ok(existed)
-        }
-        _ => Err(unexpected()),
-    }
+pub async fn delete(env: &Env, store: &Store, id: &PartnerId) -> ApiResult<bool> {
+    let existed = ask(env, id, &Command::Delete { id: id.clone() }).await?;
+    store.forget_partner(id);
+    Ok(existed)
 }

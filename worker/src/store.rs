@@ -1,20 +1,16 @@
-//! Workers KV, as keaplink lays it out:
-//!
-//! | key | value | metadata |
-//! |---|---|---|
-//! | `p/<partner>` | partner record (JSON, secrets hashed or sealed) | |
-//! | `o/<sha256(origin)>/<partner>` | `1`: the origin is allowed by that partner (for preflights) | |
-//! | `c/<partner>/<sha256(user)>/<app>` | connection record (JSON, tokens sealed) | `ConnectionMeta` |
-//! | `i/<connection id>` | the connection's key | |
-//! | `s/<sha256(state)>` | pending link (10 min TTL) | |
+//! Workers KV, as `keaplink_core::keys` lays it out: reads and writes of partners, connections,
+//! pending links and repair links, and the named listings the routes and the sweep walk. No other
+//! module spells a key.
 
-use crate::http::{internal, ApiResult};
-use keaplink_core::clock::UnixTime;
+use crate::clock::now_ms;
 use keaplink_core::connection::{ConnectionKey, ConnectionMeta, ConnectionRecord};
 use keaplink_core::flow::{PendingLink, StateToken, STATE_TTL_SECS};
-use keaplink_core::ids::{ConnectionId, PartnerId};
-use keaplink_core::partner::{origin_index_key, origin_index_prefix, PartnerRecord};
-use std::cell::RefCell;
+use keaplink_core::ids::{ConnectionId, PartnerId, UserId};
+use keaplink_core::keys;
+use keaplink_core::partner::PartnerRecord;
+use keaplink_core::{ApiError, ApiResult};
+use serde::de::DeserializeOwned;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use worker::kv::KvStore;
 use worker::Env;
@@ -22,39 +18,73 @@ use worker::Env;
 pub const KV_BINDING: &str = "KV";
 /// How long an isolate trusts its copy of a partner record. KV itself may serve a value up to
 /// 60 s stale, so this adds no staleness a partner could not already see.
-const PARTNER_CACHE_MS: f64 = 30_000.0;
+const PARTNER_CACHE_MS: u64 = 30_000;
 
 pub struct Store {
     kv: KvStore,
     /// KV values this store read: the sweep reports it.
-    reads: std::cell::Cell<u64>,
+    reads: Cell<u64>,
+}
+
+/// One page of a listing, and where the next one starts (`None`: the end).
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next: Option<String>,
 }
 
 thread_local! {
-    static PARTNERS: RefCell<HashMap<String, (f64, Option<PartnerRecord>)>> = RefCell::new(HashMap::new());
+    static PARTNERS: RefCell<HashMap<PartnerId, (u64, Option<PartnerRecord>)>> = RefCell::new(HashMap::new());
 }
 
-fn now_ms() -> f64 {
-    worker::Date::now().as_millis() as f64
+fn kv_failed(what: &str, e: impl std::fmt::Display) -> ApiError {
+    ApiError::internal(format!("KV {what}: {e}"))
+}
+
+fn parse<T: DeserializeOwned>(key: &str, raw: &str) -> ApiResult<T> {
+    serde_json::from_str(raw).map_err(|e| {
+        // The key names what is broken; the value is never written to a log.
+        let kind = key.split('/').next().unwrap_or_default();
+        ApiError::internal(format!("the stored {kind}/ record does not parse: {e}"))
+    })
 }
 
 impl Store {
+    pub fn open(env: &Env) -> ApiResult<Store> {
+        Ok(Store {
+            kv: env.kv(KV_BINDING).map_err(|e| kv_failed("binding", e))?,
+            reads: Cell::new(0),
+        })
+    }
+
     /// Every value read goes through here, so it is counted.
     async fn get_text(&self, key: &str) -> ApiResult<Option<String>> {
         self.reads.set(self.reads.get() + 1);
-        self.kv.get(key).text().await.map_err(internal)
+        self.kv
+            .get(key)
+            .text()
+            .await
+            .map_err(|e| kv_failed("get", e))
+    }
+
+    async fn put_text(&self, key: &str, value: String) -> ApiResult<()> {
+        self.kv
+            .put(key, value)
+            .map_err(|e| kv_failed("put", e))?
+            .execute()
+            .await
+            .map_err(|e| kv_failed("put", e))
+    }
+
+    async fn delete(&self, key: &str) -> ApiResult<()> {
+        self.kv
+            .delete(key)
+            .await
+            .map_err(|e| kv_failed("delete", e))
     }
 
     /// How many KV values this store has read.
     pub fn reads(&self) -> u64 {
         self.reads.get()
-    }
-
-    pub fn open(env: &Env) -> ApiResult<Store> {
-        Ok(Store {
-            kv: env.kv(KV_BINDING).map_err(internal)?,
-            reads: std::cell::Cell::new(0),
-        })
     }
 
     // ---- partners ------------------------------------------------------------------------
@@ -64,25 +94,24 @@ impl Store {
     pub async fn partner(&self, id: &PartnerId) -> ApiResult<Option<PartnerRecord>> {
         let cached = PARTNERS.with(|c| {
             c.borrow()
-                .get(id.as_str())
-                .filter(|(at, _)| now_ms() - at < PARTNER_CACHE_MS)
+                .get(id)
+                .filter(|(at, _)| now_ms().saturating_sub(*at) < PARTNER_CACHE_MS)
                 .map(|(_, p)| p.clone())
         });
         if let Some(hit) = cached {
             return Ok(hit);
         }
         let fresh = self.partner_uncached(id).await?;
-        PARTNERS.with(|c| {
-            c.borrow_mut()
-                .insert(id.as_str().to_owned(), (now_ms(), fresh.clone()))
-        });
+        PARTNERS.with(|c| c.borrow_mut().insert(id.clone(), (now_ms(), fresh.clone())));
         Ok(fresh)
     }
 
     pub async fn partner_uncached(&self, id: &PartnerId) -> ApiResult<Option<PartnerRecord>> {
-        let raw = self.get_text(&format!("p/{}", id.as_str())).await?;
-        raw.map(|r| serde_json::from_str(&r).map_err(internal))
-            .transpose()
+        let key = keys::partner(id);
+        match self.get_text(&key).await? {
+            Some(raw) => parse(&key, &raw).map(Some),
+            None => Ok(None),
+        }
     }
 
     /// Writes the KV copy of a partner record and its origin index (the partner guard's job).
@@ -91,21 +120,13 @@ impl Store {
         record: &PartnerRecord,
         old: Option<&PartnerRecord>,
     ) -> ApiResult<()> {
-        let body = serde_json::to_string(record).map_err(internal)?;
-        self.kv
-            .put(&format!("p/{}", record.partner_id), body)
-            .map_err(internal)?
-            .execute()
-            .await
-            .map_err(internal)?;
+        let body = serde_json::to_string(record).map_err(ApiError::internal)?;
+        self.put_text(&keys::partner(&record.partner_id), body)
+            .await?;
         for o in &record.allowed_origins {
             if old.is_none_or(|p| !p.allowed_origins.contains(o)) {
-                self.kv
-                    .put(&origin_index_key(o, &record.partner_id), "1")
-                    .map_err(internal)?
-                    .execute()
-                    .await
-                    .map_err(internal)?;
+                self.put_text(&keys::origin(o, &record.partner_id), "1".into())
+                    .await?;
             }
         }
         if let Some(old) = old {
@@ -114,10 +135,7 @@ impl Store {
                 .iter()
                 .filter(|o| !record.allowed_origins.contains(o))
             {
-                self.kv
-                    .delete(&origin_index_key(o, &record.partner_id))
-                    .await
-                    .map_err(internal)?;
+                self.delete(&keys::origin(o, &record.partner_id)).await?;
             }
         }
         Ok(())
@@ -133,24 +151,14 @@ impl Store {
 
     /// This isolate's cache learns that the partner is gone.
     pub fn forget_partner(&self, id: &PartnerId) {
-        PARTNERS.with(|c| {
-            c.borrow_mut()
-                .insert(id.as_str().to_owned(), (now_ms(), None))
-        });
+        PARTNERS.with(|c| c.borrow_mut().insert(id.clone(), (now_ms(), None)));
     }
 
     pub async fn delete_partner(&self, record: &PartnerRecord) -> ApiResult<()> {
         for o in &record.allowed_origins {
-            self.kv
-                .delete(&origin_index_key(o, &record.partner_id))
-                .await
-                .map_err(internal)?;
+            self.delete(&keys::origin(o, &record.partner_id)).await?;
         }
-        self.kv
-            .delete(&format!("p/{}", record.partner_id))
-            .await
-            .map_err(internal)?;
-        Ok(())
+        self.delete(&keys::partner(&record.partner_id)).await
     }
 
     /// Whether any partner allows `origin` (a preflight carries no credential to say which).
@@ -158,20 +166,34 @@ impl Store {
         let page = self
             .kv
             .list()
-            .prefix(origin_index_prefix(origin))
+            .prefix(keys::origin_prefix(origin))
             .limit(1)
             .execute()
             .await
-            .map_err(internal)?;
+            .map_err(|e| kv_failed("list", e))?;
         Ok(!page.keys.is_empty())
+    }
+
+    /// One page of partner ids.
+    pub async fn list_partners(
+        &self,
+        limit: u64,
+        cursor: Option<String>,
+    ) -> ApiResult<Page<PartnerId>> {
+        let (names, next) = self.list_names(keys::ALL_PARTNERS, limit, cursor).await?;
+        Ok(Page {
+            items: names.iter().filter_map(|n| keys::partner_of(n)).collect(),
+            next,
+        })
     }
 
     // ---- connections ---------------------------------------------------------------------
 
     pub async fn connection(&self, key: &ConnectionKey) -> ApiResult<Option<ConnectionRecord>> {
-        let raw = self.get_text(key.as_str()).await?;
-        raw.map(|r| serde_json::from_str(&r).map_err(internal))
-            .transpose()
+        match self.get_text(key.as_str()).await? {
+            Some(raw) => parse(key.as_str(), &raw).map(Some),
+            None => Ok(None),
+        }
     }
 
     /// Writes the record with its metadata, and its id pointer when asked (new connections).
@@ -181,33 +203,25 @@ impl Store {
         record: &ConnectionRecord,
         new_id: bool,
     ) -> ApiResult<()> {
-        let body = serde_json::to_string(record).map_err(internal)?;
+        let body = serde_json::to_string(record).map_err(ApiError::internal)?;
         if new_id {
             // The pointer first: a record is never reachable by listing without its pointer.
-            let id = ConnectionId::parse(&record.id).ok_or_else(|| internal(()))?;
-            self.kv
-                .put(&ConnectionKey::index_key(&id), key.as_str())
-                .map_err(internal)?
-                .execute()
-                .await
-                .map_err(internal)?;
+            self.put_text(&keys::connection_id(&record.id), key.as_str().to_owned())
+                .await?;
         }
         self.kv
             .put(key.as_str(), body)
-            .map_err(internal)?
+            .map_err(|e| kv_failed("put", e))?
             .metadata(record.metadata())
-            .map_err(internal)?
+            .map_err(|e| kv_failed("put metadata", e))?
             .execute()
             .await
-            .map_err(internal)
+            .map_err(|e| kv_failed("put", e))
     }
 
     pub async fn delete_connection(&self, key: &ConnectionKey, id: &ConnectionId) -> ApiResult<()> {
-        self.kv.delete(key.as_str()).await.map_err(internal)?;
-        self.kv
-            .delete(&ConnectionKey::index_key(id))
-            .await
-            .map_err(internal)
+        self.delete(key.as_str()).await?;
+        self.delete(&keys::connection_id(id)).await
     }
 
     /// The key an id points to, if it lies under `partner`.
@@ -216,12 +230,64 @@ impl Store {
         partner: &PartnerId,
         id: &ConnectionId,
     ) -> ApiResult<Option<ConnectionKey>> {
-        let raw = self.get_text(&ConnectionKey::index_key(id)).await?;
+        let raw = self.get_text(&keys::connection_id(id)).await?;
         Ok(raw.and_then(|k| ConnectionKey::parse_under(partner, &k)))
     }
 
-    /// One page of key names under `prefix`.
-    pub async fn list_keys(
+    /// Every connection, a page at a time (the sweep, the stats count).
+    pub async fn list_all_connections(
+        &self,
+        limit: u64,
+        cursor: Option<String>,
+    ) -> ApiResult<Page<(ConnectionKey, ConnectionMeta)>> {
+        self.list_connections(keys::ALL_CONNECTIONS, limit, cursor)
+            .await
+    }
+
+    /// The connection keys alone, a page at a time (the re-seal walk reads each through its
+    /// guard, so it needs no metadata).
+    pub async fn list_connection_keys(
+        &self,
+        limit: u64,
+        cursor: Option<String>,
+    ) -> ApiResult<Page<ConnectionKey>> {
+        let (names, next) = self
+            .list_names(keys::ALL_CONNECTIONS, limit, cursor)
+            .await?;
+        Ok(Page {
+            items: names
+                .iter()
+                .filter_map(|n| ConnectionKey::parse(n))
+                .collect(),
+            next,
+        })
+    }
+
+    /// One partner's connections: `GET /v1/connections`, the purge.
+    pub async fn list_partner_connections(
+        &self,
+        partner: &PartnerId,
+        limit: u64,
+        cursor: Option<String>,
+    ) -> ApiResult<Page<(ConnectionKey, ConnectionMeta)>> {
+        self.list_connections(&keys::partner_prefix(partner), limit, cursor)
+            .await
+    }
+
+    /// One partner user's connections (a user has a handful; `limit` bounds the page).
+    pub async fn list_user_connections(
+        &self,
+        partner: &PartnerId,
+        user: &UserId,
+        limit: u64,
+    ) -> ApiResult<Vec<(ConnectionKey, ConnectionMeta)>> {
+        Ok(self
+            .list_connections(&keys::user_prefix(partner, user), limit, None)
+            .await?
+            .items)
+    }
+
+    async fn list_names(
         &self,
         prefix: &str,
         limit: u64,
@@ -231,7 +297,7 @@ impl Store {
         if let Some(c) = cursor.filter(|c| !c.is_empty()) {
             q = q.cursor(c);
         }
-        let page = q.execute().await.map_err(internal)?;
+        let page = q.execute().await.map_err(|e| kv_failed("list", e))?;
         let next = if page.list_complete {
             None
         } else {
@@ -240,47 +306,47 @@ impl Store {
         Ok((page.keys.into_iter().map(|k| k.name).collect(), next))
     }
 
-    /// One page of connections under `prefix`, from metadata alone.
-    pub async fn list_connections(
+    /// One page of connections under `prefix`, from metadata alone. Entries whose key or
+    /// metadata does not parse (written by no version of ours) are skipped.
+    async fn list_connections(
         &self,
         prefix: &str,
         limit: u64,
         cursor: Option<String>,
-    ) -> ApiResult<(Vec<(String, ConnectionMeta)>, Option<String>)> {
+    ) -> ApiResult<Page<(ConnectionKey, ConnectionMeta)>> {
         let mut q = self.kv.list().prefix(prefix.to_owned()).limit(limit);
-        if let Some(c) = cursor {
+        if let Some(c) = cursor.filter(|c| !c.is_empty()) {
             q = q.cursor(c);
         }
-        let page = q.execute().await.map_err(internal)?;
+        let page = q.execute().await.map_err(|e| kv_failed("list", e))?;
         let items = page
             .keys
             .into_iter()
             .filter_map(|k| {
+                let key = ConnectionKey::parse(&k.name)?;
                 let meta = serde_json::from_value::<ConnectionMeta>(k.metadata?).ok()?;
-                Some((k.name, meta))
+                Some((key, meta))
             })
             .collect();
-        Ok((
-            items,
-            if page.list_complete {
-                None
-            } else {
-                page.cursor
-            },
-        ))
+        let next = if page.list_complete {
+            None
+        } else {
+            page.cursor
+        };
+        Ok(Page { items, next })
     }
 
     // ---- OAuth state ---------------------------------------------------------------------
 
     pub async fn put_state(&self, state: &StateToken, link: &PendingLink) -> ApiResult<()> {
-        let body = serde_json::to_string(link).map_err(internal)?;
+        let body = serde_json::to_string(link).map_err(ApiError::internal)?;
         self.kv
             .put(&state.storage_key(), body)
-            .map_err(internal)?
+            .map_err(|e| kv_failed("put", e))?
             .expiration_ttl(STATE_TTL_SECS as u64)
             .execute()
             .await
-            .map_err(internal)
+            .map_err(|e| kv_failed("put", e))
     }
 
     /// Reads and deletes a state: whatever happens next, it cannot be used again.
@@ -288,12 +354,8 @@ impl Store {
         let key = state.storage_key();
         let raw = self.get_text(&key).await?;
         if raw.is_some() {
-            self.kv.delete(&key).await.map_err(internal)?;
+            self.delete(&key).await?;
         }
         Ok(raw.and_then(|r| serde_json::from_str(&r).ok()))
     }
-}
-
-pub fn unix_now() -> UnixTime {
-    (worker::Date::now().as_millis() / 1000) as UnixTime
 }

@@ -133,11 +133,26 @@ pub struct TokenRequest {
     pub keap_app: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenResponse {
     pub access_token: String,
     pub expires_at: String,
     pub keap_app: String,
+}
+
+/// Prints `[redacted]` for a value that must never reach a log line.
+fn redacted(v: &Option<String>) -> Option<&'static str> {
+    v.as_ref().map(|_| "[redacted]")
+}
+
+impl std::fmt::Debug for TokenResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenResponse")
+            .field("access_token", &"[redacted]")
+            .field("expires_at", &self.expires_at)
+            .field("keap_app", &self.keap_app)
+            .finish()
+    }
 }
 
 /// Who a reconnect must sign in as: the same Keap user of the same app (`user`, the default),
@@ -170,7 +185,7 @@ pub struct PartnerUpsert {
 }
 
 /// A partner as the admin sees it. The secrets appear only when created or rotated.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartnerView {
     pub partner_id: String,
     pub name: String,
@@ -186,6 +201,22 @@ pub struct PartnerView {
     pub session_secret: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub api_key: Option<String>,
+}
+
+impl std::fmt::Debug for PartnerView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartnerView")
+            .field("partner_id", &self.partner_id)
+            .field("name", &self.name)
+            .field("allowed_origins", &self.allowed_origins)
+            .field("return_urls", &self.return_urls)
+            .field("webhook_url", &self.webhook_url)
+            .field("reconnect_identity", &self.reconnect_identity)
+            .field("webhook_repair_links", &self.webhook_repair_links)
+            .field("session_secret", &redacted(&self.session_secret))
+            .field("api_key", &redacted(&self.api_key))
+            .finish()
+    }
 }
 
 /// What the OAuth callback page posts to the widget's window.
@@ -318,6 +349,33 @@ mod tests {
         assert_eq!(v["user"], "u1");
         assert_eq!(v["keap_user"]["email"], "a@b.c");
         assert!(v["refreshed_at"].is_null());
+    }
+
+    #[test]
+    fn debug_never_prints_a_token_or_key() {
+        let t = TokenResponse {
+            access_token: "tok-secret-123".into(),
+            expires_at: "x".into(),
+            keap_app: "ab123".into(),
+        };
+        assert!(!format!("{t:?}").contains("tok-secret-123"));
+        let v = PartnerView {
+            partner_id: "p".into(),
+            name: "P".into(),
+            allowed_origins: vec![],
+            return_urls: vec![],
+            webhook_url: None,
+            reconnect_identity: ReconnectIdentity::User,
+            webhook_repair_links: false,
+            session_secret: Some("sess-secret-456".into()),
+            api_key: Some("klk.p.key-secret-789".into()),
+        };
+        let d = format!("{v:?}");
+        assert!(
+            !d.contains("secret-456") && !d.contains("secret-789"),
+            "{d}"
+        );
+        assert!(d.contains("[redacted]"));
     }
 
     #[test]

@@ -46,6 +46,8 @@ fn describe(e: &serde_json::Error) -> String {
             let msg = msg.split(" at line").next().unwrap_or("");
             if let Some(field) = msg.strip_prefix("missing field ") {
                 format!("missing field {}.", clip(field))
+            } else if let Some(field) = msg.strip_prefix("duplicate field ") {
+                format!("{} appears twice; send each field once.", clip(field))
             } else if let Some(rest) = msg.strip_prefix("unknown field ") {
                 let field = rest.split(", expected").next().unwrap_or("");
                 format!("unknown field {}.", clip(field))
@@ -93,6 +95,12 @@ mod tests {
         let e = decode::<TokenRequest>(br#"{"user": "u", "usr": 1}"#, None).unwrap_err();
         assert!(e.message.contains("unknown field `usr`"), "{}", e.message);
         assert!(!e.message.contains("expected one of"), "{}", e.message);
+    }
+
+    #[test]
+    fn names_a_field_sent_twice() {
+        let e = decode::<TokenRequest>(br#"{"user": "a", "user": "b"}"#, None).unwrap_err();
+        assert!(e.message.contains("`user` appears twice"), "{}", e.message);
     }
 
     #[test]

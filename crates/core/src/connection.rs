@@ -5,6 +5,7 @@ use crate::clock::{rfc3339, UnixTime};
 use crate::error::{ApiError, ErrorCode};
 use crate::ids::{ConnectionId, PartnerId, UserId};
 use crate::keap::{KeapApp, KeapFailure, KeapIdentity, TokenGrant};
+pub use crate::keys::ConnectionKey;
 use crate::seal::{Keyring, OpenError, Reseal, NONCE_LEN};
 use crate::secret::Secret;
 use keaplink_api::{Connection, ConnectionStatus, KeapUser, LastError};
@@ -14,54 +15,12 @@ use serde::{Deserialize, Serialize};
 pub const MAX_METADATA_BYTES: usize = 1024;
 /// A token handed out is good for at least this long (the contract).
 pub const MIN_TOKEN_VALIDITY_SECS: i64 = 60;
-
-/// Where a connection lives: the KV key `c/<partner>/<user hash>/<app>`. Deterministic, so a
-/// token request that names its app costs one read.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConnectionKey(String);
-
-impl ConnectionKey {
-    pub fn new(partner: &PartnerId, user: &UserId, app: &KeapApp) -> Self {
-        ConnectionKey(format!("{}{}", user_prefix(partner, user), app.as_str()))
-    }
-
-    /// Accepts any well-formed connection key (from a list page or a queue message); the
-    /// partner is the one the key names.
-    pub fn parse(raw: &str) -> Option<Self> {
-        let partner = PartnerId::parse(raw.split('/').nth(1)?)?;
-        ConnectionKey::parse_under(&partner, raw)
-    }
-
-    /// Accepts a stored pointer only if it is a well-formed key under `partner`.
-    pub fn parse_under(partner: &PartnerId, raw: &str) -> Option<Self> {
-        let rest = raw.strip_prefix(&partner_prefix(partner))?;
-        let (user_key, app) = rest.split_once('/')?;
-        let ok = user_key.len() == 43 && KeapApp::parse(app).is_some_and(|a| a.as_str() == app);
-        ok.then(|| ConnectionKey(raw.to_owned()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// The KV key of the id → connection pointer.
-    pub fn index_key(id: &ConnectionId) -> String {
-        format!("i/{}", id.as_str())
-    }
-}
-
-/// Every connection of every partner: the sweep's `list()` prefix.
-pub const ALL_CONNECTIONS_PREFIX: &str = "c/";
-
-/// All connections of one partner: `GET /v1/connections`.
-pub fn partner_prefix(partner: &PartnerId) -> String {
-    format!("c/{}/", partner.as_str())
-}
-
-/// All connections of one partner user: `GET /v1/me/connections`.
-pub fn user_prefix(partner: &PartnerId, user: &UserId) -> String {
-    format!("c/{}/{}/", partner.as_str(), user.storage_key())
-}
+/// How long Keap keeps a refresh token alive after issuing it, unless configured
+/// (`KEAP_REFRESH_TOKEN_LIFETIME_SECS`): 45 days, per Keap's staff.
+pub const DEFAULT_REFRESH_LIFETIME_SECS: i64 = 45 * 86_400;
+/// A link whose refreshes fail with less than this left on its refresh token is at risk: the
+/// partner is warned (`connection.expiring`) and the user asked to reconnect before it dies.
+pub const EXPIRY_WARNING_SECS: i64 = 7 * 86_400;
 
 /// Why the last refresh failed (kept until a refresh succeeds or the user reconnects).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -161,20 +120,31 @@ struct Tokens {
 }
 
 /// A connection as stored in KV (the value). Tokens are sealed and bound to the record's key.
+/// Fields added after the first release are left out of the JSON while empty, so a record
+/// written before them reads and writes back byte for byte.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConnectionRecord {
-    pub id: String,
-    pub partner: String,
-    pub user: String,
-    pub keap_app: String,
+    pub id: ConnectionId,
+    pub partner: PartnerId,
+    pub user: UserId,
+    pub keap_app: KeapApp,
     pub keap_email: String,
     pub keap_name: String,
+    /// Keap's stable id of the user who linked (userinfo `sub`): what a reconnect must match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keap_sub: Option<String>,
+    /// The app's business name, as Keap gave it at the last link.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keap_app_name: Option<String>,
     pub status: ConnectionStatus,
     pub connected_at: UnixTime,
     pub refreshed_at: Option<UnixTime>,
     pub access_expires_at: UnixTime,
     /// When Keap issued the refresh token we hold (it ages out after about 45 days).
     pub refresh_issued_at: UnixTime,
+    /// When that refresh token is expected to die (issued + the configured lifetime).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_expires_at: Option<UnixTime>,
     pub last_error: Option<RecordedFailure>,
     /// Consecutive transient refresh failures, for backoff.
     #[serde(default)]
@@ -194,13 +164,15 @@ pub struct OpenTokens {
 pub struct NewConnection<'a> {
     pub key: &'a ConnectionKey,
     pub id: ConnectionId,
-    pub partner: &'a PartnerId,
+    /// The partner user the key was made for (the key holds only its hash).
     pub user: &'a UserId,
-    pub app: &'a KeapApp,
     pub who: KeapIdentity,
+    pub app_name: Option<String>,
     pub access_token: Secret,
     pub refresh_token: Secret,
     pub expires_in: i64,
+    /// How long Keap keeps the refresh token alive (`KEAP_REFRESH_TOKEN_LIFETIME_SECS`).
+    pub refresh_lifetime_secs: i64,
     pub now: UnixTime,
     pub nonce: [u8; NONCE_LEN],
 }
@@ -223,17 +195,20 @@ fn seal_tokens(
 impl ConnectionRecord {
     pub fn create(n: NewConnection<'_>, keys: &Keyring) -> Self {
         ConnectionRecord {
-            id: n.id.as_str().to_owned(),
-            partner: n.partner.as_str().to_owned(),
-            user: n.user.as_str().to_owned(),
-            keap_app: n.app.as_str().to_owned(),
+            id: n.id,
+            partner: n.key.partner(),
+            user: n.user.clone(),
+            keap_app: n.key.app(),
             keap_email: n.who.email,
             keap_name: n.who.name,
+            keap_sub: n.who.sub,
+            keap_app_name: n.app_name,
             status: ConnectionStatus::Active,
             connected_at: n.now,
             refreshed_at: None,
             access_expires_at: n.now + n.expires_in,
             refresh_issued_at: n.now,
+            refresh_expires_at: Some(n.now + n.refresh_lifetime_secs),
             last_error: None,
             failures: 0,
             tokens: seal_tokens(keys, n.key, n.access_token, n.refresh_token, n.nonce),
@@ -282,14 +257,23 @@ impl ConnectionRecord {
             && self.access_expires_at - now >= MIN_TOKEN_VALIDITY_SECS
     }
 
+    /// When the refresh token is expected to die (records from before the field existed: the
+    /// default lifetime after it was issued).
+    pub fn refresh_expires_at(&self) -> UnixTime {
+        self.refresh_expires_at
+            .unwrap_or(self.refresh_issued_at + DEFAULT_REFRESH_LIFETIME_SECS)
+    }
+
     /// A refresh succeeded: new tokens, Keap's rotation kept (or the old refresh token when the
     /// response left it out).
+    #[allow(clippy::too_many_arguments)]
     pub fn refreshed(
         &self,
         keys: &Keyring,
         key: &ConnectionKey,
         current: &OpenTokens,
         grant: TokenGrant,
+        refresh_lifetime_secs: i64,
         now: UnixTime,
         nonce: [u8; NONCE_LEN],
     ) -> Self {
@@ -302,6 +286,11 @@ impl ConnectionRecord {
             refreshed_at: Some(now),
             access_expires_at: now + grant.expires_in,
             refresh_issued_at: if rotated { now } else { self.refresh_issued_at },
+            refresh_expires_at: if rotated {
+                Some(now + refresh_lifetime_secs)
+            } else {
+                self.refresh_expires_at
+            },
             last_error: None,
             failures: 0,
             tokens: seal_tokens(keys, key, grant.access_token, refresh, nonce),
@@ -309,27 +298,29 @@ impl ConnectionRecord {
         }
     }
 
-    /// A refresh failed. A dead refresh token ends the link until the user reconnects; anything
-    /// else keeps the tokens and is retried later.
+    /// A refresh failed transiently: the tokens are kept and it is retried later. (A dead refresh
+    /// token is [`ConnectionRecord::refresh_refused`].)
     pub fn refresh_failed(&self, failure: &KeapFailure, now: UnixTime) -> Self {
-        let kind = FailureKind::from_failure(failure);
+        if *failure == KeapFailure::InvalidGrant {
+            return self.refresh_refused(now);
+        }
         ConnectionRecord {
-            // Only a dead refresh token ends the link; everything else is retried.
-            status: if kind.is_dead() {
-                ConnectionStatus::NeedsReauth
-            } else {
-                self.status
-            },
-            last_error: Some(RecordedFailure { kind, at: now }),
+            last_error: Some(RecordedFailure {
+                kind: FailureKind::from_failure(failure),
+                at: now,
+            }),
             failures: self.failures.saturating_add(1),
             ..self.clone()
         }
     }
 
-    /// Keap refused the refresh token and the authoritative record still holds it: the link is
-    /// dead until its user reconnects. `lost` says the previous attempt timed out, so Keap had
-    /// most likely rotated the token and the answer was lost.
-    pub fn refresh_dead(&self, lost: bool, now: UnixTime) -> Self {
+    /// Keap refused the refresh token the authoritative record holds: the link is dead until
+    /// its user reconnects. When the previous attempt timed out, Keap had most likely rotated
+    /// the token and its answer was lost (`refresh_lost`).
+    pub fn refresh_refused(&self, now: UnixTime) -> Self {
+        let lost = self
+            .last_error
+            .is_some_and(|e| e.kind == FailureKind::KeapTimeout);
         let kind = if lost {
             FailureKind::RefreshLost
         } else {
@@ -367,6 +358,8 @@ impl ConnectionRecord {
             failures: self.failures,
             email: self.keap_email.clone(),
             name: self.keap_name.clone(),
+            app_name: self.keap_app_name.clone(),
+            refresh_expires_at: self.refresh_expires_at,
         }
     }
 }
@@ -376,11 +369,11 @@ impl ConnectionRecord {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConnectionMeta {
     #[serde(rename = "i")]
-    pub id: String,
+    pub id: ConnectionId,
     #[serde(rename = "u")]
-    pub user: String,
+    pub user: UserId,
     #[serde(rename = "a")]
-    pub app: String,
+    pub app: KeapApp,
     #[serde(rename = "s")]
     pub status: ConnectionStatus,
     #[serde(rename = "c")]
@@ -399,15 +392,25 @@ pub struct ConnectionMeta {
     pub email: String,
     #[serde(rename = "m", default)]
     pub name: String,
+    #[serde(rename = "b", default, skip_serializing_if = "Option::is_none")]
+    pub app_name: Option<String>,
+    #[serde(rename = "d", default, skip_serializing_if = "Option::is_none")]
+    pub refresh_expires_at: Option<UnixTime>,
 }
 
 impl ConnectionMeta {
-    /// Shortens the display fields (name first, then email) until the JSON fits the limit. The
-    /// user id is at most 256 characters without control characters, so the rest always fits.
+    /// Shortens the display fields (business name, then person's name, then email) until the
+    /// JSON fits the limit. The user id is at most 256 characters without control characters,
+    /// so the rest always fits.
     fn fit(mut self) -> Self {
         let too_big = |m: &ConnectionMeta| {
             serde_json::to_vec(m).map_or(true, |v| v.len() > MAX_METADATA_BYTES)
         };
+        while too_big(&self) && self.app_name.as_deref().is_some_and(|n| !n.is_empty()) {
+            if let Some(n) = self.app_name.as_mut() {
+                n.pop();
+            }
+        }
         while too_big(&self) && !self.name.is_empty() {
             self.name.pop();
         }
@@ -417,10 +420,30 @@ impl ConnectionMeta {
         self
     }
 
+    /// When the refresh token is expected to die.
+    pub fn refresh_expires_at(&self) -> UnixTime {
+        self.refresh_expires_at
+            .unwrap_or(self.refresh_issued_at + DEFAULT_REFRESH_LIFETIME_SECS)
+    }
+
+    /// The time the user must reconnect by, when the link is at risk: still active, its last
+    /// refresh failed, and at that failure less than [`EXPIRY_WARNING_SECS`] were left on the
+    /// refresh token. Decided from stored fields alone, so listings and the guard agree.
+    pub fn reconnect_before(&self) -> Option<UnixTime> {
+        let expires = self.refresh_expires_at();
+        match (self.status, self.last_error) {
+            (ConnectionStatus::Active, Some(e)) if expires - e.at < EXPIRY_WARNING_SECS => {
+                Some(expires)
+            }
+            _ => None,
+        }
+    }
+
     pub fn to_api(&self) -> Connection {
         Connection {
-            id: self.id.clone(),
-            keap_app: self.app.clone(),
+            id: self.id.as_str().to_owned(),
+            keap_app: self.app.as_str().to_owned(),
+            keap_app_name: self.app_name.clone().filter(|n| !n.is_empty()),
             keap_user: KeapUser {
                 email: self.email.clone(),
                 name: self.name.clone(),
@@ -429,16 +452,21 @@ impl ConnectionMeta {
             connected_at: rfc3339(self.connected_at),
             refreshed_at: self.refreshed_at.map(rfc3339),
             access_expires_at: rfc3339(self.access_expires_at),
-            // Interim: the lifetime and the warning rule land with issue 14's lifetimes.
-            refresh_expires_at: rfc3339(self.refresh_issued_at + 45 * 86_400),
-            reconnect_before: None,
-            keap_app_name: None,
+            refresh_expires_at: rfc3339(self.refresh_expires_at()),
+            reconnect_before: self.reconnect_before().map(rfc3339),
             last_error: self.last_error.map(|e| LastError {
                 code: e.kind.code().to_owned(),
                 message: e.kind.message().to_owned(),
                 at: rfc3339(e.at),
             }),
         }
+    }
+}
+
+impl ConnectionRecord {
+    /// See [`ConnectionMeta::reconnect_before`].
+    pub fn reconnect_before(&self) -> Option<UnixTime> {
+        self.summary().reconnect_before()
     }
 }
 
@@ -459,16 +487,18 @@ mod tests {
             NewConnection {
                 key: &key,
                 id: ConnectionId::from_random([3; 16]),
-                partner: &partner,
                 user: &user,
-                app: &app,
                 who: KeapIdentity {
                     email: "ann@example.com".into(),
                     name: name.into(),
+                    sub: Some("17".into()),
+                    tenant_id: None,
                 },
+                app_name: None,
                 access_token: Secret::new("AT-1"),
                 refresh_token: Secret::new("RT-1"),
                 expires_in: 86_400,
+                refresh_lifetime_secs: DEFAULT_REFRESH_LIFETIME_SECS,
                 now: 1000,
                 nonce: [1; NONCE_LEN],
             },
@@ -541,7 +571,7 @@ mod tests {
             expires_in: 100,
             keap_app: None,
         };
-        let r2 = rec.refreshed(&keys(), &key, &cur, grant, 2000, [2; NONCE_LEN]);
+        let r2 = rec.refreshed(&keys(), &key, &cur, grant, 600, 2000, [2; NONCE_LEN]);
         let t2 = r2.open_tokens(&keys(), &key).unwrap();
         assert_eq!(t2.access_token.expose(), "AT-2");
         assert_eq!(
@@ -550,6 +580,11 @@ mod tests {
             "kept when Keap leaves it out"
         );
         assert_eq!(r2.refresh_issued_at, rec.refresh_issued_at);
+        assert_eq!(
+            r2.refresh_expires_at(),
+            rec.refresh_expires_at(),
+            "the refresh token kept keeps its expiry"
+        );
         assert_eq!(r2.access_expires_at, 2100);
         assert_eq!(r2.refreshed_at, Some(2000));
 
@@ -575,29 +610,70 @@ mod tests {
         });
         let meta = rec.metadata();
         assert!(serde_json::to_vec(&meta).unwrap().len() <= MAX_METADATA_BYTES);
-        assert_eq!(meta.user, long_user);
+        assert_eq!(meta.user.as_str(), long_user);
         let (_, small) = record("u1", "Ann");
         assert_eq!(small.metadata().to_api(), small.to_api());
     }
 
+    /// A record and its metadata as the first release wrote them (string ids, none of the
+    /// later fields): they read into the typed record and write back byte for byte.
     #[test]
-    fn pointers_must_stay_under_their_partner() {
-        let (key, _) = record("u1", "Ann");
-        let acme = PartnerId::parse("acme").unwrap();
-        let other = PartnerId::parse("other").unwrap();
-        assert!(ConnectionKey::parse_under(&acme, key.as_str()).is_some());
-        assert!(ConnectionKey::parse_under(&other, key.as_str()).is_none());
-        assert!(ConnectionKey::parse_under(&acme, "c/acme/../x/ab123").is_none());
-        assert_eq!(ConnectionKey::parse(key.as_str()), Some(key.clone()));
-        for bad in [
-            "",
-            "c/",
-            "c/ACME/x/ab123",
-            "i/abc",
-            "c/acme/short/ab123",
-            "p/acme",
-        ] {
-            assert!(ConnectionKey::parse(bad).is_none(), "{bad}");
-        }
+    fn records_written_before_typed_ids_read_and_write_back_identically() {
+        let (_, rec) = record("u1", "Ann");
+        let id = rec.id.as_str().to_owned();
+        let old = format!(
+            r#"{{"id":"{id}","partner":"acme","user":"u1","keap_app":"ab123","keap_email":"ann@example.com","keap_name":"Ann","status":"active","connected_at":1000,"refreshed_at":null,"access_expires_at":87400,"refresh_issued_at":1000,"last_error":null,"failures":0,"tokens":"{}"}}"#,
+            rec.tokens
+        );
+        let read: ConnectionRecord = serde_json::from_str(&old).unwrap();
+        assert_eq!(read.user.as_str(), "u1");
+        assert_eq!(read.keap_app.as_str(), "ab123");
+        assert_eq!(serde_json::to_string(&read).unwrap(), old);
+        assert_eq!(
+            read.refresh_expires_at(),
+            1000 + DEFAULT_REFRESH_LIFETIME_SECS
+        );
+        let old_meta = format!(
+            r#"{{"i":"{id}","u":"u1","a":"ab123","s":"active","c":1000,"x":87400,"r":1000,"n":0,"e":"ann@example.com","m":"Ann"}}"#
+        );
+        let meta: ConnectionMeta = serde_json::from_str(&old_meta).unwrap();
+        assert_eq!(serde_json::to_string(&meta).unwrap(), old_meta);
+        // A stored id that is not one of ours is refused on read, not used.
+        let forged = old.replace(&format!(r#""id":"{id}""#), r#""id":"../x""#);
+        assert!(serde_json::from_str::<ConnectionRecord>(&forged).is_err());
+    }
+
+    #[test]
+    fn a_link_is_at_risk_when_refreshes_fail_in_its_last_week() {
+        let (_, rec) = record("u1", "Ann");
+        let dies = rec.refresh_expires_at();
+        assert_eq!(rec.reconnect_before(), None, "no failure, no warning");
+        let early = rec.refresh_failed(&KeapFailure::Throttled, dies - EXPIRY_WARNING_SECS - 1);
+        assert_eq!(early.reconnect_before(), None, "more than a week left");
+        let late = rec.refresh_failed(&KeapFailure::Timeout, dies - EXPIRY_WARNING_SECS + 1);
+        assert_eq!(late.reconnect_before(), Some(dies));
+        assert_eq!(
+            late.to_api().reconnect_before.as_deref(),
+            Some(rfc3339(dies).as_str())
+        );
+        assert_eq!(late.metadata().reconnect_before(), Some(dies));
+        // Dead: nothing to reconnect "before".
+        assert_eq!(late.refresh_refused(dies - 10).reconnect_before(), None);
+    }
+
+    #[test]
+    fn a_refused_refresh_after_a_timeout_was_lost() {
+        let (_, rec) = record("u1", "Ann");
+        let dead = rec.refresh_refused(5000);
+        assert_eq!(dead.status, ConnectionStatus::NeedsReauth);
+        assert_eq!(
+            dead.last_error.unwrap().kind,
+            FailureKind::RefreshTokenInvalid
+        );
+        let lost = rec
+            .refresh_failed(&KeapFailure::Timeout, 5000)
+            .refresh_refused(5100);
+        assert_eq!(lost.last_error.unwrap().kind, FailureKind::RefreshLost);
+        assert_eq!(lost.failures, 2);
     }
 }

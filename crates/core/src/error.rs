@@ -35,6 +35,8 @@ error_codes! {
     InvalidPartner => ("invalid_partner", 400),
     ReturnUrlNotAllowed => ("return_url_not_allowed", 400),
     InvalidState => ("invalid_state", 400),
+    InvalidCursor => ("invalid_cursor", 400),
+    InvalidKeapPath => ("invalid_keap_path", 400),
     AccessDenied => ("access_denied", 400),
     MissingCredentials => ("missing_credentials", 401),
     InvalidSession => ("invalid_session", 401),
@@ -47,8 +49,10 @@ error_codes! {
     MethodNotAllowed => ("method_not_allowed", 405),
     NeedsReauth => ("needs_reauth", 409),
     AmbiguousConnection => ("ambiguous_connection", 409),
+    IdentityMismatch => ("identity_mismatch", 409),
     BodyTooLarge => ("body_too_large", 413),
     KeapThrottled => ("keap_throttled", 429),
+    KeapQuota => ("keap_quota", 429),
     RateLimited => ("rate_limited", 429),
     Internal => ("internal", 500),
     Misconfigured => ("misconfigured", 500),
@@ -57,14 +61,40 @@ error_codes! {
     KeapTimeout => ("keap_timeout", 504),
 }
 
-/// An error on its way to the client: a code and a message a person can act on.
-#[derive(Debug, Clone, PartialEq, Eq)]
+impl serde::Serialize for ErrorCode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ErrorCode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        ErrorCode::from_code(&raw).ok_or_else(|| serde::de::Error::custom("not an error code"))
+    }
+}
+
+/// What every fallible step of a request answers.
+pub type ApiResult<T> = Result<T, ApiError>;
+
+/// An error on its way to the client: a code and a message a person can act on, and for the
+/// operator's log line only, what caused it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
     /// Seconds to wait before trying again (`retry-after`), for the 429s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_after: Option<u32>,
+    /// What went wrong underneath (a KV or Durable Object failure, say). Written to the
+    /// request's log line, never into an answer: [`ApiError::body`] leaves it out. It must not
+    /// hold a token or secret: causes are messages of the runtime and of our own code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cause: Option<String>,
 }
+
+/// The longest cause kept for a log line.
+const MAX_CAUSE_CHARS: usize = 300;
 
 impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
@@ -73,7 +103,33 @@ impl ApiError {
             code,
             message: message.into(),
             retry_after,
+            cause: None,
         }
+    }
+
+    /// A bug or an outage of our own: 500 `internal`, with a sentence for the caller and the
+    /// cause kept for the log line.
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        ApiError::new(
+            ErrorCode::Internal,
+            "Something went wrong on our side; try again.",
+        )
+        .caused_by(cause)
+    }
+
+    /// Keeps `cause` for the log line (the answer never carries it).
+    pub fn caused_by(mut self, cause: impl std::fmt::Display) -> Self {
+        let mut text = cause.to_string();
+        if text.chars().count() > MAX_CAUSE_CHARS {
+            text = text.chars().take(MAX_CAUSE_CHARS).collect::<String>() + "…";
+        }
+        self.cause = Some(text);
+        self
+    }
+
+    /// What caused it, for the log line.
+    pub fn cause(&self) -> Option<&str> {
+        self.cause.as_deref()
     }
 
     pub fn with_retry_after(mut self, secs: u32) -> Self {
@@ -130,6 +186,27 @@ mod tests {
             assert_eq!(ErrorCode::from_code(s), Some(c));
             assert!(matches!(c.status(), 400..=599));
         }
+    }
+
+    #[test]
+    fn the_cause_is_for_the_log_not_the_answer() {
+        let err = ApiError::internal("KV get failed: connection reset");
+        assert_eq!(err.status(), 500);
+        assert_eq!(err.cause(), Some("KV get failed: connection reset"));
+        let body = serde_json::to_string(&err.body()).unwrap();
+        assert!(!body.contains("connection reset"), "{body}");
+        assert!(
+            ApiError::internal("x".repeat(1000))
+                .cause()
+                .unwrap()
+                .chars()
+                .count()
+                <= 301
+        );
+        // Across a Durable Object call the error travels whole.
+        let wire = serde_json::to_string(&err).unwrap();
+        assert_eq!(serde_json::from_str::<ApiError>(&wire).unwrap(), err);
+        assert!(wire.contains(r#""code":"internal""#));
     }
 
     #[test]

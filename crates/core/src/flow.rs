@@ -37,18 +37,15 @@ impl StateToken {
     }
 
     pub fn storage_key(&self) -> String {
-        format!(
-            "s/{}",
-            URL_SAFE_NO_PAD.encode(Sha256::digest(self.0.as_bytes()))
-        )
+        crate::keys::state(&self.0)
     }
 }
 
 /// What a state is bound to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PendingLink {
-    pub partner: String,
-    pub user: String,
+    pub partner: PartnerId,
+    pub user: UserId,
     /// The page origin that asked (the widget's); the popup result goes to it alone.
     pub origin: Option<String>,
     /// Redirect mode: an exact allow-listed URL of the partner.
@@ -59,14 +56,6 @@ pub struct PendingLink {
 impl PendingLink {
     pub fn is_expired(&self, now: UnixTime) -> bool {
         now - self.created_at >= STATE_TTL_SECS || now < self.created_at - 60
-    }
-
-    pub fn partner_id(&self) -> Option<PartnerId> {
-        PartnerId::parse(&self.partner)
-    }
-
-    pub fn user_id(&self) -> Option<UserId> {
-        UserId::parse(&self.user)
     }
 }
 
@@ -249,8 +238,8 @@ mod tests {
 
     fn link(origin: Option<&str>, return_to: Option<&str>) -> PendingLink {
         PendingLink {
-            partner: "acme".into(),
-            user: "u1".into(),
+            partner: PartnerId::parse("acme").unwrap(),
+            user: UserId::parse("u1").unwrap(),
             origin: origin.map(Into::into),
             return_to: return_to.map(Into::into),
             created_at: 1000,

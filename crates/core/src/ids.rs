@@ -1,8 +1,38 @@
 //! The identifiers that arrive from outside, each checked once at the edge.
+//!
+//! Stored records and queue messages hold these types too: serde reads them through the same
+//! `parse` (a stored value that no longer parses is refused on read, not used), and writes the
+//! plain string, so the JSON is exactly what a `String` field would have written.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
+
+/// Serde for a string newtype with a `parse(&str) -> Option<Self>` and an `as_str()`: the JSON is
+/// the bare string, and reading it applies `parse`.
+macro_rules! string_id_serde {
+    ($t:ty, $what:literal) => {
+        impl serde::Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let raw = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+                <$t>::parse(&raw).ok_or_else(|| serde::de::Error::custom(concat!("not ", $what)))
+            }
+        }
+
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+pub(crate) use string_id_serde;
 
 /// A partner: 1-64 of `[a-z0-9-]` (the contract).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -21,6 +51,8 @@ impl PartnerId {
         &self.0
     }
 }
+
+string_id_serde!(PartnerId, "a partner id");
 
 /// A partner's own id for one of its users: 1-256 characters, no control characters.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -46,8 +78,11 @@ impl UserId {
     }
 }
 
-/// A fixed-length (43 characters), key-safe digest of outside text that must appear in a
-/// storage key.
+string_id_serde!(UserId, "a user id");
+
+/// A fixed-length (43 characters), key-safe digest (base64url SHA-256) of outside text that must
+/// appear in a storage key, or of a high-entropy secret stored only as its hash (API keys, repair
+/// link tokens).
 pub fn storage_hash(text: &str) -> String {
     URL_SAFE_NO_PAD.encode(Sha256::digest(text.as_bytes()))
 }
@@ -84,6 +119,8 @@ impl ConnectionId {
         &self.0
     }
 }
+
+string_id_serde!(ConnectionId, "a connection id");
 
 #[cfg(test)]
 mod tests {
@@ -123,5 +160,22 @@ mod tests {
         ] {
             assert!(ConnectionId::parse(bad).is_none(), "{bad}");
         }
+    }
+
+    #[test]
+    fn ids_serialize_as_their_plain_string_and_parse_on_read() {
+        let id = ConnectionId::from_random([7; RANDOM_ID_BYTES]);
+        let json = serde_json::to_string(&id).unwrap();
+        assert_eq!(json, serde_json::to_string(id.as_str()).unwrap());
+        assert_eq!(serde_json::from_str::<ConnectionId>(&json).unwrap(), id);
+        assert!(serde_json::from_str::<ConnectionId>(r#""../x""#).is_err());
+        assert!(serde_json::from_str::<PartnerId>(r#""Acme""#).is_err());
+        let u: UserId = serde_json::from_str(r#""anné""#).unwrap();
+        assert_eq!(u.as_str(), "anné");
+        assert!(serde_json::from_str::<UserId>(
+            r#""a
+b""#
+        )
+        .is_err());
     }
 }

@@ -54,6 +54,8 @@ impl KeapApp {
     }
 }
 
+crate::ids::string_id_serde!(KeapApp, "a Keap app id");
+
 /// An HTTP request for the adapter to send, exactly as built here.
 #[derive(Debug, Clone)]
 pub struct OutboundRequest {
@@ -337,6 +339,10 @@ fn failure_for_status(status: u16) -> KeapFailure {
 pub struct KeapIdentity {
     pub email: String,
     pub name: String,
+    /// Keap's stable id of the user (`sub`): what identity-locked reconnects compare.
+    pub sub: Option<String>,
+    /// The Keap app the token is for, where userinfo says it (v2's `tenant_id`).
+    pub tenant_id: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -349,6 +355,19 @@ struct RawUserinfo {
     family_name: Option<String>,
     #[serde(default)]
     preferred_name: Option<String>,
+    /// A string in v2; some Keap answers have carried it as a number.
+    #[serde(default)]
+    sub: Option<serde_json::Value>,
+    #[serde(default)]
+    tenant_id: Option<String>,
+}
+
+/// Longest `sub` or `tenant_id` kept: Keap's are short ids; anything longer is not one.
+const MAX_ID_FIELD: usize = 128;
+
+fn short_id(v: Option<String>) -> Option<String> {
+    v.map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty() && s.len() <= MAX_ID_FIELD && !s.chars().any(char::is_control))
 }
 
 /// Longest email or name kept: they are shown, and they travel in KV metadata (1024 B).
@@ -388,9 +407,16 @@ pub fn parse_userinfo(status: u16, body: &[u8]) -> Result<KeapIdentity, KeapFail
             } else {
                 full
             };
+            let sub = match raw.sub {
+                Some(serde_json::Value::String(s)) => Some(s),
+                Some(serde_json::Value::Number(n)) => Some(n.to_string()),
+                _ => None,
+            };
             Ok(KeapIdentity {
                 email: clip(&email),
                 name: clip(&name),
+                sub: short_id(sub),
+                tenant_id: short_id(raw.tenant_id).map(|t| t.to_ascii_lowercase()),
             })
         }
         _ => Err(failure_for_status(status)),
@@ -562,6 +588,12 @@ mod tests {
         let who = parse_userinfo(200, body).unwrap();
         assert_eq!(who.email, "ann@example.com");
         assert_eq!(who.name, "Ann Bee");
+        assert_eq!(who.sub.as_deref(), Some("1"));
+        assert_eq!(who.tenant_id, None);
+        let v2 = br#"{"email":"ann@example.com","sub":42,"tenant_id":"AB123","is_admin":true}"#;
+        let who = parse_userinfo(200, v2).unwrap();
+        assert_eq!(who.sub.as_deref(), Some("42"));
+        assert_eq!(who.tenant_id.as_deref(), Some("ab123"));
         assert!(parse_userinfo(200, br#"{"given_name":"x"}"#).is_err());
         assert!(parse_userinfo(401, br#"{"fault":{}}"#).is_err());
         let long = format!(r#"{{"email":"a@b","given_name":"{}"}}"#, "é".repeat(300));

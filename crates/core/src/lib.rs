@@ -7,19 +7,23 @@
 pub mod body;
 pub mod clock;
 pub mod connection;
+pub mod cursor;
 pub mod error;
 pub mod flow;
 pub mod ids;
 pub mod keap;
+pub mod keys;
 pub mod limits;
 pub mod pace;
 pub mod partner;
+pub mod query;
 pub mod refresh;
 pub mod seal;
 pub mod secret;
 pub mod session;
 pub mod stats;
+pub mod sweep;
 pub mod webhook;
 
-pub use error::{ApiError, ErrorCode};
+pub use error::{ApiError, ApiResult, ErrorCode};
 pub use secret::Secret;

@@ -10,9 +10,9 @@ use crate::seal::{Keyring, OpenError, Reseal, NONCE_LEN};
 use crate::secret::Secret;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use keaplink_api::{PartnerUpsert, PartnerView};
+use keaplink_api::{PartnerUpsert, PartnerView, ReconnectIdentity};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+
 use subtle::ConstantTimeEq;
 use url::Url;
 
@@ -26,7 +26,7 @@ const API_KEY_PREFIX: &str = "klk";
 /// A partner as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartnerRecord {
-    pub partner_id: String,
+    pub partner_id: PartnerId,
     pub name: String,
     pub allowed_origins: Vec<String>,
     pub return_urls: Vec<String>,
@@ -38,6 +38,16 @@ pub struct PartnerRecord {
     pub webhook_url: Option<String>,
     pub created_at: UnixTime,
     pub updated_at: UnixTime,
+    /// Who a reconnect must sign in as. Left out of the JSON while it is the default, so records
+    /// from before the field read and write back unchanged.
+    #[serde(default, skip_serializing_if = "is_default_identity")]
+    pub reconnect_identity: ReconnectIdentity,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub webhook_repair_links: bool,
+}
+
+fn is_default_identity(r: &ReconnectIdentity) -> bool {
+    *r == ReconnectIdentity::default()
 }
 
 /// Fresh randomness for an upsert that may create or rotate secrets.
@@ -83,18 +93,9 @@ fn session_secret_aad(partner: &PartnerId) -> String {
     format!("partner-session-secret:{}", partner.as_str())
 }
 
-/// Preflights carry no credential, so an index answers "does any partner allow this origin?":
-/// one key per (origin, partner), listed by this prefix.
-pub fn origin_index_prefix(origin: &str) -> String {
-    format!("o/{}/", crate::ids::storage_hash(origin))
-}
-
-pub fn origin_index_key(origin: &str, partner: &str) -> String {
-    format!("{}{partner}", origin_index_prefix(origin))
-}
-
+/// API keys are stored as a plain SHA-256: they carry 256 random bits, so no slow hash is needed.
 pub fn hash_api_key(key: &str) -> String {
-    URL_SAFE_NO_PAD.encode(Sha256::digest(key.as_bytes()))
+    crate::ids::storage_hash(key)
 }
 
 /// The partner an API key claims to belong to: `klk.<partner_id>.<secret>`. Unverified.
@@ -116,8 +117,7 @@ impl PartnerRecord {
     }
 
     pub fn session_secret(&self, keys: &Keyring) -> Result<Secret, OpenError> {
-        let id = PartnerId::parse(&self.partner_id).ok_or(OpenError::Malformed)?;
-        let bytes = keys.open(&session_secret_aad(&id), &self.session_secret)?;
+        let bytes = keys.open(&session_secret_aad(&self.partner_id), &self.session_secret)?;
         String::from_utf8(bytes)
             .map(Secret::new)
             .map_err(|_| OpenError::Malformed)
@@ -126,14 +126,15 @@ impl PartnerRecord {
     /// Key rotation: the record with its session secret sealed under the current key. Nothing
     /// else changes.
     pub fn resealed(&self, keys: &Keyring, nonce: [u8; NONCE_LEN]) -> Reseal<Self> {
-        let Some(id) = PartnerId::parse(&self.partner_id) else {
-            return Reseal::Unreadable;
-        };
-        keys.reseal(&session_secret_aad(&id), &self.session_secret, nonce)
-            .map(|session_secret| PartnerRecord {
-                session_secret,
-                ..self.clone()
-            })
+        keys.reseal(
+            &session_secret_aad(&self.partner_id),
+            &self.session_secret,
+            nonce,
+        )
+        .map(|session_secret| PartnerRecord {
+            session_secret,
+            ..self.clone()
+        })
     }
 
     pub fn allows_origin(&self, origin: &str) -> bool {
@@ -147,17 +148,24 @@ impl PartnerRecord {
 
     pub fn view(&self) -> PartnerView {
         PartnerView {
-            partner_id: self.partner_id.clone(),
+            partner_id: self.partner_id.as_str().to_owned(),
             name: self.name.clone(),
             allowed_origins: self.allowed_origins.clone(),
             return_urls: self.return_urls.clone(),
             webhook_url: self.webhook_url.clone(),
-            reconnect_identity: Default::default(),
-            webhook_repair_links: false,
+            reconnect_identity: self.reconnect_identity,
+            webhook_repair_links: self.webhook_repair_links,
             session_secret: None,
             api_key: None,
         }
     }
+}
+
+/// What an upsert may accept beyond the body: deployment settings.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct UpsertRules {
+    /// `WEBHOOK_ALLOW_HTTP`: plain-http webhook URLs (local development only).
+    pub webhook_allow_http: bool,
 }
 
 /// Validates an upsert and applies it: creates the partner (with fresh secrets), or updates it,
@@ -168,6 +176,7 @@ pub fn apply_upsert(
     req: PartnerUpsert,
     fresh: &FreshSecrets,
     keys: &Keyring,
+    rules: UpsertRules,
     now: UnixTime,
 ) -> Result<(PartnerRecord, PartnerView), ApiError> {
     let name = req.name.trim().to_owned();
@@ -205,7 +214,7 @@ pub fn apply_upsert(
         Some(r) => (r, req.rotate_secrets),
         None => (
             PartnerRecord {
-                partner_id: partner.as_str().to_owned(),
+                partner_id: partner.clone(),
                 name: String::new(),
                 allowed_origins: vec![],
                 return_urls: vec![],
@@ -214,6 +223,8 @@ pub fn apply_upsert(
                 webhook_url: None,
                 created_at: now,
                 updated_at: now,
+                reconnect_identity: ReconnectIdentity::default(),
+                webhook_repair_links: false,
             },
             true,
         ),
@@ -223,10 +234,23 @@ pub fn apply_upsert(
     record.return_urls = returns;
     record.webhook_url = match req.webhook_url {
         None => None,
-        Some(u) => Some(check_return_url(&u).ok_or_else(|| {
-            invalid("webhook_url must be an absolute http(s) URL without credentials or fragment.")
-        })?),
+        Some(u) => {
+            let url = check_return_url(&u).ok_or_else(|| {
+                invalid(
+                    "webhook_url must be an absolute https URL without credentials or fragment.",
+                )
+            })?;
+            // A URL no delivery would ever reach is refused now, not dropped silently later.
+            if !crate::webhook::target_allowed(&url, rules.webhook_allow_http) {
+                return Err(invalid(
+                    "webhook_url must be https: this deployment does not deliver webhooks over plain http (WEBHOOK_ALLOW_HTTP is for local development).",
+                ));
+            }
+            Some(url)
+        }
     };
+    record.reconnect_identity = req.reconnect_identity;
+    record.webhook_repair_links = req.webhook_repair_links;
     record.updated_at = now;
 
     let mut view = record.view();
@@ -281,7 +305,16 @@ mod tests {
     #[test]
     fn reseal_moves_the_session_secret_to_the_new_first_key() {
         let id = PartnerId::parse("acme").unwrap();
-        let (old, view) = apply_upsert(&id, None, req(false), &fresh(1), &keys(), 5).unwrap();
+        let (old, view) = apply_upsert(
+            &id,
+            None,
+            req(false),
+            &fresh(1),
+            &keys(),
+            UpsertRules::default(),
+            5,
+        )
+        .unwrap();
         let new_key = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
         let both = Keyring::parse(&format!(
             "{new_key},AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
@@ -304,7 +337,16 @@ mod tests {
     #[test]
     fn create_shows_secrets_once_and_stores_them_protected() {
         let p = PartnerId::parse("acme").unwrap();
-        let (rec, view) = apply_upsert(&p, None, req(false), &fresh(1), &keys(), 100).unwrap();
+        let (rec, view) = apply_upsert(
+            &p,
+            None,
+            req(false),
+            &fresh(1),
+            &keys(),
+            UpsertRules::default(),
+            100,
+        )
+        .unwrap();
         let key = view.api_key.clone().unwrap();
         let secret = view.session_secret.clone().unwrap();
         assert!(rec.api_key_matches(&key));
@@ -314,14 +356,30 @@ mod tests {
         let stored = serde_json::to_string(&rec).unwrap();
         assert!(!stored.contains(&key) && !stored.contains(&secret));
         // An update without rotation keeps the secrets and does not show them.
-        let (rec2, view2) =
-            apply_upsert(&p, Some(rec.clone()), req(false), &fresh(9), &keys(), 200).unwrap();
+        let (rec2, view2) = apply_upsert(
+            &p,
+            Some(rec.clone()),
+            req(false),
+            &fresh(9),
+            &keys(),
+            UpsertRules::default(),
+            200,
+        )
+        .unwrap();
         assert!(view2.api_key.is_none() && view2.session_secret.is_none());
         assert!(rec2.api_key_matches(&key));
         assert_eq!(rec2.created_at, 100);
         // Rotation replaces both.
-        let (rec3, view3) =
-            apply_upsert(&p, Some(rec2), req(true), &fresh(5), &keys(), 300).unwrap();
+        let (rec3, view3) = apply_upsert(
+            &p,
+            Some(rec2),
+            req(true),
+            &fresh(5),
+            &keys(),
+            UpsertRules::default(),
+            300,
+        )
+        .unwrap();
         assert!(!rec3.api_key_matches(&key));
         assert!(rec3.api_key_matches(view3.api_key.as_deref().unwrap()));
     }
@@ -339,7 +397,8 @@ mod tests {
         ] {
             let mut r = req(false);
             r.allowed_origins = vec![origin.into()];
-            let err = apply_upsert(&p, None, r, &fresh(1), &keys(), 0).unwrap_err();
+            let err = apply_upsert(&p, None, r, &fresh(1), &keys(), UpsertRules::default(), 0)
+                .unwrap_err();
             assert_eq!(err.code, ErrorCode::InvalidPartner, "{origin}");
         }
         for url in [
@@ -351,19 +410,28 @@ mod tests {
             let mut r = req(false);
             r.return_urls = vec![url.into()];
             assert!(
-                apply_upsert(&p, None, r, &fresh(1), &keys(), 0).is_err(),
+                apply_upsert(&p, None, r, &fresh(1), &keys(), UpsertRules::default(), 0).is_err(),
                 "{url}"
             );
         }
         let mut r = req(false);
         r.name = " ".into();
-        assert!(apply_upsert(&p, None, r, &fresh(1), &keys(), 0).is_err());
+        assert!(apply_upsert(&p, None, r, &fresh(1), &keys(), UpsertRules::default(), 0).is_err());
     }
 
     #[test]
     fn return_urls_match_exactly() {
         let p = PartnerId::parse("acme").unwrap();
-        let (rec, _) = apply_upsert(&p, None, req(false), &fresh(1), &keys(), 0).unwrap();
+        let (rec, _) = apply_upsert(
+            &p,
+            None,
+            req(false),
+            &fresh(1),
+            &keys(),
+            UpsertRules::default(),
+            0,
+        )
+        .unwrap();
         assert!(rec.allows_return_url("https://acme.example/settings"));
         for near in [
             "https://acme.example/settings/",
@@ -376,6 +444,69 @@ mod tests {
         }
         assert!(rec.allows_origin("https://acme.example"));
         assert!(!rec.allows_origin("https://evil.example"));
+    }
+
+    #[test]
+    fn a_webhook_no_delivery_would_reach_is_refused_at_registration() {
+        let p = PartnerId::parse("acme").unwrap();
+        let mut r = req(false);
+        r.webhook_url = Some("http://hooks.acme.example/k".into());
+        let e = apply_upsert(
+            &p,
+            None,
+            r.clone(),
+            &fresh(1),
+            &keys(),
+            UpsertRules::default(),
+            0,
+        )
+        .unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidPartner);
+        assert!(e.message.contains("must be https"), "{}", e.message);
+        let dev = UpsertRules {
+            webhook_allow_http: true,
+        };
+        let (rec, _) = apply_upsert(&p, None, r, &fresh(1), &keys(), dev, 0).unwrap();
+        assert_eq!(
+            rec.webhook_url.as_deref(),
+            Some("http://hooks.acme.example/k")
+        );
+    }
+
+    #[test]
+    fn records_from_before_the_identity_settings_write_back_unchanged() {
+        let p = PartnerId::parse("acme").unwrap();
+        let (rec, _) = apply_upsert(
+            &p,
+            None,
+            req(false),
+            &fresh(1),
+            &keys(),
+            UpsertRules::default(),
+            7,
+        )
+        .unwrap();
+        let json = serde_json::to_string(&rec).unwrap();
+        assert!(!json.contains("reconnect_identity") && !json.contains("webhook_repair_links"));
+        assert_eq!(
+            serde_json::to_string(&serde_json::from_str::<PartnerRecord>(&json).unwrap()).unwrap(),
+            json
+        );
+        let mut r = req(false);
+        r.reconnect_identity = ReconnectIdentity::App;
+        r.webhook_repair_links = true;
+        let (rec, view) = apply_upsert(
+            &p,
+            Some(rec),
+            r,
+            &fresh(1),
+            &keys(),
+            UpsertRules::default(),
+            8,
+        )
+        .unwrap();
+        assert_eq!(rec.reconnect_identity, ReconnectIdentity::App);
+        assert!(view.webhook_repair_links);
     }
 
     #[test]

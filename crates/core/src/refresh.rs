@@ -1,12 +1,19 @@
-//! When a connection must be refreshed, and how long to wait after a failure.
+//! The whole refresh rule: whether a connection must be refreshed now (for whom: a token
+//! request, the sweep, a proxied call Keap refused, an operator), how long to wait after a
+//! failure, and what an attempt came to (what to count, what to announce).
 //!
-//! A sweep decides from KV metadata alone, so the rule takes the few fields metadata carries.
-//! Backoff is exponential with jitter; the jitter is derived from the connection id, so the rule
-//! stays a pure function (and spreads a fleet of failing links over time).
+//! The guard asks, sends and applies; it decides nothing. A sweep decides from KV metadata
+//! alone, so the rule takes the few fields metadata carries. Backoff is exponential with jitter;
+//! the jitter is derived from the connection id, so the rule stays a pure function (and spreads
+//! a fleet of failing links over time).
 
 use crate::clock::UnixTime;
-use crate::connection::{ConnectionMeta, ConnectionRecord, MIN_TOKEN_VALIDITY_SECS};
+use crate::connection::{ConnectionMeta, ConnectionRecord, FailureKind, MIN_TOKEN_VALIDITY_SECS};
+use crate::secret::Secret;
+use crate::stats::RefreshOutcome;
+use crate::webhook::EventKind;
 use keaplink_api::ConnectionStatus;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 /// The knobs of the refresh rule.
@@ -23,6 +30,8 @@ pub struct RefreshPolicy {
     /// tokens alive, and token requests refresh on demand: for deployments whose links outnumber
     /// Keap's daily quota (150,000 calls per OAuth client).
     pub proactive: bool,
+    /// How long Keap keeps a refresh token alive after issuing it (for `refresh_expires_at`).
+    pub refresh_lifetime_secs: i64,
 }
 
 impl Default for RefreshPolicy {
@@ -33,6 +42,7 @@ impl Default for RefreshPolicy {
             base_backoff_secs: 60,
             max_backoff_secs: 3_600,
             proactive: true,
+            refresh_lifetime_secs: crate::connection::DEFAULT_REFRESH_LIFETIME_SECS,
         }
     }
 }
@@ -42,6 +52,8 @@ impl Default for RefreshPolicy {
 pub struct RefreshState<'a> {
     pub id: &'a str,
     pub status: ConnectionStatus,
+    /// The last failure's kind, if the last attempt failed.
+    pub failed_with: Option<FailureKind>,
     pub access_expires_at: UnixTime,
     pub refresh_issued_at: UnixTime,
     /// When the last failure happened, if the last attempt failed.
@@ -52,8 +64,9 @@ pub struct RefreshState<'a> {
 impl<'a> From<&'a ConnectionMeta> for RefreshState<'a> {
     fn from(m: &'a ConnectionMeta) -> Self {
         RefreshState {
-            id: &m.id,
+            id: m.id.as_str(),
             status: m.status,
+            failed_with: m.last_error.map(|e| e.kind),
             access_expires_at: m.access_expires_at,
             refresh_issued_at: m.refresh_issued_at,
             failed_at: m.last_error.map(|e| e.at),
@@ -65,14 +78,38 @@ impl<'a> From<&'a ConnectionMeta> for RefreshState<'a> {
 impl<'a> From<&'a ConnectionRecord> for RefreshState<'a> {
     fn from(r: &'a ConnectionRecord) -> Self {
         RefreshState {
-            id: &r.id,
+            id: r.id.as_str(),
             status: r.status,
+            failed_with: r.last_error.map(|e| e.kind),
             access_expires_at: r.access_expires_at,
             refresh_issued_at: r.refresh_issued_at,
             failed_at: r.last_error.map(|e| e.at),
             failures: r.failures,
         }
     }
+}
+
+/// Who asks for a refresh, as sent to a connection's guard.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "purpose", rename_all = "snake_case")]
+pub enum Purpose {
+    /// A partner needs a usable token now (`POST /v1/token`, the proxy).
+    Token,
+    /// The sweep or the refresh queue: whatever the policy says is due.
+    Sweep,
+    /// Keap refused an access token (a proxied call got 401). `failed` is that token's
+    /// [`fingerprint`]: if the guard already holds another one, someone refreshed meanwhile and
+    /// no refresh is needed, only a retry with the newer token.
+    Heal { failed: String },
+    /// An operator asked for it (the console's "refresh now").
+    Force,
+}
+
+/// A short, one-way name for an access token, so "is this the token that failed?" can be asked
+/// across a Durable Object call without sending the token.
+pub fn fingerprint(access_token: &Secret) -> String {
+    let digest = Sha256::digest(access_token.expose().as_bytes());
+    crate::ids::hex(&digest[..12])
 }
 
 /// Why a connection is due.
@@ -114,6 +151,37 @@ impl RefreshPolicy {
         }
     }
 
+    /// Whether `purpose` needs a refresh of this connection at `now`. `current` is the
+    /// fingerprint of the access token the record holds (only a heal looks at it). A
+    /// `needs_reauth` link is never refreshed: only its user can restore it.
+    pub fn needs_refresh(
+        &self,
+        s: &RefreshState<'_>,
+        purpose: &Purpose,
+        current: Option<&str>,
+        now: UnixTime,
+    ) -> bool {
+        if s.status != ConnectionStatus::Active {
+            return false;
+        }
+        // A caller who needs a token now may go past a backoff, except Keap's own "slow down".
+        let throttled =
+            s.failed_with == Some(FailureKind::KeapThrottled) && now < self.next_attempt_at(s);
+        match purpose {
+            Purpose::Sweep => self.due(s, now).is_some(),
+            Purpose::Token => !self.is_fresh(s, now) && !throttled,
+            Purpose::Heal { failed } => current == Some(failed.as_str()) && !throttled,
+            Purpose::Force => true,
+        }
+    }
+
+    /// Fresh enough to hand out as stored: at least the margin left, and never less than the
+    /// contract's 60 s. The token hot path asks this of the KV copy.
+    pub fn is_fresh(&self, s: &RefreshState<'_>, now: UnixTime) -> bool {
+        s.status == ConnectionStatus::Active
+            && s.access_expires_at - now >= self.margin_secs.max(MIN_TOKEN_VALIDITY_SECS)
+    }
+
     /// Whether the connection should be refreshed at `now`, and why. A `needs_reauth` link is
     /// never refreshed: only its user can restore it.
     pub fn due(&self, s: &RefreshState<'_>, now: UnixTime) -> Option<DueReason> {
@@ -132,6 +200,43 @@ impl RefreshPolicy {
     }
 }
 
+/// What one refresh attempt came to, from the record before and after it: what to count, what
+/// to record on the link's timeline, and which events to send the partner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    pub outcome: RefreshOutcome,
+    /// The failure, when it failed.
+    pub failure: Option<FailureKind>,
+    /// Webhook events the attempt causes: `needs_reauth` when the link died, `expiring` when it
+    /// first became at risk (failing with under a week left on its refresh token).
+    pub announce: Vec<EventKind>,
+}
+
+impl Attempt {
+    pub fn between(before: &ConnectionRecord, after: &ConnectionRecord) -> Attempt {
+        let failure = after.last_error.map(|e| e.kind);
+        let outcome = match (after.status, failure) {
+            (ConnectionStatus::NeedsReauth, _) => RefreshOutcome::NeedsReauth,
+            (ConnectionStatus::Active, None) => RefreshOutcome::Succeeded,
+            (ConnectionStatus::Active, Some(_)) => RefreshOutcome::Failed,
+        };
+        let mut announce = Vec::new();
+        if before.status == ConnectionStatus::Active
+            && after.status == ConnectionStatus::NeedsReauth
+        {
+            announce.push(EventKind::NeedsReauth);
+        }
+        if before.reconnect_before().is_none() && after.reconnect_before().is_some() {
+            announce.push(EventKind::Expiring);
+        }
+        Attempt {
+            outcome,
+            failure,
+            announce,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,6 +245,7 @@ mod tests {
         RefreshState {
             id: "conn-1",
             status: ConnectionStatus::Active,
+            failed_with: None,
             access_expires_at: expires,
             refresh_issued_at: issued,
             failed_at: None,
@@ -208,5 +314,126 @@ mod tests {
         let next = p.next_attempt_at(&s);
         assert!(next <= s.access_expires_at - 2 * MIN_TOKEN_VALIDITY_SECS);
         assert_eq!(p.due(&s, next), Some(DueReason::AccessExpiring));
+    }
+
+    #[test]
+    fn each_purpose_has_its_rule() {
+        let p = RefreshPolicy::default();
+        let now = 1_000_000;
+        let fresh = state(now + 86_400, now - 10);
+        let stale = state(now + 3_600, now - 10);
+        assert!(!p.needs_refresh(&fresh, &Purpose::Token, None, now));
+        assert!(p.needs_refresh(&stale, &Purpose::Token, None, now));
+        assert!(p.needs_refresh(&stale, &Purpose::Sweep, None, now));
+        assert!(!p.needs_refresh(&fresh, &Purpose::Sweep, None, now));
+        assert!(p.needs_refresh(&fresh, &Purpose::Force, None, now));
+        // A heal refreshes only if the failed token is still the one held.
+        let heal = Purpose::Heal {
+            failed: "abc".into(),
+        };
+        assert!(p.needs_refresh(&fresh, &heal, Some("abc"), now));
+        assert!(!p.needs_refresh(&fresh, &heal, Some("newer"), now));
+        // Nobody refreshes a dead link.
+        let mut dead = fresh;
+        dead.status = ConnectionStatus::NeedsReauth;
+        for purpose in [Purpose::Token, Purpose::Sweep, Purpose::Force, heal.clone()] {
+            assert!(
+                !p.needs_refresh(&dead, &purpose, Some("abc"), now),
+                "{purpose:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn after_a_429_even_a_caller_in_need_waits_the_backoff() {
+        let p = RefreshPolicy::default();
+        let now = 1_000_000;
+        let mut s = state(now + 3_600, now - 10);
+        s.failed_at = Some(now - 1);
+        s.failures = 1;
+        s.failed_with = Some(FailureKind::KeapThrottled);
+        let heal = Purpose::Heal { failed: "a".into() };
+        assert!(!p.needs_refresh(&s, &Purpose::Token, None, now));
+        assert!(!p.needs_refresh(&s, &heal, Some("a"), now));
+        // Any other failure: a caller in need goes past the backoff; the sweep waits.
+        s.failed_with = Some(FailureKind::KeapUnavailable);
+        assert!(p.needs_refresh(&s, &Purpose::Token, None, now));
+        assert!(!p.needs_refresh(&s, &Purpose::Sweep, None, now));
+        // Once the backoff is over, the throttled link is tried again.
+        s.failed_with = Some(FailureKind::KeapThrottled);
+        let later = p.next_attempt_at(&s);
+        assert!(p.needs_refresh(&s, &Purpose::Token, None, later));
+    }
+
+    fn record(now: i64, lifetime: i64) -> ConnectionRecord {
+        use crate::connection::NewConnection;
+        use crate::ids::{ConnectionId, PartnerId, UserId};
+        use crate::keap::{KeapApp, KeapIdentity};
+        use crate::keys::ConnectionKey;
+        let user = UserId::parse("u").unwrap();
+        let key = ConnectionKey::new(
+            &PartnerId::parse("acme").unwrap(),
+            &user,
+            &KeapApp::parse("ab123").unwrap(),
+        );
+        ConnectionRecord::create(
+            NewConnection {
+                key: &key,
+                id: ConnectionId::from_random([1; 16]),
+                user: &user,
+                who: KeapIdentity {
+                    email: "a@b.c".into(),
+                    name: "A".into(),
+                    sub: None,
+                    tenant_id: None,
+                },
+                app_name: None,
+                access_token: Secret::new("a"),
+                refresh_token: Secret::new("r"),
+                expires_in: 86_400,
+                refresh_lifetime_secs: lifetime,
+                now,
+                nonce: [0; 12],
+            },
+            &crate::seal::Keyring::parse("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=").unwrap(),
+        )
+    }
+
+    #[test]
+    fn an_attempt_counts_once_and_announces_what_changed() {
+        use crate::keap::KeapFailure;
+        let now = 1_000_000;
+        let rec = record(now, 45 * 86_400);
+        let busy = rec.refresh_failed(&KeapFailure::Throttled, now + 10);
+        let a = Attempt::between(&rec, &busy);
+        assert_eq!(a.outcome, RefreshOutcome::Failed);
+        assert_eq!(a.failure, Some(FailureKind::KeapThrottled));
+        assert!(a.announce.is_empty(), "45 days left: no warning");
+        let dead = busy.refresh_refused(now + 20);
+        let a = Attempt::between(&busy, &dead);
+        assert_eq!(a.outcome, RefreshOutcome::NeedsReauth);
+        assert_eq!(a.announce, vec![EventKind::NeedsReauth]);
+        assert!(
+            Attempt::between(&dead, &dead).announce.is_empty(),
+            "announced once"
+        );
+        // A short-lived refresh token: the first failure puts the link at risk, once.
+        let short = record(now, 600);
+        let failing = short.refresh_failed(&KeapFailure::Timeout, now + 30);
+        assert_eq!(
+            Attempt::between(&short, &failing).announce,
+            vec![EventKind::Expiring]
+        );
+        let still = failing.refresh_failed(&KeapFailure::Timeout, now + 60);
+        assert!(Attempt::between(&failing, &still).announce.is_empty());
+    }
+
+    #[test]
+    fn fingerprints_name_a_token_without_showing_it() {
+        let a = fingerprint(&Secret::new("access-token-a"));
+        assert_eq!(a.len(), 24);
+        assert_eq!(a, fingerprint(&Secret::new("access-token-a")));
+        assert_ne!(a, fingerprint(&Secret::new("access-token-b")));
+        assert!(!a.contains("access"));
     }
 }

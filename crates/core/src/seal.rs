@@ -48,6 +48,9 @@ pub enum OpenError {
 struct Key {
     id: String,
     cipher: Aes256Gcm,
+    /// HMAC-SHA256(key, "keaplink-mac-v1"): the key's sibling for authenticating (not
+    /// encrypting) what we hand out, such as listing cursors.
+    mac: [u8; 32],
 }
 
 /// The keys from `TOKEN_KEYS`. Their bytes never leave this type.
@@ -60,6 +63,15 @@ impl std::fmt::Debug for Keyring {
         let ids: Vec<&str> = self.keys.iter().map(|k| k.id.as_str()).collect();
         f.debug_struct("Keyring").field("key_ids", &ids).finish()
     }
+}
+
+/// HMAC-SHA256(key, label): a separate key for another purpose, so one secret never serves two.
+fn derive(key: &[u8], label: &[u8]) -> [u8; 32] {
+    use hmac::Mac;
+    let mut m =
+        <hmac::Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
+    m.update(label);
+    m.finalize().into_bytes().into()
 }
 
 /// A key's public name: a short hash, which tells nothing about the key.
@@ -86,6 +98,7 @@ impl Keyring {
             keys.push(Key {
                 id: key_id(&bytes),
                 cipher,
+                mac: derive(&bytes, b"keaplink-mac-v1"),
             });
         }
         if keys.is_empty() {
@@ -97,6 +110,22 @@ impl Keyring {
     /// The id of the key that seals.
     pub fn current_key_id(&self) -> &str {
         &self.keys[0].id
+    }
+
+    /// HMAC-SHA256 tag of `message` under the current key's MAC sibling.
+    pub fn tag(&self, message: &[u8]) -> [u8; 32] {
+        mac(&self.keys[0].mac, message)
+    }
+
+    /// Whether `tag` (the whole tag, or the leading bytes of it that were handed out, at least
+    /// 16) is `message`'s under any key (so tags survive a rotation), compared in constant time.
+    pub fn verify_tag(&self, message: &[u8], tag: &[u8]) -> bool {
+        use subtle::ConstantTimeEq;
+        (16..=32).contains(&tag.len())
+            && self
+                .keys
+                .iter()
+                .any(|k| bool::from(mac(&k.mac, message)[..tag.len()].ct_eq(tag)))
     }
 
     /// Seals `plaintext` under the first key, bound to `aad`.
@@ -174,6 +203,14 @@ impl Keyring {
             Err(_) => Reseal::Unreadable,
         }
     }
+}
+
+fn mac(key: &[u8; 32], message: &[u8]) -> [u8; 32] {
+    use hmac::Mac;
+    let mut m =
+        <hmac::Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
+    m.update(message);
+    m.finalize().into_bytes().into()
 }
 
 /// What re-sealing one record under the current key came to.

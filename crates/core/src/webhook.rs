@@ -7,7 +7,7 @@
 //! deduplicate on it.
 
 use crate::clock::UnixTime;
-use crate::ids::hex;
+use crate::ids::{hex, PartnerId, UserId};
 use crate::secret::Secret;
 use hmac::{Hmac, Mac};
 use keaplink_api::Connection;
@@ -31,6 +31,16 @@ pub enum EventKind {
     NeedsReauth,
     #[serde(rename = "connection.recovered")]
     Recovered,
+    /// Refreshes keep failing and the refresh token has under a week left.
+    #[serde(rename = "connection.expiring")]
+    Expiring,
+}
+
+impl EventKind {
+    /// Whether a partner with `webhook_repair_links` gets a fresh repair link in this event.
+    pub fn carries_repair_link(self) -> bool {
+        matches!(self, EventKind::NeedsReauth | EventKind::Expiring)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,9 +50,12 @@ pub struct WebhookEvent {
     #[serde(rename = "type")]
     pub kind: EventKind,
     pub created_at: String,
-    pub partner_id: String,
-    pub user: String,
+    pub partner_id: PartnerId,
+    pub user: UserId,
     pub connection: Connection,
+    /// A fresh repair link for the user (`needs_reauth` and `expiring`, when the partner asked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repair_url: Option<String>,
 }
 
 /// The partner's webhook key, derived from its session secret.

@@ -57,6 +57,7 @@ proptest! {
         let s = RefreshState {
             id: "c",
             status: ConnectionStatus::NeedsReauth,
+            failed_with: None,
             access_expires_at: expires,
             refresh_issued_at: issued,
             failed_at: (failures > 0).then_some(now / 2),
@@ -74,6 +75,7 @@ proptest! {
         let s = RefreshState {
             id: &id,
             status: ConnectionStatus::Active,
+            failed_with: None,
             access_expires_at: now + expires_in.min(policy.margin_secs - 1),
             refresh_issued_at: now,
             failed_at: Some(now - failed_ago),

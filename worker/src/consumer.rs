@@ -1,0 +1,120 @@
+//! The refresh queue's consumer: continues sweeps, purges deleted partners' links, delivers
+//! webhooks, and refreshes what the pacer allows now (the rest comes back after the wait the
+//! pacer names).
+
+use crate::config::Config;
+use crate::log::{self, Level};
+use crate::pacer;
+use crate::purge::purge_page;
+use crate::queue::Job;
+use crate::store::Store;
+use crate::sweep::{refresh_all, sweep};
+use crate::webhooks;
+use keaplink_core::webhook::Delivery;
+use serde::Serialize;
+use serde_json::json;
+use worker::{Env, MessageBatch, MessageExt, QueueRetryOptionsBuilder};
+
+/// What one queue batch's refreshes did: logged as one JSON line.
+#[derive(Debug, Default, Serialize)]
+struct BatchReport {
+    event: &'static str,
+    messages: u64,
+    granted: u64,
+    delayed: u64,
+    refreshed: u64,
+    still_failing: u64,
+    throttled: bool,
+    rate_per_min: f64,
+    retry_after_secs: u32,
+}
+
+pub async fn consume(batch: MessageBatch<Job>, env: &Env, cfg: &Config) -> worker::Result<()> {
+    let mut refreshes = Vec::new();
+    for msg in batch.messages()? {
+        match msg.body().clone() {
+            Job::Sweep { cursor } => {
+                match sweep(env, cfg, Some(cursor)).await {
+                    Ok(r) => log::write(Level::Info, &r),
+                    Err(e) => log::event(
+                        Level::Error,
+                        "sweep_failed",
+                        json!({"code": e.code.as_str(), "cause": e.cause()}),
+                    ),
+                }
+                msg.ack();
+            }
+            Job::Purge {
+                partner,
+                before,
+                cursor,
+            } => match purge_page(env, &partner, before, cursor).await {
+                Ok(()) => msg.ack(),
+                Err(e) => {
+                    log::event(
+                        Level::Error,
+                        "purge_failed",
+                        json!({"error": e.code.as_str(), "cause": e.cause()}),
+                    );
+                    msg.retry();
+                }
+            },
+            Job::Webhook { event } => {
+                let store =
+                    Store::open(env).map_err(|e| worker::Error::RustError(e.to_string()))?;
+                let age = webhooks::age_secs(msg.timestamp().as_millis());
+                match webhooks::deliver(&store, cfg, &event, age).await {
+                    Delivery::Retry(secs) => msg.retry_with_options(
+                        &QueueRetryOptionsBuilder::new()
+                            .with_delay_seconds(secs)
+                            .build(),
+                    ),
+                    Delivery::Done | Delivery::Drop => msg.ack(),
+                }
+            }
+            Job::Refresh { key } => refreshes.push((msg, key)),
+        }
+    }
+    if refreshes.is_empty() {
+        return Ok(());
+    }
+    let rust_error = |e: keaplink_core::ApiError| worker::Error::RustError(e.to_string());
+    let grant = pacer::ask(env, refreshes.len() as u32, false)
+        .await
+        .map_err(rust_error)?;
+    let later = refreshes.split_off((grant.granted as usize).min(refreshes.len()));
+    let retry = QueueRetryOptionsBuilder::new()
+        .with_delay_seconds(grant.retry_after_secs.max(1))
+        .build();
+    for (msg, _) in &later {
+        msg.retry_with_options(&retry);
+    }
+    let keys = refreshes.iter().map(|(_, k)| k.clone()).collect();
+    let tally = refresh_all(env, keys).await;
+    for (msg, _) in &refreshes {
+        msg.ack();
+    }
+    let mut rate = grant.rate_per_min;
+    if tally.throttled {
+        // Keap said "slow down": so does every consumer.
+        rate = pacer::ask(env, 0, true)
+            .await
+            .map_err(rust_error)?
+            .rate_per_min;
+    }
+    log::write(
+        Level::Info,
+        &BatchReport {
+            event: "refresh_batch",
+            messages: (refreshes.len() + later.len()) as u64,
+            granted: refreshes.len() as u64,
+            delayed: later.len() as u64,
+            refreshed: tally.refreshed,
+            still_failing: tally.still_failing,
+            throttled: tally.throttled,
+            rate_per_min: rate,
+            retry_after_secs: grant.retry_after_secs,
+        },
+    );
+    Ok(())
+}

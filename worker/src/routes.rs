@@ -1,0 +1,266 @@
+//! The route table: which paths exist, which methods each answers, and the rules every route
+//! shares. Paths are exact (no trailing slash, no empty segment). `HEAD` is answered wherever
+//! `GET` is, as `GET` without a body. A wrong method gets 405 with `Allow`.
+
+use crate::api::admin::{self, AdminRoute};
+use crate::api::{partner, widget};
+use crate::auth;
+use crate::callback;
+use crate::clock::unix_now;
+use crate::config::setup;
+use crate::http::{allow_origin, error_response, json, origin, preflight};
+use crate::limits;
+use crate::store::Store;
+use keaplink_api::Health;
+use keaplink_core::limits::Endpoint;
+use keaplink_core::{ApiError, ApiResult, ErrorCode};
+use worker::{Env, Method, Request, Response};
+
+/// Every endpoint. Path parameters are borrowed raw; handlers parse them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route<'a> {
+    Health,
+    Callback,
+    Admin(AdminRoute<'a>),
+    MeConnections,
+    MeConnect,
+    MeConnection(&'a str),
+    Token,
+    Connections,
+    Connection(&'a str),
+}
+
+use Method::{Delete, Get, Options, Post};
+
+impl<'a> Route<'a> {
+    /// The route of `path`, if there is one. A trailing slash or an empty segment is no route.
+    pub fn resolve(path: &'a str) -> Option<Route<'a>> {
+        let rest = path.strip_prefix('/')?;
+        let segments: Vec<&str> = rest.split('/').collect();
+        if segments.iter().any(|s| s.is_empty()) {
+            return None;
+        }
+        Some(match segments.as_slice() {
+            ["healthz"] => Route::Health,
+            ["oauth", "callback"] => Route::Callback,
+            ["v1", "admin", rest @ ..] => Route::Admin(AdminRoute::resolve(rest)?),
+            ["v1", "me", "connections"] => Route::MeConnections,
+            ["v1", "me", "connect"] => Route::MeConnect,
+            ["v1", "me", "connections", id] => Route::MeConnection(id),
+            ["v1", "token"] => Route::Token,
+            ["v1", "connections"] => Route::Connections,
+            ["v1", "connections", id] => Route::Connection(id),
+            _ => return None,
+        })
+    }
+
+    /// The methods this route answers (`HEAD` goes with `GET`; `OPTIONS` is the widget's
+    /// preflight).
+    pub fn methods(&self) -> &'static [Method] {
+        match self {
+            Route::Health | Route::Connections | Route::Callback => &[Get],
+            Route::Token => &[Post],
+            Route::Admin(a) => a.methods(),
+            Route::MeConnections => &[Get, Options],
+            Route::MeConnect => &[Post, Options],
+            Route::MeConnection(_) => &[Delete, Options],
+            Route::Connection(_) => &[Delete],
+        }
+    }
+
+    fn answers(&self, method: &Method) -> bool {
+        self.methods().contains(method) || (*method == Method::Head && self.answers(&Get))
+    }
+
+    /// The `Allow` header's value.
+    pub fn allow(&self) -> String {
+        let mut names: Vec<&str> = Vec::new();
+        for m in self.methods() {
+            names.push(m.as_ref());
+            if *m == Get {
+                names.push("HEAD");
+            }
+        }
+        names.join(", ")
+    }
+}
+
+fn not_found(path: &str) -> ApiError {
+    let trimmed = path.trim_end_matches('/');
+    let message = if trimmed.len() < path.len() && Route::resolve(trimmed).is_some() {
+        format!("No such endpoint: paths take no trailing slash (try {trimmed}).")
+    } else {
+        "No such endpoint; see the API reference in the README.".to_owned()
+    };
+    ApiError::new(ErrorCode::NotFound, message)
+}
+
+/// What a request was answered, and the error behind it (for the request's log line: its code
+/// and cause).
+pub struct Answer {
+    pub resp: Response,
+    pub error: Option<ApiError>,
+}
+
+impl From<ApiResult<Response>> for Answer {
+    fn from(r: ApiResult<Response>) -> Self {
+        match r {
+            Ok(resp) => Answer { resp, error: None },
+            Err(e) => Answer {
+                resp: error_response(&e),
+                error: Some(e),
+            },
+        }
+    }
+}
+
+/// Answers a request: the route, the method check, then the handler.
+pub async fn answer(req: &mut Request, env: &Env) -> Answer {
+    let path = req.path();
+    let Some(route) = Route::resolve(&path) else {
+        return Err(not_found(&path)).into();
+    };
+    let method = req.method();
+    if !route.answers(&method) {
+        let e = ApiError::new(
+            ErrorCode::MethodNotAllowed,
+            format!("This endpoint answers {} only.", route.allow()),
+        );
+        let mut resp = error_response(&e);
+        let _ = resp.headers_mut().set("allow", &route.allow());
+        return Answer {
+            resp,
+            error: Some(e),
+        };
+    }
+    if method == Method::Head {
+        // The GET answer's status and headers, without its body.
+        let got = dispatch(req, env, &route, &Get).await;
+        let mut head = match Response::empty() {
+            Ok(r) => r.with_status(got.resp.status_code()),
+            Err(e) => return Err(ApiError::internal(e)).into(),
+        };
+        for (name, value) in got.resp.headers().entries() {
+            let _ = head.headers_mut().set(&name, &value);
+        }
+        return Answer {
+            resp: head,
+            error: got.error,
+        };
+    }
+    dispatch(req, env, &route, &method).await
+}
+
+async fn dispatch(req: &mut Request, env: &Env, route: &Route<'_>, method: &Method) -> Answer {
+    match route {
+        Route::MeConnections | Route::MeConnect | Route::MeConnection(_) => {
+            me(req, env, route, method).await
+        }
+        _ => handle(req, env, route, method).await.into(),
+    }
+}
+
+async fn handle(
+    req: &mut Request,
+    env: &Env,
+    route: &Route<'_>,
+    method: &Method,
+) -> ApiResult<Response> {
+    match route {
+        Route::Health => json(&Health { ok: true }, 200),
+        Route::Callback => {
+            let (cfg, store) = setup(env)?;
+            let check = Endpoint::Callback.per_ip(limits::client_ip(req).as_deref());
+            if let Err(e) = limits::enforce(env, check).await {
+                return Ok(callback::refused(&e));
+            }
+            Ok(callback::callback(req, env, &store, &cfg, unix_now()).await)
+        }
+        Route::Admin(a) => {
+            let (cfg, store) = setup(env)?;
+            admin::handle(req, env, &cfg, &store, a, method).await
+        }
+        Route::MeConnections | Route::MeConnect | Route::MeConnection(_) => Err(
+            ApiError::internal("a /v1/me route outside the CORS wrapper"),
+        ),
+        Route::Token => {
+            let (cfg, store) = setup(env)?;
+            let ip = limits::client_ip(req);
+            // The address is counted while the key is checked; the partner once it is known.
+            let (by_ip, key) = futures_util::join!(
+                limits::enforce(env, Endpoint::Token.per_ip(ip.as_deref())),
+                auth::partner_key(req, &store)
+            );
+            by_ip?;
+            let (partner, _) = key?;
+            let admit = limits::enforce(env, Endpoint::Token.per_partner(&partner));
+            partner::token(req, env, &store, &cfg, &partner, unix_now(), admit).await
+        }
+        Route::Connections => {
+            let (cfg, store) = setup(env)?;
+            let (partner, _) = auth::partner_key(req, &store).await?;
+            partner::partner_connections(req, &store, &cfg, &partner).await
+        }
+        Route::Connection(id) => {
+            let (_, store) = setup(env)?;
+            let (partner, _) = auth::partner_key(req, &store).await?;
+            partner::partner_disconnect(env, &store, &partner, id).await
+        }
+    }
+}
+
+/// The widget-facing endpoints: CORS, then the session, then the handler. Errors carry the CORS
+/// grant too, so the widget can read them (a 401 makes it renew its session).
+async fn me(req: &mut Request, env: &Env, route: &Route<'_>, method: &Method) -> Answer {
+    if *method == Method::Options {
+        return preflight_answer(req, env).await.into();
+    }
+    let (cfg, store) = match setup(env) {
+        Ok(s) => s,
+        Err(e) => return Err(e).into(),
+    };
+    let now = unix_now();
+    let (session, cors) = auth::session(req, &store, &cfg, now).await;
+    // Starting a Keap flow is counted per address whether or not the session checks out, then
+    // per partner.
+    let session = match route {
+        Route::MeConnect => {
+            let check = Endpoint::Connect.per_ip(limits::client_ip(req).as_deref());
+            match limits::enforce(env, check).await {
+                Ok(()) => match session {
+                    Ok(s) => limits::enforce(env, Endpoint::Connect.per_partner(&s.partner_id))
+                        .await
+                        .map(|()| s),
+                    Err(e) => Err(e),
+                },
+                Err(e) => Err(e),
+            }
+        }
+        _ => session,
+    };
+    let result = match session {
+        Err(e) => Err(e),
+        Ok(s) => match route {
+            Route::MeConnections => widget::my_connections(&store, &s).await,
+            Route::MeConnect => widget::connect(req, &store, &cfg, &s, now).await,
+            Route::MeConnection(id) => widget::my_disconnect(env, &store, &cfg, &s, id).await,
+            _ => Err(ApiError::internal("a /v1/me route without a handler")),
+        },
+    };
+    let mut answer = Answer::from(result);
+    if let Some(o) = cors {
+        allow_origin(&mut answer.resp, &o);
+    }
+    answer
+}
+
+async fn preflight_answer(req: &Request, env: &Env) -> ApiResult<Response> {
+    let store = Store::open(env)?;
+    match origin(req) {
+        Some(o) if store.origin_known(&o).await? => preflight(&o),
+        _ => Err(ApiError::new(
+            ErrorCode::OriginNotAllowed,
+            "This page's origin is not allowed by any partner.",
+        )),
+    }
+}

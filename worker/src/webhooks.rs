@@ -1,0 +1,104 @@
+//! Partner webhooks: events are queued by the guards (`emit`) and delivered by the queue's
+//! consumer (`deliver`), signed and retried by the rules of `keaplink_core::webhook`.
+
+use crate::clock::{now_ms, unix_now};
+use crate::config::Config;
+use crate::keap_client::send;
+use crate::log::{self, Level};
+use crate::queue::{enqueue, Job};
+use crate::random;
+use crate::store::Store;
+use keaplink_core::clock::rfc3339;
+use keaplink_core::connection::ConnectionRecord;
+use keaplink_core::keap::OutboundRequest;
+use keaplink_core::webhook::{
+    self, after_attempt, Delivery, EventKind, WebhookEvent, EVENT_ID_HEADER, SIGNATURE_HEADER,
+};
+use keaplink_core::Secret;
+use serde_json::json;
+use worker::Env;
+
+/// The event for `record`, with a fresh id (the same on every retry of its delivery).
+pub fn event(kind: EventKind, record: &ConnectionRecord) -> WebhookEvent {
+    WebhookEvent {
+        id: format!("evt_{}", keaplink_core::ids::hex(&random::bytes::<16>())),
+        kind,
+        created_at: rfc3339(unix_now()),
+        partner_id: record.partner.clone(),
+        user: record.user.clone(),
+        connection: record.to_api(),
+        repair_url: None,
+    }
+}
+
+/// Queues `event` for the partner's webhook (if it has one, the consumer sends it). A failure
+/// to queue is logged, never fatal: the change it reports has already been stored.
+pub async fn emit(env: &Env, event: WebhookEvent) {
+    let id = event.id.clone();
+    if let Err(e) = enqueue(
+        env,
+        vec![Job::Webhook {
+            event: Box::new(event),
+        }],
+    )
+    .await
+    {
+        log::event(
+            Level::Error,
+            "webhook_enqueue_failed",
+            json!({ "id": id, "cause": e.cause() }),
+        );
+    }
+}
+
+/// One delivery attempt of `event`, `age_secs` after it was first queued.
+pub async fn deliver(store: &Store, cfg: &Config, event: &WebhookEvent, age_secs: i64) -> Delivery {
+    let record = match store.partner(&event.partner_id).await {
+        Ok(Some(r)) => r,
+        Ok(None) => return Delivery::Drop,
+        Err(_) => return after_attempt(None, age_secs, cfg.webhook_backoff_secs),
+    };
+    let Some(url) = record
+        .webhook_url
+        .as_deref()
+        .filter(|u| webhook::target_allowed(u, cfg.webhook_allow_http))
+        .and_then(|u| worker::Url::parse(u).ok())
+    else {
+        return Delivery::Done;
+    };
+    let Ok(secret) = record.session_secret(&cfg.keys) else {
+        return Delivery::Drop;
+    };
+    let body = serde_json::to_string(event).unwrap_or_default();
+    let signature = webhook::signature(&webhook::signing_key(&secret), unix_now(), body.as_bytes());
+    let req = OutboundRequest {
+        method: "POST",
+        url,
+        headers: vec![
+            ("content-type", Secret::new("application/json")),
+            ("user-agent", Secret::new("keaplink-webhooks/1")),
+            (SIGNATURE_HEADER, Secret::new(signature)),
+            (EVENT_ID_HEADER, Secret::new(event.id.clone())),
+        ],
+        body: Some(body),
+    };
+    let status = send(&req, cfg.keap_timeout_ms).await.ok().map(|a| a.status);
+    let outcome = after_attempt(status, age_secs, cfg.webhook_backoff_secs);
+    log::event(
+        Level::Info,
+        "webhook",
+        json!({
+            "id": event.id,
+            "type": event.kind,
+            "partner": event.partner_id,
+            "status": status,
+            "outcome": format!("{outcome:?}"),
+        }),
+    );
+    outcome
+}
+
+/// How long ago (seconds) a queue message was first sent.
+pub fn age_secs(sent_at_ms: u64) -> i64 {
+    (now_ms() as i64 - sent_at_ms as i64) / 1000
+}
