@@ -250,6 +250,9 @@ pub enum CallbackStatus {
 /// `POST /v1/admin/reseal` answer: one page of the key-rotation walk.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResealReport {
+    /// What this page walked: `partners` (their session secrets) or `connections` (tokens).
+    #[serde(default)]
+    pub phase: String,
     /// Records moved to the current (first) key of `TOKEN_KEYS`.
     pub resealed: u32,
     /// Records already under it.

@@ -142,6 +142,7 @@ async fn reseal(req: &Request, env: &Env, cfg: &Config, store: &Store) -> ApiRes
     let mut report = ResealReport::default();
     let next = match &at {
         ResealAt::Partners(kv) => {
+            report.phase = "partners".into();
             let page = store.list_partners(limit, kv.clone()).await?;
             for id in &page.items {
                 if let Some(outcome) = partner_guard::reseal(env, id).await? {
@@ -151,6 +152,7 @@ async fn reseal(req: &Request, env: &Env, cfg: &Config, store: &Store) -> ApiRes
             at.after(page.next)
         }
         ResealAt::Connections(kv) => {
+            report.phase = "connections".into();
             let page = store.list_connection_keys(limit, kv.clone()).await?;
             for key in &page.items {
                 if let Some(outcome) = guard::reseal(env, key).await? {
