@@ -130,6 +130,8 @@ export const ROOMY_LIMITS = {
   LIMIT_FLOW_PARTNER: 100_000,
   LIMIT_TOKEN_IP: 1_000_000,
   LIMIT_TOKEN_PARTNER: 1_000_000,
+  LIMIT_PROXY_IP: 1_000_000,
+  LIMIT_PROXY_PARTNER: 1_000_000,
 };
 
 /**
@@ -213,7 +215,8 @@ export async function startStack({ workerVars = {}, sandbox: sandboxOpts = {}, s
     PUBLIC_URL: publicUrl,
     KEAP_AUTHORIZE_URL: `${sandbox.url}/app/oauth/authorize`,
     KEAP_TOKEN_URL: `${sandbox.url}/token`,
-    KEAP_USERINFO_URL: `${sandbox.url}/crm/rest/v1/oauth/connect/userinfo`,
+    KEAP_USERINFO_URL: `${sandbox.url}/crm/rest/v2/oauth/connect/userinfo`,
+    KEAP_API_URL: sandbox.url,
     KEAP_LOGOUT_URL: `${sandbox.url}/logout`,
     KEAP_TIMEOUT_MS: "2000",
     ...workerVars,

@@ -27,6 +27,18 @@ pub struct Config {
     /// Deliver webhooks over plain http too (local development and tests only).
     pub webhook_allow_http: bool,
     pub account_central_url: String,
+    // Read by the proxy, which is being built.
+    #[allow(dead_code)]
+    /// Keap's REST API (`KEAP_API_URL`): where `/v1/keap/<path>` is relayed, and where the
+    /// business profile is read at link time.
+    pub keap_api_url: Url,
+    #[allow(dead_code)]
+    /// The path prefixes `/v1/keap/` may reach (`KEAP_PROXY_PATHS`, comma-separated).
+    pub proxy_paths: Vec<String>,
+    #[allow(dead_code)]
+    /// Calls of Keap's daily quota kept for refreshes (`KEAP_QUOTA_RESERVE`): below it, proxied
+    /// calls are held while refreshes go on.
+    pub quota_reserve: u64,
 }
 
 /// The configuration (once per isolate) and the store: what every route and object starts from.
@@ -145,6 +157,29 @@ impl Config {
             keap_timeout_ms: number(env, "KEAP_TIMEOUT_MS", 10_000)?,
             webhook_backoff_secs: number(env, "WEBHOOK_BACKOFF_SECS", 5)?,
             webhook_allow_http: number(env, "WEBHOOK_ALLOW_HTTP", false)?,
+            keap_api_url: match text(env, "KEAP_API_URL").filter(|v| !v.is_empty()) {
+                None => Url::parse("https://api.infusionsoft.com").map_err(ApiError::internal)?,
+                Some(v) => Url::parse(&v).map_err(|_| misconfigured("KEAP_API_URL"))?,
+            },
+            proxy_paths: {
+                let raw = text(env, "KEAP_PROXY_PATHS").unwrap_or_else(|| "/crm/rest/".into());
+                let paths: Vec<String> = raw
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty())
+                    .map(str::to_owned)
+                    .collect();
+                if paths
+                    .iter()
+                    .any(|p| !p.starts_with('/') || !p.ends_with('/'))
+                {
+                    return Err(misconfigured(
+                        "KEAP_PROXY_PATHS: each prefix starts and ends with /",
+                    ));
+                }
+                paths
+            },
+            quota_reserve: number(env, "KEAP_QUOTA_RESERVE", 10_000)?,
             account_central_url: text(env, "KEAP_ACCOUNT_CENTRAL_URL")
                 .filter(|v| !v.is_empty())
                 .unwrap_or_else(|| "https://accounts.infusionsoft.com/app/central/home".into()),

@@ -26,6 +26,7 @@ mod limits;
 mod log;
 mod pacer;
 mod partner_guard;
+mod proxy;
 mod purge;
 mod queue;
 mod random;

@@ -10,6 +10,7 @@ use crate::clock::unix_now;
 use crate::config::setup;
 use crate::http::{allow_origin, error_response, json, origin, preflight};
 use crate::limits;
+use crate::proxy;
 use crate::store::Store;
 use keaplink_api::Health;
 use keaplink_core::limits::Endpoint;
@@ -28,13 +29,21 @@ pub enum Route<'a> {
     Token,
     Connections,
     Connection(&'a str),
+    /// `/v1/keap/<path>`: the raw rest of the path (from its `/`), checked by the proxy itself.
+    Keap(&'a str),
 }
 
-use Method::{Delete, Get, Options, Post};
+use Method::{Delete, Get, Options, Patch, Post, Put};
 
 impl<'a> Route<'a> {
     /// The route of `path`, if there is one. A trailing slash or an empty segment is no route.
     pub fn resolve(path: &'a str) -> Option<Route<'a>> {
+        // The proxy's paths are Keap's: the proxy checks them by its own stricter rules.
+        if let Some(keap_path) = path.strip_prefix("/v1/keap") {
+            if keap_path.starts_with('/') {
+                return Some(Route::Keap(keap_path));
+            }
+        }
         let rest = path.strip_prefix('/')?;
         let segments: Vec<&str> = rest.split('/').collect();
         if segments.iter().any(|s| s.is_empty()) {
@@ -65,6 +74,7 @@ impl<'a> Route<'a> {
             Route::MeConnect => &[Post, Options],
             Route::MeConnection(_) => &[Delete, Options],
             Route::Connection(_) => &[Delete],
+            Route::Keap(_) => &[Get, Post, Put, Patch, Delete],
         }
     }
 
@@ -200,6 +210,10 @@ async fn handle(
             let (cfg, store) = setup(env)?;
             let (partner, _) = auth::partner_key(req, &store).await?;
             partner::partner_connections(req, &store, &cfg, &partner).await
+        }
+        Route::Keap(path) => {
+            let (cfg, store) = setup(env)?;
+            proxy::handle(req, env, &cfg, &store, path).await
         }
         Route::Connection(id) => {
             let (_, store) = setup(env)?;

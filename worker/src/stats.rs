@@ -92,3 +92,13 @@ pub async fn record_refresh(env: &Env, outcome: RefreshOutcome) {
 pub async fn refresh_tally(env: &Env) -> ApiResult<RefreshTally> {
     ask(env, &Cmd::Read).await
 }
+
+/// Keap's shared quota as last seen. (`None` until the proxy reports what Keap said.)
+pub async fn keap_quota(_env: &Env) -> ApiResult<Option<keaplink_api::proxy::KeapQuota>> {
+    Ok(None)
+}
+
+/// Proxied calls of the last 24 hours, by outcome. (None yet: the proxy is being built.)
+pub async fn proxy_tally(_env: &Env) -> ApiResult<keaplink_api::proxy::ProxyCounts> {
+    Ok(keaplink_api::proxy::ProxyCounts::default())
+}

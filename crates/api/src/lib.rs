@@ -6,6 +6,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod proxy;
+
 /// `GET /healthz` → `200 {"ok": true}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Health {
@@ -271,6 +273,12 @@ pub struct AdminStats {
     pub connections: ConnectionCounts,
     /// Refresh attempts of the last 24 hours (whole hours), by outcome.
     pub refreshes_last_24h: RefreshCounts,
+    /// Keap's shared quota as last seen (`null` until Keap reported it).
+    #[serde(default)]
+    pub keap_quota: Option<proxy::KeapQuota>,
+    /// Calls through `/v1/keap/` of the last 24 hours (whole hours), by outcome.
+    #[serde(default)]
+    pub proxy_last_24h: proxy::ProxyCounts,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

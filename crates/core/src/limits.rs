@@ -17,6 +17,9 @@ pub enum Endpoint {
     Callback,
     /// `POST /v1/token`: the partner back-end's hot path.
     Token,
+    /// `/v1/keap/<path>`: calls relayed to Keap (per partner: one partner's import must not
+    /// starve the others' share of Keap's quota).
+    Proxy,
 }
 
 /// One call to a rate-limiting binding.
@@ -35,6 +38,10 @@ pub const FLOW_PERIOD_SECS: u32 = 60;
 pub const TOKEN_IP_BINDING: &str = "LIMIT_TOKEN_IP";
 pub const TOKEN_PARTNER_BINDING: &str = "LIMIT_TOKEN_PARTNER";
 pub const TOKEN_PERIOD_SECS: u32 = 10;
+/// Proxied calls per address and per partner: 10 s windows.
+pub const PROXY_IP_BINDING: &str = "LIMIT_PROXY_IP";
+pub const PROXY_PARTNER_BINDING: &str = "LIMIT_PROXY_PARTNER";
+pub const PROXY_PERIOD_SECS: u32 = 10;
 
 impl Endpoint {
     fn name(self) -> &'static str {
@@ -42,6 +49,7 @@ impl Endpoint {
             Endpoint::Connect => "connect",
             Endpoint::Callback => "callback",
             Endpoint::Token => "token",
+            Endpoint::Proxy => "proxy",
         }
     }
 
@@ -54,6 +62,7 @@ impl Endpoint {
         let (binding, period_secs) = match self {
             Endpoint::Connect | Endpoint::Callback => (FLOW_IP_BINDING, FLOW_PERIOD_SECS),
             Endpoint::Token => (TOKEN_IP_BINDING, TOKEN_PERIOD_SECS),
+            Endpoint::Proxy => (PROXY_IP_BINDING, PROXY_PERIOD_SECS),
         };
         LimitCheck {
             binding,
@@ -67,6 +76,7 @@ impl Endpoint {
         let (binding, period_secs) = match self {
             Endpoint::Connect | Endpoint::Callback => (FLOW_PARTNER_BINDING, FLOW_PERIOD_SECS),
             Endpoint::Token => (TOKEN_PARTNER_BINDING, TOKEN_PERIOD_SECS),
+            Endpoint::Proxy => (PROXY_PARTNER_BINDING, PROXY_PERIOD_SECS),
         };
         LimitCheck {
             binding,
@@ -138,6 +148,8 @@ mod tests {
             (FLOW_PARTNER_BINDING, FLOW_PERIOD_SECS),
             (TOKEN_IP_BINDING, TOKEN_PERIOD_SECS),
             (TOKEN_PARTNER_BINDING, TOKEN_PERIOD_SECS),
+            (PROXY_IP_BINDING, PROXY_PERIOD_SECS),
+            (PROXY_PARTNER_BINDING, PROXY_PERIOD_SECS),
         ] {
             let at = toml
                 .find(&format!("name = \"{binding}\""))

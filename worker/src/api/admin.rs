@@ -123,6 +123,8 @@ async fn stats_answer(env: &Env, store: &Store) -> ApiResult<Response> {
         failed: t.failed,
         needs_reauth: t.needs_reauth,
     };
+    out.keap_quota = stats::keap_quota(env).await?;
+    out.proxy_last_24h = stats::proxy_tally(env).await?;
     json(&out, 200)
 }
 
