@@ -32,9 +32,34 @@ export async function snapshot() {
     toml = toml.replace(re, `$1${limit}`);
   }
   await writeFile(join(dir, "wrangler.toml"), toml);
+  // For the cold starts, the baseline's script under keaplink's config (same bindings, so the
+  // same services to set up; its Durable Object classes as stubs), alone and then carrying the
+  // Worker's wasm: as plain bytes (a Data module: loaded, never compiled), and as a compiled
+  // module that is never instantiated. Each step adds one thing the wasm's size drives.
+  const classes = Object.values(unstable_getMiniflareWorkerOptions(join(dir, "wrangler.toml")).workerOptions.durableObjects ?? {}).map((d) => d.className);
+  const baselineJs = await readFile(join(dir, "bench", "baseline", "worker.js"), "utf8");
+  const cold = join(dir, "bench", "cold-baseline");
+  await mkdir(cold);
+  await cp(join(dir, "worker", "build", "index_bg.wasm"), join(cold, "bytes.bin"));
+  await cp(join(dir, "worker", "build", "index_bg.wasm"), join(cold, "module.wasm"));
+  const coldVariants = {};
+  for (const [name, carry] of Object.entries({ bindings: "", bytes: "./bytes.bin", compiled: "./module.wasm" })) {
+    // A copy, not an import: Miniflare would load an imported .js as CommonJS.
+    await writeFile(join(cold, `${name}.js`), [
+      // Miniflare hands workerd the modules it finds by following imports: this one carries it.
+      ...(carry ? [`import "${carry}";`] : []),
+      baselineJs,
+      "// Added by bench/setups.mjs: keaplink's Durable Object classes, as stubs.",
+      ...classes.map((c) => `export class ${c} { fetch() { return new Response(null, { status: 404 }); } }`),
+      "",
+    ].join("\n"));
+    coldVariants[name] = join(dir, `wrangler.cold-${name}.toml`);
+    await writeFile(coldVariants[name], toml.replace(/^main = .*$/m, `main = "bench/cold-baseline/${name}.js"`));
+  }
   return {
     dir,
     config: join(dir, "wrangler.toml"),
+    coldVariants,
     baseline: join(dir, "bench", "baseline", "wrangler.toml"),
     bareBaseline: join(dir, "bench", "baseline", "wrangler.bare.toml"),
     passthrough: join(dir, "bench", "passthrough", "wrangler.toml"),
@@ -75,8 +100,9 @@ async function startWrangler({ config, vars = {}, secrets = {}, port, persistTo 
  * line. `cpu()`: the workerd process as `workerd`, this Node process (Miniflare's host) as `host`.
  * `extra` is merged into the worker's Miniflare options (the wasm probe's unsafe-eval binding).
  */
-async function startDirect({ config, vars = {}, secrets = {}, port, persistTo, modules, extra = {} }) {
-  port ??= await freePort();
+async function startDirect({ config, vars = {}, secrets = {}, port = 0, persistTo, modules, extra = {} }) {
+  // Port 0 unless the caller needs to know it beforehand (PUBLIC_URL): workerd then binds a free
+  // one itself, with no window for another process to take it.
   const dir = await mkdtemp(join(tmpdir(), "keaplink-direct-"));
   const logFile = join(dir, "workerd.log");
   const wrapper = join(dir, "workerd-to-file.sh");
@@ -84,8 +110,9 @@ async function startDirect({ config, vars = {}, secrets = {}, port, persistTo, m
   let worker;
   if (config) {
     const { workerOptions, main } = unstable_getMiniflareWorkerOptions(config);
-    // Module names are paths relative to modulesRoot, which must hold them all.
-    worker = { ...workerOptions, modules: true, scriptPath: main, modulesRoot: dirname(main), bindings: { ...workerOptions.bindings, ...vars, ...secrets } };
+    // Module names are paths relative to modulesRoot, which must hold them all: the config's
+    // folder does, as wrangler's paths are relative to it.
+    worker = { ...workerOptions, modules: true, scriptPath: main, modulesRoot: dirname(config), bindings: { ...workerOptions.bindings, ...vars, ...secrets } };
   } else {
     worker = { compatibilityDate: "2026-04-01", modules, modulesRoot: dirname(modules[0].path), bindings: { ...vars, ...secrets } };
   }
