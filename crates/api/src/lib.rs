@@ -249,6 +249,164 @@ pub enum CallbackStatus {
     Error,
 }
 
+/// `POST /v1/connections/{id}/repair-link` body: how long the link lives (300 to 2,592,000 s;
+/// default 604,800: a week).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepairLinkRequest {
+    #[serde(default)]
+    pub ttl_secs: Option<u64>,
+}
+
+/// A repair link: a page hosted by keaplink where the user restores the link themselves.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepairLink {
+    /// `<PUBLIC_URL>/link/<opaque>`: single-use, spent only by the page's button.
+    pub url: String,
+    pub expires_at: String,
+}
+
+impl std::fmt::Debug for RepairLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RepairLink")
+            .field("url", &"[redacted]")
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+/// What happened to a link, as its timeline shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectionEventKind {
+    Created,
+    /// The same Keap user signed in again (reconnect, or a plain connect to the same app).
+    Reconnected,
+    Refreshed,
+    /// A transient failure (retried); `code` says which.
+    RefreshFailed,
+    /// Keap refused the refresh token: the link needs its user.
+    NeedsReauth,
+    /// The user reconnected a link that needed them.
+    Recovered,
+    /// Refreshes keep failing with under a week left on the refresh token.
+    Expiring,
+    /// A reconnect signed in as another Keap user or app: refused, nothing changed.
+    IdentityMismatch,
+    RepairLinkCreated,
+    RepairLinkUsed,
+    Deleted,
+}
+
+/// One entry of a link's timeline. Never holds a token or secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionEvent {
+    pub at: String,
+    #[serde(rename = "type")]
+    pub kind: ConnectionEventKind,
+    /// The failure's or refusal's code, where there is one.
+    #[serde(default)]
+    pub code: Option<String>,
+    /// A sentence for a support person (e.g. who signed in instead).
+    #[serde(default)]
+    pub detail: Option<String>,
+}
+
+/// `GET /v1/connections/{id}`: the link and its timeline (newest first, the last 100 events).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionDetail {
+    #[serde(flatten)]
+    pub connection: PartnerConnection,
+    pub events: Vec<ConnectionEvent>,
+}
+
+/// Where a webhook delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryState {
+    /// Queued or waiting for a retry.
+    Pending,
+    Delivered,
+    /// Given up (a 4xx other than 429, or retried for a day); can be redelivered.
+    Failed,
+}
+
+/// One event sent (or being sent) to the partner's webhook.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookDelivery {
+    /// The event's id (`evt_…`), the same as its `keaplink-event-id` header.
+    pub id: String,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub created_at: String,
+    pub connection_id: String,
+    pub user: String,
+    pub state: DeliveryState,
+    pub attempts: u32,
+    /// The HTTP status of the last attempt (`null`: no answer, or not tried yet).
+    pub last_status: Option<u16>,
+    pub last_attempt_at: Option<String>,
+    pub next_retry_at: Option<String>,
+}
+
+/// `GET /v1/webhooks/deliveries`: the latest deliveries, newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookDeliveries {
+    pub deliveries: Vec<WebhookDelivery>,
+}
+
+/// `PATCH /v1/partner` body: the partner's own settings; each field left out stays as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartnerSettings {
+    #[serde(default)]
+    pub allowed_origins: Option<Vec<String>>,
+    #[serde(default)]
+    pub return_urls: Option<Vec<String>>,
+    /// A URL, or `null` to stop webhooks.
+    #[serde(default, deserialize_with = "present")]
+    pub webhook_url: Option<Option<String>>,
+    #[serde(default)]
+    pub reconnect_identity: Option<ReconnectIdentity>,
+    #[serde(default)]
+    pub webhook_repair_links: Option<bool>,
+}
+
+/// A field that is present (possibly `null`) reads as `Some`; an absent one stays `None`.
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// `GET /v1/stats`: one partner's overview (the console's first page).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartnerStats {
+    pub as_of: String,
+    pub connections: ConnectionCounts,
+    pub refreshes_last_24h: RefreshCounts,
+    /// Keap's quota is shared by every partner of the deployment: as last seen.
+    pub keap_quota: Option<proxy::KeapQuota>,
+    pub webhooks: WebhookCounts,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookCounts {
+    pub pending: u64,
+    /// Deliveries given up: each can be redelivered.
+    pub failed: u64,
+    pub delivered_last_24h: u64,
+}
+
+/// `GET /v1/admin/partners`: one page of partners.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartnerList {
+    pub partners: Vec<PartnerView>,
+    pub cursor: Option<String>,
+}
+
 /// `POST /v1/admin/reseal` answer: one page of the key-rotation walk.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResealReport {
