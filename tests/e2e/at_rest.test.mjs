@@ -7,7 +7,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ADMIN_TOKEN, CLIENT_SECRET, startStack, TOKEN_KEY } from "./harness.mjs";
-import { Browser, call, linkThroughSandbox, mintSession, putPartner } from "./client.mjs";
+import { call, linkUser, mintSession, putPartner } from "./client.mjs";
 import { withLocalKv } from "./seed.mjs";
 
 let stack;
@@ -29,9 +29,7 @@ test("KV holds no secret and no token in clear", async () => {
   for (const [user, email] of [["u1", "ann@ab123.example"], ["u2", "bob@cd456.example"]]) {
     const jwt = await mintSession(acme, user);
     jwts.push(jwt);
-    const res = await call(stack.url, "POST", "/v1/me/connect", { token: jwt, headers: { origin: "https://acme.example" }, body: {} });
-    const j = await linkThroughSandbox(new Browser(), stack.sandbox.url, res.json.authorize_url, { email });
-    assert.match(j.final.text, /"status":"connected"/);
+    await linkUser(stack, acme, user, email, { origin: "https://acme.example" });
   }
   const handedOut = await call(stack.url, "POST", "/v1/token", { token: acme.api_key, body: { user: "u1" } });
   assert.equal(handedOut.status, 200, handedOut.text);

@@ -20,7 +20,7 @@ export async function call(base, method, path, { token, body, headers = {}, raw 
   return { status: res.status, headers: res.headers, text, json };
 }
 
-/** Notes a Worker's answer for the secrets check (zz_secrets.test.mjs). */
+/** Notes a Worker's answer for the secrets check (tests/checks/secrets.test.mjs). */
 function recordAnswer(base, method, path, res, text) {
   if (!isWorkerUrl(base)) return;
   record("answer", {
@@ -134,6 +134,30 @@ export async function linkThroughSandbox(browser, sandboxUrl, authorizeUrl, { em
   const consentFor = page.text.match(/id="email">([^<]+)</)?.[1];
   const final = await browser.go(`${sandboxUrl}/app/oauth/consent`, { form: { ...hiddenInputs(page.text), decision } });
   return { final, sawLogin, consentFor };
+}
+
+/**
+ * Links partner user `user` (of `partner`, a putPartner answer) to the Keap user `email`'s app,
+ * as the widget's popup would: `POST /v1/me/connect`, then Keap's pages in `browser` (a fresh one
+ * by default: it has to sign in). `origin`/`headers`/`body` go with the connect call. Throws unless
+ * the flow ends connected (or, with `expect: "error"`, with an error page). Returns the connection
+ * id, the journey through the pages, and the authorize URL.
+ */
+export async function linkUser(stack, partner, user, email, { origin, headers = {}, body = {}, browser = new Browser(), decision = "allow", expect = "connected" } = {}) {
+  const base = stack.worker?.url ?? stack.url;
+  const res = await call(base, "POST", "/v1/me/connect", {
+    token: await mintSession(partner, user),
+    headers: origin ? { origin, ...headers } : headers,
+    body,
+  });
+  if (res.status !== 200) throw new Error(`connect for ${user}: ${res.status} ${res.text}`);
+  const journey = await linkThroughSandbox(browser, stack.sandbox.url, res.json.authorize_url, { email, decision });
+  const text = journey.final.text;
+  const connected = /"status":"connected"|Keap connected/.test(text) || /keaplink=connected/.test(journey.final.location ?? "");
+  if ((expect === "connected") !== connected) {
+    throw new Error(`linking ${user} to ${email}: expected ${expect}, got ${journey.final.url}:\n${text.slice(0, 400)}`);
+  }
+  return { connectionId: text.match(/"connection_id":"([^"]+)"/)?.[1], journey, authorizeUrl: res.json.authorize_url };
 }
 
 /** The Worker's JSON log lines of one `event` kind so far, parsed. */

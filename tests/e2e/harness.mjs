@@ -14,7 +14,7 @@ export const ARTIFACTS = join(ROOT, "tests", "artifacts");
 export const SANDBOX_BIN = join(ROOT, "target", "debug", "keaplink-sandbox");
 
 /**
- * What every test process saw, for the secrets check that runs last (zz_secrets.test.mjs): the
+ * What every test process saw, for the secrets check that runs last (tests/checks/secrets.test.mjs): the
  * Worker's answers and logs, and every secret and token in play. JSON lines, one file per process.
  */
 export const TRANSCRIPT = join(ROOT, "target", "test-logs", "transcript");

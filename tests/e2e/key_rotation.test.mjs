@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ADMIN_TOKEN, startStack, TOKEN_KEY } from "./harness.mjs";
 import { withLocalKv } from "./seed.mjs";
-import { Browser, call, linkThroughSandbox, mintSession, putPartner } from "./client.mjs";
+import { call, linkUser, mintSession, putPartner } from "./client.mjs";
 
 let stack;
 let kvDir;
@@ -26,11 +26,7 @@ after(async () => {
   await rm(kvDir, { recursive: true, force: true });
 });
 
-async function link(user, email) {
-  const res = await call(stack.worker.url, "POST", "/v1/me/connect", { token: await mintSession(acme, user), body: {} });
-  const j = await linkThroughSandbox(new Browser(), stack.sandbox.url, res.json.authorize_url, { email });
-  assert.match(j.final.text, /Keap connected/);
-}
+const link = (user, email) => linkUser(stack, acme, user, email);
 
 const token = (user) => call(stack.worker.url, "POST", "/v1/token", { token: acme.api_key, body: { user } });
 

@@ -7,7 +7,7 @@ import { ADMIN_TOKEN, startStack } from "./harness.mjs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Browser, call, linkThroughSandbox, logEvents, mintSession, putPartner } from "./client.mjs";
+import { call, linkUser, logEvents, putPartner } from "./client.mjs";
 import { seedConnections } from "./seed.mjs";
 
 let stack;
@@ -15,11 +15,7 @@ let stack;
 before(async () => { stack = await startStack(); });
 after(async () => { await stack?.stop(); });
 
-async function link(partner, user, email) {
-  const res = await call(stack.url, "POST", "/v1/me/connect", { token: await mintSession(partner, user), body: {} });
-  const j = await linkThroughSandbox(new Browser(), stack.sandbox.url, res.json.authorize_url, { email });
-  assert.match(j.final.text, /Keap connected/);
-}
+const link = (partner, user, email) => linkUser(stack, partner, user, email);
 const stats = async () => (await call(stack.url, "GET", "/v1/admin/stats", { token: ADMIN_TOKEN })).json;
 
 test("DELETE a partner: its connections are destroyed through the queue; others stay; the id comes back empty", async () => {

@@ -4,7 +4,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { startStack } from "./harness.mjs";
-import { Browser, call, linkThroughSandbox, mintSession, putPartner } from "./client.mjs";
+import { call, linkUser, mintSession, putPartner } from "./client.mjs";
 
 let stack;
 let acme;
@@ -18,12 +18,7 @@ before(async () => {
   globex = await putPartner(stack.url, "globex", { origins: ["https://globex.example"] });
   // One linked user per partner, so token requests succeed when allowed.
   for (const [p, origin, email] of [[acme, "https://acme.example", "ann@ab123.example"], [globex, "https://globex.example", "bob@cd456.example"]]) {
-    const res = await call(stack.url, "POST", "/v1/me/connect", {
-      token: await mintSession(p, "u1"), headers: { origin, "cf-connecting-ip": "198.51.100.250" }, body: {},
-    });
-    assert.equal(res.status, 200, res.text);
-    const j = await linkThroughSandbox(new Browser(), stack.sandbox.url, res.json.authorize_url, { email });
-    assert.match(j.final.text, /"status":"connected"/);
+    await linkUser(stack, p, "u1", email, { origin, headers: { "cf-connecting-ip": "198.51.100.250" } });
   }
 });
 after(async () => { await stack?.stop(); });

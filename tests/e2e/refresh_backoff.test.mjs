@@ -7,7 +7,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { startStack } from "./harness.mjs";
-import { Browser, call, linkThroughSandbox, mintSession, putPartner, runSweep } from "./client.mjs";
+import { call, linkUser, mintSession, putPartner, runSweep } from "./client.mjs";
 
 let stack;
 let acme;
@@ -25,8 +25,7 @@ const mine = async () =>
 const refreshCalls = async () => (await stack.sandbox.stats()).calls.token_refresh ?? 0;
 
 test("500, 429 and a hang: tokens kept, retried after a backoff, recovered when Keap recovers", async () => {
-  const res = await call(stack.url, "POST", "/v1/me/connect", { token: await mintSession(acme, "flaky"), body: {} });
-  await linkThroughSandbox(new Browser(), stack.sandbox.url, res.json.authorize_url, { email: "cat@ef789.example" });
+  await linkUser(stack, acme, "flaky", "cat@ef789.example");
   const original = await token();
   assert.equal(original.status, 200);
   await sleep(5200); // the refresh token is now "old": due by keep-alive

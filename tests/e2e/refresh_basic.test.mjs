@@ -3,7 +3,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { startStack } from "./harness.mjs";
-import { Browser, call, linkThroughSandbox, mintSession, putPartner } from "./client.mjs";
+import { call, linkUser, mintSession, putPartner } from "./client.mjs";
 
 let stack;
 let acme;
@@ -15,16 +15,7 @@ before(async () => {
 });
 after(async () => { await stack?.stop(); });
 
-async function link(user, email) {
-  const res = await call(stack.url, "POST", "/v1/me/connect", {
-    token: await mintSession(acme, user),
-    headers: { origin: "https://acme.example" },
-    body: {},
-  });
-  const j = await linkThroughSandbox(new Browser(), stack.sandbox.url, res.json.authorize_url, { email });
-  assert.match(j.final.text, /"status":"connected"/);
-  return j.final.text.match(/"connection_id":"([^"]+)"/)[1];
-}
+const link = async (user, email) => (await linkUser(stack, acme, user, email, { origin: "https://acme.example" })).connectionId;
 
 const token = (user) => call(stack.url, "POST", "/v1/token", { token: acme.api_key, body: { user } });
 const mine = async (user) =>

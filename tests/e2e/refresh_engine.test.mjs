@@ -7,7 +7,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startStack } from "./harness.mjs";
-import { Browser, call, linkThroughSandbox, mintSession, putPartner, runSweep } from "./client.mjs";
+import { call, linkUser, mintSession, putPartner, runSweep } from "./client.mjs";
 
 let stack;
 let kvDir;
@@ -28,11 +28,9 @@ after(async () => {
 /** Links `user` to `email`'s app with an access token that lives `lifetime` seconds. */
 async function link(user, email, lifetime) {
   await stack.sandbox.configure({ expires_in: lifetime });
-  const res = await call(stack.worker.url, "POST", "/v1/me/connect", { token: await mintSession(acme, user), headers: { origin: ORIGIN }, body: {} });
-  const j = await linkThroughSandbox(new Browser(), stack.sandbox.url, res.json.authorize_url, { email });
-  assert.match(j.final.text, /"status":"connected"/);
+  const { connectionId } = await linkUser(stack, acme, user, email, { origin: ORIGIN });
   await stack.sandbox.configure({ expires_in: 86400 });
-  return j.final.text.match(/"connection_id":"([^"]+)"/)[1];
+  return connectionId;
 }
 
 const token = (user) => call(stack.worker.url, "POST", "/v1/token", { token: acme.api_key, body: { user } });

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { createServer } from "node:http";
 import { createHmac, timingSafeEqual } from "node:crypto";
 import { ADMIN_TOKEN, freePort, startStack } from "./harness.mjs";
-import { Browser, call, linkThroughSandbox, mintSession } from "./client.mjs";
+import { call, linkUser } from "./client.mjs";
 
 let stack;
 let acme;
@@ -66,12 +66,7 @@ async function waitFor(pred, what, ms = 30_000) {
 }
 const ofType = (type) => (d) => d.status < 300 && JSON.parse(d.body).type === type;
 
-async function link(user, email) {
-  const res = await call(stack.url, "POST", "/v1/me/connect", { token: await mintSession(acme, user), headers: { origin: "https://acme.example" }, body: {} });
-  const j = await linkThroughSandbox(new Browser(), stack.sandbox.url, res.json.authorize_url, { email });
-  assert.match(j.final.text, /"status":"connected"/);
-  return j.final.text.match(/"connection_id":"([^"]+)"/)[1];
-}
+const link = async (user, email) => (await linkUser(stack, acme, user, email, { origin: "https://acme.example" })).connectionId;
 
 test("connection.created: signed, retried after 500 and 429 with the same id, then delivered once", async () => {
   plannedAnswers.push(500, 429);

@@ -1,4 +1,4 @@
-// Runs last (the runner takes files in name order): reads what every earlier test process saw,
+// Runs after the whole end-to-end suite (scripts/test, its own phase): reads what every earlier test process saw,
 // recorded by the harness (target/test-logs/transcript), and checks that no Worker answer and no
 // Worker log line carries a secret or a token: the Keap client secret, TOKEN_KEYS, the admin
 // token, any partner's API key or session secret, any session JWT, any access or refresh token
@@ -9,7 +9,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { TRANSCRIPT } from "./harness.mjs";
+import { TRANSCRIPT } from "../e2e/harness.mjs";
 
 async function transcript() {
   let files = [];
