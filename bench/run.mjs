@@ -8,13 +8,14 @@
 //
 // --quick: shorter load runs, fewer cold starts, no 100,000-connection sweep (seeding 100k into
 // local KV takes ~8 min). --out: write the report there instead of the repository (for trial runs
-// whose figures are not meant to be committed). --report-only: rewrite the report from
-// target/bench-results.json. Load comes from wrk on loopback, bounded in connections and time.
+// whose figures are not meant to be committed; the figures go there too). --report-only: rewrite
+// the report from target/bench-results.json (or DIR's). Load comes from wrk on loopback, bounded
+// in connections and time.
 import { spawn } from "node:child_process";
 import { mkdtemp, rm, readFile, writeFile, mkdir } from "node:fs/promises";
 import { readFileSync, readdirSync } from "node:fs";
 import { cpus, totalmem, tmpdir, release } from "node:os";
-import { join, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { gzipSync } from "node:zlib";
 import { ROOT, ADMIN_TOKEN, TOKEN_KEY } from "../tests/e2e/harness.mjs";
 import { Browser, call, linkThroughSandbox, mintSession, putPartner, runSweep } from "../tests/e2e/client.mjs";
@@ -32,7 +33,7 @@ const SECONDS = QUICK ? 5 : 10;
 const WARMUP_SECONDS = 2;
 const CONNECTIONS = 4;
 const THREADS = 2;
-// Fresh workerd starts are cheap (about a second); wrangler dev starts are not (two or more).
+// Fresh workerd starts are cheap (a fifth of a second); wrangler dev starts are not (a second or more).
 const DIRECT_STARTS = QUICK ? 5 : 11;
 const WRANGLER_STARTS = 3;
 const PROBE_ROUNDS = QUICK ? 10 : 25;
@@ -60,7 +61,8 @@ function wrk(args) {
     child.stdout.on("data", (d) => (stdout += d));
     child.stderr.on("data", (d) => (stderr += d));
     child.once("error", reject);
-    child.once("exit", (status) => resolve({ status, stdout, stderr }));
+    // "close", not "exit": the summary line may still be in the pipe when wrk has exited.
+    child.once("close", (status) => resolve({ status, stdout, stderr }));
   });
 }
 
@@ -111,7 +113,6 @@ end
   }
 }
 
-const expectOk = (status) => (status === 200 ? null : "expected 200");
 const expectJson = (field) => (status, text) => {
   if (status !== 200) return "expected 200";
   try {
@@ -341,7 +342,8 @@ async function coldDirect(snap) {
  * The Worker's wasm compiled and instantiated in workerd's own V8 (bench/wasm-probe), timed from
  * outside: each round asks for /copy (bytes only), /compile, /instantiate (compile + instantiate)
  * with fresh bytes, and /compile with the same bytes every time (what V8's module cache saves).
- * CPU per compile comes from workerd's utime + stime over all rounds, so compiler threads count.
+ * CPU per compile comes from workerd's utime + stime (compiler threads count), over a run of
+ * compiles less a run of copies.
  */
 async function wasmProbe(snap) {
   const probe = await startProbe(snap);
@@ -353,20 +355,22 @@ async function wasmProbe(snap) {
     if (res.status !== 200) throw new Error(`wasm probe ${path}: ${res.status} ${text.slice(0, 200)}`);
     return performance.now() - t0;
   };
-  let copyCpu = 0;
-  let compileCpu = 0;
+  let compileCpu;
   try {
     await ask("/compile?i=warm-up");
     for (let i = 0; i < PROBE_ROUNDS; i++) {
-      let c = probe.cpu().workerd;
       t.copy.push(await ask(`/copy?i=c${i}`));
-      copyCpu += probe.cpu().workerd - c;
-      c = probe.cpu().workerd;
       t.compile.push(await ask(`/compile?i=m${i}`));
-      compileCpu += probe.cpu().workerd - c;
       t.instantiate.push(await ask(`/instantiate?i=n${i}`));
       t.same.push(await ask("/compile?i=same"));
     }
+    // CPU in runs of one kind: /proc counts in 10 ms ticks, too coarse for one request.
+    const c0 = probe.cpu().workerd;
+    for (let i = 0; i < PROBE_ROUNDS; i++) await ask(`/compile?i=cpu${i}`);
+    const c1 = probe.cpu().workerd;
+    for (let i = 0; i < PROBE_ROUNDS; i++) await ask(`/copy?i=cpu${i}`);
+    const c2 = probe.cpu().workerd;
+    compileCpu = (c1 - c0 - (c2 - c1)) / PROBE_ROUNDS;
   } finally {
     await probe.stop();
   }
@@ -376,7 +380,7 @@ async function wasmProbe(snap) {
     compileMs: m.compile - m.copy,
     instantiateMs: m.instantiate - m.compile,
     sameBytesCompileMs: m.same - m.copy,
-    compileCpuMs: (compileCpu - copyCpu) / PROBE_ROUNDS,
+    compileCpuMs: compileCpu,
     medians: m,
   };
   const w = results.cold.wasm;
@@ -579,7 +583,7 @@ and returns the answer; keaplink also does what the API reference asks of every 
     })();
   return `# Benchmarks
 
-Written by \`node bench/run.mjs${quick ? " --quick" : ""}\` (README: \`./scripts/bench\`) on ${results.date.slice(0, 10)}, in one run on one machine:
+Written by \`node bench/run.mjs${quick ? " --quick" : ""}\` (README: \`./scripts/bench\`) on ${results.date.slice(0, 10)}, in one run of ${(results.durationSecs / 60).toFixed(0)} minutes on one machine:
 ${results.machine}. Everything runs on loopback, with wrk as the load generator (${connections} connections,
 ${threads} threads, ${seconds} s after a ${warmupSeconds} s warm-up). The wrk threads and the Worker share the machine's
 cores, so absolute figures are this machine's; the ratios are the point.
@@ -636,7 +640,8 @@ not waiting. What keaplink's token path adds to the baseline, in workerd direct:
 workerd CPU per request (${fx(dq.workerd - dbc.workerd)} ms without the log line).
 
 **CPU ms/req**: the utime + stime of the processes (every thread, from \`/proc/<pid>/stat\`)
-over the measured run, divided by the requests wrk completed. *workerd*: the workerd process
+over the measured run and 0.2 s after it (work it left behind, such as log lines), divided by the
+requests wrk completed. *workerd*: the workerd process
 (wrangler dev: both of its workerd processes, the Worker's and the proxy's); it includes the HTTP
 server, Miniflare's entry Worker, the asset router, local KV and rate-limiter emulation (a
 Durable Object and SQLite in the same process), V8's compiler and GC threads, as well as the
@@ -756,7 +761,8 @@ async function writeReport() {
   log(`wrote ${join(OUT, "BENCHMARKS.md")}, docs/bench-latency.svg, docs/bench-latency.png`);
 }
 
-const RESULTS = join(ROOT, "target", "bench-results.json");
+// A trial run (--out) keeps its figures beside its report, away from the last real run's.
+const RESULTS = OUT === ROOT ? join(ROOT, "target", "bench-results.json") : join(OUT, "bench-results.json");
 if (argv.includes("--report-only")) {
   // Rewrites BENCHMARKS.md and the plot from the last run's figures (no measuring).
   Object.assign(results, JSON.parse(await readFile(RESULTS, "utf8")));
@@ -779,7 +785,7 @@ if (argv.includes("--report-only")) {
     await snap.remove();
   }
   results.durationSecs = (performance.now() - started) / 1000;
-  await mkdir(join(ROOT, "target"), { recursive: true });
+  await mkdir(dirname(RESULTS), { recursive: true });
   await writeFile(RESULTS, JSON.stringify(results, null, 2));
   await writeReport();
   log(`bench: ${results.durationSecs.toFixed(0)} s`);

@@ -178,7 +178,19 @@ export const startProbe = (snap) =>
  * The Keap sandbox and keaplink wired to it, like the harness's startStack but on the snapshot's
  * config and in either setup. `restartWorker()` restarts keaplink on the same port and KV.
  */
-export async function startStack(setup, snap, { workerVars = {}, persistTo } = {}) {
+export async function startStack(setup, snap, options = {}) {
+  // The Worker's port is picked before it starts (PUBLIC_URL names it), so another process on
+  // this shared machine can take it in between: then start again, on another port.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startStackOnce(setup, snap, options);
+    } catch (err) {
+      if (attempt === 3 || !/address already in use/i.test(err.message)) throw err;
+    }
+  }
+}
+
+async function startStackOnce(setup, snap, { workerVars = {}, persistTo }) {
   const port = await freePort();
   const publicUrl = `http://127.0.0.1:${port}`;
   const sandbox = await startSandbox({ redirectUri: `${publicUrl}/oauth/callback` });
