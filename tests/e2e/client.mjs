@@ -163,6 +163,8 @@ export async function linkUser(stack, partner, user, email, { origin, headers = 
 /** The Worker's JSON log lines of one `event` kind so far, parsed. */
 export function logEvents(worker, event) {
   return worker.logs.join("").split("\n")
+    // wrangler colours error lines: strip its escape sequences around the JSON.
+    .map((l) => l.replace(/\u001b\[[0-9;]*m/g, ""))
     .filter((l) => l.includes(`"event":"${event}"`))
     .map((l) => JSON.parse(l.slice(l.indexOf("{"))));
 }

@@ -97,9 +97,9 @@ async fn fetch(mut req: Request, env: Env, ctx: Context) -> Result<Response> {
         } else {
             Level::Info
         };
-        let text = serde_json::to_value(&line).unwrap_or_default();
+        let text = serde_json::to_string(&line).unwrap_or_default();
         // Written once the answer is on its way: the log never delays it.
-        ctx.wait_until(async move { log::write(level, &text) });
+        ctx.wait_until(async move { log::raw(level, &text) });
     }
     Ok(resp)
 }

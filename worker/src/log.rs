@@ -13,17 +13,23 @@ pub enum Level {
 
 /// Writes `fields` (a JSON object) with `"event": name` first.
 pub fn event(level: Level, name: &str, fields: serde_json::Value) {
-    let mut line = serde_json::Map::new();
-    line.insert("event".into(), name.into());
-    if let serde_json::Value::Object(rest) = fields {
-        line.extend(rest);
-    }
-    write(level, &serde_json::Value::Object(line));
+    let name = serde_json::to_string(name).unwrap_or_default();
+    let rest = match &fields {
+        serde_json::Value::Object(m) if !m.is_empty() => serde_json::to_string(&fields)
+            .map(|s| format!(",{}", &s[1..]))
+            .unwrap_or_else(|_| "}".into()),
+        _ => "}".into(),
+    };
+    raw(level, &format!("{{\"event\":{name}{rest}"));
 }
 
 /// Writes a value that already carries its own `event` field (a report struct).
 pub fn write<T: Serialize>(level: Level, value: &T) {
-    let text = serde_json::to_string(value).unwrap_or_default();
+    raw(level, &serde_json::to_string(value).unwrap_or_default());
+}
+
+/// Writes one line already serialized (one JSON object).
+pub fn raw(level: Level, text: &str) {
     match level {
         Level::Info => worker::console_log!("{text}"),
         Level::Warn => worker::console_warn!("{text}"),

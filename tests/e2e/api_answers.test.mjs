@@ -1,0 +1,156 @@
+// Answers that must not mislead: cursors we did not issue, methods and HEAD, trailing slashes,
+// fields and parameters sent twice, a credential sent where another belongs, a webhook no
+// delivery could reach, and a 500 whose cause reaches the log line but never the answer.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { ADMIN_TOKEN, startStack } from "./harness.mjs";
+import { call, linkUser, logEvents, mintSession, putPartner } from "./client.mjs";
+import { withLocalKv } from "./seed.mjs";
+
+const ORIGIN = "https://acme.example";
+let stack;
+let acme;
+let globex;
+let kvDir;
+
+before(async () => {
+  kvDir = await mkdtemp(join(tmpdir(), "keaplink-answers-"));
+  stack = await startStack({ persistTo: kvDir });
+  acme = await putPartner(stack.url, "acme", { origins: [ORIGIN] });
+  globex = await putPartner(stack.url, "globex", { origins: ["https://globex.example"] });
+  await linkUser(stack, acme, "u1", "ann@ab123.example");
+  await linkUser(stack, acme, "u2", "bob@cd456.example");
+  await linkUser(stack, globex, "g1", "cat@ef789.example");
+});
+after(async () => {
+  await stack?.stop();
+  await rm(kvDir, { recursive: true, force: true });
+});
+
+function assertError(res, status, code, message) {
+  assert.equal(res.status, status, `${status} expected, got ${res.status}: ${res.text}`);
+  assert.equal(res.json?.error?.code, code, res.text);
+  if (message) assert.match(res.json.error.message, message);
+}
+
+test("a cursor we did not issue is 400 invalid_cursor on every listing; ours page through", async () => {
+  const page1 = await call(stack.url, "GET", "/v1/connections?limit=1", { token: acme.api_key });
+  assert.equal(page1.status, 200, page1.text);
+  assert.equal(page1.json.connections.length, 1);
+  assert.ok(page1.json.cursor, "a next page");
+  const page2 = await call(stack.url, "GET", `/v1/connections?limit=1&cursor=${encodeURIComponent(page1.json.cursor)}`, { token: acme.api_key });
+  assert.equal(page2.status, 200, page2.text);
+  assert.equal(page2.json.connections.length, 1);
+  assert.notEqual(page2.json.connections[0].id, page1.json.connections[0].id);
+  for (const cursor of ["garbage", "", page1.json.cursor.slice(0, -2), `${page1.json.cursor}x`]) {
+    if (cursor === "") continue; // empty means "from the start"
+    const res = await call(stack.url, "GET", `/v1/connections?cursor=${encodeURIComponent(cursor)}`, { token: acme.api_key });
+    assertError(res, 400, "invalid_cursor", /not one this listing gave out/);
+  }
+  // Another partner's cursor does not walk this partner's listing.
+  const theirs = await call(stack.url, "GET", `/v1/connections?cursor=${encodeURIComponent(page1.json.cursor)}`, { token: globex.api_key });
+  assertError(theirs, 400, "invalid_cursor");
+  // The admin walk too.
+  assertError(await call(stack.url, "POST", "/v1/admin/reseal?cursor=garbage", { token: ADMIN_TOKEN }), 400, "invalid_cursor");
+});
+
+test("every 405 lists the allowed methods in Allow; HEAD is answered wherever GET is", async () => {
+  for (const [method, path, allow] of [
+    ["POST", "/healthz", "GET, HEAD"],
+    ["GET", "/v1/token", "POST"],
+    ["PATCH", "/v1/admin/partners/acme", "PUT, GET, HEAD, DELETE"],
+    ["POST", "/v1/connections", "GET, HEAD"],
+    ["GET", "/v1/me/connect", "POST, OPTIONS"],
+    ["PUT", "/v1/me/connections", "GET, HEAD, OPTIONS"],
+    ["DELETE", "/v1/admin/stats", "GET, HEAD"],
+  ]) {
+    const res = await call(stack.url, method, path, { token: ADMIN_TOKEN });
+    assertError(res, 405, "method_not_allowed");
+    assert.equal(res.headers.get("allow"), allow, `${method} ${path}`);
+    assert.ok(res.json.error.message.includes(allow), res.text);
+  }
+  const jwt = await mintSession(acme, "u1");
+  for (const [path, token, expect] of [
+    ["/healthz", undefined, 200],
+    ["/v1/connections", acme.api_key, 200],
+    ["/v1/admin/stats", ADMIN_TOKEN, 200],
+    ["/v1/me/connections", jwt, 200],
+    ["/v1/connections", "klk.acme.not-the-key-not-the-key-not-the-key-xxxx", 401],
+  ]) {
+    const get = await call(stack.url, "GET", path, { token });
+    const head = await call(stack.url, "HEAD", path, { token });
+    assert.equal(get.status, expect, `GET ${path}: ${get.text}`);
+    assert.equal(head.status, get.status, `HEAD ${path}`);
+    assert.equal(head.text, "", `HEAD ${path} has no body`);
+    assert.equal(head.headers.get("content-type"), get.headers.get("content-type"), `HEAD ${path}`);
+    assert.ok(head.headers.get("x-request-id"));
+  }
+});
+
+test("one rule for trailing slashes: a path with one is no endpoint (404, with the path to use)", async () => {
+  for (const [method, path, token] of [
+    ["GET", "/v1/connections/", acme.api_key],
+    ["POST", "/v1/token/", acme.api_key],
+    ["GET", "/v1/me/connections/", await mintSession(acme, "u1")],
+    ["GET", "/healthz/", undefined],
+    ["GET", "/v1/admin/stats/", ADMIN_TOKEN],
+  ]) {
+    const res = await call(stack.url, method, path, { token, body: method === "POST" ? { user: "u1" } : undefined });
+    assertError(res, 404, "not_found", new RegExp(`no trailing slash \\(try ${path.slice(0, -1).replaceAll("/", "\\/")}\\)`));
+  }
+  assertError(await call(stack.url, "GET", "//v1/connections", { token: acme.api_key }), 404, "not_found");
+  assertError(await call(stack.url, "GET", "/v1//connections", { token: acme.api_key }), 404, "not_found");
+});
+
+test("a field or parameter sent twice is named, with the rule", async () => {
+  const dup = await call(stack.url, "POST", "/v1/token", { token: acme.api_key, raw: '{"user": "u1", "user": "u2"}', headers: { "content-type": "application/json" } });
+  assertError(dup, 400, "invalid_request", /`user` appears twice/);
+  const q = await call(stack.url, "GET", "/v1/connections?limit=1&limit=2", { token: acme.api_key });
+  assertError(q, 400, "invalid_request", /`limit` appears twice/);
+  const unknown = await call(stack.url, "GET", "/v1/connections?limt=5", { token: acme.api_key });
+  assertError(unknown, 400, "invalid_request", /Unknown query parameter `limt`/);
+  const range = await call(stack.url, "GET", "/v1/connections?limit=0", { token: acme.api_key });
+  assertError(range, 400, "invalid_request", /limit must be a whole number from 1 to 1000/);
+});
+
+test("a credential sent where another kind belongs says which one the endpoint takes", async () => {
+  const jwt = await mintSession(acme, "u1");
+  assertError(await call(stack.url, "GET", "/v1/me/connections", { token: acme.api_key, headers: { origin: ORIGIN } }), 401, "invalid_session", /takes a session JWT .*not your API key/);
+  assertError(await call(stack.url, "POST", "/v1/token", { token: jwt, body: { user: "u1" } }), 401, "invalid_api_key", /takes your API key .*not a session JWT/);
+  assertError(await call(stack.url, "GET", "/v1/connections", { token: jwt }), 401, "invalid_api_key", /not a session JWT/);
+  assertError(await call(stack.url, "GET", "/v1/admin/stats", { token: acme.api_key }), 401, "invalid_admin_token", /not a partner's API key/);
+  assertError(await call(stack.url, "GET", "/v1/admin/stats", { token: jwt }), 401, "invalid_admin_token", /not a session JWT/);
+});
+
+test("a webhook URL no delivery would reach is refused at registration, and nothing changes", async () => {
+  const before = await call(stack.url, "GET", "/v1/admin/partners/acme", { token: ADMIN_TOKEN });
+  const res = await call(stack.url, "PUT", "/v1/admin/partners/acme", {
+    token: ADMIN_TOKEN,
+    body: { name: "Acme", allowed_origins: [ORIGIN], return_urls: [], webhook_url: "http://hooks.acme.example/keaplink" },
+  });
+  assertError(res, 400, "invalid_partner", /webhook_url must be https/);
+  assert.deepEqual((await call(stack.url, "GET", "/v1/admin/partners/acme", { token: ADMIN_TOKEN })).json, before.json);
+});
+
+test("a 500 names its cause in the request's log line, never in the answer", async () => {
+  // A stored partner record that no longer parses: every call with its key fails inside.
+  await stack.worker.stop();
+  await withLocalKv(kvDir, (kv) => kv.put("p/globex", '{"partner_id": "globex", "broken": '));
+  await stack.restartWorker();
+  const res = await call(stack.url, "GET", "/v1/connections", { token: globex.api_key });
+  assertError(res, 500, "internal", /went wrong on our side/);
+  assert.doesNotMatch(res.text, /parse|p\/globex|EOF|line \d/, "the answer carries no cause");
+  const id = res.headers.get("x-request-id");
+  let line;
+  for (let i = 0; i < 100 && !line; i++) {
+    line = logEvents(stack.worker, "request").find((e) => e.id === id);
+    if (!line) await new Promise((r) => setTimeout(r, 50));
+  }
+  assert.ok(line, "the request's log line");
+  assert.equal(line.status, 500);
+  assert.equal(line.error, "internal");
+  assert.match(line.cause, /the stored p\/ record does not parse/);
+});
