@@ -10,26 +10,33 @@ pub mod proxy;
 
 /// `GET /healthz` → `200 {"ok": true}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({"ok": true})))]
 pub struct Health {
     pub ok: bool,
 }
 
 /// Every error the Worker answers: `{"error": {"code", "message"}}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorDetail {
     /// A stable `snake_case` code a program can branch on.
+    #[cfg_attr(feature = "openapi", schema(example = "not_found"))]
     pub code: String,
     /// A sentence a person can act on. Never holds a token, a secret or a stack trace.
+    #[cfg_attr(feature = "openapi", schema(example = "No such route."))]
     pub message: String,
 }
 
 /// Whether a link works, as the widget and the partner see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ConnectionStatus {
     Active,
@@ -38,69 +45,93 @@ pub enum ConnectionStatus {
 
 /// The Keap user who approved the link.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct KeapUser {
+    #[cfg_attr(feature = "openapi", schema(example = "ann@ab123.example"))]
     pub email: String,
+    #[cfg_attr(feature = "openapi", schema(example = "Ann Baker"))]
     pub name: String,
 }
 
 /// The last thing that went wrong with a link, kept until it recovers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LastError {
+    #[cfg_attr(feature = "openapi", schema(example = "keap_throttled"))]
     pub code: String,
     pub message: String,
+    #[cfg_attr(feature = "openapi", schema(format = DateTime, example = "2026-01-01T00:00:00Z"))]
     pub at: String,
 }
 
 /// One link between a partner user and one Keap app.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Connection {
+    #[cfg_attr(feature = "openapi", schema(example = "8uLmQJ6sZ3x2WmN1pQr4Tw"))]
     pub id: String,
+    #[cfg_attr(feature = "openapi", schema(example = "ab123"))]
     pub keap_app: String,
     /// The business name Keap gives the app ("Ann's Bakery"), `null` when Keap did not say.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required = true, example = "Ann's Bakery"))]
     pub keap_app_name: Option<String>,
     pub keap_user: KeapUser,
     pub status: ConnectionStatus,
+    #[cfg_attr(feature = "openapi", schema(format = DateTime, example = "2026-01-01T00:00:00Z"))]
     pub connected_at: String,
+    #[cfg_attr(feature = "openapi", schema(required = true, format = DateTime, example = "2026-01-01T00:00:00Z"))]
     pub refreshed_at: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(format = DateTime, example = "2026-01-01T00:00:00Z"))]
     pub access_expires_at: String,
     /// When the refresh token we hold is expected to die (Keap's lifetime after it was issued).
+    #[cfg_attr(feature = "openapi", schema(format = DateTime, example = "2026-01-01T00:00:00Z"))]
     pub refresh_expires_at: String,
     /// Set while refreshes keep failing and the refresh token has under 7 days left: the user
     /// should reconnect before this time, or the link dies.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required = true, format = DateTime, example = "2026-01-01T00:00:00Z"))]
     pub reconnect_before: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub last_error: Option<LastError>,
 }
 
 /// `GET /v1/me/connections`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MyConnections {
     pub connections: Vec<Connection>,
 }
 
 /// A connection as the partner's back-end sees it: with the partner's own user id.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PartnerConnection {
     #[serde(flatten)]
     pub connection: Connection,
+    #[cfg_attr(feature = "openapi", schema(example = "user-42"))]
     pub user: String,
 }
 
 /// `GET /v1/connections`: one page, and the cursor of the next (`null` at the end).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PartnerConnections {
     pub connections: Vec<PartnerConnection>,
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub cursor: Option<String>,
 }
 
 /// `POST /v1/me/connect` body. Every field may be left out.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ConnectRequest {
     #[serde(default = "yes")]
+    #[cfg_attr(feature = "openapi", schema(default = true))]
     pub sign_out_first: bool,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(format = "uri"))]
     pub return_to: Option<String>,
     /// A reconnect of this connection of the signed-in user: identity-locked (see the README).
     #[serde(default)]
@@ -122,23 +153,35 @@ fn yes() -> bool {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ConnectResponse {
+    #[cfg_attr(feature = "openapi", schema(format = "uri"))]
     pub authorize_url: String,
 }
 
 /// `POST /v1/token` body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TokenRequest {
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 1, max_length = 256, example = "user-42")
+    )]
     pub user: String,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(example = "ab123"))]
     pub keap_app: Option<String>,
 }
 
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TokenResponse {
+    #[cfg_attr(feature = "openapi", schema(example = "KeapAccessTokenExample"))]
     pub access_token: String,
+    #[cfg_attr(feature = "openapi", schema(format = DateTime, example = "2026-01-01T00:00:00Z"))]
     pub expires_at: String,
+    #[cfg_attr(feature = "openapi", schema(example = "ab123"))]
     pub keap_app: String,
 }
 
@@ -160,6 +203,7 @@ impl std::fmt::Debug for TokenResponse {
 /// Who a reconnect must sign in as: the same Keap user of the same app (`user`, the default),
 /// or anyone with access to the same app (`app`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ReconnectIdentity {
     #[default]
@@ -169,15 +213,23 @@ pub enum ReconnectIdentity {
 
 /// `PUT /v1/admin/partners/{partner_id}` body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PartnerUpsert {
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 1, max_length = 200, example = "Acme Booking")
+    )]
     pub name: String,
+    #[cfg_attr(feature = "openapi", schema(max_items = 20, example = json!(["https://app.acme.example"])))]
     pub allowed_origins: Vec<String>,
+    #[cfg_attr(feature = "openapi", schema(max_items = 20, example = json!(["https://app.acme.example/settings"])))]
     pub return_urls: Vec<String>,
     #[serde(default)]
     pub rotate_secrets: bool,
     /// Where connection events are POSTed (https); absent: no webhooks.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(format = "uri"))]
     pub webhook_url: Option<String>,
     #[serde(default)]
     pub reconnect_identity: ReconnectIdentity,
@@ -188,19 +240,31 @@ pub struct PartnerUpsert {
 
 /// A partner as the admin sees it. The secrets appear only when created or rotated.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PartnerView {
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = "^[a-z0-9-]{1,64}$", example = "acme")
+    )]
     pub partner_id: String,
     pub name: String,
+    #[cfg_attr(feature = "openapi", schema(example = json!(["https://app.acme.example"])))]
     pub allowed_origins: Vec<String>,
+    #[cfg_attr(feature = "openapi", schema(example = json!(["https://app.acme.example/settings"])))]
     pub return_urls: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = "uri"))]
     pub webhook_url: Option<String>,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub reconnect_identity: ReconnectIdentity,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub webhook_repair_links: bool,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub session_secret: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub api_key: Option<String>,
 }
@@ -223,18 +287,24 @@ impl std::fmt::Debug for PartnerView {
 
 /// What the OAuth callback page posts to the widget's window.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CallbackMessage {
     #[serde(rename = "type")]
+    #[cfg_attr(feature = "openapi", schema(example = "keaplink:result"))]
     pub kind: String,
     pub status: CallbackStatus,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub connection_id: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub error: Option<String>,
     /// `identity_mismatch`: the email of the Keap user who signed in…
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub signed_in: Option<String>,
     /// …and of the one the connection expects.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub expected: Option<String>,
 }
@@ -243,6 +313,7 @@ pub struct CallbackMessage {
 pub const CALLBACK_MESSAGE_TYPE: &str = "keaplink:result";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum CallbackStatus {
     Connected,
@@ -252,17 +323,25 @@ pub enum CallbackStatus {
 /// `POST /v1/connections/{id}/repair-link` body: how long the link lives (300 to 2,592,000 s;
 /// default 604,800: a week).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RepairLinkRequest {
     #[serde(default)]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(minimum = 300, maximum = 2592000, example = 604800)
+    )]
     pub ttl_secs: Option<u64>,
 }
 
 /// A repair link: a page hosted by keaplink where the user restores the link themselves.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RepairLink {
     /// `<PUBLIC_URL>/link/<opaque>`: single-use, spent only by the page's button.
+    #[cfg_attr(feature = "openapi", schema(format = "uri"))]
     pub url: String,
+    #[cfg_attr(feature = "openapi", schema(format = DateTime, example = "2026-01-01T00:00:00Z"))]
     pub expires_at: String,
 }
 
@@ -277,6 +356,7 @@ impl std::fmt::Debug for RepairLink {
 
 /// What happened to a link, as its timeline shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ConnectionEventKind {
     Created,
@@ -300,20 +380,25 @@ pub enum ConnectionEventKind {
 
 /// One entry of a link's timeline. Never holds a token or secret.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ConnectionEvent {
+    #[cfg_attr(feature = "openapi", schema(format = DateTime, example = "2026-01-01T00:00:00Z"))]
     pub at: String,
     #[serde(rename = "type")]
     pub kind: ConnectionEventKind,
     /// The failure's or refusal's code, where there is one.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub code: Option<String>,
     /// A sentence for a support person (e.g. who signed in instead).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub detail: Option<String>,
 }
 
 /// `GET /v1/connections/{id}`: the link and its timeline (newest first, the last 100 events).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ConnectionDetail {
     #[serde(flatten)]
     pub connection: PartnerConnection,
@@ -322,6 +407,7 @@ pub struct ConnectionDetail {
 
 /// Where a webhook delivery stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryState {
     /// Queued or waiting for a retry.
@@ -333,38 +419,50 @@ pub enum DeliveryState {
 
 /// One event sent (or being sent) to the partner's webhook.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WebhookDelivery {
     /// The event's id (`evt_…`), the same as its `keaplink-event-id` header.
+    #[cfg_attr(feature = "openapi", schema(example = "evt_0123456789abcdef"))]
     pub id: String,
     #[serde(rename = "type")]
+    #[cfg_attr(feature = "openapi", schema(example = "connection.created"))]
     pub event_type: String,
+    #[cfg_attr(feature = "openapi", schema(format = DateTime, example = "2026-01-01T00:00:00Z"))]
     pub created_at: String,
     pub connection_id: String,
     pub user: String,
     pub state: DeliveryState,
     pub attempts: u32,
     /// The HTTP status of the last attempt (`null`: no answer, or not tried yet).
+    #[cfg_attr(feature = "openapi", schema(required = true, example = 200))]
     pub last_status: Option<u16>,
+    #[cfg_attr(feature = "openapi", schema(required = true, format = DateTime, example = "2026-01-01T00:00:00Z"))]
     pub last_attempt_at: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(required = true, format = DateTime, example = "2026-01-01T00:00:00Z"))]
     pub next_retry_at: Option<String>,
 }
 
 /// `GET /v1/webhooks/deliveries`: the latest deliveries, newest first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WebhookDeliveries {
     pub deliveries: Vec<WebhookDelivery>,
 }
 
 /// `PATCH /v1/partner` body: the partner's own settings; each field left out stays as it is.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PartnerSettings {
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(max_items = 20))]
     pub allowed_origins: Option<Vec<String>>,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(max_items = 20))]
     pub return_urls: Option<Vec<String>>,
     /// A URL, or `null` to stop webhooks.
     #[serde(default, deserialize_with = "present")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = "uri"))]
     pub webhook_url: Option<Option<String>>,
     #[serde(default)]
     pub reconnect_identity: Option<ReconnectIdentity>,
@@ -383,16 +481,20 @@ where
 
 /// `GET /v1/stats`: one partner's overview (the console's first page).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PartnerStats {
+    #[cfg_attr(feature = "openapi", schema(format = DateTime, example = "2026-01-01T00:00:00Z"))]
     pub as_of: String,
     pub connections: ConnectionCounts,
     pub refreshes_last_24h: RefreshCounts,
     /// Keap's quota is shared by every partner of the deployment: as last seen.
+    #[cfg_attr(feature = "openapi", schema(required = true, value_type = Option<Object>))]
     pub keap_quota: Option<proxy::KeapQuota>,
     pub webhooks: WebhookCounts,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WebhookCounts {
     pub pending: u64,
     /// Deliveries given up: each can be redelivered.
@@ -402,16 +504,20 @@ pub struct WebhookCounts {
 
 /// `GET /v1/admin/partners`: one page of partners.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PartnerList {
     pub partners: Vec<PartnerView>,
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub cursor: Option<String>,
 }
 
 /// `POST /v1/admin/reseal` answer: one page of the key-rotation walk.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ResealReport {
     /// What this page walked: `partners` (their session secrets) or `connections` (tokens).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required = true, example = "connections"))]
     pub phase: String,
     /// Records moved to the current (first) key of `TOKEN_KEYS`.
     pub resealed: u32,
@@ -420,12 +526,15 @@ pub struct ResealReport {
     /// Records no key of `TOKEN_KEYS` opens (left untouched; see the README).
     pub unreadable: u32,
     /// Pass it back as `?cursor=` for the next page; `null` when the walk is done.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub cursor: Option<String>,
 }
 
 /// `GET /v1/admin/stats` answer.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AdminStats {
+    #[cfg_attr(feature = "openapi", schema(format = DateTime, example = "2026-01-01T00:00:00Z"))]
     pub as_of: String,
     pub partners: u64,
     pub connections: ConnectionCounts,
@@ -433,13 +542,16 @@ pub struct AdminStats {
     pub refreshes_last_24h: RefreshCounts,
     /// Keap's shared quota as last seen (`null` until Keap reported it).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required = true, value_type = Option<Object>))]
     pub keap_quota: Option<proxy::KeapQuota>,
     /// Calls through `/v1/keap/` of the last 24 hours (whole hours), by outcome.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required = true, value_type = Object))]
     pub proxy_last_24h: proxy::ProxyCounts,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ConnectionCounts {
     pub total: u64,
     pub active: u64,
@@ -447,6 +559,7 @@ pub struct ConnectionCounts {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RefreshCounts {
     pub succeeded: u64,
     /// Transient failures (retried).
