@@ -1,19 +1,32 @@
-// Seeds the demo partner in a running local Worker and prints demo page URLs with session JWTs,
-// as a partner's back-end would mint them. Usage: node scripts/demo-partner.mjs <worker-url>
-// (ADMIN_TOKEN in the environment). Its secrets go to .wrangler/demo-partner.json (git-ignored).
+// Registers the demo partner in a running local Worker (or keeps the one registered before) and
+// prints demo page URLs with session JWTs, as a partner's back-end would mint them.
+// Usage: ADMIN_TOKEN=... node scripts/demo-partner.mjs <worker-url> [webhook-url]
+// Its API key and session secret are kept in .wrangler/demo-partner.json (git-ignored) and reused
+// while the local state that registered them lives, so yesterday's key keeps working.
 import { SignJWT } from "jose";
-import { mkdir, writeFile } from "node:fs/promises";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
-const base = process.argv[2];
+const saved = join(root, ".wrangler", "demo-partner.json");
+const [base, webhookUrl] = process.argv.slice(2);
 const admin = process.env.ADMIN_TOKEN;
 if (!base || !admin) {
-  console.error("usage: ADMIN_TOKEN=... node scripts/demo-partner.mjs <worker-url>");
+  console.error("usage: ADMIN_TOKEN=... node scripts/demo-partner.mjs <worker-url> [webhook-url]");
   process.exit(2);
 }
 
+/** The partner saved by an earlier start, if its API key still works in this Worker. */
+async function previous() {
+  let p;
+  try { p = JSON.parse(await readFile(saved, "utf8")); } catch { return null; }
+  if (!p.api_key || !p.session_secret) return null;
+  const res = await fetch(`${base}/v1/connections?limit=1`, { headers: { authorization: `Bearer ${p.api_key}` } });
+  return res.status === 200 ? p : null;
+}
+
+const kept = await previous();
 const res = await fetch(`${base}/v1/admin/partners/demo`, {
   method: "PUT",
   headers: { authorization: `Bearer ${admin}`, "content-type": "application/json" },
@@ -21,17 +34,18 @@ const res = await fetch(`${base}/v1/admin/partners/demo`, {
     name: "Demo partner",
     allowed_origins: [new URL(base).origin],
     return_urls: [`${base}/demo/`],
-    // The demo's secrets are shown once; rotating on every start keeps them in hand.
-    rotate_secrets: true,
+    ...(webhookUrl ? { webhook_url: webhookUrl } : {}),
+    // New secrets only when the ones saved are gone (a fresh local state, or a first start).
+    rotate_secrets: !kept,
   }),
 });
 if (res.status !== 200) {
   console.error(`could not register the demo partner: ${res.status} ${await res.text()}`);
   process.exit(1);
 }
-const partner = await res.json();
+const partner = { ...(await res.json()), ...(kept ? { api_key: kept.api_key, session_secret: kept.session_secret } : {}) };
 await mkdir(join(root, ".wrangler"), { recursive: true });
-await writeFile(join(root, ".wrangler", "demo-partner.json"), JSON.stringify(partner, null, 2), { mode: 0o600 });
+await writeFile(saved, JSON.stringify(partner, null, 2), { mode: 0o600 });
 
 const now = Math.floor(Date.now() / 1000);
 const mint = (user) =>
@@ -44,7 +58,10 @@ const mint = (user) =>
     .setExpirationTime(now + 3600)
     .sign(new TextEncoder().encode(partner.session_secret));
 
-for (const user of ["alice", "bob"]) {
-  console.log(`  Demo page as partner user "${user}": ${base}/demo/#user=${user}&session=${await mint(user)}`);
+// Partner users are the partner's own ids (user-1001); Keap users are emails (ann@ab123.example).
+for (const user of ["user-1001", "user-1002"]) {
+  console.log(`  Demo page as partner user ${user} (valid 1 h): ${base}/demo/#user=${user}&session=${await mint(user)}`);
 }
-console.log(`  Demo partner's API key and session secret: .wrangler/demo-partner.json`);
+console.log(kept
+  ? "  Demo partner: kept from the last start (same API key and session secret): .wrangler/demo-partner.json"
+  : "  Demo partner: new API key and session secret in .wrangler/demo-partner.json (earlier ones, if any, no longer work)");
