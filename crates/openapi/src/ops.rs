@@ -1,0 +1,630 @@
+//! Every operation of the Worker and of the static files it ships: path, parameters, body, the
+//! answers it makes and the error codes it can answer (their statuses come from the core's table).
+//! Examples are real `keaplink-api` values, serialized: they cannot hold a field the type lacks.
+
+use crate::build::{headers, Header, Schemas, JSON, PAGE, WORKER};
+use keaplink_api as api;
+use keaplink_core::ErrorCode::{self, *};
+use serde::Serialize;
+use serde_json::{json, Value};
+
+/// Who may call an operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Auth {
+    Public,
+    Admin,
+    Session,
+    ApiKey,
+    /// The partner's API key, or (the console's operator view) the admin token with a
+    /// `keaplink-partner` header naming the partner.
+    Console,
+}
+
+impl Auth {
+    pub fn codes(self) -> Vec<ErrorCode> {
+        match self {
+            Auth::Public => vec![],
+            Auth::Admin => vec![MissingCredentials, InvalidAdminToken],
+            Auth::Session => vec![MissingCredentials, InvalidSession, OriginNotAllowed],
+            Auth::ApiKey => vec![MissingCredentials, InvalidApiKey],
+            Auth::Console => vec![
+                MissingCredentials,
+                InvalidApiKey,
+                InvalidAdminToken,
+                InvalidId,
+                PartnerNotFound,
+            ],
+        }
+    }
+
+    pub fn security(self) -> Value {
+        match self {
+            Auth::Public => json!([]),
+            Auth::Admin => json!([{"adminToken": []}]),
+            Auth::Session => json!([{"sessionJwt": []}]),
+            Auth::ApiKey => json!([{"apiKey": []}]),
+            Auth::Console => json!([{"apiKey": []}, {"adminToken": []}]),
+        }
+    }
+}
+
+pub struct Op {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub id: &'static str,
+    pub tag: &'static str,
+    pub summary: &'static str,
+    pub description: &'static str,
+    pub auth: Auth,
+    pub params: Vec<Value>,
+    pub body: Option<Value>,
+    /// The body is JSON read under the 16 KiB rule (400 `invalid_request`, 413 `body_too_large`).
+    pub json_body: bool,
+    /// Its query parameters are checked (unknown or repeated: 400 `invalid_request`).
+    pub strict_query: bool,
+    /// Answered by the Worker (not a static file): 500 `internal` / `misconfigured` anywhere.
+    pub worker: bool,
+    /// The Keap proxy: answers made by keaplink carry `keaplink-error`.
+    pub proxy: bool,
+    pub answers: Vec<(String, Value)>,
+    pub errors: Vec<ErrorCode>,
+}
+
+impl Op {
+    fn new(
+        method: &'static str,
+        path: &'static str,
+        id: &'static str,
+        tag: &'static str,
+        auth: Auth,
+    ) -> Op {
+        Op {
+            method,
+            path,
+            id,
+            tag,
+            summary: "",
+            description: "",
+            auth,
+            params: vec![],
+            body: None,
+            json_body: false,
+            strict_query: false,
+            worker: true,
+            proxy: false,
+            answers: vec![],
+            errors: vec![],
+        }
+    }
+
+    fn summary(mut self, s: &'static str) -> Self {
+        self.summary = s;
+        self
+    }
+
+    fn describe(mut self, d: &'static str) -> Self {
+        self.description = d;
+        self
+    }
+
+    fn param(mut self, p: Value) -> Self {
+        self.params.push(p);
+        self
+    }
+
+    /// A query parameter; the operation's query is then checked strictly.
+    fn query(mut self, name: &str, schema: Value, description: &str) -> Self {
+        self.strict_query = true;
+        self.params.push(json!({
+            "name": name, "in": "query", "required": false,
+            "description": description, "schema": schema,
+        }));
+        self
+    }
+
+    fn json_body(mut self, schema: Value, required: bool, example: Value) -> Self {
+        self.json_body = true;
+        self.body = Some(json!({
+            "required": required,
+            "content": {"application/json": {"schema": schema, "example": example}},
+        }));
+        self
+    }
+
+    fn answer(mut self, status: u16, resp: Value) -> Self {
+        self.answers.push((status.to_string(), resp));
+        self
+    }
+
+    fn errors(mut self, codes: &[ErrorCode]) -> Self {
+        self.errors.extend_from_slice(codes);
+        self
+    }
+}
+
+fn path_param(name: &str, schema: Value, description: &str) -> Value {
+    json!({"name": name, "in": "path", "required": true, "description": description, "schema": schema})
+}
+
+fn connection_id() -> Value {
+    path_param(
+        "id",
+        json!({"type": "string", "pattern": "^[A-Za-z0-9_-]{22}$", "example": "8uLmQJ6sZ3x2WmN1pQr4Tw"}),
+        "A connection's id (as its `id` field gives it). Anything else: 400 `invalid_id`.",
+    )
+}
+
+fn partner_id() -> Value {
+    path_param(
+        "partner_id",
+        json!({"type": "string", "pattern": "^[a-z0-9-]{1,64}$", "example": "acme"}),
+        "1-64 of `a-z`, `0-9` and `-` (else 400 `invalid_id`).",
+    )
+}
+
+fn limit(default: u64, max: Option<u64>) -> Value {
+    let mut s = json!({"type": "integer", "minimum": 1, "default": default});
+    if let Some(m) = max {
+        s["maximum"] = json!(m);
+    }
+    s
+}
+
+fn cursor() -> Value {
+    json!({"type": "string", "description": "Opaque: pass back the previous page's `cursor`."})
+}
+
+/// A JSON answer of the Worker.
+fn ok_json(description: &str, schema: Value, example: Value) -> Value {
+    json!({
+        "description": description,
+        "headers": headers(JSON, &[]),
+        "content": {"application/json": {"schema": schema, "example": example}},
+    })
+}
+
+fn no_content(description: &str, required: &[Header]) -> Value {
+    let mut all = WORKER.to_vec();
+    all.extend_from_slice(required);
+    json!({"description": description, "headers": headers(&all, &[])})
+}
+
+fn html(description: &str, extra: &[Header]) -> Value {
+    let mut all = PAGE.to_vec();
+    all.extend_from_slice(extra);
+    json!({
+        "description": description,
+        "headers": headers(&all, &[]),
+        "content": {"text/html": {"schema": {"type": "string"}}},
+    })
+}
+
+fn redirect(status_text: &str, description: &str) -> Value {
+    let mut all = WORKER.to_vec();
+    all.push(Header::Location);
+    json!({
+        "description": format!("{status_text}: {description}"),
+        "headers": headers(&all, &[Header::Csp, Header::FrameOptions, Header::ReferrerPolicy, Header::NoStore, Header::NoSniff]),
+    })
+}
+
+fn ex<T: Serialize>(v: T) -> Value {
+    serde_json::to_value(v).expect("an example is JSON")
+}
+
+const T0: &str = "2026-01-01T00:00:00Z";
+
+fn sample_connection() -> api::Connection {
+    api::Connection {
+        id: "8uLmQJ6sZ3x2WmN1pQr4Tw".into(),
+        keap_app: "ab123".into(),
+        keap_app_name: Some("Ann's Bakery".into()),
+        keap_user: api::KeapUser {
+            email: "ann@ab123.example".into(),
+            name: "Ann Baker".into(),
+        },
+        status: api::ConnectionStatus::Active,
+        connected_at: T0.into(),
+        refreshed_at: Some("2026-01-02T06:00:00Z".into()),
+        access_expires_at: "2026-01-03T06:00:00Z".into(),
+        refresh_expires_at: "2026-02-16T06:00:00Z".into(),
+        reconnect_before: None,
+        last_error: None,
+    }
+}
+
+fn sample_partner_connection() -> api::PartnerConnection {
+    api::PartnerConnection {
+        connection: sample_connection(),
+        user: "user-42".into(),
+    }
+}
+
+fn sample_partner(with_secrets: bool) -> api::PartnerView {
+    api::PartnerView {
+        partner_id: "acme".into(),
+        name: "Acme Booking".into(),
+        allowed_origins: vec!["https://app.acme.example".into()],
+        return_urls: vec!["https://app.acme.example/settings".into()],
+        webhook_url: Some("https://app.acme.example/hooks/keaplink".into()),
+        reconnect_identity: api::ReconnectIdentity::User,
+        webhook_repair_links: false,
+        session_secret: with_secrets.then(|| "a-session-secret-shown-once".into()),
+        api_key: with_secrets.then(|| "klk.acme.an-api-key-shown-once".into()),
+    }
+}
+
+fn sample_delivery() -> api::WebhookDelivery {
+    api::WebhookDelivery {
+        id: "evt_0123456789abcdef".into(),
+        event_type: "connection.needs_reauth".into(),
+        created_at: T0.into(),
+        connection_id: "8uLmQJ6sZ3x2WmN1pQr4Tw".into(),
+        user: "user-42".into(),
+        state: api::DeliveryState::Failed,
+        attempts: 3,
+        last_status: Some(500),
+        last_attempt_at: Some("2026-01-01T00:10:00Z".into()),
+        next_retry_at: None,
+    }
+}
+
+fn counts() -> (api::ConnectionCounts, api::RefreshCounts) {
+    (
+        api::ConnectionCounts {
+            total: 120,
+            active: 117,
+            needs_reauth: 3,
+        },
+        api::RefreshCounts {
+            succeeded: 140,
+            failed: 2,
+            needs_reauth: 1,
+        },
+    )
+}
+
+/// Every operation, in the order the document lists them.
+pub fn all(s: &mut Schemas) -> Vec<Op> {
+    let (connections, refreshes) = counts();
+    let mut ops = vec![
+        // Health and this document.
+        Op::new("get", "/healthz", "health", "health", Auth::Public)
+            .summary("Liveness")
+            .answer(200, ok_json("Up.", s.of::<api::Health>(), ex(api::Health { ok: true }))),
+        {
+            let mut op = Op::new("get", "/v1/openapi.json", "openapiDocument", "health", Auth::Public)
+                .summary("This document")
+                .describe("A static file of the deploy: public, cacheable, any origin.");
+            op.worker = false;
+            op.answer(200, json!({
+                "description": "The OpenAPI 3.1 document.",
+                "headers": headers(&[Header::PublicCors, Header::PublicCache], &[Header::ETag, Header::NoSniff]),
+                "content": {"application/json": {"schema": {"type": "object", "required": ["openapi", "paths"]}}},
+            }))
+        },
+        // The widget's endpoints.
+        Op::new("get", "/v1/me/connections", "listMyConnections", "widget", Auth::Session)
+            .summary("The signed-in user's links")
+            .answer(200, ok_json("The user's links (each Keap app at most once).", s.of::<api::MyConnections>(),
+                ex(api::MyConnections { connections: vec![sample_connection()] }))),
+        Op::new("options", "/v1/me/connections", "preflightMyConnections", "widget", Auth::Public)
+            .summary("CORS preflight")
+            .describe(PREFLIGHT)
+            .answer(204, preflight())
+            .errors(&[OriginNotAllowed]),
+        Op::new("post", "/v1/me/connect", "connect", "widget", Auth::Session)
+            .summary("Start linking a Keap account")
+            .describe("Answers the URL to open (a popup, or the same tab) at Keap: through Keap's sign-out hop unless `sign_out_first` is false or the deployment has the hop off. The flow ends at `GET /oauth/callback`. An empty body is allowed. With `connection_id`, a reconnect of that link of the signed-in user, identity-locked (same Keap app; same Keap user unless the partner's `reconnect_identity` is `app`). Rate-limited per client address (before credentials) and per partner.")
+            .json_body(s.of::<api::ConnectRequest>(), false, ex(api::ConnectRequest { sign_out_first: true, return_to: Some("https://app.acme.example/settings".into()), connection_id: None }))
+            .answer(200, ok_json("Open `authorize_url`.", s.of::<api::ConnectResponse>(),
+                ex(api::ConnectResponse { authorize_url: "https://accounts.infusionsoft.com/app/oauth/authorize?client_id=…&redirect_uri=…&response_type=code&scope=full&state=…".into() })))
+            .errors(&[ReturnUrlNotAllowed, NoConnection, RateLimited]),
+        Op::new("options", "/v1/me/connect", "preflightConnect", "widget", Auth::Public)
+            .summary("CORS preflight")
+            .describe(PREFLIGHT)
+            .answer(204, preflight())
+            .errors(&[OriginNotAllowed]),
+        Op::new("delete", "/v1/me/connections/{id}", "disconnectMine", "widget", Auth::Session)
+            .summary("Disconnect one of the signed-in user's links")
+            .describe("Deletes the link and its tokens at once. Keap has no revoke API: `link` points to Keap's Account Central, where the user can remove the app on Keap's side.")
+            .param(connection_id())
+            .answer(204, no_content("Disconnected.", &[Header::AccountCentral]))
+            .errors(&[InvalidId, NoConnection]),
+        Op::new("options", "/v1/me/connections/{id}", "preflightDisconnectMine", "widget", Auth::Public)
+            .summary("CORS preflight")
+            .describe(PREFLIGHT)
+            .param(path_param("id", json!({"type": "string"}), "Any: a preflight does not read it."))
+            .answer(204, preflight())
+            .errors(&[OriginNotAllowed]),
+        // Keap's redirect back.
+        callback(),
+        // Repair links: hosted pages.
+        Op::new("get", "/link/{token}", "repairPage", "oauth", Auth::Public)
+            .summary("A repair link's page")
+            .describe("The page a repair link opens: names the partner and the Keap app, and has one button (a POST to the same URL). A GET never spends the link (mail scanners open links).")
+            .param(repair_token())
+            .answer(200, html("The page, with its button.", &[]))
+            .answer(404, html("An unknown link.", &[]))
+            .answer(410, html("A link already used, or expired.", &[])),
+        Op::new("post", "/link/{token}", "useRepairLink", "oauth", Auth::Public)
+            .summary("Use a repair link (the page's button)")
+            .describe("Spends the link (single-use) and starts a sign-out-first, identity-locked reconnect of its connection: 303 to Keap's sign-out hop. The flow ends at `GET /oauth/callback`, whose page says whether the link is restored.")
+            .param(repair_token())
+            .answer(303, redirect("See other", "to Keap (through its sign-out hop)."))
+            .answer(404, html("An unknown link.", &[]))
+            .answer(410, html("A link already used, or expired.", &[]))
+            .answer(429, html("Too many sign-in attempts from this address.", &[Header::RetryAfter])),
+        // The partner's back-end.
+        Op::new("post", "/v1/token", "token", "partner", Auth::ApiKey)
+            .summary("A fresh access token for a user's link")
+            .describe("The partner back-end's hot path: a token valid at least 60 s, refreshed first (through the connection's single writer) when it has under REFRESH_MARGIN_SECS left. `keap_app` names the link when the user has several. 429/502/504: a refresh that was needed failed and the stored token has under 60 s left.")
+            .json_body(s.of::<api::TokenRequest>(), true, ex(api::TokenRequest { user: "user-42".into(), keap_app: Some("ab123".into()) }))
+            .answer(200, ok_json("A token good for at least 60 s.", s.of::<api::TokenResponse>(),
+                ex(api::TokenResponse { access_token: "KeapAccessTokenExample".into(), expires_at: "2026-01-02T00:00:00Z".into(), keap_app: "ab123".into() })))
+            .errors(&[NoConnection, NeedsReauth, AmbiguousConnection, KeapThrottled, RateLimited, KeapError, KeapBadResponse, KeapTimeout]),
+        Op::new("get", "/v1/connections", "listConnections", "partner", Auth::Console)
+            .summary("Every link of the partner, a page at a time")
+            .describe("From the listing's metadata (no token is read). Filter by `status` and search by `q`; page with `cursor` until it is `null`.")
+            .query("limit", limit(100, Some(1000)), "Links per page, 1-1000.")
+            .query("cursor", cursor(), "The previous page's cursor.")
+            .query("status", s.of::<api::ConnectionStatus>(), "Only links of this status.")
+            .query("q", json!({"type": "string", "maxLength": 256}), "Search: a Keap app id, a partner user id or a Keap user's email.")
+            .param(keaplink_partner())
+            .answer(200, ok_json("One page.", s.of::<api::PartnerConnections>(),
+                ex(api::PartnerConnections { connections: vec![sample_partner_connection()], cursor: Some("opaque-cursor".into()) })))
+            .errors(&[InvalidCursor]),
+        Op::new("get", "/v1/connections/{id}", "getConnection", "partner", Auth::Console)
+            .summary("One link and its timeline")
+            .describe("The link and its last 100 events, newest first. Another partner's id is 404, never 403.")
+            .param(connection_id())
+            .param(keaplink_partner())
+            .answer(200, ok_json("The link.", s.of::<api::ConnectionDetail>(), ex(api::ConnectionDetail {
+                connection: sample_partner_connection(),
+                events: vec![
+                    api::ConnectionEvent { at: "2026-01-02T06:00:00Z".into(), kind: api::ConnectionEventKind::Refreshed, code: None, detail: None },
+                    api::ConnectionEvent { at: T0.into(), kind: api::ConnectionEventKind::Created, code: None, detail: None },
+                ],
+            })))
+            .errors(&[InvalidId, NoConnection]),
+        Op::new("delete", "/v1/connections/{id}", "deleteConnection", "partner", Auth::Console)
+            .summary("Disconnect a link")
+            .describe("Deletes the link and its tokens. Another partner's id is 404, never 403.")
+            .param(connection_id())
+            .param(keaplink_partner())
+            .answer(204, no_content("Disconnected.", &[]))
+            .errors(&[InvalidId, NoConnection]),
+        Op::new("post", "/v1/connections/{id}/refresh", "refreshConnection", "partner", Auth::Console)
+            .summary("Refresh a link now")
+            .describe("Refreshes through the connection's single writer and answers the link as it now stands (a failure shows in `last_error`, or as `needs_reauth`).")
+            .param(connection_id())
+            .param(keaplink_partner())
+            .answer(200, ok_json("The link after the refresh.", s.of::<api::PartnerConnection>(), ex(sample_partner_connection())))
+            .errors(&[InvalidId, NoConnection, NeedsReauth, KeapThrottled, KeapError, KeapBadResponse, KeapTimeout]),
+        Op::new("post", "/v1/connections/{id}/repair-link", "createRepairLink", "partner", Auth::Console)
+            .summary("Make a repair link")
+            .describe("A single-use link to a page hosted by keaplink where the user restores this link themselves (e.g. mailed after a `connection.needs_reauth` webhook). `ttl_secs` 300 to 2,592,000 (default 604,800: a week); an empty body is allowed.")
+            .param(connection_id())
+            .param(keaplink_partner())
+            .json_body(s.of::<api::RepairLinkRequest>(), false, ex(api::RepairLinkRequest { ttl_secs: Some(604_800) }))
+            .answer(200, ok_json("The link.", s.of::<api::RepairLink>(),
+                ex(api::RepairLink { url: "https://keaplink.example/link/opaque-single-use-token".into(), expires_at: "2026-01-08T00:00:00Z".into() })))
+            .errors(&[InvalidId, NoConnection]),
+        Op::new("get", "/v1/webhooks/deliveries", "listWebhookDeliveries", "partner", Auth::Console)
+            .summary("Recent webhook deliveries")
+            .describe("Newest first.")
+            .query("limit", limit(50, None), "How many.")
+            .param(keaplink_partner())
+            .answer(200, ok_json("The deliveries.", s.of::<api::WebhookDeliveries>(), ex(api::WebhookDeliveries { deliveries: vec![sample_delivery()] }))),
+        Op::new("post", "/v1/webhooks/deliveries/{id}/redeliver", "redeliverWebhook", "partner", Auth::Console)
+            .summary("Send a delivery again")
+            .param(path_param("id", json!({"type": "string", "pattern": "^evt_[A-Za-z0-9_-]{1,64}$", "example": "evt_0123456789abcdef"}), "The delivery's (event's) id."))
+            .param(keaplink_partner())
+            .answer(202, ok_json("Queued again.", s.of::<api::WebhookDelivery>(), ex(api::WebhookDelivery { state: api::DeliveryState::Pending, next_retry_at: None, ..sample_delivery() })))
+            .errors(&[InvalidId, NotFound]),
+        Op::new("get", "/v1/partner", "getPartner", "partner", Auth::Console)
+            .summary("The partner's own settings")
+            .param(keaplink_partner())
+            .answer(200, ok_json("The partner, without secrets.", s.of::<api::PartnerView>(), ex(sample_partner(false)))),
+        Op::new("patch", "/v1/partner", "updatePartner", "partner", Auth::Console)
+            .summary("Change the partner's own settings")
+            .describe("Each field left out stays as it is; `webhook_url: null` stops webhooks.")
+            .param(keaplink_partner())
+            .json_body(s.of::<api::PartnerSettings>(), true, ex(api::PartnerSettings { webhook_repair_links: Some(true), ..Default::default() }))
+            .answer(200, ok_json("The partner, without secrets.", s.of::<api::PartnerView>(), ex(sample_partner(false))))
+            .errors(&[InvalidPartner]),
+        Op::new("post", "/v1/partner/rotate-secrets", "rotatePartnerSecrets", "partner", Auth::Console)
+            .summary("New API key and session secret")
+            .describe("The old ones stop working at once in this isolate, within 30 s elsewhere. The new ones are shown in this answer only.")
+            .param(keaplink_partner())
+            .answer(200, ok_json("The partner with both new secrets.", s.of::<api::PartnerView>(), ex(sample_partner(true)))),
+        Op::new("get", "/v1/stats", "partnerStats", "partner", Auth::Console)
+            .summary("The partner's overview")
+            .param(keaplink_partner())
+            .answer(200, ok_json("Counts.", s.of::<api::PartnerStats>(), ex(api::PartnerStats {
+                as_of: T0.into(), connections: connections.clone(), refreshes_last_24h: refreshes.clone(), keap_quota: None,
+                webhooks: api::WebhookCounts { pending: 0, failed: 1, delivered_last_24h: 12 },
+            }))),
+    ];
+    for method in ["get", "post", "put", "patch", "delete"] {
+        ops.push(proxy(method));
+    }
+    ops.extend([
+        // The operator's.
+        Op::new("get", "/v1/admin/stats", "adminStats", "admin", Auth::Admin)
+            .summary("Counts across the deployment")
+            .answer(200, ok_json("Counts.", s.of::<api::AdminStats>(), ex(api::AdminStats {
+                as_of: T0.into(), partners: 4, connections, refreshes_last_24h: refreshes, keap_quota: None, proxy_last_24h: Default::default(),
+            }))),
+        Op::new("post", "/v1/admin/reseal", "reseal", "admin", Auth::Admin)
+            .summary("One page of the key-rotation walk")
+            .describe("Re-seals partners' session secrets, then connections' tokens (through their guards), under the first key of TOKEN_KEYS. Call again with `cursor` until it is `null`.")
+            .query("limit", limit(40, Some(500)), "Records per page, 1-500.")
+            .query("cursor", cursor(), "The previous page's cursor.")
+            .answer(200, ok_json("What this page did.", s.of::<api::ResealReport>(), ex(api::ResealReport {
+                phase: "connections".into(), resealed: 40, current: 0, unreadable: 0, cursor: Some("opaque-cursor".into()),
+            })))
+            .errors(&[InvalidCursor]),
+        Op::new("get", "/v1/admin/partners", "listPartners", "admin", Auth::Admin)
+            .summary("Every partner, a page at a time")
+            .query("limit", limit(100, None), "Partners per page.")
+            .query("cursor", cursor(), "The previous page's cursor.")
+            .answer(200, ok_json("One page.", s.of::<api::PartnerList>(), ex(api::PartnerList { partners: vec![sample_partner(false)], cursor: None })))
+            .errors(&[InvalidCursor]),
+        Op::new("put", "/v1/admin/partners/{partner_id}", "putPartner", "admin", Auth::Admin)
+            .summary("Register or change a partner")
+            .describe("`allowed_origins` are exact `scheme://host[:port]`; `return_urls` absolute http(s) URLs without credentials or fragment; at most 20 of each. The partner's `session_secret` and `api_key` appear only when it is created or `rotate_secrets` is true.")
+            .param(partner_id())
+            .json_body(s.of::<api::PartnerUpsert>(), true, ex(api::PartnerUpsert {
+                name: "Acme Booking".into(), allowed_origins: vec!["https://app.acme.example".into()],
+                return_urls: vec!["https://app.acme.example/settings".into()], rotate_secrets: false,
+                webhook_url: Some("https://app.acme.example/hooks/keaplink".into()),
+                reconnect_identity: api::ReconnectIdentity::User, webhook_repair_links: false,
+            }))
+            .answer(200, ok_json("The partner (with its secrets when created or rotated).", s.of::<api::PartnerView>(), ex(sample_partner(true))))
+            .errors(&[InvalidId, InvalidPartner]),
+        Op::new("get", "/v1/admin/partners/{partner_id}", "getPartnerAdmin", "admin", Auth::Admin)
+            .summary("One partner")
+            .param(partner_id())
+            .answer(200, ok_json("The partner, without secrets.", s.of::<api::PartnerView>(), ex(sample_partner(false))))
+            .errors(&[InvalidId, PartnerNotFound]),
+        Op::new("delete", "/v1/admin/partners/{partner_id}", "deletePartner", "admin", Auth::Admin)
+            .summary("Delete a partner")
+            .describe("Its key and sessions stop working at once in this isolate, within 30 s elsewhere; its users' links are then destroyed through the queue.")
+            .param(partner_id())
+            .answer(204, no_content("Deleted.", &[]))
+            .errors(&[InvalidId, PartnerNotFound]),
+    ]);
+    ops.extend(statics());
+    ops
+}
+
+const PREFLIGHT: &str = "Succeeds for an `Origin` some partner allows (the session, which says which partner, is not sent on a preflight); any other origin is 403 `origin_not_allowed`.";
+
+fn preflight() -> Value {
+    let mut all = WORKER.to_vec();
+    all.extend([
+        Header::CorsOrigin,
+        Header::CorsVary,
+        Header::CorsExpose,
+        Header::CorsMethods,
+        Header::CorsHeaders,
+        Header::CorsMaxAge,
+    ]);
+    json!({"description": "Allowed.", "headers": headers(&all, &[])})
+}
+
+fn repair_token() -> Value {
+    path_param(
+        "token",
+        json!({"type": "string"}),
+        "The opaque single-use token of a repair link.",
+    )
+}
+
+/// The console's operator view: the admin token plus this header names the partner.
+fn keaplink_partner() -> Value {
+    json!({
+        "name": "keaplink-partner", "in": "header", "required": false,
+        "description": "With the admin token only (the console's operator view): the partner to act as. 1-64 of `a-z`, `0-9` and `-`.",
+        "schema": {"type": "string", "pattern": "^[a-z0-9-]{1,64}$"},
+    })
+}
+
+fn callback() -> Op {
+    let q = |name: &str, description: &str| json!({"name": name, "in": "query", "required": false, "description": description, "schema": {"type": "string"}});
+    let mut op = Op::new("get", "/oauth/callback", "oauthCallback", "oauth", Auth::Public)
+        .summary("Keap's redirect back (the end of the OAuth flow)")
+        .describe("Keap sends the user's browser here with `code`, `state` and `scope`, or with `error` and `state`. `state` is single-use, 10 minutes, bound to partner, user and the asking page's origin. Popup mode answers a page that posts a `CallbackMessage` (components) to that origin only and closes; redirect mode (`return_to` given at connect) answers 302 to it with `keaplink=connected` or `keaplink=error&reason=<code>`. Codes: `access_denied`, `identity_mismatch`, `keap_error`, `keap_bad_response`, `keap_timeout`, `keap_throttled`.")
+        .param(q("code", "The authorization code."))
+        .param(q("state", "The state `POST /v1/me/connect` made."))
+        .param(q("scope", "Keap's granted scope (names the app)."))
+        .param(q("error", "Keap's error, when the user declined."))
+        .answer(200, html("Popup mode: the result page (connected, or why not); it posts the result to the widget's window and closes.", &[]))
+        .answer(302, redirect("Found", "redirect mode: back to `return_to` with `keaplink=connected` or `keaplink=error&reason=<code>`."))
+        .answer(400, html("A bad, reused or expired state (`invalid_state`), or a malformed query (`invalid_request`): nothing is stored.", &[]))
+        .answer(429, html("Too many sign-in attempts from this address.", &[Header::RetryAfter]))
+        .answer(500, html("Something went wrong on our side.", &[]));
+    // Its refusals are pages for a person; only a misconfigured deployment answers JSON.
+    op.worker = true;
+    op
+}
+
+fn proxy(method: &'static str) -> Op {
+    let id = match method {
+        "get" => "keapGet",
+        "post" => "keapPost",
+        "put" => "keapPut",
+        "patch" => "keapPatch",
+        _ => "keapDelete",
+    };
+    let mut op = Op::new(method, "/v1/keap/{path}", id, "proxy", Auth::ApiKey)
+        .summary("Call Keap's REST API as a linked user")
+        .describe("Forwarded to Keap (`KEAP_API_URL` + `/` + `path` + the query as sent) with the connection's access token. `path` spans segments (`crm/rest/v2/contacts`): send its slashes as they are. Only paths under `KEAP_PROXY_PATHS` (default `/crm/rest/`) go out; a `.`/`..` or empty segment, an encoded slash or backslash, or a control character is 400 `invalid_keap_path`. Forwarded request headers: `content-type`, `accept`, `accept-language`. The answer is Keap's own (status, body, `content-type`, every `x-keap-*` header) plus `keaplink-connection-id`; an answer keaplink made itself carries `keaplink-error` and the usual error body. A 401 from Keap is healed once (one refresh, one retry). While Keap's quota is exhausted, or down to the share kept for refreshes, keaplink answers 429 `keap_quota` itself.")
+        .param(path_param("path", json!({"type": "string", "example": "crm/rest/v2/contacts"}), "Keap's path, without the leading `/`."))
+        .param(json!({"name": "keaplink-user", "in": "header", "required": true, "description": "The partner's user id whose link to use.", "schema": {"type": "string", "minLength": 1, "maxLength": 256}}))
+        .param(json!({"name": "keaplink-app", "in": "header", "required": false, "description": "The Keap app, when the user has several links (else 409 `ambiguous_connection`).", "schema": {"type": "string", "pattern": "^[a-z0-9-]{1,64}$"}}))
+        .errors(&[InvalidKeapPath, InvalidRequest, NoConnection, NeedsReauth, AmbiguousConnection, BodyTooLarge, KeapQuota, RateLimited, KeapError, KeapTimeout]);
+    op.answers.push((
+        "default".into(),
+        json!({
+            "description": "Keap's answer, relayed: its status, body and content-type, with its `x-keap-*` headers (quota and throttle) and `keaplink-connection-id`.",
+            "headers": headers(&[Header::RequestId, Header::KeaplinkConnectionId], &[]),
+            "content": {"*/*": {"schema": {}}},
+            "x-keaplink-header-prefixes": ["x-keap-"],
+        }),
+    ));
+    if matches!(method, "post" | "put" | "patch") {
+        op.body = Some(json!({
+            "required": false,
+            "description": "Keap's request body, passed on as sent (JSON, at most 1 MiB).",
+            "content": {"application/json": {"schema": {}}},
+        }));
+    }
+    op.proxy = true;
+    op
+}
+
+fn statics() -> Vec<Op> {
+    let file = |status_text: &str| {
+        json!({
+            "description": status_text,
+            "headers": headers(&[Header::PublicCors], &[Header::PublicCache, Header::ETag, Header::NoSniff, Header::CrossOriginResourcePolicy]),
+            "content": {
+                "text/javascript": {"schema": {"type": "string"}},
+                "application/wasm": {"schema": {"type": "string", "contentMediaType": "application/wasm"}},
+            },
+        })
+    };
+    let mut widget = Op::new("get", "/widget/{file}", "widgetFile", "static", Auth::Public)
+        .summary("The `<keap-link>` widget's files")
+        .describe("Load `keap-link.js` as an ES module from your page; it fetches the rest. Public files: any origin, no credentials.")
+        .param(path_param(
+            "file",
+            json!({"type": "string", "enum": ["keap-link.js", "keap_link_wasm.js", "keap_link_wasm_bg.wasm"]}),
+            "The file.",
+        ))
+        .answer(200, file("The file."));
+    widget.worker = false;
+    let mut console = Op::new("get", "/console/", "consolePage", "static", Auth::Public)
+        .summary("The partner console")
+        .describe("A static page; sign in with the API key (or, as the operator, the admin token). It calls the partner endpoints above.")
+        .answer(200, json!({
+            "description": "The console's page.",
+            "headers": headers(&[], &[Header::Csp, Header::FrameOptions, Header::ReferrerPolicy, Header::NoSniff, Header::PublicCache, Header::ETag]),
+            "content": {"text/html": {"schema": {"type": "string"}}},
+        }));
+    console.worker = false;
+    let mut console_file = Op::new("get", "/console/{file}", "consoleFile", "static", Auth::Public)
+        .summary("The console's static files")
+        .param(path_param("file", json!({"type": "string"}), "A file of the console (scripts, wasm, styles)."))
+        .answer(200, json!({
+            "description": "The file.",
+            "headers": headers(&[], &[Header::Csp, Header::NoSniff, Header::PublicCache, Header::ETag]),
+            "content": {"*/*": {"schema": {}}},
+        }))
+        // A name that is not one of its files reaches the Worker, which knows no such path.
+        .errors(&[NotFound]);
+    console_file.worker = false;
+    vec![widget, console, console_file]
+}
