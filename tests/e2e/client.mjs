@@ -32,11 +32,12 @@ function recordAnswer(base, method, path, res, text) {
   });
 }
 
-/** Registers (or updates) a partner; returns its view, with secrets when created. */
-export async function putPartner(base, id, { origins = [], returnUrls = [], rotate = false, name = `Partner ${id}` } = {}) {
+/** Registers (or updates) a partner; returns its view, with secrets when created. `extra` goes
+ * into the body as it is (webhook_url, reconnect_identity, webhook_repair_links). */
+export async function putPartner(base, id, { origins = [], returnUrls = [], rotate = false, name = `Partner ${id}`, extra = {} } = {}) {
   const res = await call(base, "PUT", `/v1/admin/partners/${id}`, {
     token: ADMIN_TOKEN,
-    body: { name, allowed_origins: origins, return_urls: returnUrls, rotate_secrets: rotate },
+    body: { name, allowed_origins: origins, return_urls: returnUrls, rotate_secrets: rotate, ...extra },
   });
   if (res.status !== 200) throw new Error(`putPartner ${id}: ${res.status} ${res.text}`);
   record("secrets", { values: [res.json.api_key, res.json.session_secret].filter(Boolean) });
@@ -123,7 +124,7 @@ export function hiddenInputs(html) {
  * From an authorize URL to the callback's answer: (logout hop) → login if asked → consent →
  * callback. Returns the final page and whether a login page was shown.
  */
-export async function linkThroughSandbox(browser, sandboxUrl, authorizeUrl, { email, password = "keap", decision = "allow" }) {
+export async function linkThroughSandbox(browser, sandboxUrl, authorizeUrl, { email, password = "keap", decision = "allow", app }) {
   let page = await browser.go(authorizeUrl);
   let sawLogin = false;
   if (page.text.includes('data-page="login"')) {
@@ -132,7 +133,9 @@ export async function linkThroughSandbox(browser, sandboxUrl, authorizeUrl, { em
   }
   if (!page.text.includes('data-page="consent"')) throw new Error(`expected the consent page, got ${page.url}:\n${page.text.slice(0, 500)}`);
   const consentFor = page.text.match(/id="email">([^<]+)</)?.[1];
-  const final = await browser.go(`${sandboxUrl}/app/oauth/consent`, { form: { ...hiddenInputs(page.text), decision } });
+  // A Keap user with several apps picks one on the consent page (the first by default).
+  const form = { ...hiddenInputs(page.text), decision, ...(app ? { app } : {}) };
+  const final = await browser.go(`${sandboxUrl}/app/oauth/consent`, { form });
   return { final, sawLogin, consentFor };
 }
 
@@ -143,7 +146,7 @@ export async function linkThroughSandbox(browser, sandboxUrl, authorizeUrl, { em
  * the flow ends connected (or, with `expect: "error"`, with an error page). Returns the connection
  * id, the journey through the pages, and the authorize URL.
  */
-export async function linkUser(stack, partner, user, email, { origin, headers = {}, body = {}, browser = new Browser(), decision = "allow", expect = "connected" } = {}) {
+export async function linkUser(stack, partner, user, email, { origin, headers = {}, body = {}, browser = new Browser(), decision = "allow", app, expect = "connected" } = {}) {
   const base = stack.worker?.url ?? stack.url;
   const res = await call(base, "POST", "/v1/me/connect", {
     token: await mintSession(partner, user),
@@ -151,7 +154,7 @@ export async function linkUser(stack, partner, user, email, { origin, headers = 
     body,
   });
   if (res.status !== 200) throw new Error(`connect for ${user}: ${res.status} ${res.text}`);
-  const journey = await linkThroughSandbox(browser, stack.sandbox.url, res.json.authorize_url, { email, decision });
+  const journey = await linkThroughSandbox(browser, stack.sandbox.url, res.json.authorize_url, { email, decision, app });
   const text = journey.final.text;
   const connected = /"status":"connected"|Keap connected/.test(text) || /keaplink=connected/.test(journey.final.location ?? "");
   if ((expect === "connected") !== connected) {

@@ -3,73 +3,42 @@
 // 429 with the same event id, never retried after a 400. Also GET /v1/admin/stats.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { createServer } from "node:http";
-import { createHmac, timingSafeEqual } from "node:crypto";
-import { ADMIN_TOKEN, freePort, startStack } from "./harness.mjs";
+import { ADMIN_TOKEN, startStack } from "./harness.mjs";
 import { call, linkUser } from "./client.mjs";
+import { ofType, startReceiver, verifyDelivery } from "./receiver.mjs";
 
 let stack;
 let acme;
 let receiver;
-const deliveries = [];
-const plannedAnswers = [];
+let deliveries;
 
 before(async () => {
-  const port = await freePort();
-  receiver = createServer((req, res) => {
-    let body = "";
-    req.on("data", (d) => { body += d; });
-    req.on("end", () => {
-      const status = plannedAnswers.shift() ?? 204;
-      deliveries.push({ headers: req.headers, body, status, at: Date.now() });
-      res.writeHead(status).end();
-    });
-  });
-  await new Promise((r) => receiver.listen(port, "127.0.0.1", r));
+  receiver = await startReceiver();
+  deliveries = receiver.deliveries;
   stack = await startStack({
     workerVars: { WEBHOOK_ALLOW_HTTP: "true", WEBHOOK_BACKOFF_SECS: "1", REFRESH_MARGIN_SECS: "100" },
     sandbox: { expiresIn: 90 },
   });
   const res = await call(stack.url, "PUT", "/v1/admin/partners/acme", {
     token: ADMIN_TOKEN,
-    body: { name: "Acme", allowed_origins: ["https://acme.example"], return_urls: [], webhook_url: `http://127.0.0.1:${port}/keaplink` },
+    body: { name: "Acme", allowed_origins: ["https://acme.example"], return_urls: [], webhook_url: receiver.url },
   });
   assert.equal(res.status, 200, res.text);
-  assert.equal(res.json.webhook_url, `http://127.0.0.1:${port}/keaplink`);
+  assert.equal(res.json.webhook_url, receiver.url);
   acme = res.json;
 });
 after(async () => {
   await stack?.stop();
-  receiver?.close();
+  await receiver?.stop();
 });
 
-/** What a partner does on receipt: check the signature with the key derived from its session secret. */
-function verify(d) {
-  const [, t, v1] = d.headers["keaplink-signature"].match(/^t=(\d+),v1=([0-9a-f]{64})$/);
-  const key = createHmac("sha256", acme.session_secret).update("keaplink-webhook-v1").digest();
-  const expected = createHmac("sha256", key).update(`${t}.${d.body}`).digest();
-  assert.ok(timingSafeEqual(expected, Buffer.from(v1, "hex")), "signature verifies");
-  assert.ok(Math.abs(Date.now() / 1000 - Number(t)) < 120, "fresh timestamp");
-  const event = JSON.parse(d.body);
-  assert.equal(d.headers["keaplink-event-id"], event.id);
-  return event;
-}
-
-async function waitFor(pred, what, ms = 30_000) {
-  const until = Date.now() + ms;
-  while (Date.now() < until) {
-    const hit = deliveries.filter(pred);
-    if (hit.length) return hit;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`no ${what} within ${ms} ms; got ${deliveries.map((d) => `${d.status} ${d.body.slice(0, 60)}`).join(" | ")}`);
-}
-const ofType = (type) => (d) => d.status < 300 && JSON.parse(d.body).type === type;
+const verify = (d) => verifyDelivery(d, acme.session_secret);
+const waitFor = (pred, what, ms) => receiver.waitFor(pred, what, ms);
 
 const link = async (user, email) => (await linkUser(stack, acme, user, email, { origin: "https://acme.example" })).connectionId;
 
 test("connection.created: signed, retried after 500 and 429 with the same id, then delivered once", async () => {
-  plannedAnswers.push(500, 429);
+  receiver.plan(500, 429);
   const id = await link("u1", "ann@ab123.example");
   const [ok] = await waitFor(ofType("connection.created"), "connection.created");
   const event = verify(ok);
@@ -102,7 +71,7 @@ test("needs_reauth when Keap refuses the refresh token, recovered on reconnect, 
 });
 
 test("a 400 from the receiver is not retried", async () => {
-  plannedAnswers.push(400);
+  receiver.plan(400);
   await link("u2", "bob@cd456.example");
   const [refused] = await waitFor((d) => d.status === 400, "the refused delivery");
   const id = JSON.parse(refused.body).id;

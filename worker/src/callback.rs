@@ -1,23 +1,39 @@
-//! `GET /oauth/callback`: the end of the authorization-code flow.
+//! `GET /oauth/callback`: the end of the authorization-code flow. Exchanges the code, learns
+//! who linked which app (v2 userinfo, cross-checked with the token's scope) and the app's
+//! business name, and stores the link through its guard, which refuses a reconnect that signed in
+//! as someone else (the identity lock). Answers the popup page, the partner's return URL, or (for
+//! a repair link) the repair page.
 
 use crate::config::Config;
-use crate::guard;
+use crate::guard::{self, Stored};
 use crate::keap_client::send;
 use crate::log::{self, Level};
+use crate::pages;
 use crate::random;
 use crate::store::Store;
 use keaplink_core::clock::UnixTime;
 use keaplink_core::connection::{ConnectionKey, ConnectionRecord, NewConnection};
 use keaplink_core::flow::{
-    self, answer, error_page, CallbackAnswer, CallbackQuery, LinkOutcome, PendingLink, StateToken,
+    self, answer, error_page, CallbackQuery, LinkOutcome, PendingLink, StateToken,
 };
+use keaplink_core::identity::{self, Mismatch};
 use keaplink_core::ids::ConnectionId;
 use keaplink_core::keap::{
-    code_exchange_request, parse_token_response, parse_userinfo, userinfo_request, KeapFailure,
+    business_profile_request, check_tenant, code_exchange_request, parse_business_profile,
+    parse_token_response, parse_userinfo, userinfo_request, KeapFailure,
 };
+use keaplink_core::partner::PartnerRecord;
+use keaplink_core::repair::Page;
 use keaplink_core::{ApiError, ErrorCode};
 use serde_json::json;
 use worker::{Env, Request, Response};
+
+/// How a link attempt whose state checked out ended.
+enum Linked {
+    Connected(ConnectionId, Box<ConnectionRecord>),
+    Failed(ErrorCode),
+    Mismatch(Mismatch),
+}
 
 pub async fn callback(
     req: &Request,
@@ -26,19 +42,17 @@ pub async fn callback(
     cfg: &Config,
     now: UnixTime,
 ) -> Response {
-    let outcome = run(req, env, store, cfg, now).await;
-    let answer = match outcome {
-        Ok(a) => a,
+    match run(req, env, store, cfg, now).await {
+        Ok(resp) => resp,
         Err(e) => {
             log::event(
                 Level::Error,
                 "callback_failed",
                 json!({"code": e.code.as_str(), "cause": e.cause()}),
             );
-            error_page(e.code)
+            pages::callback(error_page(e.code))
         }
-    };
-    render(answer)
+    }
 }
 
 async fn run(
@@ -47,7 +61,7 @@ async fn run(
     store: &Store,
     cfg: &Config,
     now: UnixTime,
-) -> Result<CallbackAnswer, ApiError> {
+) -> Result<Response, ApiError> {
     let url = req.url().map_err(ApiError::internal)?;
     let invalid_state = || ApiError::new(ErrorCode::InvalidState, "bad state");
     let query = flow::parse_callback_query(url.query().unwrap_or(""))
@@ -61,49 +75,60 @@ async fn run(
     if link.is_expired(now) {
         return Err(invalid_state());
     }
-    let outcome = match query {
-        CallbackQuery::Denied { .. } => LinkOutcome::Failed(ErrorCode::AccessDenied),
+    let Some(partner) = store.partner(&link.partner).await? else {
+        return Err(ApiError::new(
+            ErrorCode::InvalidState,
+            "the partner is gone",
+        ));
+    };
+    let linked = match query {
+        CallbackQuery::Denied { .. } => Linked::Failed(ErrorCode::AccessDenied),
         CallbackQuery::Code { code, .. } => {
-            match link_account(env, store, cfg, &link, &code, now).await {
-                Ok(id) => {
-                    return Ok(answer(
-                        &link,
-                        LinkOutcome::Connected {
-                            connection_id: id.as_str(),
-                        },
-                    ));
-                }
+            match link_account(env, store, cfg, &partner, &link, &code, now).await {
+                Ok(l) => l,
                 Err(e) => {
                     log::event(
                         Level::Warn,
                         "link_failed",
                         json!({"code": e.code.as_str(), "cause": e.cause()}),
                     );
-                    LinkOutcome::Failed(e.code)
+                    Linked::Failed(e.code)
                 }
             }
         }
     };
-    Ok(answer(&link, outcome))
+    if link.repair {
+        return Ok(repair_answer(&partner, &linked));
+    }
+    let outcome = match &linked {
+        Linked::Connected(id, _) => LinkOutcome::Connected {
+            connection_id: id.as_str(),
+        },
+        Linked::Failed(code) => LinkOutcome::Failed(*code),
+        Linked::Mismatch(m) => LinkOutcome::Mismatch(m),
+    };
+    Ok(pages::callback(answer(&link, outcome)))
 }
 
-/// Exchanges the code, learns who linked which app, and stores the connection (replacing the
-/// user's earlier link to the same app in place, same id).
+/// Exchanges the code, learns who linked which app, and stores the connection through its guard
+/// (a reconnect restores the link in place, same id, or is refused by the identity lock).
 async fn link_account(
     env: &Env,
     store: &Store,
     cfg: &Config,
+    partner: &PartnerRecord,
     link: &PendingLink,
     code: &str,
     now: UnixTime,
-) -> Result<ConnectionId, ApiError> {
-    let (partner, user) = (&link.partner, &link.user);
-    if store.partner(partner).await?.is_none() {
-        return Err(ApiError::new(
-            ErrorCode::InvalidState,
-            "the partner is gone",
-        ));
-    }
+) -> Result<Linked, ApiError> {
+    // A reconnect names its connection: it must still be there.
+    let expected = match &link.reconnect {
+        None => None,
+        Some(id) => match store.resolve_id(&link.partner, id).await? {
+            Some(key) if key.is_users(&link.partner, &link.user) => Some(key),
+            _ => return Ok(Linked::Failed(ErrorCode::NoConnection)),
+        },
+    };
     let exchange = code_exchange_request(&cfg.keap, &cfg.client, code, &cfg.redirect_uri());
     let answer = send(&exchange, cfg.keap_timeout_ms)
         .await
@@ -121,16 +146,37 @@ async fn link_account(
         .await
         .map_err(|f| f.api_error())?;
     let who = parse_userinfo(who_answer.status, &who_answer.body).map_err(|f| f.api_error())?;
+    check_tenant(&who, &app).map_err(|f| f.api_error())?;
 
-    let key = ConnectionKey::new(partner, user, &app);
+    let key = ConnectionKey::new(&link.partner, &link.user, &app);
+    if let Some(expected) = expected.filter(|e| *e != key) {
+        // The right person may still pick the wrong app on Keap's chooser: refused, whatever
+        // the partner's rule, and noted on the link it was meant for.
+        let Some(record) = store.connection(&expected).await? else {
+            return Ok(Linked::Failed(ErrorCode::NoConnection));
+        };
+        let m = identity::wrong_app(&record, &who, &app);
+        guard::note_mismatch(env, &expected, m.clone()).await?;
+        return Ok(Linked::Mismatch(m));
+    }
+    // The business name is a courtesy: a failure to read it never fails the link.
+    let app_name = match send(
+        &business_profile_request(&cfg.keap_api_url, &grant.access_token),
+        cfg.keap_timeout_ms,
+    )
+    .await
+    {
+        Ok(a) => parse_business_profile(a.status, &a.body),
+        Err(_) => None,
+    };
     let record = ConnectionRecord::create(
         NewConnection {
             key: &key,
             // The guard keeps the earlier id when this replaces a link.
             id: ConnectionId::from_random(random::bytes()),
-            user,
+            user: &link.user,
             who,
-            app_name: None,
+            app_name,
             access_token: grant.access_token,
             refresh_token,
             expires_in: grant.expires_in,
@@ -140,38 +186,47 @@ async fn link_account(
         },
         &cfg.keys,
     );
-    Ok(guard::put(env, &key, record).await?.id)
+    Ok(
+        match guard::put(env, &key, record, partner.reconnect_identity).await? {
+            Stored::Linked(r) => Linked::Connected(r.id.clone(), r),
+            Stored::Refused(m) => Linked::Mismatch(m),
+        },
+    )
+}
+
+/// The repair page after Keap: restored, or why not.
+fn repair_answer(partner: &PartnerRecord, linked: &Linked) -> Response {
+    let shown = match linked {
+        Linked::Connected(_, record) => {
+            let app = record.to_api();
+            let label = match &app.keap_app_name {
+                Some(name) => format!("{name} ({})", app.keap_app),
+                None => app.keap_app.clone(),
+            };
+            return pages::repair(&Page::Restored {
+                partner: &partner.name,
+                app: &label,
+            });
+        }
+        Linked::Mismatch(m) => Page::Refused {
+            partner: &partner.name,
+            mismatch: Some(m),
+            code: ErrorCode::IdentityMismatch,
+        },
+        Linked::Failed(code) => Page::Refused {
+            partner: &partner.name,
+            mismatch: None,
+            code: *code,
+        },
+    };
+    pages::repair(&shown)
 }
 
 /// The page for a callback refused before it was looked at (rate limits).
 pub fn refused(e: &ApiError) -> Response {
-    let mut resp = render(error_page(e.code));
+    let mut resp = pages::callback(error_page(e.code));
     if let Some(secs) = e.retry_after {
         let _ = resp.headers_mut().set("retry-after", &secs.to_string());
     }
-    resp
-}
-
-fn render(answer: CallbackAnswer) -> Response {
-    let mut resp = match answer {
-        CallbackAnswer::Redirect(to) => {
-            match worker::Url::parse(&to).map(|u| Response::redirect_with_status(u, 302)) {
-                Ok(Ok(r)) => r,
-                _ => return render(error_page(ErrorCode::Internal)),
-            }
-        }
-        CallbackAnswer::Page { status, html } => match Response::from_html(html) {
-            Ok(r) => r.with_status(status),
-            Err(_) => Response::empty()
-                .expect("an empty response")
-                .with_status(500),
-        },
-    };
-    let h = resp.headers_mut();
-    let _ = h.set("content-security-policy", &flow::popup_csp());
-    let _ = h.set("x-frame-options", "DENY");
-    let _ = h.set("referrer-policy", "no-referrer");
-    let _ = h.set("cache-control", "no-store");
-    let _ = h.set("x-content-type-options", "nosniff");
     resp
 }

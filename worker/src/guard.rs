@@ -5,8 +5,12 @@
 //! a caller that waited for its turn finds the new tokens and does not refresh again. The KV copy
 //! (what listings and fresh-token reads see) is written before anyone is answered.
 //!
-//! The guard decides nothing itself: `keaplink_core::refresh` says whether to refresh and what an
-//! attempt came to; the guard asks, sends and applies.
+//! The guard also keeps the link's timeline (its last 100 events), checks the identity lock of a
+//! reconnect before anything is stored, and spends repair links, so a link is spent once even if
+//! its button is pressed twice at once.
+//!
+//! The guard decides nothing itself: `keaplink_core` says whether to refresh, whether a reconnect
+//! may replace the link, and what an attempt came to; the guard asks, sends and applies.
 
 use crate::clock::unix_now;
 use crate::config::{setup, Config};
@@ -17,11 +21,14 @@ use crate::stats;
 use crate::store::Store;
 use crate::webhooks;
 use futures_util::lock::Mutex;
-use keaplink_api::ConnectionStatus;
+use keaplink_api::{ConnectionEvent, ConnectionEventKind, ConnectionStatus, ReconnectIdentity};
 use keaplink_core::connection::{ConnectionKey, ConnectionRecord, OpenTokens};
-use keaplink_core::keap::{parse_token_response, refresh_request, KeapFailure};
+use keaplink_core::identity::{self, Mismatch};
+use keaplink_core::keap::{parse_token_response, refresh_request, KeapFailure, KeapIdentity};
 use keaplink_core::refresh::{fingerprint, Attempt, Purpose, RefreshState};
+use keaplink_core::repair::{RepairLinkRecord, RepairToken};
 use keaplink_core::seal::{Reseal, ResealOutcome};
+use keaplink_core::timeline::Timeline;
 use keaplink_core::webhook::EventKind;
 use keaplink_core::{ApiError, ApiResult};
 use serde::{Deserialize, Serialize};
@@ -30,14 +37,18 @@ use worker::{durable_object, DurableObject, Env, Request, Response, State};
 pub const GUARD_BINDING: &str = "CONNECTION_GUARD";
 const RECORD: &str = "record";
 const DELETED: &str = "deleted";
+const TIMELINE: &str = "timeline";
 
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 enum Command {
-    /// Store a new or reconnected link (the callback).
+    /// Store a new or reconnected link (the callback). An existing link is replaced only if the
+    /// one who signed in passes its identity lock under `rule`.
     Put {
         key: ConnectionKey,
         record: Box<ConnectionRecord>,
+        #[serde(default)]
+        rule: ReconnectIdentity,
     },
     /// Refresh if still needed once it is our turn; answer the latest record.
     Refresh {
@@ -48,6 +59,20 @@ enum Command {
     Delete { key: ConnectionKey },
     /// Move the tokens to the current first key of `TOKEN_KEYS` (key rotation).
     Reseal { key: ConnectionKey },
+    /// The record and its timeline (the console).
+    Detail { key: ConnectionKey },
+    /// A reconnect of this link landed on another app: note it on the timeline.
+    NoteMismatch {
+        key: ConnectionKey,
+        mismatch: Mismatch,
+    },
+    /// Make a repair link for this connection.
+    MintRepairLink { key: ConnectionKey, ttl_secs: u64 },
+    /// Spend a repair link (its button was pressed): once only.
+    SpendRepairLink {
+        key: ConnectionKey,
+        spend_key: String,
+    },
 }
 
 /// The latest record after a refresh was asked for.
@@ -56,6 +81,44 @@ pub struct Refreshed {
     pub record: ConnectionRecord,
     /// Whether this call refreshed it (else it was fresh, failed, or dead).
     pub refreshed: bool,
+    /// Whether this call asked Keap at all.
+    pub tried: bool,
+}
+
+/// What became of a `put`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stored {
+    /// Stored (with the link's lasting id, when it replaced one).
+    Linked(Box<ConnectionRecord>),
+    /// Refused by the identity lock: nothing changed.
+    Refused(Mismatch),
+}
+
+/// A link and its timeline.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Detail {
+    pub record: ConnectionRecord,
+    pub events: Vec<ConnectionEvent>,
+}
+
+/// A repair link just made: its URL (holding the token) and the record stored under its hash.
+#[derive(Serialize, Deserialize)]
+pub struct Minted {
+    pub url: String,
+    pub link: RepairLinkRecord,
+}
+
+/// Whether a repair link's button may start a reconnect.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Spend {
+    /// Spent now: go ahead (with the link, for the reconnect's state).
+    Spent(Box<ConnectionRecord>),
+    /// Already spent before.
+    Used,
+    /// The connection is gone.
+    Gone,
 }
 
 #[durable_object(fetch)]
@@ -86,12 +149,24 @@ impl DurableObject for ConnectionGuard {
             Err(e) => return durable::reply::<()>(Err(e)),
         };
         match command {
-            Command::Put { key, record } => durable::reply(self.put(&store, &key, *record).await),
+            Command::Put { key, record, rule } => {
+                durable::reply(self.put(&cfg, &store, &key, *record, rule).await)
+            }
             Command::Refresh { key, purpose } => {
                 durable::reply(self.refresh(&cfg, &store, &key, &purpose).await)
             }
             Command::Delete { key } => durable::reply(self.delete(&store, &key).await),
             Command::Reseal { key } => durable::reply(self.reseal(&cfg, &store, &key).await),
+            Command::Detail { key } => durable::reply(self.detail(&store, &key).await),
+            Command::NoteMismatch { key, mismatch } => {
+                durable::reply(self.note_mismatch(&store, &key, &mismatch).await)
+            }
+            Command::MintRepairLink { key, ttl_secs } => {
+                durable::reply(self.mint_repair_link(&cfg, &store, &key, ttl_secs).await)
+            }
+            Command::SpendRepairLink { key, spend_key } => {
+                durable::reply(self.spend_repair_link(&store, &key, &spend_key).await)
+            }
         }
     }
 }
@@ -144,16 +219,83 @@ impl ConnectionGuard {
         store.put_connection(key, record, new_id).await
     }
 
+    /// Adds to the timeline. Losing an entry must not fail the command it reports.
+    async fn note(&self, f: impl FnOnce(&mut Timeline)) {
+        let st = self.state.storage();
+        let mut t = st
+            .get::<Timeline>(TIMELINE)
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        f(&mut t);
+        let _ = st.put(TIMELINE, &t).await;
+    }
+
+    /// Sends `kind` for `record` to the partner's webhook, with a fresh repair link when the
+    /// event is one a user must act on and the partner asked for links in its webhooks.
+    async fn announce(
+        &self,
+        cfg: &Config,
+        store: &Store,
+        key: &ConnectionKey,
+        kind: EventKind,
+        record: &ConnectionRecord,
+    ) {
+        let mut event = webhooks::event(kind, record);
+        if kind.carries_repair_link() {
+            let wants = matches!(store.partner(&record.partner).await, Ok(Some(p)) if p.webhook_repair_links);
+            if wants {
+                let ttl = keaplink_core::repair::DEFAULT_TTL_SECS;
+                match self.mint(cfg, store, key, record, ttl).await {
+                    Ok(m) => event.repair_url = Some(m.url),
+                    Err(e) => crate::log::event(
+                        crate::log::Level::Error,
+                        "repair_link_failed",
+                        serde_json::json!({"cause": e.cause()}),
+                    ),
+                }
+            }
+        }
+        webhooks::emit(&self.env, event).await;
+    }
+
     async fn put(
         &self,
+        cfg: &Config,
         store: &Store,
         key: &ConnectionKey,
         mut record: ConnectionRecord,
-    ) -> ApiResult<ConnectionRecord> {
-        // Reconnecting restores the link in place: same id.
+        rule: ReconnectIdentity,
+    ) -> ApiResult<Stored> {
         let existing = self.record(store, key).await?;
+        let now = unix_now();
         if let Some(old) = &existing {
+            // A reconnect: the identity lock first, before anything is stored.
+            let who = KeapIdentity {
+                email: record.keap_email.clone(),
+                name: record.keap_name.clone(),
+                sub: record.keap_sub.clone(),
+                tenant_id: None,
+            };
+            if let Err(m) = identity::check(rule, old, &who) {
+                self.note(|t| {
+                    t.push(
+                        now,
+                        ConnectionEventKind::IdentityMismatch,
+                        Some("identity_mismatch"),
+                        Some(m.describe()),
+                    )
+                })
+                .await;
+                return Ok(Stored::Refused(m));
+            }
+            // Reconnecting restores the link in place: same id, same start.
             record.id = old.id.clone();
+            record.connected_at = old.connected_at;
+            if record.keap_app_name.is_none() {
+                record.keap_app_name = old.keap_app_name.clone();
+            }
         }
         self.save(store, key, &record, existing.is_none()).await?;
         self.state
@@ -161,21 +303,25 @@ impl ConnectionGuard {
             .delete(DELETED)
             .await
             .map_err(storage)?;
-        let announce = match existing.map(|old| old.status) {
-            None => Some(EventKind::Created),
-            Some(ConnectionStatus::NeedsReauth) => Some(EventKind::Recovered),
-            Some(ConnectionStatus::Active) => None,
+        let (event, kind) = match existing.as_ref().map(|old| old.status) {
+            None => (ConnectionEventKind::Created, Some(EventKind::Created)),
+            Some(ConnectionStatus::NeedsReauth) => {
+                (ConnectionEventKind::Recovered, Some(EventKind::Recovered))
+            }
+            Some(ConnectionStatus::Active) => (ConnectionEventKind::Reconnected, None),
         };
-        if let Some(kind) = announce {
-            webhooks::emit(&self.env, webhooks::event(kind, &record)).await;
+        let who = format!("{} in {}", record.keap_email, record.keap_app);
+        self.note(|t| t.push(now, event, None, Some(who))).await;
+        if let Some(kind) = kind {
+            self.announce(cfg, store, key, kind, &record).await;
         }
-        Ok(record)
+        Ok(Stored::Linked(Box::new(record)))
     }
 
     async fn delete(&self, store: &Store, key: &ConnectionKey) -> ApiResult<bool> {
         let gone = self.record(store, key).await?;
         if let Some(record) = &gone {
-            store.delete_connection(key, &record.id).await?;
+            store.delete_connection(key, record).await?;
         }
         // A tombstone, not an empty object: an empty one would reload the record from a KV copy
         // that other locations may still serve for a minute.
@@ -183,6 +329,8 @@ impl ConnectionGuard {
         st.delete(RECORD).await.map_err(storage)?;
         st.put(DELETED, true).await.map_err(storage)?;
         if let Some(record) = &gone {
+            self.note(|t| t.push(unix_now(), ConnectionEventKind::Deleted, None, None))
+                .await;
             webhooks::emit(&self.env, webhooks::event(EventKind::Deleted, record)).await;
         }
         Ok(gone.is_some())
@@ -204,6 +352,116 @@ impl ConnectionGuard {
         Ok(Some(resealed.outcome()))
     }
 
+    async fn detail(&self, store: &Store, key: &ConnectionKey) -> ApiResult<Option<Detail>> {
+        let Some(record) = self.record(store, key).await? else {
+            return Ok(None);
+        };
+        let t = self
+            .state
+            .storage()
+            .get::<Timeline>(TIMELINE)
+            .await
+            .map_err(storage)?
+            .unwrap_or_default();
+        Ok(Some(Detail {
+            record,
+            events: t.newest_first(),
+        }))
+    }
+
+    async fn note_mismatch(
+        &self,
+        store: &Store,
+        key: &ConnectionKey,
+        m: &Mismatch,
+    ) -> ApiResult<()> {
+        if self.record(store, key).await?.is_some() {
+            self.note(|t| {
+                t.push(
+                    unix_now(),
+                    ConnectionEventKind::IdentityMismatch,
+                    Some("identity_mismatch"),
+                    Some(m.describe()),
+                )
+            })
+            .await;
+        }
+        Ok(())
+    }
+
+    async fn mint(
+        &self,
+        cfg: &Config,
+        store: &Store,
+        key: &ConnectionKey,
+        record: &ConnectionRecord,
+        ttl_secs: u64,
+    ) -> ApiResult<Minted> {
+        let now = unix_now();
+        let token = RepairToken::from_random(random::bytes());
+        let link = RepairLinkRecord {
+            partner: record.partner.clone(),
+            connection: record.id.clone(),
+            key: key.clone(),
+            created_at: now,
+            expires_at: now + ttl_secs as i64,
+            used_at: None,
+        };
+        store.put_repair_link(&token, &link, now).await?;
+        self.note(|t| {
+            t.push(
+                now,
+                ConnectionEventKind::RepairLinkCreated,
+                None,
+                Some(format!(
+                    "Expires {}.",
+                    keaplink_core::clock::rfc3339(link.expires_at)
+                )),
+            )
+        })
+        .await;
+        Ok(Minted {
+            url: token.url(cfg.public_url.as_str()),
+            link,
+        })
+    }
+
+    async fn mint_repair_link(
+        &self,
+        cfg: &Config,
+        store: &Store,
+        key: &ConnectionKey,
+        ttl_secs: u64,
+    ) -> ApiResult<Option<Minted>> {
+        match self.record(store, key).await? {
+            None => Ok(None),
+            Some(record) => self
+                .mint(cfg, store, key, &record, ttl_secs)
+                .await
+                .map(Some),
+        }
+    }
+
+    async fn spend_repair_link(
+        &self,
+        store: &Store,
+        key: &ConnectionKey,
+        spend_key: &str,
+    ) -> ApiResult<Spend> {
+        let Some(record) = self.record(store, key).await? else {
+            return Ok(Spend::Gone);
+        };
+        let st = self.state.storage();
+        if st.get::<i64>(spend_key).await.map_err(storage)?.is_some() {
+            return Ok(Spend::Used);
+        }
+        let now = unix_now();
+        st.put(spend_key, now).await.map_err(storage)?;
+        self.note(|t| t.push(now, ConnectionEventKind::RepairLinkUsed, None, None))
+            .await;
+        Ok(Spend::Spent(Box::new(record)))
+    }
+
     async fn refresh(
         &self,
         cfg: &Config,
@@ -219,6 +477,7 @@ impl ConnectionGuard {
             Ok(Some(Refreshed {
                 record,
                 refreshed: false,
+                tried: false,
             }))
         };
         if record.status != ConnectionStatus::Active {
@@ -274,14 +533,16 @@ impl ConnectionGuard {
         };
         self.save(store, key, &next, false).await?;
         let attempt = Attempt::between(&record, &next);
+        self.note(|tl| tl.record_attempt(&attempt, t)).await;
         stats::record_refresh(&self.env, attempt.outcome).await;
-        for kind in attempt.announce {
-            webhooks::emit(&self.env, webhooks::event(kind, &next)).await;
+        for kind in &attempt.announce {
+            self.announce(cfg, store, key, *kind, &next).await;
         }
         let refreshed = next.last_error.is_none();
         Ok(Some(Refreshed {
             record: next,
             refreshed,
+            tried: true,
         }))
     }
 }
@@ -295,15 +556,17 @@ async fn ask<A: serde::de::DeserializeOwned>(
     durable::call(env, GUARD_BINDING, key.as_str(), command).await
 }
 
-/// Stores a new or reconnected link; answers the stored record (with the link's lasting id).
+/// Stores a new or reconnected link, unless a reconnect fails the identity lock under `rule`.
 pub async fn put(
     env: &Env,
     key: &ConnectionKey,
     record: ConnectionRecord,
-) -> ApiResult<ConnectionRecord> {
+    rule: ReconnectIdentity,
+) -> ApiResult<Stored> {
     let command = Command::Put {
         key: key.clone(),
         record: Box::new(record),
+        rule,
     };
     ask(env, key, &command).await
 }
@@ -331,4 +594,44 @@ pub async fn refresh(
 /// flight is never overwritten with older tokens). `None`: the connection is gone.
 pub async fn reseal(env: &Env, key: &ConnectionKey) -> ApiResult<Option<ResealOutcome>> {
     ask(env, key, &Command::Reseal { key: key.clone() }).await
+}
+
+/// The link and its timeline. `None`: the connection is gone.
+pub async fn detail(env: &Env, key: &ConnectionKey) -> ApiResult<Option<Detail>> {
+    ask(env, key, &Command::Detail { key: key.clone() }).await
+}
+
+/// Notes on the link's timeline that a reconnect landed on another app.
+pub async fn note_mismatch(env: &Env, key: &ConnectionKey, mismatch: Mismatch) -> ApiResult<()> {
+    let command = Command::NoteMismatch {
+        key: key.clone(),
+        mismatch,
+    };
+    ask(env, key, &command).await
+}
+
+/// A repair link for the connection. `None`: the connection is gone.
+pub async fn mint_repair_link(
+    env: &Env,
+    key: &ConnectionKey,
+    ttl_secs: u64,
+) -> ApiResult<Option<Minted>> {
+    let command = Command::MintRepairLink {
+        key: key.clone(),
+        ttl_secs,
+    };
+    ask(env, key, &command).await
+}
+
+/// Spends a repair link of the connection, once.
+pub async fn spend_repair_link(
+    env: &Env,
+    key: &ConnectionKey,
+    token: &RepairToken,
+) -> ApiResult<Spend> {
+    let command = Command::SpendRepairLink {
+        key: key.clone(),
+        spend_key: token.spend_key(),
+    };
+    ask(env, key, &command).await
 }

@@ -11,6 +11,7 @@ use crate::config::setup;
 use crate::http::{allow_origin, error_response, json, origin, preflight};
 use crate::limits;
 use crate::proxy;
+use crate::repair;
 use crate::store::Store;
 use keaplink_api::Health;
 use keaplink_core::limits::Endpoint;
@@ -31,6 +32,12 @@ pub enum Route<'a> {
     Connection(&'a str),
     /// `/v1/keap/<path>`: the raw rest of the path (from its `/`), checked by the proxy itself.
     Keap(&'a str),
+    /// `/v1/connections/{id}/repair-link`.
+    RepairLink(&'a str),
+    /// `/v1/connections/{id}/refresh`.
+    RefreshNow(&'a str),
+    /// `/link/{token}`: a repair link's page.
+    Link(&'a str),
 }
 
 use Method::{Delete, Get, Options, Patch, Post, Put};
@@ -59,6 +66,9 @@ impl<'a> Route<'a> {
             ["v1", "token"] => Route::Token,
             ["v1", "connections"] => Route::Connections,
             ["v1", "connections", id] => Route::Connection(id),
+            ["v1", "connections", id, "repair-link"] => Route::RepairLink(id),
+            ["v1", "connections", id, "refresh"] => Route::RefreshNow(id),
+            ["link", token] => Route::Link(token),
             _ => return None,
         })
     }
@@ -73,8 +83,10 @@ impl<'a> Route<'a> {
             Route::MeConnections => &[Get, Options],
             Route::MeConnect => &[Post, Options],
             Route::MeConnection(_) => &[Delete, Options],
-            Route::Connection(_) => &[Delete],
+            Route::Connection(_) => &[Get, Delete],
             Route::Keap(_) => &[Get, Post, Put, Patch, Delete],
+            Route::RepairLink(_) | Route::RefreshNow(_) => &[Post],
+            Route::Link(_) => &[Get, Post],
         }
     }
 
@@ -215,10 +227,27 @@ async fn handle(
             let (cfg, store) = setup(env)?;
             proxy::handle(req, env, &cfg, &store, path).await
         }
+        Route::RepairLink(id) => {
+            let (_, store) = setup(env)?;
+            let (partner, _) = auth::partner_key(req, &store).await?;
+            partner::repair_link(req, env, &store, &partner, id).await
+        }
+        Route::RefreshNow(id) => {
+            let (_, store) = setup(env)?;
+            let (partner, _) = auth::partner_key(req, &store).await?;
+            partner::refresh_now(env, &store, &partner, id).await
+        }
+        Route::Link(token) => {
+            let (cfg, store) = setup(env)?;
+            repair::handle(req, env, &cfg, &store, token, method, unix_now()).await
+        }
         Route::Connection(id) => {
             let (_, store) = setup(env)?;
             let (partner, _) = auth::partner_key(req, &store).await?;
-            partner::partner_disconnect(env, &store, &partner, id).await
+            match method {
+                Method::Delete => partner::partner_disconnect(env, &store, &partner, id).await,
+                _ => partner::connection_detail(env, &store, &partner, id).await,
+            }
         }
     }
 }

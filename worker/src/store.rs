@@ -8,6 +8,7 @@ use keaplink_core::flow::{PendingLink, StateToken, STATE_TTL_SECS};
 use keaplink_core::ids::{ConnectionId, PartnerId, UserId};
 use keaplink_core::keys;
 use keaplink_core::partner::PartnerRecord;
+use keaplink_core::repair::{RepairLinkRecord, RepairToken};
 use keaplink_core::{ApiError, ApiResult};
 use serde::de::DeserializeOwned;
 use std::cell::{Cell, RefCell};
@@ -219,9 +220,13 @@ impl Store {
             .map_err(|e| kv_failed("put", e))
     }
 
-    pub async fn delete_connection(&self, key: &ConnectionKey, id: &ConnectionId) -> ApiResult<()> {
+    pub async fn delete_connection(
+        &self,
+        key: &ConnectionKey,
+        record: &ConnectionRecord,
+    ) -> ApiResult<()> {
         self.delete(key.as_str()).await?;
-        self.delete(&keys::connection_id(id)).await
+        self.delete(&keys::connection_id(&record.id)).await
     }
 
     /// The key an id points to, if it lies under `partner`.
@@ -334,6 +339,34 @@ impl Store {
             page.cursor
         };
         Ok(Page { items, next })
+    }
+
+    // ---- repair links --------------------------------------------------------------------
+
+    /// Stores a repair link under its token's hash, kept a week past its expiry (so its page can
+    /// say "expired").
+    pub async fn put_repair_link(
+        &self,
+        token: &RepairToken,
+        link: &RepairLinkRecord,
+        now: keaplink_core::clock::UnixTime,
+    ) -> ApiResult<()> {
+        let body = serde_json::to_string(link).map_err(ApiError::internal)?;
+        self.kv
+            .put(&token.storage_key(), body)
+            .map_err(|e| kv_failed("put", e))?
+            .expiration_ttl(link.kv_ttl_secs(now))
+            .execute()
+            .await
+            .map_err(|e| kv_failed("put", e))
+    }
+
+    pub async fn repair_link(&self, token: &RepairToken) -> ApiResult<Option<RepairLinkRecord>> {
+        let key = token.storage_key();
+        match self.get_text(&key).await? {
+            Some(raw) => parse(&key, &raw).map(Some),
+            None => Ok(None),
+        }
     }
 
     // ---- OAuth state ---------------------------------------------------------------------

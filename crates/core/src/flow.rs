@@ -3,7 +3,8 @@
 
 use crate::clock::UnixTime;
 use crate::error::ErrorCode;
-use crate::ids::{PartnerId, UserId};
+use crate::identity::Mismatch;
+use crate::ids::{ConnectionId, PartnerId, UserId};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use keaplink_api::{CallbackMessage, CallbackStatus, CALLBACK_MESSAGE_TYPE};
@@ -51,6 +52,12 @@ pub struct PendingLink {
     /// Redirect mode: an exact allow-listed URL of the partner.
     pub return_to: Option<String>,
     pub created_at: UnixTime,
+    /// A reconnect of this connection (identity-locked): a Reconnect click or a repair link.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reconnect: Option<ConnectionId>,
+    /// Started from a repair link: the callback answers with the repair page.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub repair: bool,
 }
 
 impl PendingLink {
@@ -121,20 +128,36 @@ pub enum CallbackAnswer {
 
 /// The outcome of a link attempt whose state was valid.
 pub enum LinkOutcome<'a> {
-    Connected { connection_id: &'a str },
+    Connected {
+        connection_id: &'a str,
+    },
     Failed(ErrorCode),
+    /// A reconnect signed in as someone else: nothing stored.
+    Mismatch(&'a Mismatch),
 }
 
 /// Answers a callback whose state checked out: redirect to `return_to`, or a popup page that
 /// posts the result to the recorded origin and closes.
 pub fn answer(link: &PendingLink, outcome: LinkOutcome<'_>) -> CallbackAnswer {
-    let (status, connection_id, error) = match outcome {
+    let (status, connection_id, error, mismatch) = match outcome {
         LinkOutcome::Connected { connection_id } => (
             CallbackStatus::Connected,
             Some(connection_id.to_owned()),
             None,
+            None,
         ),
-        LinkOutcome::Failed(code) => (CallbackStatus::Error, None, Some(code.as_str().to_owned())),
+        LinkOutcome::Failed(code) => (
+            CallbackStatus::Error,
+            None,
+            Some(code.as_str().to_owned()),
+            None,
+        ),
+        LinkOutcome::Mismatch(m) => (
+            CallbackStatus::Error,
+            None,
+            Some(ErrorCode::IdentityMismatch.as_str().to_owned()),
+            Some(m),
+        ),
     };
     if let Some(Ok(mut url)) = link.return_to.as_deref().map(Url::parse) {
         {
@@ -153,13 +176,18 @@ pub fn answer(link: &PendingLink, outcome: LinkOutcome<'_>) -> CallbackAnswer {
         status,
         connection_id,
         error: error.clone(),
-        signed_in: None,
-        expected: None,
+        // Emails, not tokens; posted only to the recorded origin (never put in a redirect URL).
+        signed_in: mismatch.map(|m| m.signed_in.clone()),
+        expected: mismatch.map(|m| m.expected.clone()),
     };
     let (title, text) = match &error {
         None => (
             "Keap connected",
             "Your Keap account is connected. You can close this window.",
+        ),
+        Some(_) if mismatch.is_some() => (
+            "Keap not connected",
+            "You signed in to Keap as someone other than this connection's owner, so nothing was changed. Close this window to see what to do.",
         ),
         Some(_) => (
             "Keap not connected",
@@ -243,6 +271,8 @@ mod tests {
             origin: origin.map(Into::into),
             return_to: return_to.map(Into::into),
             created_at: 1000,
+            reconnect: None,
+            repair: false,
         }
     }
 
@@ -331,6 +361,36 @@ mod tests {
             panic!()
         };
         assert_eq!(html.matches("</script>").count(), 2);
+    }
+
+    #[test]
+    fn a_mismatch_names_both_emails_to_the_opener_only() {
+        let m = Mismatch {
+            signed_in: "amy@ab123.example".into(),
+            expected: "ann@ab123.example".into(),
+            signed_in_app: None,
+            expected_app: None,
+        };
+        let CallbackAnswer::Page { html, .. } = answer(
+            &link(Some("https://acme.example"), None),
+            LinkOutcome::Mismatch(&m),
+        ) else {
+            panic!()
+        };
+        assert!(html.contains(r#""error":"identity_mismatch""#));
+        assert!(html.contains(r#""signed_in":"amy@ab123.example""#));
+        assert!(html.contains(r#""expected":"ann@ab123.example""#));
+        // Redirect mode carries the code only: no emails in a URL.
+        let CallbackAnswer::Redirect(to) = answer(
+            &link(Some("https://acme.example"), Some("https://acme.example/s")),
+            LinkOutcome::Mismatch(&m),
+        ) else {
+            panic!()
+        };
+        assert_eq!(
+            to,
+            "https://acme.example/s?keaplink=error&reason=identity_mismatch"
+        );
     }
 
     #[test]

@@ -179,6 +179,65 @@ pub fn userinfo_request(endpoints: &KeapEndpoints, access_token: &Secret) -> Out
     }
 }
 
+/// The business behind the linked app: `GET <KEAP_API_URL>/crm/rest/v2/businessProfile` with the
+/// new access token. Its `name` is what people recognise ("Ann's Bakery").
+pub fn business_profile_request(api_url: &Url, access_token: &Secret) -> OutboundRequest {
+    let mut url = api_url.clone();
+    url.set_path("/crm/rest/v2/businessProfile");
+    url.set_query(None);
+    OutboundRequest {
+        method: "GET",
+        url,
+        headers: vec![
+            ("accept", Secret::new("application/json")),
+            (
+                "authorization",
+                Secret::new(format!("Bearer {}", access_token.expose())),
+            ),
+        ],
+        body: None,
+    }
+}
+
+/// Longest business name kept (it is shown, and travels in KV metadata).
+pub const MAX_BUSINESS_NAME: usize = 120;
+
+/// The business name, if Keap gave one. A failure here never fails a link: the name is a
+/// courtesy, the app id stays the identity.
+pub fn parse_business_profile(status: u16, body: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Profile {
+        #[serde(default)]
+        name: Option<String>,
+        #[serde(default)]
+        business_name: Option<String>,
+    }
+    if status != 200 {
+        return None;
+    }
+    let p: Profile = serde_json::from_slice(body).ok()?;
+    let name = p.name.or(p.business_name)?;
+    let name: String = name
+        .trim()
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_BUSINESS_NAME)
+        .collect();
+    (!name.is_empty()).then_some(name)
+}
+
+/// Keap names the linked app twice: in the token's `scope` and (v2 userinfo) as `tenant_id`.
+/// Two different answers mean we cannot tell which app was linked: refuse the link.
+pub fn check_tenant(who: &KeapIdentity, app: &KeapApp) -> Result<(), KeapFailure> {
+    match who.tenant_id.as_deref() {
+        Some(t) if t != app.as_str() => Err(KeapFailure::BadResponse {
+            status: 200,
+            detail: "userinfo's tenant_id names another app than the token's scope",
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// What a successful token call gave us.
 #[derive(Debug, Clone)]
 pub struct TokenGrant {
@@ -565,6 +624,47 @@ mod tests {
         ));
         assert!(KeapFailure::Timeout.is_transient());
         assert!(!KeapFailure::InvalidGrant.is_transient());
+    }
+
+    #[test]
+    fn business_profile_names_the_app_or_nothing() {
+        let api = Url::parse("https://api.example/x?y=1").unwrap();
+        let r = business_profile_request(&api, &Secret::new("tok"));
+        assert_eq!(
+            r.url.as_str(),
+            "https://api.example/crm/rest/v2/businessProfile"
+        );
+        assert_eq!(
+            parse_business_profile(200, br#"{"name":" Ann's Bakery ","email":"a@b"}"#).as_deref(),
+            Some("Ann's Bakery")
+        );
+        assert_eq!(parse_business_profile(200, br#"{"name":""}"#), None);
+        assert_eq!(parse_business_profile(403, br#"{"name":"x"}"#), None);
+        assert_eq!(parse_business_profile(200, b"<html>"), None);
+        let long = format!(r#"{{"name":"{}"}}"#, "B".repeat(500));
+        assert_eq!(
+            parse_business_profile(200, long.as_bytes()).unwrap().len(),
+            MAX_BUSINESS_NAME
+        );
+    }
+
+    #[test]
+    fn scope_and_tenant_must_agree() {
+        let app = KeapApp::parse("ab123").unwrap();
+        let mut who = KeapIdentity {
+            email: "a@b".into(),
+            name: String::new(),
+            sub: None,
+            tenant_id: None,
+        };
+        assert!(check_tenant(&who, &app).is_ok(), "v1 has no tenant_id");
+        who.tenant_id = Some("ab123".into());
+        assert!(check_tenant(&who, &app).is_ok());
+        who.tenant_id = Some("cd456".into());
+        assert!(matches!(
+            check_tenant(&who, &app),
+            Err(KeapFailure::BadResponse { .. })
+        ));
     }
 
     #[test]

@@ -8,7 +8,8 @@ use crate::guard;
 use crate::http::{empty, json, read_json};
 use crate::store::Store;
 use keaplink_api::{
-    ConnectionStatus, PartnerConnection, PartnerConnections, TokenRequest, TokenResponse,
+    ConnectionDetail, ConnectionStatus, PartnerConnection, PartnerConnections, RepairLink,
+    RepairLinkRequest, TokenRequest, TokenResponse,
 };
 use keaplink_core::clock::{rfc3339, UnixTime};
 use keaplink_core::connection::{ConnectionKey, ConnectionRecord};
@@ -161,6 +162,78 @@ pub async fn partner_connections(
         &PartnerConnections {
             connections,
             cursor: page.next.map(|c| cursor::issue(&cfg.keys, &scope, &c)),
+        },
+        200,
+    )
+}
+
+/// `POST /v1/connections/{id}/repair-link`: a single-use link the partner can send its user.
+pub async fn repair_link(
+    req: &mut Request,
+    env: &Env,
+    store: &Store,
+    partner: &PartnerId,
+    raw_id: &str,
+) -> ApiResult<Response> {
+    let body: RepairLinkRequest = read_json(req, Some(RepairLinkRequest::default())).await?;
+    let ttl = keaplink_core::repair::ttl(body.ttl_secs)?;
+    let key = resolve(store, partner, raw_id).await?;
+    let minted = guard::mint_repair_link(env, &key, ttl)
+        .await?
+        .ok_or_else(no_connection)?;
+    json(
+        &RepairLink {
+            url: minted.url,
+            expires_at: rfc3339(minted.link.expires_at),
+        },
+        200,
+    )
+}
+
+/// `POST /v1/connections/{id}/refresh`: an operator's "refresh now", whatever the link's age.
+/// Answers the link as it is after the attempt (a failure shows in `status` and `last_error`).
+pub async fn refresh_now(
+    env: &Env,
+    store: &Store,
+    partner: &PartnerId,
+    raw_id: &str,
+) -> ApiResult<Response> {
+    let key = resolve(store, partner, raw_id).await?;
+    let latest = guard::refresh(env, &key, Purpose::Force)
+        .await?
+        .ok_or_else(no_connection)?;
+    if !latest.tried && latest.record.status == ConnectionStatus::NeedsReauth {
+        // Nothing was tried: only the user can restore this link.
+        return Err(ApiError::new(
+            ErrorCode::NeedsReauth,
+            "This link needs the user to reconnect their Keap account; a refresh cannot restore it.",
+        ));
+    }
+    json(
+        &PartnerConnection {
+            connection: latest.record.to_api(),
+            user: latest.record.user.as_str().to_owned(),
+        },
+        200,
+    )
+}
+
+/// `GET /v1/connections/{id}`: the link and its timeline, newest first.
+pub async fn connection_detail(
+    env: &Env,
+    store: &Store,
+    partner: &PartnerId,
+    raw_id: &str,
+) -> ApiResult<Response> {
+    let key = resolve(store, partner, raw_id).await?;
+    let detail = guard::detail(env, &key).await?.ok_or_else(no_connection)?;
+    json(
+        &ConnectionDetail {
+            connection: PartnerConnection {
+                connection: detail.record.to_api(),
+                user: detail.record.user.as_str().to_owned(),
+            },
+            events: detail.events,
         },
         200,
     )

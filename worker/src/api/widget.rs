@@ -42,6 +42,18 @@ pub async fn connect(
             ));
         }
     }
+    // A reconnect names one of this user's own connections.
+    let reconnect = match body.connection_id.as_deref() {
+        None => None,
+        Some(raw) => {
+            let key = resolve(store, &s.partner_id, raw).await?;
+            if !key.is_users(&s.partner_id, &s.user) {
+                return Err(no_connection());
+            }
+            store.connection(&key).await?.ok_or_else(no_connection)?;
+            keaplink_core::ids::ConnectionId::parse(raw)
+        }
+    };
     let state = StateToken::from_random(random::bytes());
     let link = PendingLink {
         partner: s.partner_id.clone(),
@@ -49,6 +61,8 @@ pub async fn connect(
         origin: s.origin.clone(),
         return_to: body.return_to,
         created_at: now,
+        reconnect,
+        repair: false,
     };
     store.put_state(&state, &link).await?;
     let url = authorize_url(

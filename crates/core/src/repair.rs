@@ -1,0 +1,322 @@
+//! Repair links: a page hosted by keaplink where a user who is not on the partner's page restores
+//! their link. The link is single-use (its guard marks it spent, strongly consistent), stored only
+//! as a hash, expiring, and spent by the page's button (a POST), never by a GET: mail scanners open
+//! links. This module holds the link's token and record, its lifetime rules, and the pages.
+
+use crate::clock::{rfc3339, UnixTime};
+use crate::error::{ApiError, ErrorCode};
+use crate::identity::Mismatch;
+use crate::ids::{ConnectionId, PartnerId};
+use crate::keys::{self, ConnectionKey};
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+pub const DEFAULT_TTL_SECS: u64 = 7 * 86_400;
+pub const MIN_TTL_SECS: u64 = 300;
+pub const MAX_TTL_SECS: u64 = 30 * 86_400;
+/// KV keeps a link this long past its expiry, so its page can say "expired", not "unknown".
+pub const KEEP_AFTER_EXPIRY_SECS: u64 = 7 * 86_400;
+pub const TOKEN_BYTES: usize = 32;
+
+/// `ttl_secs` of a repair-link request.
+pub fn ttl(requested: Option<u64>) -> Result<u64, ApiError> {
+    match requested {
+        None => Ok(DEFAULT_TTL_SECS),
+        Some(t) if (MIN_TTL_SECS..=MAX_TTL_SECS).contains(&t) => Ok(t),
+        Some(_) => Err(ApiError::new(
+            ErrorCode::InvalidRequest,
+            "ttl_secs must be from 300 (5 minutes) to 2592000 (30 days).",
+        )),
+    }
+}
+
+/// The secret part of a repair link's URL: 256 random bits.
+pub struct RepairToken(String);
+
+impl RepairToken {
+    pub fn from_random(bytes: [u8; TOKEN_BYTES]) -> Self {
+        RepairToken(URL_SAFE_NO_PAD.encode(bytes))
+    }
+
+    /// Accepts exactly the shape `from_random` makes.
+    pub fn parse(raw: &str) -> Option<Self> {
+        let ok = raw.len() == 43
+            && raw
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        ok.then(|| RepairToken(raw.to_owned()))
+    }
+
+    /// Where the link's record lives (only the hash is stored).
+    pub fn storage_key(&self) -> String {
+        keys::repair_link(&self.0)
+    }
+
+    /// The name the connection's guard spends it under.
+    pub fn spend_key(&self) -> String {
+        format!("spent/{}", crate::ids::storage_hash(&self.0))
+    }
+
+    /// `<PUBLIC_URL>/link/<token>`.
+    pub fn url(&self, public_url: &str) -> String {
+        format!("{}/link/{}", public_url.trim_end_matches('/'), self.0)
+    }
+}
+
+/// A repair link as stored (by the hash of its token).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepairLinkRecord {
+    pub partner: PartnerId,
+    pub connection: ConnectionId,
+    pub key: ConnectionKey,
+    pub created_at: UnixTime,
+    pub expires_at: UnixTime,
+    /// Set when its button was pressed (the guard's record is the one that counts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub used_at: Option<UnixTime>,
+}
+
+/// What a link's page shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkState {
+    Usable,
+    Used,
+    Expired,
+}
+
+impl RepairLinkRecord {
+    pub fn state(&self, now: UnixTime) -> LinkState {
+        if self.used_at.is_some() {
+            LinkState::Used
+        } else if now >= self.expires_at {
+            LinkState::Expired
+        } else {
+            LinkState::Usable
+        }
+    }
+
+    /// How long KV keeps it.
+    pub fn kv_ttl_secs(&self, now: UnixTime) -> u64 {
+        (self.expires_at - now).max(60) as u64 + KEEP_AFTER_EXPIRY_SECS
+    }
+}
+
+/// The pages of `/link/<token>`.
+pub enum Page<'a> {
+    /// The link works: one button.
+    Ready {
+        partner: &'a str,
+        app: &'a str,
+        email: &'a str,
+        expires_at: UnixTime,
+    },
+    Unknown,
+    Used,
+    Expired,
+    /// Back from Keap: the link works again.
+    Restored {
+        partner: &'a str,
+        app: &'a str,
+    },
+    /// Back from Keap: refused, and why.
+    Refused {
+        partner: &'a str,
+        mismatch: Option<&'a Mismatch>,
+        code: ErrorCode,
+    },
+}
+
+const STYLE: &str = "body{font:16px/1.5 system-ui,sans-serif;margin:0;padding:2rem 1rem;background:#f5f6f8;color:#1d2330}\
+main{max-width:30rem;margin:0 auto;background:#fff;border:1px solid #d5d9e0;border-radius:10px;padding:1.5rem}\
+h1{font-size:1.3rem;margin:0 0 .75rem}p{margin:.5rem 0}.muted{color:#5b6473;font-size:.9rem}\
+button{font:inherit;font-weight:600;background:#2f6fdd;color:#fff;border:0;border-radius:8px;padding:.7rem 1.2rem;margin-top:.75rem;cursor:pointer;width:100%}\
+button:focus-visible{outline:3px solid #2f6fdd;outline-offset:3px}.ok{color:#1f7a3d}.warn{color:#a15c00}\
+@media (prefers-color-scheme:dark){body{background:#12151b;color:#e8ebf0}main{background:#1b1f27;border-color:#3a4150}.muted{color:#a3acba}.ok{color:#58c27d}.warn{color:#f0a84a}}";
+
+/// The pages' CSP: nothing loads, no script runs, only this page's own style and a form to itself.
+pub fn csp() -> String {
+    let hash = STANDARD.encode(Sha256::digest(STYLE.as_bytes()));
+    format!(
+        "default-src 'none'; style-src 'sha256-{hash}'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+    )
+}
+
+fn esc(s: &str) -> String {
+    html_escape::encode_safe(s).into_owned()
+}
+
+/// The status and HTML of `page`.
+pub fn render(page: &Page<'_>) -> (u16, String) {
+    let (status, title, body) = match page {
+        Page::Ready {
+            partner,
+            app,
+            email,
+            expires_at,
+        } => (
+            200,
+            "Reconnect your Keap account".to_owned(),
+            format!(
+                "<p>{partner} needs you to sign in to Keap again to keep its connection to <strong>{app}</strong> working.</p>\
+<p>Sign in as <strong>{email}</strong>. You will be signed out of Keap first, so you sign in as yourself.</p>\
+<form method=\"post\"><button type=\"submit\">Reconnect Keap</button></form>\
+<p class=\"muted\">This link works once, until {}.</p>",
+                rfc3339(*expires_at),
+                partner = esc(partner),
+                app = esc(app),
+                email = esc(email),
+            ),
+        ),
+        Page::Unknown => (
+            404,
+            "This link is not valid".to_owned(),
+            "<p>This reconnect link is not one we know. Check that you opened the whole link, or ask for a new one.</p>".to_owned(),
+        ),
+        Page::Used => (
+            410,
+            "This link was already used".to_owned(),
+            "<p>This reconnect link has already been used. If your Keap connection still needs you, ask for a new link.</p>".to_owned(),
+        ),
+        Page::Expired => (
+            410,
+            "This link has expired".to_owned(),
+            "<p>This reconnect link has expired. Ask for a new one.</p>".to_owned(),
+        ),
+        Page::Restored { partner, app } => (
+            200,
+            "Your Keap account is reconnected".to_owned(),
+            format!(
+                "<p class=\"ok\">{} works with <strong>{}</strong> again. You can close this page.</p>",
+                esc(partner),
+                esc(app)
+            ),
+        ),
+        Page::Refused {
+            partner,
+            mismatch,
+            code,
+        } => {
+            let why = match mismatch {
+                Some(m) => format!(
+                    "You signed in to Keap as <strong>{}</strong>, but this connection belongs to <strong>{}</strong>{}. Nothing was changed.",
+                    esc(&m.signed_in),
+                    esc(&m.expected),
+                    match &m.expected_app {
+                        Some(app) => format!(" in {}", esc(app.as_str())),
+                        None => String::new(),
+                    }
+                ),
+                None => match code {
+                    ErrorCode::AccessDenied => "You cancelled the connection. Nothing was changed.".to_owned(),
+                    _ => "Keap did not complete the sign-in. Nothing was changed.".to_owned(),
+                },
+            };
+            (
+                code.status(),
+                "Your Keap account was not reconnected".to_owned(),
+                format!(
+                    "<p class=\"warn\">{why}</p><p>Ask {} for a new link to try again.</p>",
+                    esc(partner)
+                ),
+            )
+        }
+    };
+    let html = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+<meta name=\"referrer\" content=\"no-referrer\"><title>{title}</title><style>{STYLE}</style></head>\
+<body><main><h1>{title}</h1>{body}</main></body></html>"
+    );
+    (status, html)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keap::KeapApp;
+
+    #[test]
+    fn tokens_are_random_shaped_and_stored_hashed() {
+        let t = RepairToken::from_random([7; TOKEN_BYTES]);
+        assert!(RepairToken::parse(&t.0).is_some());
+        assert!(!t.storage_key().contains(&t.0));
+        assert!(!t.spend_key().contains(&t.0));
+        assert_eq!(
+            t.url("https://k.example/"),
+            format!("https://k.example/link/{}", t.0)
+        );
+        for bad in [
+            "",
+            "short",
+            &"a".repeat(44),
+            &format!("{}/", "a".repeat(42)),
+        ] {
+            assert!(RepairToken::parse(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn ttl_is_bounded() {
+        assert_eq!(ttl(None).unwrap(), DEFAULT_TTL_SECS);
+        assert_eq!(ttl(Some(300)).unwrap(), 300);
+        assert_eq!(ttl(Some(2_592_000)).unwrap(), 2_592_000);
+        for bad in [0, 299, 2_592_001, u64::MAX] {
+            assert_eq!(ttl(Some(bad)).unwrap_err().code, ErrorCode::InvalidRequest);
+        }
+    }
+
+    #[test]
+    fn a_link_is_usable_until_used_or_expired() {
+        let id = ConnectionId::from_random([1; 16]);
+        let key = ConnectionKey::parse(&format!("c/acme/{}/ab123", "h".repeat(43))).unwrap();
+        let mut r = RepairLinkRecord {
+            partner: PartnerId::parse("acme").unwrap(),
+            connection: id,
+            key,
+            created_at: 100,
+            expires_at: 400,
+            used_at: None,
+        };
+        assert_eq!(r.state(399), LinkState::Usable);
+        assert_eq!(r.state(400), LinkState::Expired);
+        assert!(r.kv_ttl_secs(100) >= 300 + KEEP_AFTER_EXPIRY_SECS);
+        r.used_at = Some(200);
+        assert_eq!(r.state(300), LinkState::Used);
+    }
+
+    #[test]
+    fn pages_escape_what_others_wrote_and_pin_their_style() {
+        let (status, html) = render(&Page::Ready {
+            partner: "<script>alert(1)</script> Co",
+            app: "Ann's Bakery (ab123)",
+            email: "ann@ab123.example",
+            expires_at: 0,
+        });
+        assert_eq!(status, 200);
+        assert!(!html.contains("<script>"));
+        assert!(html.contains("&lt;script&gt;"));
+        assert!(
+            html.contains("<form method=\"post\">"),
+            "the button POSTs; a GET spends nothing"
+        );
+        assert!(csp().contains("default-src 'none'") && csp().contains("frame-ancestors 'none'"));
+        assert!(!csp().contains("unsafe-inline"));
+        assert_eq!(render(&Page::Used).0, 410);
+        assert_eq!(render(&Page::Expired).0, 410);
+        assert_eq!(render(&Page::Unknown).0, 404);
+        let m = Mismatch {
+            signed_in: "amy@ab123.example".into(),
+            expected: "ann@ab123.example".into(),
+            signed_in_app: None,
+            expected_app: Some(KeapApp::parse("ab123").unwrap()),
+        };
+        let (status, html) = render(&Page::Refused {
+            partner: "Acme",
+            mismatch: Some(&m),
+            code: ErrorCode::IdentityMismatch,
+        });
+        assert_eq!(status, 409);
+        assert!(html.contains("amy@ab123.example") && html.contains("ann@ab123.example"));
+    }
+}
