@@ -23,7 +23,6 @@ import { seedConnections, withLocalKv } from "../tests/e2e/seed.mjs";
 import { startPartnerSite } from "../tests/e2e/partner.mjs";
 import { launchBrowser } from "../tests/e2e/browser.mjs";
 import { SETUPS, snapshot, startProbe, startStack } from "./setups.mjs";
-import { selfCpuMs } from "./cpu.mjs";
 
 const argv = process.argv.slice(2);
 const QUICK = argv.includes("--quick");
@@ -292,7 +291,7 @@ async function coldWrangler(snap) {
  * (workerd listening, every Worker loaded: modules evaluated, wasm compiled and instantiated) and
  * then the first request of that isolate. The kinds take turns: the baseline on its own config,
  * the baseline's script under keaplink's config (the same bindings to set up as ours), the same
- * carrying our wasm as bytes, then as a compiled module, and ours.
+ * carrying our wasm as a compiled module it never instantiates, and ours.
  */
 async function coldDirect(snap) {
   const dir = await mkdtemp(join(tmpdir(), "keaplink-cold-"));
@@ -300,25 +299,22 @@ async function coldDirect(snap) {
   const kinds = {
     baseline: { config: snap.baseline, path: "/" },
     bindings: { config: snap.coldVariants.bindings, path: "/" },
-    bytes: { config: snap.coldVariants.bytes, path: "/" },
     compiled: { config: snap.coldVariants.compiled, path: "/" },
     ours: { config: snap.config, path: "/healthz", secrets },
   };
   const runs = Object.fromEntries(Object.keys(kinds).map((k) => [k, []]));
   const once = async (kind) => {
     const { config, path, secrets: s = {} } = kinds[kind];
-    const host0 = selfCpuMs();
     const t0 = performance.now();
     const w = await SETUPS.direct.start({ config, persistTo: dir, secrets: s });
     const ready = performance.now();
-    const host = selfCpuMs() - host0;
     try {
       const res = await fetch(`${w.url}${path}`);
       await res.text();
       if (res.status !== 200) throw new Error(`cold start (${kind}): the first answer was ${res.status}`);
       const end = performance.now();
       // A fresh process: all the CPU it has used is its start and this first answer.
-      runs[kind].push({ total: end - t0, ready: ready - t0, first: end - ready, workerdCpu: w.cpu().workerd, hostCpu: host });
+      runs[kind].push({ total: end - t0, ready: ready - t0, first: end - ready, workerdCpu: w.cpu().workerd });
     } finally {
       await w.stop();
     }
@@ -330,7 +326,7 @@ async function coldDirect(snap) {
     await rm(dir, { recursive: true, force: true });
   }
   const summary = (xs) => ({
-    ...Object.fromEntries(["total", "ready", "first", "workerdCpu", "hostCpu"].map((k) => [k, median(xs.map((x) => x[k]))])),
+    ...Object.fromEntries(["total", "ready", "first", "workerdCpu"].map((k) => [k, median(xs.map((x) => x[k]))])),
     all: xs.map((x) => x.total),
   });
   results.cold.direct = Object.fromEntries(Object.entries(runs).map(([k, xs]) => [k, summary(xs)]));
@@ -675,24 +671,23 @@ Object, queue and rate-limiter services) until it listens; the first answer is t
 first request, which also pays for compiling the wasm functions it runs (V8 compiles a wasm
 function's body on its first call). From the second row on, each row adds one thing to the one
 above: keaplink's config (its bindings, the baseline's script with stub Durable Object classes),
-then our ${kb(s.worker.raw)} of wasm carried as bytes (loaded, never compiled), then compiled (never
-instantiated), then keaplink itself (the JS glue, instantiating and starting the wasm). Each
-"adds" is the difference of two medians. The CPU columns split the start between workerd (all
-the CPU the fresh process used until its first answer was out) and this script's Node process,
-which is Miniflare building and sending workerd its config (module bytes included): the part
-that would not exist on Cloudflare.
+then our ${kb(s.worker.raw)} of wasm as a module workerd loads and compiles but nothing instantiates,
+then keaplink itself (the JS glue, instantiating and starting the wasm). Each "adds" is the
+difference of two medians, so it is only as good as the spread of "all starts" below. *workerd CPU*: all the CPU the fresh workerd process
+used until its first answer was out (\`/proc\` counts it in 10 ms ticks); the rest of the time
+is spent outside it: spawning the process, and Miniflare, in this script's Node process, building
+the config and handing it over, which has no counterpart on Cloudflare.
 
-| | start → first answer | adds | until listening | first request | workerd CPU | Node CPU |
-|---|---|---|---|---|---|---|
+| | start → first answer | adds | until listening | first request | workerd CPU |
+|---|---|---|---|---|---|
 ${[
     ["baseline (its own config: one KV binding)", cd.baseline, null],
     ["baseline's script, keaplink's bindings", cd.bindings, cd.baseline],
-    ["… and our wasm as bytes", cd.bytes, cd.bindings],
-    ["… and our wasm compiled, not instantiated", cd.compiled, cd.bytes],
+    ["… and our wasm compiled, not instantiated", cd.compiled, cd.bindings],
     ["keaplink", cd.ours, cd.compiled],
-  ].map(([label, r, prev]) => `| ${label} | ${r.total.toFixed(0)} ms | ${prev ? `${(r.total - prev.total).toFixed(0)} ms` : ""} | ${r.ready.toFixed(0)} ms | ${fx(r.first, 1)} ms | ${r.workerdCpu.toFixed(0)} ms | ${r.hostCpu.toFixed(0)} ms |`).join("\n")}
+  ].map(([label, r, prev]) => `| ${label} | ${r.total.toFixed(0)} ms | ${prev ? `${(r.total - prev.total).toFixed(0)} ms` : ""} | ${r.ready.toFixed(0)} ms | ${fx(r.first, 1)} ms | ${r.workerdCpu.toFixed(0)} ms |`).join("\n")}
 
-All starts (ms): ${Object.entries({ keaplink: cd.ours, "with our wasm compiled": cd.compiled, "with our wasm as bytes": cd.bytes, "keaplink's bindings": cd.bindings, baseline: cd.baseline }).map(([k, v]) => `${k} ${v.all.map((m) => m.toFixed(0)).join(", ")}`).join("; ")}.
+All starts (ms): ${Object.entries({ keaplink: cd.ours, "with our wasm compiled": cd.compiled, "keaplink's bindings": cd.bindings, baseline: cd.baseline }).map(([k, v]) => `${k} ${v.all.map((m) => m.toFixed(0)).join(", ")}`).join("; ")}.
 
 **The wasm alone**, in workerd's own V8 (\`bench/wasm-probe\`; Node's V8 is older and cannot
 compile it): compiling the Worker's wasm takes **${fx(wasm.compileMs)} ms** (${fx(wasm.compileCpuMs, 1)} ms of workerd CPU,

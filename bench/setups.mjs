@@ -34,16 +34,14 @@ export async function snapshot() {
   await writeFile(join(dir, "wrangler.toml"), toml);
   // For the cold starts, the baseline's script under keaplink's config (same bindings, so the
   // same services to set up; its Durable Object classes as stubs), alone and then carrying the
-  // Worker's wasm: as plain bytes (a Data module: loaded, never compiled), and as a compiled
-  // module that is never instantiated. Each step adds one thing the wasm's size drives.
+  // Worker's wasm as a module workerd compiles at load and nothing instantiates.
   const classes = Object.values(unstable_getMiniflareWorkerOptions(join(dir, "wrangler.toml")).workerOptions.durableObjects ?? {}).map((d) => d.className);
   const baselineJs = await readFile(join(dir, "bench", "baseline", "worker.js"), "utf8");
   const cold = join(dir, "bench", "cold-baseline");
   await mkdir(cold);
-  await cp(join(dir, "worker", "build", "index_bg.wasm"), join(cold, "bytes.bin"));
   await cp(join(dir, "worker", "build", "index_bg.wasm"), join(cold, "module.wasm"));
   const coldVariants = {};
-  for (const [name, carry] of Object.entries({ bindings: "", bytes: "./bytes.bin", compiled: "./module.wasm" })) {
+  for (const [name, carry] of Object.entries({ bindings: "", compiled: "./module.wasm" })) {
     // A copy, not an import: Miniflare would load an imported .js as CommonJS.
     await writeFile(join(cold, `${name}.js`), [
       // Miniflare hands workerd the modules it finds by following imports: this one carries it.
