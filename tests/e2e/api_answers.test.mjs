@@ -125,6 +125,18 @@ test("a credential sent where another kind belongs says which one the endpoint t
   assertError(await call(stack.url, "GET", "/v1/admin/stats", { token: jwt }), 401, "invalid_admin_token", /not a session JWT/);
 });
 
+test("a session refused before its partner is known is still readable by a page some partner allows", async () => {
+  const unknown = await mintSession({ ...acme, partner_id: "nobody" }, "u1");
+  const allowed = await call(stack.url, "GET", "/v1/me/connections", { token: unknown, headers: { origin: ORIGIN } });
+  assertError(allowed, 401, "invalid_session", /no known partner/);
+  assert.equal(allowed.headers.get("access-control-allow-origin"), ORIGIN);
+  const garbled = await call(stack.url, "GET", "/v1/me/connections", { token: "not.a.jwt", headers: { origin: ORIGIN } });
+  assert.equal(garbled.headers.get("access-control-allow-origin"), ORIGIN);
+  const stranger = await call(stack.url, "GET", "/v1/me/connections", { token: unknown, headers: { origin: "https://evil.example" } });
+  assert.equal(stranger.status, 401);
+  assert.equal(stranger.headers.get("access-control-allow-origin"), null, "no grant to an origin no partner allows");
+});
+
 test("a webhook URL no delivery would reach is refused at registration, and nothing changes", async () => {
   const before = await call(stack.url, "GET", "/v1/admin/partners/acme", { token: ADMIN_TOKEN });
   const res = await call(stack.url, "PUT", "/v1/admin/partners/acme", {

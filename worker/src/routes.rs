@@ -291,6 +291,18 @@ async fn me(req: &mut Request, env: &Env, route: &Route<'_>, method: &Method) ->
         },
     };
     let mut answer = Answer::from(result);
+    // A session refused before its partner was known (an unknown `iss`, a malformed token)
+    // still lets the page read why, if some partner allows the page's origin: the widget can
+    // then say the session is not valid instead of "could not reach the service".
+    let cors = match (cors, &answer.error, origin(req)) {
+        (Some(o), _, _) => Some(o),
+        (None, Some(e), Some(o))
+            if e.status() == 401 && store.origin_known(&o).await.unwrap_or(false) =>
+        {
+            Some(o)
+        }
+        _ => None,
+    };
     if let Some(o) = cors {
         allow_origin(&mut answer.resp, &o);
     }
