@@ -318,8 +318,8 @@ pub fn all(s: &mut Schemas) -> Vec<Op> {
             .describe("Answers the URL to open (a popup, or the same tab) at Keap: through Keap's sign-out hop unless `sign_out_first` is false or the deployment has the hop off. The flow ends at `GET /oauth/callback`. An empty body is allowed. With `connection_id`, a reconnect of that link of the signed-in user, identity-locked (same Keap app; same Keap user unless the partner's `reconnect_identity` is `app`). Rate-limited per client address (before credentials) and per partner.")
             .json_body(s.of::<api::ConnectRequest>(), false, ex(api::ConnectRequest { sign_out_first: true, return_to: Some("https://app.acme.example/settings".into()), connection_id: None }))
             .answer(200, ok_json("Open `authorize_url`.", s.of::<api::ConnectResponse>(),
-                ex(api::ConnectResponse { authorize_url: "https://accounts.infusionsoft.com/app/oauth/authorize?client_id=…&redirect_uri=…&response_type=code&scope=full&state=…".into() })))
-            .errors(&[ReturnUrlNotAllowed, NoConnection, RateLimited]),
+                ex(api::ConnectResponse { authorize_url: "https://accounts.infusionsoft.com/app/oauth/authorize?client_id=your-client-id&redirect_uri=https%3A%2F%2Fkeaplink.example%2Foauth%2Fcallback&response_type=code&scope=full&state=opaque-state".into() })))
+            .errors(&[InvalidId, ReturnUrlNotAllowed, NoConnection, RateLimited]),
         Op::new("options", "/v1/me/connect", "preflightConnect", "widget", Auth::Public)
             .summary("CORS preflight")
             .describe(PREFLIGHT)
