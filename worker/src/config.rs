@@ -27,15 +27,11 @@ pub struct Config {
     /// Deliver webhooks over plain http too (local development and tests only).
     pub webhook_allow_http: bool,
     pub account_central_url: String,
-    // Read by the proxy, which is being built.
-    #[allow(dead_code)]
     /// Keap's REST API (`KEAP_API_URL`): where `/v1/keap/<path>` is relayed, and where the
     /// business profile is read at link time.
     pub keap_api_url: Url,
-    #[allow(dead_code)]
     /// The path prefixes `/v1/keap/` may reach (`KEAP_PROXY_PATHS`, comma-separated).
     pub proxy_paths: Vec<String>,
-    #[allow(dead_code)]
     /// Calls of Keap's daily quota kept for refreshes (`KEAP_QUOTA_RESERVE`): below it, proxied
     /// calls are held while refreshes go on.
     pub quota_reserve: u64,

@@ -1,9 +1,15 @@
-//! Sends the requests `keaplink_core::keap` builds, each bounded by a timeout.
+//! Sends the requests `keaplink_core` builds, each bounded by a timeout: OAuth and webhook calls
+//! (`send`, the whole body read) and proxied calls (`relay`, the body left to stream).
 
 use futures_util::future::{select, Either};
 use keaplink_core::keap::{KeapFailure, OutboundRequest};
+use keaplink_core::proxy::ProxyRequest;
+use std::future::Future;
 use std::pin::pin;
-use worker::{AbortController, Delay, Fetch, Headers, Method, Request, RequestInit};
+use worker::{
+    js_sys, AbortController, Delay, Fetch, Headers, Method, Request, RequestInit, RequestRedirect,
+    Response,
+};
 
 /// What came back: a status and the body.
 pub struct KeapAnswer {
@@ -40,17 +46,54 @@ pub async fn send(req: &OutboundRequest, timeout_ms: u32) -> Result<KeapAnswer, 
         let body = resp.bytes().await.map_err(|_| unavailable())?;
         Ok(KeapAnswer { status, body })
     };
+    within(call, controller, timeout_ms).await
+}
+
+/// Sends a proxied call and answers Keap's response as it arrives, its body not yet read (the
+/// caller streams it on). The timeout bounds the wait for Keap's status and headers. Redirects
+/// are not followed: the token must never travel anywhere but the URL built for it.
+pub async fn relay(req: &ProxyRequest, timeout_ms: u32) -> Result<Response, KeapFailure> {
+    let headers = Headers::new();
+    for (name, value) in &req.headers {
+        headers
+            .set(name, value.expose())
+            .map_err(|_| unavailable())?;
+    }
+    let mut init = RequestInit::new();
+    init.with_method(Method::from(req.method.to_owned()))
+        .with_headers(headers)
+        .with_redirect(RequestRedirect::Manual);
+    if let Some(body) = &req.body {
+        init.with_body(Some(js_sys::Uint8Array::from(body.as_slice()).into()));
+    }
+    let request = Request::new_with_init(&req.url, &init).map_err(|_| unavailable())?;
+    let controller = AbortController::default();
+    let signal = controller.signal();
+    let call = async {
+        Fetch::Request(request)
+            .send_with_signal(&signal)
+            .await
+            .map_err(|_| unavailable())
+    };
+    within(call, controller, timeout_ms).await
+}
+
+/// `call`, or `Timeout` (and the call aborted) once `timeout_ms` has passed.
+async fn within<T>(
+    call: impl Future<Output = Result<T, KeapFailure>>,
+    controller: AbortController,
+    timeout_ms: u32,
+) -> Result<T, KeapFailure> {
     let timer = Delay::from(std::time::Duration::from_millis(timeout_ms.into()));
     let call = pin!(call);
     let timer = pin!(timer);
-    let result = match select(call, timer).await {
+    match select(call, timer).await {
         Either::Left((answer, _)) => answer,
         Either::Right(_) => {
             controller.abort();
             Err(KeapFailure::Timeout)
         }
-    };
-    result
+    }
 }
 
 /// A network failure: no status came back.

@@ -30,6 +30,7 @@ mod partner_guard;
 mod proxy;
 mod purge;
 mod queue;
+mod quota;
 mod random;
 mod repair;
 mod routes;

@@ -1,21 +1,344 @@
-//! `/v1/keap/<path>`: calling Keap through keaplink. (Being built: until then every call is
-//! answered 404 `not_found`, and nothing is sent to Keap.)
+//! `/v1/keap/<path>`: a partner's call to Keap's REST API on behalf of one of its users, sent
+//! with the connection's access token, healed once after Keap's 401, and held while Keap's
+//! quota says so. The rules are `keaplink_core::{proxy, quota}`; this module reads, asks, sends
+//! and applies.
 
+use crate::api::partner::{find_connection, usable};
+use crate::auth;
+use crate::clock::{now_ms, unix_now};
 use crate::config::Config;
+use crate::guard;
+use crate::http::error_response;
+use crate::keap_client;
+use crate::limits;
+use crate::log::{self, Level};
+use crate::quota;
+use crate::stats;
 use crate::store::Store;
-use keaplink_core::{ApiError, ApiResult, ErrorCode};
-use worker::{Env, Request, Response};
+use futures_util::StreamExt;
+use keaplink_core::connection::{ConnectionKey, ConnectionRecord};
+use keaplink_core::limits::Endpoint;
+use keaplink_core::proxy::{self, AfterHeal, ProxyOutcome, ProxyRequest, MAX_BODY_BYTES};
+use keaplink_core::quota::{Hold, HoldReason};
+use keaplink_core::refresh::{fingerprint, Purpose};
+use keaplink_core::{ApiError, ApiResult, ErrorCode, Secret};
+use serde_json::json;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use worker::{Env, Headers, Request, Response, ResponseBody};
 
-/// Answers one proxied call. `path` is the raw path after `/v1/keap`, starting with `/`.
+/// What a refusal can say beyond its error: the connection, and Keap's quota headers when it
+/// was Keap that refused.
+#[derive(Default)]
+struct Known {
+    connection: Option<String>,
+    outcome: Option<ProxyOutcome>,
+    keap_headers: Vec<(String, String)>,
+}
+
+/// Answers one proxied call. (`_path` is the router's reading of the path; the proxy reads the
+/// request's URL itself, by its own stricter rules.)
 pub async fn handle(
-    _req: &mut Request,
-    _env: &Env,
-    _cfg: &Config,
-    _store: &Store,
+    req: &mut Request,
+    env: &Env,
+    cfg: &Config,
+    store: &Store,
     _path: &str,
 ) -> ApiResult<Response> {
-    Err(ApiError::new(
-        ErrorCode::NotFound,
-        "Calling Keap through keaplink is not available in this deployment yet.",
-    ))
+    let mut known = Known::default();
+    let result = call(req, env, cfg, store, &mut known).await;
+    let answer = match result {
+        Ok((resp, outcome)) => {
+            quota::count(outcome);
+            resp
+        }
+        Err(e) => {
+            quota::count(
+                known
+                    .outcome
+                    .unwrap_or_else(|| ProxyOutcome::of_error(e.code)),
+            );
+            if e.status() >= 500 {
+                log::event(
+                    Level::Error,
+                    "proxy_error",
+                    json!({"code": e.code.as_str(), "cause": e.cause()}),
+                );
+            }
+            refusal(&e, &known)
+        }
+    };
+    // Answers made without calling Keap still report now and then, so their counts arrive.
+    exchange(env, quota::report_due(cfg.quota_reserve, now_ms())).await;
+    Ok(answer)
+}
+
+/// keaplink's own answer: the usual error body, plus `keaplink-error` so a caller can tell it
+/// from Keap's.
+fn refusal(e: &ApiError, known: &Known) -> Response {
+    let mut resp = error_response(e);
+    let h = resp.headers_mut();
+    let _ = h.set("keaplink-error", e.code.as_str());
+    if let Some(id) = &known.connection {
+        let _ = h.set("keaplink-connection-id", id);
+    }
+    for (name, value) in &known.keap_headers {
+        let _ = h.append(name, value);
+    }
+    resp
+}
+
+async fn call(
+    req: &mut Request,
+    env: &Env,
+    cfg: &Config,
+    store: &Store,
+    known: &mut Known,
+) -> ApiResult<(Response, ProxyOutcome)> {
+    // The address is counted while the key is checked; the partner once it is known.
+    let ip = limits::client_ip(req);
+    let (by_ip, key) = futures_util::join!(
+        limits::enforce(env, Endpoint::Proxy.per_ip(ip.as_deref())),
+        auth::partner_key(req, store)
+    );
+    by_ip?;
+    let (partner, _) = key?;
+    let method = proxy::method(req.method().as_ref())
+        .ok_or_else(|| ApiError::internal("the proxy got a method its route does not take"))?;
+    let headers: Vec<(String, String)> = req.headers().entries().collect();
+    let caller = proxy::caller(&headers)?;
+    let target = proxy::target(&req.inner().url(), &cfg.proxy_paths)?;
+    proxy::check_declared(
+        req.headers()
+            .get("content-length")
+            .ok()
+            .flatten()
+            .as_deref(),
+    )?;
+    let body = proxy::check_body(method, read_body(req).await?)?;
+    let reserve = cfg.quota_reserve;
+    // While Keap's quota is known to be spent, nothing else is read either.
+    let named_app = caller.app.as_ref().map(|a| a.as_str());
+    if let Some(h) = quota::hold(named_app, reserve, now_ms()) {
+        return Err(h.error(now_ms()));
+    }
+    let (admitted, found) = futures_util::join!(
+        limits::enforce(env, Endpoint::Proxy.per_partner(&partner)),
+        find_connection(store, &partner, &caller.user, caller.app.as_ref())
+    );
+    admitted?;
+    let (key, record) = found?;
+    known.connection = Some(record.id.as_str().to_owned());
+    let record = healed_copy(&key, record);
+    let record = usable(env, cfg, &key, record, Purpose::Token, unix_now()).await?;
+    let app = record.keap_app.as_str().to_owned();
+    if let Some(h) = quota::hold(Some(&app), reserve, now_ms()) {
+        return Err(h.error(now_ms()));
+    }
+    let token = open_access(cfg, &key, &record)?;
+    let url = proxy::upstream_url(&cfg.keap_api_url, &target);
+    let forwarded = proxy::forwarded(&headers);
+    let send =
+        |token: &Secret| proxy::outbound(method, url.clone(), &forwarded, token, body.clone());
+
+    // The regular exchange with the shared quota picture rides along with the call to Keap.
+    let report = quota::report_due(reserve, now_ms());
+    let first = send(&token);
+    let (answer, ()) = futures_util::join!(relay(cfg, &first, &app), exchange(env, report));
+    let (mut status, mut answer_headers, mut answer) = answer?;
+    let mut outcome = ProxyOutcome::Relayed;
+    if status == 401 {
+        // Keap refused the token (revoked, or a KV copy older than a refresh): one heal through
+        // the connection's guard, which refreshes only if no one did since, then one retry.
+        let refused_body = answer.bytes().await.unwrap_or_default();
+        let failed = fingerprint(&token);
+        let latest = guard::refresh(
+            env,
+            &key,
+            Purpose::Heal {
+                failed: failed.clone(),
+            },
+        )
+        .await?
+        .ok_or_else(crate::api::no_connection)?
+        .record;
+        let current = open_access(cfg, &key, &latest)?;
+        match proxy::after_heal(&latest, &failed, &fingerprint(&current)) {
+            AfterHeal::NeedsReauth => {
+                return Err(ApiError::new(
+                    ErrorCode::NeedsReauth,
+                    "Keap no longer accepts this link; the user must reconnect.",
+                ))
+            }
+            AfterHeal::Unchanged(Some(e)) => return Err(e),
+            AfterHeal::Unchanged(None) => {
+                answer = Response::from_bytes(refused_body).map_err(ApiError::internal)?;
+            }
+            AfterHeal::Retry => {
+                remember_healed(&key, &latest);
+                if let Some(h) = quota::hold(Some(&app), reserve, now_ms()) {
+                    return Err(h.error(now_ms()));
+                }
+                (status, answer_headers, answer) = relay(cfg, &send(&current), &app).await?;
+                outcome = ProxyOutcome::Healed;
+            }
+        }
+    }
+    if status == 429 {
+        // Keap's own "slow down" is answered as ours (429 `keap_quota` with the computed wait),
+        // with Keap's quota headers kept.
+        let _ = answer.bytes().await;
+        known.outcome = Some(ProxyOutcome::KeapThrottled);
+        known.keap_headers = answer_headers
+            .into_iter()
+            .filter(|(n, _)| proxy::relayed(n) && n != "content-type")
+            .collect();
+        let now = now_ms();
+        let hold = quota::hold(Some(&app), reserve, now).unwrap_or(Hold {
+            reason: HoldReason::Spike,
+            until_ms: now + keaplink_core::quota::SPIKE_HOLD_MS,
+        });
+        exchange(env, quota::report_due(reserve, now)).await;
+        return Err(hold.error(now));
+    }
+    // Spent or nearly spent windows are news for every isolate: told now, not in a few seconds.
+    exchange(env, quota::report_due(reserve, now_ms())).await;
+    let resp = relayed(status, &answer_headers, answer, known)?;
+    Ok((resp, outcome))
+}
+
+/// Sends to Keap and learns from the answer's quota headers: (status, headers, the answer).
+async fn relay(
+    cfg: &Config,
+    req: &ProxyRequest,
+    app: &str,
+) -> ApiResult<(u16, Vec<(String, String)>, Response)> {
+    let answer = keap_client::relay(req, cfg.keap_timeout_ms)
+        .await
+        .map_err(|f| {
+            let e = f.api_error();
+            ApiError::new(
+                e.code,
+                match e.code {
+                    ErrorCode::KeapTimeout => "Keap did not answer in time; try again.",
+                    _ => "Keap could not be reached; try again.",
+                },
+            )
+        })?;
+    let status = answer.status_code();
+    let headers: Vec<(String, String)> = answer.headers().entries().collect();
+    quota::learn(&headers, status, app, now_ms());
+    Ok((status, headers, answer))
+}
+
+/// Keap's answer as the caller gets it: its status and body (streamed on), its `content-type`
+/// and `x-keap-*` headers, and the connection it was made for.
+fn relayed(
+    status: u16,
+    keap_headers: &[(String, String)],
+    answer: Response,
+    known: &Known,
+) -> ApiResult<Response> {
+    let h = Headers::new();
+    for (name, value) in keap_headers.iter().filter(|(n, _)| proxy::relayed(n)) {
+        h.append(name, value).map_err(ApiError::internal)?;
+    }
+    if let Some(id) = &known.connection {
+        h.set("keaplink-connection-id", id)
+            .map_err(ApiError::internal)?;
+    }
+    // A user's data: no shared cache keeps it.
+    h.set("cache-control", "no-store")
+        .map_err(ApiError::internal)?;
+    let (_, body) = answer.into_parts();
+    // These statuses carry no body; the runtime refuses one even if empty.
+    let body = if matches!(status, 204 | 205 | 304) {
+        ResponseBody::Empty
+    } else {
+        body
+    };
+    Ok(Response::builder()
+        .with_status(status)
+        .with_headers(h)
+        .body(body))
+}
+
+/// Trades this isolate's quota picture and counts for the shared one. A failure is logged and
+/// costs nothing but freshness (the counts wait for the next exchange).
+async fn exchange(env: &Env, report: Option<quota::Report>) {
+    let Some(report) = report else { return };
+    let answer = stats::proxy_sync(env, &report.seen, &report.counts).await;
+    if let Err(e) = &answer {
+        log::event(
+            Level::Warn,
+            "quota_sync_failed",
+            json!({"code": e.code.as_str(), "cause": e.cause()}),
+        );
+    }
+    quota::absorb(report, answer.map_err(|_| ()), now_ms());
+}
+
+fn open_access(cfg: &Config, key: &ConnectionKey, record: &ConnectionRecord) -> ApiResult<Secret> {
+    record
+        .open_tokens(&cfg.keys, key)
+        .map(|t| t.access_token)
+        .map_err(|e| ApiError::internal(format!("the connection's tokens do not open ({e:?})")))
+}
+
+/// The request body, at most `MAX_BODY_BYTES` (read in chunks, so a larger one is refused
+/// without being held whole).
+async fn read_body(req: &mut Request) -> ApiResult<Vec<u8>> {
+    if req.inner().body().is_none() {
+        return Ok(Vec::new());
+    }
+    let unreadable = |_| {
+        ApiError::new(
+            ErrorCode::InvalidRequest,
+            "The request body could not be read.",
+        )
+    };
+    let mut stream = req.stream().map_err(unreadable)?;
+    let mut body = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(unreadable)?;
+        if body.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(proxy::too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// Records an earlier heal in this isolate answered, by connection key: KV may go on serving
+/// the copy whose token Keap refused for up to a minute, and each such read would cost a 401
+/// and a guard call.
+const HEALED_MAX: usize = 512;
+
+thread_local! {
+    static HEALED: RefCell<HashMap<String, ConnectionRecord>> = RefCell::new(HashMap::new());
+}
+
+fn healed_copy(key: &ConnectionKey, kv: ConnectionRecord) -> ConnectionRecord {
+    HEALED.with(|h| {
+        let mut h = h.borrow_mut();
+        match h.get(key.as_str()) {
+            Some(healed) if proxy::prefer_healed(&kv, healed) => healed.clone(),
+            Some(_) => {
+                // KV caught up (or the link changed): the KV copy is the truth again.
+                h.remove(key.as_str());
+                kv
+            }
+            None => kv,
+        }
+    })
+}
+
+fn remember_healed(key: &ConnectionKey, record: &ConnectionRecord) {
+    HEALED.with(|h| {
+        let mut h = h.borrow_mut();
+        if h.len() >= HEALED_MAX {
+            h.clear();
+        }
+        h.insert(key.as_str().to_owned(), record.clone());
+    });
 }

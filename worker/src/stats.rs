@@ -1,29 +1,65 @@
-//! Operations figures behind `GET /v1/admin/stats`: refresh outcomes counted by hour in one
-//! Durable Object (the rules are `keaplink_core::stats`).
+//! Operations figures behind `GET /v1/admin/stats`, in one Durable Object class: refresh
+//! outcomes counted by hour (the rules are `keaplink_core::stats`), and, in a second object of
+//! it, the proxy's board: proxied calls by outcome and the picture of Keap's quota every isolate
+//! trades its own for every few seconds (the rules are `keaplink_core::{proxy, quota}`).
 
-use crate::clock::unix_now;
+use crate::clock::{now_ms, unix_now};
+use crate::config::Config;
 use crate::durable;
 use crate::log::{self, Level};
+use keaplink_api::proxy::{KeapQuota, ProxyCounts};
+use keaplink_core::proxy::ProxyTally;
+use keaplink_core::quota::QuotaView;
 use keaplink_core::stats::{HourlyTally, RefreshOutcome, RefreshTally};
 use keaplink_core::ApiResult;
 use serde::{Deserialize, Serialize};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use worker::{durable_object, DurableObject, Env, Request, Response, State};
 
 pub const STATS_BINDING: &str = "OPS_STATS";
 const TALLY: &str = "tally";
+/// The object that keeps the proxy's board, and its storage key.
+const PROXY_OBJECT: &str = "keap-proxy";
+const BOARD: &str = "proxy-board";
+/// The board is written at most this often: isolates report every few seconds, and a count or
+/// a quota picture a few seconds old is all an operator needs after a restart.
+const BOARD_WRITE_DELAY_MS: i64 = 10_000;
 
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 enum Cmd {
-    Record { outcome: RefreshOutcome },
+    Record {
+        outcome: RefreshOutcome,
+    },
     Read,
+    /// An isolate's report: what it saw of Keap's quota and what it counted; answers the
+    /// shared picture.
+    ProxySync {
+        seen: QuotaView,
+        counts: ProxyCounts,
+    },
+    ProxyRead,
 }
 
-#[durable_object(fetch)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Board {
+    quota: QuotaView,
+    tally: ProxyTally,
+}
+
+#[derive(Serialize, Deserialize)]
+struct BoardView {
+    quota: QuotaView,
+    last_24h: ProxyCounts,
+}
+
+#[durable_object(alarm)]
 pub struct OpsStats {
     state: State,
     tally: RefCell<Option<HourlyTally>>,
+    board: RefCell<Option<Board>>,
+    /// A board write is scheduled (an alarm).
+    dirty: Cell<bool>,
 }
 
 impl DurableObject for OpsStats {
@@ -31,7 +67,18 @@ impl DurableObject for OpsStats {
         Self {
             state,
             tally: RefCell::new(None),
+            board: RefCell::new(None),
+            dirty: Cell::new(false),
         }
+    }
+
+    async fn alarm(&self) -> worker::Result<Response> {
+        let snapshot = self.board.borrow().clone();
+        if let Some(board) = snapshot {
+            self.state.storage().put(BOARD, &board).await?;
+        }
+        self.dirty.set(false);
+        Response::empty()
     }
 
     async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
@@ -39,6 +86,17 @@ impl DurableObject for OpsStats {
             Ok(c) => c,
             Err(e) => return durable::reply::<()>(Err(durable::unreadable(STATS_BINDING, e))),
         };
+        match cmd {
+            Cmd::Record { outcome } => self.refresh_command(Some(outcome)).await,
+            Cmd::Read => self.refresh_command(None).await,
+            board => self.board_command(board).await,
+        }
+    }
+}
+
+impl OpsStats {
+    /// Counts a refresh outcome (`Some`) or reads the last 24 hours' (`None`).
+    async fn refresh_command(&self, record: Option<RefreshOutcome>) -> worker::Result<Response> {
         if self.tally.borrow().is_none() {
             let loaded = self
                 .state
@@ -49,8 +107,8 @@ impl DurableObject for OpsStats {
             self.tally.borrow_mut().get_or_insert(loaded);
         }
         let now = unix_now();
-        match cmd {
-            Cmd::Record { outcome } => {
+        match record {
+            Some(outcome) => {
                 // Counted in memory without an await in between, then stored.
                 let snapshot = {
                     let mut slot = self.tally.borrow_mut();
@@ -61,7 +119,7 @@ impl DurableObject for OpsStats {
                 self.state.storage().put(TALLY, &snapshot).await?;
                 durable::reply(Ok(()))
             }
-            Cmd::Read => {
+            None => {
                 let sum = self
                     .tally
                     .borrow()
@@ -69,6 +127,42 @@ impl DurableObject for OpsStats {
                     .map(|t| t.last_24h(now))
                     .unwrap_or_default();
                 durable::reply(Ok(sum))
+            }
+        }
+    }
+
+    async fn board_command(&self, cmd: Cmd) -> worker::Result<Response> {
+        if self.board.borrow().is_none() {
+            let loaded = self
+                .state
+                .storage()
+                .get::<Board>(BOARD)
+                .await?
+                .unwrap_or_default();
+            self.board.borrow_mut().get_or_insert(loaded);
+        }
+        let now = now_ms();
+        match cmd {
+            Cmd::ProxySync { seen, counts } => {
+                // Merged in memory without an await in between; written later, once.
+                let shared = {
+                    let mut slot = self.board.borrow_mut();
+                    let board = slot.get_or_insert_with(Board::default);
+                    board.quota.merge(&seen, now);
+                    board.tally.add(unix_now(), &counts);
+                    board.quota.clone()
+                };
+                if !self.dirty.replace(true) {
+                    self.state.storage().set_alarm(BOARD_WRITE_DELAY_MS).await?;
+                }
+                durable::reply(Ok(shared))
+            }
+            _ => {
+                let view = self.board.borrow().as_ref().map(|b| BoardView {
+                    quota: b.quota.clone(),
+                    last_24h: b.tally.last_24h(unix_now()),
+                });
+                durable::reply(Ok(view))
             }
         }
     }
@@ -93,12 +187,29 @@ pub async fn refresh_tally(env: &Env) -> ApiResult<RefreshTally> {
     ask(env, &Cmd::Read).await
 }
 
-/// Keap's shared quota as last seen. (`None` until the proxy reports what Keap said.)
-pub async fn keap_quota(_env: &Env) -> ApiResult<Option<keaplink_api::proxy::KeapQuota>> {
-    Ok(None)
+async fn board(env: &Env) -> ApiResult<Option<BoardView>> {
+    durable::call(env, STATS_BINDING, PROXY_OBJECT, &Cmd::ProxyRead).await
 }
 
-/// Proxied calls of the last 24 hours, by outcome. (None yet: the proxy is being built.)
-pub async fn proxy_tally(_env: &Env) -> ApiResult<keaplink_api::proxy::ProxyCounts> {
-    Ok(keaplink_api::proxy::ProxyCounts::default())
+/// Trades an isolate's picture of Keap's quota and its counts of proxied calls for the shared
+/// picture.
+pub async fn proxy_sync(env: &Env, seen: &QuotaView, counts: &ProxyCounts) -> ApiResult<QuotaView> {
+    let cmd = Cmd::ProxySync {
+        seen: seen.clone(),
+        counts: counts.clone(),
+    };
+    durable::call(env, STATS_BINDING, PROXY_OBJECT, &cmd).await
+}
+
+/// Keap's shared quota as last seen (`None` before any proxied call met Keap).
+pub async fn keap_quota(env: &Env) -> ApiResult<Option<KeapQuota>> {
+    let reserve = Config::cached(env)?.quota_reserve;
+    Ok(board(env)
+        .await?
+        .and_then(|b| b.quota.to_api(reserve, now_ms())))
+}
+
+/// Proxied calls of the last 24 hours, by outcome.
+pub async fn proxy_tally(env: &Env) -> ApiResult<ProxyCounts> {
+    Ok(board(env).await?.map(|b| b.last_24h).unwrap_or_default())
 }

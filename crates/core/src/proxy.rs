@@ -135,7 +135,9 @@ pub fn check_path(path: &str, prefixes: &[String]) -> ApiResult<()> {
         // `..;x` is `..` to servers that drop path parameters.
         let name = plain.split(|&b| b == b';').next().unwrap_or_default();
         if name.is_empty() {
-            return Err(bad_path("may not hold an empty segment (// or a trailing /)"));
+            return Err(bad_path(
+                "may not hold an empty segment (// or a trailing /)",
+            ));
         }
         if name.iter().all(|&b| b == b'.') {
             return Err(bad_path("may not hold . or .. segments, raw or encoded"));
@@ -451,9 +453,15 @@ mod tests {
         )
         .unwrap();
         assert_eq!(t.path, "/crm/rest/v1/contacts");
-        assert_eq!(t.query.as_deref(), Some("limit=5&email=a%40b.example&x=%2e%2e/../"));
+        assert_eq!(
+            t.query.as_deref(),
+            Some("limit=5&email=a%40b.example&x=%2e%2e/../")
+        );
         let t = target(&url("/crm/rest/v2/contacts/42#frag"), &prefixes()).unwrap();
-        assert_eq!((t.path.as_str(), t.query), ("/crm/rest/v2/contacts/42", None));
+        assert_eq!(
+            (t.path.as_str(), t.query),
+            ("/crm/rest/v2/contacts/42", None)
+        );
         // Encoded characters that change nothing about the path's shape are fine.
         for ok in [
             "/crm/rest/v2/contacts/a%20b",
@@ -523,7 +531,12 @@ mod tests {
         ];
         for trick in tricks {
             let e = refused(trick);
-            assert_eq!(e.code, ErrorCode::InvalidKeapPath, "{trick:?}: {}", e.message);
+            assert_eq!(
+                e.code,
+                ErrorCode::InvalidKeapPath,
+                "{trick:?}: {}",
+                e.message
+            );
             assert_eq!(e.status(), 400);
         }
     }
@@ -535,7 +548,9 @@ mod tests {
         assert!(refused("/crm/rest/a%2fb").message.contains("%2F"));
         assert!(refused("/nowhere/secretish").message.contains("/crm/rest/"));
         assert!(!refused("/nowhere/secretish").message.contains("secretish"));
-        assert!(refused("/crm/rest/%25252525").message.contains("too many times"));
+        assert!(refused("/crm/rest/%25252525")
+            .message
+            .contains("too many times"));
     }
 
     #[test]
@@ -595,7 +610,11 @@ mod tests {
             h(&[("keaplink-user", "u1"), ("keaplink-anything", "a\u{7f}")]),
         ] {
             let e = caller(&bad).unwrap_err();
-            assert_eq!((e.status(), e.code), (400, ErrorCode::InvalidRequest), "{bad:?}");
+            assert_eq!(
+                (e.status(), e.code),
+                (400, ErrorCode::InvalidRequest),
+                "{bad:?}"
+            );
         }
         let e = caller(&h(&[("keaplink-user", "u\n1")])).unwrap_err();
         assert!(e.message.contains("keaplink-user"));
@@ -627,10 +646,21 @@ mod tests {
         ]);
         let names: Vec<&str> = forwarded(&sent).iter().map(|(n, _)| *n).collect();
         assert_eq!(names, ["content-type", "accept", "accept-language"]);
-        for yes in ["content-type", "X-Keap-Product-Quota-Limit", "x-keap-tenant-id"] {
+        for yes in [
+            "content-type",
+            "X-Keap-Product-Quota-Limit",
+            "x-keap-tenant-id",
+        ] {
             assert!(relayed(yes), "{yes}");
         }
-        for no in ["set-cookie", "x-keapish", "location", "server", "content-length", "x-"] {
+        for no in [
+            "set-cookie",
+            "x-keapish",
+            "location",
+            "server",
+            "content-length",
+            "x-",
+        ] {
             assert!(!relayed(no), "{no}");
         }
     }
@@ -639,8 +669,18 @@ mod tests {
     fn the_request_to_keap_carries_our_token_only() {
         let token = Secret::new("at-123");
         let fwd = vec![("content-type", "application/json".to_owned())];
-        let r = outbound("POST", "https://k/x".into(), &fwd, &token, Some(b"{}".to_vec()));
-        let auth: Vec<_> = r.headers.iter().filter(|(n, _)| *n == "authorization").collect();
+        let r = outbound(
+            "POST",
+            "https://k/x".into(),
+            &fwd,
+            &token,
+            Some(b"{}".to_vec()),
+        );
+        let auth: Vec<_> = r
+            .headers
+            .iter()
+            .filter(|(n, _)| *n == "authorization")
+            .collect();
         assert_eq!(auth.len(), 1);
         assert_eq!(auth[0].1.expose(), "Bearer at-123");
         assert_eq!(r.headers.len(), 2);
@@ -654,12 +694,75 @@ mod tests {
         assert_eq!(method("TRACE"), None);
         assert!(check_declared(Some("1048576")).is_ok());
         assert_eq!(check_declared(Some("1048577")).unwrap_err().status(), 413);
-        assert!(check_declared(Some("nonsense")).is_ok(), "the read is checked too");
-        assert_eq!(check_body("POST", vec![0; MAX_BODY_BYTES + 1]).unwrap_err().status(), 413);
+        assert!(
+            check_declared(Some("nonsense")).is_ok(),
+            "the read is checked too"
+        );
+        assert_eq!(
+            check_body("POST", vec![0; MAX_BODY_BYTES + 1])
+                .unwrap_err()
+                .status(),
+            413
+        );
         assert_eq!(check_body("POST", vec![]).unwrap(), None);
         assert_eq!(check_body("GET", vec![]).unwrap(), None);
         assert_eq!(check_body("GET", b"x".to_vec()).unwrap_err().status(), 400);
-        assert_eq!(check_body("DELETE", b"x".to_vec()).unwrap(), Some(b"x".to_vec()));
+        assert_eq!(
+            check_body("DELETE", b"x".to_vec()).unwrap(),
+            Some(b"x".to_vec())
+        );
+    }
+
+    fn record(expires: i64, status: &str, last_error: &str) -> ConnectionRecord {
+        serde_json::from_str(&format!(
+            r#"{{"id": "{id}", "partner": "acme", "user": "u1", "keap_app": "ab123",
+            "keap_email": "a@b.c", "keap_name": "A", "status": "{status}", "connected_at": 0,
+            "refreshed_at": null, "access_expires_at": {expires}, "refresh_issued_at": 0,
+            "last_error": {last_error}, "tokens": "sealed"}}"#,
+            id = "A".repeat(22),
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_heal_retries_only_with_another_token() {
+        let fresh = record(1_000, "active", "null");
+        assert_eq!(after_heal(&fresh, "old", "new"), AfterHeal::Retry);
+        assert_eq!(after_heal(&fresh, "old", "old"), AfterHeal::Unchanged(None));
+        let failing = record(1_000, "active", r#"{"kind": "keap_unavailable", "at": 5}"#);
+        match after_heal(&failing, "old", "old") {
+            AfterHeal::Unchanged(Some(e)) => assert_eq!(e.code, ErrorCode::KeapError),
+            other => panic!("{other:?}"),
+        }
+        let dead = record(
+            1_000,
+            "needs_reauth",
+            r#"{"kind": "refresh_token_invalid", "at": 5}"#,
+        );
+        assert_eq!(after_heal(&dead, "old", "new"), AfterHeal::NeedsReauth);
+    }
+
+    #[test]
+    fn a_healed_record_wins_over_an_older_kv_copy_only() {
+        let kv = record(1_000, "active", "null");
+        assert!(prefer_healed(&kv, &record(2_000, "active", "null")));
+        assert!(!prefer_healed(&kv, &record(1_000, "active", "null")));
+        assert!(!prefer_healed(
+            &record(3_000, "active", "null"),
+            &record(2_000, "active", "null")
+        ));
+        let dead = record(
+            1_000,
+            "needs_reauth",
+            r#"{"kind": "refresh_token_invalid", "at": 5}"#,
+        );
+        assert!(
+            !prefer_healed(&dead, &record(2_000, "active", "null")),
+            "KV says it died"
+        );
+        let mut other = record(2_000, "active", "null");
+        other.id = crate::ids::ConnectionId::from_random([9; 16]);
+        assert!(!prefer_healed(&kv, &other), "a reconnect or another link");
     }
 
     #[test]
@@ -689,7 +792,11 @@ mod tests {
         t.add(hour0, &c);
         t.add(hour0 + 2 * HOUR, &c);
         assert_eq!(t.last_24h(hour0 + 2 * HOUR).relayed, 4);
-        assert_eq!(t.last_24h(hour0 + 24 * HOUR).relayed, 2, "the first hour left");
+        assert_eq!(
+            t.last_24h(hour0 + 24 * HOUR).relayed,
+            2,
+            "the first hour left"
+        );
         assert_eq!(t.last_24h(hour0 + 26 * HOUR).relayed, 0);
     }
 }

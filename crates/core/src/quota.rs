@@ -131,7 +131,13 @@ pub fn observe(headers: &[(String, String)], status: u16, now_ms: u64) -> Observ
         let stated = expiry
             .then(|| number("expiry-time"))
             .flatten()
-            .map(|e| if e < 100_000_000_000 { e * SECOND_MS } else { e })
+            .map(|e| {
+                if e < 100_000_000_000 {
+                    e * SECOND_MS
+                } else {
+                    e
+                }
+            })
             .filter(|e| *e > keap_now && *e <= keap_now.saturating_add(period_ms + MINUTE_MS));
         let ends_keap_ms = stated.unwrap_or(boundary);
         Some(Window {
@@ -284,7 +290,10 @@ impl QuotaView {
         if let Some(t) = self.throttle.filter(|t| t.spent(now_ms)) {
             holds.push((HoldReason::Throttle, t.resets_at_ms));
         }
-        if let Some(w) = app.and_then(|a| self.apps.get(a)).filter(|w| w.spent(now_ms)) {
+        if let Some(w) = app
+            .and_then(|a| self.apps.get(a))
+            .filter(|w| w.spent(now_ms))
+        {
             holds.push((HoldReason::App, w.resets_at_ms));
         }
         if self.spike_until_ms > now_ms {
@@ -483,11 +492,17 @@ mod tests {
         // Seconds instead of milliseconds are understood.
         let mut headers = keap_headers(10, 10);
         headers[6].1 = (MIDNIGHT / 1000).to_string();
-        assert_eq!(observe(&headers, 200, NOW).day.unwrap().ends_keap_ms, MIDNIGHT);
+        assert_eq!(
+            observe(&headers, 200, NOW).day.unwrap().ends_keap_ms,
+            MIDNIGHT
+        );
         // A shortened window (the sandbox's) that ends in 3 s is taken as stated.
         headers[6].1 = (NOW + 3_000).to_string();
         headers[0].1 = "Tue, 01 Dec 2026 08:00:10 GMT".into();
-        assert_eq!(observe(&headers, 200, NOW).day.unwrap().resets_at_ms, NOW + 3_000);
+        assert_eq!(
+            observe(&headers, 200, NOW).day.unwrap().resets_at_ms,
+            NOW + 3_000
+        );
     }
 
     #[test]
@@ -575,8 +590,7 @@ mod tests {
         bare.learn(&observe(&[], 429, NOW), "ab123", NOW);
         assert_eq!(bare.hold(None, 0, NOW).unwrap().reason, HoldReason::Spike);
         // The spike is this isolate's own: it does not travel.
-        let wire: QuotaView =
-            serde_json::from_str(&serde_json::to_string(&bare).unwrap()).unwrap();
+        let wire: QuotaView = serde_json::from_str(&serde_json::to_string(&bare).unwrap()).unwrap();
         assert_eq!(wire.hold(None, 0, NOW), None);
     }
 
@@ -585,7 +599,11 @@ mod tests {
         let mut v = QuotaView::default();
         v.learn(&observe(&keap_headers(900, 50), 200, NOW), "ab123", NOW);
         // An older answer of the same window arrives late: the lower count stays.
-        v.learn(&observe(&keap_headers(950, 60), 200, NOW + 5), "ab123", NOW + 5);
+        v.learn(
+            &observe(&keap_headers(950, 60), 200, NOW + 5),
+            "ab123",
+            NOW + 5,
+        );
         assert_eq!(v.day.unwrap().available, 900);
         assert_eq!(v.throttle.unwrap().available, 50);
         // The next minute starts over, whatever its count.
@@ -597,7 +615,11 @@ mod tests {
         v.learn(&observe(&next, 200, NOW + 50_000), "ab123", NOW + 50_000);
         assert_eq!(v.throttle.unwrap().available, 1499);
         // A straggler from the previous minute changes nothing.
-        v.learn(&observe(&keap_headers(900, 0), 200, NOW + 50_001), "ab123", NOW + 50_001);
+        v.learn(
+            &observe(&keap_headers(900, 0), 200, NOW + 50_001),
+            "ab123",
+            NOW + 50_001,
+        );
         assert_eq!(v.throttle.unwrap().available, 1499);
     }
 
@@ -605,7 +627,11 @@ mod tests {
     fn news_is_what_the_shared_view_lacks() {
         let mut mine = QuotaView::default();
         let shared = QuotaView::default();
-        mine.learn(&observe(&keap_headers(100_000, 1_000), 200, NOW), "ab123", NOW);
+        mine.learn(
+            &observe(&keap_headers(100_000, 1_000), 200, NOW),
+            "ab123",
+            NOW,
+        );
         assert!(!mine.news_for(&shared, 10_000, NOW), "plenty left");
         mine.learn(&observe(&keap_headers(100_000, 70), 200, NOW), "ab123", NOW);
         assert!(mine.news_for(&shared, 10_000, NOW), "throttle within 5%");
@@ -616,7 +642,11 @@ mod tests {
         assert!(mine.news_for(&told, 10_000, NOW), "now spent");
         // The day is news near the reserve.
         let mut day = QuotaView::default();
-        day.learn(&observe(&keap_headers(17_000, 1_000), 200, NOW), "ab123", NOW);
+        day.learn(
+            &observe(&keap_headers(17_000, 1_000), 200, NOW),
+            "ab123",
+            NOW,
+        );
         assert!(day.news_for(&shared, 10_000, NOW));
         assert!(!day.news_for(&shared, 0, NOW));
     }
@@ -643,7 +673,11 @@ mod tests {
     fn apps_beyond_the_cap_are_forgotten_roomiest_first() {
         let mut v = QuotaView::default();
         for i in 0..(MAX_APPS + 5) {
-            let available = if i == 3 { "0".to_owned() } else { (5_000 + i).to_string() };
+            let available = if i == 3 {
+                "0".to_owned()
+            } else {
+                (5_000 + i).to_string()
+            };
             let headers = h(&[
                 ("x-keap-tenant-throttle-limit", "10000"),
                 ("x-keap-tenant-throttle-available", &available),
