@@ -21,6 +21,16 @@ pub fn empty(status: u16) -> ApiResult<Response> {
         .with_status(status))
 }
 
+/// A redirect whose headers can still be set: workers-rs's `Response::redirect*` makes a
+/// response with immutable headers, so `x-request-id` and the page headers would be lost.
+pub fn redirect(to: &str, status: u16) -> ApiResult<Response> {
+    let mut resp = empty(status)?;
+    resp.headers_mut()
+        .set("location", to)
+        .map_err(|e| ApiError::internal(format!("a redirect's location: {e}")))?;
+    Ok(resp)
+}
+
 /// Answers carry tokens or per-user state: no shared cache may keep them.
 fn no_store(h: &mut Headers) {
     let _ = h.set("cache-control", "no-store");

@@ -30,12 +30,10 @@ pub fn secure_page_headers(h: &mut worker::Headers) {
 
 pub fn callback(answer: CallbackAnswer) -> Response {
     let mut resp = match answer {
-        CallbackAnswer::Redirect(to) => {
-            match worker::Url::parse(&to).map(|u| Response::redirect_with_status(u, 302)) {
-                Ok(Ok(r)) => r,
-                _ => return callback(error_page(ErrorCode::Internal)),
-            }
-        }
+        CallbackAnswer::Redirect(to) => match crate::http::redirect(&to, 302) {
+            Ok(r) => r,
+            Err(_) => return callback(error_page(ErrorCode::Internal)),
+        },
         CallbackAnswer::Page { status, html } => match Response::from_html(html) {
             Ok(r) => r.with_status(status),
             Err(_) => Response::empty()

@@ -96,8 +96,7 @@ pub async fn handle(
         state.as_str(),
         true,
     );
-    let mut resp =
-        Response::redirect_with_status(to, 303).map_err(keaplink_core::ApiError::internal)?;
+    let mut resp = crate::http::redirect(to.as_str(), 303)?;
     let h = resp.headers_mut();
     let _ = h.set("cache-control", "no-store");
     let _ = h.set("referrer-policy", "no-referrer");
