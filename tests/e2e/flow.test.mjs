@@ -117,6 +117,12 @@ test("several apps: keap_app must be named; redirect mode returns to the allowed
   assert.equal(res.status, 200);
   const journey = await linkThroughSandbox(new Browser(), stack.sandbox.url, res.json.authorize_url, { email: "bob@cd456.example" });
   assert.equal(journey.final.location, `${RETURN}?keaplink=connected`);
+  // The 302 carries the Worker's headers like any other answer (workers-rs redirects did not).
+  const h = journey.final.res.headers;
+  assert.equal(journey.final.res.status, 302);
+  assert.ok(h.get("x-request-id"), "x-request-id on the redirect");
+  assert.equal(h.get("cache-control"), "no-store");
+  assert.equal(h.get("referrer-policy"), "no-referrer");
   const amb = await call(stack.url, "POST", "/v1/token", { token: acme.api_key, body: { user: "user-6" } });
   assert.equal(amb.status, 409);
   assert.equal(amb.json.error.code, "ambiguous_connection");
