@@ -26,6 +26,11 @@ pub fn document() -> Value {
     for op in operations {
         let (path, method) = (op.path, op.method);
         let item = paths.entry(path).or_insert_with(|| json!({}));
+        if !op.worker {
+            // Served by the runtime's asset server before the Worker runs: another method is its
+            // 405 (or, for a file that is not there, the Worker's 404), not the Worker's answer.
+            item["x-keaplink-static"] = json!(true);
+        }
         assert!(
             item.get(method).is_none(),
             "{method} {path} is described twice"
@@ -125,7 +130,10 @@ fn share_headers(doc: &mut Value) {
         visit(resp);
     }
     for item in doc["paths"].as_object_mut().expect("paths").values_mut() {
-        for op in item.as_object_mut().expect("a path item").values_mut() {
+        for (key, op) in item.as_object_mut().expect("a path item").iter_mut() {
+            if key.starts_with("x-") {
+                continue;
+            }
             for resp in op["responses"]
                 .as_object_mut()
                 .expect("responses")
@@ -368,6 +376,9 @@ mod tests {
         let mut out = Vec::new();
         for (path, item) in doc["paths"].as_object().unwrap() {
             for (method, op) in item.as_object().unwrap() {
+                if method.starts_with("x-") {
+                    continue;
+                }
                 for (status, resp) in op["responses"].as_object().unwrap() {
                     let resp = match resp.get("$ref").and_then(Value::as_str) {
                         Some(r) => resolve(doc, r).unwrap().clone(),
@@ -458,6 +469,9 @@ mod tests {
         let mut n = 0;
         for (path, item) in doc["paths"].as_object().unwrap() {
             for (method, op) in item.as_object().unwrap() {
+                if method.starts_with("x-") {
+                    continue;
+                }
                 n += 1;
                 assert!(
                     ids.insert(op["operationId"].as_str().unwrap().to_owned()),
