@@ -253,6 +253,7 @@ test("every example in the document matches its own schema", () => {
   };
   for (const [path, item] of Object.entries(DOC.paths)) {
     for (const [method, op] of Object.entries(item)) {
+      if (method.startsWith("x-")) continue;
       for (const [type, media] of Object.entries(op.requestBody?.content ?? {})) visit(`${method} ${path} request ${type}`, media);
       for (const [status, r] of Object.entries(op.responses)) {
         if (r.$ref) continue;
