@@ -23,10 +23,11 @@ export async function withLocalKv(persistTo, fn) {
 }
 
 /** Writes `count` connections of `partner`; every `dueEvery`-th is due, with live tokens. */
-export async function seedConnections({ persistTo, sandbox, partner, count, dueEvery, marginSecs, unreadableIdle = false }) {
+/** `index`: also write each link's search index entries, as its guard would (the console). */
+export async function seedConnections({ persistTo, sandbox, partner, count, dueEvery, marginSecs, unreadableIdle = false, index = false }) {
   const due = Math.ceil(count / dueEvery);
   const { tokens } = await sandbox.seed("ann@ab123.example", due);
-  const input = { partner, token_keys: TOKEN_KEY, now: Math.floor(Date.now() / 1000), count, due_every: dueEvery, margin_secs: marginSecs, tokens, unreadable_idle: unreadableIdle };
+  const input = { partner, token_keys: TOKEN_KEY, now: Math.floor(Date.now() / 1000), count, due_every: dueEvery, margin_secs: marginSecs, tokens, unreadable_idle: unreadableIdle, index };
   const out = spawnSync(SEED_BIN, { input: JSON.stringify(input), encoding: "utf8", maxBuffer: 1 << 30 });
   if (out.status !== 0) throw new Error(`keaplink-seed failed: ${out.stderr}`);
   const entries = out.stdout.trim().split("\n").map((l) => JSON.parse(l));

@@ -61,6 +61,38 @@ pub async fn partner_key(req: &Request, store: &Store) -> ApiResult<(PartnerId, 
     }
 }
 
+/// The header an operator names the partner with when it acts for one with the admin token (the
+/// console's admin view).
+pub const PARTNER_HEADER: &str = "keaplink-partner";
+
+/// The partner a back-end call acts for: the partner whose API key this is, or, with the admin
+/// token, the partner named in `keaplink-partner`.
+pub async fn partner(
+    req: &Request,
+    store: &Store,
+    cfg: &Config,
+) -> ApiResult<(PartnerId, PartnerRecord)> {
+    let token = bearer(req)?;
+    if !cfg.admin_token.ct_eq(&token) {
+        return partner_key(req, store).await;
+    }
+    let named = req.headers().get(PARTNER_HEADER).ok().flatten();
+    let id = named
+        .as_deref()
+        .and_then(PartnerId::parse)
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::InvalidRequest,
+                "With the admin token, name the partner to act for in the keaplink-partner header (1-64 of a-z, 0-9 and -).",
+            )
+        })?;
+    let record = store
+        .partner(&id)
+        .await?
+        .ok_or_else(|| ApiError::new(ErrorCode::PartnerNotFound, "No such partner."))?;
+    Ok((id, record))
+}
+
 /// A signed-in partner user, as the widget presents them.
 pub struct Session {
     pub partner_id: PartnerId,

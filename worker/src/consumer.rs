@@ -2,9 +2,11 @@
 //! webhooks, and refreshes what the pacer allows now (the rest comes back after the wait the
 //! pacer names).
 
+use crate::clock::unix_now;
 use crate::config::Config;
 use crate::log::{self, Level};
 use crate::pacer;
+use crate::partner_guard;
 use crate::purge::purge_page;
 use crate::queue::Job;
 use crate::store::Store;
@@ -63,7 +65,13 @@ pub async fn consume(batch: MessageBatch<Job>, env: &Env, cfg: &Config) -> worke
                 let store =
                     Store::open(env).map_err(|e| worker::Error::RustError(e.to_string()))?;
                 let age = webhooks::age_secs(msg.timestamp().as_millis());
-                match webhooks::deliver(&store, cfg, &event, age).await {
+                let attempted = webhooks::deliver(&store, cfg, &event, age).await;
+                if let Some(status) = attempted.sent {
+                    // The partner's console shows every attempt.
+                    partner_guard::delivered(env, &event, status, attempted.outcome, unix_now())
+                        .await;
+                }
+                match attempted.outcome {
                     Delivery::Retry(secs) => msg.retry_with_options(
                         &QueueRetryOptionsBuilder::new()
                             .with_delay_seconds(secs)

@@ -16,6 +16,7 @@ use crate::clock::unix_now;
 use crate::config::{setup, Config};
 use crate::durable;
 use crate::keap_client::send;
+use crate::partner_guard;
 use crate::random;
 use crate::stats;
 use crate::store::Store;
@@ -298,6 +299,7 @@ impl ConnectionGuard {
             }
         }
         self.save(store, key, &record, existing.is_none()).await?;
+        store.reindex(key, existing.as_ref(), Some(&record)).await?;
         self.state
             .storage()
             .delete(DELETED)
@@ -322,6 +324,7 @@ impl ConnectionGuard {
         let gone = self.record(store, key).await?;
         if let Some(record) = &gone {
             store.delete_connection(key, record).await?;
+            store.reindex(key, Some(record), None).await?;
         }
         // A tombstone, not an empty object: an empty one would reload the record from a KV copy
         // that other locations may still serve for a minute.
@@ -532,9 +535,11 @@ impl ConnectionGuard {
             Err(failure) => record.refresh_failed(&failure, t),
         };
         self.save(store, key, &next, false).await?;
+        store.reindex(key, Some(&record), Some(&next)).await?;
         let attempt = Attempt::between(&record, &next);
         self.note(|tl| tl.record_attempt(&attempt, t)).await;
         stats::record_refresh(&self.env, attempt.outcome).await;
+        partner_guard::refreshed(&self.env, &record.partner, attempt.outcome).await;
         for kind in &attempt.announce {
             self.announce(cfg, store, key, *kind, &next).await;
         }

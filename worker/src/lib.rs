@@ -23,6 +23,7 @@ mod guard;
 mod http;
 mod keap_client;
 mod limits;
+mod links;
 mod log;
 mod pacer;
 mod pages;

@@ -7,23 +7,36 @@
 //! compare-and-swap, and may serve a minute-old value at another location, so reading again before
 //! writing would not close that window.
 
-use crate::config::setup;
+use crate::clock::unix_now;
+use crate::config::{setup, Config};
 use crate::durable;
+use crate::queue::{enqueue, Job};
 use crate::random;
 use crate::store::Store;
 use futures_util::lock::Mutex;
-use keaplink_api::{PartnerUpsert, PartnerView};
+use keaplink_api::{
+    ConnectionCounts, ConnectionStatus, PartnerSettings, PartnerUpsert, PartnerView, RefreshCounts,
+    WebhookCounts, WebhookDelivery,
+};
 use keaplink_core::clock::UnixTime;
+use keaplink_core::deliveries::{self, DeliveryEntry, DeliveryOrder};
 use keaplink_core::ids::PartnerId;
-use keaplink_core::partner::{apply_upsert, FreshSecrets, PartnerRecord};
+use keaplink_core::partner::{apply_upsert, upsert_from, FreshSecrets, PartnerRecord};
 use keaplink_core::seal::{Reseal, ResealOutcome};
-use keaplink_core::{ApiError, ApiResult};
+use keaplink_core::stats::{HourlyTally, RefreshOutcome};
+use keaplink_core::webhook::{Delivery, WebhookEvent};
+use keaplink_core::{ApiError, ApiResult, ErrorCode};
 use serde::{Deserialize, Serialize};
 use worker::{durable_object, DurableObject, Env, Request, Response, State};
 
 pub const PARTNER_GUARD_BINDING: &str = "PARTNER_GUARD";
 const RECORD: &str = "record";
 const DELETED: &str = "deleted";
+const DELIVERY_ORDER: &str = "delivery-order";
+const REFRESHES: &str = "refreshes";
+const COUNTS: &str = "counts";
+/// How long a count of the partner's links by status is reused before it is counted again.
+const COUNTS_FRESH_SECS: i64 = 300;
 
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -38,6 +51,46 @@ enum Command {
     Reseal { id: PartnerId },
     /// Remove the partner (its connections are purged by the caller, through the queue).
     Delete { id: PartnerId },
+    /// The partner changes its own settings (the console), or rotates its secrets.
+    Change {
+        id: PartnerId,
+        change: PartnerSettings,
+        rotate: bool,
+        now: UnixTime,
+    },
+    /// One delivery attempt of `event` (the queue's consumer).
+    Delivered {
+        event: Box<WebhookEvent>,
+        status: Option<u16>,
+        outcome: Delivery,
+        at: UnixTime,
+    },
+    /// The latest deliveries, newest first.
+    Deliveries { id: PartnerId, limit: usize },
+    /// Send one again.
+    Redeliver { id: PartnerId, event_id: String },
+    /// One refresh attempt of one of its links.
+    Refreshed {
+        id: PartnerId,
+        outcome: RefreshOutcome,
+    },
+    /// The console's overview.
+    Overview { id: PartnerId },
+}
+
+/// The partner's own figures for the console's first page.
+#[derive(Serialize, Deserialize)]
+pub struct Overview {
+    pub connections: ConnectionCounts,
+    pub refreshes_last_24h: RefreshCounts,
+    pub webhooks: WebhookCounts,
+}
+
+/// A count of the partner's links by status, and when it was made.
+#[derive(Serialize, Deserialize)]
+struct Counted {
+    at: UnixTime,
+    counts: ConnectionCounts,
 }
 
 /// A stored upsert: the record (for this isolate's cache) and what the admin is answered.
@@ -121,6 +174,24 @@ impl DurableObject for PartnerGuard {
                 };
                 durable::reply::<Option<ResealOutcome>>(result.await)
             }
+            Command::Change {
+                id,
+                change,
+                rotate,
+                now,
+            } => durable::reply(self.change(&cfg, &store, &id, &change, rotate, now).await),
+            Command::Delivered {
+                event,
+                status,
+                outcome,
+                at,
+            } => durable::reply(self.delivered(*event, status, outcome, at).await),
+            Command::Deliveries { limit, .. } => durable::reply(self.deliveries(limit).await),
+            Command::Redeliver { event_id, .. } => {
+                durable::reply(self.redeliver(&self.env, &event_id).await)
+            }
+            Command::Refreshed { outcome, .. } => durable::reply(self.refreshed(outcome).await),
+            Command::Overview { id } => durable::reply(self.overview(&store, &id).await),
             Command::Delete { id } => {
                 let result = async {
                     let gone = self.record(&store, &id).await?;
@@ -144,6 +215,176 @@ fn storage(e: worker::Error) -> ApiError {
 }
 
 impl PartnerGuard {
+    async fn change(
+        &self,
+        cfg: &Config,
+        store: &Store,
+        id: &PartnerId,
+        change: &PartnerSettings,
+        rotate: bool,
+        now: UnixTime,
+    ) -> ApiResult<Upserted> {
+        let existing = self
+            .record(store, id)
+            .await?
+            .ok_or_else(|| ApiError::new(ErrorCode::PartnerNotFound, "No such partner."))?;
+        let fresh = FreshSecrets {
+            api_key: random::bytes(),
+            session_secret: random::bytes(),
+            nonce: random::bytes(),
+        };
+        let body = upsert_from(&existing, change, rotate);
+        let (record, view) = apply_upsert(
+            id,
+            Some(existing.clone()),
+            body,
+            &fresh,
+            &cfg.keys,
+            cfg.upsert_rules(),
+            now,
+        )?;
+        self.save(store, &record, Some(&existing)).await?;
+        Ok(Upserted {
+            record: Box::new(record),
+            view: Box::new(view),
+        })
+    }
+
+    async fn order(&self) -> ApiResult<DeliveryOrder> {
+        Ok(self
+            .state
+            .storage()
+            .get::<DeliveryOrder>(DELIVERY_ORDER)
+            .await
+            .map_err(storage)?
+            .unwrap_or_default())
+    }
+
+    async fn delivered(
+        &self,
+        event: WebhookEvent,
+        status: Option<u16>,
+        outcome: Delivery,
+        at: UnixTime,
+    ) -> ApiResult<()> {
+        let st = self.state.storage();
+        let key = format!("delivery/{}", event.id);
+        let mut entry = st
+            .get::<DeliveryEntry>(&key)
+            .await
+            .map_err(storage)?
+            .unwrap_or_else(|| DeliveryEntry::new(event.clone()));
+        entry.attempted(status, outcome, at);
+        let mut order = self.order().await?;
+        for gone in order.push(&event.id) {
+            st.delete(&format!("delivery/{gone}"))
+                .await
+                .map_err(storage)?;
+        }
+        st.put(&key, &entry).await.map_err(storage)?;
+        st.put(DELIVERY_ORDER, &order).await.map_err(storage)
+    }
+
+    async fn entries(&self, limit: usize) -> ApiResult<Vec<DeliveryEntry>> {
+        let st = self.state.storage();
+        let mut out = Vec::new();
+        for id in self.order().await?.newest(limit) {
+            if let Some(e) = st
+                .get::<DeliveryEntry>(&format!("delivery/{id}"))
+                .await
+                .map_err(storage)?
+            {
+                out.push(e);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn deliveries(&self, limit: usize) -> ApiResult<Vec<WebhookDelivery>> {
+        Ok(self
+            .entries(limit)
+            .await?
+            .iter()
+            .map(DeliveryEntry::to_api)
+            .collect())
+    }
+
+    async fn redeliver(&self, env: &Env, event_id: &str) -> ApiResult<Option<WebhookDelivery>> {
+        let st = self.state.storage();
+        let key = format!("delivery/{event_id}");
+        let Some(mut entry) = st.get::<DeliveryEntry>(&key).await.map_err(storage)? else {
+            return Ok(None);
+        };
+        enqueue(
+            env,
+            vec![Job::Webhook {
+                event: Box::new(entry.event.clone()),
+            }],
+        )
+        .await?;
+        entry.redelivered();
+        st.put(&key, &entry).await.map_err(storage)?;
+        Ok(Some(entry.to_api()))
+    }
+
+    async fn refreshed(&self, outcome: RefreshOutcome) -> ApiResult<()> {
+        let st = self.state.storage();
+        let mut t = st
+            .get::<HourlyTally>(REFRESHES)
+            .await
+            .map_err(storage)?
+            .unwrap_or_default();
+        t.add(unix_now(), outcome, 1);
+        st.put(REFRESHES, &t).await.map_err(storage)
+    }
+
+    async fn overview(&self, store: &Store, id: &PartnerId) -> ApiResult<Overview> {
+        let st = self.state.storage();
+        let now = unix_now();
+        // Counted from the listing's metadata (1,000 links a call), at most every 5 minutes.
+        let cached = st.get::<Counted>(COUNTS).await.map_err(storage)?;
+        let connections = match cached {
+            Some(c) if now - c.at < COUNTS_FRESH_SECS => c.counts,
+            _ => {
+                let mut counts = ConnectionCounts::default();
+                let mut cursor = None;
+                loop {
+                    let page = store.list_partner_connections(id, 1000, cursor).await?;
+                    for (_, meta) in &page.items {
+                        counts.total += 1;
+                        match meta.status {
+                            ConnectionStatus::Active => counts.active += 1,
+                            ConnectionStatus::NeedsReauth => counts.needs_reauth += 1,
+                        }
+                    }
+                    match page.next {
+                        Some(c) => cursor = Some(c),
+                        None => break,
+                    }
+                }
+                let fresh = Counted { at: now, counts };
+                st.put(COUNTS, &fresh).await.map_err(storage)?;
+                fresh.counts
+            }
+        };
+        let t = st
+            .get::<HourlyTally>(REFRESHES)
+            .await
+            .map_err(storage)?
+            .unwrap_or_default()
+            .last_24h(now);
+        let webhooks = deliveries::counts(&self.entries(deliveries::MAX_DELIVERIES).await?, now);
+        Ok(Overview {
+            connections,
+            refreshes_last_24h: RefreshCounts {
+                succeeded: t.succeeded,
+                failed: t.failed,
+                needs_reauth: t.needs_reauth,
+            },
+            webhooks,
+        })
+    }
+
     /// The authoritative record: ours, or (before this object first wrote) KV's.
     async fn record(&self, store: &Store, id: &PartnerId) -> ApiResult<Option<PartnerRecord>> {
         let st = self.state.storage();
@@ -209,4 +450,96 @@ pub async fn delete(env: &Env, store: &Store, id: &PartnerId) -> ApiResult<bool>
     let existed = ask(env, id, &Command::Delete { id: id.clone() }).await?;
     store.forget_partner(id);
     Ok(existed)
+}
+
+/// The partner changes its own settings, or rotates its secrets (`change` empty then).
+pub async fn change(
+    env: &Env,
+    store: &Store,
+    id: &PartnerId,
+    change: PartnerSettings,
+    rotate: bool,
+    now: UnixTime,
+) -> ApiResult<PartnerView> {
+    let command = Command::Change {
+        id: id.clone(),
+        change,
+        rotate,
+        now,
+    };
+    let Upserted { record, view } = ask(env, id, &command).await?;
+    store.remember_partner(&record);
+    Ok(*view)
+}
+
+/// Notes one delivery attempt. A failure to note it is logged, never fatal: the delivery itself
+/// went as it went.
+pub async fn delivered(
+    env: &Env,
+    event: &WebhookEvent,
+    status: Option<u16>,
+    outcome: Delivery,
+    at: UnixTime,
+) {
+    let command = Command::Delivered {
+        event: Box::new(event.clone()),
+        status,
+        outcome,
+        at,
+    };
+    if let Err(e) = ask::<()>(env, &event.partner_id, &command).await {
+        crate::log::event(
+            crate::log::Level::Error,
+            "delivery_record_failed",
+            serde_json::json!({"id": event.id, "cause": e.cause()}),
+        );
+    }
+}
+
+pub async fn deliveries(
+    env: &Env,
+    id: &PartnerId,
+    limit: usize,
+) -> ApiResult<Vec<WebhookDelivery>> {
+    ask(
+        env,
+        id,
+        &Command::Deliveries {
+            id: id.clone(),
+            limit,
+        },
+    )
+    .await
+}
+
+/// `None`: no such delivery of this partner.
+pub async fn redeliver(
+    env: &Env,
+    id: &PartnerId,
+    event_id: &str,
+) -> ApiResult<Option<WebhookDelivery>> {
+    let command = Command::Redeliver {
+        id: id.clone(),
+        event_id: event_id.to_owned(),
+    };
+    ask(env, id, &command).await
+}
+
+/// Counts one refresh attempt of the partner's links. A failure to count is logged only.
+pub async fn refreshed(env: &Env, id: &PartnerId, outcome: RefreshOutcome) {
+    let command = Command::Refreshed {
+        id: id.clone(),
+        outcome,
+    };
+    if let Err(e) = ask::<()>(env, id, &command).await {
+        crate::log::event(
+            crate::log::Level::Error,
+            "stats_record_failed",
+            serde_json::json!({"partner": id, "cause": e.cause()}),
+        );
+    }
+}
+
+pub async fn overview(env: &Env, id: &PartnerId) -> ApiResult<Overview> {
+    ask(env, id, &Command::Overview { id: id.clone() }).await
 }

@@ -3,7 +3,7 @@
 //! `GET` is, as `GET` without a body. A wrong method gets 405 with `Allow`.
 
 use crate::api::admin::{self, AdminRoute};
-use crate::api::{partner, widget};
+use crate::api::{console, partner, widget};
 use crate::auth;
 use crate::callback;
 use crate::clock::unix_now;
@@ -38,6 +38,16 @@ pub enum Route<'a> {
     RefreshNow(&'a str),
     /// `/link/{token}`: a repair link's page.
     Link(&'a str),
+    /// `/v1/partner`: the partner's own settings.
+    Partner,
+    /// `/v1/partner/rotate-secrets`.
+    RotateSecrets,
+    /// `/v1/stats`: the partner's overview.
+    PartnerStats,
+    /// `/v1/webhooks/deliveries`.
+    Deliveries,
+    /// `/v1/webhooks/deliveries/{id}/redeliver`.
+    Redeliver(&'a str),
 }
 
 use Method::{Delete, Get, Options, Patch, Post, Put};
@@ -69,6 +79,11 @@ impl<'a> Route<'a> {
             ["v1", "connections", id, "repair-link"] => Route::RepairLink(id),
             ["v1", "connections", id, "refresh"] => Route::RefreshNow(id),
             ["link", token] => Route::Link(token),
+            ["v1", "partner"] => Route::Partner,
+            ["v1", "partner", "rotate-secrets"] => Route::RotateSecrets,
+            ["v1", "stats"] => Route::PartnerStats,
+            ["v1", "webhooks", "deliveries"] => Route::Deliveries,
+            ["v1", "webhooks", "deliveries", id, "redeliver"] => Route::Redeliver(id),
             _ => return None,
         })
     }
@@ -87,6 +102,9 @@ impl<'a> Route<'a> {
             Route::Keap(_) => &[Get, Post, Put, Patch, Delete],
             Route::RepairLink(_) | Route::RefreshNow(_) => &[Post],
             Route::Link(_) => &[Get, Post],
+            Route::Partner => &[Get, Patch],
+            Route::RotateSecrets | Route::Redeliver(_) => &[Post],
+            Route::PartnerStats | Route::Deliveries => &[Get],
         }
     }
 
@@ -220,7 +238,7 @@ async fn handle(
         }
         Route::Connections => {
             let (cfg, store) = setup(env)?;
-            let (partner, _) = auth::partner_key(req, &store).await?;
+            let (partner, _) = auth::partner(req, &store, &cfg).await?;
             partner::partner_connections(req, &store, &cfg, &partner).await
         }
         Route::Keap(path) => {
@@ -228,22 +246,40 @@ async fn handle(
             proxy::handle(req, env, &cfg, &store, path).await
         }
         Route::RepairLink(id) => {
-            let (_, store) = setup(env)?;
-            let (partner, _) = auth::partner_key(req, &store).await?;
+            let (cfg, store) = setup(env)?;
+            let (partner, _) = auth::partner(req, &store, &cfg).await?;
             partner::repair_link(req, env, &store, &partner, id).await
         }
         Route::RefreshNow(id) => {
-            let (_, store) = setup(env)?;
-            let (partner, _) = auth::partner_key(req, &store).await?;
+            let (cfg, store) = setup(env)?;
+            let (partner, _) = auth::partner(req, &store, &cfg).await?;
             partner::refresh_now(env, &store, &partner, id).await
+        }
+        Route::Partner | Route::RotateSecrets | Route::PartnerStats | Route::Deliveries => {
+            let (cfg, store) = setup(env)?;
+            let (partner, record) = auth::partner(req, &store, &cfg).await?;
+            match (route, method) {
+                (Route::Partner, Method::Patch) => {
+                    console::change(req, env, &store, &partner).await
+                }
+                (Route::Partner, _) => console::view(&record),
+                (Route::RotateSecrets, _) => console::rotate(env, &store, &partner).await,
+                (Route::PartnerStats, _) => console::overview(env, &partner).await,
+                _ => console::deliveries(req, env, &partner).await,
+            }
+        }
+        Route::Redeliver(id) => {
+            let (cfg, store) = setup(env)?;
+            let (partner, _) = auth::partner(req, &store, &cfg).await?;
+            console::redeliver(env, &partner, id).await
         }
         Route::Link(token) => {
             let (cfg, store) = setup(env)?;
             repair::handle(req, env, &cfg, &store, token, method, unix_now()).await
         }
         Route::Connection(id) => {
-            let (_, store) = setup(env)?;
-            let (partner, _) = auth::partner_key(req, &store).await?;
+            let (cfg, store) = setup(env)?;
+            let (partner, _) = auth::partner(req, &store, &cfg).await?;
             match method {
                 Method::Delete => partner::partner_disconnect(env, &store, &partner, id).await,
                 _ => partner::connection_detail(env, &store, &partner, id).await,

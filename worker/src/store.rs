@@ -9,6 +9,7 @@ use keaplink_core::ids::{ConnectionId, PartnerId, UserId};
 use keaplink_core::keys;
 use keaplink_core::partner::PartnerRecord;
 use keaplink_core::repair::{RepairLinkRecord, RepairToken};
+use keaplink_core::search;
 use keaplink_core::{ApiError, ApiResult};
 use serde::de::DeserializeOwned;
 use std::cell::{Cell, RefCell};
@@ -227,6 +228,64 @@ impl Store {
     ) -> ApiResult<()> {
         self.delete(key.as_str()).await?;
         self.delete(&keys::connection_id(&record.id)).await
+    }
+
+    /// Keeps the search index in step with a link that went from `old` to `new` (the guard's
+    /// job, after each write). Writes only what changed: a plain refresh writes nothing here.
+    pub async fn reindex(
+        &self,
+        key: &ConnectionKey,
+        old: Option<&ConnectionRecord>,
+        new: Option<&ConnectionRecord>,
+    ) -> ApiResult<()> {
+        let (put, delete) = search::diff(old, new);
+        for entry in put {
+            self.kv
+                .put(&entry, "")
+                .map_err(|e| kv_failed("put", e))?
+                .metadata(search::Entry { key: key.clone() })
+                .map_err(|e| kv_failed("put metadata", e))?
+                .execute()
+                .await
+                .map_err(|e| kv_failed("put", e))?;
+        }
+        for entry in delete {
+            self.delete(&entry).await?;
+        }
+        Ok(())
+    }
+
+    /// One page of the links whose index entries start with `prefix` (from `search`).
+    pub async fn search(
+        &self,
+        prefix: &str,
+        limit: u64,
+        cursor: Option<String>,
+    ) -> ApiResult<Page<ConnectionKey>> {
+        let mut q = self.kv.list().prefix(prefix.to_owned()).limit(limit);
+        if let Some(c) = cursor.filter(|c| !c.is_empty()) {
+            q = q.cursor(c);
+        }
+        let page = q.execute().await.map_err(|e| kv_failed("list", e))?;
+        let mut items: Vec<ConnectionKey> = Vec::new();
+        for k in page.keys {
+            let Some(entry) = k
+                .metadata
+                .and_then(|m| serde_json::from_value::<search::Entry>(m).ok())
+            else {
+                continue;
+            };
+            // One link may match on two terms: listed once.
+            if !items.contains(&entry.key) {
+                items.push(entry.key);
+            }
+        }
+        let next = if page.list_complete {
+            None
+        } else {
+            page.cursor
+        };
+        Ok(Page { items, next })
     }
 
     /// The key an id points to, if it lies under `partner`.

@@ -51,12 +51,33 @@ pub async fn emit(env: &Env, event: WebhookEvent) {
     }
 }
 
+/// What a delivery attempt came to: what to do next, and the webhook's answer when one was sent
+/// (`Some(None)`: sent, no answer).
+pub struct Attempted {
+    pub outcome: Delivery,
+    pub sent: Option<Option<u16>>,
+}
+
+impl From<Delivery> for Attempted {
+    fn from(outcome: Delivery) -> Self {
+        Attempted {
+            outcome,
+            sent: None,
+        }
+    }
+}
+
 /// One delivery attempt of `event`, `age_secs` after it was first queued.
-pub async fn deliver(store: &Store, cfg: &Config, event: &WebhookEvent, age_secs: i64) -> Delivery {
+pub async fn deliver(
+    store: &Store,
+    cfg: &Config,
+    event: &WebhookEvent,
+    age_secs: i64,
+) -> Attempted {
     let record = match store.partner(&event.partner_id).await {
         Ok(Some(r)) => r,
-        Ok(None) => return Delivery::Drop,
-        Err(_) => return after_attempt(None, age_secs, cfg.webhook_backoff_secs),
+        Ok(None) => return Delivery::Drop.into(),
+        Err(_) => return after_attempt(None, age_secs, cfg.webhook_backoff_secs).into(),
     };
     let Some(url) = record
         .webhook_url
@@ -64,10 +85,11 @@ pub async fn deliver(store: &Store, cfg: &Config, event: &WebhookEvent, age_secs
         .filter(|u| webhook::target_allowed(u, cfg.webhook_allow_http))
         .and_then(|u| worker::Url::parse(u).ok())
     else {
-        return Delivery::Done;
+        // No webhook: nothing to send.
+        return Delivery::Done.into();
     };
     let Ok(secret) = record.session_secret(&cfg.keys) else {
-        return Delivery::Drop;
+        return Delivery::Drop.into();
     };
     let body = serde_json::to_string(event).unwrap_or_default();
     let signature = webhook::signature(&webhook::signing_key(&secret), unix_now(), body.as_bytes());
@@ -95,7 +117,10 @@ pub async fn deliver(store: &Store, cfg: &Config, event: &WebhookEvent, age_secs
             "outcome": format!("{outcome:?}"),
         }),
     );
-    outcome
+    Attempted {
+        outcome,
+        sent: Some(status),
+    }
 }
 
 /// How long ago (seconds) a queue message was first sent.

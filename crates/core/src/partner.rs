@@ -10,7 +10,7 @@ use crate::seal::{Keyring, OpenError, Reseal, NONCE_LEN};
 use crate::secret::Secret;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use keaplink_api::{PartnerUpsert, PartnerView, ReconnectIdentity};
+use keaplink_api::{PartnerSettings, PartnerUpsert, PartnerView, ReconnectIdentity};
 use serde::{Deserialize, Serialize};
 
 use subtle::ConstantTimeEq;
@@ -274,6 +274,37 @@ pub fn apply_upsert(
     Ok((record, view))
 }
 
+/// The upsert a partner's own change amounts to: its current settings with `change` applied
+/// (each field left out stays), secrets rotated when asked. The same checks as the admin's.
+pub fn upsert_from(
+    record: &PartnerRecord,
+    change: &PartnerSettings,
+    rotate: bool,
+) -> PartnerUpsert {
+    PartnerUpsert {
+        name: record.name.clone(),
+        allowed_origins: change
+            .allowed_origins
+            .clone()
+            .unwrap_or_else(|| record.allowed_origins.clone()),
+        return_urls: change
+            .return_urls
+            .clone()
+            .unwrap_or_else(|| record.return_urls.clone()),
+        rotate_secrets: rotate,
+        webhook_url: match &change.webhook_url {
+            Some(v) => v.clone(),
+            None => record.webhook_url.clone(),
+        },
+        reconnect_identity: change
+            .reconnect_identity
+            .unwrap_or(record.reconnect_identity),
+        webhook_repair_links: change
+            .webhook_repair_links
+            .unwrap_or(record.webhook_repair_links),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -507,6 +538,32 @@ mod tests {
         .unwrap();
         assert_eq!(rec.reconnect_identity, ReconnectIdentity::App);
         assert!(view.webhook_repair_links);
+    }
+
+    #[test]
+    fn a_partner_changes_only_what_it_names() {
+        let p = PartnerId::parse("acme").unwrap();
+        let mut r = req(false);
+        r.webhook_url = Some("https://acme.example/hooks".into());
+        let (rec, _) =
+            apply_upsert(&p, None, r, &fresh(1), &keys(), UpsertRules::default(), 0).unwrap();
+        let keep = upsert_from(&rec, &PartnerSettings::default(), false);
+        assert_eq!(keep.allowed_origins, rec.allowed_origins);
+        assert_eq!(keep.webhook_url, rec.webhook_url);
+        let change = PartnerSettings {
+            webhook_url: Some(None),
+            reconnect_identity: Some(ReconnectIdentity::App),
+            ..PartnerSettings::default()
+        };
+        let changed = upsert_from(&rec, &change, true);
+        assert_eq!(changed.webhook_url, None, "null clears it");
+        assert_eq!(changed.reconnect_identity, ReconnectIdentity::App);
+        assert_eq!(changed.return_urls, rec.return_urls);
+        assert!(changed.rotate_secrets);
+        let body: PartnerSettings = serde_json::from_str(r#"{"webhook_url": null}"#).unwrap();
+        assert_eq!(body.webhook_url, Some(None));
+        let body: PartnerSettings = serde_json::from_str("{}").unwrap();
+        assert_eq!(body.webhook_url, None);
     }
 
     #[test]

@@ -85,7 +85,7 @@ pub fn target_allowed(url: &str, allow_http: bool) -> bool {
 }
 
 /// What to do after a delivery answered `status` (`None`: no answer at all).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Delivery {
     Done,
     /// Try again after this many seconds.

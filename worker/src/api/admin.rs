@@ -11,7 +11,9 @@ use crate::partner_guard;
 use crate::queue::{enqueue, Job};
 use crate::stats;
 use crate::store::Store;
-use keaplink_api::{AdminStats, ConnectionStatus, PartnerUpsert, RefreshCounts, ResealReport};
+use keaplink_api::{
+    AdminStats, ConnectionStatus, PartnerList, PartnerUpsert, RefreshCounts, ResealReport,
+};
 use keaplink_core::clock::rfc3339;
 use keaplink_core::cursor::{self, ResealAt};
 use keaplink_core::ids::PartnerId;
@@ -24,6 +26,7 @@ use worker::{Env, Method, Request, Response};
 pub enum AdminRoute<'a> {
     Stats,
     Reseal,
+    Partners,
     Partner(&'a str),
 }
 
@@ -33,6 +36,7 @@ impl<'a> AdminRoute<'a> {
         match segments {
             ["stats"] => Some(AdminRoute::Stats),
             ["reseal"] => Some(AdminRoute::Reseal),
+            ["partners"] => Some(AdminRoute::Partners),
             ["partners", id] => Some(AdminRoute::Partner(id)),
             _ => None,
         }
@@ -42,6 +46,7 @@ impl<'a> AdminRoute<'a> {
         match self {
             AdminRoute::Stats => &[Method::Get],
             AdminRoute::Reseal => &[Method::Post],
+            AdminRoute::Partners => &[Method::Get],
             AdminRoute::Partner(_) => &[Method::Put, Method::Get, Method::Delete],
         }
     }
@@ -60,6 +65,7 @@ pub async fn handle(
     match (route, method) {
         (AdminRoute::Stats, _) => stats_answer(env, store).await,
         (AdminRoute::Reseal, _) => reseal(req, env, cfg, store).await,
+        (AdminRoute::Partners, _) => partners(req, cfg, store).await,
         (AdminRoute::Partner(raw), Method::Put) => {
             let id = parse_partner_id(raw)?;
             let body: PartnerUpsert = read_json(req, None).await?;
@@ -80,6 +86,32 @@ pub async fn handle(
             json(&record.view(), 200)
         }
     }
+}
+
+/// `GET /v1/admin/partners?limit=&cursor=`: one page of partners (the console's picker).
+async fn partners(req: &Request, cfg: &Config, store: &Store) -> ApiResult<Response> {
+    let url = req.url().map_err(ApiError::internal)?;
+    let q = query::parse(url.query().unwrap_or(""), &["limit", "cursor"])?;
+    let limit = query::limit(q.get("limit").map(String::as_str), 100, 1000)?;
+    const SCOPE: &str = "partners";
+    let kv = match q.get("cursor").filter(|c| !c.is_empty()) {
+        None => None,
+        Some(raw) => Some(cursor::open(&cfg.keys, SCOPE, raw)?),
+    };
+    let page = store.list_partners(limit, kv).await?;
+    let mut partners = Vec::with_capacity(page.items.len());
+    for id in &page.items {
+        if let Some(p) = store.partner(id).await? {
+            partners.push(p.view());
+        }
+    }
+    json(
+        &PartnerList {
+            partners,
+            cursor: page.next.map(|c| cursor::issue(&cfg.keys, SCOPE, &c)),
+        },
+        200,
+    )
 }
 
 fn partner_not_found() -> ApiError {

@@ -3,6 +3,7 @@
 //! from paths, and finding a connection by id within a partner.
 
 pub mod admin;
+pub mod console;
 pub mod partner;
 pub mod widget;
 
@@ -25,9 +26,7 @@ fn parse_connection_id(raw: &str) -> ApiResult<ConnectionId> {
         .ok_or_else(|| ApiError::new(ErrorCode::InvalidId, "That is not a connection id of ours."))
 }
 
-pub fn no_connection() -> ApiError {
-    ApiError::new(ErrorCode::NoConnection, "No such connection.")
-}
+pub use crate::links::no_connection;
 
 /// The connection an id from a path names, if it is this partner's.
 pub async fn resolve(store: &Store, partner: &PartnerId, raw_id: &str) -> ApiResult<ConnectionKey> {

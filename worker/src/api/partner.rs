@@ -2,7 +2,6 @@
 //! user's link, every link of the partner, disconnecting one.
 
 use super::{no_connection, resolve};
-use crate::clock::unix_now;
 use crate::config::Config;
 use crate::guard;
 use crate::http::{empty, json, read_json};
@@ -12,76 +11,15 @@ use keaplink_api::{
     RepairLinkRequest, TokenRequest, TokenResponse,
 };
 use keaplink_core::clock::{rfc3339, UnixTime};
-use keaplink_core::connection::{ConnectionKey, ConnectionRecord};
 use keaplink_core::cursor;
 use keaplink_core::ids::{PartnerId, UserId};
 use keaplink_core::keap::KeapApp;
-use keaplink_core::refresh::{Purpose, RefreshState};
+use keaplink_core::refresh::Purpose;
 use keaplink_core::{query, ApiError, ApiResult, ErrorCode};
 use worker::{Env, Request, Response};
 
-/// The connection a partner's call names: `user` and, unless the user has exactly one link,
-/// the Keap app. Shared by `/v1/token` and the proxy.
-pub async fn find_connection(
-    store: &Store,
-    partner: &PartnerId,
-    user: &UserId,
-    app: Option<&KeapApp>,
-) -> ApiResult<(ConnectionKey, ConnectionRecord)> {
-    let key = match app {
-        Some(app) => ConnectionKey::new(partner, user, app),
-        None => {
-            let items = store.list_user_connections(partner, user, 2).await?;
-            match items.as_slice() {
-                [] => return Err(no_connection()),
-                [(key, _)] => key.clone(),
-                _ => {
-                    return Err(ApiError::new(
-                        ErrorCode::AmbiguousConnection,
-                        "This user has several Keap apps linked; name one in keap_app.",
-                    ))
-                }
-            }
-        }
-    };
-    let record = store.connection(&key).await?.ok_or_else(no_connection)?;
-    Ok((key, record))
-}
-
-/// A usable access token of `record`, refreshing it first through its guard when `purpose`
-/// needs one. The hot path (a fresh token) costs nothing here: no guard call.
-pub async fn usable(
-    env: &Env,
-    cfg: &Config,
-    key: &ConnectionKey,
-    mut record: ConnectionRecord,
-    purpose: Purpose,
-    now: UnixTime,
-) -> ApiResult<ConnectionRecord> {
-    if cfg
-        .refresh
-        .needs_refresh(&RefreshState::from(&record), &purpose, None, now)
-    {
-        record = guard::refresh(env, key, purpose)
-            .await?
-            .ok_or_else(no_connection)?
-            .record;
-    }
-    if record.status == ConnectionStatus::NeedsReauth {
-        return Err(ApiError::new(
-            ErrorCode::NeedsReauth,
-            "This link needs the user to reconnect their Keap account.",
-        ));
-    }
-    // The 60 s promise counts from the answer, not from the request: a refresh takes time.
-    if !record.access_still_usable(unix_now().max(now)) {
-        return Err(match record.last_error {
-            Some(e) => e.kind.api_error(),
-            None => ApiError::internal("an active link with no usable token and no failure"),
-        });
-    }
-    Ok(record)
-}
+// The proxy shares these with `/v1/token`; they live below both.
+pub use crate::links::{find_connection, usable};
 
 pub async fn token(
     req: &mut Request,
@@ -132,7 +70,10 @@ pub async fn token(
     )
 }
 
-/// `GET /v1/connections?limit=&cursor=`: every link of the partner, from KV metadata.
+/// `GET /v1/connections?limit=&cursor=&status=&q=`: every link of the partner, from KV
+/// metadata; with `q` (a prefix of a Keap email, app id or partner user id) or
+/// `status=needs_reauth`, from the search index (each row then costs one read, so a page holds
+/// at most 100).
 pub async fn partner_connections(
     req: &Request,
     store: &Store,
@@ -140,28 +81,87 @@ pub async fn partner_connections(
     partner: &PartnerId,
 ) -> ApiResult<Response> {
     let url = req.url().map_err(ApiError::internal)?;
-    let q = query::parse(url.query().unwrap_or(""), &["limit", "cursor"])?;
-    let limit = query::limit(q.get("limit").map(String::as_str), 100, 1000)?;
-    let scope = format!("connections:{partner}");
+    let q = query::parse(
+        url.query().unwrap_or(""),
+        &["limit", "cursor", "status", "q"],
+    )?;
+    let status = match q.get("status").map(String::as_str) {
+        None | Some("") => None,
+        Some("active") => Some(ConnectionStatus::Active),
+        Some("needs_reauth") => Some(ConnectionStatus::NeedsReauth),
+        Some(_) => {
+            return Err(ApiError::new(
+                ErrorCode::InvalidRequest,
+                "status must be active or needs_reauth.",
+            ))
+        }
+    };
+    let search = match q.get("q").map(|t| t.trim()).filter(|t| !t.is_empty()) {
+        None => None,
+        Some(text) if text.chars().count() > keaplink_core::search::MAX_TERM_CHARS => {
+            return Err(ApiError::new(
+                ErrorCode::InvalidRequest,
+                "q must be at most 128 characters.",
+            ))
+        }
+        Some(text) => keaplink_core::search::prefix(partner, text),
+    };
+    let indexed = search.clone().or_else(|| {
+        (status == Some(ConnectionStatus::NeedsReauth))
+            .then(|| keaplink_core::search::needs_reauth_prefix(partner))
+    });
+    let max = if indexed.is_some() { 100 } else { 1000 };
+    let limit = query::limit(q.get("limit").map(String::as_str), 100, max)?;
+    // The cursor is bound to this partner and these filters: it walks no other listing.
+    let scope = format!(
+        "connections:{partner}:{}:{}",
+        q.get("status").map(String::as_str).unwrap_or(""),
+        search.as_deref().unwrap_or("")
+    );
     let kv_cursor = match q.get("cursor").filter(|c| !c.is_empty()) {
         None => None,
         Some(raw) => Some(cursor::open(&cfg.keys, &scope, raw)?),
     };
-    let page = store
-        .list_partner_connections(partner, limit, kv_cursor)
-        .await?;
-    let connections = page
-        .items
-        .into_iter()
-        .map(|(_, m)| PartnerConnection {
-            connection: m.to_api(),
-            user: m.user.as_str().to_owned(),
-        })
-        .collect();
+    let (rows, next) = match indexed {
+        Some(prefix) => {
+            let page = store.search(&prefix, limit, kv_cursor).await?;
+            let records =
+                futures_util::future::join_all(page.items.iter().map(|key| store.connection(key)))
+                    .await;
+            let mut rows = Vec::new();
+            for record in records {
+                // The index may lag a deletion by a moment: a link that is gone is left out.
+                if let Some(r) = record? {
+                    if r.partner == *partner && status.is_none_or(|s| s == r.status) {
+                        rows.push(PartnerConnection {
+                            connection: r.to_api(),
+                            user: r.user.as_str().to_owned(),
+                        });
+                    }
+                }
+            }
+            (rows, page.next)
+        }
+        None => {
+            let page = store
+                .list_partner_connections(partner, limit, kv_cursor)
+                .await?;
+            let rows = page
+                .items
+                .into_iter()
+                .filter(|(_, m)| status.is_none_or(|s| s == m.status))
+                .map(|(_, m)| PartnerConnection {
+                    connection: m.to_api(),
+                    user: m.user.as_str().to_owned(),
+                })
+                .collect();
+            (rows, page.next)
+        }
+    };
     json(
         &PartnerConnections {
-            connections,
-            cursor: page.next.map(|c| cursor::issue(&cfg.keys, &scope, &c)),
+            connections: rows,
+            cursor: next.map(|c| cursor::issue(&cfg.keys, &scope, &c)),
         },
         200,
     )

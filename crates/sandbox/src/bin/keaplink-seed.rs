@@ -31,6 +31,9 @@ struct Input {
     /// reads one fails, so a test can prove nobody does.
     #[serde(default)]
     unreadable_idle: bool,
+    /// Also write each link's search index entries, as its guard would (the console's search).
+    #[serde(default)]
+    index: bool,
 }
 
 #[derive(Deserialize)]
@@ -100,6 +103,17 @@ fn main() {
             json!({"key": kv_keys::connection_id(&id), "value": key.as_str()})
         )
         .expect("stdout");
+        if input.index {
+            for entry in keaplink_core::search::entries(&record) {
+                let meta = keaplink_core::search::Entry { key: key.clone() };
+                writeln!(
+                    out,
+                    "{}",
+                    json!({"key": entry, "value": "", "metadata": meta})
+                )
+                .expect("stdout");
+            }
+        }
     }
     out.flush().expect("stdout");
 }

@@ -1,0 +1,82 @@
+//! The link a partner's back-end call names (a user, and the Keap app unless the user has one
+//! link), and a usable access token of it: shared by `POST /v1/token` and the proxy.
+
+use crate::clock::unix_now;
+use crate::config::Config;
+use crate::guard;
+use crate::store::Store;
+use keaplink_api::ConnectionStatus;
+use keaplink_core::clock::UnixTime;
+use keaplink_core::connection::{ConnectionKey, ConnectionRecord};
+use keaplink_core::ids::{PartnerId, UserId};
+use keaplink_core::keap::KeapApp;
+use keaplink_core::refresh::{Purpose, RefreshState};
+use keaplink_core::{ApiError, ApiResult, ErrorCode};
+use worker::Env;
+
+pub fn no_connection() -> ApiError {
+    ApiError::new(ErrorCode::NoConnection, "No such connection.")
+}
+
+/// The connection a partner's call names: `user` and, unless the user has exactly one link,
+/// the Keap app. Shared by `/v1/token` and the proxy.
+pub async fn find_connection(
+    store: &Store,
+    partner: &PartnerId,
+    user: &UserId,
+    app: Option<&KeapApp>,
+) -> ApiResult<(ConnectionKey, ConnectionRecord)> {
+    let key = match app {
+        Some(app) => ConnectionKey::new(partner, user, app),
+        None => {
+            let items = store.list_user_connections(partner, user, 2).await?;
+            match items.as_slice() {
+                [] => return Err(no_connection()),
+                [(key, _)] => key.clone(),
+                _ => {
+                    return Err(ApiError::new(
+                        ErrorCode::AmbiguousConnection,
+                        "This user has several Keap apps linked; name one in keap_app.",
+                    ))
+                }
+            }
+        }
+    };
+    let record = store.connection(&key).await?.ok_or_else(no_connection)?;
+    Ok((key, record))
+}
+
+/// A usable access token of `record`, refreshing it first through its guard when `purpose`
+/// needs one. The hot path (a fresh token) costs nothing here: no guard call.
+pub async fn usable(
+    env: &Env,
+    cfg: &Config,
+    key: &ConnectionKey,
+    mut record: ConnectionRecord,
+    purpose: Purpose,
+    now: UnixTime,
+) -> ApiResult<ConnectionRecord> {
+    if cfg
+        .refresh
+        .needs_refresh(&RefreshState::from(&record), &purpose, None, now)
+    {
+        record = guard::refresh(env, key, purpose)
+            .await?
+            .ok_or_else(no_connection)?
+            .record;
+    }
+    if record.status == ConnectionStatus::NeedsReauth {
+        return Err(ApiError::new(
+            ErrorCode::NeedsReauth,
+            "This link needs the user to reconnect their Keap account.",
+        ));
+    }
+    // The 60 s promise counts from the answer, not from the request: a refresh takes time.
+    if !record.access_still_usable(unix_now().max(now)) {
+        return Err(match record.last_error {
+            Some(e) => e.kind.api_error(),
+            None => ApiError::internal("an active link with no usable token and no failure"),
+        });
+    }
+    Ok(record)
+}
