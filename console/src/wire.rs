@@ -1,0 +1,271 @@
+//! The console's side of the contract: JSON answers read with `Reflect` into `keaplink-api`'s own
+//! types, and request bodies written with `JSON.stringify`. serde's deserializers for this many
+//! types would cost more than the rest of the console together (see `docs/console.md`), while the
+//! values still land in the very structs the Worker serializes, so the two cannot drift apart
+//! without a compile error here.
+
+use js_sys::{Array, Object, Reflect};
+use keaplink_api::proxy::{KeapQuota, QuotaWindow};
+use keaplink_api::{
+    Connection, ConnectionCounts, ConnectionDetail, ConnectionEvent, ConnectionEventKind,
+    ConnectionStatus, DeliveryState, KeapUser, LastError, PartnerConnection, PartnerConnections,
+    PartnerList, PartnerStats, PartnerView, ReconnectIdentity, RefreshCounts, RepairLink,
+    WebhookCounts, WebhookDelivery,
+};
+use wasm_bindgen::{JsCast, JsValue};
+
+fn field(o: &JsValue, key: &str) -> JsValue {
+    if o.is_object() {
+        Reflect::get(o, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED)
+    } else {
+        JsValue::UNDEFINED
+    }
+}
+
+fn text(o: &JsValue, key: &str) -> Option<String> {
+    field(o, key).as_string()
+}
+
+fn num(o: &JsValue, key: &str) -> Option<u64> {
+    field(o, key)
+        .as_f64()
+        .filter(|n| *n >= 0.0)
+        .map(|n| n as u64)
+}
+
+fn list<T>(o: &JsValue, key: &str, each: impl Fn(&JsValue) -> Option<T>) -> Option<Vec<T>> {
+    let a: Array = field(o, key).dyn_into().ok()?;
+    a.iter().map(|v| each(&v)).collect()
+}
+
+fn strings(o: &JsValue, key: &str) -> Option<Vec<String>> {
+    list(o, key, |v| v.as_string())
+}
+
+/// `{"error": {"code", "message"}}`.
+pub fn error(v: &JsValue) -> Option<(String, String)> {
+    let e = field(v, "error");
+    Some((text(&e, "code")?, text(&e, "message")?))
+}
+
+fn last_error(v: &JsValue) -> Option<LastError> {
+    Some(LastError {
+        code: text(v, "code")?,
+        message: text(v, "message")?,
+        at: text(v, "at")?,
+    })
+}
+
+pub fn status(s: &str) -> Option<ConnectionStatus> {
+    match s {
+        "active" => Some(ConnectionStatus::Active),
+        "needs_reauth" => Some(ConnectionStatus::NeedsReauth),
+        _ => None,
+    }
+}
+
+fn connection(v: &JsValue) -> Option<Connection> {
+    let user = field(v, "keap_user");
+    Some(Connection {
+        id: text(v, "id")?,
+        keap_app: text(v, "keap_app")?,
+        keap_app_name: text(v, "keap_app_name"),
+        keap_user: KeapUser {
+            email: text(&user, "email")?,
+            name: text(&user, "name").unwrap_or_default(),
+        },
+        status: status(&text(v, "status")?)?,
+        connected_at: text(v, "connected_at")?,
+        refreshed_at: text(v, "refreshed_at"),
+        access_expires_at: text(v, "access_expires_at")?,
+        refresh_expires_at: text(v, "refresh_expires_at").unwrap_or_default(),
+        reconnect_before: text(v, "reconnect_before"),
+        last_error: last_error(&field(v, "last_error")),
+    })
+}
+
+pub fn partner_connection(v: &JsValue) -> Option<PartnerConnection> {
+    Some(PartnerConnection {
+        connection: connection(v)?,
+        user: text(v, "user")?,
+    })
+}
+
+/// `GET /v1/connections`.
+pub fn partner_connections(v: &JsValue) -> Option<PartnerConnections> {
+    Some(PartnerConnections {
+        connections: list(v, "connections", partner_connection)?,
+        cursor: text(v, "cursor"),
+    })
+}
+
+pub fn event_kind(s: &str) -> Option<ConnectionEventKind> {
+    use ConnectionEventKind::*;
+    Some(match s {
+        "created" => Created,
+        "reconnected" => Reconnected,
+        "refreshed" => Refreshed,
+        "refresh_failed" => RefreshFailed,
+        "needs_reauth" => NeedsReauth,
+        "recovered" => Recovered,
+        "expiring" => Expiring,
+        "identity_mismatch" => IdentityMismatch,
+        "repair_link_created" => RepairLinkCreated,
+        "repair_link_used" => RepairLinkUsed,
+        "deleted" => Deleted,
+        _ => return None,
+    })
+}
+
+/// `GET /v1/connections/{id}`. An event of a kind this build does not know (a newer Worker) is
+/// left out of `events` and counted in the second value, so the page can say so.
+pub fn connection_detail(v: &JsValue) -> Option<(ConnectionDetail, usize)> {
+    let raw: Array = field(v, "events").dyn_into().ok()?;
+    let mut events = Vec::new();
+    let mut unknown = 0;
+    for e in raw.iter() {
+        let kind = text(&e, "type")?;
+        let Some(kind) = event_kind(&kind) else {
+            unknown += 1;
+            continue;
+        };
+        events.push(ConnectionEvent {
+            at: text(&e, "at")?,
+            kind,
+            code: text(&e, "code"),
+            detail: text(&e, "detail"),
+        });
+    }
+    Some((
+        ConnectionDetail {
+            connection: partner_connection(v)?,
+            events,
+        },
+        unknown,
+    ))
+}
+
+pub fn partner(v: &JsValue) -> Option<PartnerView> {
+    Some(PartnerView {
+        partner_id: text(v, "partner_id")?,
+        name: text(v, "name")?,
+        allowed_origins: strings(v, "allowed_origins")?,
+        return_urls: strings(v, "return_urls")?,
+        webhook_url: text(v, "webhook_url"),
+        reconnect_identity: match text(v, "reconnect_identity").as_deref() {
+            Some("app") => ReconnectIdentity::App,
+            _ => ReconnectIdentity::User,
+        },
+        webhook_repair_links: field(v, "webhook_repair_links").as_bool() == Some(true),
+        session_secret: text(v, "session_secret"),
+        api_key: text(v, "api_key"),
+    })
+}
+
+/// `GET /v1/admin/partners`.
+pub fn partner_list(v: &JsValue) -> Option<PartnerList> {
+    Some(PartnerList {
+        partners: list(v, "partners", partner)?,
+        cursor: text(v, "cursor"),
+    })
+}
+
+fn window(v: &JsValue) -> Option<QuotaWindow> {
+    Some(QuotaWindow {
+        limit: num(v, "limit")?,
+        available: num(v, "available")?,
+        resets_at: text(v, "resets_at"),
+    })
+}
+
+fn quota(v: &JsValue) -> Option<KeapQuota> {
+    Some(KeapQuota {
+        as_of: text(v, "as_of")?,
+        quota: window(&field(v, "quota")),
+        throttle: window(&field(v, "throttle")),
+        // The console shows the shared windows; per-app throttles are the operator's stats.
+        app_throttles: Vec::new(),
+        reserve: num(v, "reserve").unwrap_or(0),
+        paused_until: text(v, "paused_until"),
+    })
+}
+
+/// `GET /v1/stats`.
+pub fn stats(v: &JsValue) -> Option<PartnerStats> {
+    let c = field(v, "connections");
+    let r = field(v, "refreshes_last_24h");
+    let w = field(v, "webhooks");
+    Some(PartnerStats {
+        as_of: text(v, "as_of")?,
+        connections: ConnectionCounts {
+            total: num(&c, "total")?,
+            active: num(&c, "active")?,
+            needs_reauth: num(&c, "needs_reauth")?,
+        },
+        refreshes_last_24h: RefreshCounts {
+            succeeded: num(&r, "succeeded")?,
+            failed: num(&r, "failed")?,
+            needs_reauth: num(&r, "needs_reauth")?,
+        },
+        keap_quota: quota(&field(v, "keap_quota")),
+        webhooks: WebhookCounts {
+            pending: num(&w, "pending")?,
+            failed: num(&w, "failed")?,
+            delivered_last_24h: num(&w, "delivered_last_24h")?,
+        },
+    })
+}
+
+pub fn delivery(v: &JsValue) -> Option<WebhookDelivery> {
+    Some(WebhookDelivery {
+        id: text(v, "id")?,
+        event_type: text(v, "type")?,
+        created_at: text(v, "created_at")?,
+        connection_id: text(v, "connection_id").unwrap_or_default(),
+        user: text(v, "user").unwrap_or_default(),
+        state: match text(v, "state")?.as_str() {
+            "pending" => DeliveryState::Pending,
+            "delivered" => DeliveryState::Delivered,
+            "failed" => DeliveryState::Failed,
+            _ => return None,
+        },
+        attempts: num(v, "attempts")? as u32,
+        last_status: num(v, "last_status").map(|s| s as u16),
+        last_attempt_at: text(v, "last_attempt_at"),
+        next_retry_at: text(v, "next_retry_at"),
+    })
+}
+
+/// `GET /v1/webhooks/deliveries`.
+pub fn deliveries(v: &JsValue) -> Option<Vec<WebhookDelivery>> {
+    list(v, "deliveries", delivery)
+}
+
+/// `POST /v1/connections/{id}/repair-link`.
+pub fn repair_link(v: &JsValue) -> Option<RepairLink> {
+    Some(RepairLink {
+        url: text(v, "url")?,
+        expires_at: text(v, "expires_at")?,
+    })
+}
+
+/// A JSON body from `(key, value)` pairs.
+pub fn body(pairs: &[(&str, JsValue)]) -> String {
+    let o = Object::new();
+    for (k, v) in pairs {
+        let _ = Reflect::set(&o, &JsValue::from_str(k), v);
+    }
+    js_sys::JSON::stringify(&o)
+        .ok()
+        .and_then(|s| s.as_string())
+        .unwrap_or_else(|| "{}".into())
+}
+
+/// A JS array of strings.
+pub fn string_array(items: &[String]) -> JsValue {
+    items
+        .iter()
+        .map(|s| JsValue::from_str(s))
+        .collect::<Array>()
+        .into()
+}
