@@ -16,6 +16,7 @@ CONNECTION_ID = os.environ["KEAPLINK_CONNECTION_ID"]
 USER = os.environ["KEAPLINK_USER"]
 PARTNER = os.environ["KEAPLINK_PARTNER"]
 REPAIR_TOKEN = os.environ.get("KEAPLINK_REPAIR_TOKEN")
+ORIGIN = os.environ["KEAPLINK_ORIGIN"]
 TRANSCRIPT_FILE = os.environ.get("KEAPLINK_TRANSCRIPT_FILE")
 # A well-formed id that names nothing, for the cases that must not touch the run's own records.
 NO_SUCH_CONNECTION = "AAAAAAAAAAAAAAAAAAAAAA"
@@ -25,34 +26,32 @@ _turn = itertools.count()
 
 
 @schemathesis.hook
-def map_path_parameters(ctx, path_parameters):
-    op = ctx.operation
-    if op is None or path_parameters is None:
-        return path_parameters
-    method = op.method.upper()
-    connection_op = op.path.startswith(("/v1/connections/", "/v1/me/connections/"))
+def before_call(ctx, case, kwargs):
+    # Here rather than in map_* hooks: every phase's cases pass here (the coverage phase's, and
+    # those built from ids schemathesis saw in answers, skip the map_* hooks).
+    method = case.operation.method.upper()
+    path = case.operation.path
+    params = case.path_parameters if case.path_parameters is not None else {}
+    connection_op = path.startswith(("/v1/connections/", "/v1/me/connections/"))
     if method == "DELETE":
-        # schemathesis reuses ids it saw in answers: a DELETE (or a PUT with rotate_secrets) of
-        # the run's own link or partner would end every later case in a 401 or 404.
-        if path_parameters.get("id") == CONNECTION_ID:
-            path_parameters["id"] = NO_SUCH_CONNECTION
-    elif "id" in path_parameters and connection_op and next(_turn) % 2 == 0:
-        path_parameters["id"] = CONNECTION_ID
-    if method != "GET" and path_parameters.get("partner_id") == PARTNER:
-        path_parameters["partner_id"] = PARTNER + "-other"
-    if REPAIR_TOKEN and method == "GET" and "token" in path_parameters and next(_turn) % 2 == 0:
-        path_parameters["token"] = REPAIR_TOKEN
-    return path_parameters
-
-
-@schemathesis.hook
-def map_headers(ctx, headers):
-    op = ctx.operation
-    if op is None or headers is None or "keaplink-user" not in headers:
-        return headers
-    if next(_turn) % 2 == 0:
-        headers["keaplink-user"] = USER
-    return headers
+        # A DELETE of the run's own link would turn every later case into a 404.
+        if params.get("id") == CONNECTION_ID:
+            params["id"] = NO_SUCH_CONNECTION
+    elif "id" in params and connection_op and next(_turn) % 2 == 0:
+        params["id"] = CONNECTION_ID
+    # Nor may a PUT (rotate_secrets) or DELETE touch the run's partner: its key would die.
+    if method != "GET" and params.get("partner_id") == PARTNER:
+        params["partner_id"] = PARTNER + "-other"
+    if REPAIR_TOKEN and method == "GET" and "token" in params and next(_turn) % 2 == 0:
+        params["token"] = REPAIR_TOKEN
+    if case.path_parameters is not None:
+        case.path_parameters = params
+    if case.headers is not None and "keaplink-user" in case.headers and next(_turn) % 2 == 0:
+        case.headers["keaplink-user"] = USER
+    # The widget's endpoints as a browser calls them: from the partner's allowed origin (the
+    # CORS grant, and preflights that succeed), half the time.
+    if path.startswith("/v1/me/") and next(_turn) % 2 == 0:
+        case.headers = {**(case.headers or {}), "origin": ORIGIN}
 
 
 @schemathesis.hook

@@ -58,6 +58,7 @@ try {
         KEAPLINK_CONNECTION_ID: connectionId,
         KEAPLINK_USER: user,
         KEAPLINK_PARTNER: partner.partner_id,
+        KEAPLINK_ORIGIN: "https://st.example",
         KEAPLINK_REPAIR_TOKEN: repairToken,
         KEAPLINK_TRANSCRIPT_FILE: transcriptFile,
         // Hypothesis keeps its example database out of the work tree.
