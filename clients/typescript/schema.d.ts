@@ -723,8 +723,12 @@ export interface components {
              * @example 2026-01-01T00:00:00Z
              */
             at: string;
-            /** @example keap_throttled */
-            code: string;
+            /**
+             * @description What failed: `refresh_token_invalid` or `refresh_lost` (the link needs its user), or a transient failure that is retried.
+             * @example keap_throttled
+             * @enum {string}
+             */
+            code: "refresh_token_invalid" | "refresh_lost" | "keap_throttled" | "keap_unavailable" | "keap_timeout" | "keap_rejected" | "keap_bad_response";
             message: string;
         };
         /** @description `GET /v1/me/connections`. */
@@ -3156,7 +3160,10 @@ export interface operations {
     preflightConnect: {
         parameters: {
             query?: never;
-            header?: never;
+            header: {
+                /** @description The page's origin, as the browser sends it. */
+                origin: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -3233,7 +3240,10 @@ export interface operations {
     preflightMyConnections: {
         parameters: {
             query?: never;
-            header?: never;
+            header: {
+                /** @description The page's origin, as the browser sends it. */
+                origin: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -3291,7 +3301,10 @@ export interface operations {
     preflightDisconnectMine: {
         parameters: {
             query?: never;
-            header?: never;
+            header: {
+                /** @description The page's origin, as the browser sends it. */
+                origin: string;
+            };
             path: {
                 /** @description Any: a preflight does not read it. */
                 id: string;

@@ -346,3 +346,28 @@ pub fn sentence(code: ErrorCode) -> &'static str {
         KeapTimeout => "Keap did not answer in time.",
     }
 }
+
+/// The codes `last_error.code` takes: every failure the refresh engine records.
+pub fn failure_codes() -> Vec<&'static str> {
+    use keaplink_core::connection::FailureKind::{self, *};
+    // Exhaustive: a failure added to the core fails to compile here until it is listed below.
+    fn listed(k: FailureKind) -> bool {
+        match k {
+            RefreshTokenInvalid | RefreshLost | KeapThrottled | KeapUnavailable | KeapTimeout
+            | KeapRejected | KeapBadResponse => true,
+        }
+    }
+    let all = [
+        RefreshTokenInvalid,
+        RefreshLost,
+        KeapThrottled,
+        KeapUnavailable,
+        KeapTimeout,
+        KeapRejected,
+        KeapBadResponse,
+    ];
+    all.iter()
+        .filter(|k| listed(**k))
+        .map(|k| k.code())
+        .collect()
+}

@@ -93,6 +93,11 @@ pub fn document() -> Value {
             },
         },
     });
+    // `last_error.code` is a string in the Rust type; its values are the core's failure kinds.
+    let code = &mut doc["components"]["schemas"]["LastError"]["properties"]["code"];
+    assert!(code.is_object(), "LastError has a code");
+    code["enum"] = json!(build::failure_codes());
+    code["description"] = json!("What failed: `refresh_token_invalid` or `refresh_lost` (the link needs its user), or a transient failure that is retried.");
     share_headers(&mut doc);
     doc
 }

@@ -311,6 +311,7 @@ pub fn all(s: &mut Schemas) -> Vec<Op> {
         Op::new("options", "/v1/me/connections", "preflightMyConnections", "widget", Auth::Public)
             .summary("CORS preflight")
             .describe(PREFLIGHT)
+            .param(origin_header())
             .answer(204, preflight())
             .errors(&[OriginNotAllowed]),
         Op::new("post", "/v1/me/connect", "connect", "widget", Auth::Session)
@@ -323,6 +324,7 @@ pub fn all(s: &mut Schemas) -> Vec<Op> {
         Op::new("options", "/v1/me/connect", "preflightConnect", "widget", Auth::Public)
             .summary("CORS preflight")
             .describe(PREFLIGHT)
+            .param(origin_header())
             .answer(204, preflight())
             .errors(&[OriginNotAllowed]),
         Op::new("delete", "/v1/me/connections/{id}", "disconnectMine", "widget", Auth::Session)
@@ -335,6 +337,7 @@ pub fn all(s: &mut Schemas) -> Vec<Op> {
             .summary("CORS preflight")
             .describe(PREFLIGHT)
             .param(path_param("id", json!({"type": "string"}), "Any: a preflight does not read it."))
+            .param(origin_header())
             .answer(204, preflight())
             .errors(&[OriginNotAllowed]),
         // Keap's redirect back.
@@ -500,6 +503,15 @@ pub fn all(s: &mut Schemas) -> Vec<Op> {
 }
 
 const PREFLIGHT: &str = "Succeeds for an `Origin` some partner allows (the session, which says which partner, is not sent on a preflight); any other origin is 403 `origin_not_allowed`.";
+
+/// A preflight's `Origin`: the page asking.
+fn origin_header() -> Value {
+    json!({
+        "name": "origin", "in": "header", "required": true,
+        "description": "The page's origin, as the browser sends it.",
+        "schema": {"type": "string", "example": "https://app.acme.example"},
+    })
+}
 
 fn preflight() -> Value {
     let mut all = WORKER.to_vec();
