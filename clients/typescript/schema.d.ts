@@ -41,6 +41,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/favicon.ico": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The icon of keaplink's own pages */
+        get: operations["favicon"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/healthz": {
         parameters: {
             query?: never;
@@ -798,7 +815,8 @@ export interface components {
             webhook_repair_links?: boolean | null;
             /**
              * Format: uri
-             * @description A URL, or `null` to stop webhooks.
+             * @description A URL, or `null` to stop webhooks. (Left out when absent on the way out too, so the
+             *     change reads the same after crossing a Durable Object call.)
              */
             webhook_url?: string | null;
         };
@@ -1113,27 +1131,6 @@ export interface components {
                 };
             };
         };
-        /** @description `invalid_request`: A malformed body, field or query parameter: the message names which and what is expected (never the value sent). `invalid_id`: The id in the path is not one of ours. `invalid_cursor`: The cursor was not issued by this endpoint. */
-        "400-invalid_request-invalid_id-invalid_cursor": {
-            headers: {
-                "cache-control": components["headers"]["NoStore"];
-                "x-request-id": components["headers"]["RequestId"];
-                [name: string]: unknown;
-            };
-            content: {
-                "application/json": {
-                    error: {
-                        /** @enum {string} */
-                        code: "invalid_request" | "invalid_id" | "invalid_cursor";
-                        /**
-                         * @description A sentence a person can act on. Never holds a token, a secret or a stack trace.
-                         * @example No such route.
-                         */
-                        message: string;
-                    };
-                };
-            };
-        };
         /** @description `invalid_request`: A malformed body, field or query parameter: the message names which and what is expected (never the value sent). `invalid_id`: The id in the path is not one of ours. `invalid_partner`: The partner's fields break a rule: the message says which. */
         "400-invalid_request-invalid_id-invalid_partner": {
             headers: {
@@ -1201,6 +1198,27 @@ export interface components {
                 } | unknown;
             };
         };
+        /** @description `invalid_request`: A malformed body, field or query parameter: the message names which and what is expected (never the value sent). `invalid_partner`: The partner's fields break a rule: the message says which. */
+        "400-invalid_request-invalid_partner": {
+            headers: {
+                "cache-control": components["headers"]["NoStore"];
+                "x-request-id": components["headers"]["RequestId"];
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": {
+                    error: {
+                        /** @enum {string} */
+                        code: "invalid_request" | "invalid_partner";
+                        /**
+                         * @description A sentence a person can act on. Never holds a token, a secret or a stack trace.
+                         * @example No such route.
+                         */
+                        message: string;
+                    };
+                };
+            };
+        };
         /** @description `missing_credentials`: No `Authorization: Bearer` credential. `invalid_admin_token`: Not the admin token. */
         "401-missing_credentials-invalid_admin_token": {
             headers: {
@@ -1234,27 +1252,6 @@ export interface components {
                     error: {
                         /** @enum {string} */
                         code: "missing_credentials" | "invalid_api_key";
-                        /**
-                         * @description A sentence a person can act on. Never holds a token, a secret or a stack trace.
-                         * @example No such route.
-                         */
-                        message: string;
-                    };
-                };
-            };
-        };
-        /** @description `missing_credentials`: No `Authorization: Bearer` credential. `invalid_api_key`: The API key is not a live partner's. `invalid_admin_token`: Not the admin token. */
-        "401-missing_credentials-invalid_api_key-invalid_admin_token": {
-            headers: {
-                "cache-control": components["headers"]["NoStore"];
-                "x-request-id": components["headers"]["RequestId"];
-                [name: string]: unknown;
-            };
-            content: {
-                "application/json": {
-                    error: {
-                        /** @enum {string} */
-                        code: "missing_credentials" | "invalid_api_key" | "invalid_admin_token";
                         /**
                          * @description A sentence a person can act on. Never holds a token, a secret or a stack trace.
                          * @example No such route.
@@ -1661,29 +1658,6 @@ export interface components {
                 } | unknown;
             };
         };
-        /** @description `keap_quota`: Keap's quota is spent (or down to the reserve kept for refreshes); wait `retry-after` seconds. `rate_limited`: Too many requests; wait `retry-after` seconds. */
-        "429-keap_quota-rate_limited-proxy": {
-            headers: {
-                "cache-control": components["headers"]["NoStore"];
-                "keaplink-error": components["headers"]["KeaplinkError"];
-                "retry-after": components["headers"]["RetryAfter"];
-                "x-request-id": components["headers"]["RequestId"];
-                [name: string]: unknown;
-            };
-            content: {
-                "application/json": {
-                    error: {
-                        /** @enum {string} */
-                        code: "keap_quota" | "rate_limited";
-                        /**
-                         * @description A sentence a person can act on. Never holds a token, a secret or a stack trace.
-                         * @example No such route.
-                         */
-                        message: string;
-                    };
-                } | unknown;
-            };
-        };
         /** @description `keap_throttled`: Keap is throttling; wait `retry-after` seconds. */
         "429-keap_throttled": {
             headers: {
@@ -1704,6 +1678,29 @@ export interface components {
                         message: string;
                     };
                 };
+            };
+        };
+        /** @description `keap_throttled`: Keap is throttling; wait `retry-after` seconds. `keap_quota`: Keap's quota is spent (or down to the reserve kept for refreshes); wait `retry-after` seconds. `rate_limited`: Too many requests; wait `retry-after` seconds. */
+        "429-keap_throttled-keap_quota-rate_limited-proxy": {
+            headers: {
+                "cache-control": components["headers"]["NoStore"];
+                "keaplink-error": components["headers"]["KeaplinkError"];
+                "retry-after": components["headers"]["RetryAfter"];
+                "x-request-id": components["headers"]["RequestId"];
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": {
+                    error: {
+                        /** @enum {string} */
+                        code: "keap_throttled" | "keap_quota" | "rate_limited";
+                        /**
+                         * @description A sentence a person can act on. Never holds a token, a secret or a stack trace.
+                         * @example No such route.
+                         */
+                        message: string;
+                    };
+                } | unknown;
             };
         };
         /** @description `keap_throttled`: Keap is throttling; wait `retry-after` seconds. `rate_limited`: Too many requests; wait `retry-after` seconds. */
@@ -1841,8 +1838,8 @@ export interface components {
                 };
             };
         };
-        /** @description `keap_error`: Keap refused or failed. */
-        "502-keap_error-proxy": {
+        /** @description `keap_error`: Keap refused or failed. `keap_bad_response`: Keap answered something unexpected. */
+        "502-keap_error-keap_bad_response-proxy": {
             headers: {
                 "cache-control": components["headers"]["NoStore"];
                 "keaplink-error": components["headers"]["KeaplinkError"];
@@ -1853,7 +1850,7 @@ export interface components {
                 "application/json": {
                     error: {
                         /** @enum {string} */
-                        code: "keap_error";
+                        code: "keap_error" | "keap_bad_response";
                         /**
                          * @description A sentence a person can act on. Never holds a token, a secret or a stack trace.
                          * @example No such route.
@@ -2074,6 +2071,29 @@ export interface operations {
             404: components["responses"]["404-not_found"];
         };
     };
+    favicon: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The icon. */
+            200: {
+                headers: {
+                    "cache-control": components["headers"]["PublicCacheControlOptional"];
+                    etag: components["headers"]["ETagOptional"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "image/vnd.microsoft.icon": string;
+                    "image/x-icon": string;
+                };
+            };
+        };
+    };
     health: {
         parameters: {
             query?: never;
@@ -2161,6 +2181,22 @@ export interface operations {
                     "cache-control": components["headers"]["NoStore"];
                     "content-security-policy": components["headers"]["PageCsp"];
                     "referrer-policy": components["headers"]["ReferrerPolicy"];
+                    "x-content-type-options": components["headers"]["NoSniff"];
+                    "x-frame-options": components["headers"]["FrameOptions"];
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": string;
+                };
+            };
+            /** @description Too many attempts from this address (counted with the sign-in flow). */
+            429: {
+                headers: {
+                    "cache-control": components["headers"]["NoStore"];
+                    "content-security-policy": components["headers"]["PageCsp"];
+                    "referrer-policy": components["headers"]["ReferrerPolicy"];
+                    "retry-after": components["headers"]["RetryAfter"];
                     "x-content-type-options": components["headers"]["NoSniff"];
                     "x-frame-options": components["headers"]["FrameOptions"];
                     "x-request-id": components["headers"]["RequestId"];
@@ -2368,7 +2404,7 @@ export interface operations {
     listPartners: {
         parameters: {
             query?: {
-                /** @description Partners per page. */
+                /** @description Partners per page, 1-1000. */
                 limit?: number;
                 /** @description The previous page's cursor. */
                 cursor?: string;
@@ -2643,17 +2679,17 @@ export interface operations {
     listConnections: {
         parameters: {
             query?: {
-                /** @description Links per page, 1-1000. */
+                /** @description Links per page: 1-1000, or 1-100 with `q` or `status=needs_reauth` (they read a search index). */
                 limit?: number;
-                /** @description The previous page's cursor. */
+                /** @description The previous page's cursor (bound to the same `status` and `q`). */
                 cursor?: string;
                 /** @description Only links of this status. */
                 status?: components["schemas"]["ConnectionStatus"];
-                /** @description Search: a Keap app id, a partner user id or a Keap user's email. */
+                /** @description Search, by prefix: a Keap app id, a partner user id or a Keap user's email (at most 128 characters). */
                 q?: string;
             };
             header?: {
-                /** @description With the admin token only (the console's operator view): the partner to act as. 1-64 of `a-z`, `0-9` and `-`. */
+                /** @description With the admin token only (the console's operator view), and then required: the partner to act for. 1-64 of `a-z`, `0-9` and `-` (else 400 `invalid_request`); a partner that does not exist is 404 `partner_not_found`. */
                 "keaplink-partner"?: string;
             };
             path?: never;
@@ -2696,8 +2732,8 @@ export interface operations {
                     "application/json": components["schemas"]["PartnerConnections"];
                 };
             };
-            400: components["responses"]["400-invalid_request-invalid_id-invalid_cursor"];
-            401: components["responses"]["401-missing_credentials-invalid_api_key-invalid_admin_token"];
+            400: components["responses"]["400-invalid_request-invalid_cursor"];
+            401: components["responses"]["401-missing_credentials-invalid_api_key"];
             404: components["responses"]["404-partner_not_found"];
             500: components["responses"]["500-internal-misconfigured"];
         };
@@ -2706,7 +2742,7 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description With the admin token only (the console's operator view): the partner to act as. 1-64 of `a-z`, `0-9` and `-`. */
+                /** @description With the admin token only (the console's operator view), and then required: the partner to act for. 1-64 of `a-z`, `0-9` and `-` (else 400 `invalid_request`); a partner that does not exist is 404 `partner_not_found`. */
                 "keaplink-partner"?: string;
             };
             path: {
@@ -2761,8 +2797,8 @@ export interface operations {
                     "application/json": components["schemas"]["ConnectionDetail"];
                 };
             };
-            400: components["responses"]["400-invalid_id"];
-            401: components["responses"]["401-missing_credentials-invalid_api_key-invalid_admin_token"];
+            400: components["responses"]["400-invalid_request-invalid_id"];
+            401: components["responses"]["401-missing_credentials-invalid_api_key"];
             404: components["responses"]["404-not_found-partner_not_found-no_connection"];
             500: components["responses"]["500-internal-misconfigured"];
         };
@@ -2771,7 +2807,7 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description With the admin token only (the console's operator view): the partner to act as. 1-64 of `a-z`, `0-9` and `-`. */
+                /** @description With the admin token only (the console's operator view), and then required: the partner to act for. 1-64 of `a-z`, `0-9` and `-` (else 400 `invalid_request`); a partner that does not exist is 404 `partner_not_found`. */
                 "keaplink-partner"?: string;
             };
             path: {
@@ -2790,8 +2826,8 @@ export interface operations {
                 };
                 content?: never;
             };
-            400: components["responses"]["400-invalid_id"];
-            401: components["responses"]["401-missing_credentials-invalid_api_key-invalid_admin_token"];
+            400: components["responses"]["400-invalid_request-invalid_id"];
+            401: components["responses"]["401-missing_credentials-invalid_api_key"];
             404: components["responses"]["404-not_found-partner_not_found-no_connection"];
             500: components["responses"]["500-internal-misconfigured"];
         };
@@ -2800,7 +2836,7 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description With the admin token only (the console's operator view): the partner to act as. 1-64 of `a-z`, `0-9` and `-`. */
+                /** @description With the admin token only (the console's operator view), and then required: the partner to act for. 1-64 of `a-z`, `0-9` and `-` (else 400 `invalid_request`); a partner that does not exist is 404 `partner_not_found`. */
                 "keaplink-partner"?: string;
             };
             path: {
@@ -2841,8 +2877,8 @@ export interface operations {
                     "application/json": components["schemas"]["PartnerConnection"];
                 };
             };
-            400: components["responses"]["400-invalid_id"];
-            401: components["responses"]["401-missing_credentials-invalid_api_key-invalid_admin_token"];
+            400: components["responses"]["400-invalid_request-invalid_id"];
+            401: components["responses"]["401-missing_credentials-invalid_api_key"];
             404: components["responses"]["404-not_found-partner_not_found-no_connection"];
             409: components["responses"]["409-needs_reauth"];
             429: components["responses"]["429-keap_throttled"];
@@ -2855,7 +2891,7 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description With the admin token only (the console's operator view): the partner to act as. 1-64 of `a-z`, `0-9` and `-`. */
+                /** @description With the admin token only (the console's operator view), and then required: the partner to act for. 1-64 of `a-z`, `0-9` and `-` (else 400 `invalid_request`); a partner that does not exist is 404 `partner_not_found`. */
                 "keaplink-partner"?: string;
             };
             path: {
@@ -2893,7 +2929,7 @@ export interface operations {
                 };
             };
             400: components["responses"]["400-invalid_request-invalid_id"];
-            401: components["responses"]["401-missing_credentials-invalid_api_key-invalid_admin_token"];
+            401: components["responses"]["401-missing_credentials-invalid_api_key"];
             404: components["responses"]["404-not_found-partner_not_found-no_connection"];
             413: components["responses"]["413-body_too_large"];
             500: components["responses"]["500-internal-misconfigured"];
@@ -2921,9 +2957,9 @@ export interface operations {
             404: components["responses"]["404-not_found-no_connection-proxy"];
             409: components["responses"]["409-needs_reauth-ambiguous_connection-proxy"];
             413: components["responses"]["413-body_too_large-proxy"];
-            429: components["responses"]["429-keap_quota-rate_limited-proxy"];
+            429: components["responses"]["429-keap_throttled-keap_quota-rate_limited-proxy"];
             500: components["responses"]["500-internal-misconfigured-proxy"];
-            502: components["responses"]["502-keap_error-proxy"];
+            502: components["responses"]["502-keap_error-keap_bad_response-proxy"];
             504: components["responses"]["504-keap_timeout-proxy"];
             /** @description Keap's answer, relayed: its status, body and content-type, with its `x-keap-*` headers (quota and throttle) and `keaplink-connection-id`. */
             default: {
@@ -2965,9 +3001,9 @@ export interface operations {
             404: components["responses"]["404-not_found-no_connection-proxy"];
             409: components["responses"]["409-needs_reauth-ambiguous_connection-proxy"];
             413: components["responses"]["413-body_too_large-proxy"];
-            429: components["responses"]["429-keap_quota-rate_limited-proxy"];
+            429: components["responses"]["429-keap_throttled-keap_quota-rate_limited-proxy"];
             500: components["responses"]["500-internal-misconfigured-proxy"];
-            502: components["responses"]["502-keap_error-proxy"];
+            502: components["responses"]["502-keap_error-keap_bad_response-proxy"];
             504: components["responses"]["504-keap_timeout-proxy"];
             /** @description Keap's answer, relayed: its status, body and content-type, with its `x-keap-*` headers (quota and throttle) and `keaplink-connection-id`. */
             default: {
@@ -3009,9 +3045,9 @@ export interface operations {
             404: components["responses"]["404-not_found-no_connection-proxy"];
             409: components["responses"]["409-needs_reauth-ambiguous_connection-proxy"];
             413: components["responses"]["413-body_too_large-proxy"];
-            429: components["responses"]["429-keap_quota-rate_limited-proxy"];
+            429: components["responses"]["429-keap_throttled-keap_quota-rate_limited-proxy"];
             500: components["responses"]["500-internal-misconfigured-proxy"];
-            502: components["responses"]["502-keap_error-proxy"];
+            502: components["responses"]["502-keap_error-keap_bad_response-proxy"];
             504: components["responses"]["504-keap_timeout-proxy"];
             /** @description Keap's answer, relayed: its status, body and content-type, with its `x-keap-*` headers (quota and throttle) and `keaplink-connection-id`. */
             default: {
@@ -3048,9 +3084,9 @@ export interface operations {
             404: components["responses"]["404-not_found-no_connection-proxy"];
             409: components["responses"]["409-needs_reauth-ambiguous_connection-proxy"];
             413: components["responses"]["413-body_too_large-proxy"];
-            429: components["responses"]["429-keap_quota-rate_limited-proxy"];
+            429: components["responses"]["429-keap_throttled-keap_quota-rate_limited-proxy"];
             500: components["responses"]["500-internal-misconfigured-proxy"];
-            502: components["responses"]["502-keap_error-proxy"];
+            502: components["responses"]["502-keap_error-keap_bad_response-proxy"];
             504: components["responses"]["504-keap_timeout-proxy"];
             /** @description Keap's answer, relayed: its status, body and content-type, with its `x-keap-*` headers (quota and throttle) and `keaplink-connection-id`. */
             default: {
@@ -3092,9 +3128,9 @@ export interface operations {
             404: components["responses"]["404-not_found-no_connection-proxy"];
             409: components["responses"]["409-needs_reauth-ambiguous_connection-proxy"];
             413: components["responses"]["413-body_too_large-proxy"];
-            429: components["responses"]["429-keap_quota-rate_limited-proxy"];
+            429: components["responses"]["429-keap_throttled-keap_quota-rate_limited-proxy"];
             500: components["responses"]["500-internal-misconfigured-proxy"];
-            502: components["responses"]["502-keap_error-proxy"];
+            502: components["responses"]["502-keap_error-keap_bad_response-proxy"];
             504: components["responses"]["504-keap_timeout-proxy"];
             /** @description Keap's answer, relayed: its status, body and content-type, with its `x-keap-*` headers (quota and throttle) and `keaplink-connection-id`. */
             default: {
@@ -3360,7 +3396,7 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description With the admin token only (the console's operator view): the partner to act as. 1-64 of `a-z`, `0-9` and `-`. */
+                /** @description With the admin token only (the console's operator view), and then required: the partner to act for. 1-64 of `a-z`, `0-9` and `-` (else 400 `invalid_request`); a partner that does not exist is 404 `partner_not_found`. */
                 "keaplink-partner"?: string;
             };
             path?: never;
@@ -3394,8 +3430,8 @@ export interface operations {
                     "application/json": components["schemas"]["PartnerView"];
                 };
             };
-            400: components["responses"]["400-invalid_id"];
-            401: components["responses"]["401-missing_credentials-invalid_api_key-invalid_admin_token"];
+            400: components["responses"]["400-invalid_request"];
+            401: components["responses"]["401-missing_credentials-invalid_api_key"];
             404: components["responses"]["404-partner_not_found"];
             500: components["responses"]["500-internal-misconfigured"];
         };
@@ -3404,7 +3440,7 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description With the admin token only (the console's operator view): the partner to act as. 1-64 of `a-z`, `0-9` and `-`. */
+                /** @description With the admin token only (the console's operator view), and then required: the partner to act for. 1-64 of `a-z`, `0-9` and `-` (else 400 `invalid_request`); a partner that does not exist is 404 `partner_not_found`. */
                 "keaplink-partner"?: string;
             };
             path?: never;
@@ -3417,8 +3453,7 @@ export interface operations {
                  *       "allowed_origins": null,
                  *       "reconnect_identity": null,
                  *       "return_urls": null,
-                 *       "webhook_repair_links": true,
-                 *       "webhook_url": null
+                 *       "webhook_repair_links": true
                  *     }
                  */
                 "application/json": components["schemas"]["PartnerSettings"];
@@ -3451,8 +3486,8 @@ export interface operations {
                     "application/json": components["schemas"]["PartnerView"];
                 };
             };
-            400: components["responses"]["400-invalid_request-invalid_id-invalid_partner"];
-            401: components["responses"]["401-missing_credentials-invalid_api_key-invalid_admin_token"];
+            400: components["responses"]["400-invalid_request-invalid_partner"];
+            401: components["responses"]["401-missing_credentials-invalid_api_key"];
             404: components["responses"]["404-partner_not_found"];
             413: components["responses"]["413-body_too_large"];
             500: components["responses"]["500-internal-misconfigured"];
@@ -3462,7 +3497,7 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description With the admin token only (the console's operator view): the partner to act as. 1-64 of `a-z`, `0-9` and `-`. */
+                /** @description With the admin token only (the console's operator view), and then required: the partner to act for. 1-64 of `a-z`, `0-9` and `-` (else 400 `invalid_request`); a partner that does not exist is 404 `partner_not_found`. */
                 "keaplink-partner"?: string;
             };
             path?: never;
@@ -3498,8 +3533,8 @@ export interface operations {
                     "application/json": components["schemas"]["PartnerView"];
                 };
             };
-            400: components["responses"]["400-invalid_id"];
-            401: components["responses"]["401-missing_credentials-invalid_api_key-invalid_admin_token"];
+            400: components["responses"]["400-invalid_request"];
+            401: components["responses"]["401-missing_credentials-invalid_api_key"];
             404: components["responses"]["404-partner_not_found"];
             500: components["responses"]["500-internal-misconfigured"];
         };
@@ -3508,7 +3543,7 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description With the admin token only (the console's operator view): the partner to act as. 1-64 of `a-z`, `0-9` and `-`. */
+                /** @description With the admin token only (the console's operator view), and then required: the partner to act for. 1-64 of `a-z`, `0-9` and `-` (else 400 `invalid_request`); a partner that does not exist is 404 `partner_not_found`. */
                 "keaplink-partner"?: string;
             };
             path?: never;
@@ -3548,8 +3583,8 @@ export interface operations {
                     "application/json": components["schemas"]["PartnerStats"];
                 };
             };
-            400: components["responses"]["400-invalid_id"];
-            401: components["responses"]["401-missing_credentials-invalid_api_key-invalid_admin_token"];
+            400: components["responses"]["400-invalid_request"];
+            401: components["responses"]["401-missing_credentials-invalid_api_key"];
             404: components["responses"]["404-partner_not_found"];
             500: components["responses"]["500-internal-misconfigured"];
         };
@@ -3605,11 +3640,11 @@ export interface operations {
     listWebhookDeliveries: {
         parameters: {
             query?: {
-                /** @description How many. */
+                /** @description How many: 1-200 (the partner keeps its last 200). */
                 limit?: number;
             };
             header?: {
-                /** @description With the admin token only (the console's operator view): the partner to act as. 1-64 of `a-z`, `0-9` and `-`. */
+                /** @description With the admin token only (the console's operator view), and then required: the partner to act for. 1-64 of `a-z`, `0-9` and `-` (else 400 `invalid_request`); a partner that does not exist is 404 `partner_not_found`. */
                 "keaplink-partner"?: string;
             };
             path?: never;
@@ -3646,8 +3681,8 @@ export interface operations {
                     "application/json": components["schemas"]["WebhookDeliveries"];
                 };
             };
-            400: components["responses"]["400-invalid_request-invalid_id"];
-            401: components["responses"]["401-missing_credentials-invalid_api_key-invalid_admin_token"];
+            400: components["responses"]["400-invalid_request"];
+            401: components["responses"]["401-missing_credentials-invalid_api_key"];
             404: components["responses"]["404-partner_not_found"];
             500: components["responses"]["500-internal-misconfigured"];
         };
@@ -3656,11 +3691,11 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description With the admin token only (the console's operator view): the partner to act as. 1-64 of `a-z`, `0-9` and `-`. */
+                /** @description With the admin token only (the console's operator view), and then required: the partner to act for. 1-64 of `a-z`, `0-9` and `-` (else 400 `invalid_request`); a partner that does not exist is 404 `partner_not_found`. */
                 "keaplink-partner"?: string;
             };
             path: {
-                /** @description The delivery's (event's) id. */
+                /** @description The delivery's (event's) id (else 400 `invalid_id`); one the partner does not have is 404 `not_found`. */
                 id: string;
             };
             cookie?: never;
@@ -3692,8 +3727,8 @@ export interface operations {
                     "application/json": components["schemas"]["WebhookDelivery"];
                 };
             };
-            400: components["responses"]["400-invalid_id"];
-            401: components["responses"]["401-missing_credentials-invalid_api_key-invalid_admin_token"];
+            400: components["responses"]["400-invalid_request-invalid_id"];
+            401: components["responses"]["401-missing_credentials-invalid_api_key"];
             404: components["responses"]["404-not_found-partner_not_found"];
             500: components["responses"]["500-internal-misconfigured"];
         };

@@ -27,11 +27,12 @@ impl Auth {
             Auth::Admin => vec![MissingCredentials, InvalidAdminToken],
             Auth::Session => vec![MissingCredentials, InvalidSession, OriginNotAllowed],
             Auth::ApiKey => vec![MissingCredentials, InvalidApiKey],
+            // With the admin token, a missing or malformed `keaplink-partner` is 400
+            // `invalid_request`, a partner that does not exist 404 `partner_not_found`.
             Auth::Console => vec![
                 MissingCredentials,
                 InvalidApiKey,
-                InvalidAdminToken,
-                InvalidId,
+                InvalidRequest,
                 PartnerNotFound,
             ],
         }
@@ -349,7 +350,8 @@ pub fn all(s: &mut Schemas) -> Vec<Op> {
             .param(repair_token())
             .answer(200, html("The page, with its button.", &[]))
             .answer(404, html("An unknown link.", &[]))
-            .answer(410, html("A link already used, or expired.", &[])),
+            .answer(410, html("A link already used, or expired.", &[]))
+            .answer(429, html("Too many attempts from this address (counted with the sign-in flow).", &[Header::RetryAfter])),
         Op::new("post", "/link/{token}", "useRepairLink", "oauth", Auth::Public)
             .summary("Use a repair link (the page's button)")
             .describe("Spends the link (single-use) and starts a sign-out-first, identity-locked reconnect of its connection: 303 to Keap's sign-out hop. The flow ends at `GET /oauth/callback`, whose page says whether the link is restored.")
@@ -369,10 +371,10 @@ pub fn all(s: &mut Schemas) -> Vec<Op> {
         Op::new("get", "/v1/connections", "listConnections", "partner", Auth::Console)
             .summary("Every link of the partner, a page at a time")
             .describe("From the listing's metadata (no token is read). Filter by `status` and search by `q`; page with `cursor` until it is `null`.")
-            .query("limit", limit(100, Some(1000)), "Links per page, 1-1000.")
-            .query("cursor", cursor(), "The previous page's cursor.")
+            .query("limit", limit(100, Some(1000)), "Links per page: 1-1000, or 1-100 with `q` or `status=needs_reauth` (they read a search index).")
+            .query("cursor", cursor(), "The previous page's cursor (bound to the same `status` and `q`).")
             .query("status", s.of::<api::ConnectionStatus>(), "Only links of this status.")
-            .query("q", json!({"type": "string", "maxLength": 256}), "Search: a Keap app id, a partner user id or a Keap user's email.")
+            .query("q", json!({"type": "string", "maxLength": 128}), "Search, by prefix: a Keap app id, a partner user id or a Keap user's email (at most 128 characters).")
             .param(keaplink_partner())
             .answer(200, ok_json("One page.", s.of::<api::PartnerConnections>(),
                 ex(api::PartnerConnections { connections: vec![sample_partner_connection()], cursor: Some("opaque-cursor".into()) })))
@@ -416,12 +418,12 @@ pub fn all(s: &mut Schemas) -> Vec<Op> {
         Op::new("get", "/v1/webhooks/deliveries", "listWebhookDeliveries", "partner", Auth::Console)
             .summary("Recent webhook deliveries")
             .describe("Newest first.")
-            .query("limit", limit(50, None), "How many.")
+            .query("limit", limit(50, Some(200)), "How many: 1-200 (the partner keeps its last 200).")
             .param(keaplink_partner())
             .answer(200, ok_json("The deliveries.", s.of::<api::WebhookDeliveries>(), ex(api::WebhookDeliveries { deliveries: vec![sample_delivery()] }))),
         Op::new("post", "/v1/webhooks/deliveries/{id}/redeliver", "redeliverWebhook", "partner", Auth::Console)
             .summary("Send a delivery again")
-            .param(path_param("id", json!({"type": "string", "pattern": "^evt_[A-Za-z0-9_-]{1,64}$", "example": "evt_0123456789abcdef"}), "The delivery's (event's) id."))
+            .param(path_param("id", json!({"type": "string", "pattern": "^evt_[0-9a-fA-F]{1,36}$", "example": "evt_0123456789abcdef"}), "The delivery's (event's) id (else 400 `invalid_id`); one the partner does not have is 404 `not_found`."))
             .param(keaplink_partner())
             .answer(202, ok_json("Queued again.", s.of::<api::WebhookDelivery>(), ex(api::WebhookDelivery { state: api::DeliveryState::Pending, next_retry_at: None, ..sample_delivery() })))
             .errors(&[InvalidId, NotFound]),
@@ -470,7 +472,7 @@ pub fn all(s: &mut Schemas) -> Vec<Op> {
             .errors(&[InvalidCursor]),
         Op::new("get", "/v1/admin/partners", "listPartners", "admin", Auth::Admin)
             .summary("Every partner, a page at a time")
-            .query("limit", limit(100, None), "Partners per page.")
+            .query("limit", limit(100, Some(1000)), "Partners per page, 1-1000.")
             .query("cursor", cursor(), "The previous page's cursor.")
             .answer(200, ok_json("One page.", s.of::<api::PartnerList>(), ex(api::PartnerList { partners: vec![sample_partner(false)], cursor: None })))
             .errors(&[InvalidCursor]),
@@ -538,7 +540,7 @@ fn repair_token() -> Value {
 fn keaplink_partner() -> Value {
     json!({
         "name": "keaplink-partner", "in": "header", "required": false,
-        "description": "With the admin token only (the console's operator view): the partner to act as. 1-64 of `a-z`, `0-9` and `-`.",
+        "description": "With the admin token only (the console's operator view), and then required: the partner to act for. 1-64 of `a-z`, `0-9` and `-` (else 400 `invalid_request`); a partner that does not exist is 404 `partner_not_found`.",
         "schema": {"type": "string", "pattern": "^[a-z0-9-]{1,64}$"},
     })
 }
@@ -576,7 +578,8 @@ fn proxy(method: &'static str) -> Op {
         .param(path_param("path", json!({"type": "string", "example": "crm/rest/v2/contacts"}), "Keap's path, without the leading `/`."))
         .param(json!({"name": "keaplink-user", "in": "header", "required": true, "description": "The partner's user id whose link to use.", "schema": {"type": "string", "minLength": 1, "maxLength": 256}}))
         .param(json!({"name": "keaplink-app", "in": "header", "required": false, "description": "The Keap app, when the user has several links (else 409 `ambiguous_connection`).", "schema": {"type": "string", "pattern": "^[a-z0-9-]{1,64}$"}}))
-        .errors(&[InvalidKeapPath, InvalidRequest, NoConnection, NeedsReauth, AmbiguousConnection, BodyTooLarge, KeapQuota, RateLimited, KeapError, KeapTimeout]);
+        // A refresh the call needed can fail too: keap_throttled, keap_bad_response.
+        .errors(&[InvalidKeapPath, InvalidRequest, NoConnection, NeedsReauth, AmbiguousConnection, BodyTooLarge, KeapQuota, KeapThrottled, RateLimited, KeapError, KeapBadResponse, KeapTimeout]);
     op.answers.push((
         "default".into(),
         json!({
@@ -638,5 +641,13 @@ fn statics() -> Vec<Op> {
         // A name that is not one of its files reaches the Worker, which knows no such path.
         .errors(&[NotFound]);
     console_file.worker = false;
-    vec![widget, console, console_file]
+    let mut favicon = Op::new("get", "/favicon.ico", "favicon", "static", Auth::Public)
+        .summary("The icon of keaplink's own pages")
+        .answer(200, json!({
+            "description": "The icon.",
+            "headers": headers(&[], &[Header::PublicCache, Header::ETag]),
+            "content": {"image/x-icon": {"schema": {"type": "string", "contentMediaType": "image/x-icon"}}, "image/vnd.microsoft.icon": {"schema": {"type": "string", "contentMediaType": "image/vnd.microsoft.icon"}}},
+        }));
+    favicon.worker = false;
+    vec![widget, console, console_file, favicon]
 }
