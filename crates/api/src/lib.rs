@@ -460,8 +460,13 @@ pub struct PartnerSettings {
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(max_items = 20))]
     pub return_urls: Option<Vec<String>>,
-    /// A URL, or `null` to stop webhooks.
-    #[serde(default, deserialize_with = "present")]
+    /// A URL, or `null` to stop webhooks. (Left out when absent on the way out too, so the
+    /// change reads the same after crossing a Durable Object call.)
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = "uri"))]
     pub webhook_url: Option<Option<String>>,
     #[serde(default)]
@@ -658,6 +663,24 @@ mod tests {
             "{d}"
         );
         assert!(d.contains("[redacted]"));
+    }
+
+    #[test]
+    fn partner_settings_keep_absent_and_null_apart_across_a_round_trip() {
+        for (json, expect) in [
+            ("{}", None),
+            (r#"{"webhook_url":null}"#, Some(None)),
+            (
+                r#"{"webhook_url":"https://a.example/h"}"#,
+                Some(Some("https://a.example/h".to_owned())),
+            ),
+        ] {
+            let s: PartnerSettings = serde_json::from_str(json).unwrap();
+            assert_eq!(s.webhook_url, expect, "{json}");
+            let again: PartnerSettings =
+                serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
+            assert_eq!(again, s, "{json}");
+        }
     }
 
     #[test]
