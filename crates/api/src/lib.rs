@@ -1,4 +1,4 @@
-//! keaplink's HTTP contract (`api-contract.md`) as serde types.
+//! keaplink's HTTP contract as serde types (the OpenAPI document, docs/openapi.json, is made from them).
 //!
 //! Shared by the Worker, which produces these bodies, and the widget, which reads them, so the
 //! two can never drift apart. Types only: no rules live here (those are in `keaplink-core`).

@@ -1,5 +1,5 @@
 //! The signed-in partner user: a compact JWS (HS256) minted by the partner's back-end with its
-//! `session_secret`, checked exactly as api-contract.md says.
+//! `session_secret`, checked as the README's API reference says (iss, sub, aud, iat, exp; HS256 only).
 
 use crate::clock::UnixTime;
 use crate::ids::{PartnerId, UserId};
