@@ -1,9 +1,13 @@
 // The widget in headless Chromium (Debian's), on a partner page of its own origin under a strict
-// CSP, against the real Worker and the Keap sandbox. Screenshots go to tests/artifacts/. Any page
-// error, unhandled rejection or unexpected console error in any page fails the test.
+// CSP, against the real Worker and the Keap sandbox. Screenshots go to tests/artifacts/ (and the
+// README's, docs/widget-{mismatch,not-you,expiring}-light.png, over docs/ when
+// KEAPLINK_DOCS_SCREENSHOTS=1: their dates change with every run). Any page error, unhandled
+// rejection or unexpected console error in any page fails the test.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { startStack, artifactPath } from "./harness.mjs";
+import { writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { startStack, artifactPath, ROOT } from "./harness.mjs";
 import { call, mintSession, putPartner } from "./client.mjs";
 import { startPartnerSite } from "./partner.mjs";
 import { launchProfile, failOnPageErrors, failedLoad } from "./browser.mjs";
@@ -15,7 +19,10 @@ let partner;
 let context; // one browser profile for every test: a shared computer
 
 before(async () => {
-  stack = await startStack();
+  // A refresh token that "lives" 10 minutes, so one failing refresh puts a link in its last week
+  // ("Reconnect before"). Nothing else here depends on it: no other test fails a refresh
+  // transiently, and the file runs in well under 10 minutes.
+  stack = await startStack({ workerVars: { KEAP_REFRESH_TOKEN_LIFETIME_SECS: "600" } });
   site = await startPartnerSite({ workerUrl: stack.url });
   partner = await putPartner(stack.url, "acme", { origins: [site.url], returnUrls: [`${site.url}/settings`] });
   site.setPartner(partner);
@@ -34,6 +41,38 @@ after(async () => {
 });
 
 const shot = async (page, name) => page.screenshot({ path: await artifactPath(`widget-${name}.png`), fullPage: true });
+
+/** The widget's area with a margin of the page, light, at 1x: for the README (see the top). */
+async function shootWidget(page, name) {
+  // As wide as a settings column, not the whole 1280 px test window.
+  await page.setViewportSize({ width: 640, height: 720 });
+  const box = await page.locator("keap-link").boundingBox();
+  const m = 12;
+  const clip = { x: Math.max(0, box.x - m), y: Math.max(0, box.y - m), width: box.width + 2 * m, height: box.height + 2 * m };
+  const image = await page.screenshot({ clip, scale: "css", animations: "disabled", caret: "hide" });
+  const file = `widget-${name}-light.png`;
+  await writeFile(await artifactPath(file), image);
+  if (process.env.KEAPLINK_DOCS_SCREENSHOTS === "1") await writeFile(join(ROOT, "docs", file), image);
+}
+
+/** Collects the widget's events of `names` on the page, from now on. */
+async function recordEvents(page, ...names) {
+  await page.evaluate((names) => {
+    window.__events = [];
+    const el = document.getElementById("keap");
+    for (const name of names) el.addEventListener(name, (e) => window.__events.push({ name, ...e.detail }));
+  }, names);
+  return () => page.evaluate(() => window.__events);
+}
+
+/** The JSON bodies of the page's POST /v1/me/connect calls, from now on. */
+function connectBodies(page) {
+  const bodies = [];
+  page.on("request", (r) => {
+    if (r.method() === "POST" && new URL(r.url()).pathname === "/v1/me/connect") bodies.push(JSON.parse(r.postData()));
+  });
+  return bodies;
+}
 
 /** Records the widget's keaplink:error details and console.error lines from the first script on. */
 async function recordErrors(page) {
@@ -110,10 +149,13 @@ test("1. connect in a popup: login as Keap user A, consent, the widget shows it 
   assert.ok(detail.connection_id);
   const item = page.locator("keap-link li[data-status=active]");
   await item.waitFor();
-  assert.match(await item.textContent(), /ab123/);
+  assert.equal(await item.locator(".app").textContent(), "Ann's Bakery (ab123)", "the business name Keap gave, and the id");
   assert.match(await item.textContent(), /ann@ab123\.example/);
   assert.match(await item.textContent(), /Connected/);
   assert.match(await live(page), /connected/i);
+  // Whom it linked, with the undo (test 17 presses it).
+  assert.match(await item.locator("[data-linked]").textContent(), /^Linked as ann@ab123\.example in Ann's Bakery \(ab123\)\. Not you\? Disconnect it$/);
+  assert.equal(await item.locator("[data-linked] [data-action=undo]").getAttribute("data-id"), detail.connection_id);
   assert.ok(await page.evaluate(() => window.__sameDocument), "no reload");
   // The popup closed itself after its message: longer than the closed-popup watcher's poll
   // (0.5 s) plus its grace (1 s), the success must still stand, with no error reported.
@@ -130,7 +172,7 @@ test("2. the shared browser: B must sign in as B; without the hop B lands on A's
   assert.equal(first, "login", "sign-out-first shows Keap's login, not the previous person's consent");
   const item = page.locator("keap-link li[data-status=active]");
   await item.waitFor();
-  assert.match(await item.textContent(), /cd456/);
+  assert.equal(await item.locator(".app").textContent(), "Bob's Bikes (cd456)");
   assert.match(await item.textContent(), /bob@cd456\.example/);
   const alice = await mine("alice");
   assert.equal(alice.length, 1);
@@ -199,8 +241,10 @@ test("4. a needs_reauth link says so in plain words, and reconnecting restores i
     el.refresh();
   });
   await again.locator("keap-link li[data-status=needs_reauth]", { hasText: "Please sign in to Keap again, Dave." }).waitFor();
-  await connectInPopup(again, { email: "cat@ef789.example" });
+  const bodies = connectBodies(again);
+  await connectInPopup(again, { email: "cat@ef789.example", button: "reconnect" });
   await again.locator("keap-link li[data-status=active]").waitFor();
+  assert.deepEqual(bodies, [{ sign_out_first: true, connection_id: before.id }], "Reconnect names its link");
   const [after] = await mine("dave");
   assert.equal(after.id, before.id, "same id");
   assert.equal(after.status, "active");
@@ -367,8 +411,14 @@ test("13. identity_mismatch from the callback names both Keap users", async () =
     type: "keaplink:result", status: "error", error: "identity_mismatch",
     signed_in: "bob@cd456.example", expected: "ann@ab123.example",
   }, "*"));
+  // jane has no link the mismatch could be about (a forged case): the notice says it.
   await page.locator("keap-link .live", { hasText: "You signed in to Keap as bob@cd456.example, but this connection belongs to ann@ab123.example." }).waitFor();
-  assert.deepEqual((await errors.events()).map((d) => d.error), ["identity_mismatch"]);
+  assert.deepEqual(await errors.events(), [{
+    error: "identity_mismatch",
+    message: "You signed in to Keap as bob@cd456.example, but this connection belongs to ann@ab123.example.",
+    signed_in: "bob@cd456.example",
+    expected: "ann@ab123.example",
+  }]);
   await popup.close();
   await page.close();
 });
@@ -394,4 +444,161 @@ test("14. colours follow the page's color-scheme, not the OS; theme forces one",
   assert.equal(await colours("&scheme=dark&theme=light", "dark"), light, "theme=light on a dark page");
   assert.equal(await colours("&theme=auto", "dark"), dark, "theme=auto follows the OS");
   assert.equal(await colours("&scheme=dark&theme=auto", "light"), light);
+});
+
+/** Links `user` to `email` through the widget (a short-lived token when `stale`), and closes the page. */
+async function linkThroughWidget(user, email, { stale = false } = {}) {
+  if (stale) await stack.sandbox.configure({ expires_in: 30 });
+  const { page } = await openSettings(user);
+  await connectInPopup(page, { email });
+  if (stale) await stack.sandbox.configure({ expires_in: 86400 });
+  await page.locator("keap-link li[data-status=active]").waitFor();
+  await page.close();
+  const [link] = await mine(user);
+  return link;
+}
+
+const token = (user) => call(stack.url, "POST", "/v1/token", { token: partner.api_key, body: { user } });
+
+test("15. Reconnect as another Keap user: both emails, nothing stored; Try again as the right user restores the same link", async () => {
+  pages.expect(/^keaplink: identity_mismatch /);
+  // A dead link of kim's to Ann's app (ann's refresh tokens revoked; a stale token makes the
+  // next token request refresh and find it dead).
+  const linked = await linkThroughWidget("kim", "ann@ab123.example", { stale: true });
+  await stack.sandbox.revoke("ann@ab123.example");
+  assert.equal((await token("kim")).status, 409);
+  const [dead] = await mine("kim");
+  assert.equal(dead.status, "needs_reauth");
+
+  const { page, errors } = await openSettings("kim");
+  const bodies = connectBodies(page);
+  await page.locator("keap-link li[data-status=needs_reauth]").waitFor();
+  // Amy works in the same Keap app; the link is Ann's.
+  const { first } = await connectInPopup(page, { email: "amy@ab123.example", button: "reconnect" });
+  assert.equal(first, "login", "signed out first");
+  const box = page.locator(`keap-link li[data-connection="${linked.id}"] [data-mismatch]`);
+  await box.waitFor();
+  assert.equal(await box.getAttribute("role"), "alert");
+  assert.equal(
+    await box.locator("p").first().textContent(),
+    "You signed in to Keap as amy@ab123.example, but this connection belongs to ann@ab123.example.",
+  );
+  assert.match(await box.textContent(), /Nothing was changed\. Try again and sign in as ann@ab123\.example/);
+  assert.ok(await box.locator("[data-action=try-again]").isVisible());
+  assert.ok(await box.locator("[data-action=link-anew]").isVisible());
+  assert.equal(await live(page), "", "said once, on the link itself");
+  assert.deepEqual(bodies, [{ sign_out_first: true, connection_id: linked.id }]);
+  const [event, ...more] = await errors.events();
+  assert.deepEqual(more, []);
+  assert.deepEqual(
+    { error: event.error, signed_in: event.signed_in, expected: event.expected },
+    { error: "identity_mismatch", signed_in: "amy@ab123.example", expected: "ann@ab123.example" },
+  );
+  assert.deepEqual(await mine("kim"), [dead], "nothing stored: the same dead link");
+  await shootWidget(page, "mismatch");
+
+  // Try again, as Ann: a new sign-out-first reconnect of the same link.
+  const { first: again } = await connectInPopup(page, { email: "ann@ab123.example", button: "try-again" });
+  assert.equal(again, "login", "signed out of Amy's Keap session first");
+  assert.deepEqual(bodies[1], { sign_out_first: true, connection_id: linked.id });
+  const item = page.locator(`keap-link li[data-connection="${linked.id}"][data-status=active]`);
+  await item.waitFor();
+  assert.equal(await page.locator("keap-link [data-mismatch]").count(), 0);
+  assert.match(await item.locator("[data-linked]").textContent(), /^Linked as ann@ab123\.example in Ann's Bakery \(ab123\)\./);
+  const [restored] = await mine("kim");
+  assert.equal(restored.id, linked.id, "same id");
+  assert.equal(restored.status, "active");
+  assert.equal(restored.keap_user.email, "ann@ab123.example");
+  await page.close();
+});
+
+test("16. a connect that lands on a linked app as someone else shows the mismatch there; Disconnect and link anew replaces it", async () => {
+  pages.expect(/^keaplink: identity_mismatch /);
+  const ann = await linkThroughWidget("lou", "ann@ab123.example");
+  const { page } = await openSettings("lou");
+  const events = await recordEvents(page, "keaplink:connected", "keaplink:disconnected", "keaplink:error");
+  const bodies = connectBodies(page);
+  // "Connect another Keap account", as Amy: Keap's answer is Ann's app again, which lou has.
+  await connectInPopup(page, { email: "amy@ab123.example", button: "connect" });
+  const item = page.locator(`keap-link li[data-connection="${ann.id}"]`);
+  await item.locator("[data-mismatch]").waitFor();
+  assert.deepEqual(bodies, [{ sign_out_first: true }], "a plain connect names no link");
+
+  await item.locator("[data-action=link-anew]").click();
+  const confirm = item.locator("[data-action=confirm-anew]");
+  await confirm.waitFor();
+  assert.equal(await page.evaluate(() => document.getElementById("keap").shadowRoot.activeElement?.dataset.action), "confirm-anew", "focus on the confirmation");
+  assert.match(await item.textContent(), /Disconnect ann@ab123\.example from this app and link another Keap account\?/);
+  const { first } = await connectInPopup(page, { email: "amy@ab123.example", button: "confirm-anew" });
+  assert.equal(first, "login");
+  const amy = page.locator("keap-link li[data-status=active]", { hasText: "amy@ab123.example" });
+  await amy.waitFor();
+  const links = await mine("lou");
+  assert.equal(links.length, 1);
+  assert.equal(links[0].keap_user.email, "amy@ab123.example");
+  assert.notEqual(links[0].id, ann.id, "a new link, Ann's is gone");
+  assert.deepEqual((await events()).map((e) => [e.name, e.connection_id ?? e.error]), [
+    ["keaplink:error", "identity_mismatch"],
+    ["keaplink:disconnected", ann.id],
+    ["keaplink:connected", links[0].id],
+  ]);
+  assert.match(await amy.locator("[data-linked]").textContent(), /^Linked as amy@ab123\.example in Ann's Bakery \(ab123\)\./);
+  await page.close();
+});
+
+test("17. Not you? One click undoes the link just made, in the widget and the API", async () => {
+  const { page } = await openSettings("max");
+  const events = await recordEvents(page, "keaplink:connected", "keaplink:disconnected");
+  await connectInPopup(page, { email: "bob@cd456.example" });
+  const linked = page.locator("keap-link [data-linked]");
+  await linked.waitFor();
+  assert.equal(await linked.textContent(), "Linked as bob@cd456.example in Bob's Bikes (cd456). Not you? Disconnect it");
+  const [link] = await mine("max");
+  await shootWidget(page, "not-you");
+  await linked.locator("[data-action=undo]").click();
+  await page.locator("keap-link [data-state=empty]").waitFor();
+  assert.deepEqual(await events(), [
+    { name: "keaplink:connected", connection_id: link.id },
+    { name: "keaplink:disconnected", connection_id: link.id },
+  ]);
+  assert.deepEqual(await mine("max"), [], "gone from the API too");
+  assert.match(await live(page), /^Disconnected\./);
+  assert.ok(await page.locator("keap-link a[data-central]").isVisible(), "and where to remove the app in Keap");
+  await page.close();
+});
+
+test("18. a link at risk says calmly to reconnect before the date, in the reader's locale; Reconnect clears it", async () => {
+  const linked = await linkThroughWidget("nia", "cat@ef789.example", { stale: true });
+  // One refresh fails (Keap answers 500): transient, but with under a week left on the refresh
+  // token the link is at risk.
+  await stack.sandbox.fault("server_error", 1);
+  const failed = await token("nia");
+  assert.ok(failed.status >= 500, `the refresh failed: ${failed.status} ${failed.text}`);
+  const [risky] = await mine("nia");
+  assert.equal(risky.status, "active");
+  assert.ok(risky.reconnect_before, "the API says by when");
+
+  const { page } = await openSettings("nia");
+  const item = page.locator(`keap-link li[data-connection="${linked.id}"]`);
+  const soon = item.locator("[data-reconnect-before]");
+  await soon.waitFor();
+  const date = await page.evaluate((iso) => new Date(iso).toLocaleString("default", { dateStyle: "medium", timeStyle: "short" }), risky.reconnect_before);
+  assert.equal(await soon.textContent(), `Reconnect before ${date} to keep this connection working.`);
+  assert.equal(await item.locator(".app").textContent(), "Cat's Cafe (ef789)");
+  assert.equal(await item.locator(".badge").textContent(), "Connected", "it still works");
+  // Calm: the page's own text colour, not the error one; the Reconnect button beside it.
+  const colours = await item.evaluate((li) => [getComputedStyle(li).color, getComputedStyle(li.querySelector("[data-reconnect-before]")).color]);
+  assert.equal(colours[1], colours[0]);
+  assert.equal(await item.locator(".warn").count(), 0);
+  assert.ok(await item.locator("[data-action=reconnect]").isVisible());
+  await shootWidget(page, "expiring");
+
+  await connectInPopup(page, { email: "cat@ef789.example", button: "reconnect" });
+  await item.locator("[data-linked]").waitFor();
+  assert.equal(await item.locator("[data-reconnect-before]").count(), 0);
+  const [after] = await mine("nia");
+  assert.equal(after.id, linked.id);
+  assert.equal(after.reconnect_before, null);
+  assert.equal(after.last_error, null);
+  await page.close();
 });

@@ -7,8 +7,6 @@
 //! sees a Keap token. This module owns the element's state and what each action does with it.
 
 mod client;
-#[cfg(any(target_arch = "wasm32", test))]
-mod heap;
 mod view;
 mod wire;
 
@@ -18,7 +16,7 @@ use js_sys::{Object, Reflect};
 use keaplink_api::{CallbackStatus, Connection, CALLBACK_MESSAGE_TYPE};
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
-use view::{known, Texts, View};
+use view::{known, Note, Texts, View};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::{spawn_local, JsFuture};
@@ -27,9 +25,11 @@ use web_sys::{
     ShadowRootMode, Window,
 };
 
-#[cfg(target_arch = "wasm32")]
+// talc instead of Rust's default (dlmalloc, about 3 KB of the 40 KB gzip budget): a few hundred
+// bytes, with in-place realloc left out (the `disable-realloc-in-place` feature) for size.
+#[cfg(all(target_arch = "wasm32", not(target_feature = "atomics")))]
 #[global_allocator]
-static HEAP: heap::Heap = heap::Heap::new(core::arch::wasm32::memory_grow::<0>);
+static HEAP: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
 
 #[wasm_bindgen]
 extern "C" {
@@ -87,6 +87,8 @@ pub fn mount(host: HtmlElement, api_base: String) -> Result<KeapLink, JsValue> {
         notice: RefCell::new(None),
         popup: RefCell::new(None),
         attempt: Cell::new(0),
+        reconnecting: RefCell::new(None),
+        after: RefCell::new(None),
         listeners: RefCell::new(Vec::new()),
         first_status: Cell::new(false),
     });
@@ -110,9 +112,25 @@ struct Widget {
     popup: RefCell<Option<Window>>,
     /// Counts Connect clicks, so a popup watcher knows when a newer attempt replaced its own.
     attempt: Cell<u32>,
+    /// The link the attempt under way reconnects.
+    reconnecting: RefCell<Option<String>>,
+    /// What a finished attempt leaves to show once the list is loaded again.
+    after: RefCell<Option<After>>,
     listeners: RefCell<Vec<EventListener>>,
     first_status: Cell<bool>,
 }
+
+/// How a connect attempt ended, for the note it leaves on its link.
+enum After {
+    /// Connected: this id (`None`: the same-tab return did not say; a reconnect's own link).
+    Linked(Option<String>),
+    /// Refused by the identity lock; the emails are empty after a same-tab return.
+    Mismatch { signed_in: String, expected: String },
+}
+
+/// Where a same-tab connect remembers its attempt across the trip to Keap (the page's own
+/// session storage: only ids, which are no secret and useless without the session).
+const STASH: &str = "keaplink:attempt";
 
 fn window() -> Window {
     web_sys::window().expect("a window")
@@ -171,20 +189,19 @@ impl Widget {
     }
 
     /// The one place a failure reaches the developer: `keaplink:error` with the code and a
-    /// message (`detail.error`, `detail.message`), and the same on the console. The user reads
-    /// a sentence instead, which the caller shows.
-    fn report(&self, code: &str, message: &str) {
+    /// message (`detail.error`, `detail.message`, and any `extra` fields), and the same on the
+    /// console. The user reads a sentence instead, which the caller shows.
+    fn report(&self, code: &str, message: &str, extra: &[(&str, &str)]) {
         console_error("keaplink:", code, message);
-        self.emit(
-            "keaplink:error",
-            &detail(&[("error", code), ("message", message)]),
-        );
+        let mut pairs = vec![("error", code), ("message", message)];
+        pairs.extend(extra.iter().filter(|(_, v)| !v.is_empty()));
+        self.emit("keaplink:error", &detail(&pairs));
     }
 
     /// A failed action: its sentence as the notice, its code to the developer.
     fn notice_failure(&self, f: &Failure) {
         self.say(self.texts.get(f.says));
-        self.report(&f.code, &f.message);
+        self.report(&f.code, &f.message, &[]);
     }
 
     fn load(self: Rc<Self>) {
@@ -194,7 +211,10 @@ impl Widget {
         spawn_local(async move {
             let failure = match self.client.call("GET", "/v1/me/connections", None).await {
                 Ok((json, _)) => match wire::connections(&json) {
-                    Some(list) => return self.set_view(View::Loaded(list)),
+                    Some(list) => {
+                        let note = self.note_after(&list);
+                        return self.set_view(View::Loaded(list, note));
+                    }
                     None => Failure {
                         code: "unexpected".into(),
                         message: "GET /v1/me/connections answered a body this widget cannot read."
@@ -205,21 +225,62 @@ impl Widget {
                 Err(f) => f,
             };
             self.set_view(View::Failed(failure.says));
-            self.report(&failure.code, &failure.message);
+            self.report(&failure.code, &failure.message, &[]);
         });
     }
 
-    fn connections(&self) -> Vec<Connection> {
-        match &*self.view.borrow() {
-            View::Loaded(c) | View::Confirm(c, _) => c.clone(),
-            _ => Vec::new(),
+    /// The note a finished attempt leaves on its link, now that the list is fresh: whom a connect
+    /// linked, or the mismatch on the link a reconnect was for (whose sentence then leaves the
+    /// notice for the link itself).
+    fn note_after(&self, list: &[Connection]) -> Note {
+        let reconnecting = self.reconnecting.borrow().clone();
+        let has = |id: &str| list.iter().any(|c| c.id == id);
+        let mine = reconnecting.filter(|id| has(id));
+        match self.after.borrow_mut().take() {
+            Some(After::Linked(id)) => match id.filter(|id| has(id)).or(mine) {
+                Some(id) => Note::LinkedAs(id),
+                None => Note::None,
+            },
+            Some(After::Mismatch {
+                signed_in,
+                expected,
+            }) => {
+                // A plain connect that landed on a linked app names no link: the one it hit has
+                // the expected email.
+                let hit = mine.or_else(|| {
+                    let same = |c: &&Connection| c.keap_user.email.eq_ignore_ascii_case(&expected);
+                    list.iter().find(same).map(|c| c.id.clone())
+                });
+                match hit {
+                    Some(id) => {
+                        self.notice.borrow_mut().take();
+                        Note::Mismatch { id, signed_in }
+                    }
+                    None => Note::None,
+                }
+            }
+            None => Note::None,
         }
     }
 
-    /// Connect or Reconnect. The popup opens inside the click (so no blocker stops it) and is
+    /// Changes the list in place (no copy of it: the widget's size budget counts every clone).
+    fn edit(&self, f: impl FnOnce(&mut Vec<Connection>, &mut Note)) {
+        if let View::Loaded(list, note) = &mut *self.view.borrow_mut() {
+            f(list, note);
+        }
+        self.render();
+    }
+
+    fn set_note(&self, new: Note) {
+        self.edit(|_, note| *note = new);
+    }
+
+    /// Connect, or Reconnect `reconnect` (identity-locked to it); `replace` is disconnected
+    /// first ("disconnect and link anew"); `hop` forces the sign-out hop (a try again after the
+    /// wrong person signed in). The popup opens inside the click (so no blocker stops it) and is
     /// sent on once the Worker has answered; with no popup, the page itself goes, and comes back
     /// to `return-to` (or this page).
-    fn connect(self: Rc<Self>) {
+    fn connect(self: Rc<Self>, reconnect: Option<String>, replace: Option<String>, hop: bool) {
         let features = "popup,width=520,height=720";
         let popup = window()
             .open_with_url_and_target_and_features("about:blank", "keaplink-connect", features)
@@ -231,8 +292,18 @@ impl Widget {
         if !redirect {
             self.clone().watch_popup();
         }
-        self.say(self.texts.get("opening"));
+        *self.reconnecting.borrow_mut() = reconnect.clone();
+        *self.notice.borrow_mut() = Some(self.texts.get("opening"));
+        self.set_note(Note::None);
         spawn_local(async move {
+            if let Some(id) = replace {
+                if let Err(f) = self.remove(&id).await {
+                    if let Some(p) = self.popup.borrow_mut().take() {
+                        let _ = p.close();
+                    }
+                    return self.notice_failure(&f);
+                }
+            }
             let return_to = redirect.then(|| {
                 self.host.get_attribute("return-to").unwrap_or_else(|| {
                     let l = window().location();
@@ -243,7 +314,11 @@ impl Widget {
                     )
                 })
             });
-            let body = wire::connect_body(self.sign_out_first(), return_to.as_deref());
+            let body = wire::connect_body(
+                hop || self.sign_out_first(),
+                return_to.as_deref(),
+                reconnect.as_deref(),
+            );
             let failure = match self.client.call("POST", "/v1/me/connect", body).await {
                 Ok((json, _)) => match wire::authorize_url(&json) {
                     Some(url) => {
@@ -251,7 +326,10 @@ impl Widget {
                         // (the watcher has said so), and the page stays where it is.
                         let _ = match (self.popup.borrow().as_ref(), redirect) {
                             (Some(p), _) => p.location().set_href(&url),
-                            (None, true) => window().location().assign(&url),
+                            (None, true) => {
+                                stash(reconnect.as_deref().unwrap_or_default());
+                                window().location().assign(&url)
+                            }
                             (None, false) => Ok(()),
                         };
                         return;
@@ -305,24 +383,32 @@ impl Widget {
         });
     }
 
+    /// Deletes link `id`: the widget's list loses it and the page hears of it
+    /// (`keaplink:disconnected`). Answers where to remove the app on Keap's side.
+    async fn remove(&self, id: &str) -> Result<Option<String>, Failure> {
+        let path = format!("/v1/me/connections/{}", js_sys::encode_uri_component(id));
+        let (_, headers) = self.client.call("DELETE", &path, None).await?;
+        self.edit(|list, note| {
+            list.retain(|c| c.id != id);
+            *note = Note::None;
+        });
+        self.emit("keaplink:disconnected", &detail(&[("connection_id", id)]));
+        Ok(headers.get("link").ok().flatten().and_then(|l| {
+            l.split('>')
+                .next()
+                .map(|s| s.trim_start_matches('<').to_owned())
+        }))
+    }
+
+    /// Disconnect (confirmed, or the undo of a link just made), pointing to Account Central.
     fn disconnect(self: Rc<Self>, id: String) {
         spawn_local(async move {
-            let path = format!("/v1/me/connections/{}", js_sys::encode_uri_component(&id));
-            match self.client.call("DELETE", &path, None).await {
-                Ok((_, headers)) => {
-                    let central = headers.get("link").ok().flatten().and_then(|l| {
-                        l.split('>')
-                            .next()
-                            .map(|s| s.trim_start_matches('<').to_owned())
-                    });
-                    let mut list = self.connections();
-                    list.retain(|c| c.id != id);
-                    *self.notice.borrow_mut() = Some(self.texts.get("disconnected"));
-                    self.set_view(View::Loaded(list));
+            match self.remove(&id).await {
+                Ok(central) => {
+                    self.say(self.texts.get("disconnected"));
                     if let Some(url) = central {
                         view::append_central_link(&self.root, &url, &self.texts);
                     }
-                    self.emit("keaplink:disconnected", &detail(&[("connection_id", &id)]));
                 }
                 Err(f) => self.notice_failure(&f),
             }
@@ -334,41 +420,78 @@ impl Widget {
             return;
         };
         let id = button.get_attribute("data-id").unwrap_or_default();
+        let me = self.clone();
         match button.get_attribute("data-action").as_deref() {
-            Some("connect") => self.clone().connect(),
+            Some("connect") => me.connect(None, None, false),
+            Some("reconnect") => me.connect(Some(id), None, false),
+            Some("try-again") => me.connect(Some(id), None, true),
+            Some("confirm-anew") => me.connect(None, Some(id), true),
             Some("retry") => {
                 self.set_view(View::Loading);
-                self.clone().load();
+                me.load();
             }
             Some("disconnect") => {
-                let list = self.connections();
-                self.set_view(View::Confirm(list, id));
+                self.set_note(Note::Confirm(id));
                 view::focus(&self.root, "[data-action=confirm-disconnect]");
             }
-            Some("confirm-disconnect") => self.clone().disconnect(id),
-            Some("cancel") => {
-                let list = self.connections();
-                self.set_view(View::Loaded(list));
+            Some("link-anew") => {
+                self.set_note(Note::ConfirmAnew(id));
+                view::focus(&self.root, "[data-action=confirm-anew]");
             }
+            // The undo of a link the user just made: no confirmation.
+            Some("confirm-disconnect") | Some("undo") => me.disconnect(id),
+            Some("cancel") => self.set_note(Note::None),
             _ => {}
         }
     }
 
     /// The outcome of a connect (the popup's message or the same-tab return): the notice the
-    /// user reads, and the event.
+    /// user reads, the event, and the note left for after the reload.
     fn outcome(&self, connected: bool, id: &str, error: &str, signed_in: &str, expected: &str) {
         if connected {
             *self.notice.borrow_mut() = Some(self.texts.get("connected"));
+            *self.after.borrow_mut() = Some(After::Linked(
+                Some(id).filter(|i| !i.is_empty()).map(Into::into),
+            ));
             self.emit("keaplink:connected", &detail(&[("connection_id", id)]));
             return;
         }
-        // JS's own replace: Rust's substring search would cost the widget more than 2 KB.
-        let line: String = js_sys::JsString::from(self.texts.get(known(error, "not-connected")))
-            .replace("{signed_in}", signed_in)
-            .replace("{expected}", expected)
-            .into();
-        self.report(error, &line);
+        let mismatch = error == "identity_mismatch";
+        let name = if mismatch {
+            view::mismatch_says(signed_in, expected)
+        } else {
+            known(error, "not-connected")
+        };
+        // The link a reconnect was for names the app when the same person picked another one.
+        let reconnecting = self.reconnecting.borrow().clone().unwrap_or_default();
+        let app = match &*self.view.borrow() {
+            View::Loaded(list, _) => list
+                .iter()
+                .find(|c| c.id == reconnecting)
+                .map(view::app_label),
+            _ => None,
+        }
+        .unwrap_or_default();
+        let line = view::fill_text(
+            &self.texts.get(name),
+            &[
+                ("signed_in", signed_in),
+                ("expected", expected),
+                ("app", &app),
+            ],
+        );
+        self.report(
+            error,
+            &line,
+            &[("signed_in", signed_in), ("expected", expected)],
+        );
         *self.notice.borrow_mut() = Some(line);
+        if mismatch {
+            *self.after.borrow_mut() = Some(After::Mismatch {
+                signed_in: signed_in.into(),
+                expected: expected.into(),
+            });
+        }
     }
 
     /// The callback page's `postMessage`: only from the Worker's exact origin and only from the
@@ -401,15 +524,25 @@ impl Widget {
         self.clone().load();
     }
 
-    /// Back from a same-tab redirect: the page's URL says how it went.
+    /// Back from a same-tab redirect: the page's URL says how it went, and the stash which link
+    /// the attempt was for.
     fn note_redirect_return(&self) {
         let search = window().location().search().unwrap_or_default();
         let Ok(params) = web_sys::UrlSearchParams::new_with_str(&search) else {
             return;
         };
+        let outcome = params.get("keaplink");
+        if outcome.is_none() {
+            return;
+        }
+        *self.reconnecting.borrow_mut() = unstash();
         let reason = params.get("reason").unwrap_or_else(|| "error".into());
-        match params.get("keaplink").as_deref() {
-            Some("connected") => self.outcome(true, "", "", "", ""),
+        match outcome.as_deref() {
+            // The return names the link when the Worker says which; else a reconnect's is known.
+            Some("connected") => {
+                let id = params.get("connection_id").unwrap_or_default();
+                self.outcome(true, &id, "", "", "")
+            }
             Some("error") => self.outcome(false, "", &reason, "", ""),
             _ => {}
         }
@@ -430,6 +563,25 @@ impl Widget {
         });
         self.listeners.borrow_mut().extend([click, message]);
     }
+}
+
+fn session_storage() -> Option<web_sys::Storage> {
+    window().session_storage().ok().flatten()
+}
+
+/// Remembers across a same-tab trip to Keap which link the attempt reconnects ("" for none).
+fn stash(reconnect: &str) {
+    if let Some(s) = session_storage() {
+        let _ = s.set_item(STASH, reconnect);
+    }
+}
+
+/// The link `stash` remembered, once.
+fn unstash() -> Option<String> {
+    let s = session_storage()?;
+    let id = s.get_item(STASH).ok().flatten();
+    let _ = s.remove_item(STASH);
+    id.filter(|id| !id.is_empty())
 }
 
 /// `{key: value, ...}` for an event's `detail`.

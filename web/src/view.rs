@@ -6,11 +6,37 @@ use web_sys::{HtmlElement, ShadowRoot};
 
 pub enum View {
     Loading,
-    Loaded(Vec<Connection>),
     /// Could not load; the name of the sentence that says why (`Texts::get`).
     Failed(&'static str),
+    /// The user's links, and what one of them shows besides its status.
+    Loaded(Vec<Connection>, Note),
+}
+
+/// What one link shows beyond its status, until the next action: at most one at a time.
+pub enum Note {
+    None,
     /// Asking to confirm the disconnect of this id.
-    Confirm(Vec<Connection>, String),
+    Confirm(String),
+    /// Asking to confirm "disconnect and link anew" of this id.
+    ConfirmAnew(String),
+    /// Just linked: whom it linked, and the undo.
+    LinkedAs(String),
+    /// A reconnect of this id signed in as someone else (`signed_in` empty when the same-tab
+    /// return did not say who): nothing was stored.
+    Mismatch {
+        id: String,
+        signed_in: String,
+    },
+}
+
+impl Note {
+    fn id(&self) -> Option<&str> {
+        match self {
+            Note::None => None,
+            Note::Confirm(id) | Note::ConfirmAnew(id) | Note::LinkedAs(id) => Some(id),
+            Note::Mismatch { id, .. } => Some(id),
+        }
+    }
 }
 
 /// Every sentence of the widget's own, by name; the attribute `text-<name>` replaces any of them.
@@ -33,6 +59,14 @@ const TEXTS: &[(&str, &str)] = &[
     ("connected", "Keap account connected."),
     ("disconnected", "Disconnected."),
     ("central", "Also remove this app in Keap's Account Central"),
+    ("linked-as", "Linked as {email} in {app}."),
+    ("not-you", "Not you?"),
+    ("undo", "Disconnect it"),
+    ("reconnect-before", "Reconnect before {date} to keep this connection working."),
+    ("mismatch-help", "Nothing was changed. Try again and sign in as {expected}, or disconnect this link and link the Keap account you want instead."),
+    ("try-again", "Try again"),
+    ("link-anew", "Disconnect and link anew"),
+    ("confirm-anew", "Disconnect {expected} from this app and link another Keap account?"),
 ];
 
 /// The one place codes become what an end user reads: the name is the code with dashes (the API's
@@ -75,6 +109,16 @@ const SAYS: &[(&str, &str)] = &[
     (
         "identity-mismatch",
         "You signed in to Keap as {signed_in}, but this connection belongs to {expected}.",
+    ),
+    // The same Keap user picked another app on Keap's chooser.
+    (
+        "identity-mismatch-app",
+        "You signed in to Keap as {signed_in} but chose another Keap app; this connection is for {app}.",
+    ),
+    // Back from a same-tab redirect, which does not say who signed in.
+    (
+        "identity-mismatch-other",
+        "You signed in to Keap as someone other than the owner of this connection.",
     ),
     (
         "session-expired",
@@ -135,15 +179,55 @@ pub fn escape(s: &str) -> String {
     out
 }
 
-/// A timestamp in the reader's locale.
-fn when(rfc3339: &str) -> String {
+/// `template` with each `{key}` replaced by its value, all escaped; `strong` sets the values in
+/// bold. JS's split and join do the replacing: Rust's substring search would cost the widget
+/// more than 2 KB, and JS's `replace` would read `$&` in an email as a pattern.
+pub fn fill(template: &str, values: &[(&str, &str)], strong: bool) -> String {
+    let mut out = js_sys::JsString::from(escape(template));
+    for (key, value) in values {
+        let value = escape(value);
+        let value = if strong {
+            format!("<strong>{value}</strong>")
+        } else {
+            value
+        };
+        out = out.split(&format!("{{{key}}}")).join(&value);
+    }
+    out.into()
+}
+
+/// `template` filled for a reader of plain text (an event's message): nothing escaped.
+pub fn fill_text(template: &str, values: &[(&str, &str)]) -> String {
+    let mut out = js_sys::JsString::from(template);
+    for (key, value) in values {
+        out = out.split(&format!("{{{key}}}")).join(value);
+    }
+    out.into()
+}
+
+/// The name people know a Keap app by: "Ann's Bakery (ab123)", or the bare id when Keap gave no
+/// business name.
+pub fn app_label(c: &Connection) -> String {
+    match c.keap_app_name.as_deref().map(str::trim) {
+        Some(name) if !name.is_empty() => format!("{name} ({})", c.keap_app),
+        _ => c.keap_app.clone(),
+    }
+}
+
+/// A timestamp in the reader's locale (date and time, medium and short).
+fn local_time(rfc3339: &str) -> String {
     let d = js_sys::Date::new(&rfc3339.into());
     if d.get_time().is_nan() {
-        return escape(rfc3339);
+        return rfc3339.to_owned();
     }
-    escape(&String::from(
-        d.to_locale_string("default", &js_sys::Object::new()),
-    ))
+    let style = js_sys::Object::new();
+    let _ = js_sys::Reflect::set(&style, &"dateStyle".into(), &"medium".into());
+    let _ = js_sys::Reflect::set(&style, &"timeStyle".into(), &"short".into());
+    d.to_locale_string("default", &style).into()
+}
+
+fn when(rfc3339: &str) -> String {
+    escape(&local_time(rfc3339))
 }
 
 /// The widget's stylesheet, adopted by its shadow root (a constructed stylesheet, which a page's
@@ -166,6 +250,8 @@ button.primary{background:var(--kl-accent);border-color:var(--kl-accent);color:#
 button:hover{filter:brightness(1.08)}
 button:focus-visible,a:focus-visible{outline:3px solid var(--kl-accent);outline-offset:2px}
 a{color:var(--kl-accent)}.live:empty{display:none}.live{margin-top:8px}
+.soon{border-left:3px solid var(--kl-warn);padding-left:8px}.linked button{margin:0 0 0 4px}
+.mismatch{border:1px solid var(--kl-warn);border-radius:6px;padding:2px 10px 10px;margin-top:8px}
 @media (prefers-reduced-motion:reduce){*{transition:none!important;animation:none!important}}
 "#;
 
@@ -199,17 +285,24 @@ pub fn render(view: &View, notice: Option<&str>, t: &Texts, sign_out_first: bool
             escape(&t.get(says)),
             escape(&t.get("retry"))
         ),
-        View::Loaded(list) if list.is_empty() => format!(
+        View::Loaded(list, _) if list.is_empty() => format!(
             r#"<p data-state="empty">{}</p>{}{hop}"#,
             escape(&t.get("empty")),
             connect("connect", "primary")
         ),
-        View::Loaded(list) | View::Confirm(list, _) => {
-            let confirming = match view {
-                View::Confirm(_, id) => Some(id.as_str()),
-                _ => None,
-            };
-            let items: String = list.iter().map(|c| item(c, t, confirming)).collect();
+        View::Loaded(list, note) => {
+            let items: String = list
+                .iter()
+                .map(|c| {
+                    item(
+                        c,
+                        t,
+                        Some(&c.id[..])
+                            .filter(|id| note.id() == Some(id))
+                            .map(|_| note),
+                    )
+                })
+                .collect();
             format!(
                 r#"<ul data-state="connected">{items}</ul>{}{hop}"#,
                 connect("connect-another", "")
@@ -223,7 +316,14 @@ pub fn render(view: &View, notice: Option<&str>, t: &Texts, sign_out_first: bool
     )
 }
 
-fn item(c: &Connection, t: &Texts, confirming: Option<&str>) -> String {
+fn button(action: &str, id: &str, class: &str, label: &str) -> String {
+    format!(
+        r#"<button type="button" class="{class}" data-action="{action}" data-id="{id}">{label}</button>"#
+    )
+}
+
+/// One link: its app, who, when, its state; `note` when it is the link the widget's note is about.
+fn item(c: &Connection, t: &Texts, note: Option<&Note>) -> String {
     let reauth = c.status == ConnectionStatus::NeedsReauth;
     let (badge_class, badge) = if reauth {
         ("reauth", "reauth-badge")
@@ -235,48 +335,97 @@ fn item(c: &Connection, t: &Texts, confirming: Option<&str>) -> String {
         .as_deref()
         .map(when)
         .unwrap_or_else(|| "—".into());
+    let app = app_label(c);
+    let id = escape(&c.id);
+    let email = &c.keap_user.email[..];
+    let disconnect = button("disconnect", &id, "", &escape(&t.get("disconnect")));
+    let reconnect = |class| button("reconnect", &id, class, &escape(&t.get("reconnect")));
     // A link that needs its user says why in plain words; any cause the widget has no sentence
-    // for still means the same to the user: sign in again.
-    let problem = if reauth {
+    // for still means the same to the user: sign in again. A link at risk (refreshes failing in
+    // its refresh token's last week) still works: it says by when, calmly, not as an error.
+    let state = if reauth {
         let code = c.last_error.as_ref().map_or("", |e| e.code.as_str());
         format!(
-            r#"<p class="warn">{}</p>"#,
-            escape(&t.get(known(code, "refresh-token-invalid")))
+            r#"<p class="warn">{}</p>{}{disconnect}"#,
+            escape(&t.get(known(code, "refresh-token-invalid"))),
+            reconnect("primary")
+        )
+    } else if let Some(before) = &c.reconnect_before {
+        format!(
+            r#"<p class="soon" data-reconnect-before="{}">{}</p>{}{disconnect}"#,
+            escape(before),
+            fill(
+                &t.get("reconnect-before"),
+                &[("date", &local_time(before))],
+                true
+            ),
+            reconnect("")
         )
     } else {
-        String::new()
+        disconnect.clone()
     };
-    let id = escape(&c.id);
-    let actions = if confirming == Some(c.id.as_str()) {
-        format!(
-            r#"<p>{}</p><button type="button" class="primary" data-action="confirm-disconnect" data-id="{id}">{}</button><button type="button" data-action="cancel">{}</button>"#,
+    let actions = match note {
+        Some(Note::Confirm(_)) => format!(
+            r#"<p>{}</p>{}<button type="button" data-action="cancel">{}</button>"#,
             escape(&t.get("confirm")),
-            escape(&t.get("disconnect")),
+            button(
+                "confirm-disconnect",
+                &id,
+                "primary",
+                &escape(&t.get("disconnect"))
+            ),
             escape(&t.get("cancel"))
-        )
-    } else {
-        let reconnect = if reauth {
-            format!(
-                r#"<button type="button" class="primary" data-action="connect" data-id="{id}">{}</button>"#,
-                escape(&t.get("reconnect"))
-            )
-        } else {
-            String::new()
-        };
-        format!(
-            r#"{reconnect}<button type="button" data-action="disconnect" data-id="{id}">{}</button>"#,
-            escape(&t.get("disconnect"))
-        )
+        ),
+        Some(Note::ConfirmAnew(_)) => format!(
+            r#"<p>{}</p>{}<button type="button" data-action="cancel">{}</button>"#,
+            fill(&t.get("confirm-anew"), &[("expected", email)], true),
+            button("confirm-anew", &id, "primary", &escape(&t.get("link-anew"))),
+            escape(&t.get("cancel"))
+        ),
+        Some(Note::LinkedAs(_)) => format!(
+            r#"<p class="linked" data-linked>{} {} {}</p>{state}"#,
+            fill(
+                &t.get("linked-as"),
+                &[("email", email), ("app", &app)],
+                true
+            ),
+            escape(&t.get("not-you")),
+            button("undo", &id, "", &escape(&t.get("undo")))
+        ),
+        Some(Note::Mismatch { signed_in, .. }) => format!(
+            r#"<div class="mismatch" role="alert" data-mismatch><p class="warn">{}</p><p>{}</p>{}{}</div>"#,
+            fill(
+                &t.get(mismatch_says(signed_in, email)),
+                &[("signed_in", signed_in), ("expected", email), ("app", &app)],
+                true
+            ),
+            fill(&t.get("mismatch-help"), &[("expected", email)], true),
+            button("try-again", &id, "primary", &escape(&t.get("try-again"))),
+            button("link-anew", &id, "", &escape(&t.get("link-anew")))
+        ),
+        _ => state,
     };
     format!(
-        r#"<li data-connection="{id}" data-status="{status}"><div><strong>{app}</strong><span class="badge {badge_class}">{badge}</span></div><div>{name} · <span class="email">{email}</span></div><div class="muted">Connected {connected} · Last refreshed {refreshed}</div>{problem}{actions}</li>"#,
+        r#"<li data-connection="{id}" data-status="{status}"><div><strong class="app">{app}</strong><span class="badge {badge_class}">{badge}</span></div><div>{name} · <span class="email">{email}</span></div><div class="muted">Connected {connected} · Last refreshed {refreshed}</div>{actions}</li>"#,
         status = if reauth { "needs_reauth" } else { "active" },
-        app = escape(&c.keap_app),
+        app = escape(&app),
         badge = escape(&t.get(badge)),
         name = escape(&c.keap_user.name),
-        email = escape(&c.keap_user.email),
+        email = escape(email),
         connected = when(&c.connected_at),
     )
+}
+
+/// Which sentence tells of a mismatch: who signed in when the callback said so; the same email
+/// means the right person picked another app on Keap's chooser.
+pub fn mismatch_says(signed_in: &str, expected: &str) -> &'static str {
+    if signed_in.is_empty() {
+        "identity-mismatch-other"
+    } else if signed_in.eq_ignore_ascii_case(expected) {
+        "identity-mismatch-app"
+    } else {
+        "identity-mismatch"
+    }
 }
 
 /// After a disconnect: where to remove the app on Keap's side (there is no revoke API).
@@ -359,6 +508,77 @@ mod tests {
         let before = names.len();
         names.dedup();
         assert_eq!(names.len(), before);
+    }
+
+    fn text(name: &str) -> &'static str {
+        TEXTS
+            .iter()
+            .chain(SAYS)
+            .find(|(n, _)| *n == name)
+            .unwrap()
+            .1
+    }
+
+    #[test]
+    fn sentences_carry_the_placeholders_they_are_filled_with() {
+        for (name, keys) in [
+            ("linked-as", &["{email}", "{app}"][..]),
+            ("reconnect-before", &["{date}"]),
+            ("mismatch-help", &["{expected}"]),
+            ("confirm-anew", &["{expected}"]),
+            ("identity-mismatch-app", &["{signed_in}", "{app}"]),
+        ] {
+            for key in keys {
+                assert!(text(name).contains(key), "{name} has {key}");
+            }
+        }
+        assert!(
+            !text("identity-mismatch-other").contains('{'),
+            "says nobody's name"
+        );
+    }
+
+    #[test]
+    fn a_mismatch_reads_by_what_the_callback_said() {
+        assert_eq!(
+            mismatch_says("amy@ab123.example", "ann@ab123.example"),
+            "identity-mismatch"
+        );
+        // Same Keap user, another app on Keap's chooser.
+        assert_eq!(
+            mismatch_says("Dan@gh012.example", "dan@gh012.example"),
+            "identity-mismatch-app"
+        );
+        // The same-tab return names nobody.
+        assert_eq!(
+            mismatch_says("", "ann@ab123.example"),
+            "identity-mismatch-other"
+        );
+    }
+
+    #[test]
+    fn an_app_is_shown_by_its_business_name_and_id() {
+        let mut c = Connection {
+            id: "c1".into(),
+            keap_app: "ab123".into(),
+            keap_app_name: Some("Ann's Bakery".into()),
+            keap_user: keaplink_api::KeapUser {
+                email: "ann@ab123.example".into(),
+                name: "Ann".into(),
+            },
+            status: ConnectionStatus::Active,
+            connected_at: String::new(),
+            refreshed_at: None,
+            access_expires_at: String::new(),
+            refresh_expires_at: String::new(),
+            reconnect_before: None,
+            last_error: None,
+        };
+        assert_eq!(app_label(&c), "Ann's Bakery (ab123)");
+        c.keap_app_name = Some("  ".into());
+        assert_eq!(app_label(&c), "ab123", "a blank name is no name");
+        c.keap_app_name = None;
+        assert_eq!(app_label(&c), "ab123");
     }
 
     #[test]

@@ -82,8 +82,12 @@ pub fn callback_message(v: &JsValue) -> Option<CallbackMessage> {
     })
 }
 
-/// `ConnectRequest` as a JSON body.
-pub fn connect_body(sign_out_first: bool, return_to: Option<&str>) -> Option<String> {
+/// `ConnectRequest` as a JSON body; `connection_id` makes it a reconnect of that link.
+pub fn connect_body(
+    sign_out_first: bool,
+    return_to: Option<&str>,
+    connection_id: Option<&str>,
+) -> Option<String> {
     let o = Object::new();
     Reflect::set(
         &o,
@@ -91,8 +95,10 @@ pub fn connect_body(sign_out_first: bool, return_to: Option<&str>) -> Option<Str
         &JsValue::from_bool(sign_out_first),
     )
     .ok()?;
-    if let Some(url) = return_to {
-        Reflect::set(&o, &"return_to".into(), &JsValue::from_str(url)).ok()?;
+    for (key, value) in [("return_to", return_to), ("connection_id", connection_id)] {
+        if let Some(v) = value {
+            Reflect::set(&o, &key.into(), &JsValue::from_str(v)).ok()?;
+        }
     }
     js_sys::JSON::stringify(&o).ok()?.as_string()
 }
