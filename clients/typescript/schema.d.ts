@@ -1179,8 +1179,9 @@ export interface components {
         /** @description `invalid_request`: A malformed body, field or query parameter: the message names which and what is expected (never the value sent). `invalid_keap_path`: The path is not one keaplink forwards to Keap. */
         "400-invalid_request-invalid_keap_path-proxy": {
             headers: {
-                "cache-control": components["headers"]["NoStore"];
-                "keaplink-error": components["headers"]["KeaplinkError"];
+                "cache-control": components["headers"]["NoStoreOptional"];
+                "keaplink-connection-id": components["headers"]["KeaplinkConnectionIdOptional"];
+                "keaplink-error": components["headers"]["KeaplinkErrorOptional"];
                 "x-request-id": components["headers"]["RequestId"];
                 [name: string]: unknown;
             };
@@ -1264,8 +1265,9 @@ export interface components {
         /** @description `missing_credentials`: No `Authorization: Bearer` credential. `invalid_api_key`: The API key is not a live partner's. */
         "401-missing_credentials-invalid_api_key-proxy": {
             headers: {
-                "cache-control": components["headers"]["NoStore"];
-                "keaplink-error": components["headers"]["KeaplinkError"];
+                "cache-control": components["headers"]["NoStoreOptional"];
+                "keaplink-connection-id": components["headers"]["KeaplinkConnectionIdOptional"];
+                "keaplink-error": components["headers"]["KeaplinkErrorOptional"];
                 "x-request-id": components["headers"]["RequestId"];
                 [name: string]: unknown;
             };
@@ -1445,8 +1447,9 @@ export interface components {
         /** @description `not_found`: No such endpoint (paths take no trailing slash). `no_connection`: No such connection (another partner's or user's ids answer this too). */
         "404-not_found-no_connection-proxy": {
             headers: {
-                "cache-control": components["headers"]["NoStore"];
-                "keaplink-error": components["headers"]["KeaplinkError"];
+                "cache-control": components["headers"]["NoStoreOptional"];
+                "keaplink-connection-id": components["headers"]["KeaplinkConnectionIdOptional"];
+                "keaplink-error": components["headers"]["KeaplinkErrorOptional"];
                 "x-request-id": components["headers"]["RequestId"];
                 [name: string]: unknown;
             };
@@ -1572,8 +1575,9 @@ export interface components {
         /** @description `needs_reauth`: The link needs its user to reconnect. `ambiguous_connection`: The user has several Keap apps linked and none was named. */
         "409-needs_reauth-ambiguous_connection-proxy": {
             headers: {
-                "cache-control": components["headers"]["NoStore"];
-                "keaplink-error": components["headers"]["KeaplinkError"];
+                "cache-control": components["headers"]["NoStoreOptional"];
+                "keaplink-connection-id": components["headers"]["KeaplinkConnectionIdOptional"];
+                "keaplink-error": components["headers"]["KeaplinkErrorOptional"];
                 "x-request-id": components["headers"]["RequestId"];
                 [name: string]: unknown;
             };
@@ -1639,8 +1643,9 @@ export interface components {
         /** @description `body_too_large`: The body is over the limit. */
         "413-body_too_large-proxy": {
             headers: {
-                "cache-control": components["headers"]["NoStore"];
-                "keaplink-error": components["headers"]["KeaplinkError"];
+                "cache-control": components["headers"]["NoStoreOptional"];
+                "keaplink-connection-id": components["headers"]["KeaplinkConnectionIdOptional"];
+                "keaplink-error": components["headers"]["KeaplinkErrorOptional"];
                 "x-request-id": components["headers"]["RequestId"];
                 [name: string]: unknown;
             };
@@ -1684,6 +1689,7 @@ export interface components {
         "429-keap_throttled-keap_quota-rate_limited-proxy": {
             headers: {
                 "cache-control": components["headers"]["NoStore"];
+                "keaplink-connection-id": components["headers"]["KeaplinkConnectionIdOptional"];
                 "keaplink-error": components["headers"]["KeaplinkError"];
                 "retry-after": components["headers"]["RetryAfter"];
                 "x-request-id": components["headers"]["RequestId"];
@@ -1798,8 +1804,9 @@ export interface components {
         /** @description `internal`: Something went wrong on our side; try again. `misconfigured`: The deployment is misconfigured. */
         "500-internal-misconfigured-proxy": {
             headers: {
-                "cache-control": components["headers"]["NoStore"];
-                "keaplink-error": components["headers"]["KeaplinkError"];
+                "cache-control": components["headers"]["NoStoreOptional"];
+                "keaplink-connection-id": components["headers"]["KeaplinkConnectionIdOptional"];
+                "keaplink-error": components["headers"]["KeaplinkErrorOptional"];
                 "x-request-id": components["headers"]["RequestId"];
                 [name: string]: unknown;
             };
@@ -1841,8 +1848,9 @@ export interface components {
         /** @description `keap_error`: Keap refused or failed. `keap_bad_response`: Keap answered something unexpected. */
         "502-keap_error-keap_bad_response-proxy": {
             headers: {
-                "cache-control": components["headers"]["NoStore"];
-                "keaplink-error": components["headers"]["KeaplinkError"];
+                "cache-control": components["headers"]["NoStoreOptional"];
+                "keaplink-connection-id": components["headers"]["KeaplinkConnectionIdOptional"];
+                "keaplink-error": components["headers"]["KeaplinkErrorOptional"];
                 "x-request-id": components["headers"]["RequestId"];
                 [name: string]: unknown;
             };
@@ -1884,8 +1892,9 @@ export interface components {
         /** @description `keap_timeout`: Keap did not answer in time. */
         "504-keap_timeout-proxy": {
             headers: {
-                "cache-control": components["headers"]["NoStore"];
-                "keaplink-error": components["headers"]["KeaplinkError"];
+                "cache-control": components["headers"]["NoStoreOptional"];
+                "keaplink-connection-id": components["headers"]["KeaplinkConnectionIdOptional"];
+                "keaplink-error": components["headers"]["KeaplinkErrorOptional"];
                 "x-request-id": components["headers"]["RequestId"];
                 [name: string]: unknown;
             };
@@ -1954,6 +1963,8 @@ export interface components {
         AccountCentralLink: string;
         /** @description The methods this path answers. */
         Allow: string;
+        /** @description How long a cache may keep the file (revalidated by its etag). */
+        AssetCacheControlOptional: string;
         /** @description Headers a page may send. */
         CorsAllowHeaders: string;
         /** @description Methods a page may use. */
@@ -1972,8 +1983,10 @@ export interface components {
         CorsVary: "Origin";
         /** @description `Origin`: the answer depends on it. */
         CorsVaryOptional: "Origin";
-        /** @description `cross-origin`: partners' pages load these files. */
-        CrossOriginResourcePolicyOptional: string;
+        /** @description `same-origin`: no other page keeps a handle on the console's window. */
+        CrossOriginOpenerPolicyOptional: string;
+        /** @description Who may load the file: `cross-origin` for the widget's (partners' pages load them), `same-origin` for the console's. */
+        CrossOriginResourcePolicyOptional: "cross-origin" | "same-origin";
         /** @description The file's version. */
         ETagOptional: string;
         /** @description `DENY`. */
@@ -1982,8 +1995,12 @@ export interface components {
         FrameOptionsOptional: "DENY";
         /** @description The connection whose token the call used. */
         KeaplinkConnectionId: string;
+        /** @description The connection whose token the call used. */
+        KeaplinkConnectionIdOptional: string;
         /** @description On an answer made by keaplink (not relayed from Keap): the error's code, the same as the body's. */
         KeaplinkError: string;
+        /** @description On an answer made by keaplink (not relayed from Keap): the error's code, the same as the body's. */
+        KeaplinkErrorOptional: string;
         /** @description Where to go next. */
         Location: string;
         /** @description `nosniff`. */
@@ -1998,12 +2015,12 @@ export interface components {
         PageCsp: string;
         /** @description A strict Content-Security-Policy: nothing loads but what the page needs, nothing may frame it. */
         PageCspOptional: string;
+        /** @description The browser features the page may not use. */
+        PermissionsPolicyOptional: string;
         /** @description `*`: a public file, no credentials. */
         PublicAllowOrigin: "*";
         /** @description Public and cacheable. */
         PublicCacheControl: string;
-        /** @description Public and cacheable. */
-        PublicCacheControlOptional: string;
         /** @description `no-referrer`: the page's URL (which may hold a one-time token) goes nowhere. */
         ReferrerPolicy: string;
         /** @description `no-referrer`: the page's URL (which may hold a one-time token) goes nowhere. */
@@ -2029,9 +2046,12 @@ export interface operations {
             /** @description The console's page. */
             200: {
                 headers: {
-                    "cache-control": components["headers"]["PublicCacheControlOptional"];
+                    "cache-control": components["headers"]["AssetCacheControlOptional"];
                     "content-security-policy": components["headers"]["PageCspOptional"];
+                    "cross-origin-opener-policy": components["headers"]["CrossOriginOpenerPolicyOptional"];
+                    "cross-origin-resource-policy": components["headers"]["CrossOriginResourcePolicyOptional"];
                     etag: components["headers"]["ETagOptional"];
+                    "permissions-policy": components["headers"]["PermissionsPolicyOptional"];
                     "referrer-policy": components["headers"]["ReferrerPolicyOptional"];
                     "x-content-type-options": components["headers"]["NoSniffOptional"];
                     "x-frame-options": components["headers"]["FrameOptionsOptional"];
@@ -2058,10 +2078,15 @@ export interface operations {
             /** @description The file. */
             200: {
                 headers: {
-                    "cache-control": components["headers"]["PublicCacheControlOptional"];
+                    "cache-control": components["headers"]["AssetCacheControlOptional"];
                     "content-security-policy": components["headers"]["PageCspOptional"];
+                    "cross-origin-opener-policy": components["headers"]["CrossOriginOpenerPolicyOptional"];
+                    "cross-origin-resource-policy": components["headers"]["CrossOriginResourcePolicyOptional"];
                     etag: components["headers"]["ETagOptional"];
+                    "permissions-policy": components["headers"]["PermissionsPolicyOptional"];
+                    "referrer-policy": components["headers"]["ReferrerPolicyOptional"];
                     "x-content-type-options": components["headers"]["NoSniffOptional"];
+                    "x-frame-options": components["headers"]["FrameOptionsOptional"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -2083,7 +2108,7 @@ export interface operations {
             /** @description The icon. */
             200: {
                 headers: {
-                    "cache-control": components["headers"]["PublicCacheControlOptional"];
+                    "cache-control": components["headers"]["AssetCacheControlOptional"];
                     etag: components["headers"]["ETagOptional"];
                     [name: string]: unknown;
                 };
@@ -2968,9 +2993,7 @@ export interface operations {
                     "x-request-id": components["headers"]["RequestId"];
                     [name: string]: unknown;
                 };
-                content: {
-                    "*/*": unknown;
-                };
+                content?: never;
             };
         };
     };
@@ -3012,9 +3035,7 @@ export interface operations {
                     "x-request-id": components["headers"]["RequestId"];
                     [name: string]: unknown;
                 };
-                content: {
-                    "*/*": unknown;
-                };
+                content?: never;
             };
         };
     };
@@ -3056,9 +3077,7 @@ export interface operations {
                     "x-request-id": components["headers"]["RequestId"];
                     [name: string]: unknown;
                 };
-                content: {
-                    "*/*": unknown;
-                };
+                content?: never;
             };
         };
     };
@@ -3095,9 +3114,7 @@ export interface operations {
                     "x-request-id": components["headers"]["RequestId"];
                     [name: string]: unknown;
                 };
-                content: {
-                    "*/*": unknown;
-                };
+                content?: never;
             };
         };
     };
@@ -3139,9 +3156,7 @@ export interface operations {
                     "x-request-id": components["headers"]["RequestId"];
                     [name: string]: unknown;
                 };
-                content: {
-                    "*/*": unknown;
-                };
+                content?: never;
             };
         };
     };
@@ -3749,7 +3764,7 @@ export interface operations {
             200: {
                 headers: {
                     "access-control-allow-origin": components["headers"]["PublicAllowOrigin"];
-                    "cache-control": components["headers"]["PublicCacheControlOptional"];
+                    "cache-control": components["headers"]["AssetCacheControlOptional"];
                     "cross-origin-resource-policy": components["headers"]["CrossOriginResourcePolicyOptional"];
                     etag: components["headers"]["ETagOptional"];
                     "x-content-type-options": components["headers"]["NoSniffOptional"];

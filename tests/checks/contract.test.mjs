@@ -153,6 +153,8 @@ export function makeChecker(doc = DOC) {
 
     // The body.
     if (a.method === "HEAD") return { label, problems };
+    // The proxy's relayed answer: Keap's body, whatever Keap sent.
+    if (resp["x-keaplink-relayed"]) return { label, problems };
     const content = resp.content ?? {};
     if (!Object.keys(content).length) {
       if (a.text) problems.push(`a body where the document says none (${a.text.length} bytes)`);
@@ -172,6 +174,7 @@ export function makeChecker(doc = DOC) {
     if (schema.anyOf && a.headers["keaplink-error"] !== undefined) {
       schema = schema.anyOf[0];
       if (body?.error?.code !== a.headers["keaplink-error"]) problems.push(`keaplink-error ${a.headers["keaplink-error"]} is not the body's code`);
+      if (a.headers["cache-control"] !== "no-store") problems.push("keaplink's own proxy answer without cache-control: no-store");
     }
     const v = validator(schema);
     if (!v(body)) {
@@ -312,4 +315,11 @@ test("the check catches an undocumented field, status, code, header and operatio
   assert.match(check({ ...wrongMethod, headers: { ...json, allow: "GET" } }).problems.join("\n"), /not the documented methods/);
   assert.equal(check({ ...good, path: "/v1/connections/8uLmQJ6sZ3x2WmN1pQr4Tw" }).label, "GET /v1/connections/{id}");
   assert.equal(check({ ...good, path: "/v1/keap/crm/rest/v2/contacts" }).label, "GET /v1/keap/{path}");
+  // The proxy: Keap's own 404 is relayed as it is; keaplink's own is held to its error body.
+  const keap404 = { method: "GET", path: "/v1/keap/crm/rest/v2/contacts/1", status: 404, headers: { "content-type": "application/json", "x-request-id": "ab", "keaplink-connection-id": "c" }, text: '{"message":"Contact 1 not found"}' };
+  assert.deepEqual(check(keap404).problems, []);
+  const own404 = { ...keap404, headers: { ...json, "keaplink-error": "no_connection" }, text: JSON.stringify({ error: { code: "no_connection", message: "m" } }) };
+  assert.deepEqual(check(own404).problems, []);
+  assert.match(check({ ...own404, headers: { ...own404.headers, "keaplink-error": "needs_reauth" } }).problems.join("\n"), /not the body's code/);
+  assert.match(check({ ...own404, text: JSON.stringify({ error: { code: "no_connection", message: "m", extra: 1 } }) }).problems.join("\n"), /additional properties \(extra\)/);
 });

@@ -11,6 +11,7 @@ import os
 from urllib.parse import urlsplit
 
 import schemathesis
+from schemathesis.core.parameters import EncodedPath
 
 CONNECTION_ID = os.environ["KEAPLINK_CONNECTION_ID"]
 USER = os.environ["KEAPLINK_USER"]
@@ -18,6 +19,15 @@ PARTNER = os.environ["KEAPLINK_PARTNER"]
 REPAIR_TOKEN = os.environ.get("KEAPLINK_REPAIR_TOKEN")
 ORIGIN = os.environ["KEAPLINK_ORIGIN"]
 TRANSCRIPT_FILE = os.environ.get("KEAPLINK_TRANSCRIPT_FILE")
+# Paths the sandbox's Keap answers, per method, for the proxy's `{path}` (it spans segments, so it
+# goes out unencoded: EncodedPath is not quoted again).
+KEAP_PATHS = {
+    "GET": ["crm/rest/v2/contacts", "crm/rest/v1/contacts", "crm/rest/v2/businessProfile", "crm/rest/v2/contacts/1"],
+    "POST": ["crm/rest/v2/contacts", "crm/rest/v1/contacts"],
+    "PATCH": ["crm/rest/v2/contacts/1"],
+    "DELETE": ["crm/rest/v2/contacts/999999"],
+    "PUT": ["crm/rest/v2/contacts/1"],
+}
 # A well-formed id that names nothing, for the cases that must not touch the run's own records.
 NO_SUCH_CONNECTION = "AAAAAAAAAAAAAAAAAAAAAA"
 
@@ -44,6 +54,9 @@ def before_call(ctx, case, kwargs):
         params["partner_id"] = PARTNER + "-other"
     if REPAIR_TOKEN and method == "GET" and "token" in params and next(_turn) % 2 == 0:
         params["token"] = REPAIR_TOKEN
+    if path == "/v1/keap/{path}" and next(_turn) % 2 == 0:
+        choices = KEAP_PATHS[method]
+        params["path"] = EncodedPath(choices[next(_turn) % len(choices)])
     if case.path_parameters is not None:
         case.path_parameters = params
     if case.headers is not None and "keaplink-user" in case.headers and next(_turn) % 2 == 0:

@@ -115,7 +115,11 @@ pub enum Header {
     /// Static files: public, any origin, cacheable.
     PublicCors,
     PublicCache,
+    /// Static files' `cache-control`, as the asset server or `_headers` sets it.
+    AssetCache,
     ETag,
+    CrossOriginOpenerPolicy,
+    PermissionsPolicy,
     CrossOriginResourcePolicy,
     /// The proxy's.
     KeaplinkError,
@@ -126,7 +130,7 @@ impl Header {
     pub fn name(self) -> &'static str {
         match self {
             Header::RequestId => "x-request-id",
-            Header::NoStore | Header::PublicCache => "cache-control",
+            Header::NoStore | Header::PublicCache | Header::AssetCache => "cache-control",
             Header::RetryAfter => "retry-after",
             Header::Allow => "allow",
             Header::AccountCentral => "link",
@@ -142,6 +146,8 @@ impl Header {
             Header::ReferrerPolicy => "referrer-policy",
             Header::NoSniff => "x-content-type-options",
             Header::ETag => "etag",
+            Header::CrossOriginOpenerPolicy => "cross-origin-opener-policy",
+            Header::PermissionsPolicy => "permissions-policy",
             Header::CrossOriginResourcePolicy => "cross-origin-resource-policy",
             Header::KeaplinkError => "keaplink-error",
             Header::KeaplinkConnectionId => "keaplink-connection-id",
@@ -169,6 +175,9 @@ impl Header {
             Header::NoSniff => "NoSniff",
             Header::PublicCors => "PublicAllowOrigin",
             Header::PublicCache => "PublicCacheControl",
+            Header::AssetCache => "AssetCacheControl",
+            Header::CrossOriginOpenerPolicy => "CrossOriginOpenerPolicy",
+            Header::PermissionsPolicy => "PermissionsPolicy",
             Header::ETag => "ETag",
             Header::CrossOriginResourcePolicy => "CrossOriginResourcePolicy",
             Header::KeaplinkError => "KeaplinkError",
@@ -237,9 +246,21 @@ impl Header {
                 "Public and cacheable.",
                 json!({"type": "string", "pattern": "public"}),
             ),
+            Header::AssetCache => (
+                "How long a cache may keep the file (revalidated by its etag).",
+                json!({"type": "string"}),
+            ),
             Header::ETag => ("The file's version.", json!({"type": "string"})),
             Header::CrossOriginResourcePolicy => (
-                "`cross-origin`: partners' pages load these files.",
+                "Who may load the file: `cross-origin` for the widget's (partners' pages load them), `same-origin` for the console's.",
+                json!({"type": "string", "enum": ["cross-origin", "same-origin"]}),
+            ),
+            Header::CrossOriginOpenerPolicy => (
+                "`same-origin`: no other page keeps a handle on the console's window.",
+                json!({"type": "string"}),
+            ),
+            Header::PermissionsPolicy => (
+                "The browser features the page may not use.",
                 json!({"type": "string"}),
             ),
             Header::KeaplinkError => (

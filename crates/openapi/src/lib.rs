@@ -215,11 +215,27 @@ fn operation(op: Op, schemas: &mut Schemas, shared: &mut Map<String, Value>) -> 
         if status == 429 {
             required.push(Header::RetryAfter);
         }
-        if op.proxy {
-            required.push(Header::KeaplinkError);
-        }
         // Errors carry the CORS grant too, so the widget can read them.
-        let optional: &[Header] = if op.auth == Auth::Session { CORS } else { &[] };
+        let mut optional: Vec<Header> = if op.auth == Auth::Session {
+            CORS.to_vec()
+        } else {
+            vec![]
+        };
+        if op.proxy {
+            // Keap's own answers of the same status are relayed without them: on keaplink's
+            // own, `keaplink-error` says so (and then `cache-control: no-store` is there too).
+            // A 429 is always keaplink's (Keap's own is answered as `keap_quota`).
+            if status != 429 {
+                required.retain(|h| *h == Header::RequestId);
+            } else {
+                required.push(Header::KeaplinkError);
+            }
+            optional.extend([
+                Header::KeaplinkError,
+                Header::NoStore,
+                Header::KeaplinkConnectionId,
+            ]);
+        }
         let description = codes
             .iter()
             .map(|c| format!("`{}`: {}", c.as_str(), build::sentence(*c)))
@@ -233,7 +249,7 @@ fn operation(op: Op, schemas: &mut Schemas, shared: &mut Map<String, Value>) -> 
         }
         let resp = json!({
             "description": description,
-            "headers": headers(&required, optional),
+            "headers": headers(&required, &optional),
             "content": {"application/json": {"schema": schema, "examples": error_examples(&codes)}},
         });
         let key = status.to_string();

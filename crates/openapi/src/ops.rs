@@ -585,8 +585,9 @@ fn proxy(method: &'static str) -> Op {
         json!({
             "description": "Keap's answer, relayed: its status, body and content-type, with its `x-keap-*` headers (quota and throttle) and `keaplink-connection-id`.",
             "headers": headers(&[Header::RequestId, Header::KeaplinkConnectionId], &[]),
-            "content": {"*/*": {"schema": {}}},
             "x-keaplink-header-prefixes": ["x-keap-"],
+            // Keap's body, whatever it is (JSON as a rule; sometimes none, with no content-type).
+            "x-keaplink-relayed": true,
         }),
     ));
     if matches!(method, "post" | "put" | "patch") {
@@ -600,11 +601,24 @@ fn proxy(method: &'static str) -> Op {
     op
 }
 
+/// The headers `web/_headers` gives the console's files (and the asset server's own).
+const CONSOLE_FILE: &[Header] = &[
+    Header::Csp,
+    Header::FrameOptions,
+    Header::NoSniff,
+    Header::ReferrerPolicy,
+    Header::CrossOriginOpenerPolicy,
+    Header::CrossOriginResourcePolicy,
+    Header::PermissionsPolicy,
+    Header::AssetCache,
+    Header::ETag,
+];
+
 fn statics() -> Vec<Op> {
     let file = |status_text: &str| {
         json!({
             "description": status_text,
-            "headers": headers(&[Header::PublicCors], &[Header::PublicCache, Header::ETag, Header::NoSniff, Header::CrossOriginResourcePolicy]),
+            "headers": headers(&[Header::PublicCors], &[Header::AssetCache, Header::ETag, Header::NoSniff, Header::CrossOriginResourcePolicy]),
             "content": {
                 "text/javascript": {"schema": {"type": "string"}},
                 "application/wasm": {"schema": {"type": "string", "contentMediaType": "application/wasm"}},
@@ -626,26 +640,39 @@ fn statics() -> Vec<Op> {
         .describe("A static page; sign in with the API key (or, as the operator, the admin token). It calls the partner endpoints above.")
         .answer(200, json!({
             "description": "The console's page.",
-            "headers": headers(&[], &[Header::Csp, Header::FrameOptions, Header::ReferrerPolicy, Header::NoSniff, Header::PublicCache, Header::ETag]),
+            "headers": headers(&[], CONSOLE_FILE),
             "content": {"text/html": {"schema": {"type": "string"}}},
         }));
     console.worker = false;
-    let mut console_file = Op::new("get", "/console/{file}", "consoleFile", "static", Auth::Public)
-        .summary("The console's static files")
-        .param(path_param("file", json!({"type": "string"}), "A file of the console (scripts, wasm, styles)."))
-        .answer(200, json!({
+    let mut console_file = Op::new(
+        "get",
+        "/console/{file}",
+        "consoleFile",
+        "static",
+        Auth::Public,
+    )
+    .summary("The console's static files")
+    .param(path_param(
+        "file",
+        json!({"type": "string"}),
+        "A file of the console (scripts, wasm, styles).",
+    ))
+    .answer(
+        200,
+        json!({
             "description": "The file.",
-            "headers": headers(&[], &[Header::Csp, Header::NoSniff, Header::PublicCache, Header::ETag]),
+            "headers": headers(&[], CONSOLE_FILE),
             "content": {"*/*": {"schema": {}}},
-        }))
-        // A name that is not one of its files reaches the Worker, which knows no such path.
-        .errors(&[NotFound]);
+        }),
+    )
+    // A name that is not one of its files reaches the Worker, which knows no such path.
+    .errors(&[NotFound]);
     console_file.worker = false;
     let mut favicon = Op::new("get", "/favicon.ico", "favicon", "static", Auth::Public)
         .summary("The icon of keaplink's own pages")
         .answer(200, json!({
             "description": "The icon.",
-            "headers": headers(&[], &[Header::PublicCache, Header::ETag]),
+            "headers": headers(&[], &[Header::AssetCache, Header::ETag]),
             "content": {"image/x-icon": {"schema": {"type": "string", "contentMediaType": "image/x-icon"}}, "image/vnd.microsoft.icon": {"schema": {"type": "string", "contentMediaType": "image/vnd.microsoft.icon"}}},
         }));
     favicon.worker = false;
