@@ -416,6 +416,19 @@ mod tests {
     }
 
     #[test]
+    fn hosts_must_be_ascii() {
+        // url's IDNA runs without a Unicode back end (idna_adapter 1.0.0, pinned in Cargo.toml):
+        // an internationalized host is written in punycode; its Unicode form is refused, where
+        // a Unicode back end would have converted it.
+        let puny = "https://xn--bcher-kva.example";
+        assert_eq!(normalize_origin(puny).as_deref(), Some(puny));
+        assert_eq!(normalize_origin("https://bücher.example"), None);
+        let back = "https://xn--bcher-kva.example/back";
+        assert_eq!(check_return_url(back).as_deref(), Some(back));
+        assert_eq!(check_return_url("https://bücher.example/back"), None);
+    }
+
+    #[test]
     fn rejects_bad_origins_and_urls() {
         let p = PartnerId::parse("acme").unwrap();
         for origin in [

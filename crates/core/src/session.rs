@@ -1,10 +1,20 @@
 //! The signed-in partner user: a compact JWS (HS256) minted by the partner's back-end with its
 //! `session_secret`, checked as the README's API reference says (iss, sub, aud, iat, exp; HS256 only).
+//!
+//! Read here with the crates the core links anyway (base64, RustCrypto's hmac, serde_json)
+//! instead of a JWT library: with one algorithm and one key per partner there is nothing to
+//! negotiate, and jsonwebtoken's header and key types cost the Worker ~26 KB of its gzip. What the
+//! library gave is kept: strict base64url, `alg` exactly "HS256", a constant-time signature check
+//! (hmac's `verify_slice`) before any claim is read, `aud` as a string or a list. The parsing is
+//! fuzzed (`session_jwt`, `signed_session_claims`) and property-tested.
 
 use crate::clock::UnixTime;
 use crate::ids::{PartnerId, UserId};
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
 use serde::Deserialize;
+use sha2::Sha256;
 
 pub const SESSION_AUDIENCE: &str = "keaplink";
 /// Longest session a partner may mint (`exp - iat`).
@@ -52,85 +62,85 @@ impl SessionError {
     }
 }
 
-/// jsonwebtoken's crypto, reduced to what sessions use: HMAC-SHA256 from RustCrypto's `hmac`.
-/// Every other algorithm is refused before any key is touched.
-mod hs256 {
-    use hmac::{Hmac, Mac};
-    use jsonwebtoken::crypto::{CryptoProvider, JwtSigner, JwtVerifier, KeyUtils};
-    use jsonwebtoken::errors::{Error, ErrorKind};
-    use jsonwebtoken::signature::{self, Signer, Verifier};
-    use jsonwebtoken::{Algorithm, AlgorithmFamily};
-    use sha2::Sha256;
-
-    struct Hs256(Hmac<Sha256>);
-
-    fn mac(family: AlgorithmFamily, key: &[u8]) -> Result<Hs256, Error> {
-        if family != AlgorithmFamily::Hmac {
-            return Err(ErrorKind::InvalidKeyFormat.into());
-        }
-        Hmac::<Sha256>::new_from_slice(key)
-            .map(Hs256)
-            .map_err(|_| ErrorKind::InvalidKeyFormat.into())
-    }
-
-    impl Signer<Vec<u8>> for Hs256 {
-        fn try_sign(&self, msg: &[u8]) -> Result<Vec<u8>, signature::Error> {
-            let mut m = self.0.clone();
-            m.update(msg);
-            Ok(m.finalize().into_bytes().to_vec())
-        }
-    }
-
-    impl Verifier<Vec<u8>> for Hs256 {
-        fn verify(&self, msg: &[u8], sig: &Vec<u8>) -> Result<(), signature::Error> {
-            let mut m = self.0.clone();
-            m.update(msg);
-            // Constant-time comparison inside `hmac`.
-            m.verify_slice(sig).map_err(signature::Error::from_source)
-        }
-    }
-
-    impl JwtSigner for Hs256 {
-        fn algorithm(&self) -> Algorithm {
-            Algorithm::HS256
-        }
-    }
-
-    impl JwtVerifier for Hs256 {
-        fn algorithm(&self) -> Algorithm {
-            Algorithm::HS256
-        }
-    }
-
-    static PROVIDER: CryptoProvider = CryptoProvider {
-        signer_factory: |alg, key| match alg {
-            Algorithm::HS256 => Ok(Box::new(mac(key.family(), key.as_bytes())?)),
-            _ => Err(ErrorKind::InvalidAlgorithm.into()),
-        },
-        verifier_factory: |alg, key| match alg {
-            Algorithm::HS256 => Ok(Box::new(mac(key.family(), key.try_get_as_bytes()?)?)),
-            _ => Err(ErrorKind::InvalidAlgorithm.into()),
-        },
-        key_utils: KeyUtils::new_unimplemented(),
-    };
-
-    /// Installs the provider once per process (or isolate); later calls are no-ops.
-    pub fn install() {
-        let _ = PROVIDER.install_default();
-    }
+/// The JWS compact form's three parts, still base64url: the signing input is `header.claims`.
+struct Parts<'a> {
+    signing_input: &'a str,
+    header: &'a str,
+    claims: &'a str,
+    signature: &'a str,
 }
 
-/// For code that signs session tokens (tests, the partner examples written in Rust).
-pub fn install_crypto() {
-    hs256::install();
+fn split(token: &str) -> Result<Parts<'_>, SessionError> {
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(SessionError::Malformed);
+    }
+    let (signing_input, signature) = token.rsplit_once('.').ok_or(SessionError::Malformed)?;
+    let (header, claims) = signing_input
+        .split_once('.')
+        .ok_or(SessionError::Malformed)?;
+    if claims.contains('.') {
+        return Err(SessionError::Malformed);
+    }
+    Ok(Parts {
+        signing_input,
+        header,
+        claims,
+        signature,
+    })
+}
+
+/// base64url without padding, strictly (padding and non-canonical trailing bits refused), then
+/// JSON.
+fn decode_json<T: serde::de::DeserializeOwned>(part: &str) -> Result<T, SessionError> {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(part)
+        .map_err(|_| SessionError::Malformed)?;
+    serde_json::from_slice(&bytes).map_err(|_| SessionError::Malformed)
+}
+
+/// Only `alg` matters: the key is the partner's HMAC secret, so no header field may choose
+/// another algorithm or key. Other fields (`typ`, `kid`, ...) are ignored.
+#[derive(Deserialize)]
+struct Header {
+    alg: String,
 }
 
 #[derive(Deserialize)]
 struct RawClaims {
     iss: String,
     sub: String,
+    aud: Audience,
     exp: i64,
     iat: i64,
+}
+
+/// Whether `aud`, a string or an array of strings (RFC 7519 section 4.1.3), names keaplink.
+struct Audience(bool);
+
+impl<'de> Deserialize<'de> for Audience {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Names;
+        impl<'de> serde::de::Visitor<'de> for Names {
+            type Value = Audience;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string or an array of strings")
+            }
+            fn visit_str<E: serde::de::Error>(self, aud: &str) -> Result<Audience, E> {
+                Ok(Audience(aud == SESSION_AUDIENCE))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut all: A,
+            ) -> Result<Audience, A::Error> {
+                let mut ours = false;
+                while let Some(aud) = all.next_element::<String>()? {
+                    ours |= aud == SESSION_AUDIENCE;
+                }
+                Ok(Audience(ours))
+            }
+        }
+        d.deserialize_any(Names)
+    }
 }
 
 #[derive(Deserialize)]
@@ -141,45 +151,34 @@ struct IssuerOnly {
 /// Reads `iss` without trusting anything, to find whose secret verifies the token. Nothing else
 /// may be taken from the token before [`verify`] succeeds.
 pub fn unverified_issuer(token: &str) -> Result<PartnerId, SessionError> {
-    if token.len() > MAX_TOKEN_BYTES {
-        return Err(SessionError::Malformed);
-    }
-    let claims: IssuerOnly = jsonwebtoken::dangerous::insecure_decode_claims(token)
-        .map_err(|_| SessionError::Malformed)?;
+    let claims: IssuerOnly = decode_json(split(token)?.claims)?;
     PartnerId::parse(&claims.iss).ok_or(SessionError::UnknownIssuer)
 }
 
-/// Verifies `token` with the partner's `secret` at time `now`.
+/// Verifies `token` with the partner's `secret` at time `now`: the algorithm, then the
+/// signature (constant time), and only then the claims.
 pub fn verify(
     token: &str,
     partner: &PartnerId,
     secret: &[u8],
     now: UnixTime,
 ) -> Result<SessionClaims, SessionError> {
-    use jsonwebtoken::errors::ErrorKind;
-    if token.len() > MAX_TOKEN_BYTES {
-        return Err(SessionError::Malformed);
+    let parts = split(token)?;
+    let header: Header = decode_json(parts.header)?;
+    if header.alg != "HS256" {
+        return Err(SessionError::WrongAlgorithm);
     }
-    hs256::install();
-    let mut validation = Validation::new(Algorithm::HS256);
-    validation.set_audience(&[SESSION_AUDIENCE]);
-    validation.set_issuer(&[partner.as_str()]);
-    validation.set_required_spec_claims(&["exp", "aud", "iss", "sub"]);
-    // Time is checked below against the caller's clock, without leeway.
-    validation.validate_exp = false;
-    validation.leeway = 0;
-    let data =
-        jsonwebtoken::decode::<RawClaims>(token, &DecodingKey::from_secret(secret), &validation)
-            .map_err(|e| match e.kind() {
-                ErrorKind::InvalidSignature => SessionError::BadSignature,
-                ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
-                    SessionError::WrongAlgorithm
-                }
-                ErrorKind::InvalidAudience => SessionError::WrongAudience,
-                ErrorKind::InvalidIssuer => SessionError::UnknownIssuer,
-                _ => SessionError::Malformed,
-            })?;
-    let c = data.claims;
+    let signature = URL_SAFE_NO_PAD
+        .decode(parts.signature)
+        .map_err(|_| SessionError::Malformed)?;
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).map_err(|_| SessionError::BadSignature)?;
+    mac.update(parts.signing_input.as_bytes());
+    mac.verify_slice(&signature)
+        .map_err(|_| SessionError::BadSignature)?;
+    let c: RawClaims = decode_json(parts.claims)?;
+    if !c.aud.0 {
+        return Err(SessionError::WrongAudience);
+    }
     if c.iss != partner.as_str() {
         return Err(SessionError::UnknownIssuer);
     }
@@ -203,33 +202,36 @@ pub fn verify(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use jsonwebtoken::{EncodingKey, Header};
     use serde_json::{json, Value};
 
     pub const SECRET: &[u8] = b"partner-session-secret-0123456789";
     pub const NOW: i64 = 1_800_000_000;
 
-    pub fn mint(alg: Algorithm, claims: &Value, secret: &[u8]) -> String {
-        if alg != Algorithm::HS256 {
-            return mint_foreign(alg, claims, secret);
-        }
-        install_crypto();
-        jsonwebtoken::encode(&Header::new(alg), claims, &EncodingKey::from_secret(secret)).unwrap()
+    #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+    pub enum Algorithm {
+        HS256,
+        HS512,
     }
 
-    /// A token signed with another HMAC algorithm, assembled by hand, since the provider here
-    /// signs HS256 only.
-    fn mint_foreign(alg: Algorithm, claims: &Value, secret: &[u8]) -> String {
+    /// A token signed with `alg`, assembled by hand (header, claims, HMAC over both).
+    pub fn mint(alg: Algorithm, claims: &Value, secret: &[u8]) -> String {
         use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-        use base64::Engine as _;
-        use hmac::{Hmac, Mac};
-        assert_eq!(alg, Algorithm::HS512);
-        let head = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS512","typ":"JWT"}"#);
+        let head = URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"{alg:?}","typ":"JWT"}}"#));
         let body = URL_SAFE_NO_PAD.encode(claims.to_string());
-        let mut m = Hmac::<sha2::Sha512>::new_from_slice(secret).unwrap();
-        m.update(format!("{head}.{body}").as_bytes());
-        let sig = URL_SAFE_NO_PAD.encode(m.finalize().into_bytes());
-        format!("{head}.{body}.{sig}")
+        let input = format!("{head}.{body}");
+        let sig = match alg {
+            Algorithm::HS256 => {
+                let mut m = Hmac::<Sha256>::new_from_slice(secret).unwrap();
+                m.update(input.as_bytes());
+                m.finalize().into_bytes().to_vec()
+            }
+            Algorithm::HS512 => {
+                let mut m = Hmac::<sha2::Sha512>::new_from_slice(secret).unwrap();
+                m.update(input.as_bytes());
+                m.finalize().into_bytes().to_vec()
+            }
+        };
+        format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig))
     }
 
     fn good() -> Value {
@@ -303,6 +305,76 @@ pub(crate) mod tests {
         assert!(verify(&none, &p, SECRET, NOW).is_err());
         for junk in ["", "a.b.c", "not a jwt", &"x".repeat(10_000)] {
             assert!(check(junk).is_err(), "{junk}");
+        }
+    }
+
+    #[test]
+    fn reads_the_compact_form_strictly() {
+        let t = mint(Algorithm::HS256, &good(), SECRET);
+        let (input, sig) = t.rsplit_once('.').unwrap();
+        let p = PartnerId::parse("acme").unwrap();
+        for bad in [
+            format!("{t}."),                // a fourth, empty part
+            format!("{input}.{sig}.{sig}"), // a fourth part
+            format!("{input}.{sig}="),      // padding
+            input.to_string(),              // no signature part
+            format!("{input}.{}", &sig[..sig.len() - 1]),
+        ] {
+            assert!(verify(&bad, &p, SECRET, NOW).is_err(), "{bad}");
+        }
+        // 32 bytes take 43 characters, whose last carries 2 unused bits: setting one spells the
+        // same signature another way, and that is refused too (as jsonwebtoken refused it).
+        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        assert!(verify(&t, &p, SECRET, NOW).is_ok());
+        let last = ALPHABET
+            .iter()
+            .position(|&c| c == *sig.as_bytes().last().unwrap());
+        let twin = char::from(ALPHABET[last.unwrap() ^ 1]);
+        let twin = format!("{input}.{}{twin}", &sig[..sig.len() - 1]);
+        assert_eq!(verify(&twin, &p, SECRET, NOW), Err(SessionError::Malformed));
+    }
+
+    #[test]
+    fn audience_may_be_a_list() {
+        let with_aud = |aud: Value| {
+            let mut c = good();
+            c["aud"] = aud;
+            check(&mint(Algorithm::HS256, &c, SECRET))
+        };
+        assert!(with_aud(json!(["other", "keaplink"])).is_ok());
+        assert_eq!(with_aud(json!(["other"])), Err(SessionError::WrongAudience));
+        assert_eq!(with_aud(json!(7)), Err(SessionError::Malformed));
+        let mut none = good();
+        none.as_object_mut().unwrap().remove("aud");
+        assert_eq!(
+            check(&mint(Algorithm::HS256, &none, SECRET)),
+            Err(SessionError::Malformed)
+        );
+    }
+
+    #[test]
+    fn only_hs256_by_exact_name() {
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let body = URL_SAFE_NO_PAD.encode(good().to_string());
+        let p = PartnerId::parse("acme").unwrap();
+        for header in [
+            r#"{"alg":"hs256"}"#,
+            r#"{"alg":"none"}"#,
+            r#"{"typ":"JWT"}"#,
+        ] {
+            let input = format!("{}.{body}", URL_SAFE_NO_PAD.encode(header));
+            let mut m = Hmac::<Sha256>::new_from_slice(SECRET).unwrap();
+            m.update(input.as_bytes());
+            let t = format!(
+                "{input}.{}",
+                URL_SAFE_NO_PAD.encode(m.finalize().into_bytes())
+            );
+            let want = if header.contains("alg") {
+                SessionError::WrongAlgorithm
+            } else {
+                SessionError::Malformed
+            };
+            assert_eq!(verify(&t, &p, SECRET, NOW), Err(want), "{header}");
         }
     }
 

@@ -89,17 +89,23 @@ proptest! {
 
 const SECRET: &[u8] = b"partner-session-secret-0123456789";
 
-/// A valid session token, signed with jsonwebtoken (HS256, the provider the core installs).
+/// A valid session token (HS256), assembled by hand.
 fn mint(now: i64) -> String {
-    use jsonwebtoken::{encode, EncodingKey, Header};
-    session::install_crypto();
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+    use hmac::{Hmac, Mac};
     let claims = serde_json::json!({"iss": "acme", "sub": "u1", "aud": "keaplink", "iat": now - 5, "exp": now + 600});
-    encode(
-        &Header::default(),
-        &claims,
-        &EncodingKey::from_secret(SECRET),
+    let input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(r#"{"alg":"HS256","typ":"JWT"}"#),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    );
+    let mut m = Hmac::<sha2::Sha256>::new_from_slice(SECRET).unwrap();
+    m.update(input.as_bytes());
+    format!(
+        "{input}.{}",
+        URL_SAFE_NO_PAD.encode(m.finalize().into_bytes())
     )
-    .unwrap()
 }
 
 proptest! {
