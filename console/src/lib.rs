@@ -55,6 +55,7 @@ pub fn start(root: Element, notice: Element) {
         notice,
         cred: RefCell::new(Cred::load()),
         sign_in_error: RefCell::new(None),
+        carried: RefCell::new(None),
         gen: Cell::new(0),
         links: RefCell::new(Links::default()),
         partners: RefCell::new(Pages::default()),
@@ -116,6 +117,8 @@ struct App {
     notice: Element,
     cred: RefCell<Option<Cred>>,
     sign_in_error: RefCell<Option<String>>,
+    /// A notice to repeat with the next one (`say_across`).
+    carried: RefCell<Option<String>>,
     /// Bumped by every navigation and query: an answer for an older one is dropped.
     gen: Cell<u32>,
     links: RefCell<Links>,
@@ -131,10 +134,15 @@ fn by_id(id: &str) -> Option<Element> {
     document().get_element_by_id(id)
 }
 
-fn focus(selector: &str) {
-    if let Ok(Some(el)) = document().query_selector(selector) {
-        if let Ok(el) = el.dyn_into::<HtmlElement>() {
-            let _ = el.focus();
+/// Focuses the first element of `selectors` (a comma list: tried in the order written, not in
+/// document order as `querySelector` would) that exists.
+fn focus(selectors: &str) {
+    for selector in selectors.split(", ") {
+        if let Ok(Some(el)) = document().query_selector(selector) {
+            if let Ok(el) = el.dyn_into::<HtmlElement>() {
+                let _ = el.focus();
+                return;
+            }
         }
     }
 }
@@ -185,11 +193,24 @@ impl App {
         self.gen.get() == gen
     }
 
-    /// A line for the live region (set as text: never HTML).
+    /// A line for the live region (set as text: never HTML), after any line carried over from
+    /// the view before.
     fn say(&self, line: &str) {
+        let line = match self.carried.borrow_mut().take() {
+            Some(first) if !line.is_empty() => format!("{first} {line}"),
+            Some(first) => first,
+            None => line.to_owned(),
+        };
         // Emptied first, so the same line said twice is read out twice.
         self.notice.set_text_content(None);
-        self.notice.set_text_content(Some(line));
+        self.notice.set_text_content(Some(&line));
+    }
+
+    /// Says `line` now and again with the next view's first line, so that one does not replace
+    /// it before it is read.
+    fn say_across(&self, line: &str) {
+        self.say(line);
+        *self.carried.borrow_mut() = Some(line.to_owned());
     }
 
     /// Renders the view the hash names (or the sign-in), then loads its data.
@@ -235,7 +256,7 @@ impl App {
         }
         match route {
             Route::Links(_) => self.clone().load_links(gen, None),
-            Route::Link(id) => self.clone().load_link(gen, id, move_focus),
+            Route::Link(id) => self.clone().load_link(gen, id, move_focus, None),
             Route::Overview => self.clone().load_overview(gen),
             Route::Webhooks => self.clone().load_deliveries(gen, None),
             Route::Settings => self.clone().load_settings(gen),
@@ -328,7 +349,7 @@ impl App {
                     me.sign_in_error.borrow_mut().take();
                     *me.links.borrow_mut() = Links::default();
                     me.partners.borrow_mut().reset();
-                    me.say("Signed in.");
+                    me.say_across("Signed in.");
                     me.go(if admin {
                         Route::Partners
                     } else {
@@ -467,7 +488,9 @@ impl App {
         Route::Links(None).hash()
     }
 
-    fn load_link(self: Rc<Self>, gen: u32, id: String, move_focus: bool) {
+    /// Loads one link's page; `outcome` (an action's result, HTML) is shown under its buttons,
+    /// which keep the focus.
+    fn load_link(self: Rc<Self>, gen: u32, id: String, move_focus: bool, outcome: Option<String>) {
         let Some(cred) = self.cred() else { return };
         spawn_local(async move {
             let answer = call(&cred, "GET", &format!("/v1/connections/{}", enc(&id)), None).await;
@@ -483,7 +506,10 @@ impl App {
                         "main",
                         &view::link_detail(&d, unknown, &self.back_to_links()),
                     );
-                    if move_focus {
+                    if let Some(html) = outcome {
+                        set_html("action-out", &html);
+                        focus("[data-action=refresh]");
+                    } else if move_focus {
                         focus("#main h1");
                     }
                 }
@@ -539,12 +565,9 @@ impl App {
                 Err(f) if f.signed_out() => return me.failed(&f, "main"),
                 Err(f) => f.message,
             };
-            me.clone().load_link(gen, id, false);
+            let outcome = format!(r#"<p class="outcome">{}</p>"#, view::escape(&line));
+            me.clone().load_link(gen, id, false, Some(outcome));
             me.say(&line);
-            set_html(
-                "action-out",
-                &format!(r#"<p class="outcome">{}</p>"#, view::escape(&line)),
-            );
         });
     }
 
@@ -595,7 +618,7 @@ impl App {
             }
             match answer {
                 Ok(_) => {
-                    me.say("Disconnected.");
+                    me.say_across("Disconnected.");
                     me.go(Route::Links(None));
                 }
                 Err(f) => me.failed(&f, "action-out"),
