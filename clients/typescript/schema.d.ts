@@ -555,13 +555,23 @@ export interface components {
             as_of: string;
             connections: components["schemas"]["ConnectionCounts"];
             /** @description Keap's shared quota as last seen (`null` until Keap reported it). */
-            keap_quota: Record<string, never> | null;
+            keap_quota: null | components["schemas"]["KeapQuota"];
             /** Format: int64 */
             partners: number;
             /** @description Calls through `/v1/keap/` of the last 24 hours (whole hours), by outcome. */
-            proxy_last_24h: Record<string, never>;
+            proxy_last_24h: components["schemas"]["ProxyCounts"];
             /** @description Refresh attempts of the last 24 hours (whole hours), by outcome. */
             refreshes_last_24h: components["schemas"]["RefreshCounts"];
+        };
+        /** @description A Keap app's own per-minute throttle (10,000 calls), shown while it is spent or nearly so. */
+        AppThrottle: {
+            /** Format: int64 */
+            available: number;
+            keap_app: string;
+            /** Format: int64 */
+            limit: number;
+            /** @description When the window starts over (RFC 3339, rounded down to the second). */
+            resets_at?: string | null;
         };
         /** @description `POST /v1/me/connect` body. Every field may be left out. */
         ConnectRequest: {
@@ -726,6 +736,25 @@ export interface components {
         Health: {
             ok: boolean;
         };
+        /** @description Keap's quota for this deployment's OAuth client, as last seen. */
+        KeapQuota: {
+            /**
+             * @description Keap apps whose own throttle (`x-keap-tenant-throttle-*`) is spent or nearly so, the
+             *     most pressed first.
+             */
+            app_throttles?: components["schemas"]["AppThrottle"][];
+            /** @description When Keap last reported it. */
+            as_of: string;
+            /** @description While set, proxied calls are answered 429 `keap_quota` without calling Keap. */
+            paused_until?: string | null;
+            quota?: null | components["schemas"]["QuotaWindow"];
+            /**
+             * Format: int64
+             * @description Calls of the day kept for refreshes (`KEAP_QUOTA_RESERVE`).
+             */
+            reserve?: number;
+            throttle?: null | components["schemas"]["QuotaWindow"];
+        };
         /** @description The Keap user who approved the link. */
         KeapUser: {
             /** @example ann@ab123.example */
@@ -829,7 +858,7 @@ export interface components {
             as_of: string;
             connections: components["schemas"]["ConnectionCounts"];
             /** @description Keap's quota is shared by every partner of the deployment: as last seen. */
-            keap_quota: Record<string, never> | null;
+            keap_quota: null | components["schemas"]["KeapQuota"];
             refreshes_last_24h: components["schemas"]["RefreshCounts"];
             webhooks: components["schemas"]["WebhookCounts"];
         };
@@ -882,6 +911,54 @@ export interface components {
             webhook_repair_links: boolean;
             /** Format: uri */
             webhook_url?: string;
+        };
+        /** @description Proxied calls of the last 24 hours (whole hours), by outcome. */
+        ProxyCounts: {
+            /**
+             * Format: int64
+             * @description Of those, calls that met a 401 and were retried after a heal.
+             */
+            healed: number;
+            /**
+             * Format: int64
+             * @description Answered 429 `keap_quota` by keaplink without calling Keap.
+             */
+            held_for_quota: number;
+            /**
+             * Format: int64
+             * @description Keap failed or timed out (502/504 by keaplink).
+             */
+            keap_failed: number;
+            /**
+             * Format: int64
+             * @description Keap answered 429 (passed on as 429 `keap_quota`).
+             */
+            keap_throttled?: number;
+            /**
+             * Format: int64
+             * @description The link needs its user (409 `needs_reauth`, nothing sent to Keap).
+             */
+            needs_reauth?: number;
+            /**
+             * Format: int64
+             * @description Refused by keaplink before Keap: bad path, headers or body, unknown connection, rate
+             *     limits, credentials.
+             */
+            refused?: number;
+            /**
+             * Format: int64
+             * @description Relayed from Keap (any status Keap answered but 429).
+             */
+            relayed: number;
+        };
+        /** @description One of Keap's quota windows, as last reported by Keap's own headers. */
+        QuotaWindow: {
+            /** Format: int64 */
+            available: number;
+            /** Format: int64 */
+            limit: number;
+            /** @description When the window starts over (RFC 3339, rounded down to the second). */
+            resets_at?: string | null;
         };
         /**
          * @description Who a reconnect must sign in as: the same Keap user of the same app (`user`, the default),

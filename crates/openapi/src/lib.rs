@@ -37,6 +37,10 @@ pub fn document() -> Value {
         );
         item[method] = operation(op, &mut schemas, &mut shared);
     }
+    // keaplink-api's stats types name the proxy's quota types as free-form objects until their
+    // own schemas are named there (see `open_proxy_types`); the types are registered here.
+    let quota = schemas.of::<keaplink_api::proxy::KeapQuota>();
+    let proxied = schemas.of::<keaplink_api::proxy::ProxyCounts>();
     // The answers of no operation: a path not listed, a method a path does not list.
     for (name, code, extra) in [
         ("UnknownPath", ErrorCode::NotFound, None),
@@ -93,6 +97,7 @@ pub fn document() -> Value {
             },
         },
     });
+    open_proxy_types(&mut doc, &quota, &proxied);
     // `last_error.code` is a string in the Rust type; its values are the core's failure kinds.
     let code = &mut doc["components"]["schemas"]["LastError"]["properties"]["code"];
     assert!(code.is_object(), "LastError has a code");
@@ -100,6 +105,38 @@ pub fn document() -> Value {
     code["description"] = json!("What failed: `refresh_token_invalid` or `refresh_lost` (the link needs its user), or a transient failure that is retried.");
     share_headers(&mut doc);
     doc
+}
+
+/// Where a stats type holds the proxy's quota or counts as a bare `object` (its field's
+/// `value_type = Object` in keaplink-api, from before those types had schemas), refers to their
+/// schemas instead. A no-op once the fields name the types themselves.
+fn open_proxy_types(doc: &mut Value, quota: &Value, proxied: &Value) {
+    let bare = |v: &Value| {
+        v.get("$ref").is_none() && v.get("oneOf").is_none() && v.get("properties").is_none()
+    };
+    for (schema, field, with) in [
+        (
+            "AdminStats",
+            "keap_quota",
+            json!({"oneOf": [{"type": "null"}, quota]}),
+        ),
+        (
+            "PartnerStats",
+            "keap_quota",
+            json!({"oneOf": [{"type": "null"}, quota]}),
+        ),
+        ("AdminStats", "proxy_last_24h", proxied.clone()),
+    ] {
+        let prop = &mut doc["components"]["schemas"][schema]["properties"][field];
+        assert!(prop.is_object(), "{schema}.{field}");
+        if bare(prop) {
+            let description = prop.get("description").cloned();
+            *prop = with;
+            if let Some(d) = description {
+                prop["description"] = d;
+            }
+        }
+    }
 }
 
 /// Moves every header object into `components.headers` (one per header and requiredness) and
