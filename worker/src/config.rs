@@ -112,10 +112,12 @@ impl Config {
         if sweep_budget < keaplink_core::sweep::MIN_BUDGET {
             return Err(misconfigured("SWEEP_SUBREQUEST_BUDGET must be at least 12"));
         }
-        let refresh_rate_per_min: f64 = number(env, "KEAP_REFRESH_RATE_PER_MIN", 1200.0)?;
-        if refresh_rate_per_min.is_nan() || refresh_rate_per_min <= 0.0 {
+        // A whole number: parsing floats would link core's float tables (~12 KB) for one setting.
+        let refresh_rate_per_min: u32 = number(env, "KEAP_REFRESH_RATE_PER_MIN", 1200)?;
+        if refresh_rate_per_min == 0 {
             return Err(misconfigured("KEAP_REFRESH_RATE_PER_MIN"));
         }
+        let refresh_rate_per_min = f64::from(refresh_rate_per_min);
         Ok(Config {
             public_url: url(env, "PUBLIC_URL")?,
             keap: KeapEndpoints {

@@ -31,10 +31,25 @@ struct BatchReport {
     retry_after_secs: u32,
 }
 
-pub async fn consume(batch: MessageBatch<Job>, env: &Env, cfg: &Config) -> worker::Result<()> {
+pub async fn consume(
+    batch: MessageBatch<serde_json::Value>,
+    env: &Env,
+    cfg: &Config,
+) -> worker::Result<()> {
     let mut refreshes = Vec::new();
-    for msg in batch.messages()? {
-        match msg.body().clone() {
+    // One message at a time: a body that does not read is logged and dropped, and cannot hold
+    // back (or, retried 100 times, delay) the rest of its batch.
+    for msg in batch.raw_iter() {
+        let body = msg.body();
+        let Some(job) = serde_wasm_bindgen::from_value::<Job>(body.clone())
+            .ok()
+            .or_else(|| Job::legacy(&serde_wasm_bindgen::from_value(body).ok()?))
+        else {
+            log::event(Level::Error, "job_unreadable", json!({}));
+            msg.ack();
+            continue;
+        };
+        match job {
             Job::Sweep { cursor } => {
                 match sweep(env, cfg, Some(cursor)).await {
                     Ok(r) => log::write(Level::Info, &r),

@@ -22,22 +22,37 @@ pub async fn call<C: Serialize, A: DeserializeOwned>(
     name: &str,
     command: &C,
 ) -> ApiResult<A> {
+    let body = serde_json::to_string(command).map_err(ApiError::internal)?;
+    let text = exchange(env, binding, name, body).await?;
+    match serde_json::from_slice::<Reply<A>>(text.as_bytes())
+        .map_err(|e| ApiError::internal(format!("{binding} answered something unreadable: {e}")))?
+    {
+        Reply::Ok(a) => Ok(a),
+        Reply::Err(e) => Err(e),
+    }
+}
+
+/// The round trip itself, apart from the generic JSON on either side, so that its state machine
+/// is compiled once rather than once per (command, answer) pair.
+async fn exchange(env: &Env, binding: &str, name: &str, body: String) -> ApiResult<String> {
     let failed = |e: worker::Error| ApiError::internal(format!("{binding} call: {e}"));
     let namespace = env.durable_object(binding).map_err(failed)?;
     let stub = namespace
         .id_from_name(name)
         .and_then(|id| id.get_stub())
         .map_err(failed)?;
-    let body = serde_json::to_string(command).map_err(ApiError::internal)?;
     let mut init = RequestInit::new();
     init.with_method(Method::Post).with_body(Some(body.into()));
     // The host is never resolved: the stub routes the request to the object.
     let req = Request::new_with_init(&format!("https://{binding}/"), &init).map_err(failed)?;
     let mut resp = stub.fetch_with_request(req).await.map_err(failed)?;
-    match resp.json::<Reply<A>>().await.map_err(failed)? {
-        Reply::Ok(a) => Ok(a),
-        Reply::Err(e) => Err(e),
-    }
+    resp.text().await.map_err(failed)
+}
+
+/// Reads an object's command from its request (serde_json, the one JSON reader the Worker links).
+pub async fn command<C: DeserializeOwned>(req: &mut Request, binding: &str) -> ApiResult<C> {
+    let text = req.text().await.map_err(|e| unreadable(binding, e))?;
+    serde_json::from_slice(text.as_bytes()).map_err(|e| unreadable(binding, e))
 }
 
 /// An object's answer: its result, typed by the command, as the caller reads it.

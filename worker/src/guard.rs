@@ -41,7 +41,7 @@ const DELETED: &str = "deleted";
 const TIMELINE: &str = "timeline";
 
 #[derive(Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 enum Command {
     /// Store a new or reconnected link (the callback). An existing link is replaced only if the
     /// one who signed in passes its identity lock under `rule`.
@@ -140,9 +140,9 @@ impl DurableObject for ConnectionGuard {
     }
 
     async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
-        let command: Command = match req.json().await {
+        let command: Command = match durable::command(&mut req, GUARD_BINDING).await {
             Ok(c) => c,
-            Err(e) => return durable::reply::<()>(Err(durable::unreadable(GUARD_BINDING, e))),
+            Err(e) => return durable::reply::<()>(Err(e)),
         };
         let _turn = self.turn.lock().await;
         let (cfg, store) = match setup(&self.env) {

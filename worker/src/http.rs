@@ -36,13 +36,22 @@ fn no_store(h: &mut Headers) {
     let _ = h.set("cache-control", "no-store");
 }
 
+/// A body-less answer, for when even building a body failed. The failure is not printed: its
+/// `Debug` text would link `worker::Error`'s whole debug formatting into the wasm.
+pub fn bare(status: u16) -> Response {
+    match Response::empty() {
+        Ok(r) => r.with_status(status),
+        Err(_) => panic!("the runtime cannot build an empty response"),
+    }
+}
+
 /// The one place an error becomes an answer: its status, the contract's body (code and
 /// message, never the cause), `retry-after` for the 429s.
 pub fn error_response(err: &ApiError) -> Response {
     let body = serde_json::to_string(&err.body()).unwrap_or_else(|_| "{}".into());
     let mut resp = Response::ok(body)
-        .unwrap_or_else(|_| Response::empty().expect("an empty response"))
-        .with_status(err.status());
+        .map(|r| r.with_status(err.status()))
+        .unwrap_or_else(|_| bare(err.status()));
     let h = resp.headers_mut();
     let _ = h.set("content-type", "application/json");
     no_store(h);

@@ -49,7 +49,7 @@ use worker::{
 };
 
 #[event(queue)]
-async fn queue(batch: MessageBatch<queue::Job>, env: Env, _ctx: Context) -> Result<()> {
+async fn queue(batch: MessageBatch<serde_json::Value>, env: Env, _ctx: Context) -> Result<()> {
     let cfg = Config::from_env(&env).map_err(|e| worker::Error::RustError(e.to_string()))?;
     consumer::consume(batch, &env, &cfg).await
 }

@@ -36,9 +36,9 @@ impl DurableObject for RefreshPacer {
     }
 
     async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
-        let ask: Ask = match req.json().await {
-            Ok(a) => a,
-            Err(e) => return durable::reply::<()>(Err(durable::unreadable(PACER_BINDING, e))),
+        let ask: Ask = match durable::command(&mut req, PACER_BINDING).await {
+            Ok(c) => c,
+            Err(e) => return durable::reply::<()>(Err(e)),
         };
         let configured = match Config::cached(&self.env) {
             Ok(cfg) => cfg.refresh_rate_per_min,

@@ -11,9 +11,7 @@ pub fn repair(p: &Page<'_>) -> Response {
     let (status, html) = keaplink_core::repair::render(p);
     let mut resp = match Response::from_html(html) {
         Ok(r) => r.with_status(status),
-        Err(_) => Response::empty()
-            .expect("an empty response")
-            .with_status(500),
+        Err(_) => crate::http::bare(500),
     };
     let h = resp.headers_mut();
     let _ = h.set("content-security-policy", &keaplink_core::repair::csp());
@@ -36,9 +34,7 @@ pub fn callback(answer: CallbackAnswer) -> Response {
         },
         CallbackAnswer::Page { status, html } => match Response::from_html(html) {
             Ok(r) => r.with_status(status),
-            Err(_) => Response::empty()
-                .expect("an empty response")
-                .with_status(500),
+            Err(_) => crate::http::bare(500),
         },
     };
     let h = resp.headers_mut();

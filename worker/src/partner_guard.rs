@@ -39,7 +39,7 @@ const COUNTS: &str = "counts";
 const COUNTS_FRESH_SECS: i64 = 300;
 
 #[derive(Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 enum Command {
     /// Create or change the partner (`PUT /v1/admin/partners/{id}`).
     Upsert {
@@ -118,11 +118,9 @@ impl DurableObject for PartnerGuard {
     }
 
     async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
-        let command: Command = match req.json().await {
+        let command: Command = match durable::command(&mut req, PARTNER_GUARD_BINDING).await {
             Ok(c) => c,
-            Err(e) => {
-                return durable::reply::<()>(Err(durable::unreadable(PARTNER_GUARD_BINDING, e)))
-            }
+            Err(e) => return durable::reply::<()>(Err(e)),
         };
         let _turn = self.turn.lock().await;
         let (cfg, store) = match setup(&self.env) {

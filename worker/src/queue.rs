@@ -13,10 +13,10 @@ use worker::Env;
 
 pub const QUEUE_BINDING: &str = "REFRESH_QUEUE";
 
-/// One message. The JSON (`{"job": "...", ...}`) is the queue's wire format: messages in flight
-/// during a deploy are read by the new code.
+/// One message, externally tagged (`{"refresh": {"key": ...}}`): serde reads such an enum
+/// without buffering it first, which an internally tagged one costs the Worker in code size.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "job", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum Job {
     Refresh {
         key: ConnectionKey,
@@ -37,6 +37,19 @@ pub enum Job {
     },
 }
 
+impl Job {
+    /// A job as earlier releases queued it, internally tagged (`{"job": "refresh", "key": ...}`),
+    /// so that none in flight across the deploy that changed the format is lost. Can go once
+    /// that deploy is older than the queue's retention (4 days).
+    pub fn legacy(v: &serde_json::Value) -> Option<Job> {
+        let mut fields = v.as_object()?.clone();
+        let tag = fields.remove("job")?;
+        let mut tagged = serde_json::Map::new();
+        tagged.insert(tag.as_str()?.to_owned(), serde_json::Value::Object(fields));
+        serde_json::from_value(serde_json::Value::Object(tagged)).ok()
+    }
+}
+
 /// Sends `jobs`, 100 per send; answers how many sends it took.
 pub async fn enqueue(env: &Env, jobs: Vec<Job>) -> ApiResult<u64> {
     let failed = |e: worker::Error| ApiError::internal(format!("queue send: {e}"));
@@ -47,4 +60,27 @@ pub async fn enqueue(env: &Env, jobs: Vec<Job>) -> ApiResult<u64> {
         sends += 1;
     }
     Ok(sends)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jobs_queued_by_the_previous_format_still_read() {
+        let key = format!("c/acme/{}/ab123", "h".repeat(43));
+        let old = serde_json::json!({"job": "refresh", "key": key});
+        assert!(matches!(Job::legacy(&old), Some(Job::Refresh { key: k }) if k.as_str() == key));
+        let old =
+            serde_json::json!({"job": "purge", "partner": "acme", "before": 5, "cursor": null});
+        assert!(matches!(
+            Job::legacy(&old),
+            Some(Job::Purge { before: 5, .. })
+        ));
+        assert!(Job::legacy(&serde_json::json!({"job": "nope"})).is_none());
+        assert!(Job::legacy(&serde_json::json!({"refresh": {"key": key}})).is_none());
+        // The current format reads as itself.
+        let now = serde_json::to_value(Job::Sweep { cursor: "x".into() }).unwrap();
+        assert_eq!(now, serde_json::json!({"sweep": {"cursor": "x"}}));
+    }
 }

@@ -3,6 +3,8 @@
 pub fn bytes<const N: usize>() -> [u8; N] {
     let mut buf = [0u8; N];
     // crypto.getRandomValues does not fail for buffers this small.
-    getrandom::getrandom(&mut buf).expect("crypto.getRandomValues");
+    if getrandom::getrandom(&mut buf).is_err() {
+        panic!("crypto.getRandomValues failed");
+    }
     buf
 }

@@ -43,7 +43,7 @@ fn kv_failed(what: &str, e: impl std::fmt::Display) -> ApiError {
 }
 
 fn parse<T: DeserializeOwned>(key: &str, raw: &str) -> ApiResult<T> {
-    serde_json::from_str(raw).map_err(|e| {
+    serde_json::from_slice(raw.as_bytes()).map_err(|e| {
         // The key names what is broken; the value is never written to a log.
         let kind = key.split('/').next().unwrap_or_default();
         ApiError::internal(format!("the stored {kind}/ record does not parse: {e}"))
@@ -448,6 +448,6 @@ impl Store {
         if raw.is_some() {
             self.delete(&key).await?;
         }
-        Ok(raw.and_then(|r| serde_json::from_str(&r).ok()))
+        Ok(raw.and_then(|r| serde_json::from_slice(r.as_bytes()).ok()))
     }
 }

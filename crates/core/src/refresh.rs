@@ -91,7 +91,7 @@ impl<'a> From<&'a ConnectionRecord> for RefreshState<'a> {
 
 /// Who asks for a refresh, as sent to a connection's guard.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "purpose", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum Purpose {
     /// A partner needs a usable token now (`POST /v1/token`, the proxy).
     Token,
