@@ -99,9 +99,15 @@ test("screenshots: the demo page's widget connected, and with a link that needs 
   await popup.click("button[value=allow]");
   await closed;
   await stack.sandbox.configure({ expires_in: 86400 });
-  await page.locator("keap-link li[data-status=active]").waitFor();
-  await shootWidget(page, "connected");
+  await page.locator("keap-link li[data-status=active] [data-linked]").waitFor();
   await page.close();
+  // The steady state, as the user finds it on a later visit (without the "Linked as" of the
+  // moment after connecting).
+  const connected = await openDemo("alice");
+  await connected.locator("keap-link li[data-status=active]").waitFor();
+  assert.equal(await connected.locator("keap-link li .app").textContent(), "Ann's Bakery (ab123)");
+  await shootWidget(connected, "connected");
+  await connected.close();
 
   await stack.sandbox.revoke("ann@ab123.example");
   const t = await call(stack.url, "POST", "/v1/token", { token: demo.api_key, body: { user: "alice" } });
