@@ -56,6 +56,7 @@ pub fn start(root: Element, notice: Element) {
         cred: RefCell::new(Cred::load()),
         sign_in_error: RefCell::new(None),
         carried: RefCell::new(None),
+        notice_seq: Rc::new(Cell::new(0)),
         gen: Cell::new(0),
         links: RefCell::new(Links::default()),
         partners: RefCell::new(Pages::default()),
@@ -117,6 +118,8 @@ struct App {
     notice: Element,
     cred: RefCell<Option<Cred>>,
     sign_in_error: RefCell<Option<String>>,
+    /// Bumped by each notice; a notice is cleared after a while only if none came after it.
+    notice_seq: Rc<Cell<u32>>,
     /// A notice to repeat with the next one (`say_across`).
     carried: RefCell<Option<String>>,
     /// Bumped by every navigation and query: an answer for an older one is dropped.
@@ -204,6 +207,17 @@ impl App {
         // Emptied first, so the same line said twice is read out twice.
         self.notice.set_text_content(None);
         self.notice.set_text_content(Some(&line));
+        // Off the screen after a while (it has long been read out), unless replaced meanwhile.
+        let seq = self.notice_seq.get().wrapping_add(1);
+        self.notice_seq.set(seq);
+        let notice = self.notice.clone();
+        let me_seq = self.notice_seq.clone();
+        spawn_local(async move {
+            sleep(8000).await;
+            if me_seq.get() == seq {
+                notice.set_text_content(None);
+            }
+        });
     }
 
     /// Says `line` now and again with the next view's first line, so that one does not replace
@@ -436,6 +450,8 @@ impl App {
 
     /// A new query: from the first page again.
     fn search(self: &Rc<Self>) {
+        // A search typed and then submitted is one search: the pending pause is cancelled.
+        self.search_seq.set(self.search_seq.get().wrapping_add(1));
         {
             let mut l = self.links.borrow_mut();
             l.q = input_value("q").trim().to_owned();

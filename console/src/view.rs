@@ -241,9 +241,10 @@ pub fn links_frame(q: &str, status: Option<ConnectionStatus>) -> String {
     format!(
         r#"<h1 tabindex="-1">Links</h1>
 <form class="toolbar" role="search" data-form="search">
-<div><label for="q">Search</label><input id="q" name="q" type="search" value="{q}" autocomplete="off" spellcheck="false" aria-describedby="q-hint"><p id="q-hint" class="hint">The start of a Keap email, Keap app id or partner user id</p></div>
+<div><label for="q">Search</label><input id="q" name="q" type="search" value="{q}" autocomplete="off" spellcheck="false" aria-describedby="q-hint"></div>
 <div><label for="status">Status</label><select id="status" name="status"><option value=""{all}>All</option><option value="active"{active}>Active</option><option value="needs_reauth"{reauth}>Needs its user</option></select></div>
 <button type="submit">Search</button>
+<p id="q-hint" class="hint">Finds links by the start of the Keap user's email, the Keap app id or your user id.</p>
 </form>
 <div id="results">{loading}</div>"#,
         q = escape(q),
@@ -476,13 +477,23 @@ pub fn deliveries(list: &[WebhookDelivery]) -> String {
             String::new()
         } else {
             format!(
-                r##"<a href="#link/{0}" class="sub">link {0}</a>"##,
+                r##"<a href="#link/{}" class="sub">Open the link</a>"##,
                 escape(&d.connection_id)
             )
         };
+        let attempts = match d.attempts {
+            0 => "not tried yet".to_owned(),
+            1 => "1 attempt".to_owned(),
+            n => format!("{n} attempts"),
+        };
+        let last = match (d.attempts, d.last_status) {
+            (0, _) => String::new(),
+            (_, Some(s)) => format!(", last answered {s}"),
+            (_, None) => ", last had no answer".to_owned(),
+        };
         let _ = write!(
             rows,
-            r#"<tr data-delivery="{id}" data-state="{st}"><td data-label="Event"><code>{ty}</code><span class="sub">{id}</span></td><td data-label="Created">{created}</td><td data-label="Partner user">{user}{link}</td><td data-label="State"><span class="badge {class}">{state}</span></td><td data-label="Attempts">{attempts}</td><td data-label="Last status">{last}</td><td data-label="Last attempt">{at}</td><td data-label="Next retry">{next}</td><td data-label="Action">{action}</td></tr>"#,
+            r#"<tr data-delivery="{id}" data-state="{st}"><td data-label="Event"><code>{ty}</code><span class="sub">{id}</span></td><td data-label="Created">{created}</td><td data-label="Partner user">{user}{link}</td><td data-label="State"><span class="badge {class}">{state}</span><span class="sub">{attempts}{last}</span></td><td data-label="Last attempt">{at}</td><td data-label="Next retry">{next}</td><td data-label="Action">{action}</td></tr>"#,
             id = escape(&d.id),
             st = match d.state {
                 DeliveryState::Pending => "pending",
@@ -492,17 +503,12 @@ pub fn deliveries(list: &[WebhookDelivery]) -> String {
             ty = escape(&d.event_type),
             created = when(&d.created_at),
             user = escape(&d.user),
-            attempts = d.attempts,
-            last = d
-                .last_status
-                .map(|s| s.to_string())
-                .unwrap_or_else(|| "no answer".into()),
             at = when_or_dash(d.last_attempt_at.as_deref()),
             next = when_or_dash(d.next_retry_at.as_deref()),
         );
     }
     format!(
-        r#"<div class="scroll"><table class="deliveries"><caption class="sr">Webhook deliveries, newest first</caption><thead><tr><th scope="col">Event</th><th scope="col">Created</th><th scope="col">Partner user</th><th scope="col">State</th><th scope="col">Attempts</th><th scope="col">Last status</th><th scope="col">Last attempt</th><th scope="col">Next retry</th><th scope="col"><span class="sr">Action</span></th></tr></thead><tbody>{rows}</tbody></table></div>"#
+        r#"<div class="scroll"><table class="deliveries"><caption class="sr">Webhook deliveries, newest first</caption><thead><tr><th scope="col">Event</th><th scope="col">Created</th><th scope="col">Partner user</th><th scope="col">State</th><th scope="col">Last attempt</th><th scope="col">Next retry</th><th scope="col"><span class="sr">Action</span></th></tr></thead><tbody>{rows}</tbody></table></div>"#
     )
 }
 
