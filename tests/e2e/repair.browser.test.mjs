@@ -93,6 +93,7 @@ async function assertAccessible(page) {
     const r = await window.axe.run(document, { resultTypes: ["violations"] });
     return r.violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.length }));
   });
+  if (found.length) console.log(`axe-core on ${new URL(page.url()).pathname.split("/")[1]}: ${JSON.stringify(found)}`);
   const bad = found.filter((v) => v.impact === "serious" || v.impact === "critical");
   assert.deepEqual(bad, [], `axe-core: ${JSON.stringify(found)}`);
   return found;

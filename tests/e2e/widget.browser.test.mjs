@@ -487,6 +487,7 @@ test("15. Reconnect as another Keap user: both emails, nothing stored; Try again
   assert.ok(await box.locator("[data-action=try-again]").isVisible());
   assert.ok(await box.locator("[data-action=link-anew]").isVisible());
   assert.equal(await live(page), "", "said once, on the link itself");
+  assert.equal(await page.evaluate(() => document.getElementById("keap").shadowRoot.activeElement?.dataset.action), "try-again", "keyboard focus on the way on");
   assert.deepEqual(bodies, [{ sign_out_first: true, connection_id: linked.id }]);
   const [event, ...more] = await errors.events();
   assert.deepEqual(more, []);
@@ -504,7 +505,8 @@ test("15. Reconnect as another Keap user: both emails, nothing stored; Try again
   const item = page.locator(`keap-link li[data-connection="${linked.id}"][data-status=active]`);
   await item.waitFor();
   assert.equal(await page.locator("keap-link [data-mismatch]").count(), 0);
-  assert.match(await item.locator("[data-linked]").textContent(), /^Linked as ann@ab123\.example in Ann's Bakery \(ab123\)\./);
+  assert.equal(await item.locator("[data-linked]").textContent(), "Linked as ann@ab123.example in Ann's Bakery (ab123).");
+  assert.equal(await item.locator("[data-action=undo]").count(), 0, "no one-click undo of a link that was there before");
   const [restored] = await mine("kim");
   assert.equal(restored.id, linked.id, "same id");
   assert.equal(restored.status, "active");
@@ -542,7 +544,7 @@ test("16. a connect that lands on a linked app as someone else shows the mismatc
     ["keaplink:disconnected", ann.id],
     ["keaplink:connected", links[0].id],
   ]);
-  assert.match(await amy.locator("[data-linked]").textContent(), /^Linked as amy@ab123\.example in Ann's Bakery \(ab123\)\./);
+  assert.equal(await amy.locator("[data-linked]").textContent(), "Linked as amy@ab123.example in Ann's Bakery (ab123). Not you? Disconnect it");
   await page.close();
 });
 
@@ -595,10 +597,78 @@ test("18. a link at risk says calmly to reconnect before the date, in the reader
 
   await connectInPopup(page, { email: "cat@ef789.example", button: "reconnect" });
   await item.locator("[data-linked]").waitFor();
+  assert.equal(await item.locator("[data-action=undo]").count(), 0);
   assert.equal(await item.locator("[data-reconnect-before]").count(), 0);
   const [after] = await mine("nia");
   assert.equal(after.id, linked.id);
   assert.equal(after.reconnect_before, null);
   assert.equal(after.last_error, null);
+  await page.close();
+});
+
+test("19. popup blocked: a same-tab reconnect as the wrong person shows the mismatch on its link; Try again restores it", async () => {
+  pages.expect(/^keaplink: identity_mismatch /);
+  const linked = await linkThroughWidget("oli", "bob@cd456.example", { stale: true });
+  await stack.sandbox.revoke("bob@cd456.example");
+  assert.equal((await token("oli")).status, 409);
+  const page = await context.newPage();
+  await page.addInitScript(() => { window.open = () => null; });
+  const bodies = connectBodies(page);
+  await page.goto(`${site.url}/settings?user=oli`);
+  const item = page.locator(`keap-link li[data-connection="${linked.id}"]`);
+  await item.locator("[data-action=reconnect]").waitFor();
+  /** Clicks `action` on the link and signs in to Keap in this same tab as `email`. */
+  const viaKeap = async (action, email) => {
+    await Promise.all([page.waitForURL(/\/(logout|app\/oauth)/), item.locator(`[data-action=${action}]`).click()]);
+    await page.waitForSelector('body[data-page="login"]');
+    await page.fill("input[name=email]", email);
+    await page.fill("input[name=password]", "keap");
+    await page.click("button[type=submit]");
+    await page.waitForSelector('body[data-page="consent"]');
+    await Promise.all([page.waitForURL(`${site.url}/settings?keaplink=**`), page.click("button[value=allow]")]);
+  };
+  // Amy: another person, and another app than Bob's.
+  await viaKeap("reconnect", "amy@ab123.example");
+  assert.equal(new URL(page.url()).search, "?keaplink=error&reason=identity_mismatch", "no emails in a URL");
+  // The return does not say who signed in; the widget remembered which link it was for.
+  const box = item.locator("[data-mismatch]");
+  await box.waitFor();
+  assert.match(await box.textContent(), /^You signed in to Keap as someone other than the owner of this connection\.Nothing was changed\. Try again and sign in as bob@cd456\.example/);
+  assert.equal((await mine("oli"))[0].status, "needs_reauth", "nothing stored");
+
+  await viaKeap("try-again", "bob@cd456.example");
+  assert.equal(new URL(page.url()).search, "?keaplink=connected");
+  await item.locator("[data-linked]").waitFor();
+  assert.equal(await item.locator("[data-linked]").textContent(), "Linked as bob@cd456.example in Bob's Bikes (cd456).");
+  assert.equal(await page.evaluate(() => sessionStorage.length), 0, "the attempt's note is read once");
+  const returnTo = `${site.url}/settings`;
+  assert.deepEqual(bodies, [
+    { sign_out_first: true, return_to: returnTo, connection_id: linked.id },
+    { sign_out_first: true, return_to: returnTo, connection_id: linked.id },
+  ]);
+  const [after] = await mine("oli");
+  assert.equal(after.id, linked.id);
+  assert.equal(after.status, "active");
+  await page.close();
+});
+
+test("20. the right person picking another app on Keap's chooser is told which app the link is for", async () => {
+  pages.expect(/^keaplink: identity_mismatch /);
+  const linked = await linkThroughWidget("pia", "dan@gh012.example", { stale: true });
+  assert.equal(linked.keap_app, "gh012", "the chooser's first app");
+  await stack.sandbox.revoke("dan@gh012.example");
+  assert.equal((await token("pia")).status, 409);
+  const { page, errors } = await openSettings("pia");
+  const { popup } = await openConsent(page, { email: "dan@gh012.example", button: "reconnect" });
+  await popup.selectOption("select[name=app]", "ij345");
+  const closed = popup.waitForEvent("close");
+  await popup.click("button[value=allow]");
+  await closed;
+  const box = page.locator(`keap-link li[data-connection="${linked.id}"] [data-mismatch]`);
+  await box.waitFor();
+  const says = "You signed in to Keap as dan@gh012.example but chose another Keap app; this connection is for Dan's Deli (gh012).";
+  assert.equal(await box.locator("p").first().textContent(), says);
+  assert.deepEqual((await errors.events()).map((e) => e.message), [says]);
+  assert.deepEqual((await mine("pia")).map((c) => [c.id, c.keap_app, c.status]), [[linked.id, "gh012", "needs_reauth"]], "no link to the other app");
   await page.close();
 });

@@ -4,7 +4,9 @@
 //   <script type="module" src="https://<worker>/widget/keap-link.js"></script>
 //   <keap-link session="<JWT>"></keap-link>          or   session-url="/keap-session"
 //
-// Events on the element: keaplink:connected, keaplink:disconnected, keaplink:error (detail.error, .message).
+// Events on the element: keaplink:connected (detail.connection_id), keaplink:disconnected
+// (detail.connection_id), keaplink:error (detail.error, .message; an identity_mismatch from the
+// popup adds .signed_in and .expected, the two Keap users' emails).
 import init, { mount as mountWasm } from "./keap_link_wasm.js";
 
 // The Worker that serves this file is the one the widget talks to.

@@ -122,8 +122,9 @@ struct Widget {
 
 /// How a connect attempt ended, for the note it leaves on its link.
 enum After {
-    /// Connected: this id (`None`: the same-tab return did not say; a reconnect's own link).
-    Linked(Option<String>),
+    /// Connected: this id (`None`: the same-tab return did not say; a reconnect's own link),
+    /// and whether it is a new link (only a new one offers the one-click undo).
+    Linked(Option<String>, bool),
     /// Refused by the identity lock; the emails are empty after a same-tab return.
     Mismatch { signed_in: String, expected: String },
 }
@@ -213,7 +214,13 @@ impl Widget {
                 Ok((json, _)) => match wire::connections(&json) {
                     Some(list) => {
                         let note = self.note_after(&list);
-                        return self.set_view(View::Loaded(list, note));
+                        let mismatch = matches!(note, Note::Mismatch { .. });
+                        self.set_view(View::Loaded(list, note));
+                        // Keyboard users land on the way on; the panel itself is read out (alert).
+                        if mismatch {
+                            view::focus(&self.root, "[data-action=try-again]");
+                        }
+                        return;
                     }
                     None => Failure {
                         code: "unexpected".into(),
@@ -237,9 +244,9 @@ impl Widget {
         let has = |id: &str| list.iter().any(|c| c.id == id);
         let mine = reconnecting.filter(|id| has(id));
         match self.after.borrow_mut().take() {
-            Some(After::Linked(id)) => match id.filter(|id| has(id)).or(mine) {
-                Some(id) => Note::LinkedAs(id),
-                None => Note::None,
+            Some(After::Linked(id, new)) => match id.filter(|id| has(id)) {
+                Some(id) => Note::LinkedAs(id, new),
+                None => mine.map_or(Note::None, |id| Note::LinkedAs(id, false)),
             },
             Some(After::Mismatch {
                 signed_in,
@@ -449,9 +456,16 @@ impl Widget {
     /// user reads, the event, and the note left for after the reload.
     fn outcome(&self, connected: bool, id: &str, error: &str, signed_in: &str, expected: &str) {
         if connected {
+            // Undoing a reconnect by deleting would take more than the user just did: the link
+            // was there before (the identity lock kept it to the same Keap user).
+            let existed = match &*self.view.borrow() {
+                View::Loaded(list, _) => list.iter().any(|c| c.id == id),
+                _ => false,
+            } || self.reconnecting.borrow().as_deref() == Some(id);
             *self.notice.borrow_mut() = Some(self.texts.get("connected"));
             *self.after.borrow_mut() = Some(After::Linked(
                 Some(id).filter(|i| !i.is_empty()).map(Into::into),
+                !existed,
             ));
             self.emit("keaplink:connected", &detail(&[("connection_id", id)]));
             return;

@@ -19,8 +19,8 @@ pub enum Note {
     Confirm(String),
     /// Asking to confirm "disconnect and link anew" of this id.
     ConfirmAnew(String),
-    /// Just linked: whom it linked, and the undo.
-    LinkedAs(String),
+    /// Just linked: whom it linked, and (a new link) the undo.
+    LinkedAs(String, bool),
     /// A reconnect of this id signed in as someone else (`signed_in` empty when the same-tab
     /// return did not say who): nothing was stored.
     Mismatch {
@@ -33,7 +33,7 @@ impl Note {
     fn id(&self) -> Option<&str> {
         match self {
             Note::None => None,
-            Note::Confirm(id) | Note::ConfirmAnew(id) | Note::LinkedAs(id) => Some(id),
+            Note::Confirm(id) | Note::ConfirmAnew(id) | Note::LinkedAs(id, _) => Some(id),
             Note::Mismatch { id, .. } => Some(id),
         }
     }
@@ -250,7 +250,7 @@ button.primary{background:var(--kl-accent);border-color:var(--kl-accent);color:#
 button:hover{filter:brightness(1.08)}
 button:focus-visible,a:focus-visible{outline:3px solid var(--kl-accent);outline-offset:2px}
 a{color:var(--kl-accent)}.live:empty{display:none}.live{margin-top:8px}
-.soon{border-left:3px solid var(--kl-warn);padding-left:8px}.linked button{margin:0 0 0 4px}
+.soon{border-left:3px solid var(--kl-warn);padding-left:8px}.linked button{margin:2px 0 0}
 .mismatch{border:1px solid var(--kl-warn);border-radius:6px;padding:2px 10px 10px;margin-top:8px}
 @media (prefers-reduced-motion:reduce){*{transition:none!important;animation:none!important}}
 "#;
@@ -382,16 +382,24 @@ fn item(c: &Connection, t: &Texts, note: Option<&Note>) -> String {
             button("confirm-anew", &id, "primary", &escape(&t.get("link-anew"))),
             escape(&t.get("cancel"))
         ),
-        Some(Note::LinkedAs(_)) => format!(
-            r#"<p class="linked" data-linked>{} {} {}</p>{state}"#,
-            fill(
+        // A new link's undo is its disconnect (no second Disconnect beside it); a restored one
+        // keeps its usual buttons.
+        Some(Note::LinkedAs(_, new)) => {
+            let linked = fill(
                 &t.get("linked-as"),
                 &[("email", email), ("app", &app)],
-                true
-            ),
-            escape(&t.get("not-you")),
-            button("undo", &id, "", &escape(&t.get("undo")))
-        ),
+                true,
+            );
+            if *new {
+                format!(
+                    r#"<p class="linked" data-linked>{linked} {} {}</p>"#,
+                    escape(&t.get("not-you")),
+                    button("undo", &id, "", &escape(&t.get("undo")))
+                )
+            } else {
+                format!(r#"<p class="linked" data-linked>{linked}</p>{state}"#)
+            }
+        }
         Some(Note::Mismatch { signed_in, .. }) => format!(
             r#"<div class="mismatch" role="alert" data-mismatch><p class="warn">{}</p><p>{}</p>{}{}</div>"#,
             fill(
