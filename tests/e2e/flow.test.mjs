@@ -116,7 +116,7 @@ test("several apps: keap_app must be named; redirect mode returns to the allowed
   const res = await me("POST", "/connect", "user-6", { body: { return_to: RETURN } });
   assert.equal(res.status, 200);
   const journey = await linkThroughSandbox(new Browser(), stack.sandbox.url, res.json.authorize_url, { email: "bob@cd456.example" });
-  assert.equal(journey.final.location, `${RETURN}?keaplink=connected`);
+  assert.match(journey.final.location, new RegExp(`^${RETURN.replaceAll("/", "\\/").replaceAll(".", "\\.")}\\?keaplink=connected&connection_id=[A-Za-z0-9_-]{22}$`));
   // The 302 carries the Worker's headers like any other answer (workers-rs redirects did not).
   const h = journey.final.res.headers;
   assert.equal(journey.final.res.status, 302);

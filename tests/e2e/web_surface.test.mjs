@@ -122,7 +122,11 @@ test("return_to: only the exact registered URL, whatever the encoding trick; the
   assert.equal(res.status, 200);
   const j = await linkThroughSandbox(new Browser(), stack.sandbox.url, res.json.authorize_url, { email: "ann@ab123.example" });
   assert.equal(j.final.res.status, 302);
-  assert.equal(j.final.location, `${RETURN}?keaplink=connected`);
+  // Exactly the registered URL, plus the outcome and which link it was.
+  const back = new URL(j.final.location);
+  assert.equal(`${back.origin}${back.pathname}`, RETURN);
+  assert.deepEqual([...back.searchParams.keys()], ["keaplink", "connection_id"]);
+  assert.equal(back.searchParams.get("keaplink"), "connected");
 });
 
 test("CORS: the exact allowed origin is echoed (never *), others get nothing; back-end endpoints grant no origin", async () => {

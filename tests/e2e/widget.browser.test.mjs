@@ -264,7 +264,7 @@ test("5. popup blocked: the same tab goes to Keap and comes back connected", asy
     await page.click("button[type=submit]");
     await page.waitForSelector('body[data-page="consent"]');
   }
-  await Promise.all([page.waitForURL(`${site.url}/settings?keaplink=connected`), page.click("button[value=allow]")]);
+  await Promise.all([page.waitForURL(new RegExp(`^${site.url}/settings\\?keaplink=connected&connection_id=`)), page.click("button[value=allow]")]);
   await page.locator("keap-link li[data-status=active]").waitFor();
   assert.match(await live(page), /connected/i);
   await shot(page, "after-redirect");
@@ -637,7 +637,7 @@ test("19. popup blocked: a same-tab reconnect as the wrong person shows the mism
   assert.equal((await mine("oli"))[0].status, "needs_reauth", "nothing stored");
 
   await viaKeap("try-again", "bob@cd456.example");
-  assert.equal(new URL(page.url()).search, "?keaplink=connected");
+  assert.match(new URL(page.url()).search, /^\?keaplink=connected&connection_id=[A-Za-z0-9_-]{22}$/);
   await item.locator("[data-linked]").waitFor();
   assert.equal(await item.locator("[data-linked]").textContent(), "Linked as bob@cd456.example in Bob's Bikes (cd456).");
   assert.equal(await page.evaluate(() => sessionStorage.length), 0, "the attempt's note is read once");

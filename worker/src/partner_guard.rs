@@ -24,7 +24,7 @@ use keaplink_core::ids::PartnerId;
 use keaplink_core::partner::{apply_upsert, upsert_from, FreshSecrets, PartnerRecord};
 use keaplink_core::seal::{Reseal, ResealOutcome};
 use keaplink_core::stats::{HourlyTally, RefreshOutcome};
-use keaplink_core::webhook::{Delivery, WebhookEvent};
+use keaplink_core::webhook::{Delivery, QueuedEvent};
 use keaplink_core::{ApiError, ApiResult, ErrorCode};
 use serde::{Deserialize, Serialize};
 use worker::{durable_object, DurableObject, Env, Request, Response, State};
@@ -60,7 +60,7 @@ enum Command {
     },
     /// One delivery attempt of `event` (the queue's consumer).
     Delivered {
-        event: Box<WebhookEvent>,
+        event: Box<QueuedEvent>,
         status: Option<u16>,
         outcome: Delivery,
         at: UnixTime,
@@ -260,7 +260,7 @@ impl PartnerGuard {
 
     async fn delivered(
         &self,
-        event: WebhookEvent,
+        event: QueuedEvent,
         status: Option<u16>,
         outcome: Delivery,
         at: UnixTime,
@@ -474,7 +474,7 @@ pub async fn change(
 /// went as it went.
 pub async fn delivered(
     env: &Env,
-    event: &WebhookEvent,
+    event: &QueuedEvent,
     status: Option<u16>,
     outcome: Delivery,
     at: UnixTime,
@@ -485,7 +485,7 @@ pub async fn delivered(
         outcome,
         at,
     };
-    if let Err(e) = ask::<()>(env, &event.partner_id, &command).await {
+    if let Err(e) = ask::<()>(env, &event.partner, &command).await {
         crate::log::event(
             crate::log::Level::Error,
             "delivery_record_failed",

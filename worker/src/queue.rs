@@ -6,7 +6,7 @@ use keaplink_core::clock::UnixTime;
 use keaplink_core::connection::ConnectionKey;
 use keaplink_core::ids::PartnerId;
 use keaplink_core::sweep::SEND_BATCH;
-use keaplink_core::webhook::WebhookEvent;
+use keaplink_core::webhook::QueuedEvent;
 use keaplink_core::{ApiError, ApiResult};
 use serde::{Deserialize, Serialize};
 use worker::Env;
@@ -33,7 +33,7 @@ pub enum Job {
     },
     /// Deliver a connection event to the partner's webhook.
     Webhook {
-        event: Box<WebhookEvent>,
+        event: Box<QueuedEvent>,
     },
 }
 
@@ -44,6 +44,23 @@ impl Job {
     pub fn legacy(v: &serde_json::Value) -> Option<Job> {
         let mut fields = v.as_object()?.clone();
         let tag = fields.remove("job")?;
+        if tag.as_str()? == "webhook" {
+            // Then a webhook carried the whole event; now its JSON as sent.
+            let e = fields.get("event")?;
+            let text = |k: &str| e.get(k)?.as_str().map(str::to_owned);
+            let kind = serde_json::from_value(e.get("type")?.clone()).ok()?;
+            return Some(Job::Webhook {
+                event: Box::new(QueuedEvent {
+                    id: text("id")?,
+                    kind,
+                    partner: keaplink_core::ids::PartnerId::parse(&text("partner_id")?)?,
+                    user: keaplink_core::ids::UserId::parse(&text("user")?)?,
+                    connection_id: e.get("connection")?.get("id")?.as_str()?.to_owned(),
+                    created_at: text("created_at")?,
+                    body: serde_json::to_string(e).ok()?,
+                }),
+            });
+        }
         let mut tagged = serde_json::Map::new();
         tagged.insert(tag.as_str()?.to_owned(), serde_json::Value::Object(fields));
         serde_json::from_value(serde_json::Value::Object(tagged)).ok()
@@ -78,6 +95,18 @@ mod tests {
             Some(Job::Purge { before: 5, .. })
         ));
         assert!(Job::legacy(&serde_json::json!({"job": "nope"})).is_none());
+        let event = serde_json::json!({"id": "evt_1", "type": "connection.created", "created_at": "t",
+            "partner_id": "acme", "user": "u1", "connection": {"id": "c1"}});
+        let Some(Job::Webhook { event: q }) =
+            Job::legacy(&serde_json::json!({"job": "webhook", "event": event}))
+        else {
+            panic!("a legacy webhook job");
+        };
+        assert_eq!(q.connection_id, "c1");
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&q.body).unwrap(),
+            event
+        );
         assert!(Job::legacy(&serde_json::json!({"refresh": {"key": key}})).is_none());
         // The current format reads as itself.
         let now = serde_json::to_value(Job::Sweep { cursor: "x".into() }).unwrap();

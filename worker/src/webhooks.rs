@@ -12,7 +12,8 @@ use keaplink_core::clock::rfc3339;
 use keaplink_core::connection::ConnectionRecord;
 use keaplink_core::keap::OutboundRequest;
 use keaplink_core::webhook::{
-    self, after_attempt, Delivery, EventKind, WebhookEvent, EVENT_ID_HEADER, SIGNATURE_HEADER,
+    self, after_attempt, Delivery, EventKind, QueuedEvent, WebhookEvent, EVENT_ID_HEADER,
+    SIGNATURE_HEADER,
 };
 use keaplink_core::Secret;
 use serde_json::json;
@@ -38,7 +39,7 @@ pub async fn emit(env: &Env, event: WebhookEvent) {
     if let Err(e) = enqueue(
         env,
         vec![Job::Webhook {
-            event: Box::new(event),
+            event: Box::new(event.queued()),
         }],
     )
     .await
@@ -68,13 +69,8 @@ impl From<Delivery> for Attempted {
 }
 
 /// One delivery attempt of `event`, `age_secs` after it was first queued.
-pub async fn deliver(
-    store: &Store,
-    cfg: &Config,
-    event: &WebhookEvent,
-    age_secs: i64,
-) -> Attempted {
-    let record = match store.partner(&event.partner_id).await {
+pub async fn deliver(store: &Store, cfg: &Config, event: &QueuedEvent, age_secs: i64) -> Attempted {
+    let record = match store.partner(&event.partner).await {
         Ok(Some(r)) => r,
         Ok(None) => return Delivery::Drop.into(),
         Err(_) => return after_attempt(None, age_secs, cfg.webhook_backoff_secs).into(),
@@ -91,7 +87,7 @@ pub async fn deliver(
     let Ok(secret) = record.session_secret(&cfg.keys) else {
         return Delivery::Drop.into();
     };
-    let body = serde_json::to_string(event).unwrap_or_default();
+    let body = event.body.clone();
     let signature = webhook::signature(&webhook::signing_key(&secret), unix_now(), body.as_bytes());
     let req = OutboundRequest {
         method: "POST",
@@ -111,8 +107,8 @@ pub async fn deliver(
         "webhook",
         json!({
             "id": event.id,
-            "type": event.kind,
-            "partner": event.partner_id,
+            "type": event.type_name(),
+            "partner": event.partner,
             "status": status,
             "outcome": format!("{outcome:?}"),
         }),

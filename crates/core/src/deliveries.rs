@@ -3,7 +3,7 @@
 //! event (same id: receivers deduplicate on it) back on the queue.
 
 use crate::clock::{rfc3339, UnixTime};
-use crate::webhook::{Delivery, WebhookEvent};
+use crate::webhook::{Delivery, QueuedEvent};
 use keaplink_api::{DeliveryState, WebhookCounts, WebhookDelivery};
 use serde::{Deserialize, Serialize};
 
@@ -12,7 +12,7 @@ pub const MAX_DELIVERIES: usize = 200;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeliveryEntry {
-    pub event: WebhookEvent,
+    pub event: QueuedEvent,
     pub state: DeliveryState,
     pub attempts: u32,
     pub last_status: Option<u16>,
@@ -22,7 +22,7 @@ pub struct DeliveryEntry {
 }
 
 impl DeliveryEntry {
-    pub fn new(event: WebhookEvent) -> Self {
+    pub fn new(event: QueuedEvent) -> Self {
         DeliveryEntry {
             event,
             state: DeliveryState::Pending,
@@ -65,12 +65,9 @@ impl DeliveryEntry {
     pub fn to_api(&self) -> WebhookDelivery {
         WebhookDelivery {
             id: self.event.id.clone(),
-            event_type: serde_json::to_value(self.event.kind)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default(),
+            event_type: self.event.type_name().to_owned(),
             created_at: self.event.created_at.clone(),
-            connection_id: self.event.connection.id.clone(),
+            connection_id: self.event.connection_id.clone(),
             user: self.event.user.as_str().to_owned(),
             state: self.state,
             attempts: self.attempts,
@@ -141,10 +138,10 @@ impl DeliveryOrder {
 mod tests {
     use super::*;
     use crate::ids::{PartnerId, UserId};
-    use crate::webhook::EventKind;
+    use crate::webhook::{EventKind, WebhookEvent};
     use keaplink_api::{Connection, ConnectionStatus, KeapUser};
 
-    fn event(id: &str) -> WebhookEvent {
+    fn event(id: &str) -> QueuedEvent {
         WebhookEvent {
             id: id.into(),
             kind: EventKind::NeedsReauth,
@@ -169,6 +166,7 @@ mod tests {
             },
             repair_url: Some("https://k.example/link/secret".into()),
         }
+        .queued()
     }
 
     #[test]

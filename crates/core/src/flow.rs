@@ -163,7 +163,12 @@ pub fn answer(link: &PendingLink, outcome: LinkOutcome<'_>) -> CallbackAnswer {
         {
             let mut q = url.query_pairs_mut();
             match &error {
-                None => q.append_pair("keaplink", "connected"),
+                // The id is not a secret: the partner's page (and the widget's "Not you?")
+                // needs to know which link it was.
+                None => q.append_pair("keaplink", "connected").append_pair(
+                    "connection_id",
+                    connection_id.as_deref().unwrap_or_default(),
+                ),
                 Some(code) => q
                     .append_pair("keaplink", "error")
                     .append_pair("reason", code),
@@ -225,7 +230,7 @@ const POPUP_SCRIPT: &str = "(function(){var e=document.getElementById('keaplink-
 pub fn popup_csp() -> String {
     let hash = STANDARD.encode(Sha256::digest(POPUP_SCRIPT.as_bytes()));
     format!(
-        "default-src 'none'; script-src 'sha256-{hash}'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+        "default-src 'none'; script-src 'sha256-{hash}'; style-src 'unsafe-inline'; img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
     )
 }
 
@@ -402,7 +407,7 @@ mod tests {
         assert_eq!(
             answer(&l, LinkOutcome::Connected { connection_id: "c" }),
             CallbackAnswer::Redirect(
-                "https://acme.example/settings?tab=1&keaplink=connected".into()
+                "https://acme.example/settings?tab=1&keaplink=connected&connection_id=c".into()
             )
         );
         assert_eq!(

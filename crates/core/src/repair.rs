@@ -135,12 +135,21 @@ button{font:inherit;font-weight:600;background:#2f6fdd;color:#fff;border:0;borde
 button:focus-visible{outline:3px solid #2f6fdd;outline-offset:3px}.ok{color:#1f7a3d}.warn{color:#a15c00}\
 @media (prefers-color-scheme:dark){body{background:#12151b;color:#e8ebf0}main{background:#1b1f27;border-color:#3a4150}.muted{color:#a3acba}.ok{color:#58c27d}.warn{color:#f0a84a}}";
 
-/// The pages' CSP: nothing loads, no script runs, only this page's own style and a form to itself.
+/// The pages' CSP: no script runs, nothing loads but this page's own style and the site's icon.
+/// No `form-action`: browsers apply it to every redirect after the form is sent, and the button's
+/// answer redirects to Keap's sign-out hop and sign-in, hosts keaplink cannot all name. The form
+/// carries no data and no outside text reaches the page unescaped.
 pub fn csp() -> String {
     let hash = STANDARD.encode(Sha256::digest(STYLE.as_bytes()));
     format!(
-        "default-src 'none'; style-src 'sha256-{hash}'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+        "default-src 'none'; style-src 'sha256-{hash}'; img-src 'self'; base-uri 'none'; frame-ancestors 'none'"
     )
+}
+
+/// A time as people read it on the page: `2026-12-08 08:45 UTC`.
+fn readable(t: UnixTime) -> String {
+    let iso = rfc3339(t);
+    format!("{} {} UTC", &iso[..10], &iso[11..16])
 }
 
 fn esc(s: &str) -> String {
@@ -163,7 +172,7 @@ pub fn render(page: &Page<'_>) -> (u16, String) {
 <p>Sign in as <strong>{email}</strong>. You will be signed out of Keap first, so you sign in as yourself.</p>\
 <form method=\"post\"><button type=\"submit\">Reconnect Keap</button></form>\
 <p class=\"muted\">This link works once, until {}.</p>",
-                rfc3339(*expires_at),
+                readable(*expires_at),
                 partner = esc(partner),
                 app = esc(app),
                 email = esc(email),
@@ -302,6 +311,11 @@ mod tests {
         );
         assert!(csp().contains("default-src 'none'") && csp().contains("frame-ancestors 'none'"));
         assert!(!csp().contains("unsafe-inline"));
+        assert!(
+            !csp().contains("form-action"),
+            "the button's redirect to Keap must not be blocked"
+        );
+        assert_eq!(readable(1_795_370_400), "2026-11-22 18:00 UTC");
         assert_eq!(render(&Page::Used).0, 410);
         assert_eq!(render(&Page::Expired).0, 410);
         assert_eq!(render(&Page::Unknown).0, 404);

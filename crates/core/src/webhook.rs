@@ -43,7 +43,9 @@ impl EventKind {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// An event as the partner receives it. Only ever written by the Worker: it travels on as
+/// [`QueuedEvent`], its JSON made once, so nothing reads it back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct WebhookEvent {
     /// `evt_` + 128 random bits; the same on every retry.
     pub id: String,
@@ -56,6 +58,46 @@ pub struct WebhookEvent {
     /// A fresh repair link for the user (`needs_reauth` and `expiring`, when the partner asked).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repair_url: Option<String>,
+}
+
+/// An event on its way: its JSON exactly as it is signed and sent (made once, when the event
+/// happened), with what deliveries and the console need to know of it without reading it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueuedEvent {
+    pub id: String,
+    pub kind: EventKind,
+    pub partner: PartnerId,
+    pub user: UserId,
+    pub connection_id: String,
+    pub created_at: String,
+    pub body: String,
+}
+
+impl WebhookEvent {
+    pub fn queued(&self) -> QueuedEvent {
+        QueuedEvent {
+            id: self.id.clone(),
+            kind: self.kind,
+            partner: self.partner_id.clone(),
+            user: self.user.clone(),
+            connection_id: self.connection.id.clone(),
+            created_at: self.created_at.clone(),
+            body: serde_json::to_string(self).unwrap_or_default(),
+        }
+    }
+}
+
+impl QueuedEvent {
+    /// The `type` as the partner sees it (`connection.created`, …).
+    pub fn type_name(&self) -> &'static str {
+        match self.kind {
+            EventKind::Created => "connection.created",
+            EventKind::Deleted => "connection.deleted",
+            EventKind::NeedsReauth => "connection.needs_reauth",
+            EventKind::Recovered => "connection.recovered",
+            EventKind::Expiring => "connection.expiring",
+        }
+    }
 }
 
 /// The partner's webhook key, derived from its session secret.
@@ -133,6 +175,33 @@ mod tests {
         assert_eq!(after_attempt(Some(503), 40, 5), Delivery::Retry(40));
         assert_eq!(after_attempt(None, 90_000, 5), Delivery::Drop);
         assert_eq!(after_attempt(None, 20_000, 5), Delivery::Retry(3600));
+    }
+
+    #[test]
+    fn a_queued_event_carries_the_json_the_partner_gets() {
+        let c: keaplink_api::Connection = serde_json::from_value(serde_json::json!({
+            "id": "c1", "keap_app": "ab123", "keap_app_name": null,
+            "keap_user": {"email": "a@b", "name": "A"}, "status": "active",
+            "connected_at": "x", "refreshed_at": null, "access_expires_at": "x",
+            "refresh_expires_at": "x", "reconnect_before": null, "last_error": null
+        }))
+        .unwrap();
+        let e = WebhookEvent {
+            id: "evt_1".into(),
+            kind: EventKind::Expiring,
+            created_at: "t".into(),
+            partner_id: crate::ids::PartnerId::parse("acme").unwrap(),
+            user: crate::ids::UserId::parse("u1").unwrap(),
+            connection: c,
+            repair_url: None,
+        };
+        let q = e.queued();
+        assert_eq!(q.type_name(), "connection.expiring");
+        assert_eq!(q.connection_id, "c1");
+        let sent: serde_json::Value = serde_json::from_str(&q.body).unwrap();
+        assert_eq!(sent["type"], "connection.expiring");
+        assert_eq!(sent["connection"]["keap_app"], "ab123");
+        assert!(sent.get("repair_url").is_none());
     }
 
     #[test]
