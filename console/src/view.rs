@@ -288,20 +288,22 @@ pub fn links_table(
         } else {
             format!(r#"<span class="sub">{}</span>"#, escape(&c.keap_user.name))
         };
+        // The last error goes under the status it explains: a column of its own would push the
+        // table past the screen.
         let err = c
             .last_error
             .as_ref()
             .map(|e| {
                 format!(
-                    r#"<code>{}</code> <span class="sub">{}</span>"#,
+                    r#"<span class="sub"><code>{}</code> {}</span>"#,
                     escape(&e.code),
                     escape(&e.message)
                 )
             })
-            .unwrap_or_else(|| "—".into());
+            .unwrap_or_default();
         let _ = write!(
             body,
-            r##"<tr data-connection="{id}" data-status="{status}"><td data-label="Keap app"><a class="app" href="#link/{id}">{app}</a>{app_name}</td><td data-label="Partner user">{user}</td><td data-label="Keap user"><span class="email">{email}</span>{name}</td><td data-label="Status">{badge}</td><td data-label="Connected">{connected}</td><td data-label="Last refreshed">{refreshed}</td><td data-label="Access expires">{access}</td><td data-label="Refresh expires">{refresh}</td><td data-label="Last error">{err}</td></tr>"##,
+            r##"<tr data-connection="{id}" data-status="{status}"><td data-label="Keap app"><div><a class="app" href="#link/{id}">{app}</a>{app_name}</div></td><td data-label="Partner user"><div>{user}</div></td><td data-label="Keap user"><div><span class="email">{email}</span>{name}</div></td><td data-label="Status"><div>{badge}{err}</div></td><td data-label="Connected"><div>{connected}</div></td><td data-label="Last refreshed"><div>{refreshed}</div></td><td data-label="Expires"><div><span class="line">Access: {access}</span><span class="line">Refresh: {refresh}</span></div></td></tr>"##,
             status = status_name(c.status),
             app = escape(&c.keap_app),
             user = escape(&r.user),
@@ -314,7 +316,7 @@ pub fn links_table(
         );
     }
     format!(
-        r#"<div class="scroll"><table class="links"><caption class="sr">Links, page {page}</caption><thead><tr><th scope="col">Keap app</th><th scope="col">Partner user</th><th scope="col">Keap user</th><th scope="col">Status</th><th scope="col">Connected</th><th scope="col">Last refreshed</th><th scope="col">Access expires</th><th scope="col">Refresh expires</th><th scope="col">Last error</th></tr></thead><tbody>{body}</tbody></table></div>{}"#,
+        r#"<div class="scroll"><table class="links"><caption class="sr">Links, page {page}</caption><thead><tr><th scope="col">Keap app</th><th scope="col">Partner user</th><th scope="col">Keap user</th><th scope="col">Status, last error</th><th scope="col">Connected</th><th scope="col">Last refreshed</th><th scope="col">Expires</th></tr></thead><tbody>{body}</tbody></table></div>{}"#,
         pager("", page, has_prev, has_next)
     )
 }
@@ -469,7 +471,7 @@ pub fn deliveries(list: &[WebhookDelivery]) -> String {
             String::new()
         } else {
             format!(
-                r#"<button type="button" data-action="redeliver" data-id="{}">Redeliver</button>"#,
+                r#"<button type="button" data-action="redeliver" data-id="{0}">Redeliver<span class="sr"> {0}</span></button>"#,
                 escape(&d.id)
             )
         };
@@ -493,7 +495,7 @@ pub fn deliveries(list: &[WebhookDelivery]) -> String {
         };
         let _ = write!(
             rows,
-            r#"<tr data-delivery="{id}" data-state="{st}"><td data-label="Event"><code>{ty}</code><span class="sub">{id}</span></td><td data-label="Created">{created}</td><td data-label="Partner user">{user}{link}</td><td data-label="State"><span class="badge {class}">{state}</span><span class="sub">{attempts}{last}</span></td><td data-label="Last attempt">{at}</td><td data-label="Next retry">{next}</td><td data-label="Action">{action}</td></tr>"#,
+            r#"<tr data-delivery="{id}" data-state="{st}"><td data-label="Event"><div><code>{ty}</code><span class="sub">{id}</span></div></td><td data-label="Created"><div>{created}</div></td><td data-label="Partner user"><div>{user}{link}</div></td><td data-label="State"><div><span class="badge {class}">{state}</span><span class="sub">{attempts}{last}</span></div></td><td data-label="Last attempt"><div>{at}</div></td><td data-label="Next retry"><div>{next}</div></td><td data-label="Action"><div>{action}</div></td></tr>"#,
             id = escape(&d.id),
             st = match d.state {
                 DeliveryState::Pending => "pending",
@@ -670,7 +672,7 @@ pub fn partners(list: &[PartnerView], page: usize, has_prev: bool, has_next: boo
     for p in list {
         let _ = write!(
             rows,
-            r#"<tr data-partner="{id}"><td data-label="Name">{name}</td><td data-label="Partner id"><code>{id}</code></td><td data-label="Allowed origins">{origins}</td><td data-label="Action"><button type="button" data-action="pick-partner" data-id="{id}" data-name="{name}">Open {name}</button></td></tr>"#,
+            r#"<tr data-partner="{id}"><td data-label="Name"><div>{name}</div></td><td data-label="Partner id"><div><code>{id}</code></div></td><td data-label="Allowed origins"><div>{origins}</div></td><td data-label="Action"><div><button type="button" data-action="pick-partner" data-id="{id}" data-name="{name}">Open {name}</button></div></td></tr>"#,
             id = escape(&p.partner_id),
             name = escape(&p.name),
             origins = escape(&p.allowed_origins.join(", ")),
