@@ -47,7 +47,7 @@ after(async () => {
 });
 
 /** A fresh browser context (its own sessionStorage), watched for page errors. */
-async function open({ width = 1180, height = 820, scheme = "light" } = {}) {
+async function open({ width = 1180, height = 560, scheme = "light" } = {}) {
   const context = pages.watch(await browser.newContext({ viewport: { width, height }, colorScheme: scheme, deviceScaleFactor: 1 }));
   await context.grantPermissions(["clipboard-read", "clipboard-write"], { origin: stack.url });
   const page = await context.newPage();
@@ -85,7 +85,7 @@ async function axe(page, what) {
 // (Playwright's screenshot `style` would be an inline style, which the console's CSP refuses.)
 async function shot(page, name) {
   await page.evaluate(() => { document.getElementById("notice").textContent = ""; });
-  await page.screenshot({ path: await artifactPath(`console-${name}.png`) });
+  await page.screenshot({ path: await artifactPath(`console-${name}.png`), fullPage: true });
 }
 
 /** The console's own link to a view, as a person clicks it. */
