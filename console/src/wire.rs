@@ -1,8 +1,8 @@
 //! The console's side of the contract: JSON answers read with `Reflect` into `keaplink-api`'s own
-//! types, and request bodies written with `JSON.stringify`. serde's deserializers for this many
-//! types would cost more than the rest of the console together (see `docs/console.md`), while the
-//! values still land in the very structs the Worker serializes, so the two cannot drift apart
-//! without a compile error here.
+//! types, and request bodies written with `JSON.stringify`. serde_json's deserializers for these
+//! types measured 44 KB gzip on their own (the whole console is about 57 KB, its budget 80 KB);
+//! this way the values still land in the very structs the Worker serializes, so a field renamed
+//! or retyped there fails to compile here.
 
 use js_sys::{Array, Object, Reflect};
 use keaplink_api::proxy::{KeapQuota, QuotaWindow};

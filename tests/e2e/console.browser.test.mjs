@@ -8,7 +8,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import { createRequire } from "node:module";
-import { ADMIN_TOKEN, startStack, artifactPath } from "./harness.mjs";
+import { ADMIN_TOKEN, startStack, artifactPath, record } from "./harness.mjs";
 import { call, linkUser, putPartner } from "./client.mjs";
 import { ofType, startReceiver } from "./receiver.mjs";
 import { launchBrowser, failOnPageErrors, failedLoad } from "./browser.mjs";
@@ -389,6 +389,8 @@ test("11. settings: saved, refused with the rule; rotate secrets and see the old
   await page.getByRole("button", { name: "Rotate secrets", exact: true }).click();
   const newKey = await page.getByLabel("New API key").inputValue();
   const newSecret = await page.getByLabel("New session secret").inputValue();
+  // For the secrets check after the suite: no Worker answer or log line may carry them.
+  record("secrets", { values: [newKey, newSecret] });
   assert.match(newKey, /^klk\.acme\./);
   assert.notEqual(newKey, oldKey);
   assert.ok(newSecret.length >= 32);
