@@ -23,7 +23,13 @@ let axeSource;
 const ids = {};
 
 before(async () => {
-  axeSource = await readFile(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
+  let axePath;
+  try {
+    axePath = createRequire(import.meta.url).resolve("axe-core/axe.min.js");
+  } catch {
+    throw new Error("axe-core is not installed: it belongs in package.json's devDependencies (axe-core 4.14.1)");
+  }
+  axeSource = await readFile(axePath, "utf8");
   receiver = await startReceiver();
   stack = await startStack({ workerVars: { WEBHOOK_ALLOW_HTTP: "true", WEBHOOK_BACKOFF_SECS: "1" } });
   acme = await putPartner(stack.url, "acme", { name: "Acme Booking", origins: ["https://app.acme.example"], extra: { webhook_url: receiver.url } });
