@@ -75,10 +75,12 @@ export function makeChecker(doc = DOC) {
     const segs = path.split("/").slice(1);
     let best = null;
     for (const { t, segs: ts } of templates) {
+      // The proxy's `{path}` is the whole rest, whatever it holds (the proxy judges it).
       const greedy = ts.at(-1) === "{path}";
       if (greedy ? segs.length < ts.length : segs.length !== ts.length) continue;
       let literals = 0;
       const ok = ts.every((s, i) => {
+        if (greedy && i === ts.length - 1) return true;
         if (s.startsWith("{")) return segs[i] !== "";
         literals += 1;
         return s === segs[i];
@@ -315,6 +317,7 @@ test("the check catches an undocumented field, status, code, header and operatio
   assert.match(check({ ...wrongMethod, headers: { ...json, allow: "GET" } }).problems.join("\n"), /not the documented methods/);
   assert.equal(check({ ...good, path: "/v1/connections/8uLmQJ6sZ3x2WmN1pQr4Tw" }).label, "GET /v1/connections/{id}");
   assert.equal(check({ ...good, path: "/v1/keap/crm/rest/v2/contacts" }).label, "GET /v1/keap/{path}");
+  assert.equal(check({ ...good, path: "/v1/keap//evil.example/x" }).label, "GET /v1/keap/{path}");
   // The proxy: Keap's own 404 is relayed as it is; keaplink's own is held to its error body.
   const keap404 = { method: "GET", path: "/v1/keap/crm/rest/v2/contacts/1", status: 404, headers: { "content-type": "application/json", "x-request-id": "ab", "keaplink-connection-id": "c" }, text: '{"message":"Contact 1 not found"}' };
   assert.deepEqual(check(keap404).problems, []);

@@ -284,11 +284,15 @@ fn operation(op: Op, schemas: &mut Schemas, shared: &mut Map<String, Value>) -> 
             // with `keaplink-error` is keaplink's own: the first branch.
             schema = json!({"anyOf": [schema, {"description": "Keap's own answer, relayed: Keap's status, body and content-type."}]});
         }
-        let resp = json!({
+        let mut resp = json!({
             "description": description,
             "headers": headers(&required, &optional),
             "content": {"application/json": {"schema": schema, "examples": error_examples(&codes)}},
         });
+        if op.proxy {
+            // Keap's own answer of this status comes with its `x-keap-*` headers.
+            resp["x-keaplink-header-prefixes"] = json!(["x-keap-"]);
+        }
         let key = status.to_string();
         if let Some(page) = responses.get_mut(&key) {
             // The same status as an answer of its own (an HTML page): one response, two types.
