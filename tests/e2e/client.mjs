@@ -23,6 +23,8 @@ export async function call(base, method, path, { token, body, headers = {}, raw 
 /** Notes a Worker's answer for the secrets check (tests/checks/secrets.test.mjs). */
 function recordAnswer(base, method, path, res, text) {
   if (!isWorkerUrl(base)) return;
+  // A repair link's token is a secret from here on: no other answer or log may carry it.
+  for (const m of text.matchAll(/\/link\/([A-Za-z0-9_-]{43})/g)) record("secrets", { values: [m[1]] });
   record("answer", {
     method,
     path: new URL(path, base).pathname,

@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { createServer } from "node:http";
 import { createHmac, timingSafeEqual } from "node:crypto";
-import { freePort } from "./harness.mjs";
+import { freePort, record } from "./harness.mjs";
 
 export async function startReceiver() {
   const port = await freePort();
@@ -15,6 +15,8 @@ export async function startReceiver() {
     req.on("end", () => {
       const status = planned.shift() ?? 204;
       deliveries.push({ headers: req.headers, body, status, at: Date.now() });
+      // A repair link sent in an event is a secret of the partner's from here on.
+      for (const m of body.matchAll(/\/link\/([A-Za-z0-9_-]{43})/g)) record("secrets", { values: [m[1]] });
       res.writeHead(status).end();
     });
   });

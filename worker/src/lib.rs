@@ -88,7 +88,7 @@ async fn fetch(mut req: Request, env: Env, ctx: Context) -> Result<Response> {
         event: "request",
         id: &request_id,
         method: req.method().to_string(),
-        path: req.path(),
+        path: routes::loggable(&req.path()).into_owned(),
         status: resp.status_code(),
         error: error.as_ref().map(|e| e.code.as_str()),
         cause: error.as_ref().and_then(|e| e.cause()).map(str::to_owned),

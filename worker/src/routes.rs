@@ -125,6 +125,15 @@ impl<'a> Route<'a> {
     }
 }
 
+/// The path as the request's log line may carry it: a repair link's token is a secret (it is the
+/// link), so it is left out.
+pub fn loggable(path: &str) -> std::borrow::Cow<'_, str> {
+    match path.strip_prefix("/link/") {
+        Some(rest) if !rest.is_empty() => "/link/[token]".into(),
+        _ => path.into(),
+    }
+}
+
 fn not_found(path: &str) -> ApiError {
     let trimmed = path.trim_end_matches('/');
     let message = if trimmed.len() < path.len() && Route::resolve(trimmed).is_some() {
