@@ -223,7 +223,7 @@ test("every answer the end-to-end suite received is one the OpenAPI document des
       findings.set(key, f);
     }
   }
-  t.diagnostic(`${answers.length} answers over ${ops.size} operations: ${[...ops].map(([k, n]) => `${k} ×${n}`).join("; ")}`);
+  t.diagnostic(`${answers.length} answers under ${ops.size} labels: ${[...ops].map(([k, n]) => `${k} ×${n}`).join("; ")}`);
   const used = new Set();
   for (const key of [...findings.keys()]) {
     const p = PENDING.find((e) => new RegExp(e.match).test(key));
@@ -237,7 +237,9 @@ test("every answer the end-to-end suite received is one the OpenAPI document des
   assert.deepEqual(list, [], `${list.length} kinds of answer the document does not describe`);
   // A transcript this small means the suite did not run: nothing was proven.
   assert.ok(answers.length >= MIN_ANSWERS, `only ${answers.length} recorded answers (at least ${MIN_ANSWERS}): run the end-to-end suite first`);
-  assert.ok(ops.size >= MIN_OPERATIONS, `only ${ops.size} operations seen (at least ${MIN_OPERATIONS})`);
+  // Documented operations only (an unlisted method's label names its method and "(…)").
+  const documented = [...ops.keys()].filter((l) => !l.includes("("));
+  assert.ok(documented.length >= MIN_OPERATIONS, `only ${documented.length} documented operations seen (at least ${MIN_OPERATIONS})`);
 });
 
 test("every example in the document matches its own schema", () => {
