@@ -554,7 +554,6 @@ export interface components {
              */
             as_of: string;
             connections: components["schemas"]["ConnectionCounts"];
-            /** @description Keap's shared quota as last seen (`null` until Keap reported it). */
             keap_quota: null | components["schemas"]["KeapQuota"];
             /** Format: int64 */
             partners: number;
@@ -857,7 +856,6 @@ export interface components {
              */
             as_of: string;
             connections: components["schemas"]["ConnectionCounts"];
-            /** @description Keap's quota is shared by every partner of the deployment: as last seen. */
             keap_quota: null | components["schemas"]["KeapQuota"];
             refreshes_last_24h: components["schemas"]["RefreshCounts"];
             webhooks: components["schemas"]["WebhookCounts"];

@@ -72,6 +72,12 @@ test("every 405 lists the allowed methods in Allow; HEAD is answered wherever GE
     assert.equal(res.headers.get("allow"), allow, `${method} ${path}`);
     assert.ok(res.json.error.message.includes(allow), res.text);
   }
+  // A method the runtime does not know is not read as GET.
+  for (const method of ["QUERY", "PROPFIND"]) {
+    const res = await fetch(`${stack.url}/healthz`, { method });
+    assert.equal(res.status, 405, method);
+    assert.equal(res.headers.get("allow"), "GET, HEAD");
+  }
   const jwt = await mintSession(acme, "u1");
   for (const [path, token, expect] of [
     ["/healthz", undefined, 200],

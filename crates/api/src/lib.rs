@@ -493,7 +493,7 @@ pub struct PartnerStats {
     pub connections: ConnectionCounts,
     pub refreshes_last_24h: RefreshCounts,
     /// Keap's quota is shared by every partner of the deployment: as last seen.
-    #[cfg_attr(feature = "openapi", schema(required = true, value_type = Option<Object>))]
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub keap_quota: Option<proxy::KeapQuota>,
     pub webhooks: WebhookCounts,
 }
@@ -547,11 +547,11 @@ pub struct AdminStats {
     pub refreshes_last_24h: RefreshCounts,
     /// Keap's shared quota as last seen (`null` until Keap reported it).
     #[serde(default)]
-    #[cfg_attr(feature = "openapi", schema(required = true, value_type = Option<Object>))]
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub keap_quota: Option<proxy::KeapQuota>,
     /// Calls through `/v1/keap/` of the last 24 hours (whole hours), by outcome.
     #[serde(default)]
-    #[cfg_attr(feature = "openapi", schema(required = true, value_type = Object))]
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub proxy_last_24h: proxy::ProxyCounts,
 }
 
