@@ -44,11 +44,15 @@ pub struct Window {
 }
 
 impl Window {
-    /// Takes in another report. A later window replaces this one; a report of the same window
-    /// keeps the lower count (answers arrive out of order, and a count only falls within a
-    /// window) and the later reset estimate (waiting a little long is safe, too short is not).
+    /// Takes in another report. A later window replaces this one, and so does a later report
+    /// of a changed limit; a report of the same window keeps the lower count (answers arrive out
+    /// of order, and a count only falls within a window) and the later reset estimate (waiting
+    /// a little long is safe, too short is not).
     fn merge(&mut self, other: &Window) {
-        if other.ends_keap_ms > self.ends_keap_ms {
+        let relimited = other.limit != self.limit && other.seen_at_ms >= self.seen_at_ms;
+        if other.ends_keap_ms > self.ends_keap_ms
+            || (other.ends_keap_ms == self.ends_keap_ms && relimited)
+        {
             *self = *other;
         } else if other.ends_keap_ms == self.ends_keap_ms {
             self.available = self.available.min(other.available);
@@ -299,8 +303,10 @@ impl QuotaView {
         if self.spike_until_ms > now_ms {
             holds.push((HoldReason::Spike, self.spike_until_ms));
         }
+        // On a tie, the first named: the client's own limits say more than an app's.
         holds
             .into_iter()
+            .rev()
             .max_by_key(|(_, until)| *until)
             .map(|(reason, until_ms)| Hold { reason, until_ms })
     }
@@ -575,6 +581,52 @@ mod tests {
         v.learn(&observe(&keap_headers(0, 0), 429, NOW), "ab123", NOW);
         let hold = v.hold(Some("ab123"), 0, NOW).unwrap();
         assert_eq!((hold.reason, hold.until_ms), (HoldReason::Day, MIDNIGHT));
+        // Ending together, the client's throttle is named before the app's.
+        let mut both = keap_headers(5_000, 0);
+        both.push(("x-keap-tenant-throttle-limit".into(), "10000".into()));
+        both.push(("x-keap-tenant-throttle-available".into(), "0".into()));
+        let mut v = QuotaView::default();
+        v.learn(&observe(&both, 429, NOW), "ab123", NOW);
+        assert_eq!(
+            v.hold(Some("ab123"), 0, NOW).unwrap().reason,
+            HoldReason::Throttle
+        );
+    }
+
+    #[test]
+    fn a_changed_limit_is_taken_from_the_later_report() {
+        let with_limit = |limit: &str, available: &str| {
+            h(&[
+                ("date", "Tue, 01 Dec 2026 08:00:10 GMT"),
+                ("x-keap-tenant-throttle-limit", limit),
+                ("x-keap-tenant-throttle-available", available),
+            ])
+        };
+        let mut v = QuotaView::default();
+        v.learn(
+            &observe(&with_limit("10000", "9990"), 200, NOW),
+            "ab123",
+            NOW,
+        );
+        v.learn(
+            &observe(&with_limit("3", "0"), 200, NOW + 5),
+            "ab123",
+            NOW + 5,
+        );
+        let w = v.apps["ab123"];
+        assert_eq!((w.limit, w.available), (3, 0));
+        // An older report of the old limit arriving late changes nothing.
+        v.learn(
+            &observe(&with_limit("10000", "9989"), 200, NOW + 1),
+            "ab123",
+            NOW + 1,
+        );
+        let mut late = QuotaView::default();
+        late.merge(&v, NOW + 6);
+        late.apps.get_mut("ab123").unwrap().seen_at_ms = NOW + 1;
+        late.apps.get_mut("ab123").unwrap().limit = 10_000;
+        v.merge(&late, NOW + 6);
+        assert_eq!(v.apps["ab123"].limit, 3);
     }
 
     #[test]
