@@ -1,8 +1,10 @@
-// A partner back-end's three touch points with keaplink, in Node (>= 18) with `jose`:
+// A partner back-end's touch points with keaplink, in Node (>= 18) with `jose`:
 //   1. mint the session JWT the widget presents for the signed-in user (serve it from your
 //      own authenticated endpoint and point the widget's `session-url` at it);
-//   2. get a fresh Keap access token for one of your users (from a cron, a queue, a Lambda);
-//   3. verify a webhook keaplink sent you.
+//   2. call Keap's REST API as one of your users, through keaplink (from a cron, a queue, a
+//      Lambda): keaplink adds the token, heals a stale one and keeps you inside Keap's quota;
+//   3. or get a fresh Keap access token for one of your users and call Keap yourself;
+//   4. verify a webhook keaplink sent you.
 // Run: KEAPLINK_URL=... KEAPLINK_PARTNER_ID=... KEAPLINK_SESSION_SECRET=... KEAPLINK_API_KEY=... \
 //      node keaplink.mjs <your user id>
 import { SignJWT } from "jose";
@@ -23,7 +25,44 @@ export async function sessionJwt(userId, { ttlSecs = 600 } = {}) {
     .sign(new TextEncoder().encode(KEAPLINK_SESSION_SECRET));
 }
 
-/** 2. A Keap access token for `userId`, valid for at least 60 s. Throws with keaplink's error code. */
+/** keaplink's own refusal (not Keap's answer): `code`, and `retryAfter` seconds for the 429s. */
+export class KeaplinkError extends Error {
+  constructor(code, message, retryAfter) {
+    super(`${code}: ${message}`);
+    this.code = code;
+    this.retryAfter = retryAfter;
+  }
+}
+
+/**
+ * 2. Calls Keap's REST API as `userId` (`path` like "/crm/rest/v2/contacts?page_size=10") and
+ * answers Keap's own `{ status, body, headers }`, whatever its status. Throws KeaplinkError when
+ * keaplink answered itself: needs_reauth (409: ask the user to reconnect), keap_quota and
+ * rate_limited (429: wait `retryAfter` seconds), no_connection (404), ambiguous_connection (409:
+ * name `keapApp`), invalid_keap_path (400), keap_error / keap_timeout (502 / 504).
+ */
+export async function callKeap(userId, method, path, { body, keapApp } = {}) {
+  const headers = {
+    authorization: `Bearer ${KEAPLINK_API_KEY}`,
+    // Header values travel as bytes: a user id outside Latin-1 goes as its UTF-8 bytes.
+    "keaplink-user": Buffer.from(userId, "utf8").toString("latin1"),
+  };
+  if (keapApp) headers["keaplink-app"] = keapApp;
+  if (body !== undefined) headers["content-type"] = "application/json";
+  const res = await fetch(`${KEAPLINK_URL}/v1/keap${path}`, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.text();
+  const parsed = text && /json/.test(res.headers.get("content-type") ?? "") ? JSON.parse(text) : text;
+  if (res.headers.get("keaplink-error")) {
+    throw new KeaplinkError(parsed.error.code, parsed.error.message, Number(res.headers.get("retry-after")) || undefined);
+  }
+  return { status: res.status, body: parsed, headers: res.headers };
+}
+
+/** 3. A Keap access token for `userId`, valid for at least 60 s. Throws with keaplink's error code. */
 export async function keapAccessToken(userId, keapApp) {
   const res = await fetch(`${KEAPLINK_URL}/v1/token`, {
     method: "POST",
@@ -34,15 +73,12 @@ export async function keapAccessToken(userId, keapApp) {
   if (!res.ok) {
     // needs_reauth (409): ask the user to reconnect in your settings page; rate_limited and
     // keap_throttled (429): wait `retry-after` seconds.
-    const err = new Error(`${body.error.code}: ${body.error.message}`);
-    err.code = body.error.code;
-    err.retryAfter = Number(res.headers.get("retry-after")) || undefined;
-    throw err;
+    throw new KeaplinkError(body.error.code, body.error.message, Number(res.headers.get("retry-after")) || undefined);
   }
   return body; // { access_token, expires_at, keap_app }
 }
 
-/** 3. Checks `keaplink-signature: t=<unix>,v1=<hex>` over "<t>.<raw body>"; rejects replays older than 5 min. */
+/** 4. Checks `keaplink-signature: t=<unix>,v1=<hex>` over "<t>.<raw body>"; rejects replays older than 5 min. */
 export function verifyWebhook(rawBody, signatureHeader, { toleranceSecs = 300 } = {}) {
   const m = /^t=(\d+),v1=([0-9a-f]{64})$/.exec(signatureHeader ?? "");
   if (!m) return false;
@@ -58,11 +94,13 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const jwt = await sessionJwt(user);
   console.log(`session JWT for ${user}: ${jwt.length} chars (hand it to the widget; never log it)`);
   try {
+    const who = await callKeap(user, "GET", "/crm/rest/v2/oauth/connect/userinfo");
+    console.log(`through keaplink: Keap answered ${who.status}, tenant ${who.body.tenant_id}, ${who.headers.get("x-keap-product-quota-available")} calls left today`);
     const t = await keapAccessToken(user);
     console.log(`keap_app ${t.keap_app}, access token ${t.access_token.length} chars, expires ${t.expires_at}`);
-    // Call Keap with it: fetch("https://api.infusionsoft.com/crm/rest/v1/contacts", { headers: { authorization: `Bearer ${t.access_token}` } })
   } catch (err) {
-    console.log(`no token: ${err.code}`);
+    if (!(err instanceof KeaplinkError)) throw err;
+    console.log(`keaplink said ${err.code}`);
     process.exitCode = 2;
   }
 }

@@ -1,9 +1,11 @@
-"""A partner back-end's three touch points with keaplink, in Python 3 with PyJWT.
+"""A partner back-end's touch points with keaplink, in Python 3 with PyJWT.
 
 1. mint the session JWT the widget presents for the signed-in user (serve it from your own
    authenticated endpoint and point the widget's `session-url` at it);
-2. get a fresh Keap access token for one of your users (from a cron, a queue, a Lambda);
-3. verify a webhook keaplink sent you.
+2. call Keap's REST API as one of your users, through keaplink (from a cron, a queue, a
+   Lambda): keaplink adds the token, heals a stale one and keeps you inside Keap's quota;
+3. or get a fresh Keap access token for one of your users and call Keap yourself;
+4. verify a webhook keaplink sent you.
 
 Run: KEAPLINK_URL=... KEAPLINK_PARTNER_ID=... KEAPLINK_SESSION_SECRET=... KEAPLINK_API_KEY=... \\
      python keaplink.py <your user id>
@@ -35,14 +37,49 @@ def session_jwt(user_id: str, ttl_secs: int = 600) -> str:
 
 
 class KeaplinkError(Exception):
+    """keaplink's own refusal (not Keap's answer): `code`, and `retry_after` seconds for the 429s."""
+
     def __init__(self, code: str, message: str, retry_after: int | None):
         super().__init__(f"{code}: {message}")
         self.code = code
         self.retry_after = retry_after
 
 
+def call_keap(user_id: str, method: str, path: str, body=None, keap_app: str | None = None):
+    """2. Calls Keap's REST API as user_id (path like "/crm/rest/v2/contacts?page_size=10").
+
+    Returns Keap's own (status, body, headers), whatever its status. Raises KeaplinkError when
+    keaplink answered itself: needs_reauth (409: ask the user to reconnect), keap_quota and
+    rate_limited (429: wait retry_after seconds), no_connection (404), ambiguous_connection
+    (409: name keap_app), invalid_keap_path (400), keap_error / keap_timeout (502 / 504).
+    """
+    headers = {
+        "authorization": f"Bearer {API_KEY}",
+        # Header values travel as bytes: a user id outside Latin-1 goes as its UTF-8 bytes.
+        "keaplink-user": user_id.encode("utf-8").decode("latin-1"),
+    }
+    if keap_app:
+        headers["keaplink-app"] = keap_app
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        headers["content-type"] = "application/json"
+    req = urllib.request.Request(f"{URL}/v1/keap{path}", data=data, headers=headers, method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=30) as res:
+            status, raw, answer_headers = res.status, res.read(), res.headers
+    except urllib.error.HTTPError as e:
+        status, raw, answer_headers = e.code, e.read(), e.headers
+    parsed = json.loads(raw) if raw and "json" in (answer_headers.get("content-type") or "") else raw
+    if answer_headers.get("keaplink-error"):
+        retry = answer_headers.get("retry-after")
+        err = parsed["error"]
+        raise KeaplinkError(err["code"], err["message"], int(retry) if retry else None)
+    return status, parsed, answer_headers
+
+
 def keap_access_token(user_id: str, keap_app: str | None = None) -> dict:
-    """2. {"access_token", "expires_at", "keap_app"} for user_id, valid for at least 60 s."""
+    """3. {"access_token", "expires_at", "keap_app"} for user_id, valid for at least 60 s."""
     body = {"user": user_id} if keap_app is None else {"user": user_id, "keap_app": keap_app}
     req = urllib.request.Request(
         f"{URL}/v1/token",
@@ -62,7 +99,7 @@ def keap_access_token(user_id: str, keap_app: str | None = None) -> dict:
 
 
 def verify_webhook(raw_body: bytes, signature_header: str, tolerance_secs: int = 300) -> bool:
-    """3. Checks `keaplink-signature: t=<unix>,v1=<hex>` over b"<t>.<raw body>"."""
+    """4. Checks `keaplink-signature: t=<unix>,v1=<hex>` over b"<t>.<raw body>"."""
     m = re.fullmatch(r"t=(\d+),v1=([0-9a-f]{64})", signature_header or "")
     if not m:
         return False
@@ -79,8 +116,11 @@ if __name__ == "__main__":
     token = session_jwt(user)
     print(f"session JWT for {user}: {len(token)} chars (hand it to the widget; never log it)")
     try:
+        status, who, headers = call_keap(user, "GET", "/crm/rest/v2/oauth/connect/userinfo")
+        left = headers.get("x-keap-product-quota-available")
+        print(f"through keaplink: Keap answered {status}, tenant {who['tenant_id']}, {left} calls left today")
         t = keap_access_token(user)
         print(f"keap_app {t['keap_app']}, access token {len(t['access_token'])} chars, expires {t['expires_at']}")
     except KeaplinkError as e:
-        print(f"no token: {e.code}")
+        print(f"keaplink said {e.code}")
         sys.exit(2)

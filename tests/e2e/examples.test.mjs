@@ -1,13 +1,16 @@
 // The partner examples in examples/ run against a real stack: each mints a session JWT the
-// Worker accepts, gets an access token the sandbox (Keap) accepts, and verifies webhook
-// signatures made the way the Worker makes them (webhooks.test.mjs checks the Worker's side).
+// Worker accepts, calls Keap (the sandbox) through keaplink's proxy, gets an access token Keap
+// accepts, and verifies webhook signatures made the way the Worker makes them
+// (webhooks.test.mjs checks the Worker's side). The two Lambdas of examples/lambda do the same
+// job with and without the proxy; their HTTP calls are counted here (docs/proxy.md quotes them).
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { createHmac } from "node:crypto";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { ROOT, startStack } from "./harness.mjs";
-import { Browser, call, linkThroughSandbox, mintSession, putPartner } from "./client.mjs";
+import { ROOT, record, startStack } from "./harness.mjs";
+import { call, linkUser, mintSession, putPartner } from "./client.mjs";
 
 let stack;
 let acme;
@@ -17,15 +20,17 @@ const PY = join(ROOT, "target", "py", "bin", "python");
 before(async () => {
   stack = await startStack();
   acme = await putPartner(stack.url, "acme", { origins: ["https://acme.example"] });
-  const res = await call(stack.url, "POST", "/v1/me/connect", { token: await mintSession(acme, "u1"), body: {} });
-  const j = await linkThroughSandbox(new Browser(), stack.sandbox.url, res.json.authorize_url, { email: "ann@ab123.example" });
-  assert.match(j.final.text, /Keap connected/);
+  await linkUser(stack, acme, "u1", "ann@ab123.example");
+  // A user id outside Latin-1 travels in keaplink-user as UTF-8 bytes.
+  await linkUser(stack, acme, "zoë-日本", "bob@cd456.example");
+  await linkUser(stack, acme, "lambda-user", "cat@ef789.example");
   env = {
     ...process.env,
     KEAPLINK_URL: stack.url,
     KEAPLINK_PARTNER_ID: "acme",
     KEAPLINK_SESSION_SECRET: acme.session_secret,
     KEAPLINK_API_KEY: acme.api_key,
+    KEAP_API_URL: stack.sandbox.url,
   };
 });
 after(async () => { await stack?.stop(); });
@@ -40,20 +45,60 @@ const run = (cmd, args) => {
   return { status: out.status, text: `${out.stdout}${out.stderr}` };
 };
 
-test("Node example: session JWT, access token, webhook check", async () => {
+/**
+ * Runs `fn` with fetch counted by destination (keaplink or Keap); the Worker's answers are
+ * recorded for the transcript checks, as client.mjs's are.
+ */
+async function counted(fn) {
+  const real = globalThis.fetch;
+  const calls = { keaplink: [], keap: [] };
+  globalThis.fetch = async (url, init = {}) => {
+    const u = new URL(url);
+    const res = await real(url, init);
+    if (u.origin === new URL(stack.url).origin) {
+      calls.keaplink.push(`${init.method ?? "GET"} ${u.pathname}`);
+      const copy = res.clone();
+      record("answer", { method: init.method ?? "GET", path: u.pathname, status: res.status, headers: Object.fromEntries(res.headers), text: await copy.text() });
+    } else {
+      calls.keap.push(`${init.method ?? "GET"} ${u.pathname} → ${res.status}`);
+    }
+    return res;
+  };
+  try {
+    return { result: await fn(), calls };
+  } finally {
+    globalThis.fetch = real;
+  }
+}
+
+test("Node example: session JWT, a call through keaplink, an access token, webhook check", async () => {
   const cli = run(process.execPath, [join(ROOT, "examples", "partner-node", "keaplink.mjs"), "u1"]);
   assert.equal(cli.status, 0, cli.text);
+  assert.match(cli.text, /through keaplink: Keap answered 200, tenant ab123, \d+ calls left today/);
   assert.match(cli.text, /keap_app ab123, access token \d+ chars/);
-  assert.equal(run(process.execPath, [join(ROOT, "examples", "partner-node", "keaplink.mjs"), "nobody"]).status, 2);
+  const nobody = run(process.execPath, [join(ROOT, "examples", "partner-node", "keaplink.mjs"), "nobody"]);
+  assert.equal(nobody.status, 2);
+  assert.match(nobody.text, /keaplink said no_connection/);
 
   Object.assign(process.env, env);
   const ex = await import(join(ROOT, "examples", "partner-node", "keaplink.mjs"));
   const me = await call(stack.url, "GET", "/v1/me/connections", { token: await ex.sessionJwt("u1") });
   assert.equal(me.status, 200, me.text);
   assert.equal(me.json.connections.length, 1);
+  const { result: made } = await counted(() => ex.callKeap("u1", "POST", "/crm/rest/v2/contacts", { body: { given_name: "Node", email_addresses: [{ email: "node@example.com", field: "EMAIL1" }] } }));
+  assert.equal(made.status, 201);
+  const { result: got } = await counted(() => ex.callKeap("u1", "GET", `/crm/rest/v2/contacts/${made.body.id}`));
+  assert.equal(got.body.given_name, "Node");
+  const { result: missing } = await counted(() => ex.callKeap("u1", "GET", "/crm/rest/v2/contacts/999999"));
+  assert.equal(missing.status, 404, "Keap's own 404 is an answer, not an exception");
+  const { result: who } = await counted(() => ex.callKeap("zoë-日本", "GET", "/crm/rest/v2/oauth/connect/userinfo"));
+  assert.equal(who.body.tenant_id, "cd456", "a UTF-8 user id names its link");
+  await assert.rejects(counted(() => ex.callKeap("u1", "GET", "/crm/rest/../../v1/token")), (e) => e.code === "invalid_keap_path");
+  await assert.rejects(counted(() => ex.callKeap("nobody", "GET", "/crm/rest/v2/contacts")), (e) => e instanceof ex.KeaplinkError && e.code === "no_connection");
+
   const t = await ex.keapAccessToken("u1");
-  const who = await fetch(`${stack.sandbox.url}/crm/rest/v1/oauth/connect/userinfo`, { headers: { authorization: `Bearer ${t.access_token}` } });
-  assert.equal(who.status, 200, "Keap accepts the token");
+  const keapSays = await fetch(`${stack.sandbox.url}/crm/rest/v1/oauth/connect/userinfo`, { headers: { authorization: `Bearer ${t.access_token}` } });
+  assert.equal(keapSays.status, 200, "Keap accepts the token");
   await assert.rejects(ex.keapAccessToken("nobody"), (e) => e.code === "no_connection");
   const body = '{"id":"evt_1","type":"connection.created"}';
   assert.equal(ex.verifyWebhook(body, signed(body)), true);
@@ -61,16 +106,74 @@ test("Node example: session JWT, access token, webhook check", async () => {
   assert.equal(ex.verifyWebhook(body, signed(body, Math.floor(Date.now() / 1000) - 600)), false, "replay window");
 });
 
-test("Python example (PyJWT): session JWT, access token, webhook check", async () => {
+test("Python example (PyJWT): session JWT, a call through keaplink, an access token, webhook check", async () => {
   const cli = run(PY, [join(ROOT, "examples", "partner-python", "keaplink.py"), "u1"]);
   assert.equal(cli.status, 0, cli.text);
+  assert.match(cli.text, /through keaplink: Keap answered 200, tenant ab123, \d+ calls left today/);
   assert.match(cli.text, /keap_app ab123, access token \d+ chars/);
-  const jwt = run(PY, ["-c", "import sys; sys.path.insert(0, sys.argv[1]); import keaplink; print(keaplink.session_jwt('u1'))", join(ROOT, "examples", "partner-python")]);
+  const nobody = run(PY, [join(ROOT, "examples", "partner-python", "keaplink.py"), "nobody"]);
+  assert.equal(nobody.status, 2);
+  assert.match(nobody.text, /keaplink said no_connection/);
+  const py = (code, ...args) => run(PY, ["-c", `import sys, json; sys.path.insert(0, sys.argv[1]); import keaplink\n${code}`, join(ROOT, "examples", "partner-python"), ...args]);
+  const roundTrip = py([
+    "s, made, _ = keaplink.call_keap('u1', 'POST', '/crm/rest/v2/contacts', {'given_name': 'Py', 'email_addresses': [{'email': 'py@example.com', 'field': 'EMAIL1'}]})",
+    "g, got, _ = keaplink.call_keap('u1', 'GET', f\"/crm/rest/v2/contacts/{made['id']}\")",
+    "m, _, _ = keaplink.call_keap('u1', 'GET', '/crm/rest/v2/contacts/999999')",
+    "w, who, _ = keaplink.call_keap(sys.argv[2], 'GET', '/crm/rest/v2/oauth/connect/userinfo')",
+    "try:\n    keaplink.call_keap('u1', 'GET', '/crm/rest/v1/contacts%2f..%2f..%2ftoken')\nexcept keaplink.KeaplinkError as e:\n    bad = e.code",
+    "print(json.dumps([s, got['given_name'], m, who['tenant_id'], bad]))",
+  ].join("\n"), "zoë-日本");
+  assert.equal(roundTrip.status, 0, roundTrip.text);
+  assert.deepEqual(JSON.parse(roundTrip.text.trim().split("\n").at(-1)), [201, "Py", 404, "cd456", "invalid_keap_path"]);
+  const jwt = py("print(keaplink.session_jwt('u1'))");
   assert.equal(jwt.status, 0, jwt.text);
   const me = await call(stack.url, "GET", "/v1/me/connections", { token: jwt.text.trim() });
   assert.equal(me.status, 200, me.text);
   const body = '{"id":"evt_2","type":"connection.deleted"}';
-  const check = (b, sig) => run(PY, ["-c", "import sys; sys.path.insert(0, sys.argv[1]); import keaplink; print(keaplink.verify_webhook(sys.argv[2].encode(), sys.argv[3]))", join(ROOT, "examples", "partner-python"), b, sig]).text.trim();
+  const check = (b, sig) => py("print(keaplink.verify_webhook(sys.argv[2].encode(), sys.argv[3]))", b, sig).text.trim();
   assert.equal(check(body, signed(body)), "True");
   assert.equal(check(body, signed(body + "x")), "False");
+});
+
+/** Lines of code: neither blank nor only a comment. */
+const loc = (file) => readFileSync(join(ROOT, "examples", "lambda", file), "utf8").split("\n").filter((l) => l.trim() && !l.trim().startsWith("//")).length;
+
+test("the Lambda before and after the proxy: same results, fewer calls, and the stale token healed for it", async (t) => {
+  Object.assign(process.env, env);
+  const before = await import(join(ROOT, "examples", "lambda", "before.mjs"));
+  const after = await import(join(ROOT, "examples", "lambda", "after.mjs"));
+  const user = "lambda-user";
+  const rows = [];
+  const runBoth = async (label, event, prepare) => {
+    const out = {};
+    for (const [name, mod] of [["before", before], ["after", after]]) {
+      if (prepare) await prepare();
+      const { result, calls } = await counted(() => mod.handler(event(name)));
+      out[name] = { result, calls };
+    }
+    rows.push(`${label}: before ${out.before.calls.keaplink.length + out.before.calls.keap.length} calls (${out.before.calls.keaplink.length} to keaplink, ${out.before.calls.keap.length} to Keap), after ${out.after.calls.keaplink.length + out.after.calls.keap.length} (to keaplink only)`);
+    return out;
+  };
+
+  const fresh = await runBoth("new contact", (n) => ({ user, email: `${n}@example.com`, givenName: n }));
+  for (const n of ["before", "after"]) assert.equal(fresh[n].result.created, true, JSON.stringify(fresh[n]));
+  assert.deepEqual(fresh.before.calls.keaplink, ["POST /v1/token"]);
+  assert.equal(fresh.before.calls.keap.length, 2);
+  assert.deepEqual(fresh.after.calls.keaplink, ["GET /v1/keap/crm/rest/v2/contacts", "POST /v1/keap/crm/rest/v2/contacts"]);
+  assert.equal(fresh.after.calls.keap.length, 0, "the proxied Lambda never talks to Keap itself");
+
+  const known = await runBoth("existing contact", (n) => ({ user, email: `${n}@example.com`, givenName: n }));
+  for (const n of ["before", "after"]) assert.deepEqual(known[n].result, { contactId: fresh[n].result.contactId, created: false });
+
+  // Keap revoked the access token KV still holds.
+  const stale = await runBoth("revoked token, new contact", (n) => ({ user, email: `${n}.2@example.com`, givenName: n }), () => stack.sandbox.revokeAccess("cat@ef789.example"));
+  for (const n of ["before", "after"]) assert.equal(stale[n].result.created, true, JSON.stringify(stale[n]));
+  assert.deepEqual(stale.before.calls.keaplink, ["POST /v1/token", "GET /v1/connections", "POST /v1/connections/" + stale.before.calls.keaplink[2].split("/")[3] + "/refresh", "POST /v1/token"]);
+  assert.match(stale.before.calls.keap[0], /→ 401$/);
+  assert.equal(stale.after.calls.keaplink.length, 2, "the heal happened inside keaplink");
+
+  const lines = { before: loc("before.mjs"), after: loc("after.mjs") };
+  assert.ok(lines.after < lines.before);
+  t.diagnostic(`lines of code: before ${lines.before}, after ${lines.after}`);
+  for (const r of rows) t.diagnostic(r);
 });
