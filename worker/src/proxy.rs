@@ -3,7 +3,7 @@
 //! quota says so. The rules are `keaplink_core::{proxy, quota}`; this module reads, asks, sends
 //! and applies.
 
-use crate::api::partner::{find_connection, usable};
+use crate::links::{find_connection, usable};
 use crate::auth;
 use crate::clock::{now_ms, unix_now};
 use crate::config::Config;
@@ -27,13 +27,12 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use worker::{Env, Headers, Request, Response, ResponseBody};
 
-/// What a refusal can say beyond its error: the connection, and Keap's quota headers when it
-/// was Keap that refused.
+/// What a call came to before it ended: the connection it named, and how to count a refusal
+/// when its error code alone does not say (Keap's own 429).
 #[derive(Default)]
 struct Known {
     connection: Option<String>,
     outcome: Option<ProxyOutcome>,
-    keap_headers: Vec<(String, String)>,
 }
 
 /// Answers one proxied call. (`_path` is the router's reading of the path; the proxy reads the
@@ -65,7 +64,7 @@ pub async fn handle(
                     json!({"code": e.code.as_str(), "cause": e.cause()}),
                 );
             }
-            refusal(&e, &known)
+            refusal(&e)
         }
     };
     // Answers made without calling Keap still report now and then, so their counts arrive.
@@ -75,16 +74,9 @@ pub async fn handle(
 
 /// keaplink's own answer: the usual error body, plus `keaplink-error` so a caller can tell it
 /// from Keap's.
-fn refusal(e: &ApiError, known: &Known) -> Response {
+fn refusal(e: &ApiError) -> Response {
     let mut resp = error_response(e);
-    let h = resp.headers_mut();
-    let _ = h.set("keaplink-error", e.code.as_str());
-    if let Some(id) = &known.connection {
-        let _ = h.set("keaplink-connection-id", id);
-    }
-    for (name, value) in &known.keap_headers {
-        let _ = h.append(name, value);
-    }
+    let _ = resp.headers_mut().set("keaplink-error", e.code.as_str());
     resp
 }
 
@@ -160,7 +152,7 @@ async fn call(
             },
         )
         .await?
-        .ok_or_else(crate::api::no_connection)?
+        .ok_or_else(crate::links::no_connection)?
         .record;
         let current = open_access(cfg, &key, &latest)?;
         match proxy::after_heal(&latest, &failed, &fingerprint(&current)) {
@@ -185,14 +177,10 @@ async fn call(
         }
     }
     if status == 429 {
-        // Keap's own "slow down" is answered as ours (429 `keap_quota` with the computed wait),
-        // with Keap's quota headers kept.
+        // Keap's own "slow down" is answered as ours: 429 `keap_quota` with the wait its
+        // headers imply, so a caller meets one shape of 429 whoever refused.
         let _ = answer.bytes().await;
         known.outcome = Some(ProxyOutcome::KeapThrottled);
-        known.keap_headers = answer_headers
-            .into_iter()
-            .filter(|(n, _)| proxy::relayed(n) && n != "content-type")
-            .collect();
         let now = now_ms();
         let hold = quota::hold(Some(&app), reserve, now).unwrap_or(Hold {
             reason: HoldReason::Spike,
@@ -247,9 +235,6 @@ fn relayed(
         h.set("keaplink-connection-id", id)
             .map_err(ApiError::internal)?;
     }
-    // A user's data: no shared cache keeps it.
-    h.set("cache-control", "no-store")
-        .map_err(ApiError::internal)?;
     let (_, body) = answer.into_parts();
     // These statuses carry no body; the runtime refuses one even if empty.
     let body = if matches!(status, 204 | 205 | 304) {
