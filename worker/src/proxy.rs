@@ -3,7 +3,6 @@
 //! quota says so. The rules are `keaplink_core::{proxy, quota}`; this module reads, asks, sends
 //! and applies.
 
-use crate::links::{find_connection, usable};
 use crate::auth;
 use crate::clock::{now_ms, unix_now};
 use crate::config::Config;
@@ -11,6 +10,7 @@ use crate::guard;
 use crate::http::error_response;
 use crate::keap_client;
 use crate::limits;
+use crate::links::{find_connection, usable};
 use crate::log::{self, Level};
 use crate::quota;
 use crate::stats;
@@ -127,19 +127,20 @@ async fn call(
     if let Some(h) = quota::hold(Some(&app), reserve, now_ms()) {
         return Err(h.error(now_ms()));
     }
-    let token = open_access(cfg, &key, &record)?;
+    let mut token = open_access(cfg, &key, &record)?;
     let url = proxy::upstream_url(&cfg.keap_api_url, &target);
     let forwarded = proxy::forwarded(&headers);
-    let send =
-        |token: &Secret| proxy::outbound(method, url.clone(), &forwarded, token, body.clone());
-
-    // The regular exchange with the shared quota picture rides along with the call to Keap.
-    let report = quota::report_due(reserve, now_ms());
-    let first = send(&token);
-    let (answer, ()) = futures_util::join!(relay(cfg, &first, &app), exchange(env, report));
-    let (mut status, mut answer_headers, mut answer) = answer?;
     let mut outcome = ProxyOutcome::Relayed;
-    if status == 401 {
+    // The regular exchange with the shared quota picture rides along with the call to Keap.
+    let mut report = quota::report_due(reserve, now_ms());
+    // At most two sends: the call, and once more after a heal.
+    let (status, answer_headers, mut answer) = loop {
+        let req = proxy::outbound(method, url.clone(), &forwarded, &token, body.clone());
+        let (sent, ()) = futures_util::join!(relay(cfg, &req, &app), exchange(env, report.take()));
+        let (status, answer_headers, mut answer) = sent?;
+        if status != 401 || outcome == ProxyOutcome::Healed {
+            break (status, answer_headers, answer);
+        }
         // Keap refused the token (revoked, or a KV copy older than a refresh): one heal through
         // the connection's guard, which refreshes only if no one did since, then one retry.
         let refused_body = answer.bytes().await.unwrap_or_default();
@@ -165,17 +166,18 @@ async fn call(
             AfterHeal::Unchanged(Some(e)) => return Err(e),
             AfterHeal::Unchanged(None) => {
                 answer = Response::from_bytes(refused_body).map_err(ApiError::internal)?;
+                break (status, answer_headers, answer);
             }
             AfterHeal::Retry => {
                 remember_healed(&key, &latest);
                 if let Some(h) = quota::hold(Some(&app), reserve, now_ms()) {
                     return Err(h.error(now_ms()));
                 }
-                (status, answer_headers, answer) = relay(cfg, &send(&current), &app).await?;
+                token = current;
                 outcome = ProxyOutcome::Healed;
             }
         }
-    }
+    };
     if status == 429 {
         // Keap's own "slow down" is answered as ours: 429 `keap_quota` with the wait its
         // headers imply, so a caller meets one shape of 429 whoever refused.

@@ -12,8 +12,6 @@ use crate::error::{ApiError, ErrorCode};
 use keaplink_api::proxy::{AppThrottle, KeapQuota, QuotaWindow};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use time::format_description::well_known::Rfc2822;
-use time::OffsetDateTime;
 
 const SECOND_MS: u64 = 1_000;
 const MINUTE_MS: u64 = 60 * SECOND_MS;
@@ -115,8 +113,7 @@ pub fn observe(headers: &[(String, String)], status: u16, now_ms: u64) -> Observ
     };
     // Keap's clock, to the second, when its `date` is sane; else ours.
     let keap_now = get("date")
-        .and_then(|d| OffsetDateTime::parse(d, &Rfc2822).ok())
-        .map(|t| (t.unix_timestamp().max(0) as u64) * SECOND_MS)
+        .and_then(http_date_ms)
         .filter(|t| t.abs_diff(now_ms) < DAY_MS)
         .unwrap_or(now_ms);
     let window = |prefix: &str, default_period_ms: u64, expiry: bool| -> Option<Window> {
@@ -158,6 +155,37 @@ pub fn observe(headers: &[(String, String)], status: u16, now_ms: u64) -> Observ
         app: window("x-keap-tenant-throttle", MINUTE_MS, false),
         refused: status == 429,
     }
+}
+
+/// An HTTP `date` (`Tue, 01 Dec 2026 08:00:10 GMT`, the one form servers send) in epoch ms.
+fn http_date_ms(date: &str) -> Option<u64> {
+    let parts: Vec<&str> = date.split_whitespace().collect();
+    let [_, day, month, year, clock, "GMT"] = parts.as_slice() else {
+        return None;
+    };
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let month = MONTHS.iter().position(|m| m == month)? as i64 + 1;
+    let (day, year): (i64, i64) = (day.parse().ok()?, year.parse().ok()?);
+    let hms: Vec<i64> = clock.split(':').filter_map(|n| n.parse().ok()).collect();
+    let [h, m, sec] = hms.as_slice() else {
+        return None;
+    };
+    if !(1..=31).contains(&day) || !(1970..=9999).contains(&year) || *h > 23 || *m > 59 || *sec > 60
+    {
+        return None;
+    }
+    // Days since the epoch of a proleptic Gregorian date (the "days from civil" algorithm).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    u64::try_from(((days * 24 + h) * 60 + m) * 60 + sec)
+        .ok()
+        .map(|s| s * SECOND_MS)
 }
 
 fn unit_ms(unit: &str) -> Option<u64> {
@@ -456,6 +484,32 @@ mod tests {
             observe(&odd, 429, NOW).throttle.unwrap().resets_at_ms,
             NOW + 50_000
         );
+    }
+
+    #[test]
+    fn http_dates() {
+        assert_eq!(http_date_ms("Tue, 01 Dec 2026 08:00:10 GMT"), Some(NOW));
+        assert_eq!(http_date_ms("Thu, 01 Jan 1970 00:00:00 GMT"), Some(0));
+        assert_eq!(
+            http_date_ms("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(784_111_777_000)
+        );
+        assert_eq!(
+            http_date_ms("Tue, 29 Feb 2028 23:59:59 GMT"),
+            Some(1_835_481_599_000)
+        );
+        for bad in [
+            "",
+            "yesterday",
+            "Tue, 01 Dec 2026 08:00:10 PST",
+            "Tue, 01 Foo 2026 08:00:10 GMT",
+            "Tue, 32 Dec 2026 08:00:10 GMT",
+            "Tue, 01 Dec 2026 24:00:10 GMT",
+            "Tue, 01 Dec 2026 08:00 GMT",
+            "Tuesday, 01-Dec-26 08:00:10 GMT",
+        ] {
+            assert_eq!(http_date_ms(bad), None, "{bad:?}");
+        }
     }
 
     #[test]
