@@ -253,6 +253,13 @@ test("every path trick is refused with 400 invalid_keap_path, and nothing reache
     const res = await rawCall(method, "/v1/keap/crm/rest/%2e%2e/token", { ...auth, "content-type": "application/json" }, "{}");
     if (res.status !== 400) wrong.push(`${method} → ${res.status}`);
   }
+  // A method the runtime does not know (workers-rs reads it as GET) is not sent on as a GET.
+  for (const method of ["QUERY", "PROPFIND"]) {
+    const res = await rawCall(method, "/v1/keap/crm/rest/v1/contacts", auth);
+    if (res.status !== 405 || res.headers.allow !== "GET, HEAD, POST, PUT, PATCH, DELETE" || res.json?.error?.code !== "method_not_allowed") {
+      wrong.push(`${method} → ${res.status} ${JSON.stringify(res.headers)}`);
+    }
+  }
   assert.deepEqual(wrong, []);
   assert.deepEqual(await keapSaw(), before, "not one request reached Keap");
 });

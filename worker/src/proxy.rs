@@ -76,9 +76,16 @@ pub async fn handle(
 /// from Keap's.
 fn refusal(e: &ApiError) -> Response {
     let mut resp = error_response(e);
-    let _ = resp.headers_mut().set("keaplink-error", e.code.as_str());
+    let h = resp.headers_mut();
+    let _ = h.set("keaplink-error", e.code.as_str());
+    if e.code == ErrorCode::MethodNotAllowed {
+        let _ = h.set("allow", ALLOW);
+    }
     resp
 }
+
+/// The methods `/v1/keap/` answers, as the router's `Allow` lists them.
+const ALLOW: &str = "GET, HEAD, POST, PUT, PATCH, DELETE";
 
 async fn call(
     req: &mut Request,
@@ -87,6 +94,14 @@ async fn call(
     store: &Store,
     known: &mut Known,
 ) -> ApiResult<(Response, ProxyOutcome)> {
+    // The runtime reads a method it does not know (QUERY, say) as GET: the proxy goes by the
+    // request's own, so nothing is ever sent to Keap under another method than the caller's.
+    let method = proxy::method(&req.inner().method()).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::MethodNotAllowed,
+            format!("This endpoint answers {ALLOW} only."),
+        )
+    })?;
     // The address is counted while the key is checked; the partner once it is known.
     let ip = limits::client_ip(req);
     let (by_ip, key) = futures_util::join!(
@@ -95,8 +110,6 @@ async fn call(
     );
     by_ip?;
     let (partner, _) = key?;
-    let method = proxy::method(req.method().as_ref())
-        .ok_or_else(|| ApiError::internal("the proxy got a method its route does not take"))?;
     let headers: Vec<(String, String)> = req.headers().entries().collect();
     let caller = proxy::caller(&headers)?;
     let target = proxy::target(&req.inner().url(), &cfg.proxy_paths)?;
