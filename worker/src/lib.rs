@@ -122,3 +122,8 @@ struct RequestLog<'a> {
     cause: Option<String>,
     ms: u64,
 }
+
+/// talc instead of std's dlmalloc: about 7 KB smaller in the wasm (3 KB gzip), and faster.
+#[cfg(all(not(target_feature = "atomics"), target_family = "wasm"))]
+#[global_allocator]
+static TALC: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
