@@ -4,6 +4,7 @@
 
 use crate::clock::unix_now;
 use crate::config::Config;
+use crate::js_json;
 use crate::log::{self, Level};
 use crate::pacer;
 use crate::partner_guard;
@@ -41,10 +42,10 @@ pub async fn consume(
     // back (or, retried 100 times, delay) the rest of its batch.
     for msg in batch.raw_iter() {
         let body = msg.body();
-        let Some(job) = serde_wasm_bindgen::from_value::<Job>(body.clone())
-            .ok()
-            .or_else(|| Job::legacy(&serde_wasm_bindgen::from_value(body).ok()?))
-        else {
+        let Some(job) = js_json::from_js::<Job>(&body).ok().or_else(|| {
+            let text = js_json::legacy_json(&body).ok()?;
+            Job::legacy(&serde_json::from_slice(text.as_bytes()).ok()?)
+        }) else {
             log::event(Level::Error, "job_unreadable", json!({}));
             msg.ack();
             continue;

@@ -1,10 +1,14 @@
 //! Calling a Durable Object: a JSON command to the object of a name, and its typed JSON reply.
 //! Errors cross the boundary as `ApiError` values (code, message and cause), never as strings.
+//! Also an object's own storage, its values as JSON text.
 
+use crate::js_json;
 use keaplink_core::{ApiError, ApiResult};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use worker::{Env, Method, Request, RequestInit, Response};
+use worker::wasm_bindgen::JsValue;
+use worker::wasm_bindgen_futures::JsFuture;
+use worker::{Env, Method, Request, RequestInit, Response, State, Storage};
 
 /// What an object answers to a command.
 #[derive(Serialize, Deserialize)]
@@ -67,4 +71,45 @@ pub fn reply<T: Serialize>(result: ApiResult<T>) -> worker::Result<Response> {
 /// during a deploy).
 pub fn unreadable(binding: &str, e: impl std::fmt::Display) -> ApiError {
     ApiError::internal(format!("{binding} got a command it cannot read: {e}"))
+}
+
+/// An object's storage, as `worker::Storage` with its values as JSON text: serde_json is then the
+/// only (de)serializer of stored types (through `Storage::get`, each type stored also compiled
+/// its own serde-wasm-bindgen decoder, ~2-5 KB of wasm apiece). Values written by earlier
+/// releases, JS objects, still read (`js_json`); the reverse does not hold: a release from before
+/// this encoding cannot read what this one stores (roll back no further than this one).
+pub struct ObjectStorage(Storage);
+
+pub fn storage(state: &State) -> ObjectStorage {
+    ObjectStorage(state.storage())
+}
+
+impl ObjectStorage {
+    pub async fn get<T: DeserializeOwned>(&self, key: &str) -> worker::Result<Option<T>> {
+        match self.get_raw(key).await? {
+            None => Ok(None),
+            Some(v) => js_json::from_js(&v).map(Some).map_err(|e| {
+                worker::Error::RustError(format!("a stored value does not read: {e}"))
+            }),
+        }
+    }
+
+    /// The stored value, whatever it is: the part of `get` that is the same for every type.
+    async fn get_raw(&self, key: &str) -> worker::Result<Option<JsValue>> {
+        let v = JsFuture::from(self.0.as_raw().get(key)?).await?;
+        Ok((!v.is_undefined()).then_some(v))
+    }
+
+    pub async fn put<T: Serialize>(&self, key: &str, value: T) -> worker::Result<()> {
+        let v = js_json::to_js(&value).map_err(worker::Error::RustError)?;
+        self.0.put_raw(key, v).await
+    }
+
+    pub async fn delete(&self, key: &str) -> worker::Result<bool> {
+        self.0.delete(key).await
+    }
+
+    pub async fn set_alarm(&self, delay_ms: i64) -> worker::Result<()> {
+        self.0.set_alarm(delay_ms).await
+    }
 }

@@ -190,7 +190,7 @@ impl ConnectionGuard {
         store: &Store,
         key: &ConnectionKey,
     ) -> ApiResult<Option<ConnectionRecord>> {
-        let st = self.state.storage();
+        let st = durable::storage(&self.state);
         if let Some(r) = st.get::<ConnectionRecord>(RECORD).await.map_err(storage)? {
             return Ok(Some(r));
         }
@@ -212,8 +212,7 @@ impl ConnectionGuard {
         record: &ConnectionRecord,
         new_id: bool,
     ) -> ApiResult<()> {
-        self.state
-            .storage()
+        durable::storage(&self.state)
             .put(RECORD, record)
             .await
             .map_err(storage)?;
@@ -222,7 +221,7 @@ impl ConnectionGuard {
 
     /// Adds to the timeline. Losing an entry must not fail the command it reports.
     async fn note(&self, f: impl FnOnce(&mut Timeline)) {
-        let st = self.state.storage();
+        let st = durable::storage(&self.state);
         let mut t = st
             .get::<Timeline>(TIMELINE)
             .await
@@ -300,8 +299,7 @@ impl ConnectionGuard {
         }
         self.save(store, key, &record, existing.is_none()).await?;
         store.reindex(key, existing.as_ref(), Some(&record)).await?;
-        self.state
-            .storage()
+        durable::storage(&self.state)
             .delete(DELETED)
             .await
             .map_err(storage)?;
@@ -328,7 +326,7 @@ impl ConnectionGuard {
         }
         // A tombstone, not an empty object: an empty one would reload the record from a KV copy
         // that other locations may still serve for a minute.
-        let st = self.state.storage();
+        let st = durable::storage(&self.state);
         st.delete(RECORD).await.map_err(storage)?;
         st.put(DELETED, true).await.map_err(storage)?;
         if let Some(record) = &gone {
@@ -359,9 +357,7 @@ impl ConnectionGuard {
         let Some(record) = self.record(store, key).await? else {
             return Ok(None);
         };
-        let t = self
-            .state
-            .storage()
+        let t = durable::storage(&self.state)
             .get::<Timeline>(TIMELINE)
             .await
             .map_err(storage)?
@@ -454,7 +450,7 @@ impl ConnectionGuard {
         let Some(record) = self.record(store, key).await? else {
             return Ok(Spend::Gone);
         };
-        let st = self.state.storage();
+        let st = durable::storage(&self.state);
         if st.get::<i64>(spend_key).await.map_err(storage)?.is_some() {
             return Ok(Spend::Used);
         }
@@ -521,9 +517,7 @@ impl ConnectionGuard {
             Err(KeapFailure::InvalidGrant) => {
                 // Keap says the refresh token is dead. If the authoritative record moved on
                 // meanwhile, this was a lost race, not a dead link.
-                let latest = self
-                    .state
-                    .storage()
+                let latest = durable::storage(&self.state)
                     .get::<ConnectionRecord>(RECORD)
                     .await
                     .map_err(storage)?;

@@ -10,7 +10,8 @@
 //! - the Durable Objects and their clients: `guard` (one per connection), `partner_guard` (one
 //!   per partner), `pacer`, `stats`; `webhooks` (emit, deliver);
 //! - plumbing: `queue` (messages, producer), `store` (KV), `keap_client` (outbound fetch),
-//!   `durable` (object calls), `config`, `http`, `log`, `clock`, `random`.
+//!   `durable` (object calls), `config`, `http`, `log`, `js_json` (what the runtime stores for
+//!   us, as JSON text), `clock`, `random`.
 
 mod api;
 mod auth;
@@ -21,6 +22,7 @@ mod consumer;
 mod durable;
 mod guard;
 mod http;
+mod js_json;
 mod keap_client;
 mod limits;
 mod links;

@@ -147,8 +147,7 @@ impl DurableObject for PartnerGuard {
                         now,
                     )?;
                     self.save(&store, &record, existing.as_ref()).await?;
-                    self.state
-                        .storage()
+                    durable::storage(&self.state)
                         .delete(DELETED)
                         .await
                         .map_err(storage)?;
@@ -197,7 +196,7 @@ impl DurableObject for PartnerGuard {
                         store.delete_partner(record).await?;
                     }
                     // A tombstone: KV at other locations may serve the old copy for a minute.
-                    let st = self.state.storage();
+                    let st = durable::storage(&self.state);
                     st.delete(RECORD).await.map_err(storage)?;
                     st.put(DELETED, true).await.map_err(storage)?;
                     Ok(gone.is_some())
@@ -249,9 +248,7 @@ impl PartnerGuard {
     }
 
     async fn order(&self) -> ApiResult<DeliveryOrder> {
-        Ok(self
-            .state
-            .storage()
+        Ok(durable::storage(&self.state)
             .get::<DeliveryOrder>(DELIVERY_ORDER)
             .await
             .map_err(storage)?
@@ -265,7 +262,7 @@ impl PartnerGuard {
         outcome: Delivery,
         at: UnixTime,
     ) -> ApiResult<()> {
-        let st = self.state.storage();
+        let st = durable::storage(&self.state);
         let key = format!("delivery/{}", event.id);
         let mut entry = st
             .get::<DeliveryEntry>(&key)
@@ -284,7 +281,7 @@ impl PartnerGuard {
     }
 
     async fn entries(&self, limit: usize) -> ApiResult<Vec<DeliveryEntry>> {
-        let st = self.state.storage();
+        let st = durable::storage(&self.state);
         let mut out = Vec::new();
         for id in self.order().await?.newest(limit) {
             if let Some(e) = st
@@ -308,7 +305,7 @@ impl PartnerGuard {
     }
 
     async fn redeliver(&self, env: &Env, event_id: &str) -> ApiResult<Option<WebhookDelivery>> {
-        let st = self.state.storage();
+        let st = durable::storage(&self.state);
         let key = format!("delivery/{event_id}");
         let Some(mut entry) = st.get::<DeliveryEntry>(&key).await.map_err(storage)? else {
             return Ok(None);
@@ -326,7 +323,7 @@ impl PartnerGuard {
     }
 
     async fn refreshed(&self, outcome: RefreshOutcome) -> ApiResult<()> {
-        let st = self.state.storage();
+        let st = durable::storage(&self.state);
         let mut t = st
             .get::<HourlyTally>(REFRESHES)
             .await
@@ -337,7 +334,7 @@ impl PartnerGuard {
     }
 
     async fn overview(&self, store: &Store, id: &PartnerId) -> ApiResult<Overview> {
-        let st = self.state.storage();
+        let st = durable::storage(&self.state);
         let now = unix_now();
         // Counted from the listing's metadata (1,000 links a call), at most every 5 minutes.
         let cached = st.get::<Counted>(COUNTS).await.map_err(storage)?;
@@ -385,7 +382,7 @@ impl PartnerGuard {
 
     /// The authoritative record: ours, or (before this object first wrote) KV's.
     async fn record(&self, store: &Store, id: &PartnerId) -> ApiResult<Option<PartnerRecord>> {
-        let st = self.state.storage();
+        let st = durable::storage(&self.state);
         if let Some(r) = st.get::<PartnerRecord>(RECORD).await.map_err(storage)? {
             return Ok(Some(r));
         }
@@ -402,8 +399,7 @@ impl PartnerGuard {
         record: &PartnerRecord,
         old: Option<&PartnerRecord>,
     ) -> ApiResult<()> {
-        self.state
-            .storage()
+        durable::storage(&self.state)
             .put(RECORD, record)
             .await
             .map_err(storage)?;

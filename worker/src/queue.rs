@@ -67,13 +67,19 @@ impl Job {
     }
 }
 
-/// Sends `jobs`, 100 per send; answers how many sends it took.
+/// Sends `jobs`, 100 per send; answers how many sends it took. Each message is the job's JSON
+/// text (read back by `js_json::from_js`, which also reads the JS objects earlier releases sent).
 pub async fn enqueue(env: &Env, jobs: Vec<Job>) -> ApiResult<u64> {
     let failed = |e: worker::Error| ApiError::internal(format!("queue send: {e}"));
     let queue = env.queue(QUEUE_BINDING).map_err(failed)?;
     let mut sends = 0;
     for chunk in jobs.chunks(SEND_BATCH) {
-        queue.send_batch(chunk.to_vec()).await.map_err(failed)?;
+        let texts = chunk
+            .iter()
+            .map(serde_json::to_string)
+            .collect::<Result<Vec<String>, _>>()
+            .map_err(ApiError::internal)?;
+        queue.send_batch(texts).await.map_err(failed)?;
         sends += 1;
     }
     Ok(sends)

@@ -79,16 +79,16 @@ impl DurableObject for OpsStats {
         // reports bring back after a restart.
         let snapshot = self.board.borrow().as_ref().map(|b| b.tally.clone());
         if let Some(tally) = snapshot {
-            self.state.storage().put(BOARD, &tally).await?;
+            durable::storage(&self.state).put(BOARD, &tally).await?;
         }
         self.dirty.set(false);
         Response::empty()
     }
 
     async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
-        let cmd: Cmd = match req.json().await {
+        let cmd: Cmd = match durable::command(&mut req, STATS_BINDING).await {
             Ok(c) => c,
-            Err(e) => return durable::reply::<()>(Err(durable::unreadable(STATS_BINDING, e))),
+            Err(e) => return durable::reply::<()>(Err(e)),
         };
         match cmd {
             Cmd::Record { outcome } => self.refresh_command(Some(outcome)).await,
@@ -102,9 +102,7 @@ impl OpsStats {
     /// Counts a refresh outcome (`Some`) or reads the last 24 hours' (`None`).
     async fn refresh_command(&self, record: Option<RefreshOutcome>) -> worker::Result<Response> {
         if self.tally.borrow().is_none() {
-            let loaded = self
-                .state
-                .storage()
+            let loaded = durable::storage(&self.state)
                 .get::<HourlyTally>(TALLY)
                 .await?
                 .unwrap_or_default();
@@ -120,7 +118,7 @@ impl OpsStats {
                     t.add(now, outcome, 1);
                     t.clone()
                 };
-                self.state.storage().put(TALLY, &snapshot).await?;
+                durable::storage(&self.state).put(TALLY, &snapshot).await?;
                 durable::reply(Ok(()))
             }
             None => {
@@ -137,9 +135,7 @@ impl OpsStats {
 
     async fn board_command(&self, cmd: Cmd) -> worker::Result<Response> {
         if self.board.borrow().is_none() {
-            let tally = self
-                .state
-                .storage()
+            let tally = durable::storage(&self.state)
                 .get::<ProxyTally>(BOARD)
                 .await?
                 .unwrap_or_default();
@@ -161,7 +157,9 @@ impl OpsStats {
                     board.quota.clone()
                 };
                 if !self.dirty.replace(true) {
-                    self.state.storage().set_alarm(BOARD_WRITE_DELAY_MS).await?;
+                    durable::storage(&self.state)
+                        .set_alarm(BOARD_WRITE_DELAY_MS)
+                        .await?;
                 }
                 durable::reply(Ok(shared))
             }
