@@ -61,10 +61,11 @@ pub async fn command<C: DeserializeOwned>(req: &mut Request, binding: &str) -> A
 
 /// An object's answer: its result, typed by the command, as the caller reads it.
 pub fn reply<T: Serialize>(result: ApiResult<T>) -> worker::Result<Response> {
-    Response::from_json(&match result {
+    let text = serde_json::to_string(&match result {
         Ok(t) => Reply::Ok(t),
         Err(e) => Reply::Err(e),
-    })
+    })?;
+    Response::ok(text)
 }
 
 /// A command the object could not read (a bug on the caller's side, or a version mismatch

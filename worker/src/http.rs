@@ -8,10 +8,20 @@ use serde::Serialize;
 use worker::{Headers, Request, Response};
 
 pub fn json<T: Serialize>(value: &T, status: u16) -> ApiResult<Response> {
-    let mut resp = Response::from_json(value)
-        .map_err(|e| ApiError::internal(format!("serializing an answer: {e}")))?
+    let text = serde_json::to_string(value)
+        .map_err(|e| ApiError::internal(format!("serializing an answer: {e}")))?;
+    json_text(text, status)
+}
+
+/// A JSON answer already written (`json`'s part that is the same for every type, and the way
+/// to relay JSON a Durable Object wrote without decoding it).
+pub fn json_text(text: String, status: u16) -> ApiResult<Response> {
+    let mut resp = Response::ok(text)
+        .map_err(|e| ApiError::internal(format!("an answer: {e}")))?
         .with_status(status);
-    no_store(resp.headers_mut());
+    let h = resp.headers_mut();
+    let _ = h.set("content-type", "application/json");
+    no_store(h);
     Ok(resp)
 }
 
