@@ -114,3 +114,9 @@ impl ObjectStorage {
         self.0.set_alarm(delay_ms).await
     }
 }
+
+/// A value as JSON text, for an answer the caller relays as it is rather than decodes (each type
+/// decoded costs its own deserializer in the wasm).
+pub fn text<T: Serialize>(value: ApiResult<T>) -> ApiResult<String> {
+    serde_json::to_string(&value?).map_err(ApiError::internal)
+}

@@ -96,11 +96,12 @@ pub enum Stored {
     Refused(Mismatch),
 }
 
-/// A link and its timeline.
+/// A link and its timeline (a JSON array of `ConnectionEvent`, newest first, as text the caller
+/// relays).
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Detail {
     pub record: ConnectionRecord,
-    pub events: Vec<ConnectionEvent>,
+    pub events: String,
 }
 
 /// A repair link just made: its URL (holding the token) and the record stored under its hash.
@@ -362,9 +363,10 @@ impl ConnectionGuard {
             .await
             .map_err(storage)?
             .unwrap_or_default();
+        let events: Vec<ConnectionEvent> = t.newest_first();
         Ok(Some(Detail {
             record,
-            events: t.newest_first(),
+            events: serde_json::to_string(&events).map_err(ApiError::internal)?,
         }))
     }
 

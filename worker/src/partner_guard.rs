@@ -93,11 +93,21 @@ struct Counted {
     counts: ConnectionCounts,
 }
 
-/// A stored upsert: the record (for this isolate's cache) and what the admin is answered.
+/// A stored upsert: the record (for this isolate's cache) and what the admin is answered (a
+/// `PartnerView`, as JSON text the caller relays).
 #[derive(Serialize, Deserialize)]
 struct Upserted {
     record: Box<PartnerRecord>,
-    view: Box<PartnerView>,
+    view: String,
+}
+
+impl Upserted {
+    fn new(record: PartnerRecord, view: &PartnerView) -> ApiResult<Upserted> {
+        Ok(Upserted {
+            record: Box::new(record),
+            view: serde_json::to_string(view).map_err(ApiError::internal)?,
+        })
+    }
 }
 
 #[durable_object(fetch)]
@@ -151,10 +161,7 @@ impl DurableObject for PartnerGuard {
                         .delete(DELETED)
                         .await
                         .map_err(storage)?;
-                    Ok(Upserted {
-                        record: Box::new(record),
-                        view: Box::new(view),
-                    })
+                    Upserted::new(record, &view)
                 };
                 durable::reply(result.await)
             }
@@ -183,9 +190,15 @@ impl DurableObject for PartnerGuard {
                 outcome,
                 at,
             } => durable::reply(self.delivered(*event, status, outcome, at).await),
-            Command::Deliveries { limit, .. } => durable::reply(self.deliveries(limit).await),
+            // Answered as JSON text: the caller relays it as it is.
+            Command::Deliveries { limit, .. } => {
+                durable::reply(durable::text(self.deliveries(limit).await))
+            }
             Command::Redeliver { event_id, .. } => {
-                durable::reply(self.redeliver(&self.env, &event_id).await)
+                let redelivered = self.redeliver(&self.env, &event_id).await;
+                durable::reply(
+                    redelivered.and_then(|d| d.map(|d| durable::text(Ok(d))).transpose()),
+                )
             }
             Command::Refreshed { outcome, .. } => durable::reply(self.refreshed(outcome).await),
             Command::Overview { id } => durable::reply(self.overview(&store, &id).await),
@@ -241,10 +254,7 @@ impl PartnerGuard {
             now,
         )?;
         self.save(store, &record, Some(&existing)).await?;
-        Ok(Upserted {
-            record: Box::new(record),
-            view: Box::new(view),
-        })
+        Upserted::new(record, &view)
     }
 
     async fn order(&self) -> ApiResult<DeliveryOrder> {
@@ -416,13 +426,14 @@ async fn ask<A: serde::de::DeserializeOwned>(
 }
 
 /// Creates or changes the partner; a refused upsert is the caller's error and stores nothing.
+/// Answers the partner's `PartnerView` as JSON text.
 pub async fn upsert(
     env: &Env,
     store: &Store,
     id: &PartnerId,
     body: PartnerUpsert,
     now: UnixTime,
-) -> ApiResult<PartnerView> {
+) -> ApiResult<String> {
     let command = Command::Upsert {
         id: id.clone(),
         body,
@@ -431,7 +442,7 @@ pub async fn upsert(
     let Upserted { record, view } = ask(env, id, &command).await?;
     // This isolate sees the change at once (others within the partner cache's 30 s).
     store.remember_partner(&record);
-    Ok(*view)
+    Ok(view)
 }
 
 /// `None`: there is no such partner.
@@ -446,7 +457,8 @@ pub async fn delete(env: &Env, store: &Store, id: &PartnerId) -> ApiResult<bool>
     Ok(existed)
 }
 
-/// The partner changes its own settings, or rotates its secrets (`change` empty then).
+/// The partner changes its own settings, or rotates its secrets (`change` empty then). Answers
+/// its `PartnerView` as JSON text.
 pub async fn change(
     env: &Env,
     store: &Store,
@@ -454,7 +466,7 @@ pub async fn change(
     change: PartnerSettings,
     rotate: bool,
     now: UnixTime,
-) -> ApiResult<PartnerView> {
+) -> ApiResult<String> {
     let command = Command::Change {
         id: id.clone(),
         change,
@@ -463,7 +475,7 @@ pub async fn change(
     };
     let Upserted { record, view } = ask(env, id, &command).await?;
     store.remember_partner(&record);
-    Ok(*view)
+    Ok(view)
 }
 
 /// Notes one delivery attempt. A failure to note it is logged, never fatal: the delivery itself
@@ -490,11 +502,8 @@ pub async fn delivered(
     }
 }
 
-pub async fn deliveries(
-    env: &Env,
-    id: &PartnerId,
-    limit: usize,
-) -> ApiResult<Vec<WebhookDelivery>> {
+/// The latest deliveries, newest first: a JSON array of `WebhookDelivery`, as text.
+pub async fn deliveries(env: &Env, id: &PartnerId, limit: usize) -> ApiResult<String> {
     ask(
         env,
         id,
@@ -506,12 +515,9 @@ pub async fn deliveries(
     .await
 }
 
-/// `None`: no such delivery of this partner.
-pub async fn redeliver(
-    env: &Env,
-    id: &PartnerId,
-    event_id: &str,
-) -> ApiResult<Option<WebhookDelivery>> {
+/// The delivery queued again, a `WebhookDelivery` as JSON text. `None`: no such delivery of this
+/// partner.
+pub async fn redeliver(env: &Env, id: &PartnerId, event_id: &str) -> ApiResult<Option<String>> {
     let command = Command::Redeliver {
         id: id.clone(),
         event_id: event_id.to_owned(),

@@ -6,7 +6,7 @@ use crate::auth;
 use crate::clock::unix_now;
 use crate::config::Config;
 use crate::guard;
-use crate::http::{empty, json, read_json};
+use crate::http::{empty, json, json_text, read_json};
 use crate::partner_guard;
 use crate::queue::{enqueue, Job};
 use crate::stats;
@@ -69,8 +69,8 @@ pub async fn handle(
         (AdminRoute::Partner(raw), Method::Put) => {
             let id = parse_partner_id(raw)?;
             let body: PartnerUpsert = read_json(req, None).await?;
-            json(
-                &partner_guard::upsert(env, store, &id, body, unix_now()).await?,
+            json_text(
+                partner_guard::upsert(env, store, &id, body, unix_now()).await?,
                 200,
             )
         }

@@ -4,11 +4,11 @@
 use super::{no_connection, resolve};
 use crate::config::Config;
 use crate::guard;
-use crate::http::{empty, json, read_json};
+use crate::http::{empty, json, json_text, read_json};
 use crate::store::Store;
 use keaplink_api::{
-    ConnectionDetail, ConnectionStatus, PartnerConnection, PartnerConnections, RepairLink,
-    RepairLinkRequest, TokenRequest, TokenResponse,
+    ConnectionStatus, PartnerConnection, PartnerConnections, RepairLink, RepairLinkRequest,
+    TokenRequest, TokenResponse,
 };
 use keaplink_core::clock::{rfc3339, UnixTime};
 use keaplink_core::cursor;
@@ -227,16 +227,15 @@ pub async fn connection_detail(
 ) -> ApiResult<Response> {
     let key = resolve(store, partner, raw_id).await?;
     let detail = guard::detail(env, &key).await?.ok_or_else(no_connection)?;
-    json(
-        &ConnectionDetail {
-            connection: PartnerConnection {
-                connection: detail.record.to_api(),
-                user: detail.record.user.as_str().to_owned(),
-            },
-            events: detail.events,
-        },
-        200,
-    )
+    let connection = serde_json::to_string(&PartnerConnection {
+        connection: detail.record.to_api(),
+        user: detail.record.user.as_str().to_owned(),
+    })
+    .map_err(ApiError::internal)?;
+    // `keaplink_api::ConnectionDetail` (the connection's fields, then `events`), its timeline as
+    // the guard wrote it.
+    let fields = connection.strip_suffix('}').unwrap_or(&connection);
+    json_text(format!("{fields},\"events\":{}}}", detail.events), 200)
 }
 
 pub async fn partner_disconnect(
