@@ -74,6 +74,12 @@ pub fn error_response(err: &ApiError) -> Response {
 /// Reads a JSON body of at most 16 KiB (the rules are `keaplink_core::body`). An empty body reads
 /// as `default` when one is given.
 pub async fn read_json<T: DeserializeOwned>(req: &mut Request, default: Option<T>) -> ApiResult<T> {
+    let bytes = read_body(req).await?;
+    body::decode(&bytes, default)
+}
+
+/// `read_json`'s reading, apart from the type read: compiled once, not once per body type.
+async fn read_body(req: &mut Request) -> ApiResult<Vec<u8>> {
     let declared = req
         .headers()
         .get("content-length")
@@ -83,13 +89,12 @@ pub async fn read_json<T: DeserializeOwned>(req: &mut Request, default: Option<T
     if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
         return Err(body::too_large());
     }
-    let bytes = req.bytes().await.map_err(|_| {
+    req.bytes().await.map_err(|_| {
         ApiError::new(
             ErrorCode::InvalidRequest,
             "The request body could not be read.",
         )
-    })?;
-    body::decode(&bytes, default)
+    })
 }
 
 /// The raw `Authorization: Bearer` credential, or 401 `missing_credentials`.
