@@ -2,13 +2,14 @@
 //! Errors cross the boundary as `ApiError` values (code, message and cause), never as strings.
 //! Also an object's own storage, its values as JSON text.
 
+use crate::http::subrequest;
 use crate::js_json;
 use keaplink_core::{ApiError, ApiResult};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use worker::wasm_bindgen::JsValue;
 use worker::wasm_bindgen_futures::JsFuture;
-use worker::{Env, Method, Request, RequestInit, Response, State, Storage};
+use worker::{Env, Headers, Request, Response, State, Storage};
 
 /// What an object answers to a command.
 #[derive(Serialize, Deserialize)]
@@ -63,10 +64,16 @@ async fn exchange(env: &Env, binding: &str, name: &str, body: String) -> ApiResu
         .id_from_name(name)
         .and_then(|id| id.get_stub())
         .map_err(failed)?;
-    let mut init = RequestInit::new();
-    init.with_method(Method::Post).with_body(Some(body.into()));
     // The host is never resolved: the stub routes the request to the object.
-    let req = Request::new_with_init(&format!("https://{binding}/"), &init).map_err(failed)?;
+    let body = JsValue::from(body);
+    let req = subrequest(
+        &format!("https://{binding}/"),
+        "POST",
+        &Headers::new(),
+        Some(&body),
+        false,
+    )
+    .map_err(failed)?;
     let mut resp = stub.fetch_with_request(req).await.map_err(failed)?;
     payload(binding, resp.text().await.map_err(failed)?)
 }

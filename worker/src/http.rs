@@ -5,7 +5,8 @@ use keaplink_core::body::{self, MAX_BODY_BYTES};
 use keaplink_core::{ApiError, ApiResult, ErrorCode};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use worker::{Headers, Request, Response};
+use worker::wasm_bindgen::JsValue;
+use worker::{web_sys, Headers, Request, Response};
 
 pub fn json<T: Serialize>(value: &T, status: u16) -> ApiResult<Response> {
     let text = serde_json::to_string(value)
@@ -141,4 +142,26 @@ pub fn preflight(origin: &str) -> ApiResult<Response> {
     );
     let _ = h.set("access-control-max-age", "600");
     Ok(resp)
+}
+
+/// An outbound request, built on `web_sys` directly: `worker::RequestInit` also links the
+/// serializer of its Cloudflare `cf` options, about 7 KB of wasm, that no call of ours sets.
+/// `manual_redirect`: a redirect comes back as the answer instead of being followed.
+pub fn subrequest(
+    url: &str,
+    method: &str,
+    headers: &Headers,
+    body: Option<&JsValue>,
+    manual_redirect: bool,
+) -> worker::Result<Request> {
+    let init = web_sys::RequestInit::new();
+    init.set_method(method);
+    init.set_headers(&headers.0);
+    if let Some(body) = body {
+        init.set_body(body);
+    }
+    if manual_redirect {
+        init.set_redirect(web_sys::RequestRedirect::Manual);
+    }
+    Ok(web_sys::Request::new_with_str_and_init(url, &init)?.into())
 }

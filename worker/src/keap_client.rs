@@ -1,15 +1,14 @@
 //! Sends the requests `keaplink_core` builds, each bounded by a timeout: OAuth and webhook calls
 //! (`send`, the whole body read) and proxied calls (`relay`, the body left to stream).
 
+use crate::http::subrequest;
 use futures_util::future::{select, Either};
 use keaplink_core::keap::{KeapFailure, OutboundRequest};
 use keaplink_core::proxy::ProxyRequest;
 use std::future::Future;
 use std::pin::pin;
-use worker::{
-    js_sys, AbortController, Delay, Fetch, Headers, Method, Request, RequestInit, RequestRedirect,
-    Response,
-};
+use worker::wasm_bindgen::JsValue;
+use worker::{js_sys, AbortController, Delay, Fetch, Headers, Response};
 
 /// What came back: a status and the body.
 pub struct KeapAnswer {
@@ -24,17 +23,10 @@ pub async fn send(req: &OutboundRequest, timeout_ms: u32) -> Result<KeapAnswer, 
             .set(name, value.expose())
             .map_err(|_| unavailable())?;
     }
-    let mut init = RequestInit::new();
-    init.with_method(if req.method == "POST" {
-        Method::Post
-    } else {
-        Method::Get
-    })
-    .with_headers(headers);
-    if let Some(body) = &req.body {
-        init.with_body(Some(body.as_str().into()));
-    }
-    let request = Request::new_with_init(req.url.as_str(), &init).map_err(|_| unavailable())?;
+    let method = if req.method == "POST" { "POST" } else { "GET" };
+    let body = req.body.as_deref().map(JsValue::from_str);
+    let request = subrequest(req.url.as_str(), method, &headers, body.as_ref(), false)
+        .map_err(|_| unavailable())?;
     let controller = AbortController::default();
     let signal = controller.signal();
     let call = async {
@@ -59,14 +51,12 @@ pub async fn relay(req: &ProxyRequest, timeout_ms: u32) -> Result<Response, Keap
             .set(name, value.expose())
             .map_err(|_| unavailable())?;
     }
-    let mut init = RequestInit::new();
-    init.with_method(Method::from(req.method.to_owned()))
-        .with_headers(headers)
-        .with_redirect(RequestRedirect::Manual);
-    if let Some(body) = &req.body {
-        init.with_body(Some(js_sys::Uint8Array::from(body.as_slice()).into()));
-    }
-    let request = Request::new_with_init(&req.url, &init).map_err(|_| unavailable())?;
+    let body = req
+        .body
+        .as_ref()
+        .map(|b| JsValue::from(js_sys::Uint8Array::from(b.as_slice())));
+    let request = subrequest(&req.url, req.method, &headers, body.as_ref(), true)
+        .map_err(|_| unavailable())?;
     let controller = AbortController::default();
     let signal = controller.signal();
     let call = async {
