@@ -10,8 +10,8 @@
 //! - the Durable Objects and their clients: `guard` (one per connection), `partner_guard` (one
 //!   per partner), `pacer`, `stats`; `webhooks` (emit, deliver);
 //! - plumbing: `queue` (messages, producer), `store` (KV), `keap_client` (outbound fetch),
-//!   `durable` (object calls), `config`, `http`, `log`, `js_json` (what the runtime stores for
-//!   us, as JSON text), `clock`, `random`.
+//!   `durable` (object calls), `config`, `http`, `log`, `kv` (the KV binding), `js_json` (what the
+//!   runtime stores for us, as JSON text), `clock`, `random`.
 
 mod api;
 mod auth;
@@ -24,6 +24,7 @@ mod guard;
 mod http;
 mod js_json;
 mod keap_client;
+mod kv;
 mod limits;
 mod links;
 mod log;

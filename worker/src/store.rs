@@ -3,6 +3,7 @@
 //! module spells a key.
 
 use crate::clock::now_ms;
+use crate::kv::{Kv, PutOptions};
 use keaplink_core::connection::{ConnectionKey, ConnectionMeta, ConnectionRecord};
 use keaplink_core::flow::{PendingLink, StateToken, STATE_TTL_SECS};
 use keaplink_core::ids::{ConnectionId, PartnerId, UserId};
@@ -14,7 +15,6 @@ use keaplink_core::{ApiError, ApiResult};
 use serde::de::DeserializeOwned;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use worker::kv::KvStore;
 use worker::Env;
 
 pub const KV_BINDING: &str = "KV";
@@ -23,7 +23,7 @@ pub const KV_BINDING: &str = "KV";
 const PARTNER_CACHE_MS: u64 = 30_000;
 
 pub struct Store {
-    kv: KvStore,
+    kv: Kv,
     /// KV values this store read: the sweep reports it.
     reads: Cell<u64>,
 }
@@ -50,10 +50,15 @@ fn parse<T: DeserializeOwned>(key: &str, raw: &str) -> ApiResult<T> {
     })
 }
 
+/// A key's metadata; metadata written by no version of ours reads as none.
+fn parse_meta<T: DeserializeOwned>(json: &str) -> Option<T> {
+    serde_json::from_slice(json.as_bytes()).ok()
+}
+
 impl Store {
     pub fn open(env: &Env) -> ApiResult<Store> {
         Ok(Store {
-            kv: env.kv(KV_BINDING).map_err(|e| kv_failed("binding", e))?,
+            kv: Kv::open(env, KV_BINDING).map_err(|e| kv_failed("binding", e))?,
             reads: Cell::new(0),
         })
     }
@@ -61,18 +66,16 @@ impl Store {
     /// Every value read goes through here, so it is counted.
     async fn get_text(&self, key: &str) -> ApiResult<Option<String>> {
         self.reads.set(self.reads.get() + 1);
-        self.kv
-            .get(key)
-            .text()
-            .await
-            .map_err(|e| kv_failed("get", e))
+        self.kv.get_text(key).await.map_err(|e| kv_failed("get", e))
     }
 
     async fn put_text(&self, key: &str, value: String) -> ApiResult<()> {
+        self.put_with(key, &value, PutOptions::default()).await
+    }
+
+    async fn put_with(&self, key: &str, value: &str, opts: PutOptions<'_>) -> ApiResult<()> {
         self.kv
-            .put(key, value)
-            .map_err(|e| kv_failed("put", e))?
-            .execute()
+            .put(key, value, opts)
             .await
             .map_err(|e| kv_failed("put", e))
     }
@@ -167,10 +170,7 @@ impl Store {
     pub async fn origin_known(&self, origin: &str) -> ApiResult<bool> {
         let page = self
             .kv
-            .list()
-            .prefix(keys::origin_prefix(origin))
-            .limit(1)
-            .execute()
+            .list(&keys::origin_prefix(origin), 1, None)
             .await
             .map_err(|e| kv_failed("list", e))?;
         Ok(!page.keys.is_empty())
@@ -206,19 +206,17 @@ impl Store {
         new_id: bool,
     ) -> ApiResult<()> {
         let body = serde_json::to_string(record).map_err(ApiError::internal)?;
+        let meta = serde_json::to_string(&record.metadata()).map_err(ApiError::internal)?;
         if new_id {
             // The pointer first: a record is never reachable by listing without its pointer.
             self.put_text(&keys::connection_id(&record.id), key.as_str().to_owned())
                 .await?;
         }
-        self.kv
-            .put(key.as_str(), body)
-            .map_err(|e| kv_failed("put", e))?
-            .metadata(record.metadata())
-            .map_err(|e| kv_failed("put metadata", e))?
-            .execute()
-            .await
-            .map_err(|e| kv_failed("put", e))
+        let opts = PutOptions {
+            metadata: Some(&meta),
+            ..PutOptions::default()
+        };
+        self.put_with(key.as_str(), &body, opts).await
     }
 
     pub async fn delete_connection(
@@ -239,15 +237,14 @@ impl Store {
         new: Option<&ConnectionRecord>,
     ) -> ApiResult<()> {
         let (put, delete) = search::diff(old, new);
+        let meta = serde_json::to_string(&search::Entry { key: key.clone() })
+            .map_err(ApiError::internal)?;
         for entry in put {
-            self.kv
-                .put(&entry, "")
-                .map_err(|e| kv_failed("put", e))?
-                .metadata(search::Entry { key: key.clone() })
-                .map_err(|e| kv_failed("put metadata", e))?
-                .execute()
-                .await
-                .map_err(|e| kv_failed("put", e))?;
+            let opts = PutOptions {
+                metadata: Some(&meta),
+                ..PutOptions::default()
+            };
+            self.put_with(&entry, "", opts).await?;
         }
         for entry in delete {
             self.delete(&entry).await?;
@@ -262,17 +259,10 @@ impl Store {
         limit: u64,
         cursor: Option<String>,
     ) -> ApiResult<Page<ConnectionKey>> {
-        let mut q = self.kv.list().prefix(prefix.to_owned()).limit(limit);
-        if let Some(c) = cursor.filter(|c| !c.is_empty()) {
-            q = q.cursor(c);
-        }
-        let page = q.execute().await.map_err(|e| kv_failed("list", e))?;
+        let page = self.list(prefix, limit, cursor).await?;
         let mut items: Vec<ConnectionKey> = Vec::new();
-        for k in page.keys {
-            let Some(entry) = k
-                .metadata
-                .and_then(|m| serde_json::from_value::<search::Entry>(m).ok())
-            else {
+        for (_, meta) in page.keys {
+            let Some(entry) = meta.and_then(|m| parse_meta::<search::Entry>(&m)) else {
                 continue;
             };
             // One link may match on two terms: listed once.
@@ -280,12 +270,10 @@ impl Store {
                 items.push(entry.key);
             }
         }
-        let next = if page.list_complete {
-            None
-        } else {
-            page.cursor
-        };
-        Ok(Page { items, next })
+        Ok(Page {
+            items,
+            next: page.next,
+        })
     }
 
     /// The key an id points to, if it lies under `partner`.
@@ -357,17 +345,11 @@ impl Store {
         limit: u64,
         cursor: Option<String>,
     ) -> ApiResult<(Vec<String>, Option<String>)> {
-        let mut q = self.kv.list().prefix(prefix.to_owned()).limit(limit);
-        if let Some(c) = cursor.filter(|c| !c.is_empty()) {
-            q = q.cursor(c);
-        }
-        let page = q.execute().await.map_err(|e| kv_failed("list", e))?;
-        let next = if page.list_complete {
-            None
-        } else {
-            page.cursor
-        };
-        Ok((page.keys.into_iter().map(|k| k.name).collect(), next))
+        let page = self.list(prefix, limit, cursor).await?;
+        Ok((
+            page.keys.into_iter().map(|(name, _)| name).collect(),
+            page.next,
+        ))
     }
 
     /// One page of connections under `prefix`, from metadata alone. Entries whose key or
@@ -378,26 +360,34 @@ impl Store {
         limit: u64,
         cursor: Option<String>,
     ) -> ApiResult<Page<(ConnectionKey, ConnectionMeta)>> {
-        let mut q = self.kv.list().prefix(prefix.to_owned()).limit(limit);
-        if let Some(c) = cursor.filter(|c| !c.is_empty()) {
-            q = q.cursor(c);
-        }
-        let page = q.execute().await.map_err(|e| kv_failed("list", e))?;
+        let page = self.list(prefix, limit, cursor).await?;
         let items = page
             .keys
             .into_iter()
-            .filter_map(|k| {
-                let key = ConnectionKey::parse(&k.name)?;
-                let meta = serde_json::from_value::<ConnectionMeta>(k.metadata?).ok()?;
+            .filter_map(|(name, meta)| {
+                let key = ConnectionKey::parse(&name)?;
+                let meta = parse_meta::<ConnectionMeta>(&meta?)?;
                 Some((key, meta))
             })
             .collect();
-        let next = if page.list_complete {
-            None
-        } else {
-            page.cursor
-        };
-        Ok(Page { items, next })
+        Ok(Page {
+            items,
+            next: page.next,
+        })
+    }
+
+    /// One page of the keys under `prefix` (a cursor, when given and not empty, goes on).
+    async fn list(
+        &self,
+        prefix: &str,
+        limit: u64,
+        cursor: Option<String>,
+    ) -> ApiResult<crate::kv::Listed> {
+        let cursor = cursor.filter(|c| !c.is_empty());
+        self.kv
+            .list(prefix, limit, cursor.as_deref())
+            .await
+            .map_err(|e| kv_failed("list", e))
     }
 
     // ---- repair links --------------------------------------------------------------------
@@ -411,13 +401,11 @@ impl Store {
         now: keaplink_core::clock::UnixTime,
     ) -> ApiResult<()> {
         let body = serde_json::to_string(link).map_err(ApiError::internal)?;
-        self.kv
-            .put(&token.storage_key(), body)
-            .map_err(|e| kv_failed("put", e))?
-            .expiration_ttl(link.kv_ttl_secs(now))
-            .execute()
-            .await
-            .map_err(|e| kv_failed("put", e))
+        let opts = PutOptions {
+            expiration_ttl: Some(link.kv_ttl_secs(now)),
+            ..PutOptions::default()
+        };
+        self.put_with(&token.storage_key(), &body, opts).await
     }
 
     pub async fn repair_link(&self, token: &RepairToken) -> ApiResult<Option<RepairLinkRecord>> {
@@ -432,13 +420,11 @@ impl Store {
 
     pub async fn put_state(&self, state: &StateToken, link: &PendingLink) -> ApiResult<()> {
         let body = serde_json::to_string(link).map_err(ApiError::internal)?;
-        self.kv
-            .put(&state.storage_key(), body)
-            .map_err(|e| kv_failed("put", e))?
-            .expiration_ttl(STATE_TTL_SECS as u64)
-            .execute()
-            .await
-            .map_err(|e| kv_failed("put", e))
+        let opts = PutOptions {
+            expiration_ttl: Some(STATE_TTL_SECS as u64),
+            ..PutOptions::default()
+        };
+        self.put_with(&state.storage_key(), &body, opts).await
     }
 
     /// Reads and deletes a state: whatever happens next, it cannot be used again.
