@@ -1,6 +1,6 @@
 //! Workers KV through its JS binding, values and metadata as JSON text. `worker::kv` decodes
 //! every listing with serde-wasm-bindgen into `serde_json::Value`s, which our types were then
-//! decoded from a second time (about 5 KB gzip of wasm); here a key's metadata comes back as the
+//! decoded from a second time (9.5 KB gzip of wasm, measured); here a key's metadata comes back as the
 //! JSON text it is, for serde_json alone.
 
 use worker::js_sys::{Array, Function, Object, Promise, Reflect, JSON};
