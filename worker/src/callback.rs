@@ -25,7 +25,6 @@ use keaplink_core::keap::{
 use keaplink_core::partner::PartnerRecord;
 use keaplink_core::repair::Page;
 use keaplink_core::{ApiError, ErrorCode};
-use serde_json::json;
 use worker::{Env, Request, Response};
 
 /// How a link attempt whose state checked out ended.
@@ -45,11 +44,7 @@ pub async fn callback(
     match run(req, env, store, cfg, now).await {
         Ok(resp) => resp,
         Err(e) => {
-            log::event(
-                Level::Error,
-                "callback_failed",
-                json!({"code": e.code.as_str(), "cause": e.cause()}),
-            );
+            log::failure(Level::Error, "callback_failed", &e);
             pages::callback(error_page(e.code))
         }
     }
@@ -87,11 +82,7 @@ async fn run(
             match link_account(env, store, cfg, &partner, &link, &code, now).await {
                 Ok(l) => l,
                 Err(e) => {
-                    log::event(
-                        Level::Warn,
-                        "link_failed",
-                        json!({"code": e.code.as_str(), "cause": e.cause()}),
-                    );
+                    log::failure(Level::Warn, "link_failed", &e);
                     Linked::Failed(e.code)
                 }
             }

@@ -5,7 +5,7 @@
 use crate::clock::unix_now;
 use crate::config::Config;
 use crate::js_json;
-use crate::log::{self, Level};
+use crate::log::{self, Field, Level};
 use crate::pacer;
 use crate::partner_guard;
 use crate::purge::purge_page;
@@ -15,7 +15,6 @@ use crate::sweep::{refresh_all, sweep};
 use crate::webhooks;
 use keaplink_core::webhook::Delivery;
 use serde::Serialize;
-use serde_json::json;
 use worker::{Env, MessageBatch, MessageExt, QueueRetryOptionsBuilder};
 
 /// What one queue batch's refreshes did: logged as one JSON line.
@@ -46,7 +45,7 @@ pub async fn consume(
             let text = js_json::legacy_json(&body).ok()?;
             Job::legacy(&serde_json::from_slice(text.as_bytes()).ok()?)
         }) else {
-            log::event(Level::Error, "job_unreadable", json!({}));
+            log::event(Level::Error, "job_unreadable", &[]);
             msg.ack();
             continue;
         };
@@ -54,11 +53,7 @@ pub async fn consume(
             Job::Sweep { cursor } => {
                 match sweep(env, cfg, Some(cursor)).await {
                     Ok(r) => log::write(Level::Info, &r),
-                    Err(e) => log::event(
-                        Level::Error,
-                        "sweep_failed",
-                        json!({"code": e.code.as_str(), "cause": e.cause()}),
-                    ),
+                    Err(e) => log::failure(Level::Error, "sweep_failed", &e),
                 }
                 msg.ack();
             }
@@ -72,7 +67,10 @@ pub async fn consume(
                     log::event(
                         Level::Error,
                         "purge_failed",
-                        json!({"error": e.code.as_str(), "cause": e.cause()}),
+                        &[
+                            ("cause", Field::OptStr(e.cause())),
+                            ("error", Field::Str(e.code.as_str())),
+                        ],
                     );
                     msg.retry();
                 }

@@ -253,7 +253,7 @@ impl ConnectionGuard {
                     Err(e) => crate::log::event(
                         crate::log::Level::Error,
                         "repair_link_failed",
-                        serde_json::json!({"cause": e.cause()}),
+                        &[("cause", crate::log::Field::OptStr(e.cause()))],
                     ),
                 }
             }

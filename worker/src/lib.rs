@@ -46,7 +46,6 @@ mod webhooks;
 use config::Config;
 use keaplink_core::ids::hex;
 use log::Level;
-use serde_json::json;
 use worker::{
     event, Context, Env, MessageBatch, Request, Response, Result, ScheduleContext, ScheduledEvent,
 };
@@ -65,11 +64,7 @@ async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
     };
     match outcome {
         Ok(report) => log::write(Level::Info, &report),
-        Err(e) => log::event(
-            Level::Error,
-            "sweep_failed",
-            json!({"code": e.code.as_str(), "cause": e.cause()}),
-        ),
+        Err(e) => log::failure(Level::Error, "sweep_failed", &e),
     }
 }
 

@@ -497,7 +497,10 @@ pub async fn delivered(
         crate::log::event(
             crate::log::Level::Error,
             "delivery_record_failed",
-            serde_json::json!({"id": event.id, "cause": e.cause()}),
+            &[
+                ("cause", crate::log::Field::OptStr(e.cause())),
+                ("id", crate::log::Field::Str(&event.id)),
+            ],
         );
     }
 }
@@ -535,7 +538,10 @@ pub async fn refreshed(env: &Env, id: &PartnerId, outcome: RefreshOutcome) {
         crate::log::event(
             crate::log::Level::Error,
             "stats_record_failed",
-            serde_json::json!({"partner": id, "cause": e.cause()}),
+            &[
+                ("cause", crate::log::Field::OptStr(e.cause())),
+                ("partner", crate::log::Field::Str(id.as_str())),
+            ],
         );
     }
 }

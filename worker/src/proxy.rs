@@ -22,7 +22,6 @@ use keaplink_core::proxy::{self, AfterHeal, ProxyOutcome, ProxyRequest, MAX_BODY
 use keaplink_core::quota::{Hold, HoldReason};
 use keaplink_core::refresh::{fingerprint, Purpose};
 use keaplink_core::{ApiError, ApiResult, ErrorCode, Secret};
-use serde_json::json;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use worker::{Env, Headers, Request, Response, ResponseBody};
@@ -58,11 +57,7 @@ pub async fn handle(
                     .unwrap_or_else(|| ProxyOutcome::of_error(e.code)),
             );
             if e.status() >= 500 {
-                log::event(
-                    Level::Error,
-                    "proxy_error",
-                    json!({"code": e.code.as_str(), "cause": e.cause()}),
-                );
+                log::failure(Level::Error, "proxy_error", &e);
             }
             refusal(&e)
         }
@@ -269,11 +264,7 @@ async fn exchange(env: &Env, report: Option<quota::Report>) {
     let Some(report) = report else { return };
     let answer = stats::proxy_sync(env, &report.seen, &report.counts).await;
     if let Err(e) = &answer {
-        log::event(
-            Level::Warn,
-            "quota_sync_failed",
-            json!({"code": e.code.as_str(), "cause": e.cause()}),
-        );
+        log::failure(Level::Warn, "quota_sync_failed", e);
     }
     quota::absorb(report, answer.map_err(|_| ()), now_ms());
 }

@@ -2,13 +2,12 @@
 //! tokens are destroyed through their guards, so no sweep keeps them alive at Keap.
 
 use crate::guard;
-use crate::log::{self, Level};
+use crate::log::{self, Field, Level};
 use crate::queue::{enqueue, Job};
 use crate::store::Store;
 use keaplink_core::clock::UnixTime;
 use keaplink_core::ids::PartnerId;
 use keaplink_core::ApiResult;
-use serde_json::json;
 use worker::Env;
 
 /// Guard calls one purge page may make (within the free plan's 50 subrequests).
@@ -38,7 +37,11 @@ pub async fn purge_page(
     log::event(
         Level::Info,
         "purge",
-        json!({"partner": partner, "deleted": deleted, "more": page.next.is_some()}),
+        &[
+            ("deleted", Field::Num(deleted)),
+            ("more", Field::Bool(page.next.is_some())),
+            ("partner", Field::Str(partner.as_str())),
+        ],
     );
     if let Some(c) = page.next {
         enqueue(

@@ -184,7 +184,7 @@ pub async fn record_refresh(env: &Env, outcome: RefreshOutcome) {
         log::event(
             Level::Error,
             "stats_record_failed",
-            serde_json::json!({ "cause": e.cause() }),
+            &[("cause", log::Field::OptStr(e.cause()))],
         );
     }
 }

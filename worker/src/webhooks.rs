@@ -4,7 +4,7 @@
 use crate::clock::{now_ms, unix_now};
 use crate::config::Config;
 use crate::keap_client::send;
-use crate::log::{self, Level};
+use crate::log::{self, Field, Level};
 use crate::queue::{enqueue, Job};
 use crate::random;
 use crate::store::Store;
@@ -16,7 +16,6 @@ use keaplink_core::webhook::{
     SIGNATURE_HEADER,
 };
 use keaplink_core::Secret;
-use serde_json::json;
 use worker::Env;
 
 /// The event for `record`, with a fresh id (the same on every retry of its delivery).
@@ -47,7 +46,7 @@ pub async fn emit(env: &Env, event: WebhookEvent) {
         log::event(
             Level::Error,
             "webhook_enqueue_failed",
-            json!({ "id": id, "cause": e.cause() }),
+            &[("cause", Field::OptStr(e.cause())), ("id", Field::Str(&id))],
         );
     }
 }
@@ -105,13 +104,13 @@ pub async fn deliver(store: &Store, cfg: &Config, event: &QueuedEvent, age_secs:
     log::event(
         Level::Info,
         "webhook",
-        json!({
-            "id": event.id,
-            "type": event.type_name(),
-            "partner": event.partner,
-            "status": status,
-            "outcome": format!("{outcome:?}"),
-        }),
+        &[
+            ("id", Field::Str(&event.id)),
+            ("outcome", Field::Str(&format!("{outcome:?}"))),
+            ("partner", Field::Str(event.partner.as_str())),
+            ("status", Field::OptNum(status.map(u64::from))),
+            ("type", Field::Str(event.type_name())),
+        ],
     );
     Attempted {
         outcome,
