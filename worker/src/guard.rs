@@ -123,6 +123,7 @@ pub enum Spend {
     Gone,
 }
 
+#[cfg(feature = "objects")]
 #[durable_object(fetch)]
 pub struct ConnectionGuard {
     state: State,
@@ -131,6 +132,7 @@ pub struct ConnectionGuard {
     turn: Mutex<()>,
 }
 
+#[cfg(feature = "objects")]
 impl DurableObject for ConnectionGuard {
     fn new(state: State, env: Env) -> Self {
         Self {
@@ -183,6 +185,7 @@ fn unopenable(e: impl std::fmt::Debug) -> ApiError {
     ))
 }
 
+#[cfg(feature = "objects")]
 impl ConnectionGuard {
     /// The authoritative record: this object's storage, or on first use the KV copy the
     /// callback wrote before guards existed.

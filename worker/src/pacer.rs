@@ -21,12 +21,14 @@ struct Ask {
     throttled: bool,
 }
 
+#[cfg(feature = "objects")]
 #[durable_object(fetch)]
 pub struct RefreshPacer {
     pace: RefCell<Option<Pace>>,
     env: Env,
 }
 
+#[cfg(feature = "objects")]
 impl DurableObject for RefreshPacer {
     fn new(_state: State, env: Env) -> Self {
         Self {

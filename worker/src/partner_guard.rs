@@ -110,6 +110,7 @@ impl Upserted {
     }
 }
 
+#[cfg(feature = "objects")]
 #[durable_object(fetch)]
 pub struct PartnerGuard {
     state: State,
@@ -118,6 +119,7 @@ pub struct PartnerGuard {
     turn: Mutex<()>,
 }
 
+#[cfg(feature = "objects")]
 impl DurableObject for PartnerGuard {
     fn new(state: State, env: Env) -> Self {
         Self {
@@ -224,6 +226,7 @@ fn storage(e: worker::Error) -> ApiError {
     ApiError::internal(format!("partner guard storage: {e}"))
 }
 
+#[cfg(feature = "objects")]
 impl PartnerGuard {
     async fn change(
         &self,

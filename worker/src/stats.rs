@@ -55,6 +55,7 @@ struct BoardView {
     last_24h: ProxyCounts,
 }
 
+#[cfg(feature = "objects")]
 #[durable_object(alarm)]
 pub struct OpsStats {
     state: State,
@@ -64,6 +65,7 @@ pub struct OpsStats {
     dirty: Cell<bool>,
 }
 
+#[cfg(feature = "objects")]
 impl DurableObject for OpsStats {
     fn new(state: State, _env: Env) -> Self {
         Self {
@@ -98,6 +100,7 @@ impl DurableObject for OpsStats {
     }
 }
 
+#[cfg(feature = "objects")]
 impl OpsStats {
     /// Counts a refresh outcome (`Some`) or reads the last 24 hours' (`None`).
     async fn refresh_command(&self, record: Option<RefreshOutcome>) -> worker::Result<Response> {
