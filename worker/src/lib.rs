@@ -4,12 +4,14 @@
 //! The house, top to bottom (a module only calls the ones below it; `scripts/check-layers`
 //! checks it in CI):
 //! - entry points (this file): `fetch` (with the request's log line), `scheduled`, `queue`;
-//! - `routes` (the route table) → `callback` and `api::{admin, widget, partner}` (handlers by
-//!   audience), with `auth` (credentials) and `limits` (rate limits);
+//! - `routes` (the route table) → `callback`, `repair` (repair pages), `proxy` (`/v1/keap/`)
+//!   and `api::{admin, widget, partner, console}` (handlers by audience), with `links` (a
+//!   partner's connection by user), `auth` (credentials) and `limits` (rate limits);
 //! - `consumer` (the queue's consumer) → `sweep`, `purge`;
 //! - the Durable Objects and their clients: `guard` (one per connection), `partner_guard` (one
 //!   per partner), `pacer`, `stats`; `webhooks` (emit, deliver);
-//! - plumbing: `queue` (messages, producer), `store` (KV), `keap_client` (outbound fetch),
+//! - plumbing: `quota` (this isolate's picture of Keap's quota), `queue` (messages, producer),
+//!   `store` (KV), `keap_client` (outbound fetch), `pages` (HTML),
 //!   `durable` (object calls), `config`, `http`, `log`, `clock`, `random`.
 
 mod api;
