@@ -23,11 +23,20 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(r) = serde_json::from_slice::<ConnectionRecord>(data) {
         // Typed ids: a record that deserialized holds ids that parse again as themselves.
-        assert_eq!(PartnerId::parse(r.partner.as_str()).as_ref(), Some(&r.partner));
+        assert_eq!(
+            PartnerId::parse(r.partner.as_str()).as_ref(),
+            Some(&r.partner)
+        );
         assert_eq!(UserId::parse(r.user.as_str()).as_ref(), Some(&r.user));
-        assert_eq!(KeapApp::parse(r.keap_app.as_str()).as_ref(), Some(&r.keap_app));
+        assert_eq!(
+            KeapApp::parse(r.keap_app.as_str()).as_ref(),
+            Some(&r.keap_app)
+        );
         let key = ConnectionKey::new(&r.partner, &r.user, &r.keap_app);
-        assert!(r.open_tokens(&keys, &key).is_err(), "opened tokens it never sealed");
+        assert!(
+            r.open_tokens(&keys, &key).is_err(),
+            "opened tokens it never sealed"
+        );
         let _ = r.reconnect_before();
         let _ = r.metadata();
         let _ = r.to_api();
