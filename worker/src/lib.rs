@@ -4,14 +4,16 @@
 //! The house, top to bottom (a module only calls the ones below it; `scripts/check-layers`
 //! checks it in CI):
 //! - entry points (this file): `fetch` (with the request's log line), `scheduled`, `queue`;
-//! - `routes` (the route table) → `callback` and `api::{admin, widget, partner}` (handlers by
-//!   audience), with `auth` (credentials) and `limits` (rate limits);
+//! - `routes` (the route table) → `callback`, `repair` (repair pages), `proxy` (`/v1/keap/`)
+//!   and `api::{admin, widget, partner, console}` (handlers by audience), with `links` (a
+//!   partner's connection by user), `auth` (credentials) and `limits` (rate limits);
 //! - `consumer` (the queue's consumer) → `sweep`, `purge`;
 //! - the Durable Objects and their clients: `guard` (one per connection), `partner_guard` (one
 //!   per partner), `pacer`, `stats`; `webhooks` (emit, deliver);
-//! - plumbing: `queue` (messages, producer), `store` (KV), `keap_client` (outbound fetch),
-//!   `durable` (object calls), `config`, `http`, `log`, `kv` (the KV binding), `js_json` (what the
-//!   runtime stores for us, as JSON text), `clock`, `random`.
+//! - plumbing: `quota` (this isolate's picture of Keap's quota), `queue` (messages, producer),
+//!   `store` (KV), `keap_client` (outbound fetch), `pages` (HTML), `durable` (object calls),
+//!   `config`, `http`, `log`, `kv` (the KV binding), `js_json` (what the runtime stores for us,
+//!   as JSON text), `clock`, `random`.
 //!
 //! Features `front` (the `fetch` entry point) and `objects` (the Durable Object classes, `queue`
 //! and `scheduled`) choose what a build exports, both by default: each alone is the wasm of one

@@ -7,7 +7,6 @@ use crate::auth;
 use crate::clock::{now_ms, unix_now};
 use crate::config::Config;
 use crate::guard;
-use crate::http::error_response;
 use crate::keap_client;
 use crate::limits;
 use crate::links::{find_connection, usable};
@@ -48,7 +47,7 @@ pub async fn handle(
     let answer = match result {
         Ok((resp, outcome)) => {
             quota::count(outcome);
-            resp
+            Ok(resp)
         }
         Err(e) => {
             quota::count(
@@ -56,27 +55,14 @@ pub async fn handle(
                     .outcome
                     .unwrap_or_else(|| ProxyOutcome::of_error(e.code)),
             );
-            if e.status() >= 500 {
-                log::failure(Level::Error, "proxy_error", &e);
-            }
-            refusal(&e)
+            // The answer's `keaplink-error` (and `allow` on a 405) are the router's, as for
+            // every refusal of this path; the request's log line keeps the code and cause.
+            Err(e)
         }
     };
     // Answers made without calling Keap still report now and then, so their counts arrive.
     exchange(env, quota::report_due(cfg.quota_reserve, now_ms())).await;
-    Ok(answer)
-}
-
-/// keaplink's own answer: the usual error body, plus `keaplink-error` so a caller can tell it
-/// from Keap's.
-fn refusal(e: &ApiError) -> Response {
-    let mut resp = error_response(e);
-    let h = resp.headers_mut();
-    let _ = h.set("keaplink-error", e.code.as_str());
-    if e.code == ErrorCode::MethodNotAllowed {
-        let _ = h.set("allow", ALLOW);
-    }
-    resp
+    answer
 }
 
 /// The methods `/v1/keap/` answers, as the router's `Allow` lists them.

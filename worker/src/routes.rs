@@ -163,12 +163,31 @@ impl From<ApiResult<Response>> for Answer {
     }
 }
 
-/// Answers a request: the route, the method check, then the handler.
+/// Answers a request: the route, the method check, then the handler. Every refusal of a
+/// `/v1/keap` path also carries `keaplink-error: <code>`, so a caller of the proxy can tell
+/// keaplink's answers from Keap's; every 405 carries `Allow`.
 pub async fn answer(req: &mut Request, env: &Env) -> Answer {
     let path = req.path();
-    let Some(route) = Route::resolve(&path) else {
-        return Err(not_found(&path)).into();
+    let route = Route::resolve(&path);
+    let mut out = match &route {
+        Some(route) => answer_route(req, env, route).await,
+        None => Err(not_found(&path)).into(),
     };
+    if let Some(e) = &out.error {
+        let headers = out.resp.headers_mut();
+        if e.code == ErrorCode::MethodNotAllowed {
+            if let Some(route) = &route {
+                let _ = headers.set("allow", &route.allow());
+            }
+        }
+        if path == "/v1/keap" || matches!(route, Some(Route::Keap(_))) {
+            let _ = headers.set("keaplink-error", e.code.as_str());
+        }
+    }
+    out
+}
+
+async fn answer_route(req: &mut Request, env: &Env, route: &Route<'_>) -> Answer {
     // workers-rs reads a method it does not know (QUERY, say) as GET: ask the request itself.
     let raw = req.inner().method();
     let known = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
@@ -178,16 +197,11 @@ pub async fn answer(req: &mut Request, env: &Env) -> Answer {
             ErrorCode::MethodNotAllowed,
             format!("This endpoint answers {} only.", route.allow()),
         );
-        let mut resp = error_response(&e);
-        let _ = resp.headers_mut().set("allow", &route.allow());
-        return Answer {
-            resp,
-            error: Some(e),
-        };
+        return Err(e).into();
     }
     if method == Method::Head {
         // The GET answer's status and headers, without its body.
-        let got = dispatch(req, env, &route, &Get).await;
+        let got = dispatch(req, env, route, &Get).await;
         let mut head = match Response::empty() {
             Ok(r) => r.with_status(got.resp.status_code()),
             Err(e) => return Err(ApiError::internal(e)).into(),
@@ -200,7 +214,7 @@ pub async fn answer(req: &mut Request, env: &Env) -> Answer {
             error: got.error,
         };
     }
-    dispatch(req, env, &route, &method).await
+    dispatch(req, env, route, &method).await
 }
 
 async fn dispatch(req: &mut Request, env: &Env, route: &Route<'_>, method: &Method) -> Answer {

@@ -205,7 +205,8 @@ answer, by status. The message is for a person and may change; branch on the cod
 - Every answer of the Worker carries `x-request-id`; every JSON answer `cache-control: no-store`; \
 every 429 `retry-after`.\n\
 - A path not listed here (including any path with a trailing slash or an empty segment) is \
-404 `not_found`. A method a path does not list is 405 `method_not_allowed` with `allow`. \
+404 `not_found`. A method a path does not list is 405 `method_not_allowed` with `allow`. Every \
+answer keaplink makes itself under `/v1/keap` (a refusal, a 404, a 405) carries `keaplink-error`. \
 `HEAD` is answered wherever `GET` is: the same status and headers, no body.\n\
 - Unknown or repeated query parameters of an operation that takes some are 400 `invalid_request`.\n\
 - Listings' cursors are opaque; a cursor this endpoint did not issue is 400 `invalid_cursor`.\n\
