@@ -224,7 +224,8 @@ impl ConnectionGuard {
     }
 
     /// Adds to the timeline. Losing an entry must not fail the command it reports.
-    async fn note(&self, f: impl FnOnce(&mut Timeline)) {
+    /// `f` is boxed so that this state machine is compiled once, not once per caller's closure.
+    async fn note(&self, f: Box<dyn FnOnce(&mut Timeline) + '_>) {
         let st = durable::storage(&self.state);
         let mut t = st
             .get::<Timeline>(TIMELINE)
@@ -283,14 +284,14 @@ impl ConnectionGuard {
                 tenant_id: None,
             };
             if let Err(m) = identity::check(rule, old, &who) {
-                self.note(|t| {
+                self.note(Box::new(|t| {
                     t.push(
                         now,
                         ConnectionEventKind::IdentityMismatch,
                         Some("identity_mismatch"),
                         Some(m.describe()),
                     )
-                })
+                }))
                 .await;
                 return Ok(Stored::Refused(m));
             }
@@ -315,7 +316,8 @@ impl ConnectionGuard {
             Some(ConnectionStatus::Active) => (ConnectionEventKind::Reconnected, None),
         };
         let who = format!("{} in {}", record.keap_email, record.keap_app);
-        self.note(|t| t.push(now, event, None, Some(who))).await;
+        self.note(Box::new(|t| t.push(now, event, None, Some(who))))
+            .await;
         if let Some(kind) = kind {
             self.announce(cfg, store, key, kind, &record).await;
         }
@@ -334,8 +336,10 @@ impl ConnectionGuard {
         st.delete(RECORD).await.map_err(storage)?;
         st.put(DELETED, true).await.map_err(storage)?;
         if let Some(record) = &gone {
-            self.note(|t| t.push(unix_now(), ConnectionEventKind::Deleted, None, None))
-                .await;
+            self.note(Box::new(|t| {
+                t.push(unix_now(), ConnectionEventKind::Deleted, None, None)
+            }))
+            .await;
             webhooks::emit(&self.env, webhooks::event(EventKind::Deleted, record)).await;
         }
         Ok(gone.is_some())
@@ -380,14 +384,14 @@ impl ConnectionGuard {
         m: &Mismatch,
     ) -> ApiResult<()> {
         if self.record(store, key).await?.is_some() {
-            self.note(|t| {
+            self.note(Box::new(|t| {
                 t.push(
                     unix_now(),
                     ConnectionEventKind::IdentityMismatch,
                     Some("identity_mismatch"),
                     Some(m.describe()),
                 )
-            })
+            }))
             .await;
         }
         Ok(())
@@ -412,7 +416,7 @@ impl ConnectionGuard {
             used_at: None,
         };
         store.put_repair_link(&token, &link, now).await?;
-        self.note(|t| {
+        self.note(Box::new(|t| {
             t.push(
                 now,
                 ConnectionEventKind::RepairLinkCreated,
@@ -422,7 +426,7 @@ impl ConnectionGuard {
                     keaplink_core::clock::rfc3339(link.expires_at)
                 )),
             )
-        })
+        }))
         .await;
         Ok(Minted {
             url: token.url(cfg.public_url.as_str()),
@@ -461,8 +465,10 @@ impl ConnectionGuard {
         }
         let now = unix_now();
         st.put(spend_key, now).await.map_err(storage)?;
-        self.note(|t| t.push(now, ConnectionEventKind::RepairLinkUsed, None, None))
-            .await;
+        self.note(Box::new(|t| {
+            t.push(now, ConnectionEventKind::RepairLinkUsed, None, None)
+        }))
+        .await;
         Ok(Spend::Spent(Box::new(record)))
     }
 
@@ -536,7 +542,8 @@ impl ConnectionGuard {
         self.save(store, key, &next, false).await?;
         store.reindex(key, Some(&record), Some(&next)).await?;
         let attempt = Attempt::between(&record, &next);
-        self.note(|tl| tl.record_attempt(&attempt, t)).await;
+        self.note(Box::new(|tl| tl.record_attempt(&attempt, t)))
+            .await;
         stats::record_refresh(&self.env, attempt.outcome).await;
         partner_guard::refreshed(&self.env, &record.partner, attempt.outcome).await;
         for kind in &attempt.announce {
