@@ -1,4 +1,5 @@
-//! Workers KV through its JS binding, values and metadata as JSON text. `worker::kv` decodes
+//! Workers KV through its JS binding, values and metadata as JSON text (and `binding` and
+//! `call`, which the queue's producer uses too). `worker::kv` decodes
 //! every listing with serde-wasm-bindgen into `serde_json::Value`s, which our types were then
 //! decoded from a second time (9.5 KB gzip of wasm, measured); here a key's metadata comes back as the
 //! JSON text it is, for serde_json alone.
@@ -41,29 +42,38 @@ fn set(target: &Object, name: &str, value: &JsValue) {
     let _ = Reflect::set(target, &JsValue::from_str(name), value);
 }
 
+/// The binding `name` of `env`, as the JS object it is.
+pub fn binding(env: &Env, name: &str) -> Result<Object, String> {
+    let this = Reflect::get(env, &JsValue::from_str(name)).map_err(error_text)?;
+    if this.is_undefined() {
+        return Err(format!("no binding {name}"));
+    }
+    Ok(this.unchecked_into())
+}
+
+/// Calls the binding's method `name` and waits for its promise.
+pub async fn call(this: &Object, name: &str, args: &Array) -> Result<JsValue, String> {
+    let f: Function = Reflect::get(this, &JsValue::from_str(name))
+        .map_err(error_text)?
+        .dyn_into()
+        .map_err(|_| format!("the binding has no {name}"))?;
+    let promise: Promise = f
+        .apply(this, args)
+        .map_err(error_text)?
+        .dyn_into()
+        .map_err(|_| format!("{name} did not answer a promise"))?;
+    JsFuture::from(promise).await.map_err(error_text)
+}
+
 impl Kv {
-    pub fn open(env: &Env, binding: &str) -> Result<Kv, String> {
-        let this = Reflect::get(env, &JsValue::from_str(binding)).map_err(error_text)?;
-        if this.is_undefined() {
-            return Err(format!("no KV binding {binding}"));
-        }
+    pub fn open(env: &Env, name: &str) -> Result<Kv, String> {
         Ok(Kv {
-            this: this.unchecked_into(),
+            this: binding(env, name)?,
         })
     }
 
-    /// Calls the binding's method `name` and waits for its promise.
     async fn call(&self, name: &str, args: &Array) -> Result<JsValue, String> {
-        let f: Function = Reflect::get(&self.this, &JsValue::from_str(name))
-            .map_err(error_text)?
-            .dyn_into()
-            .map_err(|_| format!("KV has no {name}"))?;
-        let promise: Promise = f
-            .apply(&self.this, args)
-            .map_err(error_text)?
-            .dyn_into()
-            .map_err(|_| format!("KV {name} did not answer a promise"))?;
-        JsFuture::from(promise).await.map_err(error_text)
+        call(&self.this, name, args).await
     }
 
     pub async fn get_text(&self, key: &str) -> Result<Option<String>, String> {

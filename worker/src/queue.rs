@@ -2,6 +2,7 @@
 //! consumed by `consumer`: refreshes the sweep had no budget for, sweep continuations, purges of
 //! a deleted partner's links, and webhook deliveries.
 
+use crate::kv;
 use keaplink_core::clock::UnixTime;
 use keaplink_core::connection::ConnectionKey;
 use keaplink_core::ids::PartnerId;
@@ -9,6 +10,8 @@ use keaplink_core::sweep::SEND_BATCH;
 use keaplink_core::webhook::QueuedEvent;
 use keaplink_core::{ApiError, ApiResult};
 use serde::{Deserialize, Serialize};
+use worker::js_sys::{Array, Object, Reflect};
+use worker::wasm_bindgen::JsValue;
 use worker::Env;
 
 pub const QUEUE_BINDING: &str = "REFRESH_QUEUE";
@@ -69,17 +72,24 @@ impl Job {
 
 /// Sends `jobs`, 100 per send; answers how many sends it took. Each message is the job's JSON
 /// text (read back by `js_json::from_js`, which also reads the JS objects earlier releases sent).
+/// Sent through the queue's JS binding (`sendBatch([{body}])`): worker's `Queue::send_batch`
+/// serializes each message and its options through serde-wasm-bindgen.
 pub async fn enqueue(env: &Env, jobs: Vec<Job>) -> ApiResult<u64> {
-    let failed = |e: worker::Error| ApiError::internal(format!("queue send: {e}"));
-    let queue = env.queue(QUEUE_BINDING).map_err(failed)?;
+    let failed = |e: String| ApiError::internal(format!("queue send: {e}"));
+    let queue = kv::binding(env, QUEUE_BINDING).map_err(failed)?;
     let mut sends = 0;
     for chunk in jobs.chunks(SEND_BATCH) {
-        let texts = chunk
-            .iter()
-            .map(serde_json::to_string)
-            .collect::<Result<Vec<String>, _>>()
-            .map_err(ApiError::internal)?;
-        queue.send_batch(texts).await.map_err(failed)?;
+        let batch = Array::new();
+        for job in chunk {
+            let text = serde_json::to_string(job).map_err(ApiError::internal)?;
+            let message = Object::new();
+            // A fresh plain object: setting a property cannot fail.
+            let _ = Reflect::set(&message, &JsValue::from_str("body"), &JsValue::from(text));
+            batch.push(&message);
+        }
+        kv::call(&queue, "sendBatch", &Array::of1(&batch))
+            .await
+            .map_err(failed)?;
         sends += 1;
     }
     Ok(sends)
