@@ -6,13 +6,13 @@ use crate::http::subrequest;
 use crate::js_json;
 use keaplink_core::{ApiError, ApiResult};
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use worker::wasm_bindgen::JsValue;
 use worker::wasm_bindgen_futures::JsFuture;
 use worker::{Env, Headers, Request, Response, State, Storage};
 
-/// What an object answers to a command.
-#[derive(Serialize, Deserialize)]
+/// What an object answers to a command (read back by `payload`).
+#[derive(Serialize)]
 #[serde(rename_all = "snake_case")]
 enum Reply<T> {
     Ok(T),
@@ -41,18 +41,18 @@ fn unreadable_answer(binding: &str, e: serde_json::Error) -> ApiError {
 /// once, not once per answer type.
 fn payload(binding: &str, mut text: String) -> ApiResult<String> {
     const OK: &str = "{\"ok\":";
+    const ERR: &str = "{\"err\":";
     if text.starts_with(OK) && text.ends_with('}') {
         text.truncate(text.len() - 1);
         text.drain(..OK.len());
         return Ok(text);
     }
-    match serde_json::from_slice::<Reply<serde::de::IgnoredAny>>(text.as_bytes()) {
-        Ok(Reply::Err(e)) => Err(e),
-        Ok(Reply::Ok(_)) => Err(ApiError::internal(format!(
-            "{binding} answered in an unknown shape"
-        ))),
-        Err(e) => Err(unreadable_answer(binding, e)),
-    }
+    let err = text
+        .strip_prefix(ERR)
+        .and_then(|rest| rest.strip_suffix('}'))
+        .ok_or_else(|| ApiError::internal(format!("{binding} answered in an unknown shape")))?;
+    Err(serde_json::from_slice::<ApiError>(err.as_bytes())
+        .unwrap_or_else(|e| unreadable_answer(binding, e)))
 }
 
 /// The round trip itself, apart from the generic JSON on either side, so that its state machine
