@@ -1987,11 +1987,12 @@ export interface components {
                 } | unknown;
             };
         };
-        /** @description `method_not_allowed`: This path does not answer this method (see `allow`). Answered for any path or method this document does not list. */
+        /** @description `method_not_allowed`: This path does not answer this method (see `allow`). Answered for any path or method this document does not list (under `/v1/keap`, with `keaplink-error`). */
         MethodNotAllowed: {
             headers: {
                 allow: components["headers"]["Allow"];
                 "cache-control": components["headers"]["NoStore"];
+                "keaplink-error": components["headers"]["KeaplinkErrorOptional"];
                 "x-request-id": components["headers"]["RequestId"];
                 [name: string]: unknown;
             };
@@ -2009,10 +2010,11 @@ export interface components {
                 };
             };
         };
-        /** @description `not_found`: No such endpoint (paths take no trailing slash). Answered for any path or method this document does not list. */
+        /** @description `not_found`: No such endpoint (paths take no trailing slash). Answered for any path or method this document does not list (under `/v1/keap`, with `keaplink-error`). */
         UnknownPath: {
             headers: {
                 "cache-control": components["headers"]["NoStore"];
+                "keaplink-error": components["headers"]["KeaplinkErrorOptional"];
                 "x-request-id": components["headers"]["RequestId"];
                 [name: string]: unknown;
             };

@@ -110,6 +110,7 @@ export async function startSandbox({ redirectUri, expiresIn = 86400 } = {}) {
         quota: async (cfg) => { const r = await call("quota", cfg); if (r?.error) throw new Error(`sandbox quota: ${r.error}`); return r; },
         revokeAccess: async (email) => { const r = await call("revoke-access", email === undefined ? {} : { email }); if (r?.error) throw new Error(`sandbox revoke-access: ${r.error}`); return r; },
         apiFaults: async (kind, count = 1, hangMs) => { const r = await call("api-faults", { kind, count, ...(hangMs ? { hang_ms: hangMs } : {}) }); if (r?.error) throw new Error(`sandbox api-faults: ${r.error}`); return r; },
+        apiGate: async (count, timeoutMs) => { const r = await call("api-gate", { count, ...(timeoutMs ? { timeout_ms: timeoutMs } : {}) }); if (r?.error) throw new Error(`sandbox api-gate: ${r.error}`); return r; },
         apiLog: async () => (await call("api-log")).requests,
       };
     }

@@ -42,6 +42,11 @@ test("50 concurrent calls meet a revoked access token: one refresh at Keap, 50 s
   const { revoked } = await stack.sandbox.revokeAccess("ann@ab123.example");
   assert.ok(revoked >= 1);
   const [refreshesBefore, callsBefore] = [await refreshes(), await userinfoCalls()];
+  // Keap holds the next 50 calls until all 50 have arrived, so all 50 meet the 401 together
+  // whatever the machine's speed (else a slow client would send its last calls after the first
+  // heal, and they would test nothing). If keaplink sent them one at a time, the gate would
+  // open after 15 s instead and the count of calls below would say so.
+  await stack.sandbox.apiGate(50, 15_000);
   const started = performance.now();
   const answers = await Promise.all(Array.from({ length: 50 }, () => keap("u1")));
   const wallMs = performance.now() - started;
@@ -53,11 +58,9 @@ test("50 concurrent calls meet a revoked access token: one refresh at Keap, 50 s
     assert.equal(a.headers.get("keaplink-error"), null);
   }
   assert.equal(await refreshes() - refreshesBefore, 1, "exactly one refresh for the 50");
-  // Each call reached Keap once or twice (a 401, then the retry); 50 were accepted. Most met
-  // the 401 at the same moment (else this would not test concurrent heals): a call that
-  // started after the first heal finished finds the new token in the isolate and needs none.
+  // Each call reached Keap twice: its 401, then the retry with the one refreshed token.
   const calls = await userinfoCalls() - callsBefore;
-  assert.ok(calls >= 75 && calls <= 100, `${calls} userinfo calls: ${calls - 50} met a 401`);
+  assert.equal(calls, 100, `${calls} userinfo calls: ${calls - 50} met a 401`);
   const log = (await stack.sandbox.apiLog()).slice(-calls);
   assert.equal(log.filter((e) => e.authorized).length, 50);
   t.diagnostic(`50-way heal: ${await refreshes() - refreshesBefore} refresh at Keap, ${statuses.filter((s) => s === 200).length} successes, ${calls} calls reached Keap (${calls - 50} refused 401s), wall ${wallMs.toFixed(0)} ms`);
@@ -121,7 +124,7 @@ test("admin stats count the healed calls", async () => {
   assert.equal((await keap("u1")).status, 200);
   const res = await call(stack.url, "GET", "/v1/admin/stats", { token: ADMIN_TOKEN });
   const p = res.json.proxy_last_24h;
-  assert.ok(p.healed >= 26 && p.relayed >= 105, JSON.stringify(p));
+  assert.ok(p.healed >= 50 && p.relayed >= 105, JSON.stringify(p));
   assert.ok(p.needs_reauth >= 2, JSON.stringify(p));
   assert.ok(p.keap_failed >= 1, JSON.stringify(p));
 });

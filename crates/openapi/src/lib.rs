@@ -53,8 +53,9 @@ pub fn document() -> Value {
         let mut required = JSON.to_vec();
         required.extend(extra);
         shared.insert(name.into(), json!({
-            "description": format!("`{}`: {} Answered for any path or method this document does not list.", code.as_str(), build::sentence(code)),
-            "headers": headers(&required, &[]),
+            "description": format!("`{}`: {} Answered for any path or method this document does not list (under `/v1/keap`, with `keaplink-error`).", code.as_str(), build::sentence(code)),
+            // Under `/v1/keap` every answer keaplink makes itself says so.
+            "headers": headers(&required, &[Header::KeaplinkError]),
             "content": {"application/json": {"schema": error_schema(&mut schemas, &[code]), "examples": error_examples(&[code])}},
         }));
     }

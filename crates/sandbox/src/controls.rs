@@ -3,7 +3,7 @@
 //! quota limits and windows, revocation, a log of REST requests, reset and bulk token seeding.
 //! The newer controls parse their own JSON and refuse unknown fields, so a typo fails loudly.
 
-use crate::gateway::{ApiFault, ApiFaultKind};
+use crate::gateway::{ApiFault, ApiFaultKind, Gate};
 use crate::quota::QuotaRequest;
 use crate::seed::{self, USERS};
 use crate::{now_ms, Fault, FaultKind, Shared};
@@ -97,6 +97,43 @@ pub(crate) async fn add_api_faults(State(s): State<Shared>, body: Bytes) -> Resp
     Json(json!({"queued": g.api_faults.len()})).into_response()
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApiGateRequest {
+    count: usize,
+    #[serde(default = "default_gate_ms")]
+    timeout_ms: u64,
+}
+
+fn default_gate_ms() -> u64 {
+    10_000
+}
+
+/// `{count, timeout_ms?: 10000}`: the next `count` REST calls are held until all `count` have
+/// arrived, then go on together; after `timeout_ms` the gate opens for those already there.
+/// Answers `{"count": n}`; a count of 0 removes a gate.
+pub(crate) async fn set_api_gate(State(s): State<Shared>, body: Bytes) -> Response {
+    let r: ApiGateRequest = match parse(&body) {
+        Ok(r) => r,
+        Err(e) => return bad(e),
+    };
+    if r.count > 10_000 || r.timeout_ms > 60_000 {
+        return bad("count is at most 10000 and timeout_ms at most 60000");
+    }
+    let mut g = s.lock();
+    if let Some(old) = g.api_gate.take() {
+        old.open.send_replace(true);
+    }
+    if r.count > 0 {
+        g.api_gate = Some(Gate {
+            left: r.count,
+            open: tokio::sync::watch::channel(false).0,
+            deadline: tokio::time::Instant::now() + Duration::from_millis(r.timeout_ms),
+        });
+    }
+    Json(json!({ "count": r.count })).into_response()
+}
+
 pub(crate) async fn stats(State(s): State<Shared>) -> Response {
     let mut g = s.lock();
     let quota = g.quota.state(now_ms());
@@ -109,6 +146,7 @@ pub(crate) async fn stats(State(s): State<Shared>) -> Response {
         "api_calls": g.api_calls,
         "api_calls_total": g.api_calls.values().sum::<u64>(),
         "api_faults_queued": g.api_faults.len(),
+        "api_gate_waiting_for": g.api_gate.as_ref().map(|gate| gate.left),
         "quota": quota,
     }))
     .into_response()
@@ -248,6 +286,9 @@ pub(crate) async fn reset(State(s): State<Shared>) -> Response {
     g.quota = Default::default();
     g.contacts = crate::contacts::Contacts::seeded();
     g.api_faults.clear();
+    if let Some(gate) = g.api_gate.take() {
+        gate.open.send_replace(true);
+    }
     g.api_calls.clear();
     g.api_log.clear();
     StatusCode::NO_CONTENT.into_response()

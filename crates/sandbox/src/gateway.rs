@@ -13,6 +13,8 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::time::Duration;
+use tokio::sync::watch;
+use tokio::time::Instant;
 
 /// Bodies over this are refused before anything else (no Keap call carries more).
 const MAX_BODY: usize = 1 << 20;
@@ -46,6 +48,18 @@ pub enum ApiFaultKind {
 pub struct ApiFault {
     pub kind: ApiFaultKind,
     pub hang: Duration,
+}
+
+/// The next `left` REST calls wait at the gateway's door until the last of them arrives (or the
+/// deadline passes), then all go on together: a test of concurrent calls is then about calls
+/// that were truly at Keap at once, whatever the machine's speed. Each is then judged as if it
+/// had just arrived (its token checked, its quota spent).
+#[derive(Debug)]
+pub struct Gate {
+    pub left: usize,
+    /// Turns `true` when the gate opens.
+    pub open: watch::Sender<bool>,
+    pub deadline: Instant,
 }
 
 /// One REST request as "Keap" received it: header names only, never their values, and the
@@ -112,12 +126,39 @@ impl crate::Sandbox {
     }
 }
 
+/// Waits at the gate if one is set: the last caller it expects opens it for all.
+async fn hold_at_gate(s: &Shared) {
+    let (mut open, deadline) = {
+        let mut g = s.lock();
+        let Some(gate) = g.api_gate.as_mut() else {
+            return;
+        };
+        gate.left -= 1;
+        if gate.left == 0 {
+            if let Some(gate) = g.api_gate.take() {
+                gate.open.send_replace(true);
+            }
+            return;
+        }
+        // Subscribed under the lock: the last caller's `true` cannot come before it.
+        (gate.open.subscribe(), gate.deadline)
+    };
+    let waited = tokio::time::timeout_at(deadline, open.wait_for(|o| *o)).await;
+    if waited.is_err() {
+        // The last callers never came: open it for whoever waits, and for the ones after.
+        if let Some(gate) = s.lock().api_gate.take() {
+            gate.open.send_replace(true);
+        }
+    }
+}
+
 pub async fn gateway(
     State(s): State<Shared>,
     matched: MatchedPath,
     req: Request,
     next: Next,
 ) -> Response {
+    hold_at_gate(&s).await;
     let (parts, body) = req.into_parts();
     let Ok(body) = axum::body::to_bytes(body, MAX_BODY).await else {
         return (

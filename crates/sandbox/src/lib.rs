@@ -101,6 +101,8 @@ struct Inner {
     quota: quota::Quota,
     contacts: contacts::Contacts,
     api_faults: VecDeque<gateway::ApiFault>,
+    /// Holds the next REST calls until they have all arrived (see `gateway::Gate`).
+    api_gate: Option<gateway::Gate>,
     /// REST calls by `"METHOD /route-pattern"`.
     api_calls: BTreeMap<String, u64>,
     api_log: VecDeque<gateway::ApiLogEntry>,
@@ -122,6 +124,7 @@ impl Default for Inner {
             quota: quota::Quota::default(),
             contacts: contacts::Contacts::seeded(),
             api_faults: VecDeque::new(),
+            api_gate: None,
             api_calls: BTreeMap::new(),
             api_log: VecDeque::new(),
         }
@@ -187,6 +190,7 @@ pub fn router(config: Config) -> Router {
         .merge(rest)
         .route("/__sandbox/faults", post(controls::add_faults))
         .route("/__sandbox/api-faults", post(controls::add_api_faults))
+        .route("/__sandbox/api-gate", post(controls::set_api_gate))
         .route("/__sandbox/stats", get(controls::stats))
         .route("/__sandbox/issued", get(controls::issued))
         .route("/__sandbox/config", post(controls::set_config))

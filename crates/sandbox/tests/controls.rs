@@ -329,3 +329,47 @@ async fn the_api_log_keeps_the_last_200_and_reset_clears_it_and_restores_contact
         "seeded contacts are back; the token still works"
     );
 }
+
+#[tokio::test]
+async fn an_api_gate_holds_calls_until_all_have_arrived() {
+    let app = app();
+    let t = link(&app, "ann@ab123.example", None).await;
+    let a = control(&app, "api-gate", Some(r#"{"count":2,"timeout_ms":20000}"#)).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    assert_eq!(stats(&app).await["api_gate_waiting_for"], 2);
+    let first = tokio::spawn({
+        let (app, access) = (app.clone(), t.access.clone());
+        async move { get(&app, "/crm/rest/v2/contacts", &access).await.status }
+    });
+    // Only a lower bound on time: the first call cannot be answered before the second arrives
+    // (the gate's 20 s deadline is far off), however slow the machine.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!first.is_finished(), "held until the second call arrives");
+    assert_eq!(stats(&app).await["api_gate_waiting_for"], 1);
+    let second = get(&app, "/crm/rest/v2/contacts", &t.access).await;
+    assert_eq!(second.status, StatusCode::OK);
+    assert_eq!(first.await.unwrap(), StatusCode::OK);
+    assert!(stats(&app).await["api_gate_waiting_for"].is_null(), "spent");
+
+    // Callers that never come: those waiting go on at the deadline.
+    control(&app, "api-gate", Some(r#"{"count":5,"timeout_ms":300}"#)).await;
+    let started = Instant::now();
+    let a = get(&app, "/crm/rest/v2/contacts", &t.access).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert!(stats(&app).await["api_gate_waiting_for"].is_null());
+    let started = Instant::now();
+    assert_eq!(
+        get(&app, "/crm/rest/v2/contacts", &t.access).await.status,
+        StatusCode::OK
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "no gate after it opened"
+    );
+
+    for body in [r#"{"count":-1}"#, r#"{"count":20000}"#, r#"{"cnt":2}"#] {
+        let a = control(&app, "api-gate", Some(body)).await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{body}");
+    }
+}
