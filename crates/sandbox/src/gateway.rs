@@ -145,9 +145,16 @@ async fn hold_at_gate(s: &Shared) {
     };
     let waited = tokio::time::timeout_at(deadline, open.wait_for(|o| *o)).await;
     if waited.is_err() {
-        // The last callers never came: open it for whoever waits, and for the ones after.
-        if let Some(gate) = s.lock().api_gate.take() {
-            gate.open.send_replace(true);
+        // The last callers never came: open it for whoever waits, and for the ones after (if
+        // it is still this gate, and not one set since).
+        let mut g = s.lock();
+        if g.api_gate
+            .as_ref()
+            .is_some_and(|gate| gate.deadline == deadline)
+        {
+            if let Some(gate) = g.api_gate.take() {
+                gate.open.send_replace(true);
+            }
         }
     }
 }
