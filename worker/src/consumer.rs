@@ -37,17 +37,30 @@ pub async fn consume(
     cfg: &Config,
 ) -> worker::Result<()> {
     let mut refreshes = Vec::new();
-    // One message at a time: a body that does not read is logged and dropped, and cannot hold
-    // back (or, retried 100 times, delay) the rest of its batch.
+    // One message at a time: a body that does not read is logged and retried on its own (the
+    // queue's max_retries bounds it), and cannot hold back the rest of its batch. A release that
+    // writes messages another way may be consuming beside this one during a deploy: its messages
+    // are then read by it on a later try instead of being lost.
     for msg in batch.raw_iter() {
         let body = msg.body();
-        let Some(job) = js_json::from_js::<Job>(&body).ok().or_else(|| {
-            let text = js_json::legacy_json(&body).ok()?;
-            Job::legacy(&serde_json::from_slice(text.as_bytes()).ok()?)
-        }) else {
-            log::event(Level::Error, "job_unreadable", &[]);
-            msg.ack();
-            continue;
+        let job = js_json::from_js::<Job>(&body).or_else(|e| {
+            let legacy = js_json::legacy_json(&body)
+                .ok()
+                .and_then(|text| serde_json::from_slice(text.as_bytes()).ok())
+                .and_then(|value| Job::legacy(&value));
+            legacy.ok_or(e)
+        });
+        let job = match job {
+            Ok(job) => job,
+            Err(cause) => {
+                log::event(
+                    Level::Error,
+                    "job_unreadable",
+                    &[("cause", Field::Str(&cause))],
+                );
+                msg.retry();
+                continue;
+            }
         };
         match job {
             Job::Sweep { cursor } => {

@@ -33,13 +33,16 @@ pub async fn call<C: Serialize, A: DeserializeOwned>(
 }
 
 fn unreadable_answer(binding: &str, e: serde_json::Error) -> ApiError {
-    ApiError::internal(format!("{binding} answered something unreadable: {e}"))
+    ApiError::internal(format!(
+        "{binding} answered something unreadable: {}",
+        js_json::where_broken(&e)
+    ))
 }
 
 /// The `Ok` payload of a reply (`{"ok":<payload>}`, as `reply` writes it), or its error. Read
 /// apart from the payload's type, so the reply's own decoding (and `ApiError`'s) is compiled
 /// once, not once per answer type.
-fn payload(binding: &str, mut text: String) -> ApiResult<String> {
+fn payload(binding: &str, status: u16, mut text: String) -> ApiResult<String> {
     const OK: &str = "{\"ok\":";
     const ERR: &str = "{\"err\":";
     if text.starts_with(OK) && text.ends_with('}') {
@@ -50,7 +53,13 @@ fn payload(binding: &str, mut text: String) -> ApiResult<String> {
     let err = text
         .strip_prefix(ERR)
         .and_then(|rest| rest.strip_suffix('}'))
-        .ok_or_else(|| ApiError::internal(format!("{binding} answered in an unknown shape")))?;
+        .ok_or_else(|| {
+            // Not a reply of ours (the runtime's own error page, say): its status says which.
+            ApiError::internal(format!(
+                "{binding} answered in an unknown shape (HTTP {status}, {} bytes)",
+                text.len()
+            ))
+        })?;
     Err(serde_json::from_slice::<ApiError>(err.as_bytes())
         .unwrap_or_else(|e| unreadable_answer(binding, e)))
 }
@@ -75,13 +84,15 @@ async fn exchange(env: &Env, binding: &str, name: &str, body: String) -> ApiResu
     )
     .map_err(failed)?;
     let mut resp = stub.fetch_with_request(req).await.map_err(failed)?;
-    payload(binding, resp.text().await.map_err(failed)?)
+    let status = resp.status_code();
+    payload(binding, status, resp.text().await.map_err(failed)?)
 }
 
 /// Reads an object's command from its request (serde_json, the one JSON reader the Worker links).
 pub async fn command<C: DeserializeOwned>(req: &mut Request, binding: &str) -> ApiResult<C> {
     let text = req.text().await.map_err(|e| unreadable(binding, e))?;
-    serde_json::from_slice(text.as_bytes()).map_err(|e| unreadable(binding, e))
+    serde_json::from_slice(text.as_bytes())
+        .map_err(|e| unreadable(binding, js_json::where_broken(&e)))
 }
 
 /// An object's answer: its result, typed by the command, as the caller reads it.
@@ -115,7 +126,7 @@ impl ObjectStorage {
         match self.get_raw(key).await? {
             None => Ok(None),
             Some(v) => js_json::from_js(&v).map(Some).map_err(|e| {
-                worker::Error::RustError(format!("a stored value does not read: {e}"))
+                worker::Error::RustError(format!("the stored {key:?} does not read: {e}"))
             }),
         }
     }

@@ -16,6 +16,7 @@ use crate::clock::unix_now;
 use crate::config::{setup, Config};
 use crate::durable;
 use crate::keap_client::send;
+use crate::log::{self, Field, Level};
 use crate::partner_guard;
 use crate::random;
 use crate::stats;
@@ -227,12 +228,19 @@ impl ConnectionGuard {
     /// `f` is boxed so that this state machine is compiled once, not once per caller's closure.
     async fn note(&self, f: Box<dyn FnOnce(&mut Timeline) + '_>) {
         let st = durable::storage(&self.state);
-        let mut t = st
-            .get::<Timeline>(TIMELINE)
-            .await
-            .ok()
-            .flatten()
-            .unwrap_or_default();
+        let mut t = match st.get::<Timeline>(TIMELINE).await {
+            Ok(t) => t.unwrap_or_default(),
+            Err(e) => {
+                // Written over, the last 100 events would be lost for one: keep them and say so.
+                let cause = e.to_string();
+                log::event(
+                    Level::Error,
+                    "timeline_unreadable",
+                    &[("cause", Field::Str(&cause))],
+                );
+                return;
+            }
+        };
         f(&mut t);
         let _ = st.put(TIMELINE, &t).await;
     }

@@ -9,11 +9,23 @@ use std::fmt::Write;
 use worker::js_sys::{Array, BigInt, Map, Object, Uint8Array};
 use worker::wasm_bindgen::{JsCast, JsValue};
 
+/// Where and how JSON text failed to read, for a log line: serde_json's own message quotes the
+/// value it met (an email, a sealed token), so only its category and place are kept.
+pub fn where_broken(e: &serde_json::Error) -> String {
+    let what = match e.classify() {
+        serde_json::error::Category::Io => "an I/O error",
+        serde_json::error::Category::Syntax => "not JSON",
+        serde_json::error::Category::Data => "JSON of another shape",
+        serde_json::error::Category::Eof => "JSON cut short",
+    };
+    format!("{what} at line {} column {}", e.line(), e.column())
+}
+
 /// What to store: the value's JSON text, as a JS string.
 pub fn to_js<T: Serialize>(value: &T) -> Result<JsValue, String> {
     serde_json::to_string(value)
         .map(|text| JsValue::from_str(&text))
-        .map_err(|e| e.to_string())
+        .map_err(|e| where_broken(&e))
 }
 
 /// Reads a stored value: JSON text (what this release writes), or a JS object an earlier one
@@ -23,7 +35,7 @@ pub fn from_js<T: DeserializeOwned>(value: &JsValue) -> Result<T, String> {
         Some(text) => text,
         None => legacy_json(value)?,
     };
-    serde_json::from_slice(text.as_bytes()).map_err(|e| e.to_string())
+    serde_json::from_slice(text.as_bytes()).map_err(|e| where_broken(&e))
 }
 
 /// The JSON text of a JS value as serde-wasm-bindgen wrote it: plain objects and `Map`s become

@@ -1,5 +1,5 @@
 //! Workers KV through its JS binding, values and metadata as JSON text (and `binding` and
-//! `call`, which the queue's producer uses too). `worker::kv` decodes
+//! `call`, which the queue's producer and the rate limiters use too). `worker::kv` decodes
 //! every listing with serde-wasm-bindgen into `serde_json::Value`s, which our types were then
 //! decoded from a second time (9.5 KB gzip of wasm, measured); here a key's metadata comes back as the
 //! JSON text it is, for serde_json alone.
@@ -115,8 +115,11 @@ impl Kv {
         let field = |target: &JsValue, name: &str| {
             Reflect::get(target, &JsValue::from_str(name)).unwrap_or(JsValue::UNDEFINED)
         };
+        let listed = field(&page, "keys")
+            .dyn_into::<Array>()
+            .map_err(|_| "KV list answered no keys array".to_owned())?;
         let mut keys = Vec::new();
-        for k in field(&page, "keys").unchecked_into::<Array>().iter() {
+        for k in listed.iter() {
             let Some(name) = field(&k, "name").as_string() else {
                 continue;
             };

@@ -12,8 +12,8 @@
 //!   per partner), `pacer`, `stats`; `webhooks` (emit, deliver);
 //! - plumbing: `quota` (this isolate's picture of Keap's quota), `queue` (messages, producer),
 //!   `store` (KV), `keap_client` (outbound fetch), `pages` (HTML), `durable` (object calls),
-//!   `config`, `http`, `log`, `kv` (the KV binding), `js_json` (what the runtime stores for us,
-//!   as JSON text), `clock`, `random`.
+//!   `config`, `http`, `log`, `kv` (the KV binding, and calls into the runtime's other JS
+//!   bindings), `js_json` (what the runtime stores for us, as JSON text), `clock`, `random`.
 //!
 //! Features `front` (the `fetch` entry point) and `objects` (the Durable Object classes, `queue`
 //! and `scheduled`) choose what a build exports, both by default: each alone is the wasm of one
@@ -137,7 +137,7 @@ struct RequestLog<'a> {
     ms: u64,
 }
 
-/// talc instead of std's dlmalloc: about 7 KB smaller in the wasm (3 KB gzip), and faster.
+/// talc instead of std's dlmalloc: about 7 KB smaller in the wasm (3 KB gzip).
 #[cfg(all(not(target_feature = "atomics"), target_family = "wasm"))]
 #[global_allocator]
 static TALC: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();

@@ -72,8 +72,11 @@ impl Job {
 
 /// Sends `jobs`, 100 per send; answers how many sends it took. Each message is the job's JSON
 /// text (read back by `js_json::from_js`, which also reads the JS objects earlier releases sent).
-/// Sent through the queue's JS binding (`sendBatch([{body}])`): worker's `Queue::send_batch`
-/// serializes each message and its options through serde-wasm-bindgen.
+/// Sent through the queue's JS binding (`sendBatch([{body, contentType: "text"}])`): worker's
+/// `Queue::send_batch` serializes each message and its options through serde-wasm-bindgen.
+/// "text" lets the dashboard show a message as it is. A release from before JSON-text messages
+/// cannot read these and drops them: while the queue holds messages, roll back no further than
+/// the release that introduced them (the consumer of this one retries what it cannot read).
 pub async fn enqueue(env: &Env, jobs: Vec<Job>) -> ApiResult<u64> {
     let failed = |e: String| ApiError::internal(format!("queue send: {e}"));
     let queue = kv::binding(env, QUEUE_BINDING).map_err(failed)?;
@@ -85,6 +88,11 @@ pub async fn enqueue(env: &Env, jobs: Vec<Job>) -> ApiResult<u64> {
             let message = Object::new();
             // A fresh plain object: setting a property cannot fail.
             let _ = Reflect::set(&message, &JsValue::from_str("body"), &JsValue::from(text));
+            let _ = Reflect::set(
+                &message,
+                &JsValue::from_str("contentType"),
+                &JsValue::from_str("text"),
+            );
             batch.push(&message);
         }
         kv::call(&queue, "sendBatch", &Array::of1(&batch))

@@ -3,6 +3,7 @@
 //! module spells a key.
 
 use crate::clock::now_ms;
+use crate::js_json;
 use crate::kv::{Kv, PutOptions};
 use keaplink_core::connection::{ConnectionKey, ConnectionMeta, ConnectionRecord};
 use keaplink_core::flow::{PendingLink, StateToken, STATE_TTL_SECS};
@@ -44,9 +45,13 @@ fn kv_failed(what: &str, e: impl std::fmt::Display) -> ApiError {
 
 fn parse<T: DeserializeOwned>(key: &str, raw: &str) -> ApiResult<T> {
     serde_json::from_slice(raw.as_bytes()).map_err(|e| {
-        // The key names what is broken; the value is never written to a log.
+        // The key's kind names what is broken; neither the value nor serde_json's message
+        // (which quotes it) is written to a log.
         let kind = key.split('/').next().unwrap_or_default();
-        ApiError::internal(format!("the stored {kind}/ record does not parse: {e}"))
+        ApiError::internal(format!(
+            "the stored {kind}/ record does not parse: {}",
+            js_json::where_broken(&e)
+        ))
     })
 }
 

@@ -274,8 +274,8 @@ pub fn check_body(method: &str, body: Vec<u8>) -> ApiResult<Option<Vec<u8>>> {
     if body.is_empty() {
         return Ok(None);
     }
-    if method == "GET" {
-        return Err(bad_request("A GET to Keap carries no body."));
+    if method == "GET" || method == "HEAD" {
+        return Err(bad_request(format!("A {method} to Keap carries no body.")));
     }
     Ok(Some(body))
 }
@@ -707,6 +707,10 @@ mod tests {
         assert_eq!(check_body("POST", vec![]).unwrap(), None);
         assert_eq!(check_body("GET", vec![]).unwrap(), None);
         assert_eq!(check_body("GET", b"x".to_vec()).unwrap_err().status(), 400);
+        // The runtime cannot send a HEAD with a body either: refused here, with the method named.
+        let head = check_body("HEAD", b"x".to_vec()).unwrap_err();
+        assert_eq!(head.status(), 400);
+        assert_eq!(head.message, "A HEAD to Keap carries no body.");
         assert_eq!(
             check_body("DELETE", b"x".to_vec()).unwrap(),
             Some(b"x".to_vec())
