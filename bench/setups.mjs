@@ -60,6 +60,7 @@ export async function snapshot() {
     coldVariants,
     baseline: join(dir, "bench", "baseline", "wrangler.toml"),
     bareBaseline: join(dir, "bench", "baseline", "wrangler.bare.toml"),
+    limitsBaseline: join(dir, "bench", "baseline", "wrangler.limits.toml"),
     passthrough: join(dir, "bench", "passthrough", "wrangler.toml"),
     probe: join(dir, "bench", "wasm-probe", "worker.js"),
     workerBuild: join(dir, "worker", "build"),

@@ -1,7 +1,15 @@
 // The baseline of bench/run.mjs: the least a Worker can do for a token request on this runtime.
 // It reads one KV value and returns it: no auth, no parsing, no crypto.
+// With RATE_LIMITS = "1" (wrangler.limits.toml) it first asks two rate limits as keaplink's
+// token path does: the address's, then the partner's while the value is read.
 export default {
   async fetch(_request, env) {
+    if (env.RATE_LIMITS === "1") {
+      const byIp = await env.LIMIT_IP.limit({ key: "ip:bench" });
+      const [byPartner, value] = await Promise.all([env.LIMIT_PARTNER.limit({ key: "partner:bench" }), env.KV.get("bench")]);
+      if (!byIp.success || !byPartner.success) return new Response("rate limited", { status: 429 });
+      return new Response(value, { headers: { "content-type": "application/json" } });
+    }
     const value = await env.KV.get("bench");
     return new Response(value, { headers: { "content-type": "application/json" } });
   },
