@@ -7,7 +7,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ADMIN_TOKEN, startStack } from "./harness.mjs";
-import { call, linkUser, logEvents, mintSession, putPartner } from "./client.mjs";
+import { call, linkUser, mintSession, requestLine, putPartner } from "./client.mjs";
 import { withLocalKv } from "./seed.mjs";
 
 const ORIGIN = "https://acme.example";
@@ -162,11 +162,7 @@ test("a 500 names its cause in the request's log line, never in the answer", asy
   assertError(res, 500, "internal", /went wrong on our side/);
   assert.doesNotMatch(res.text, /parse|p\/globex|EOF|line \d/, "the answer carries no cause");
   const id = res.headers.get("x-request-id");
-  let line;
-  for (let i = 0; i < 100 && !line; i++) {
-    line = logEvents(stack.worker, "request").find((e) => e.id === id);
-    if (!line) await new Promise((r) => setTimeout(r, 50));
-  }
+  const line = await requestLine(stack.worker, id);
   assert.ok(line, "the request's log line");
   assert.equal(line.status, 500);
   assert.equal(line.error, "internal");

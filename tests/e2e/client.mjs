@@ -174,6 +174,19 @@ export function logEvents(worker, event) {
     .map((l) => JSON.parse(l.slice(l.indexOf("{"))));
 }
 
+/**
+ * The request log line of the answer whose `x-request-id` is `id`, waited for (it is written
+ * after the answer, in `waitUntil`): up to 5 s, then `undefined`.
+ */
+export async function requestLine(worker, id) {
+  for (let i = 0; i < 100; i++) {
+    const line = logEvents(worker, "request").find((e) => e.id === id);
+    if (line) return line;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return undefined;
+}
+
 /** Runs the cron sweep on `worker` and returns the report it logged. */
 export async function runSweep(worker) {
   const from = worker.logs.length;

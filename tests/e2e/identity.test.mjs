@@ -10,7 +10,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startStack } from "./harness.mjs";
-import { Browser, call, hiddenInputs, linkUser, logEvents, mintSession, putPartner } from "./client.mjs";
+import { Browser, call, hiddenInputs, linkUser, mintSession, requestLine, putPartner } from "./client.mjs";
 import { ofType, startReceiver, verifyDelivery } from "./receiver.mjs";
 import { withLocalKv } from "./seed.mjs";
 
@@ -165,11 +165,7 @@ test("a repair link: GET spends nothing; the button starts a sign-out-first reco
     if (i === 0) {
       // Our log line never carries the token (it is the link).
       const id = page.headers.get("x-request-id");
-      let line;
-      for (let n = 0; n < 100 && !line; n++) {
-        line = logEvents(stack.worker, "request").find((e) => e.id === id);
-        if (!line) await new Promise((r) => setTimeout(r, 50));
-      }
+      const line = await requestLine(stack.worker, id);
       assert.equal(line.path, "/link/[token]");
     }
     const csp = page.headers.get("content-security-policy");

@@ -7,7 +7,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import net from "node:net";
 import { ADMIN_TOKEN, record, startStack } from "./harness.mjs";
-import { call, linkUser, logEvents, mintSession, putPartner } from "./client.mjs";
+import { call, linkUser, mintSession, requestLine, putPartner } from "./client.mjs";
 
 let stack;
 let acme;
@@ -280,11 +280,7 @@ test("every answer keaplink makes itself under /v1/keap says so in keaplink-erro
   assert.equal(res.status, 400);
   assert.equal(res.headers["keaplink-error"], "invalid_keap_path");
   const id = res.headers["x-request-id"];
-  let line;
-  for (let i = 0; i < 100 && !line; i++) {
-    line = logEvents(stack.worker, "request").find((e) => e.id === id);
-    if (!line) await new Promise((r) => setTimeout(r, 50));
-  }
+  const line = await requestLine(stack.worker, id);
   assert.ok(line, "the request's log line");
   assert.equal(line.status, 400);
   assert.equal(line.error, "invalid_keap_path");
