@@ -102,8 +102,7 @@ async function assertAccessible(page) {
 /**
  * Whether the page's CSP keeps its form from going on to Keap. Browsers check `form-action` on
  * every redirect of the submission, and the button's answer is a 303 to Keap's sign-out hop, so
- * `form-action 'self'` alone blocks the button (fetch-based tests cannot see it). Such a test is
- * marked TODO, failing, until the Worker allows Keap's origins there.
+ * `form-action 'self'` alone would block the button (fetch-based tests cannot see it).
  */
 function formActionBlocksKeap(csp) {
   const sources = /(?:^|;)\s*form-action ([^;]*)/.exec(csp)?.[1]?.trim().split(/\s+/);
@@ -112,13 +111,10 @@ function formActionBlocksKeap(csp) {
   return !sources.some((s) => s === "*" || s === `${keap.protocol}` || s.replace(/\/$/, "") === keap.origin);
 }
 
-/** Presses the page's button; resolves once Keap's login shows, or with the CSP refusal. */
-async function pressButton(page, t) {
+/** Presses the page's button; resolves once Keap's login shows, and fails on the CSP refusal. */
+async function pressButton(page) {
   const csp = (await call(stack.url, "GET", new URL(page.url()).pathname)).headers.get("content-security-policy") ?? "";
-  if (formActionBlocksKeap(csp)) {
-    t.todo("the repair page's CSP (form-action without Keap's origins) blocks its button in browsers: Worker fix needed");
-    pages.expect(/violates the following Content Security Policy directive: "form-action/);
-  }
+  assert.ok(!formActionBlocksKeap(csp), `the page's CSP must let its button go on to Keap: ${csp}`);
   const refused = new Promise((resolve) => page.on("console", (m) => {
     if (/Content Security Policy directive: "form-action/.test(m.text())) resolve(m.text());
   }));
@@ -163,12 +159,12 @@ test("the repair page: partner, app and who to sign in as, one button; GET spend
   await page.close();
 });
 
-test("the button: through Keap's sign-out hop to its login, consent, and the restored page; same link id", async (t) => {
+test("the button: through Keap's sign-out hop to its login, consent, and the restored page; same link id", async () => {
   const page = await context.newPage();
   const visited = [];
   page.on("request", (r) => { if (r.isNavigationRequest()) visited.push(new URL(r.url()).pathname); });
   await page.goto(repairUrl);
-  await pressButton(page, t);
+  await pressButton(page);
   assert.ok(visited.includes("/logout"), `signed out first: ${visited}`);
   await page.fill("input[name=email]", "ann@ab123.example");
   await page.fill("input[name=password]", "keap");
@@ -198,12 +194,12 @@ test("the same link again says it was used, and its button does nothing", async 
   await page.close();
 });
 
-test("a repair link signed in as someone else restores nothing and names both people", async (t) => {
+test("a repair link signed in as someone else restores nothing and names both people", async () => {
   const made = await call(stack.url, "POST", `/v1/connections/${link.id}/repair-link`, { token: acme.api_key, body: {} });
   assert.equal(made.status, 200, made.text);
   const page = await context.newPage();
   await page.goto(made.json.url);
-  await pressButton(page, t);
+  await pressButton(page);
   await page.fill("input[name=email]", "amy@ab123.example");
   await page.fill("input[name=password]", "keap");
   await Promise.all([page.waitForSelector('body[data-page="consent"]'), page.click("button[type=submit]")]);

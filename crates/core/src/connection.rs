@@ -243,13 +243,6 @@ impl ConnectionRecord {
             })
     }
 
-    /// Fresh enough to hand out without refreshing: at least the refresh margin left, and never
-    /// less than the contract's 60 s.
-    pub fn is_fresh(&self, now: UnixTime, margin_secs: i64) -> bool {
-        self.status == ConnectionStatus::Active
-            && self.access_expires_at - now >= margin_secs.max(MIN_TOKEN_VALIDITY_SECS)
-    }
-
     /// Whether the access token may still be handed out at all (a transient refresh failure
     /// falls back to it).
     pub fn access_still_usable(&self, now: UnixTime) -> bool {
@@ -552,16 +545,6 @@ mod tests {
     }
 
     #[test]
-    fn freshness_uses_the_margin_but_never_less_than_60s() {
-        let (_, rec) = record("u1", "Ann");
-        let exp = rec.access_expires_at;
-        assert!(rec.is_fresh(exp - 21_600, 21_600));
-        assert!(!rec.is_fresh(exp - 21_599, 21_600));
-        assert!(rec.is_fresh(exp - 60, 10));
-        assert!(!rec.is_fresh(exp - 59, 10));
-    }
-
-    #[test]
     fn refresh_rotates_and_failures_are_classified() {
         let (key, rec) = record("u1", "Ann");
         let cur = rec.open_tokens(&keys(), &key).unwrap();
@@ -593,7 +576,6 @@ mod tests {
         assert_eq!(busy.failures, 1);
         let dead = busy.refresh_failed(&KeapFailure::InvalidGrant, 2002);
         assert_eq!(dead.status, ConnectionStatus::NeedsReauth);
-        assert!(!dead.is_fresh(0, 0));
         let api = dead.to_api();
         assert_eq!(api.last_error.unwrap().code, "refresh_token_invalid");
     }

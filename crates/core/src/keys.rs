@@ -8,8 +8,9 @@
 //! | `c/<partner>/<sha256(user)>/<app>` | connection record (tokens sealed); metadata for listings |
 //! | `i/<connection id>` | the connection's key |
 //! | `s/<sha256(state)>` | pending link (10 min TTL) |
-//! | `r/<sha256(repair token)>` | repair link (TTL = its lifetime) |
-//! | `q/<partner>/<term>/<connection id>` | search index entry (console): a term of the link |
+//! | `r/<sha256(repair token)>` | repair link (kept a week past its expiry, so its page can say "expired") |
+//! | `q/<partner>/t/<term>/<connection id>` | search index entry (console): a term of the link |
+//! | `q/<partner>/s/needs_reauth/<connection id>` | search index entry: the link needs its user |
 //!
 //! Outside text (user ids, origins, secrets) only ever appears hashed: keys cap at 512 bytes and
 //! a KV listing must not show a partner's raw user ids.
@@ -117,13 +118,25 @@ pub fn repair_link(token: &str) -> String {
     format!("r/{}", storage_hash(token))
 }
 
-/// Search index entries of one partner (the console's search): `q/<partner>/<term>/<id>`.
-pub fn search_prefix(partner: &PartnerId, term_prefix: &str) -> String {
-    format!("q/{}/{term_prefix}", partner.as_str())
+/// A search index entry for one term of a link (the console's search):
+/// `q/<partner>/t/<term>/<id>`.
+pub fn search_term_entry(partner: &PartnerId, term: &str, id: &ConnectionId) -> String {
+    format!("{}{term}/{}", search_term_prefix(partner, ""), id.as_str())
 }
 
-pub fn search_entry(partner: &PartnerId, term: &str, id: &ConnectionId) -> String {
-    format!("q/{}/{term}/{}", partner.as_str(), id.as_str())
+/// Where the entries of every term starting with `term` are listed.
+pub fn search_term_prefix(partner: &PartnerId, term: &str) -> String {
+    format!("q/{}/t/{term}", partner.as_str())
+}
+
+/// The search index entry saying a link needs its user: `q/<partner>/s/needs_reauth/<id>`.
+pub fn needs_reauth_entry(partner: &PartnerId, id: &ConnectionId) -> String {
+    format!("{}{}", needs_reauth_prefix(partner), id.as_str())
+}
+
+/// Where the links that need their user are listed.
+pub fn needs_reauth_prefix(partner: &PartnerId) -> String {
+    format!("q/{}/s/needs_reauth/", partner.as_str())
 }
 
 #[cfg(test)]
@@ -179,6 +192,19 @@ mod tests {
         assert!(!repair_link("secret-link").contains("secret-link"));
         let id = ConnectionId::from_random([1; 16]);
         assert_eq!(connection_id(&id), format!("i/{}", id.as_str()));
+        // The console's search index: entries stored by earlier releases are listed by these.
+        assert_eq!(
+            search_term_entry(&acme, "ann@ab123.example", &id),
+            format!("q/acme/t/ann@ab123.example/{}", id.as_str())
+        );
+        assert_eq!(search_term_prefix(&acme, "ann"), "q/acme/t/ann");
+        assert!(search_term_entry(&acme, "ann@ab123.example", &id)
+            .starts_with(&search_term_prefix(&acme, "ann")));
+        assert_eq!(
+            needs_reauth_entry(&acme, &id),
+            format!("q/acme/s/needs_reauth/{}", id.as_str())
+        );
+        assert!(needs_reauth_entry(&acme, &id).starts_with(&needs_reauth_prefix(&acme)));
     }
 
     #[test]

@@ -269,6 +269,29 @@ mod tests {
     }
 
     #[test]
+    fn freshness_uses_the_margin_but_never_less_than_60s() {
+        let exp = 1_000_000;
+        let wide = RefreshPolicy {
+            margin_secs: 21_600,
+            ..RefreshPolicy::default()
+        };
+        assert!(wide.is_fresh(&state(exp, 0), exp - 21_600));
+        assert!(!wide.is_fresh(&state(exp, 0), exp - 21_599));
+        let narrow = RefreshPolicy {
+            margin_secs: 10,
+            ..RefreshPolicy::default()
+        };
+        assert!(narrow.is_fresh(&state(exp, 0), exp - 60));
+        assert!(!narrow.is_fresh(&state(exp, 0), exp - 59));
+        let mut dead = state(exp, 0);
+        dead.status = ConnectionStatus::NeedsReauth;
+        assert!(
+            !narrow.is_fresh(&dead, 0),
+            "a link that needs its user is never fresh"
+        );
+    }
+
+    #[test]
     fn without_proactive_refresh_only_age_makes_a_link_due() {
         let p = RefreshPolicy {
             proactive: false,

@@ -42,14 +42,10 @@ pub fn entries(record: &ConnectionRecord) -> Vec<String> {
     terms.dedup();
     let mut out: Vec<String> = terms
         .iter()
-        .map(|t| keys::search_entry(&record.partner, &format!("t/{t}"), &record.id))
+        .map(|t| keys::search_term_entry(&record.partner, t, &record.id))
         .collect();
     if record.status == ConnectionStatus::NeedsReauth {
-        out.push(keys::search_entry(
-            &record.partner,
-            "s/needs_reauth",
-            &record.id,
-        ));
+        out.push(keys::needs_reauth_entry(&record.partner, &record.id));
     }
     out
 }
@@ -79,12 +75,12 @@ pub fn diff(
 /// after trimming.
 pub fn prefix(partner: &crate::ids::PartnerId, q: &str) -> Option<String> {
     let t = term(q);
-    (!t.is_empty()).then(|| keys::search_prefix(partner, &format!("t/{t}")))
+    (!t.is_empty()).then(|| keys::search_term_prefix(partner, &t))
 }
 
 /// The listing prefix of the links that need their user.
 pub fn needs_reauth_prefix(partner: &crate::ids::PartnerId) -> String {
-    keys::search_prefix(partner, "s/needs_reauth/")
+    keys::needs_reauth_prefix(partner)
 }
 
 #[cfg(test)]
