@@ -1,16 +1,26 @@
-// A partner back-end's touch points with keaplink, in Node (>= 18) with `jose`:
+// A partner back-end's touch points with keaplink, in Node (>= 18) with `jose` and keaplink's
+// client generated from its OpenAPI document (clients/typescript: copy it into your project and
+// `npm i openapi-fetch`; TypeScript checks every call against the document):
 //   1. mint the session JWT the widget presents for the signed-in user (serve it from your
 //      own authenticated endpoint and point the widget's `session-url` at it);
 //   2. call Keap's REST API as one of your users, through keaplink (from a cron, a queue, a
 //      Lambda): keaplink adds the token, heals a stale one and keeps you inside Keap's quota;
 //   3. or get a fresh Keap access token for one of your users and call Keap yourself;
-//   4. verify a webhook keaplink sent you.
+//   4. make a repair link to mail a user whose link needs them (after connection.needs_reauth);
+//   5. verify a webhook keaplink sent you.
 // Run: KEAPLINK_URL=... KEAPLINK_PARTNER_ID=... KEAPLINK_SESSION_SECRET=... KEAPLINK_API_KEY=... \
 //      node keaplink.mjs <your user id>
 import { SignJWT } from "jose";
 import { createHmac, timingSafeEqual } from "node:crypto";
+import { createKeaplink, KeaplinkError } from "../../clients/typescript/keaplink.mjs";
+
+export { KeaplinkError };
 
 const { KEAPLINK_URL, KEAPLINK_PARTNER_ID, KEAPLINK_SESSION_SECRET, KEAPLINK_API_KEY } = process.env;
+
+/** The generated client, with the partner's API key (made on first use). */
+let client;
+const keaplink = () => (client ??= createKeaplink({ baseUrl: KEAPLINK_URL, credential: KEAPLINK_API_KEY }));
 
 /** 1. The widget's session: HS256, at most an hour, audience "keaplink". */
 export async function sessionJwt(userId, { ttlSecs = 600 } = {}) {
@@ -25,21 +35,14 @@ export async function sessionJwt(userId, { ttlSecs = 600 } = {}) {
     .sign(new TextEncoder().encode(KEAPLINK_SESSION_SECRET));
 }
 
-/** keaplink's own refusal (not Keap's answer): `code`, and `retryAfter` seconds for the 429s. */
-export class KeaplinkError extends Error {
-  constructor(code, message, retryAfter) {
-    super(`${code}: ${message}`);
-    this.code = code;
-    this.retryAfter = retryAfter;
-  }
-}
-
 /**
  * 2. Calls Keap's REST API as `userId` (`path` like "/crm/rest/v2/contacts?page_size=10") and
  * answers Keap's own `{ status, body, headers }`, whatever its status. Throws KeaplinkError when
  * keaplink answered itself: needs_reauth (409: ask the user to reconnect), keap_quota and
  * rate_limited (429: wait `retryAfter` seconds), no_connection (404), ambiguous_connection (409:
  * name `keapApp`), invalid_keap_path (400), keap_error / keap_timeout (502 / 504).
+ * (Through `fetch`: the generated client percent-encodes a path parameter, and Keap's path spans
+ * segments.)
  */
 export async function callKeap(userId, method, path, { body, keapApp } = {}) {
   const headers = {
@@ -56,29 +59,36 @@ export async function callKeap(userId, method, path, { body, keapApp } = {}) {
   });
   const text = await res.text();
   const parsed = text && /json/.test(res.headers.get("content-type") ?? "") ? JSON.parse(text) : text;
-  if (res.headers.get("keaplink-error")) {
-    throw new KeaplinkError(parsed.error.code, parsed.error.message, Number(res.headers.get("retry-after")) || undefined);
-  }
+  if (res.headers.get("keaplink-error")) throw new KeaplinkError(res.status, parsed, res.headers);
   return { status: res.status, body: parsed, headers: res.headers };
 }
 
-/** 3. A Keap access token for `userId`, valid for at least 60 s. Throws with keaplink's error code. */
+/** 3. A Keap access token for `userId`, valid for at least 60 s. Throws KeaplinkError with keaplink's code. */
 export async function keapAccessToken(userId, keapApp) {
-  const res = await fetch(`${KEAPLINK_URL}/v1/token`, {
-    method: "POST",
-    headers: { authorization: `Bearer ${KEAPLINK_API_KEY}`, "content-type": "application/json" },
-    body: JSON.stringify(keapApp ? { user: userId, keap_app: keapApp } : { user: userId }),
+  const { data, error, response } = await keaplink().POST("/v1/token", {
+    body: keapApp ? { user: userId, keap_app: keapApp } : { user: userId },
   });
-  const body = await res.json();
-  if (!res.ok) {
-    // needs_reauth (409): ask the user to reconnect in your settings page; rate_limited and
-    // keap_throttled (429): wait `retry-after` seconds.
-    throw new KeaplinkError(body.error.code, body.error.message, Number(res.headers.get("retry-after")) || undefined);
-  }
-  return body; // { access_token, expires_at, keap_app }
+  // needs_reauth (409): ask the user to reconnect in your settings page; rate_limited and
+  // keap_throttled (429): wait `retryAfter` seconds.
+  if (error) throw new KeaplinkError(response.status, error, response.headers);
+  return data; // { access_token, expires_at, keap_app }
 }
 
-/** 4. Checks `keaplink-signature: t=<unix>,v1=<hex>` over "<t>.<raw body>"; rejects replays older than 5 min. */
+/**
+ * 4. A repair link for a connection (`event.connection.id` of a connection.needs_reauth webhook):
+ * a page keaplink hosts where the user signs in to Keap again, as the right Keap user, and the
+ * same connection comes back. Single-use; `ttlSecs` up to 30 days. Mail `url` to the user.
+ */
+export async function repairLink(connectionId, { ttlSecs } = {}) {
+  const { data, error, response } = await keaplink().POST("/v1/connections/{id}/repair-link", {
+    params: { path: { id: connectionId } },
+    ...(ttlSecs ? { body: { ttl_secs: ttlSecs } } : {}),
+  });
+  if (error) throw new KeaplinkError(response.status, error, response.headers);
+  return data; // { url, expires_at }
+}
+
+/** 5. Checks `keaplink-signature: t=<unix>,v1=<hex>` over "<t>.<raw body>"; rejects replays older than 5 min. */
 export function verifyWebhook(rawBody, signatureHeader, { toleranceSecs = 300 } = {}) {
   const m = /^t=(\d+),v1=([0-9a-f]{64})$/.exec(signatureHeader ?? "");
   if (!m) return false;

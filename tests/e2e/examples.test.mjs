@@ -99,7 +99,16 @@ test("Node example: session JWT, a call through keaplink, an access token, webho
   const t = await ex.keapAccessToken("u1");
   const keapSays = await fetch(`${stack.sandbox.url}/crm/rest/v1/oauth/connect/userinfo`, { headers: { authorization: `Bearer ${t.access_token}` } });
   assert.equal(keapSays.status, 200, "Keap accepts the token");
-  await assert.rejects(ex.keapAccessToken("nobody"), (e) => e.code === "no_connection");
+  await assert.rejects(ex.keapAccessToken("nobody"), (e) => e instanceof ex.KeaplinkError && e.code === "no_connection" && e.status === 404);
+  // Through the generated client too: a repair link for u1's connection, and its hosted page.
+  const [mine] = (await call(stack.url, "GET", "/v1/connections", { token: env.KEAPLINK_API_KEY })).json.connections.filter((c) => c.user === "u1");
+  const repair = await ex.repairLink(mine.id, { ttlSecs: 3_600 });
+  assert.ok(repair.url.startsWith(`${stack.url}/link/`), repair.url);
+  assert.ok(Math.abs(Date.parse(repair.expires_at) - Date.now() - 3_600_000) < 120_000, repair.expires_at);
+  assert.equal((await fetch(repair.url)).status, 200, "the repair page opens");
+  await assert.rejects(ex.repairLink(mine.id, { ttlSecs: 10 }), (e) => e.code === "invalid_request" && e.status === 400);
+  await assert.rejects(ex.repairLink("AAAAAAAAAAAAAAAAAAAAAA"), (e) => e.code === "no_connection" && e.status === 404, "an id of no link");
+  await assert.rejects(ex.repairLink("not-an-id"), (e) => e.code === "invalid_id" && e.status === 400);
   const body = '{"id":"evt_1","type":"connection.created"}';
   assert.equal(ex.verifyWebhook(body, signed(body)), true);
   assert.equal(ex.verifyWebhook(body + " ", signed(body)), false);
