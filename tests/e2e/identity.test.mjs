@@ -134,6 +134,23 @@ test("the right user restores a dead link: same id, active, connection.recovered
   assert.deepEqual((await detail(acme, connectionId)).events.map((e) => e.type), ["recovered", "repair_link_created", "needs_reauth", "created"]);
 });
 
+test("a v2 userinfo whose tenant_id contradicts the token's app is not believed: nothing stored, new link or reconnect", async () => {
+  // Keap's token said ab123 (or cd456) in its scope; its userinfo then names another tenant.
+  const [before] = await mine(acme, "u1");
+  const tokenBefore = (await token(acme, "u1")).json.access_token;
+  await stack.sandbox.apiFaults("wrong_tenant", 1);
+  const { journey } = await linkUser(stack, acme, "u1", "ann@ab123.example", { origin: ORIGIN, body: { connection_id: before.id }, expect: "error" });
+  assert.equal(message(journey).error, "keap_bad_response");
+  assert.deepEqual(await mine(acme, "u1"), [before], "the link as it was");
+  assert.equal((await token(acme, "u1")).json.access_token, tokenBefore);
+
+  await stack.sandbox.apiFaults("wrong_tenant", 1);
+  const fresh = await linkUser(stack, acme, "tenant-check", "bob@cd456.example", { origin: ORIGIN, expect: "error" });
+  assert.equal(message(fresh.journey).error, "keap_bad_response");
+  assert.deepEqual(await mine(acme, "tenant-check"), [], "no link made");
+  assert.equal((await stack.sandbox.stats()).api_faults_queued, 0, "both faults met userinfo");
+});
+
 test("connection_id must be one of the signed-in user's own links", async () => {
   const [theirs] = await mine(acme, "u1");
   const asOther = await call(stack.url, "POST", "/v1/me/connect", { token: await mintSession(acme, "someone-else"), headers: { origin: ORIGIN }, body: { connection_id: theirs.id } });

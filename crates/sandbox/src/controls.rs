@@ -81,7 +81,8 @@ struct ApiFaultRequest {
     hang_ms: u64,
 }
 
-/// `{kind: "server_error"|"unauthorized"|"hang"|"throttle", count?: 1, hang_ms?: 30000}`.
+/// `{kind: "server_error"|"unauthorized"|"hang"|"throttle"|"wrong_tenant", count?: 1,
+/// hang_ms?: 30000}`.
 pub(crate) async fn add_api_faults(State(s): State<Shared>, body: Bytes) -> Response {
     let r: ApiFaultRequest = match parse(&body) {
         Ok(r) => r,

@@ -27,6 +27,8 @@ const SECRET_PARAMS: &[&str] = &["access_token", "refresh_token", "client_secret
 pub struct Caller {
     pub user: usize,
     pub app: &'static str,
+    /// v2 userinfo names another tenant than the token's app (the `wrong_tenant` fault).
+    pub wrong_tenant: bool,
 }
 
 /// What the next REST calls do instead of reaching the API (each still spends quota: it got
@@ -42,6 +44,9 @@ pub enum ApiFaultKind {
     Hang,
     /// HTTP 429 with Keap's quota fault, the throttle headers showing it spent.
     Throttle,
+    /// The call goes through, but v2 userinfo answers with another tenant than the token's
+    /// app: a Keap that contradicts itself, which a client must not believe.
+    WrongTenant,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -122,6 +127,7 @@ impl crate::Sandbox {
             .map(|a| Caller {
                 user: a.user,
                 app: a.app,
+                wrong_tenant: false,
             })
     }
 }
@@ -209,7 +215,11 @@ pub async fn gateway(
         Ok(report) => {
             let fault = s.lock().api_faults.pop_front();
             match fault.map(|f| f.kind) {
-                None => {
+                None | Some(ApiFaultKind::WrongTenant) => {
+                    let caller = Caller {
+                        wrong_tenant: fault.is_some_and(|f| f.kind == ApiFaultKind::WrongTenant),
+                        ..caller
+                    };
                     let mut req = Request::from_parts(parts, Body::from(body));
                     req.extensions_mut().insert(caller);
                     (next.run(req).await, report)

@@ -95,7 +95,8 @@ async fn userinfo_v2(Extension(c): Extension<Caller>) -> Response {
     Json(json!({
         "sub": user.sub, "id": user.sub, "keap_id": user.email, "email": user.email,
         "given_name": user.given_name, "family_name": user.family_name,
-        "preferred_name": user.given_name, "is_admin": user.is_admin, "tenant_id": c.app,
+        "preferred_name": user.given_name, "is_admin": user.is_admin,
+        "tenant_id": if c.wrong_tenant { "zz999" } else { c.app },
     }))
     .into_response()
 }

@@ -211,6 +211,36 @@ async fn api_faults_apply_to_the_next_rest_calls_in_order() {
 }
 
 #[tokio::test]
+async fn a_wrong_tenant_fault_makes_v2_userinfo_contradict_the_token_once() {
+    let app = app();
+    let t = link(&app, "ann@ab123.example", None).await;
+    let info = "/crm/rest/v2/oauth/connect/userinfo";
+    assert_eq!(
+        get(&app, info, &t.access).await.json()["tenant_id"],
+        "ab123"
+    );
+    let a = control(&app, "api-faults", Some(r#"{"kind":"wrong_tenant"}"#)).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    let a = get(&app, info, &t.access).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(
+        a.json()["tenant_id"],
+        "zz999",
+        "another tenant than the token's app"
+    );
+    assert_eq!(
+        a.json()["email"],
+        "ann@ab123.example",
+        "the rest of the answer is as ever"
+    );
+    assert_eq!(
+        get(&app, info, &t.access).await.json()["tenant_id"],
+        "ab123",
+        "once"
+    );
+}
+
+#[tokio::test]
 async fn stats_count_rest_calls_by_route_pattern() {
     let app = app();
     let t = link(&app, "ann@ab123.example", None).await;
