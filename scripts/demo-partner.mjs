@@ -27,14 +27,20 @@ async function previous() {
 }
 
 const kept = await previous();
+// A PUT replaces the partner's settings: what was set since (in the console's Settings, or with
+// PATCH /v1/partner) is sent again, so a restart keeps it.
+const known = await fetch(`${base}/v1/admin/partners/demo`, { headers: { authorization: `Bearer ${admin}` } });
+const before = known.status === 200 ? await known.json() : {};
 const res = await fetch(`${base}/v1/admin/partners/demo`, {
   method: "PUT",
   headers: { authorization: `Bearer ${admin}`, "content-type": "application/json" },
   body: JSON.stringify({
     name: "Demo partner",
-    allowed_origins: [new URL(base).origin],
-    return_urls: [`${base}/demo/`],
-    ...(webhookUrl ? { webhook_url: webhookUrl } : {}),
+    allowed_origins: [...new Set([new URL(base).origin, ...(before.allowed_origins ?? [])])],
+    return_urls: [...new Set([`${base}/demo/`, ...(before.return_urls ?? [])])],
+    ...(before.reconnect_identity ? { reconnect_identity: before.reconnect_identity } : {}),
+    ...(before.webhook_repair_links !== undefined ? { webhook_repair_links: before.webhook_repair_links } : {}),
+    ...(webhookUrl ?? before.webhook_url ? { webhook_url: webhookUrl ?? before.webhook_url } : {}),
     // New secrets only when the ones saved are gone (a fresh local state, or a first start).
     rotate_secrets: !kept,
   }),
@@ -63,5 +69,12 @@ for (const user of ["user-1001", "user-1002"]) {
   console.log(`  Demo page as partner user ${user} (valid 1 h): ${base}/demo/#user=${user}&session=${await mint(user)}`);
 }
 console.log(kept
-  ? "  Demo partner: kept from the last start (same API key and session secret): .wrangler/demo-partner.json"
+  ? "  Demo partner: kept from the last start (same API key and session secret and settings): .wrangler/demo-partner.json"
   : "  Demo partner: new API key and session secret in .wrangler/demo-partner.json (earlier ones, if any, no longer work)");
+// The Worker's links outlive a restart (its local state is kept), the sandbox's tokens do not:
+// Keap refuses them, so every earlier link needs its user once.
+const links = await fetch(`${base}/v1/connections?limit=1`, { headers: { authorization: `Bearer ${partner.api_key}` } });
+if (links.status === 200 && (await links.json()).connections.length > 0) {
+  console.log("  Links from an earlier start: the Keap sandbox does not keep its tokens when it stops, so each needs a");
+  console.log("  Reconnect (the widget offers it once a refresh is refused); rm -rf .wrangler/state starts clean.");
+}

@@ -2415,7 +2415,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Popup mode: the result page (connected, or why not); it posts the result to the widget's window and closes. */
+            /** @description Popup mode: the result page (connected, or why not); it posts the result to the widget's window and closes. A repair link's flow: the page saying the connection is restored. */
             200: {
                 headers: {
                     "cache-control": components["headers"]["NoStore"];
@@ -2444,8 +2444,38 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description A bad, reused or expired state (`invalid_state`), or a malformed query (`invalid_request`): nothing is stored. */
+            /** @description A bad, reused or expired state (`invalid_state`), or a malformed query (`invalid_request`): nothing is stored. A repair link's flow the user cancelled at Keap (`access_denied`): the repair page says so. */
             400: {
+                headers: {
+                    "cache-control": components["headers"]["NoStore"];
+                    "content-security-policy": components["headers"]["PageCsp"];
+                    "referrer-policy": components["headers"]["ReferrerPolicy"];
+                    "x-content-type-options": components["headers"]["NoSniff"];
+                    "x-frame-options": components["headers"]["FrameOptions"];
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": string;
+                };
+            };
+            /** @description A repair link's flow whose connection is gone (`no_connection`): the repair page says nothing was restored. */
+            404: {
+                headers: {
+                    "cache-control": components["headers"]["NoStore"];
+                    "content-security-policy": components["headers"]["PageCsp"];
+                    "referrer-policy": components["headers"]["ReferrerPolicy"];
+                    "x-content-type-options": components["headers"]["NoSniff"];
+                    "x-frame-options": components["headers"]["FrameOptions"];
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": string;
+                };
+            };
+            /** @description A repair link's flow finished as another Keap user or app than the link's (`identity_mismatch`): the repair page names both; nothing is stored. */
+            409: {
                 headers: {
                     "cache-control": components["headers"]["NoStore"];
                     "content-security-policy": components["headers"]["PageCsp"];
@@ -2498,6 +2528,36 @@ export interface operations {
                             message: string;
                         };
                     };
+                    "text/html": string;
+                };
+            };
+            /** @description A repair link's flow where Keap failed or answered unexpectedly (`keap_error`, `keap_bad_response`): nothing is stored. */
+            502: {
+                headers: {
+                    "cache-control": components["headers"]["NoStore"];
+                    "content-security-policy": components["headers"]["PageCsp"];
+                    "referrer-policy": components["headers"]["ReferrerPolicy"];
+                    "x-content-type-options": components["headers"]["NoSniff"];
+                    "x-frame-options": components["headers"]["FrameOptions"];
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": string;
+                };
+            };
+            /** @description A repair link's flow where Keap did not answer in time (`keap_timeout`): nothing is stored. */
+            504: {
+                headers: {
+                    "cache-control": components["headers"]["NoStore"];
+                    "content-security-policy": components["headers"]["PageCsp"];
+                    "referrer-policy": components["headers"]["ReferrerPolicy"];
+                    "x-content-type-options": components["headers"]["NoSniff"];
+                    "x-frame-options": components["headers"]["FrameOptions"];
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
                     "text/html": string;
                 };
             };

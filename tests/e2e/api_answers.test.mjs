@@ -129,6 +129,12 @@ test("a credential sent where another kind belongs says which one the endpoint t
   assertError(await call(stack.url, "GET", "/v1/connections", { token: jwt }), 401, "invalid_api_key", /not a session JWT/);
   assertError(await call(stack.url, "GET", "/v1/admin/stats", { token: acme.api_key }), 401, "invalid_admin_token", /not a partner's API key/);
   assertError(await call(stack.url, "GET", "/v1/admin/stats", { token: jwt }), 401, "invalid_admin_token", /not a session JWT/);
+  // The admin token acts for a partner on its back-end endpoints, but not where a call acts for
+  // one of the partner's users: it is told so, not that it is "not valid".
+  const asAdmin = { token: ADMIN_TOKEN, headers: { "keaplink-partner": "acme", "keaplink-user": "u1" } };
+  assertError(await call(stack.url, "POST", "/v1/token", { ...asAdmin, body: { user: "u1" } }), 401, "invalid_api_key", /takes the partner's API key .*not the admin token/);
+  assertError(await call(stack.url, "GET", "/v1/keap/crm/rest/v2/contacts", asAdmin), 401, "invalid_api_key", /not the admin token/);
+  assertError(await call(stack.url, "POST", "/v1/token", { token: "klk.acme.wrong", body: { user: "u1" } }), 401, "invalid_api_key", /^The API key is not valid\.$/);
 });
 
 test("a session refused before its partner is known is still readable by a page some partner allows", async () => {

@@ -211,6 +211,27 @@ test("a repair link: GET spends nothing; the button starts a sign-out-first reco
   assert.deepEqual(events.slice(0, 3), ["reconnected", "repair_link_used", "repair_link_created"]);
 });
 
+test("a repair link finished as another Keap user, or cancelled at Keap, restores nothing and says why", async () => {
+  const [c] = await mine(acme, "u1");
+  const tokenBefore = (await token(acme, "u1")).json.access_token;
+  const journey = async (email, decision) => {
+    const { url } = (await repairLink(acme, c.id, {})).json;
+    const browser = new Browser();
+    const pressed = await browser.go(url, { form: {} });
+    const login = await browser.go(`${stack.sandbox.url}/app/oauth/login`, { form: { ...hiddenInputs(pressed.text), email, password: "keap" } });
+    return browser.go(`${stack.sandbox.url}/app/oauth/consent`, { form: { ...hiddenInputs(login.text), decision } });
+  };
+  const wrong = await journey("amy@ab123.example", "allow");
+  assert.equal(wrong.res.status, 409, "identity_mismatch");
+  assert.match(wrong.text, /Your Keap account was not reconnected/);
+  assert.match(wrong.text, /amy@ab123\.example.*ann@ab123\.example/s);
+  const cancelled = await journey("ann@ab123.example", "deny");
+  assert.equal(cancelled.res.status, 400, "access_denied");
+  assert.match(cancelled.text, /You cancelled the connection\. Nothing was changed\./);
+  assert.deepEqual((await mine(acme, "u1"))[0], c, "the link as it was");
+  assert.equal((await token(acme, "u1")).json.access_token, tokenBefore);
+});
+
 test("a repair link's button pressed twice at once starts one reconnect", async () => {
   const [c] = await mine(acme, "u1");
   const { url } = (await repairLink(acme, c.id, {})).json;

@@ -360,6 +360,7 @@ test("the connection is the one keaplink-user (+ keaplink-app) names, and never 
   const ambiguous = await keap(acme, "GET", "/crm/rest/v1/contacts", { user: "two" });
   assert.equal(ambiguous.status, 409);
   assert.equal(ambiguous.json.error.code, "ambiguous_connection");
+  assert.match(ambiguous.json.error.message, /the keaplink-app header on \/v1\/keap\//, "it names what the proxy takes");
   const notLinked = await keap(acme, "GET", "/crm/rest/v1/contacts", { user: "two", app: "ef789" });
   assert.equal(notLinked.status, 404);
   const badApp = await keap(acme, "GET", "/crm/rest/v1/contacts", { user: "two", app: "AB_123" });

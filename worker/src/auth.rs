@@ -42,12 +42,18 @@ pub fn admin(req: &Request, cfg: &Config) -> ApiResult<()> {
     Err(ApiError::new(ErrorCode::InvalidAdminToken, message))
 }
 
-/// The partner whose API key this is.
-pub async fn partner_key(req: &Request, store: &Store) -> ApiResult<(PartnerId, PartnerRecord)> {
+/// The partner whose API key this is (the endpoints that act for one of the partner's users:
+/// `/v1/token` and the Keap proxy; the admin token does not act there).
+pub async fn partner_key(
+    req: &Request,
+    store: &Store,
+    cfg: &Config,
+) -> ApiResult<(PartnerId, PartnerRecord)> {
     let key = bearer(req)?;
     let refused = || {
         let message = match shape(&key) {
             Shape::Jwt => "This endpoint takes your API key (klk.…), not a session JWT: session JWTs are for the widget's /v1/me endpoints.",
+            Shape::Other if cfg.admin_token.ct_eq(&key) => "This endpoint takes the partner's API key (klk.…), not the admin token: it acts for one of the partner's users, and the admin token does not act there.",
             _ => "The API key is not valid.",
         };
         ApiError::new(ErrorCode::InvalidApiKey, message)
@@ -74,7 +80,7 @@ pub async fn partner(
 ) -> ApiResult<(PartnerId, PartnerRecord)> {
     let token = bearer(req)?;
     if !cfg.admin_token.ct_eq(&token) {
-        return partner_key(req, store).await;
+        return partner_key(req, store, cfg).await;
     }
     let named = req.headers().get(PARTNER_HEADER).ok().flatten();
     let id = named

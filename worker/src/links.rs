@@ -36,7 +36,7 @@ pub async fn find_connection(
                 _ => {
                     return Err(ApiError::new(
                         ErrorCode::AmbiguousConnection,
-                        "This user has several Keap apps linked; name one in keap_app.",
+                        "This user has several Keap apps linked; name one: keap_app in the body of /v1/token, the keaplink-app header on /v1/keap/.",
                     ))
                 }
             }

@@ -87,7 +87,7 @@ async fn call(
     let ip = limits::client_ip(req);
     let (by_ip, key) = futures_util::join!(
         limits::enforce(env, Endpoint::Proxy.per_ip(ip.as_deref())),
-        auth::partner_key(req, store)
+        auth::partner_key(req, store, cfg)
     );
     by_ip?;
     let (partner, _) = key?;

@@ -255,7 +255,7 @@ async fn handle(
             // The address is counted while the key is checked; the partner once it is known.
             let (by_ip, key) = futures_util::join!(
                 limits::enforce(env, Endpoint::Token.per_ip(ip.as_deref())),
-                auth::partner_key(req, &store)
+                auth::partner_key(req, &store, &cfg)
             );
             by_ip?;
             let (partner, _) = key?;

@@ -554,11 +554,15 @@ fn callback() -> Op {
         .param(q("state", "The state `POST /v1/me/connect` made."))
         .param(q("scope", "Keap's granted scope (names the app)."))
         .param(q("error", "Keap's error, when the user declined."))
-        .answer(200, html("Popup mode: the result page (connected, or why not); it posts the result to the widget's window and closes.", &[]))
+        .answer(200, html("Popup mode: the result page (connected, or why not); it posts the result to the widget's window and closes. A repair link's flow: the page saying the connection is restored.", &[]))
         .answer(302, redirect("Found", "redirect mode: back to `return_to` with `keaplink=connected` or `keaplink=error&reason=<code>`."))
-        .answer(400, html("A bad, reused or expired state (`invalid_state`), or a malformed query (`invalid_request`): nothing is stored.", &[]))
+        .answer(400, html("A bad, reused or expired state (`invalid_state`), or a malformed query (`invalid_request`): nothing is stored. A repair link's flow the user cancelled at Keap (`access_denied`): the repair page says so.", &[]))
+        .answer(404, html("A repair link's flow whose connection is gone (`no_connection`): the repair page says nothing was restored.", &[]))
+        .answer(409, html("A repair link's flow finished as another Keap user or app than the link's (`identity_mismatch`): the repair page names both; nothing is stored.", &[]))
         .answer(429, html("Too many sign-in attempts from this address.", &[Header::RetryAfter]))
-        .answer(500, html("Something went wrong on our side.", &[]));
+        .answer(500, html("Something went wrong on our side.", &[]))
+        .answer(502, html("A repair link's flow where Keap failed or answered unexpectedly (`keap_error`, `keap_bad_response`): nothing is stored.", &[]))
+        .answer(504, html("A repair link's flow where Keap did not answer in time (`keap_timeout`): nothing is stored.", &[]));
     // Its refusals are pages for a person; only a misconfigured deployment answers JSON.
     op.worker = true;
     op
