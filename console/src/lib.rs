@@ -220,6 +220,15 @@ impl App {
         });
     }
 
+    /// Going to another view: a notice belongs to the view it was said on (one meant to outlive
+    /// it is carried, and said again there).
+    fn leave_notice(&self) {
+        if self.carried.borrow().is_none() {
+            self.notice_seq.set(self.notice_seq.get().wrapping_add(1));
+            self.notice.set_text_content(None);
+        }
+    }
+
     /// Says `line` now and again with the next view's first line, so that one does not replace
     /// it before it is read.
     fn say_across(&self, line: &str) {
@@ -1014,7 +1023,10 @@ impl App {
             }
         });
         let me = self.clone();
-        let nav = EventListener::new(&window(), "hashchange", move |_| me.show(true));
+        let nav = EventListener::new(&window(), "hashchange", move |_| {
+            me.leave_notice();
+            me.show(true)
+        });
         self.listeners
             .borrow_mut()
             .extend([click, submit, input, change, nav]);

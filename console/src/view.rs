@@ -475,7 +475,8 @@ pub fn deliveries(list: &[WebhookDelivery]) -> String {
                 escape(&d.id)
             )
         };
-        let link = if d.connection_id.is_empty() {
+        // A deleted link has no page to open: the event is the last of it.
+        let link = if d.connection_id.is_empty() || d.event_type == "connection.deleted" {
             String::new()
         } else {
             format!(
@@ -514,9 +515,10 @@ pub fn deliveries(list: &[WebhookDelivery]) -> String {
     )
 }
 
-fn card(id: &str, title: &str, big: &str, facts: &str) -> String {
+/// An overview card: its title, one big figure with what it counts, and the facts under it.
+fn card(id: &str, title: &str, big: &str, counts: &str, facts: &str) -> String {
     format!(
-        r#"<section class="card" aria-labelledby="ov-{id}" data-card="{id}"><h2 id="ov-{id}">{title}</h2><p class="big">{big}</p><dl class="facts">{facts}</dl></section>"#
+        r#"<section class="card" aria-labelledby="ov-{id}" data-card="{id}"><h2 id="ov-{id}">{title}</h2><p class="big">{big}</p><p class="big-label">{counts}</p><dl class="facts">{facts}</dl></section>"#
     )
 }
 
@@ -541,6 +543,7 @@ fn quota(q: Option<&KeapQuota>) -> String {
             "quota",
             "Keap quota",
             "—",
+            "calls left today",
             &fact("Last seen", "Keap has not reported it yet: it shows once calls go through keaplink's Keap proxy."),
         );
     };
@@ -562,7 +565,13 @@ fn quota(q: Option<&KeapQuota>) -> String {
         .as_ref()
         .map(|w| count(w.available))
         .unwrap_or_else(|| "—".into());
-    card("quota", "Keap quota (shared)", &big, &facts)
+    card(
+        "quota",
+        "Keap quota (shared)",
+        &big,
+        "calls left today",
+        &facts,
+    )
 }
 
 pub fn overview(s: &PartnerStats) -> String {
@@ -589,12 +598,14 @@ pub fn overview(s: &PartnerStats) -> String {
             "links",
             "Links",
             &count(c.total),
+            "in all",
             &(fact("Active", &count(c.active)) + &fact("Need their user", &reauth))
         ),
         card(
             "refreshes",
             "Refreshes, last 24 h",
             &count(r.succeeded),
+            "succeeded",
             &(fact("Succeeded", &count(r.succeeded))
                 + &fact("Failed (retried)", &count(r.failed))
                 + &fact("Lost (need the user)", &count(r.needs_reauth)))
@@ -604,6 +615,7 @@ pub fn overview(s: &PartnerStats) -> String {
             "webhooks",
             "Webhooks",
             &count(w.failed),
+            "failed deliveries",
             &(fact("Failed (can be redelivered)", &failed)
                 + &fact("Pending", &count(w.pending))
                 + &fact("Delivered, last 24 h", &count(w.delivered_last_24h)))
@@ -753,6 +765,36 @@ mod tests {
         assert!(html.contains(r#"<span class="email">ann@ab123.example</span>"#));
         assert!(html.contains(r#"data-status="needs_reauth""#));
         assert!(html.contains("Needs its user"));
+    }
+
+    #[test]
+    fn a_delivery_links_to_its_connection_unless_the_event_deleted_it() {
+        let delivery = |id: &str, ty: &str| WebhookDelivery {
+            id: id.into(),
+            event_type: ty.into(),
+            created_at: "2026-01-01T00:00:00Z".into(),
+            connection_id: "c1".into(),
+            user: "user-1".into(),
+            state: DeliveryState::Delivered,
+            attempts: 1,
+            last_status: Some(200),
+            last_attempt_at: Some("2026-01-01T00:00:01Z".into()),
+            next_retry_at: None,
+        };
+        let html = deliveries(&[
+            delivery("evt_created", "connection.created"),
+            delivery("evt_deleted", "connection.deleted"),
+        ]);
+        let row = |id: &str| {
+            let start = html.find(&format!(r#"data-delivery="{id}""#)).unwrap();
+            let end = html[start..].find("</tr>").unwrap();
+            html[start..start + end].to_owned()
+        };
+        assert!(row("evt_created").contains(r##"href="#link/c1""##));
+        assert!(
+            !row("evt_deleted").contains("Open the link"),
+            "a deleted link has no page"
+        );
     }
 
     #[test]
