@@ -96,6 +96,11 @@ async fn fetch(mut req: Request, env: Env, ctx: Context) -> Result<Response> {
         .filter(|r| r.len() <= 64 && r.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
         .unwrap_or_else(|| hex(&random::bytes::<8>()));
     let routes::Answer { mut resp, error } = routes::answer(&mut req, &env).await;
+    // Proxied calls this isolate has not reported yet are reported soon even if no call follows
+    // (the admin stats and the console count them).
+    if let Some(wait_ms) = quota::deferred_report(clock::now_ms()) {
+        ctx.wait_until(proxy::deferred_report(env.clone(), wait_ms));
+    }
     let _ = resp.headers_mut().set("x-request-id", &request_id);
     // One line per request: the path only (never the query, which may carry an OAuth code).
     let line = RequestLog {

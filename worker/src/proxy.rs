@@ -246,6 +246,13 @@ fn relayed(
 
 /// Trades this isolate's quota picture and counts for the shared one. A failure is logged and
 /// costs nothing but freshness (the counts wait for the next exchange).
+/// The deferred report `quota::deferred_report` asked for, `wait_ms` from now (run after the
+/// answer, with the request's `waitUntil`).
+pub async fn deferred_report(env: Env, wait_ms: u64) {
+    worker::Delay::from(std::time::Duration::from_millis(wait_ms)).await;
+    exchange(&env, quota::take_deferred(now_ms())).await;
+}
+
 async fn exchange(env: &Env, report: Option<quota::Report>) {
     let Some(report) = report else { return };
     let answer = stats::proxy_sync(env, &report.seen, &report.counts).await;

@@ -4,7 +4,7 @@
 
 use keaplink_api::proxy::ProxyCounts;
 use keaplink_core::proxy::{add_counts, ProxyOutcome};
-use keaplink_core::quota::{observe, sync_due, Hold, QuotaView};
+use keaplink_core::quota::{deferred_report_wait_ms, observe, sync_due, Hold, QuotaView};
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 
@@ -15,6 +15,8 @@ struct Isolate {
     shared: QuotaView,
     counts: ProxyCounts,
     last_sync_ms: u64,
+    /// A deferred report is on its way (`deferred_report`).
+    deferred: bool,
 }
 
 thread_local! {
@@ -53,14 +55,45 @@ pub fn report_due(reserve: u64, now_ms: u64) -> Option<Report> {
         if !sync_due(i.last_sync_ms, news, now_ms) {
             return None;
         }
-        i.last_sync_ms = now_ms;
-        let seen = i.view.report(now_ms);
-        // As good as told: concurrent calls of this isolate do not tell it again.
-        i.shared.merge(&seen, now_ms);
-        Some(Report {
-            seen,
-            counts: std::mem::take(&mut i.counts),
-        })
+        Some(take_report(&mut i, now_ms))
+    })
+}
+
+fn take_report(i: &mut Isolate, now_ms: u64) -> Report {
+    i.last_sync_ms = now_ms;
+    let seen = i.view.report(now_ms);
+    // As good as told: concurrent calls of this isolate do not tell it again.
+    i.shared.merge(&seen, now_ms);
+    Report {
+        seen,
+        counts: std::mem::take(&mut i.counts),
+    }
+}
+
+/// Counts not told yet wait for the next exchange, which rides along with a call to Keap. So
+/// that an isolate's last calls are counted even if no call follows, the first answer that
+/// leaves counts behind asks for one deferred report: `Some(wait_ms)` until it is due.
+pub fn deferred_report(now_ms: u64) -> Option<u64> {
+    ISOLATE.with(|i| {
+        let mut i = i.borrow_mut();
+        if i.deferred || i.counts == ProxyCounts::default() {
+            return None;
+        }
+        i.deferred = true;
+        Some(deferred_report_wait_ms(i.last_sync_ms, now_ms))
+    })
+}
+
+/// The deferred report, once its wait is over: what is still untold (a call may have told it
+/// meanwhile, and then there is nothing to send).
+pub fn take_deferred(now_ms: u64) -> Option<Report> {
+    ISOLATE.with(|i| {
+        let mut i = i.borrow_mut();
+        i.deferred = false;
+        if i.counts == ProxyCounts::default() {
+            return None;
+        }
+        Some(take_report(&mut i, now_ms))
     })
 }
 

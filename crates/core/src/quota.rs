@@ -414,6 +414,14 @@ pub fn sync_due(last_ms: u64, news: bool, now_ms: u64) -> bool {
     news || now_ms.saturating_sub(last_ms) >= SYNC_EVERY_MS
 }
 
+/// How long an isolate that last traded views at `last_ms`, and holds counts it has not told
+/// yet, waits before telling them without a call to ride along with: until a regular exchange
+/// would be due. (Its next call to Keap may tell them first; a quiet isolate's last calls are
+/// then still counted within seconds.)
+pub fn deferred_report_wait_ms(last_ms: u64, now_ms: u64) -> u64 {
+    (last_ms + SYNC_EVERY_MS).saturating_sub(now_ms)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -817,5 +825,17 @@ mod tests {
         assert!(sync_due(NOW, false, NOW + SYNC_EVERY_MS));
         assert!(sync_due(NOW, true, NOW));
         assert!(sync_due(0, false, NOW));
+    }
+
+    #[test]
+    fn a_deferred_report_waits_until_a_regular_exchange_would_be_due() {
+        assert_eq!(deferred_report_wait_ms(NOW, NOW), SYNC_EVERY_MS);
+        assert_eq!(deferred_report_wait_ms(NOW, NOW + 500), SYNC_EVERY_MS - 500);
+        assert_eq!(
+            deferred_report_wait_ms(NOW, NOW + SYNC_EVERY_MS + 1),
+            0,
+            "already due"
+        );
+        assert_eq!(deferred_report_wait_ms(0, NOW), 0, "never traded: at once");
     }
 }
