@@ -64,6 +64,27 @@ test("the demo page renders <keap-link> from wasm with the demo user's status, a
   await page.close();
 });
 
+test("popup blocked on the demo page: the same tab goes to Keap and comes back connected, still signed in", async () => {
+  const page = await context.newPage();
+  await page.addInitScript(() => { window.open = () => null; });
+  await page.goto(`${stack.url}/demo/#user=dora&session=${await mintSession(demo, "dora")}`);
+  await page.locator("keap-link [data-state=empty]").waitFor({ timeout: 15_000 });
+  await Promise.all([page.waitForURL(/\/(logout|app\/oauth)/), page.locator("keap-link [data-action=connect]").click()]);
+  await page.waitForSelector("body[data-page]");
+  if ((await page.getAttribute("body", "data-page")) === "login") {
+    await page.fill("input[name=email]", "cat@ef789.example");
+    await page.fill("input[name=password]", "keap");
+    await page.click("button[type=submit]");
+    await page.waitForSelector('body[data-page="consent"]');
+  }
+  await Promise.all([page.waitForURL(new RegExp(`^${stack.url}/demo/\\?keaplink=connected`)), page.click("button[value=allow]")]);
+  await page.locator("keap-link li[data-status=active]").waitFor();
+  assert.equal(await page.textContent("#who"), "dora", "the page still knows who is signed in");
+  const shadowText = await page.locator("keap-link").evaluate((node) => node.shadowRoot?.textContent ?? "");
+  assert.doesNotMatch(shadowText, /not valid/, "the widget has its session");
+  await page.close();
+});
+
 /** The widget's area of the page, with a margin of the page around it, at 1x, light and dark. */
 async function shootWidget(page, name) {
   const box = await page.locator("keap-link").boundingBox();
