@@ -14,15 +14,29 @@ pub fn too_large() -> ApiError {
     )
 }
 
-/// Decodes a JSON body of at most 16 KiB. A blank body reads as `default` when one is given.
+/// Decodes a JSON body of at most 16 KiB: every body keaplink takes is one JSON object. A blank
+/// body reads as `default` when one is given.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8], default: Option<T>) -> Result<T, ApiError> {
     if bytes.len() > MAX_BODY_BYTES {
         return Err(too_large());
     }
-    if bytes.iter().all(u8::is_ascii_whitespace) {
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first.is_none() {
         if let Some(d) = default {
             return Ok(d);
         }
+    }
+    // serde reads a struct from an array too (its fields by position): refused, as any body
+    // that is not an object (`[...]`, a string, a number).
+    if first.is_some_and(|b| *b != b'{') {
+        let message = match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+            Ok(_) => "send a JSON object (`{...}`).".to_owned(),
+            Err(e) => describe(&e),
+        };
+        return Err(ApiError::new(
+            ErrorCode::InvalidRequest,
+            format!("The body is not the JSON this endpoint takes: {message}"),
+        ));
     }
     serde_json::from_slice(bytes).map_err(|e| {
         ApiError::new(
@@ -54,12 +68,23 @@ fn describe(e: &serde_json::Error) -> String {
             } else if let Some((_, expected)) = msg.rsplit_once(", expected ") {
                 format!(
                     "a value has the wrong type or form (expected {}).",
-                    clip(expected)
+                    clip(for_people(expected))
                 )
             } else {
                 "a value has the wrong type or form.".into()
             }
         }
+    }
+}
+
+/// serde's name for what it expected, in the words of the API's documentation.
+fn for_people(expected: &str) -> &str {
+    match expected {
+        "u8" | "u16" | "u32" | "u64" | "usize" => "a whole number, 0 or more",
+        "i8" | "i16" | "i32" | "i64" | "isize" => "a whole number",
+        "f32" | "f64" => "a number",
+        e if e.starts_with("struct ") || e == "a map" => "an object",
+        e => e,
     }
 }
 
@@ -86,6 +111,27 @@ mod tests {
             .unwrap_err();
         assert!(!e.message.contains("secret-token"), "{}", e.message);
         assert!(e.message.contains("expected a boolean"), "{}", e.message);
+    }
+
+    #[test]
+    fn only_an_object_is_a_body_and_types_are_named_as_the_docs_name_them() {
+        for body in [&br#"["u1"]"#[..], br#""u1""#, b"42", b" [1, 2]"] {
+            let e = decode::<TokenRequest>(body, None).unwrap_err();
+            assert_eq!(e.code, ErrorCode::InvalidRequest);
+            assert!(e.message.contains("send a JSON object"), "{}", e.message);
+        }
+        let e =
+            decode::<keaplink_api::RepairLinkRequest>(br#"{"ttl_secs": -5}"#, None).unwrap_err();
+        assert!(
+            e.message.contains("expected a whole number, 0 or more"),
+            "{}",
+            e.message
+        );
+        assert!(!e.message.contains("u64"), "{}", e.message);
+        assert!(decode::<TokenRequest>(b"[1,", None)
+            .unwrap_err()
+            .message
+            .contains("not valid JSON"));
     }
 
     #[test]
