@@ -1098,8 +1098,8 @@ export interface components {
         };
     };
     responses: {
-        /** @description `invalid_id`: The id in the path is not one of ours. */
-        "400-invalid_id": {
+        /** @description `invalid_request`: A malformed body, field or query parameter: the message names which and what is expected (never the value sent). */
+        "400-invalid_request": {
             headers: {
                 "cache-control": components["headers"]["NoStore"];
                 "x-request-id": components["headers"]["RequestId"];
@@ -1109,31 +1109,7 @@ export interface components {
                 "application/json": {
                     error: {
                         /** @enum {string} */
-                        code: "invalid_id";
-                        /**
-                         * @description A sentence a person can act on. Never holds a token, a secret or a stack trace.
-                         * @example No such route.
-                         */
-                        message: string;
-                    };
-                };
-            };
-        };
-        /** @description `invalid_id`: The id in the path is not one of ours. */
-        "400-invalid_id-cors": {
-            headers: {
-                "access-control-allow-origin": components["headers"]["CorsAllowOriginOptional"];
-                "access-control-expose-headers": components["headers"]["CorsExposeHeadersOptional"];
-                "cache-control": components["headers"]["NoStore"];
-                vary: components["headers"]["CorsVaryOptional"];
-                "x-request-id": components["headers"]["RequestId"];
-                [name: string]: unknown;
-            };
-            content: {
-                "application/json": {
-                    error: {
-                        /** @enum {string} */
-                        code: "invalid_id";
+                        code: "invalid_request";
                         /**
                          * @description A sentence a person can act on. Never holds a token, a secret or a stack trace.
                          * @example No such route.
@@ -1144,9 +1120,12 @@ export interface components {
             };
         };
         /** @description `invalid_request`: A malformed body, field or query parameter: the message names which and what is expected (never the value sent). */
-        "400-invalid_request": {
+        "400-invalid_request-cors": {
             headers: {
+                "access-control-allow-origin": components["headers"]["CorsAllowOriginOptional"];
+                "access-control-expose-headers": components["headers"]["CorsExposeHeadersOptional"];
                 "cache-control": components["headers"]["NoStore"];
+                vary: components["headers"]["CorsVaryOptional"];
                 "x-request-id": components["headers"]["RequestId"];
                 [name: string]: unknown;
             };
@@ -1189,6 +1168,30 @@ export interface components {
         "400-invalid_request-invalid_id": {
             headers: {
                 "cache-control": components["headers"]["NoStore"];
+                "x-request-id": components["headers"]["RequestId"];
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": {
+                    error: {
+                        /** @enum {string} */
+                        code: "invalid_request" | "invalid_id";
+                        /**
+                         * @description A sentence a person can act on. Never holds a token, a secret or a stack trace.
+                         * @example No such route.
+                         */
+                        message: string;
+                    };
+                };
+            };
+        };
+        /** @description `invalid_request`: A malformed body, field or query parameter: the message names which and what is expected (never the value sent). `invalid_id`: The id in the path is not one of ours. */
+        "400-invalid_request-invalid_id-cors": {
+            headers: {
+                "access-control-allow-origin": components["headers"]["CorsAllowOriginOptional"];
+                "access-control-expose-headers": components["headers"]["CorsExposeHeadersOptional"];
+                "cache-control": components["headers"]["NoStore"];
+                vary: components["headers"]["CorsVaryOptional"];
                 "x-request-id": components["headers"]["RequestId"];
                 [name: string]: unknown;
             };
@@ -2651,7 +2654,7 @@ export interface operations {
                     "application/json": components["schemas"]["PartnerView"];
                 };
             };
-            400: components["responses"]["400-invalid_id"];
+            400: components["responses"]["400-invalid_request-invalid_id"];
             401: components["responses"]["401-missing_credentials-invalid_admin_token"];
             404: components["responses"]["404-not_found-partner_not_found"];
             500: components["responses"]["500-internal-misconfigured"];
@@ -2743,7 +2746,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            400: components["responses"]["400-invalid_id"];
+            400: components["responses"]["400-invalid_request-invalid_id"];
             401: components["responses"]["401-missing_credentials-invalid_admin_token"];
             404: components["responses"]["404-not_found-partner_not_found"];
             500: components["responses"]["500-internal-misconfigured"];
@@ -2834,6 +2837,7 @@ export interface operations {
                     "application/json": components["schemas"]["AdminStats"];
                 };
             };
+            400: components["responses"]["400-invalid_request"];
             401: components["responses"]["401-missing_credentials-invalid_admin_token"];
             500: components["responses"]["500-internal-misconfigured"];
         };
@@ -3420,6 +3424,7 @@ export interface operations {
                     "application/json": components["schemas"]["MyConnections"];
                 };
             };
+            400: components["responses"]["400-invalid_request-cors"];
             401: components["responses"]["401-missing_credentials-invalid_session-cors"];
             403: components["responses"]["403-origin_not_allowed-cors"];
             500: components["responses"]["500-internal-misconfigured-cors"];
@@ -3479,7 +3484,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            400: components["responses"]["400-invalid_id-cors"];
+            400: components["responses"]["400-invalid_request-invalid_id-cors"];
             401: components["responses"]["401-missing_credentials-invalid_session-cors"];
             403: components["responses"]["403-origin_not_allowed-cors"];
             404: components["responses"]["404-not_found-no_connection-cors"];

@@ -122,6 +122,35 @@ test("a field or parameter sent twice is named, with the rule", async () => {
   assertError(range, 400, "invalid_request", /limit must be a whole number from 1 to 1000/);
 });
 
+test("an endpoint that takes no query parameter refuses one by name, and changes nothing", async () => {
+  const jwt = await mintSession(acme, "u1");
+  const [link] = (await call(stack.url, "GET", "/v1/connections", { token: acme.api_key })).json.connections;
+  const cases = [
+    ["GET", "/v1/admin/stats?x=1", { token: ADMIN_TOKEN }],
+    ["GET", "/v1/admin/partners/acme?x=1", { token: ADMIN_TOKEN }],
+    ["GET", "/v1/stats?x=1", { token: acme.api_key }],
+    ["GET", "/v1/partner?x=1", { token: acme.api_key }],
+    ["POST", "/v1/token?x=1", { token: acme.api_key, body: { user: "u1" } }],
+    ["GET", `/v1/connections/${link.id}?x=1`, { token: acme.api_key }],
+    ["DELETE", `/v1/connections/${link.id}?x=1`, { token: acme.api_key }],
+    ["POST", "/v1/partner/rotate-secrets?x=1", { token: acme.api_key }],
+    ["GET", "/v1/me/connections?x=1", { token: jwt, headers: { origin: ORIGIN } }],
+    ["DELETE", `/v1/me/connections/${link.id}?x=1`, { token: jwt, headers: { origin: ORIGIN } }],
+  ];
+  for (const [method, path, opts] of cases) {
+    const res = await call(stack.url, method, path, opts);
+    assertError(res, 400, "invalid_request", /Unknown query parameter `x`\. This endpoint takes no query parameters\./);
+  }
+  // The widget reads the refusal: it carries the page's CORS grant.
+  const me = await call(stack.url, "GET", "/v1/me/connections?x=1", { token: jwt, headers: { origin: ORIGIN } });
+  assert.equal(me.headers.get("access-control-allow-origin"), ORIGIN);
+  // Nothing was done: the link is there, the key was not rotated.
+  const after = await call(stack.url, "GET", `/v1/connections/${link.id}`, { token: acme.api_key });
+  assert.equal(after.status, 200, "neither DELETE removed the link, and the API key still works");
+  // A health check may add what it likes (load balancers and monitors add cache-busters).
+  assert.equal((await call(stack.url, "GET", "/healthz?probe=1")).status, 200);
+});
+
 test("a credential sent where another kind belongs says which one the endpoint takes", async () => {
   const jwt = await mintSession(acme, "u1");
   assertError(await call(stack.url, "GET", "/v1/me/connections", { token: acme.api_key, headers: { origin: ORIGIN } }), 401, "invalid_session", /takes a session JWT .*not your API key/);

@@ -15,6 +15,7 @@ use crate::repair;
 use crate::store::Store;
 use keaplink_api::Health;
 use keaplink_core::limits::Endpoint;
+use keaplink_core::query;
 use keaplink_core::{ApiError, ApiResult, ErrorCode};
 use worker::{Env, Method, Request, Response};
 
@@ -53,6 +54,22 @@ pub enum Route<'a> {
 use Method::{Delete, Get, Options, Patch, Post, Put};
 
 impl<'a> Route<'a> {
+    /// Whether the route's handler reads no query parameter, so that any sent is refused by
+    /// name (the listings read theirs; the callback, the repair pages and the proxy take
+    /// what Keap, a mailer's link rewriting or Keap's API bring; a health check may add any).
+    fn takes_no_query(&self) -> bool {
+        match self {
+            Route::Health
+            | Route::Callback
+            | Route::Connections
+            | Route::Keap(_)
+            | Route::Link(_)
+            | Route::Deliveries => false,
+            Route::Admin(a) => a.takes_no_query(),
+            _ => true,
+        }
+    }
+
     /// The route of `path`, if there is one. A trailing slash or an empty segment is no route.
     pub fn resolve(path: &'a str) -> Option<Route<'a>> {
         // The proxy's paths are Keap's: the proxy checks them by its own stricter rules.
@@ -226,12 +243,22 @@ async fn dispatch(req: &mut Request, env: &Env, route: &Route<'_>, method: &Meth
     }
 }
 
+/// Refuses any query parameter on a route that reads none (named, as `query::parse` does).
+fn no_query(req: &Request, route: &Route<'_>) -> ApiResult<()> {
+    if route.takes_no_query() {
+        let url = req.url().map_err(ApiError::internal)?;
+        query::parse(url.query().unwrap_or(""), &[])?;
+    }
+    Ok(())
+}
+
 async fn handle(
     req: &mut Request,
     env: &Env,
     route: &Route<'_>,
     method: &Method,
 ) -> ApiResult<Response> {
+    no_query(req, route)?;
     match route {
         Route::Health => json(&Health { ok: true }, 200),
         Route::Callback => {
@@ -343,7 +370,7 @@ async fn me(req: &mut Request, env: &Env, route: &Route<'_>, method: &Method) ->
         }
         _ => session,
     };
-    let result = match session {
+    let result = match session.and_then(|s| no_query(req, route).map(|()| s)) {
         Err(e) => Err(e),
         Ok(s) => match route {
             Route::MeConnections => widget::my_connections(&store, &s).await,

@@ -308,7 +308,9 @@ pub fn all(s: &mut Schemas) -> Vec<Op> {
         Op::new("get", "/v1/me/connections", "listMyConnections", "widget", Auth::Session)
             .summary("The signed-in user's links")
             .answer(200, ok_json("The user's links (each Keap app at most once).", s.of::<api::MyConnections>(),
-                ex(api::MyConnections { connections: vec![sample_connection()] }))),
+                ex(api::MyConnections { connections: vec![sample_connection()] })))
+            // A query parameter (it takes none).
+            .errors(&[InvalidRequest]),
         Op::new("options", "/v1/me/connections", "preflightMyConnections", "widget", Auth::Public)
             .summary("CORS preflight")
             .describe(PREFLIGHT)
@@ -333,7 +335,7 @@ pub fn all(s: &mut Schemas) -> Vec<Op> {
             .describe("Deletes the link and its tokens at once. Keap has no revoke API: `link` points to Keap's Account Central, where the user can remove the app on Keap's side.")
             .param(connection_id())
             .answer(204, no_content("Disconnected.", &[Header::AccountCentral]))
-            .errors(&[InvalidId, NoConnection]),
+            .errors(&[InvalidRequest, InvalidId, NoConnection]),
         Op::new("options", "/v1/me/connections/{id}", "preflightDisconnectMine", "widget", Auth::Public)
             .summary("CORS preflight")
             .describe(PREFLIGHT)
@@ -460,7 +462,9 @@ pub fn all(s: &mut Schemas) -> Vec<Op> {
             .summary("Counts across the deployment")
             .answer(200, ok_json("Counts.", s.of::<api::AdminStats>(), ex(api::AdminStats {
                 as_of: T0.into(), partners: 4, connections, refreshes_last_24h: refreshes, keap_quota: None, proxy_last_24h: Default::default(),
-            }))),
+            })))
+            // A query parameter (it takes none).
+            .errors(&[InvalidRequest]),
         Op::new("post", "/v1/admin/reseal", "reseal", "admin", Auth::Admin)
             .summary("One page of the key-rotation walk")
             .describe("Re-seals partners' session secrets, then connections' tokens (through their guards), under the first key of TOKEN_KEYS. Call again with `cursor` until it is `null`.")
@@ -492,13 +496,13 @@ pub fn all(s: &mut Schemas) -> Vec<Op> {
             .summary("One partner")
             .param(partner_id())
             .answer(200, ok_json("The partner, without secrets.", s.of::<api::PartnerView>(), ex(sample_partner(false))))
-            .errors(&[InvalidId, PartnerNotFound]),
+            .errors(&[InvalidRequest, InvalidId, PartnerNotFound]),
         Op::new("delete", "/v1/admin/partners/{partner_id}", "deletePartner", "admin", Auth::Admin)
             .summary("Delete a partner")
             .describe("Its key and sessions stop working at once in this isolate, within 30 s elsewhere; its users' links are then destroyed through the queue.")
             .param(partner_id())
             .answer(204, no_content("Deleted.", &[]))
-            .errors(&[InvalidId, PartnerNotFound]),
+            .errors(&[InvalidRequest, InvalidId, PartnerNotFound]),
     ]);
     ops.extend(statics());
     ops

@@ -42,6 +42,11 @@ impl<'a> AdminRoute<'a> {
         }
     }
 
+    /// Whether the route reads no query parameter (the listings read `limit` and `cursor`).
+    pub fn takes_no_query(&self) -> bool {
+        matches!(self, AdminRoute::Stats | AdminRoute::Partner(_))
+    }
+
     pub fn methods(&self) -> &'static [Method] {
         match self {
             AdminRoute::Stats => &[Method::Get],
