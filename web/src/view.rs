@@ -334,7 +334,7 @@ fn item(c: &Connection, t: &Texts, note: Option<&Note>) -> String {
         .refreshed_at
         .as_deref()
         .map(when)
-        .unwrap_or_else(|| "—".into());
+        .unwrap_or_else(|| "not yet".into());
     let app = app_label(c);
     let id = escape(&c.id);
     let email = &c.keap_user.email[..];
