@@ -98,6 +98,12 @@ impl Failure {
         )
     }
 
+    /// Whether asking again may help: no answer, a busy or failing Worker, a limit. A refusal
+    /// of what was asked (a bad id, a link that is gone) will be refused again.
+    pub fn retryable(&self) -> bool {
+        self.status == 0 || self.status == 429 || self.status >= 500
+    }
+
     /// The credential itself was refused: the console must sign in again.
     pub fn signed_out(&self) -> bool {
         self.status == 401

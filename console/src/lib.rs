@@ -307,7 +307,7 @@ impl App {
             )));
             return;
         }
-        set_html(region, &view::failure(&f.code, &f.message));
+        set_html(region, &view::failure(&f.code, &f.message, f.retryable()));
     }
 
     fn sign_out(self: &Rc<Self>, why: Option<String>) {

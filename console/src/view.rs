@@ -228,9 +228,15 @@ pub fn loading(what: &str) -> String {
     format!(r#"<p class="muted" data-state="loading">Loading {what}…</p>"#)
 }
 
-pub fn failure(code: &str, message: &str) -> String {
+/// Why a view has no data: with Try again where asking again may help, else a way back.
+pub fn failure(code: &str, message: &str, retryable: bool) -> String {
+    let next = if retryable {
+        r#"<button type="button" data-action="retry">Try again</button>"#
+    } else {
+        r##"<a href="#links">All links</a>"##
+    };
     format!(
-        r#"<div class="error" role="alert" data-state="error" data-code="{}"><p>{}</p><button type="button" data-action="retry">Try again</button></div>"#,
+        r#"<div class="error" role="alert" data-state="error" data-code="{}"><p>{}</p>{next}</div>"#,
         escape(code),
         escape(message)
     )
@@ -241,7 +247,7 @@ pub fn links_frame(q: &str, status: Option<ConnectionStatus>) -> String {
     format!(
         r#"<h1 tabindex="-1">Links</h1>
 <form class="toolbar" role="search" data-form="search">
-<div><label for="q">Search</label><input id="q" name="q" type="search" value="{q}" autocomplete="off" spellcheck="false" aria-describedby="q-hint"></div>
+<div><label for="q">Search</label><input id="q" name="q" type="search" value="{q}" maxlength="128" autocomplete="off" spellcheck="false" aria-describedby="q-hint"></div>
 <div><label for="status">Status</label><select id="status" name="status"><option value=""{all}>All</option><option value="active"{active}>Active</option><option value="needs_reauth"{reauth}>Needs its user</option></select></div>
 <button type="submit">Search</button>
 <p id="q-hint" class="hint">Finds links by the start of the Keap user's email, the Keap app id or your user id.</p>
@@ -795,6 +801,15 @@ mod tests {
             !row("evt_deleted").contains("Open the link"),
             "a deleted link has no page"
         );
+    }
+
+    #[test]
+    fn a_failure_offers_try_again_only_where_it_may_help() {
+        let busy = failure("internal", "Something went wrong.", true);
+        assert!(busy.contains(r#"data-action="retry""#));
+        let gone = failure("invalid_id", "That is not a connection id of ours.", false);
+        assert!(!gone.contains("retry"), "{gone}");
+        assert!(gone.contains(r##"<a href="#links">All links</a>"##));
     }
 
     #[test]

@@ -245,6 +245,7 @@ test("4. a needs_reauth link says so in plain words, and reconnecting restores i
   await connectInPopup(again, { email: "cat@ef789.example", button: "reconnect" });
   await again.locator("keap-link li[data-status=active]").waitFor();
   assert.deepEqual(bodies, [{ sign_out_first: true, connection_id: before.id }], "Reconnect names its link");
+  assert.match(await live(again), /Keap account reconnected\./, "a link restored, not a new one");
   const [after] = await mine("dave");
   assert.equal(after.id, before.id, "same id");
   assert.equal(after.status, "active");

@@ -462,7 +462,8 @@ impl Widget {
                 View::Loaded(list, _) => list.iter().any(|c| c.id == id),
                 _ => false,
             } || self.reconnecting.borrow().as_deref() == Some(id);
-            *self.notice.borrow_mut() = Some(self.texts.get("connected"));
+            let said = if existed { "reconnected" } else { "connected" };
+            *self.notice.borrow_mut() = Some(self.texts.get(said));
             *self.after.borrow_mut() = Some(After::Linked(
                 Some(id).filter(|i| !i.is_empty()).map(Into::into),
                 !existed,

@@ -57,6 +57,7 @@ const TEXTS: &[(&str, &str)] = &[
     ("cancel", "Cancel"),
     ("opening", "Opening Keap…"),
     ("connected", "Keap account connected."),
+    ("reconnected", "Keap account reconnected."),
     ("disconnected", "Disconnected."),
     ("central", "Also remove this app in Keap's Account Central"),
     ("linked-as", "Linked as {email} in {app}."),
