@@ -81,11 +81,19 @@ test("a flow started without an Origin (server-side) posts its result nowhere", 
 
 test("the authorize URL is built from configuration only: no caller input reaches service, redirect_uri or the host", async () => {
   const expectedRedirect = `${stack.url}/oauth/callback`;
-  for (const attempt of [
-    { query: `?service=${encodeURIComponent("https://evil.example/")}` },
-    { query: `?redirect_uri=${encodeURIComponent("https://evil.example/cb")}&authorize_url=https://evil.example` },
+  // In the query: refused by name (the endpoint takes no query parameter), so nothing reaches
+  // the URL; the URL a connect does answer is built from configuration alone.
+  for (const [query, name] of [
+    [`?service=${encodeURIComponent("https://evil.example/")}`, "service"],
+    [`?redirect_uri=${encodeURIComponent("https://evil.example/cb")}&authorize_url=https://evil.example`, "redirect_uri"],
   ]) {
-    const res = await connect("u4", attempt);
+    const res = await connect("u4", { query });
+    assert.equal(res.status, 400, res.text);
+    assert.equal(res.json.error.code, "invalid_request");
+    assert.match(res.json.error.message, new RegExp(`Unknown query parameter \`${name}\``));
+  }
+  {
+    const res = await connect("u4");
     assert.equal(res.status, 200, res.text);
     const hop = new URL(res.json.authorize_url);
     assert.equal(`${hop.origin}${hop.pathname}`, `${stack.sandbox.url}/logout`);
