@@ -71,4 +71,18 @@ export function failOnPageErrors() {
 }
 
 /** Console lines Chromium itself writes when a fetch answers `status`. */
+/**
+ * On Keap's pages (the sandbox's) in `page`: signs in as `email` if Keap asks (it does not when
+ * its SSO session is still there), and waits for the consent page.
+ */
+export async function signInAtKeap(page, email, password = "keap") {
+  await page.waitForSelector("body[data-page]");
+  if ((await page.getAttribute("body", "data-page")) === "login") {
+    await page.fill("input[name=email]", email);
+    await page.fill("input[name=password]", password);
+    await page.click("button[type=submit]");
+    await page.waitForSelector('body[data-page="consent"]');
+  }
+}
+
 export const failedLoad = (status) => new RegExp(`^Failed to load resource: the server responded with a status of ${status}\\b`);

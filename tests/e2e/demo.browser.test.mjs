@@ -9,7 +9,7 @@ import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { startStack, artifactPath, ROOT } from "./harness.mjs";
 import { call, mintSession, putPartner } from "./client.mjs";
-import { launchBrowser, failOnPageErrors } from "./browser.mjs";
+import { launchBrowser, failOnPageErrors, signInAtKeap } from "./browser.mjs";
 
 const pages = failOnPageErrors();
 let stack;
@@ -70,13 +70,7 @@ test("popup blocked on the demo page: the same tab goes to Keap and comes back c
   await page.goto(`${stack.url}/demo/#user=dora&session=${await mintSession(demo, "dora")}`);
   await page.locator("keap-link [data-state=empty]").waitFor({ timeout: 15_000 });
   await Promise.all([page.waitForURL(/\/(logout|app\/oauth)/), page.locator("keap-link [data-action=connect]").click()]);
-  await page.waitForSelector("body[data-page]");
-  if ((await page.getAttribute("body", "data-page")) === "login") {
-    await page.fill("input[name=email]", "cat@ef789.example");
-    await page.fill("input[name=password]", "keap");
-    await page.click("button[type=submit]");
-    await page.waitForSelector('body[data-page="consent"]');
-  }
+  await signInAtKeap(page, "cat@ef789.example");
   await Promise.all([page.waitForURL(new RegExp(`^${stack.url}/demo/\\?keaplink=connected`)), page.click("button[value=allow]")]);
   await page.locator("keap-link li[data-status=active]").waitFor();
   assert.equal(await page.textContent("#who"), "dora", "the page still knows who is signed in");
@@ -109,13 +103,7 @@ test("screenshots: the demo page's widget connected, and with a link that needs 
   const popupPromise = page.waitForEvent("popup");
   await page.locator("keap-link [data-action=connect]").click();
   const popup = await popupPromise;
-  await popup.waitForSelector("body[data-page]");
-  if ((await popup.getAttribute("body", "data-page")) === "login") {
-    await popup.fill("input[name=email]", "ann@ab123.example");
-    await popup.fill("input[name=password]", "keap");
-    await popup.click("button[type=submit]");
-    await popup.waitForSelector('body[data-page="consent"]');
-  }
+  await signInAtKeap(popup, "ann@ab123.example");
   const closed = popup.waitForEvent("close");
   await popup.click("button[value=allow]");
   await closed;

@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { startStack, artifactPath, ROOT } from "./harness.mjs";
 import { call, mintSession, putPartner } from "./client.mjs";
 import { startPartnerSite } from "./partner.mjs";
-import { launchProfile, failOnPageErrors, failedLoad } from "./browser.mjs";
+import { launchProfile, failOnPageErrors, failedLoad, signInAtKeap } from "./browser.mjs";
 
 const pages = failOnPageErrors();
 let stack;
@@ -258,13 +258,7 @@ test("5. popup blocked: the same tab goes to Keap and comes back connected", asy
   await page.goto(`${site.url}/settings?user=erin`);
   await page.locator("keap-link [data-state=empty]").waitFor();
   await Promise.all([page.waitForURL(/\/(logout|app\/oauth)/), page.locator("keap-link [data-action=connect]").click()]);
-  await page.waitForSelector("body[data-page]");
-  if ((await page.getAttribute("body", "data-page")) === "login") {
-    await page.fill("input[name=email]", "ann@ab123.example");
-    await page.fill("input[name=password]", "keap");
-    await page.click("button[type=submit]");
-    await page.waitForSelector('body[data-page="consent"]');
-  }
+  await signInAtKeap(page, "ann@ab123.example");
   await Promise.all([page.waitForURL(new RegExp(`^${site.url}/settings\\?keaplink=connected&connection_id=`)), page.click("button[value=allow]")]);
   await page.locator("keap-link li[data-status=active]").waitFor();
   assert.match(await live(page), /connected/i);
