@@ -28,7 +28,8 @@ async function previous() {
 
 const kept = await previous();
 // A PUT replaces the partner's settings: what was set since (in the console's Settings, or with
-// PATCH /v1/partner) is sent again, so a restart keeps it.
+// PATCH /v1/partner) is sent again, so a restart keeps it; the webhook URL is this dev run's
+// receiver, and the origins and return URLs are this run's first, then earlier ones (at most 20).
 const known = await fetch(`${base}/v1/admin/partners/demo`, { headers: { authorization: `Bearer ${admin}` } });
 const before = known.status === 200 ? await known.json() : {};
 const res = await fetch(`${base}/v1/admin/partners/demo`, {
@@ -36,8 +37,8 @@ const res = await fetch(`${base}/v1/admin/partners/demo`, {
   headers: { authorization: `Bearer ${admin}`, "content-type": "application/json" },
   body: JSON.stringify({
     name: "Demo partner",
-    allowed_origins: [...new Set([new URL(base).origin, ...(before.allowed_origins ?? [])])],
-    return_urls: [...new Set([`${base}/demo/`, ...(before.return_urls ?? [])])],
+    allowed_origins: [...new Set([new URL(base).origin, ...(before.allowed_origins ?? [])])].slice(0, 20),
+    return_urls: [...new Set([`${base}/demo/`, ...(before.return_urls ?? [])])].slice(0, 20),
     ...(before.reconnect_identity ? { reconnect_identity: before.reconnect_identity } : {}),
     ...(before.webhook_repair_links !== undefined ? { webhook_repair_links: before.webhook_repair_links } : {}),
     ...(webhookUrl ?? before.webhook_url ? { webhook_url: webhookUrl ?? before.webhook_url } : {}),

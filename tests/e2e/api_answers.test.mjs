@@ -141,6 +141,14 @@ test("an endpoint that takes no query parameter refuses one by name, and changes
     const res = await call(stack.url, method, path, opts);
     assertError(res, 400, "invalid_request", /Unknown query parameter `x`\. This endpoint takes no query parameters\./);
   }
+  // A credential pasted into the query is refused without being quoted back. (Credential-shaped
+  // strings, not the run's own: the dev server's request line prints the query, and the suite's
+  // secrets check rightly refuses a real key there.)
+  for (const secret of ["klk.acme.0123456789abcdefghijklmnopqrstuv", "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1MSJ9.c2lnbmF0dXJl"]) {
+    const res = await call(stack.url, "POST", `/v1/token?${secret}`, { token: acme.api_key, body: { user: "u1" } });
+    assertError(res, 400, "invalid_request", /not one of this endpoint's parameters/);
+    assert.ok(!res.text.includes(secret.slice(0, 12)), res.text);
+  }
   // The widget reads the refusal: it carries the page's CORS grant.
   const me = await call(stack.url, "GET", "/v1/me/connections?x=1", { token: jwt, headers: { origin: ORIGIN } });
   assert.equal(me.headers.get("access-control-allow-origin"), ORIGIN);

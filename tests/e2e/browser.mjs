@@ -70,7 +70,6 @@ export function failOnPageErrors() {
   };
 }
 
-/** Console lines Chromium itself writes when a fetch answers `status`. */
 /**
  * On Keap's pages (the sandbox's) in `page`: signs in as `email` if Keap asks (it does not when
  * its SSO session is still there), and waits for the consent page.
@@ -85,4 +84,5 @@ export async function signInAtKeap(page, email, password = "keap") {
   }
 }
 
+/** Console lines Chromium itself writes when a fetch answers `status`. */
 export const failedLoad = (status) => new RegExp(`^Failed to load resource: the server responded with a status of ${status}\\b`);

@@ -148,7 +148,7 @@ test("a v2 userinfo whose tenant_id contradicts the token's app is not believed:
   const fresh = await linkUser(stack, acme, "tenant-check", "bob@cd456.example", { origin: ORIGIN, expect: "error" });
   assert.equal(message(fresh.journey).error, "keap_bad_response");
   assert.deepEqual(await mine(acme, "tenant-check"), [], "no link made");
-  assert.equal((await stack.sandbox.stats()).api_faults_queued, 0, "both faults met userinfo");
+  assert.equal((await stack.sandbox.stats()).api_faults_queued, 0, "both faults were used (the callback's first REST call is userinfo)");
 });
 
 test("connection_id must be one of the signed-in user's own links", async () => {

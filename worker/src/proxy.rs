@@ -244,8 +244,6 @@ fn relayed(
         .body(body))
 }
 
-/// Trades this isolate's quota picture and counts for the shared one. A failure is logged and
-/// costs nothing but freshness (the counts wait for the next exchange).
 /// The deferred report `quota::deferred_report` asked for, `wait_ms` from now (run after the
 /// answer, with the request's `waitUntil`).
 pub async fn deferred_report(env: Env, wait_ms: u64) {
@@ -253,6 +251,8 @@ pub async fn deferred_report(env: Env, wait_ms: u64) {
     exchange(&env, quota::take_deferred(now_ms())).await;
 }
 
+/// Trades this isolate's quota picture and counts for the shared one. A failure is logged and
+/// costs nothing but freshness (the counts wait for the next exchange).
 async fn exchange(env: &Env, report: Option<quota::Report>) {
     let Some(report) = report else { return };
     let answer = stats::proxy_sync(env, &report.seen, &report.counts).await;

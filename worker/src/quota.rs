@@ -15,8 +15,9 @@ struct Isolate {
     shared: QuotaView,
     counts: ProxyCounts,
     last_sync_ms: u64,
-    /// A deferred report is on its way (`deferred_report`).
-    deferred: bool,
+    /// When the deferred report on its way was asked for (0: none). One older than
+    /// `DEFERRED_LOST_MS` is taken as lost (its `waitUntil` torn down) and asked for again.
+    deferred_at_ms: u64,
 }
 
 thread_local! {
@@ -76,20 +77,25 @@ fn take_report(i: &mut Isolate, now_ms: u64) -> Report {
 pub fn deferred_report(now_ms: u64) -> Option<u64> {
     ISOLATE.with(|i| {
         let mut i = i.borrow_mut();
-        if i.deferred || i.counts == ProxyCounts::default() {
+        let pending =
+            i.deferred_at_ms != 0 && now_ms.saturating_sub(i.deferred_at_ms) < DEFERRED_LOST_MS;
+        if pending || i.counts == ProxyCounts::default() {
             return None;
         }
-        i.deferred = true;
+        i.deferred_at_ms = now_ms;
         Some(deferred_report_wait_ms(i.last_sync_ms, now_ms))
     })
 }
+
+/// A deferred report waits at most `SYNC_EVERY_MS`; one not done long after that was lost.
+const DEFERRED_LOST_MS: u64 = 10 * keaplink_core::quota::SYNC_EVERY_MS;
 
 /// The deferred report, once its wait is over: what is still untold (a call may have told it
 /// meanwhile, and then there is nothing to send).
 pub fn take_deferred(now_ms: u64) -> Option<Report> {
     ISOLATE.with(|i| {
         let mut i = i.borrow_mut();
-        i.deferred = false;
+        i.deferred_at_ms = 0;
         if i.counts == ProxyCounts::default() {
             return None;
         }

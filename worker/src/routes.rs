@@ -249,7 +249,9 @@ fn no_query(req: &Request, route: &Route<'_>) -> ApiResult<()> {
         return Ok(());
     }
     // The raw URL, not a parsed one: the token path pays no URL parse for this.
-    match req.inner().url().split_once('?') {
+    let url = req.inner().url();
+    let before_fragment = url.split('#').next().unwrap_or("");
+    match before_fragment.split_once('?') {
         Some((_, q)) => query::parse(q, &[]).map(|_| ()),
         None => Ok(()),
     }

@@ -19,13 +19,18 @@ pub fn parse(query: &str, takes: &[&str]) -> Result<BTreeMap<String, String>, Ap
     let mut out = BTreeMap::new();
     for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
         if !takes.contains(&k.as_ref()) {
-            let name: String = k.chars().take(40).filter(|c| !c.is_control()).collect();
             let known = if takes.is_empty() {
                 "This endpoint takes no query parameters.".to_owned()
             } else {
                 format!("It takes: {}.", takes.join(", "))
             };
-            return Err(bad(format!("Unknown query parameter `{name}`. {known}")));
+            // Named only when it reads as a parameter's name: a key or a token pasted into the
+            // query (`?klk.acme.…`, `?eyJ…`) must not come back in the answer.
+            return Err(bad(if looks_like_a_name(&k) {
+                format!("Unknown query parameter `{k}`. {known}")
+            } else {
+                format!("The query holds something that is not one of this endpoint's parameters. {known}")
+            }));
         }
         if out.insert(k.clone().into_owned(), v.into_owned()).is_some() {
             return Err(bad(format!(
@@ -34,6 +39,15 @@ pub fn parse(query: &str, takes: &[&str]) -> Result<BTreeMap<String, String>, Ap
         }
     }
     Ok(out)
+}
+
+/// A parameter's name as people write them (`limit`, `page_size`, `utm-source`): short, a letter
+/// first, then letters, digits, `_` or `-`. Anything else is not quoted back.
+fn looks_like_a_name(k: &str) -> bool {
+    k.len() <= 32
+        && k.starts_with(|c: char| c.is_ascii_alphabetic())
+        && k.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
 /// `limit`: absent → `default`, else a whole number from 1 to `max`.
@@ -51,6 +65,33 @@ pub fn limit(raw: Option<&str>, default: u64, max: u64) -> Result<u64, ApiError>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_credential_pasted_into_the_query_is_never_quoted_back() {
+        for q in [
+            "klk.acme.secret-part-of-a-key",
+            "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1MSJ9.sig",
+            "access_token_that_is_far_too_long_to_be_a_name=1",
+            "%00x=1",
+        ] {
+            let e = parse(q, &[]).unwrap_err();
+            assert_eq!(e.code, ErrorCode::InvalidRequest);
+            assert!(!e.message.contains("secret"), "{}", e.message);
+            assert!(!e.message.contains("eyJ"), "{}", e.message);
+            assert!(!e.message.contains("far_too_long"), "{}", e.message);
+            assert!(
+                e.message.contains("not one of this endpoint's parameters"),
+                "{}",
+                e.message
+            );
+        }
+        let e = parse("utm-source=mail", &[]).unwrap_err();
+        assert!(
+            e.message.contains("Unknown query parameter `utm-source`"),
+            "{}",
+            e.message
+        );
+    }
 
     #[test]
     fn names_the_parameter_and_the_rule() {
