@@ -41,6 +41,9 @@ pub struct ErrorDetail {
 pub enum ConnectionStatus {
     Active,
     NeedsReauth,
+    /// Handed out with `POST /v1/connections/export`: frozen, never refreshed by keaplink again
+    /// (its tokens are the partner's now). Delete it once the cut-over is done.
+    Exported,
 }
 
 /// The Keap user who approved the link.
@@ -236,6 +239,9 @@ pub struct PartnerUpsert {
     /// Put a fresh `repair_url` in `connection.needs_reauth` and `connection.expiring` events.
     #[serde(default)]
     pub webhook_repair_links: bool,
+    /// Allow `POST /v1/connections/export` for this partner (the operator's decision alone).
+    #[serde(default)]
+    pub export_enabled: bool,
 }
 
 /// A partner as the admin sees it. The secrets appear only when created or rotated.
@@ -261,6 +267,9 @@ pub struct PartnerView {
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(required = true))]
     pub webhook_repair_links: bool,
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub export_enabled: bool,
     #[cfg_attr(feature = "openapi", schema(value_type = String))]
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub session_secret: Option<String>,
@@ -279,6 +288,7 @@ impl std::fmt::Debug for PartnerView {
             .field("webhook_url", &self.webhook_url)
             .field("reconnect_identity", &self.reconnect_identity)
             .field("webhook_repair_links", &self.webhook_repair_links)
+            .field("export_enabled", &self.export_enabled)
             .field("session_secret", &redacted(&self.session_secret))
             .field("api_key", &redacted(&self.api_key))
             .finish()
@@ -376,6 +386,10 @@ pub enum ConnectionEventKind {
     RepairLinkCreated,
     RepairLinkUsed,
     Deleted,
+    /// Brought in by `POST /v1/imports` (tokens the partner held).
+    Imported,
+    /// Handed out by `POST /v1/connections/export` (the detail names the request).
+    Exported,
 }
 
 /// One entry of a link's timeline. Never holds a token or secret.
@@ -429,8 +443,11 @@ pub struct WebhookDelivery {
     pub event_type: String,
     #[cfg_attr(feature = "openapi", schema(format = DateTime, example = "2026-01-01T00:00:00Z"))]
     pub created_at: String,
-    pub connection_id: String,
-    pub user: String,
+    /// The link the event is about (`null` for an event about no one link: `import.finished`).
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub connection_id: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub user: Option<String>,
     pub state: DeliveryState,
     pub attempts: u32,
     /// The HTTP status of the last attempt (`null`: no answer, or not tried yet).
@@ -573,6 +590,205 @@ pub struct RefreshCounts {
     pub needs_reauth: u64,
 }
 
+/// One link a partner already holds, as `POST /v1/imports` takes it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ImportLink {
+    /// The partner's own id of the user (1-256 characters, no control characters).
+    #[cfg_attr(feature = "openapi", schema(example = "user-1001"))]
+    pub user: String,
+    /// The Keap refresh token the partner holds. Refreshed once (unless `access_token` is still
+    /// good): from then on only keaplink's rotated token works.
+    #[cfg_attr(feature = "openapi", schema(example = "KeapRefreshTokenExample"))]
+    pub refresh_token: String,
+    /// The access token, if the partner holds one that is still good for a while.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_token: Option<String>,
+    /// When `access_token` expires (RFC 3339); without it the access token is not used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(format = DateTime, example = "2026-01-01T00:00:00Z"))]
+    pub expires_at: Option<String>,
+    /// The Keap app, if the partner knows it: an existing link is then found before anything
+    /// is refreshed. Keap's own answer decides the app the link is stored under.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(example = "ab123"))]
+    pub keap_app: Option<String>,
+}
+
+impl std::fmt::Debug for ImportLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImportLink")
+            .field("user", &self.user)
+            .field("refresh_token", &"[redacted]")
+            .field("access_token", &redacted(&self.access_token))
+            .field("expires_at", &self.expires_at)
+            .field("keap_app", &self.keap_app)
+            .finish()
+    }
+}
+
+/// `POST /v1/imports` body: 1 to 1,000 links.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ImportRequest {
+    pub links: Vec<ImportLink>,
+}
+
+/// Whether an import still has items to settle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ImportStatus {
+    Running,
+    Done,
+}
+
+/// `POST /v1/imports` answer (202 when started, 200 when the idempotency key named one).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ImportStarted {
+    #[cfg_attr(feature = "openapi", schema(example = "imp_0123456789abcdef0123456789abcdef"))]
+    pub import_id: String,
+    pub status: ImportStatus,
+    pub total: u32,
+}
+
+/// What became of one imported link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ImportOutcome {
+    /// A new link: `connection_id`, `keap_app` and `keap_user` are given.
+    Imported,
+    /// The user already has a link to that Keap app here; it is kept as it is.
+    AlreadyLinked,
+    /// Keap refused the refresh token: nothing stored.
+    Dead,
+    /// The refresh was sent and no answer came: Keap may have rotated the token, so the user
+    /// has to connect again. Nothing stored.
+    Lost,
+    /// The same refresh token appeared earlier in this import.
+    Duplicate,
+    /// The item is malformed (`error` says how).
+    Invalid,
+}
+
+/// Items by outcome (`pending`: not settled yet).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ImportCounts {
+    pub imported: u32,
+    pub already_linked: u32,
+    pub dead: u32,
+    pub lost: u32,
+    pub duplicate: u32,
+    pub invalid: u32,
+    pub pending: u32,
+}
+
+/// One item of an import, in `index` order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ImportItem {
+    /// The item's place in the request's `links` (from 0).
+    pub index: u32,
+    pub user: String,
+    /// `null` while the item is pending.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub outcome: Option<ImportOutcome>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keap_app: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keap_user: Option<KeapUser>,
+    /// Why the item is `invalid`, `dead` or `lost`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorDetail>,
+}
+
+/// `GET /v1/imports/{import_id}`: the import's progress and a page of its items.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ImportView {
+    pub import_id: String,
+    pub status: ImportStatus,
+    #[cfg_attr(feature = "openapi", schema(format = DateTime, example = "2026-01-01T00:00:00Z"))]
+    pub created_at: String,
+    #[cfg_attr(feature = "openapi", schema(required = true, format = DateTime, example = "2026-01-01T00:00:00Z"))]
+    pub finished_at: Option<String>,
+    pub total: u32,
+    pub counts: ImportCounts,
+    pub items: Vec<ImportItem>,
+    /// The next page's cursor (`null`: this is the last page).
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub cursor: Option<String>,
+}
+
+/// `POST /v1/connections/export` body: 1 to 100 connection ids.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ExportRequest {
+    pub connection_ids: Vec<String>,
+}
+
+/// One link handed out, with the tokens it holds now (its refresh token is the live one).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ExportedLink {
+    pub connection_id: String,
+    pub user: String,
+    pub keap_app: String,
+    pub keap_user: KeapUser,
+    #[cfg_attr(feature = "openapi", schema(example = "KeapAccessTokenExample"))]
+    pub access_token: String,
+    #[cfg_attr(feature = "openapi", schema(format = DateTime, example = "2026-01-01T00:00:00Z"))]
+    pub expires_at: String,
+    #[cfg_attr(feature = "openapi", schema(example = "KeapRefreshTokenExample"))]
+    pub refresh_token: String,
+    #[cfg_attr(feature = "openapi", schema(format = DateTime, example = "2026-01-01T00:00:00Z"))]
+    pub refresh_expires_at: String,
+}
+
+impl std::fmt::Debug for ExportedLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExportedLink")
+            .field("connection_id", &self.connection_id)
+            .field("keap_app", &self.keap_app)
+            .field("access_token", &"[redacted]")
+            .field("refresh_token", &"[redacted]")
+            .finish()
+    }
+}
+
+/// A link that was not exported, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ExportFailure {
+    pub connection_id: String,
+    pub error: ErrorDetail,
+}
+
+/// `POST /v1/connections/export` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ExportResponse {
+    pub links: Vec<ExportedLink>,
+    pub failed: Vec<ExportFailure>,
+}
+
+/// `import.finished`: sent once, when the last item of an import has its outcome.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ImportFinished {
+    pub import_id: String,
+    pub total: u32,
+    pub counts: ImportCounts,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -654,6 +870,7 @@ mod tests {
             webhook_url: None,
             reconnect_identity: ReconnectIdentity::User,
             webhook_repair_links: false,
+            export_enabled: false,
             session_secret: Some("sess-secret-456".into()),
             api_key: Some("klk.p.key-secret-789".into()),
         };
@@ -693,6 +910,7 @@ mod tests {
             webhook_url: None,
             reconnect_identity: ReconnectIdentity::User,
             webhook_repair_links: false,
+            export_enabled: false,
             session_secret: None,
             api_key: None,
         };

@@ -20,6 +20,22 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8], default: Option<T>) -> Result<T
     if bytes.len() > MAX_BODY_BYTES {
         return Err(too_large());
     }
+    decode_object(bytes, default)
+}
+
+/// `decode` for an endpoint with a larger limit (`too_large` names it).
+pub fn decode_within<T: DeserializeOwned>(
+    bytes: &[u8],
+    limit: usize,
+    too_large: ApiError,
+) -> Result<T, ApiError> {
+    if bytes.len() > limit {
+        return Err(too_large);
+    }
+    decode_object(bytes, None)
+}
+
+fn decode_object<T: DeserializeOwned>(bytes: &[u8], default: Option<T>) -> Result<T, ApiError> {
     let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
     if first.is_none() {
         if let Some(d) = default {

@@ -14,9 +14,24 @@ pub fn rfc3339(t: UnixTime) -> String {
         .unwrap_or_else(|_| "1970-01-01T00:00:00Z".to_owned())
 }
 
+/// Reads an RFC 3339 time (any offset) as unix seconds; `None` when it is not one.
+pub fn parse_rfc3339(text: &str) -> Option<UnixTime> {
+    OffsetDateTime::parse(text, &Rfc3339)
+        .ok()
+        .map(OffsetDateTime::unix_timestamp)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_what_it_formats_and_other_offsets() {
+        assert_eq!(parse_rfc3339("2026-11-22T18:00:00Z"), Some(1_795_370_400));
+        assert_eq!(parse_rfc3339("2026-11-22T19:00:00+01:00"), Some(1_795_370_400));
+        assert_eq!(parse_rfc3339("2026-11-22"), None);
+        assert_eq!(parse_rfc3339("1795370400"), None);
+    }
 
     #[test]
     fn formats_utc_with_z() {

@@ -68,7 +68,7 @@ impl DeliveryEntry {
             event_type: self.event.type_name().to_owned(),
             created_at: self.event.created_at.clone(),
             connection_id: self.event.connection_id.clone(),
-            user: self.event.user.as_str().to_owned(),
+            user: self.event.user.as_ref().map(|u| u.as_str().to_owned()),
             state: self.state,
             attempts: self.attempts,
             last_status: self.last_status,
@@ -188,7 +188,7 @@ mod tests {
         let api = d.to_api();
         assert_eq!(api.state, DeliveryState::Delivered);
         assert_eq!(api.event_type, "connection.needs_reauth");
-        assert_eq!(api.connection_id, "c1");
+        assert_eq!(api.connection_id.as_deref(), Some("c1"));
         assert!(
             !serde_json::to_string(&api).unwrap().contains("secret"),
             "the listing never shows the event's repair link"

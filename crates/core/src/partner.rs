@@ -44,6 +44,9 @@ pub struct PartnerRecord {
     pub reconnect_identity: ReconnectIdentity,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub webhook_repair_links: bool,
+    /// Whether the operator allows `POST /v1/connections/export` (admin PUT only).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub export_enabled: bool,
 }
 
 fn is_default_identity(r: &ReconnectIdentity) -> bool {
@@ -155,6 +158,7 @@ impl PartnerRecord {
             webhook_url: self.webhook_url.clone(),
             reconnect_identity: self.reconnect_identity,
             webhook_repair_links: self.webhook_repair_links,
+            export_enabled: self.export_enabled,
             session_secret: None,
             api_key: None,
         }
@@ -225,6 +229,7 @@ pub fn apply_upsert(
                 updated_at: now,
                 reconnect_identity: ReconnectIdentity::default(),
                 webhook_repair_links: false,
+                export_enabled: false,
             },
             true,
         ),
@@ -251,6 +256,7 @@ pub fn apply_upsert(
     };
     record.reconnect_identity = req.reconnect_identity;
     record.webhook_repair_links = req.webhook_repair_links;
+    record.export_enabled = req.export_enabled;
     record.updated_at = now;
 
     let mut view = record.view();
@@ -302,6 +308,8 @@ pub fn upsert_from(
         webhook_repair_links: change
             .webhook_repair_links
             .unwrap_or(record.webhook_repair_links),
+        // The operator's decision: a partner's own change keeps it.
+        export_enabled: record.export_enabled,
     }
 }
 
@@ -330,6 +338,7 @@ mod tests {
             webhook_url: None,
             reconnect_identity: Default::default(),
             webhook_repair_links: false,
+            export_enabled: false,
         }
     }
 

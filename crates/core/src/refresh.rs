@@ -219,6 +219,8 @@ impl Attempt {
             (ConnectionStatus::NeedsReauth, _) => RefreshOutcome::NeedsReauth,
             (ConnectionStatus::Active, None) => RefreshOutcome::Succeeded,
             (ConnectionStatus::Active, Some(_)) => RefreshOutcome::Failed,
+            // Never refreshed (the guard refreshes active links only): not a success.
+            (ConnectionStatus::Exported, _) => RefreshOutcome::Failed,
         };
         let mut announce = Vec::new();
         if before.status == ConnectionStatus::Active

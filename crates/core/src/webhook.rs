@@ -34,6 +34,12 @@ pub enum EventKind {
     /// Refreshes keep failing and the refresh token has under a week left.
     #[serde(rename = "connection.expiring")]
     Expiring,
+    /// The link was handed out by `POST /v1/connections/export`.
+    #[serde(rename = "connection.exported")]
+    Exported,
+    /// Every item of an import has its outcome (the body is [`ImportFinishedEvent`]).
+    #[serde(rename = "import.finished")]
+    ImportFinished,
 }
 
 impl EventKind {
@@ -67,10 +73,39 @@ pub struct QueuedEvent {
     pub id: String,
     pub kind: EventKind,
     pub partner: PartnerId,
-    pub user: UserId,
-    pub connection_id: String,
+    /// The user and link the event is about (none for `import.finished`).
+    #[serde(default)]
+    pub user: Option<UserId>,
+    #[serde(default)]
+    pub connection_id: Option<String>,
     pub created_at: String,
     pub body: String,
+}
+
+/// `import.finished` as the partner receives it: the import's counts, about no one link.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ImportFinishedEvent {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: EventKind,
+    pub created_at: String,
+    pub partner_id: PartnerId,
+    #[serde(flatten)]
+    pub import: keaplink_api::ImportFinished,
+}
+
+impl ImportFinishedEvent {
+    pub fn queued(&self) -> QueuedEvent {
+        QueuedEvent {
+            id: self.id.clone(),
+            kind: self.kind,
+            partner: self.partner_id.clone(),
+            user: None,
+            connection_id: None,
+            created_at: self.created_at.clone(),
+            body: serde_json::to_string(self).unwrap_or_default(),
+        }
+    }
 }
 
 impl WebhookEvent {
@@ -79,8 +114,8 @@ impl WebhookEvent {
             id: self.id.clone(),
             kind: self.kind,
             partner: self.partner_id.clone(),
-            user: self.user.clone(),
-            connection_id: self.connection.id.clone(),
+            user: Some(self.user.clone()),
+            connection_id: Some(self.connection.id.clone()),
             created_at: self.created_at.clone(),
             body: serde_json::to_string(self).unwrap_or_default(),
         }
@@ -96,6 +131,8 @@ impl QueuedEvent {
             EventKind::NeedsReauth => "connection.needs_reauth",
             EventKind::Recovered => "connection.recovered",
             EventKind::Expiring => "connection.expiring",
+            EventKind::Exported => "connection.exported",
+            EventKind::ImportFinished => "import.finished",
         }
     }
 }
@@ -197,7 +234,7 @@ mod tests {
         };
         let q = e.queued();
         assert_eq!(q.type_name(), "connection.expiring");
-        assert_eq!(q.connection_id, "c1");
+        assert_eq!(q.connection_id.as_deref(), Some("c1"));
         let sent: serde_json::Value = serde_json::from_str(&q.body).unwrap();
         assert_eq!(sent["type"], "connection.expiring");
         assert_eq!(sent["connection"]["keap_app"], "ab123");
