@@ -100,6 +100,9 @@ pub fn status_badge(s: ConnectionStatus) -> &'static str {
     match s {
         ConnectionStatus::Active => r#"<span class="badge ok">Active</span>"#,
         ConnectionStatus::NeedsReauth => r#"<span class="badge warn">Needs its user</span>"#,
+        ConnectionStatus::Exported => {
+            r#"<span class="badge" title="Handed out by an export: keaplink no longer refreshes or hands out its tokens">Exported</span>"#
+        }
     }
 }
 
@@ -117,6 +120,8 @@ pub fn event_label(k: ConnectionEventKind) -> &'static str {
         RepairLinkCreated => "Repair link made",
         RepairLinkUsed => "Repair link used",
         Deleted => "Disconnected",
+        Imported => "Imported",
+        Exported => "Exported",
     }
 }
 
@@ -124,8 +129,8 @@ fn event_class(k: ConnectionEventKind) -> &'static str {
     use ConnectionEventKind::*;
     match k {
         RefreshFailed | NeedsReauth | Expiring | IdentityMismatch | Deleted => "warn",
-        Created | Reconnected | Refreshed | Recovered | RepairLinkUsed => "ok",
-        RepairLinkCreated => "",
+        Created | Reconnected | Refreshed | Recovered | RepairLinkUsed | Imported => "ok",
+        RepairLinkCreated | Exported => "",
     }
 }
 
@@ -143,6 +148,8 @@ fn event_type(k: ConnectionEventKind) -> &'static str {
         IdentityMismatch => "identity_mismatch",
         RepairLinkCreated => "repair_link_created",
         RepairLinkUsed => "repair_link_used",
+        Imported => "imported",
+        Exported => "exported",
         Deleted => "deleted",
     }
 }
@@ -331,6 +338,7 @@ pub fn status_name(s: ConnectionStatus) -> &'static str {
     match s {
         ConnectionStatus::Active => "active",
         ConnectionStatus::NeedsReauth => "needs_reauth",
+        ConnectionStatus::Exported => "exported",
     }
 }
 
@@ -482,13 +490,12 @@ pub fn deliveries(list: &[WebhookDelivery]) -> String {
             )
         };
         // A deleted link has no page to open: the event is the last of it.
-        let link = if d.connection_id.is_empty() || d.event_type == "connection.deleted" {
-            String::new()
-        } else {
-            format!(
+        let link = match d.connection_id.as_deref() {
+            Some(id) if !id.is_empty() && d.event_type != "connection.deleted" => format!(
                 r##"<a href="#link/{}" class="sub">Open the link</a>"##,
-                escape(&d.connection_id)
-            )
+                escape(id)
+            ),
+            _ => String::new(),
         };
         let attempts = match d.attempts {
             0 => "not tried yet".to_owned(),
@@ -511,7 +518,7 @@ pub fn deliveries(list: &[WebhookDelivery]) -> String {
             },
             ty = escape(&d.event_type),
             created = when(&d.created_at),
-            user = escape(&d.user),
+            user = escape(d.user.as_deref().unwrap_or("—")),
             at = when_or_dash(d.last_attempt_at.as_deref()),
             next = when_or_dash(d.next_retry_at.as_deref()),
         );
@@ -779,8 +786,8 @@ mod tests {
             id: id.into(),
             event_type: ty.into(),
             created_at: "2026-01-01T00:00:00Z".into(),
-            connection_id: "c1".into(),
-            user: "user-1".into(),
+            connection_id: Some("c1".into()),
+            user: Some("user-1".into()),
             state: DeliveryState::Delivered,
             attempts: 1,
             last_status: Some(200),

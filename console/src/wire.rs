@@ -60,6 +60,7 @@ pub fn status(s: &str) -> Option<ConnectionStatus> {
     match s {
         "active" => Some(ConnectionStatus::Active),
         "needs_reauth" => Some(ConnectionStatus::NeedsReauth),
+        "exported" => Some(ConnectionStatus::Exported),
         _ => None,
     }
 }
@@ -113,6 +114,8 @@ pub fn event_kind(s: &str) -> Option<ConnectionEventKind> {
         "repair_link_created" => RepairLinkCreated,
         "repair_link_used" => RepairLinkUsed,
         "deleted" => Deleted,
+        "imported" => Imported,
+        "exported" => Exported,
         _ => return None,
     })
 }
@@ -157,6 +160,7 @@ pub fn partner(v: &JsValue) -> Option<PartnerView> {
             _ => ReconnectIdentity::User,
         },
         webhook_repair_links: field(v, "webhook_repair_links").as_bool() == Some(true),
+        export_enabled: field(v, "export_enabled").as_bool() == Some(true),
         session_secret: text(v, "session_secret"),
         api_key: text(v, "api_key"),
     })
@@ -201,6 +205,7 @@ pub fn stats(v: &JsValue) -> Option<PartnerStats> {
             total: num(&c, "total")?,
             active: num(&c, "active")?,
             needs_reauth: num(&c, "needs_reauth")?,
+            exported: num(&c, "exported").unwrap_or(0),
         },
         refreshes_last_24h: RefreshCounts {
             succeeded: num(&r, "succeeded")?,
@@ -221,8 +226,8 @@ pub fn delivery(v: &JsValue) -> Option<WebhookDelivery> {
         id: text(v, "id")?,
         event_type: text(v, "type")?,
         created_at: text(v, "created_at")?,
-        connection_id: text(v, "connection_id").unwrap_or_default(),
-        user: text(v, "user").unwrap_or_default(),
+        connection_id: text(v, "connection_id"),
+        user: text(v, "user"),
         state: match text(v, "state")?.as_str() {
             "pending" => DeliveryState::Pending,
             "delivered" => DeliveryState::Delivered,

@@ -53,6 +53,8 @@ const TEXTS: &[(&str, &str)] = &[
     ("retry", "Try again"),
     ("connected-badge", "Connected"),
     ("reauth-badge", "Needs reconnect"),
+    ("exported-badge", "Managed elsewhere"),
+    ("exported", "This link is now managed by the app directly, not through this panel."),
     ("confirm", "Disconnect this Keap account? This app will stop working with it."),
     ("cancel", "Cancel"),
     ("opening", "Opening Keap…"),
@@ -326,8 +328,11 @@ fn button(action: &str, id: &str, class: &str, label: &str) -> String {
 /// One link: its app, who, when, its state; `note` when it is the link the widget's note is about.
 fn item(c: &Connection, t: &Texts, note: Option<&Note>) -> String {
     let reauth = c.status == ConnectionStatus::NeedsReauth;
+    let exported = c.status == ConnectionStatus::Exported;
     let (badge_class, badge) = if reauth {
         ("reauth", "reauth-badge")
+    } else if exported {
+        ("", "exported-badge")
     } else {
         ("ok", "connected-badge")
     };
@@ -344,7 +349,11 @@ fn item(c: &Connection, t: &Texts, note: Option<&Note>) -> String {
     // A link that needs its user says why in plain words; any cause the widget has no sentence
     // for still means the same to the user: sign in again. A link at risk (refreshes failing in
     // its refresh token's last week) still works: it says by when, calmly, not as an error.
-    let state = if reauth {
+    // An exported link is the app's to keep now: nothing to reconnect here; it can still be
+    // disconnected (that deletes keaplink's copy only).
+    let state = if exported {
+        format!(r#"<p>{}</p>{disconnect}"#, escape(&t.get("exported")))
+    } else if reauth {
         let code = c.last_error.as_ref().map_or("", |e| e.code.as_str());
         format!(
             r#"<p class="warn">{}</p>{}{disconnect}"#,
@@ -416,7 +425,11 @@ fn item(c: &Connection, t: &Texts, note: Option<&Note>) -> String {
     };
     format!(
         r#"<li data-connection="{id}" data-status="{status}"><div><strong class="app">{app}</strong><span class="badge {badge_class}">{badge}</span></div><div>{name} · <span class="email">{email}</span></div><div class="muted">Connected {connected} · Last refreshed {refreshed}</div>{actions}</li>"#,
-        status = if reauth { "needs_reauth" } else { "active" },
+        status = match c.status {
+            ConnectionStatus::Active => "active",
+            ConnectionStatus::NeedsReauth => "needs_reauth",
+            ConnectionStatus::Exported => "exported",
+        },
         app = escape(&app),
         badge = escape(&t.get(badge)),
         name = escape(&c.keap_user.name),

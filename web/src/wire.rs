@@ -38,6 +38,7 @@ fn connection(v: &JsValue) -> Option<Connection> {
         status: match text(v, "status")?.as_str() {
             "active" => ConnectionStatus::Active,
             "needs_reauth" => ConnectionStatus::NeedsReauth,
+            "exported" => ConnectionStatus::Exported,
             _ => return None,
         },
         connected_at: text(v, "connected_at")?,

@@ -146,6 +146,10 @@ impl ObjectStorage {
         self.0.delete(key).await
     }
 
+    pub async fn delete_all(&self) -> worker::Result<()> {
+        self.0.delete_all().await
+    }
+
     pub async fn set_alarm(&self, delay_ms: i64) -> worker::Result<()> {
         self.0.set_alarm(delay_ms).await
     }

@@ -23,8 +23,11 @@ use crate::stats;
 use crate::store::Store;
 use crate::webhooks;
 use futures_util::lock::Mutex;
-use keaplink_api::{ConnectionEvent, ConnectionEventKind, ConnectionStatus, ReconnectIdentity};
+use keaplink_api::{
+    ConnectionEvent, ConnectionEventKind, ConnectionStatus, ExportedLink, ReconnectIdentity,
+};
 use keaplink_core::connection::{ConnectionKey, ConnectionRecord, OpenTokens};
+use keaplink_core::export;
 use keaplink_core::identity::{self, Mismatch};
 use keaplink_core::keap::{parse_token_response, refresh_request, KeapFailure, KeapIdentity};
 use keaplink_core::refresh::{fingerprint, Attempt, Purpose, RefreshState};
@@ -75,6 +78,16 @@ enum Command {
         key: ConnectionKey,
         spend_key: String,
     },
+    /// Store an imported link, unless the user already has one to this app (kept as it is).
+    Import {
+        key: ConnectionKey,
+        record: Box<ConnectionRecord>,
+    },
+    /// Freeze the link and hand out its tokens (`POST /v1/connections/export`).
+    Export {
+        key: ConnectionKey,
+        request_id: String,
+    },
 }
 
 /// The latest record after a refresh was asked for.
@@ -95,6 +108,15 @@ pub enum Stored {
     Linked(Box<ConnectionRecord>),
     /// Refused by the identity lock: nothing changed.
     Refused(Mismatch),
+}
+
+/// What became of an imported link.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Imported {
+    New(Box<ConnectionRecord>),
+    /// The user already had a link to this app: that one, unchanged.
+    AlreadyLinked(Box<ConnectionRecord>),
 }
 
 /// A link and its timeline (a JSON array of `ConnectionEvent`, newest first, as text the caller
@@ -171,6 +193,12 @@ impl DurableObject for ConnectionGuard {
             }
             Command::SpendRepairLink { key, spend_key } => {
                 durable::reply(self.spend_repair_link(&store, &key, &spend_key).await)
+            }
+            Command::Import { key, record } => {
+                durable::reply(self.import(&cfg, &store, &key, *record).await)
+            }
+            Command::Export { key, request_id } => {
+                durable::reply(self.export(&cfg, &store, &key, &request_id).await)
             }
         }
     }
@@ -322,6 +350,10 @@ impl ConnectionGuard {
                 (ConnectionEventKind::Recovered, Some(EventKind::Recovered))
             }
             Some(ConnectionStatus::Active) => (ConnectionEventKind::Reconnected, None),
+            // Back under keaplink after an export: the partner hears it is usable here again.
+            Some(ConnectionStatus::Exported) => {
+                (ConnectionEventKind::Reconnected, Some(EventKind::Recovered))
+            }
         };
         let who = format!("{} in {}", record.keap_email, record.keap_app);
         self.note(Box::new(|t| t.push(now, event, None, Some(who))))
@@ -330,6 +362,63 @@ impl ConnectionGuard {
             self.announce(cfg, store, key, kind, &record).await;
         }
         Ok(Stored::Linked(Box::new(record)))
+    }
+
+    async fn import(
+        &self,
+        cfg: &Config,
+        store: &Store,
+        key: &ConnectionKey,
+        record: ConnectionRecord,
+    ) -> ApiResult<Imported> {
+        if let Some(existing) = self.record(store, key).await? {
+            return Ok(Imported::AlreadyLinked(Box::new(existing)));
+        }
+        self.save(store, key, &record, true).await?;
+        store.reindex(key, None, Some(&record)).await?;
+        durable::storage(&self.state)
+            .delete(DELETED)
+            .await
+            .map_err(storage)?;
+        let who = format!("{} in {}", record.keap_email, record.keap_app);
+        self.note(Box::new(|t| {
+            t.push(unix_now(), ConnectionEventKind::Imported, None, Some(who))
+        }))
+        .await;
+        self.announce(cfg, store, key, EventKind::Created, &record)
+            .await;
+        Ok(Imported::New(Box::new(record)))
+    }
+
+    /// Freezes the link (no refresh can rotate its refresh token after this turn), then reads
+    /// the tokens it hands out.
+    async fn export(
+        &self,
+        cfg: &Config,
+        store: &Store,
+        key: &ConnectionKey,
+        request_id: &str,
+    ) -> ApiResult<Option<ExportedLink>> {
+        let Some(record) = self.record(store, key).await? else {
+            return Ok(None);
+        };
+        let frozen = export::freeze(&record)?;
+        let out = export::handed_out(&frozen, &cfg.keys, key)?;
+        self.save(store, key, &frozen, false).await?;
+        store.reindex(key, Some(&record), Some(&frozen)).await?;
+        let detail = format!("Request {request_id}.");
+        self.note(Box::new(|t| {
+            t.push(
+                unix_now(),
+                ConnectionEventKind::Exported,
+                None,
+                Some(detail),
+            )
+        }))
+        .await;
+        self.announce(cfg, store, key, EventKind::Exported, &frozen)
+            .await;
+        Ok(Some(out))
     }
 
     async fn delete(&self, store: &Store, key: &ConnectionKey) -> ApiResult<bool> {
@@ -586,6 +675,32 @@ pub async fn put(
         key: key.clone(),
         record: Box::new(record),
         rule,
+    };
+    ask(env, key, &command).await
+}
+
+/// Stores an imported link unless the user already has one to its app.
+pub async fn import(
+    env: &Env,
+    key: &ConnectionKey,
+    record: ConnectionRecord,
+) -> ApiResult<Imported> {
+    let command = Command::Import {
+        key: key.clone(),
+        record: Box::new(record),
+    };
+    ask(env, key, &command).await
+}
+
+/// Freezes the link and answers its tokens (`None`: gone; 409 `exported`: exported before).
+pub async fn export(
+    env: &Env,
+    key: &ConnectionKey,
+    request_id: &str,
+) -> ApiResult<Option<ExportedLink>> {
+    let command = Command::Export {
+        key: key.clone(),
+        request_id: request_id.to_owned(),
     };
     ask(env, key, &command).await
 }

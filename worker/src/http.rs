@@ -98,6 +98,34 @@ async fn read_body(req: &mut Request) -> ApiResult<Vec<u8>> {
     })
 }
 
+/// A body of at most `limit` bytes, read in chunks so that a larger one is refused (`too_large`)
+/// without being held whole. No body reads as empty.
+pub async fn read_bytes_within(
+    req: &mut Request,
+    limit: usize,
+    too_large: fn() -> ApiError,
+) -> ApiResult<Vec<u8>> {
+    if req.inner().body().is_none() {
+        return Ok(Vec::new());
+    }
+    let unreadable = |_| {
+        ApiError::new(
+            ErrorCode::InvalidRequest,
+            "The request body could not be read.",
+        )
+    };
+    let mut stream = req.stream().map_err(unreadable)?;
+    let mut body = Vec::new();
+    while let Some(chunk) = futures_util::StreamExt::next(&mut stream).await {
+        let chunk = chunk.map_err(unreadable)?;
+        if body.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 /// The raw `Authorization: Bearer` credential, or 401 `missing_credentials`.
 pub fn bearer(req: &Request) -> ApiResult<String> {
     let value = req

@@ -35,6 +35,8 @@ mod consumer;
 mod durable;
 mod guard;
 mod http;
+mod import_run;
+mod imports;
 mod js_json;
 mod keap_client;
 mod kv;
@@ -95,7 +97,7 @@ async fn fetch(mut req: Request, env: Env, ctx: Context) -> Result<Response> {
         .flatten()
         .filter(|r| r.len() <= 64 && r.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
         .unwrap_or_else(|| hex(&random::bytes::<8>()));
-    let routes::Answer { mut resp, error } = routes::answer(&mut req, &env).await;
+    let routes::Answer { mut resp, error } = routes::answer(&mut req, &env, &request_id).await;
     // Proxied calls this isolate has not reported yet are reported soon even if no call follows
     // (the admin stats and the console count them).
     if let Some(wait_ms) = quota::deferred_report(clock::now_ms()) {

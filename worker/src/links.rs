@@ -65,6 +65,9 @@ pub async fn usable(
             .ok_or_else(no_connection)?
             .record;
     }
+    if record.status == ConnectionStatus::Exported {
+        return Err(keaplink_core::export::refused());
+    }
     if record.status == ConnectionStatus::NeedsReauth {
         return Err(ApiError::new(
             ErrorCode::NeedsReauth,

@@ -363,6 +363,7 @@ impl PartnerGuard {
                         match meta.status {
                             ConnectionStatus::Active => counts.active += 1,
                             ConnectionStatus::NeedsReauth => counts.needs_reauth += 1,
+                            ConnectionStatus::Exported => counts.exported += 1,
                         }
                     }
                     match page.next {

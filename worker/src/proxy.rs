@@ -7,6 +7,7 @@ use crate::auth;
 use crate::clock::{now_ms, unix_now};
 use crate::config::Config;
 use crate::guard;
+use crate::http::read_bytes_within;
 use crate::keap_client;
 use crate::limits;
 use crate::links::{find_connection, usable};
@@ -14,7 +15,6 @@ use crate::log::{self, Level};
 use crate::quota;
 use crate::stats;
 use crate::store::Store;
-use futures_util::StreamExt;
 use keaplink_core::connection::{ConnectionKey, ConnectionRecord};
 use keaplink_core::limits::Endpoint;
 use keaplink_core::proxy::{self, AfterHeal, ProxyOutcome, ProxyRequest, MAX_BODY_BYTES};
@@ -272,25 +272,7 @@ fn open_access(cfg: &Config, key: &ConnectionKey, record: &ConnectionRecord) -> 
 /// The request body, at most `MAX_BODY_BYTES` (read in chunks, so a larger one is refused
 /// without being held whole).
 async fn read_body(req: &mut Request) -> ApiResult<Vec<u8>> {
-    if req.inner().body().is_none() {
-        return Ok(Vec::new());
-    }
-    let unreadable = |_| {
-        ApiError::new(
-            ErrorCode::InvalidRequest,
-            "The request body could not be read.",
-        )
-    };
-    let mut stream = req.stream().map_err(unreadable)?;
-    let mut body = Vec::new();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(unreadable)?;
-        if body.len() + chunk.len() > MAX_BODY_BYTES {
-            return Err(proxy::too_large());
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
+    read_bytes_within(req, MAX_BODY_BYTES, proxy::too_large).await
 }
 
 /// Records an earlier heal in this isolate answered, by connection key: KV may go on serving

@@ -1,11 +1,12 @@
-//! The refresh queue's messages and their producer. The queue carries four kinds of work, each
+//! The refresh queue's messages and their producer. The queue carries five kinds of work, each
 //! consumed by `consumer`: refreshes the sweep had no budget for, sweep continuations, purges of
-//! a deleted partner's links, and webhook deliveries.
+//! a deleted partner's links, webhook deliveries, and import items.
 
 use crate::kv;
 use keaplink_core::clock::UnixTime;
 use keaplink_core::connection::ConnectionKey;
 use keaplink_core::ids::PartnerId;
+use keaplink_core::import::ImportId;
 use keaplink_core::sweep::SEND_BATCH;
 use keaplink_core::webhook::QueuedEvent;
 use keaplink_core::{ApiError, ApiResult};
@@ -38,6 +39,11 @@ pub enum Job {
     Webhook {
         event: Box<QueuedEvent>,
     },
+    /// Work on item `index` of an import (paced with the refreshes).
+    Import {
+        import: ImportId,
+        index: u32,
+    },
 }
 
 impl Job {
@@ -57,8 +63,8 @@ impl Job {
                     id: text("id")?,
                     kind,
                     partner: keaplink_core::ids::PartnerId::parse(&text("partner_id")?)?,
-                    user: keaplink_core::ids::UserId::parse(&text("user")?)?,
-                    connection_id: e.get("connection")?.get("id")?.as_str()?.to_owned(),
+                    user: Some(keaplink_core::ids::UserId::parse(&text("user")?)?),
+                    connection_id: Some(e.get("connection")?.get("id")?.as_str()?.to_owned()),
                     created_at: text("created_at")?,
                     body: serde_json::to_string(e).ok()?,
                 }),
@@ -126,7 +132,7 @@ mod tests {
         else {
             panic!("a legacy webhook job");
         };
-        assert_eq!(q.connection_id, "c1");
+        assert_eq!(q.connection_id.as_deref(), Some("c1"));
         assert_eq!(
             serde_json::from_str::<serde_json::Value>(&q.body).unwrap(),
             event

@@ -3,7 +3,7 @@
 //! `GET` is, as `GET` without a body. A wrong method gets 405 with `Allow`.
 
 use crate::api::admin::{self, AdminRoute};
-use crate::api::{console, partner, widget};
+use crate::api::{console, imports, partner, widget};
 use crate::auth;
 use crate::callback;
 use crate::clock::unix_now;
@@ -49,6 +49,12 @@ pub enum Route<'a> {
     Deliveries,
     /// `/v1/webhooks/deliveries/{id}/redeliver`.
     Redeliver(&'a str),
+    /// `/v1/imports`.
+    Imports,
+    /// `/v1/imports/{id}`.
+    Import(&'a str),
+    /// `/v1/connections/export`.
+    Export,
 }
 
 use Method::{Delete, Get, Options, Patch, Post, Put};
@@ -64,6 +70,7 @@ impl<'a> Route<'a> {
             | Route::Connections
             | Route::Keap(_)
             | Route::Link(_)
+            | Route::Import(_)
             | Route::Deliveries => false,
             Route::Admin(a) => a.takes_no_query(),
             _ => true,
@@ -92,7 +99,10 @@ impl<'a> Route<'a> {
             ["v1", "me", "connections", id] => Route::MeConnection(id),
             ["v1", "token"] => Route::Token,
             ["v1", "connections"] => Route::Connections,
+            ["v1", "connections", "export"] => Route::Export,
             ["v1", "connections", id] => Route::Connection(id),
+            ["v1", "imports"] => Route::Imports,
+            ["v1", "imports", id] => Route::Import(id),
             ["v1", "connections", id, "repair-link"] => Route::RepairLink(id),
             ["v1", "connections", id, "refresh"] => Route::RefreshNow(id),
             ["link", token] => Route::Link(token),
@@ -121,6 +131,8 @@ impl<'a> Route<'a> {
             Route::Link(_) => &[Get, Post],
             Route::Partner => &[Get, Patch],
             Route::RotateSecrets | Route::Redeliver(_) => &[Post],
+            Route::Imports | Route::Export => &[Post],
+            Route::Import(_) => &[Get],
             Route::PartnerStats | Route::Deliveries => &[Get],
         }
     }
@@ -183,11 +195,11 @@ impl From<ApiResult<Response>> for Answer {
 /// Answers a request: the route, the method check, then the handler. Every refusal of a
 /// `/v1/keap` path also carries `keaplink-error: <code>`, so a caller of the proxy can tell
 /// keaplink's answers from Keap's; every 405 carries `Allow`.
-pub async fn answer(req: &mut Request, env: &Env) -> Answer {
+pub async fn answer(req: &mut Request, env: &Env, request_id: &str) -> Answer {
     let path = req.path();
     let route = Route::resolve(&path);
     let mut out = match &route {
-        Some(route) => answer_route(req, env, route).await,
+        Some(route) => answer_route(req, env, route, request_id).await,
         None => Err(not_found(&path)).into(),
     };
     if let Some(e) = &out.error {
@@ -204,7 +216,7 @@ pub async fn answer(req: &mut Request, env: &Env) -> Answer {
     out
 }
 
-async fn answer_route(req: &mut Request, env: &Env, route: &Route<'_>) -> Answer {
+async fn answer_route(req: &mut Request, env: &Env, route: &Route<'_>, request_id: &str) -> Answer {
     // workers-rs reads a method it does not know (QUERY, say) as GET: ask the request itself.
     let raw = req.inner().method();
     let known = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
@@ -218,7 +230,7 @@ async fn answer_route(req: &mut Request, env: &Env, route: &Route<'_>) -> Answer
     }
     if method == Method::Head {
         // The GET answer's status and headers, without its body.
-        let got = dispatch(req, env, route, &Get).await;
+        let got = dispatch(req, env, route, &Get, request_id).await;
         let mut head = match Response::empty() {
             Ok(r) => r.with_status(got.resp.status_code()),
             Err(e) => return Err(ApiError::internal(e)).into(),
@@ -231,15 +243,21 @@ async fn answer_route(req: &mut Request, env: &Env, route: &Route<'_>) -> Answer
             error: got.error,
         };
     }
-    dispatch(req, env, route, &method).await
+    dispatch(req, env, route, &method, request_id).await
 }
 
-async fn dispatch(req: &mut Request, env: &Env, route: &Route<'_>, method: &Method) -> Answer {
+async fn dispatch(
+    req: &mut Request,
+    env: &Env,
+    route: &Route<'_>,
+    method: &Method,
+    request_id: &str,
+) -> Answer {
     match route {
         Route::MeConnections | Route::MeConnect | Route::MeConnection(_) => {
             me(req, env, route, method).await
         }
-        _ => handle(req, env, route, method).await.into(),
+        _ => handle(req, env, route, method, request_id).await.into(),
     }
 }
 
@@ -262,6 +280,7 @@ async fn handle(
     env: &Env,
     route: &Route<'_>,
     method: &Method,
+    request_id: &str,
 ) -> ApiResult<Response> {
     no_query(req, route)?;
     match route {
@@ -330,6 +349,15 @@ async fn handle(
             let (cfg, store) = setup(env)?;
             let (partner, _) = auth::partner(req, &store, &cfg).await?;
             console::redeliver(env, &partner, id).await
+        }
+        Route::Imports | Route::Import(_) | Route::Export => {
+            let (cfg, store) = setup(env)?;
+            let (partner, record) = auth::partner(req, &store, &cfg).await?;
+            match route {
+                Route::Imports => imports::start(req, env, &cfg, &partner).await,
+                Route::Import(id) => imports::view(req, env, &partner, id).await,
+                _ => imports::export(req, env, &store, &partner, &record, request_id).await,
+            }
         }
         Route::Link(token) => {
             let (cfg, store) = setup(env)?;

@@ -218,6 +218,11 @@ pub async fn keap_quota(env: &Env) -> ApiResult<Option<KeapQuota>> {
         .and_then(|b| b.quota.to_api(reserve, now_ms())))
 }
 
+/// The deployment's shared picture of Keap's quota (`None` before any call met Keap).
+pub async fn shared_quota(env: &Env) -> ApiResult<Option<QuotaView>> {
+    Ok(board(env).await?.map(|b| b.quota))
+}
+
 /// Proxied calls of the last 24 hours, by outcome.
 pub async fn proxy_tally(env: &Env) -> ApiResult<ProxyCounts> {
     Ok(board(env).await?.map(|b| b.last_24h).unwrap_or_default())

@@ -8,12 +8,15 @@ use crate::log::{self, Field, Level};
 use crate::queue::{enqueue, Job};
 use crate::random;
 use crate::store::Store;
+use keaplink_api::ImportFinished;
 use keaplink_core::clock::rfc3339;
 use keaplink_core::connection::ConnectionRecord;
+use keaplink_core::ids::PartnerId;
+use keaplink_core::import::ImportRecord;
 use keaplink_core::keap::OutboundRequest;
 use keaplink_core::webhook::{
-    self, after_attempt, Delivery, EventKind, QueuedEvent, WebhookEvent, EVENT_ID_HEADER,
-    SIGNATURE_HEADER,
+    self, after_attempt, Delivery, EventKind, ImportFinishedEvent, QueuedEvent, WebhookEvent,
+    EVENT_ID_HEADER, SIGNATURE_HEADER,
 };
 use keaplink_core::Secret;
 use worker::Env;
@@ -34,11 +37,31 @@ pub fn event(kind: EventKind, record: &ConnectionRecord) -> WebhookEvent {
 /// Queues `event` for the partner's webhook (if it has one, the consumer sends it). A failure
 /// to queue is logged, never fatal: the change it reports has already been stored.
 pub async fn emit(env: &Env, event: WebhookEvent) {
+    emit_queued(env, event.queued()).await;
+}
+
+/// Queues `import.finished` with the import's counts.
+pub async fn emit_import_finished(env: &Env, partner: &PartnerId, import: &ImportRecord) {
+    let event = ImportFinishedEvent {
+        id: format!("evt_{}", keaplink_core::ids::hex(&random::bytes::<16>())),
+        kind: EventKind::ImportFinished,
+        created_at: rfc3339(unix_now()),
+        partner_id: partner.clone(),
+        import: ImportFinished {
+            import_id: import.id.as_str().to_owned(),
+            total: import.total,
+            counts: import.counts.clone(),
+        },
+    };
+    emit_queued(env, event.queued()).await;
+}
+
+async fn emit_queued(env: &Env, event: QueuedEvent) {
     let id = event.id.clone();
     if let Err(e) = enqueue(
         env,
         vec![Job::Webhook {
-            event: Box::new(event.queued()),
+            event: Box::new(event),
         }],
     )
     .await

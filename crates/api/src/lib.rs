@@ -578,6 +578,9 @@ pub struct ConnectionCounts {
     pub total: u64,
     pub active: u64,
     pub needs_reauth: u64,
+    /// Handed out by an export (frozen; deleted once the partner's cut-over is done).
+    #[serde(default)]
+    pub exported: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -649,7 +652,10 @@ pub enum ImportStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ImportStarted {
-    #[cfg_attr(feature = "openapi", schema(example = "imp_0123456789abcdef0123456789abcdef"))]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(example = "imp_0123456789abcdef0123456789abcdef")
+    )]
     pub import_id: String,
     pub status: ImportStatus,
     pub total: u32,

@@ -28,7 +28,10 @@ mod tests {
     #[test]
     fn parses_what_it_formats_and_other_offsets() {
         assert_eq!(parse_rfc3339("2026-11-22T18:00:00Z"), Some(1_795_370_400));
-        assert_eq!(parse_rfc3339("2026-11-22T19:00:00+01:00"), Some(1_795_370_400));
+        assert_eq!(
+            parse_rfc3339("2026-11-22T19:00:00+01:00"),
+            Some(1_795_370_400)
+        );
         assert_eq!(parse_rfc3339("2026-11-22"), None);
         assert_eq!(parse_rfc3339("1795370400"), None);
     }

@@ -139,7 +139,10 @@ mod tests {
         assert_eq!(frozen.status, ConnectionStatus::Exported);
         assert_eq!(frozen.tokens, r.tokens, "nothing else changes");
         let out = handed_out(&frozen, &keys(), &key).unwrap();
-        assert_eq!((out.access_token.as_str(), out.refresh_token.as_str()), ("AT", "RT"));
+        assert_eq!(
+            (out.access_token.as_str(), out.refresh_token.as_str()),
+            ("AT", "RT")
+        );
         assert_eq!(out.refresh_expires_at, rfc3339(1100));
         assert!(!format!("{out:?}").contains("RT"), "Debug is redacted");
         assert_eq!(freeze(&frozen).unwrap_err().code, ErrorCode::Exported);
@@ -153,7 +156,10 @@ mod tests {
         let id = ConnectionId::from_random([2; 16]).as_str().to_owned();
         assert_eq!(read_ids(&[id.clone(), id.clone()]).unwrap().len(), 1);
         assert_eq!(read_ids(&[]).unwrap_err().code, ErrorCode::InvalidRequest);
-        assert_eq!(read_ids(&vec![id.clone(); 101]).unwrap_err().code, ErrorCode::InvalidRequest);
+        assert_eq!(
+            read_ids(&vec![id.clone(); 101]).unwrap_err().code,
+            ErrorCode::InvalidRequest
+        );
         let e = read_ids(&[id, "../x".into()]).unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidId);
         assert!(e.message.contains("connection_ids[1]"));

@@ -43,6 +43,23 @@ pub const USABLE_ACCESS_SECS: i64 = 600;
 /// Keap's access tokens live 24 h: one that expires at `t` came with a refresh token issued at
 /// `t - 24 h` (Keap issues the two together).
 pub const KEAP_ACCESS_LIFETIME_SECS: i64 = 86_400;
+/// Keap calls an item is paced for: a refresh and userinfo (the business name is read once per
+/// app, and a usable access token saves the refresh).
+pub const KEAP_CALLS_PER_ITEM: u32 = 2;
+
+/// How long import items wait before trying Keap, given the deployment's picture of Keap's
+/// quota: they keep links alive no more than proxied calls do, so below the reserve (kept for
+/// the refreshes of links already here) or in a spent window they wait like a proxied call.
+pub fn quota_wait(
+    view: Option<&crate::quota::QuotaView>,
+    reserve: u64,
+    now_ms: u64,
+) -> Option<u32> {
+    view?
+        .hold(None, reserve, now_ms)
+        .map(|h| h.retry_after_secs(now_ms))
+}
+
 /// A finished import's record is kept this long, then deleted.
 pub const KEEP_FINISHED_SECS: i64 = 30 * 86_400;
 
@@ -607,7 +624,10 @@ fn plan<'a>(
     if refresh.is_empty() {
         return invalid("refresh_token is empty.");
     }
-    if l.access_token.as_deref().is_some_and(|t| t.trim().is_empty()) {
+    if l.access_token
+        .as_deref()
+        .is_some_and(|t| t.trim().is_empty())
+    {
         return invalid("access_token is empty: leave it out instead.");
     }
     let expires = match l.expires_at.as_deref() {
@@ -846,16 +866,34 @@ mod tests {
         assert!(e.message.contains("(1001 sent)"), "{}", e.message);
         let e = read(json!({"links": [{"user": "u", "refresh_token": "x".repeat(10_000)}]}))
             .unwrap_err();
-        assert!(e.message.contains("links[0].refresh_token"), "{}", e.message);
+        assert!(
+            e.message.contains("links[0].refresh_token"),
+            "{}",
+            e.message
+        );
         assert!(!e.message.contains("xxx"), "the value is never echoed");
-        assert_eq!(code(read(json!([{"user": "u"}]))), ErrorCode::InvalidRequest);
-        assert_eq!(code(read(json!({"links": [{"user": 5, "refresh_token": "r"}]}))), ErrorCode::InvalidRequest);
-        assert_eq!(code(read(json!({"links": [{"user": "u", "refresh_token": "r", "refreshToken": "r"}]}))), ErrorCode::InvalidRequest);
+        assert_eq!(
+            code(read(json!([{"user": "u"}]))),
+            ErrorCode::InvalidRequest
+        );
+        assert_eq!(
+            code(read(json!({"links": [{"user": 5, "refresh_token": "r"}]}))),
+            ErrorCode::InvalidRequest
+        );
+        assert_eq!(
+            code(read(
+                json!({"links": [{"user": "u", "refresh_token": "r", "refreshToken": "r"}]})
+            )),
+            ErrorCode::InvalidRequest
+        );
         let big = format!(
             r#"{{"links": [{{"user": "u", "refresh_token": "{}"}}]}}"#,
             "r".repeat(MAX_IMPORT_BODY_BYTES)
         );
-        assert_eq!(read_request(big.as_bytes(), NOW).unwrap_err().code, ErrorCode::BodyTooLarge);
+        assert_eq!(
+            read_request(big.as_bytes(), NOW).unwrap_err().code,
+            ErrorCode::BodyTooLarge
+        );
         // 1,000 items of the largest tokens allowed still fit the body limit's purpose.
         assert!(read(json!({"links": [{"user": "u", "refresh_token": "r".repeat(2048)}]})).is_ok());
     }
@@ -885,14 +923,35 @@ mod tests {
         let got: Vec<_> = items.iter().map(outcome).collect();
         assert_eq!(
             got,
-            vec![None, Some(Invalid), Some(Invalid), Some(Invalid), Some(Invalid), Some(Invalid),
-                 Some(Invalid), Some(Invalid), Some(Duplicate), Some(Invalid), None, None]
+            vec![
+                None,
+                Some(Invalid),
+                Some(Invalid),
+                Some(Invalid),
+                Some(Invalid),
+                Some(Invalid),
+                Some(Invalid),
+                Some(Invalid),
+                Some(Duplicate),
+                Some(Invalid),
+                None,
+                None
+            ]
         );
         // An invalid item's user is shown as sent, made printable.
-        let Planned::Settled { user, settled } = &items[2] else { panic!() };
+        let Planned::Settled { user, settled } = &items[2] else {
+            panic!()
+        };
         assert_eq!(user, "u\u{fffd}x");
-        assert!(settled.error.as_ref().unwrap().message.contains("control characters"));
-        let Planned::Pending { tokens, hint, .. } = &items[11] else { panic!() };
+        assert!(settled
+            .error
+            .as_ref()
+            .unwrap()
+            .message
+            .contains("control characters"));
+        let Planned::Pending { tokens, hint, .. } = &items[11] else {
+            panic!()
+        };
         assert_eq!(tokens.access_expires_at, Some(1_798_758_000));
         assert_eq!(hint.as_ref().unwrap().as_str(), "ab123");
     }
@@ -900,9 +959,13 @@ mod tests {
     #[test]
     fn an_item_is_refreshed_at_most_once_even_across_a_crash() {
         let mut item = pending(&partner_tokens());
-        let (Claim::Go { .. }, false) = item.claim(NOW) else { panic!() };
+        let (Claim::Go { .. }, false) = item.claim(NOW) else {
+            panic!()
+        };
         // Another worker (a redelivered message) waits while the lease holds.
-        assert!(matches!(item.claim(NOW + 1).0, Claim::Busy { retry_secs } if retry_secs as i64 == LEASE_SECS - 1));
+        assert!(
+            matches!(item.claim(NOW + 1).0, Claim::Busy { retry_secs } if retry_secs as i64 == LEASE_SECS - 1)
+        );
         assert!(item.mark_refresh(NOW + 2));
         assert!(!item.mark_refresh(NOW + 3), "marked once");
         // The worker dies here: after the lease, the item is lost, not refreshed again.
@@ -915,8 +978,13 @@ mod tests {
     fn a_lease_that_ran_out_before_any_refresh_is_taken_over() {
         let mut item = pending(&partner_tokens());
         let _ = item.claim(NOW);
-        assert!(!item.mark_refresh(NOW + LEASE_SECS), "the lease is over: do not send");
-        let (Claim::Go { .. }, false) = item.claim(NOW + LEASE_SECS) else { panic!() };
+        assert!(
+            !item.mark_refresh(NOW + LEASE_SECS),
+            "the lease is over: do not send"
+        );
+        let (Claim::Go { .. }, false) = item.claim(NOW + LEASE_SECS) else {
+            panic!()
+        };
         assert!(item.mark_refresh(NOW + LEASE_SECS + 1));
     }
 
@@ -926,12 +994,21 @@ mod tests {
         let mut item = pending(&t);
         let _ = item.claim(NOW);
         assert!(item.mark_refresh(NOW));
-        assert!(matches!(after_refresh(&t, Err(KeapFailure::Throttled), NOW), AfterRefresh::Wait));
-        assert!(matches!(after_refresh(&t, Err(KeapFailure::Unavailable { status: 503 }), NOW), AfterRefresh::Wait));
+        assert!(matches!(
+            after_refresh(&t, Err(KeapFailure::Throttled), NOW),
+            AfterRefresh::Wait
+        ));
+        assert!(matches!(
+            after_refresh(&t, Err(KeapFailure::Unavailable { status: 503 }), NOW),
+            AfterRefresh::Wait
+        ));
         item.release(true);
-        let (Claim::Go { .. }, _) = item.claim(NOW + 1) else { panic!() };
+        let (Claim::Go { .. }, _) = item.claim(NOW + 1) else {
+            panic!()
+        };
         assert!(item.mark_refresh(NOW + 1));
-        let AfterRefresh::Rotated(next) = after_refresh(&t, Ok(grant(Some("ab123"))), NOW + 2) else {
+        let AfterRefresh::Rotated(next) = after_refresh(&t, Ok(grant(Some("ab123"))), NOW + 2)
+        else {
             panic!()
         };
         assert!(next.rotated && next.access_usable(NOW + 2));
@@ -940,7 +1017,9 @@ mod tests {
         // A later failure (userinfo throttled) lets go; the next claim works with the rotated
         // tokens and is not lost.
         item.release(false);
-        let (Claim::Go { tokens }, false) = item.claim(NOW + 3) else { panic!() };
+        let (Claim::Go { tokens }, false) = item.claim(NOW + 3) else {
+            panic!()
+        };
         let opened = ItemTokens::open(&keys(), "aad", &tokens).unwrap();
         assert!(opened.rotated);
     }
@@ -952,26 +1031,59 @@ mod tests {
             AfterRefresh::Settle(s) => Some(s.outcome),
             _ => None,
         };
-        assert_eq!(outcome(KeapFailure::InvalidGrant), Some(ImportOutcome::Dead));
+        assert_eq!(
+            outcome(KeapFailure::InvalidGrant),
+            Some(ImportOutcome::Dead)
+        );
         assert_eq!(outcome(KeapFailure::Timeout), Some(ImportOutcome::Lost));
-        assert_eq!(outcome(KeapFailure::BadResponse { status: 200, detail: "x" }), Some(ImportOutcome::Lost));
-        assert_eq!(outcome(KeapFailure::BadResponse { status: 502, detail: "x" }), None);
-        assert_eq!(outcome(KeapFailure::Rejected { status: 401 }), Some(ImportOutcome::Dead));
+        assert_eq!(
+            outcome(KeapFailure::BadResponse {
+                status: 200,
+                detail: "x"
+            }),
+            Some(ImportOutcome::Lost)
+        );
+        assert_eq!(
+            outcome(KeapFailure::BadResponse {
+                status: 502,
+                detail: "x"
+            }),
+            None
+        );
+        assert_eq!(
+            outcome(KeapFailure::Rejected { status: 401 }),
+            Some(ImportOutcome::Dead)
+        );
         assert_eq!(outcome(KeapFailure::Throttled), None);
     }
 
     #[test]
     fn a_refused_access_token_is_refreshed_and_a_refused_new_one_is_lost() {
         let t = partner_tokens();
-        assert!(matches!(after_userinfo(&t, Err(KeapFailure::Rejected { status: 401 })), AfterUserinfo::Refresh));
-        assert!(matches!(after_userinfo(&t, Err(KeapFailure::Throttled)), AfterUserinfo::Wait));
-        assert!(matches!(after_userinfo(&t, Err(KeapFailure::Timeout)), AfterUserinfo::Wait));
+        assert!(matches!(
+            after_userinfo(&t, Err(KeapFailure::Rejected { status: 401 })),
+            AfterUserinfo::Refresh
+        ));
+        assert!(matches!(
+            after_userinfo(&t, Err(KeapFailure::Throttled)),
+            AfterUserinfo::Wait
+        ));
+        assert!(matches!(
+            after_userinfo(&t, Err(KeapFailure::Timeout)),
+            AfterUserinfo::Wait
+        ));
         let rotated = t.rotated(grant(None), NOW);
         assert!(matches!(
             after_userinfo(&rotated, Err(KeapFailure::Rejected { status: 401 })),
-            AfterUserinfo::Settle(Settled { outcome: ImportOutcome::Lost, .. })
+            AfterUserinfo::Settle(Settled {
+                outcome: ImportOutcome::Lost,
+                ..
+            })
         ));
-        assert!(matches!(after_userinfo(&rotated, Ok(who(None))), AfterUserinfo::Known(_)));
+        assert!(matches!(
+            after_userinfo(&rotated, Ok(who(None))),
+            AfterUserinfo::Known(_)
+        ));
     }
 
     #[test]
@@ -979,14 +1091,29 @@ mod tests {
         let t = partner_tokens();
         let ab = KeapApp::parse("ab123").unwrap();
         let cd = KeapApp::parse("cd456").unwrap();
-        assert_eq!(which_app(&t, &who(Some("ab123")), Some(&cd)), WhichApp::Known(ab.clone()));
-        assert_eq!(which_app(&t, &who(None), Some(&cd)), WhichApp::Known(cd.clone()));
+        assert_eq!(
+            which_app(&t, &who(Some("ab123")), Some(&cd)),
+            WhichApp::Known(ab.clone())
+        );
+        assert_eq!(
+            which_app(&t, &who(None), Some(&cd)),
+            WhichApp::Known(cd.clone())
+        );
         assert_eq!(which_app(&t, &who(None), None), WhichApp::Refresh);
         let rotated = t.rotated(grant(Some("ab123")), NOW);
-        assert_eq!(which_app(&rotated, &who(None), Some(&cd)), WhichApp::Known(ab));
-        assert!(matches!(which_app(&rotated, &who(Some("cd456")), None), WhichApp::Settle(_)));
+        assert_eq!(
+            which_app(&rotated, &who(None), Some(&cd)),
+            WhichApp::Known(ab)
+        );
+        assert!(matches!(
+            which_app(&rotated, &who(Some("cd456")), None),
+            WhichApp::Settle(_)
+        ));
         let no_scope = t.rotated(grant(None), NOW);
-        assert!(matches!(which_app(&no_scope, &who(None), None), WhichApp::Settle(_)));
+        assert!(matches!(
+            which_app(&no_scope, &who(None), None),
+            WhichApp::Settle(_)
+        ));
     }
 
     #[test]
@@ -1003,7 +1130,10 @@ mod tests {
         .collect();
         let id = ImportId::from_random([7; 16]);
         let mut r = ImportRecord::new(id, PartnerId::parse("acme").unwrap(), &items, NOW);
-        assert_eq!((r.counts.pending, r.counts.duplicate, r.counts.invalid), (1, 1, 1));
+        assert_eq!(
+            (r.counts.pending, r.counts.duplicate, r.counts.invalid),
+            (1, 1, 1)
+        );
         assert_eq!(r.status(), ImportStatus::Running);
         assert!(r.count(ImportOutcome::Imported, NOW + 5));
         assert_eq!(r.status(), ImportStatus::Done);
@@ -1019,8 +1149,34 @@ mod tests {
         assert_eq!(page(None, 250).unwrap(), (0, 100, Some(100)));
         assert_eq!(page(Some("200"), 250).unwrap(), (200, 250, None));
         assert_eq!(page(None, 1).unwrap(), (0, 1, None));
-        assert_eq!(page(Some("250"), 250).unwrap_err().code, ErrorCode::InvalidCursor);
-        assert_eq!(page(Some("x"), 250).unwrap_err().code, ErrorCode::InvalidCursor);
+        assert_eq!(
+            page(Some("250"), 250).unwrap_err().code,
+            ErrorCode::InvalidCursor
+        );
+        assert_eq!(
+            page(Some("x"), 250).unwrap_err().code,
+            ErrorCode::InvalidCursor
+        );
+    }
+
+    #[test]
+    fn items_wait_below_the_reserve_like_proxied_calls() {
+        use crate::quota::{QuotaView, Window};
+        let now_ms = 1_000_000;
+        let day = |available| QuotaView {
+            day: Some(Window {
+                limit: 150_000,
+                available,
+                ends_keap_ms: now_ms + 60_000,
+                resets_at_ms: now_ms + 60_000,
+                seen_at_ms: now_ms,
+            }),
+            ..QuotaView::default()
+        };
+        assert_eq!(quota_wait(None, 10_000, now_ms), None, "nothing known: go");
+        assert_eq!(quota_wait(Some(&day(20_000)), 10_000, now_ms), None);
+        assert_eq!(quota_wait(Some(&day(9_999)), 10_000, now_ms), Some(60));
+        assert_eq!(quota_wait(Some(&day(0)), 0, now_ms), Some(60));
     }
 
     #[test]
@@ -1080,17 +1236,35 @@ mod tests {
         let r = mk(held);
         assert_eq!(r.refresh_issued_at, NOW + 3600 - 86_400);
         assert_eq!(r.access_expires_at, NOW + 3600);
-        assert_eq!(r.open_tokens(&keys(), &key).unwrap().refresh_token.expose(), "RT");
+        assert_eq!(
+            r.open_tokens(&keys(), &key).unwrap().refresh_token.expose(),
+            "RT"
+        );
         let r = mk(partner_tokens().rotated(grant(Some("ab123")), NOW));
         assert_eq!(r.refresh_issued_at, NOW);
-        assert_eq!(r.open_tokens(&keys(), &key).unwrap().refresh_token.expose(), "RT2");
+        assert_eq!(
+            r.open_tokens(&keys(), &key).unwrap().refresh_token.expose(),
+            "RT2"
+        );
         assert_eq!(r.keap_app_name.as_deref(), Some("Ann's Bakery"));
-        assert!(imported_link(
-            NewImported { key: &key, user: &user, who: who(None), app_name: None, tokens: partner_tokens(),
-                refresh_lifetime_secs: 1, now: NOW, id: [3; 16], nonce: [4; NONCE_LEN] },
-            &keys()
-        )
-        .is_none(), "no access token: refresh first");
+        assert!(
+            imported_link(
+                NewImported {
+                    key: &key,
+                    user: &user,
+                    who: who(None),
+                    app_name: None,
+                    tokens: partner_tokens(),
+                    refresh_lifetime_secs: 1,
+                    now: NOW,
+                    id: [3; 16],
+                    nonce: [4; NONCE_LEN]
+                },
+                &keys()
+            )
+            .is_none(),
+            "no access token: refresh first"
+        );
     }
 
     #[test]

@@ -250,6 +250,7 @@ fn sample_partner(with_secrets: bool) -> api::PartnerView {
         webhook_url: Some("https://app.acme.example/hooks/keaplink".into()),
         reconnect_identity: api::ReconnectIdentity::User,
         webhook_repair_links: false,
+        export_enabled: false,
         session_secret: with_secrets.then(|| "a-session-secret-shown-once".into()),
         api_key: with_secrets.then(|| "klk.acme.an-api-key-shown-once".into()),
     }
@@ -260,8 +261,8 @@ fn sample_delivery() -> api::WebhookDelivery {
         id: "evt_0123456789abcdef".into(),
         event_type: "connection.needs_reauth".into(),
         created_at: T0.into(),
-        connection_id: "8uLmQJ6sZ3x2WmN1pQr4Tw".into(),
-        user: "user-42".into(),
+        connection_id: Some("8uLmQJ6sZ3x2WmN1pQr4Tw".into()),
+        user: Some("user-42".into()),
         state: api::DeliveryState::Failed,
         attempts: 3,
         last_status: Some(500),
@@ -274,8 +275,9 @@ fn counts() -> (api::ConnectionCounts, api::RefreshCounts) {
     (
         api::ConnectionCounts {
             total: 120,
-            active: 117,
+            active: 116,
             needs_reauth: 3,
+            exported: 1,
         },
         api::RefreshCounts {
             succeeded: 140,
@@ -417,6 +419,30 @@ pub fn all(s: &mut Schemas) -> Vec<Op> {
             .answer(200, ok_json("The link.", s.of::<api::RepairLink>(),
                 ex(api::RepairLink { url: "https://keaplink.example/link/opaque-single-use-token".into(), expires_at: "2026-01-08T00:00:00Z".into() })))
             .errors(&[InvalidId, NoConnection]),
+        imports_start(s),
+        Op::new("get", "/v1/imports/{import_id}", "getImport", "partner", Auth::Console)
+            .summary("An import's progress and its items")
+            .describe("The counts by outcome, and 100 items a page in `index` order (follow `cursor` until it is `null`). An item's `outcome` is `null` while it is pending. Another partner's import is 404 `no_import`.")
+            .param(path_param("import_id", json!({"type": "string", "pattern": "^imp_[0-9a-f]{32}$", "example": "imp_0123456789abcdef0123456789abcdef"}), "The import's id (else 400 `invalid_id`)."))
+            .query("cursor", cursor(), "The previous page's cursor.")
+            .param(keaplink_partner())
+            .answer(200, ok_json("The import.", s.of::<api::ImportView>(), ex(sample_import())))
+            .errors(&[InvalidId, NoImport, InvalidCursor]),
+        Op::new("post", "/v1/connections/export", "exportConnections", "partner", Auth::Console)
+            .summary("Hand links out (cut-over)")
+            .describe("Off unless the deployment's operator set `export_enabled` for the partner (else 403 `export_disabled`). Each link is first frozen through its single writer (status `exported`: never refreshed again, `/v1/token` and the proxy answer 409 `exported`), then its tokens are read, so the refresh token handed out is the live one. A link that cannot go (unknown, or exported before) is answered in `failed`. Sends `connection.exported` per link and notes it, with the request id, in the link's timeline. Delete the links once the cut-over is done.")
+            .param(keaplink_partner())
+            .json_body(s.of::<api::ExportRequest>(), true, ex(api::ExportRequest { connection_ids: vec!["8uLmQJ6sZ3x2WmN1pQr4Tw".into()] }))
+            .answer(200, ok_json("The links handed out, and those that were not.", s.of::<api::ExportResponse>(), ex(api::ExportResponse {
+                links: vec![api::ExportedLink {
+                    connection_id: "8uLmQJ6sZ3x2WmN1pQr4Tw".into(), user: "user-42".into(), keap_app: "ab123".into(),
+                    keap_user: api::KeapUser { email: "ann@ab123.example".into(), name: "Ann Baker".into() },
+                    access_token: "KeapAccessTokenExample".into(), expires_at: "2026-01-02T00:00:00Z".into(),
+                    refresh_token: "KeapRefreshTokenExample".into(), refresh_expires_at: "2026-02-15T00:00:00Z".into(),
+                }],
+                failed: vec![api::ExportFailure { connection_id: "Qm9iJ3MgQmlrZXMgbGluaw".into(), error: api::ErrorDetail { code: "exported".into(), message: "This link was exported already; its tokens are the partner's now.".into() } }],
+            })))
+            .errors(&[ExportDisabled, InvalidId]),
         Op::new("get", "/v1/webhooks/deliveries", "listWebhookDeliveries", "partner", Auth::Console)
             .summary("Recent webhook deliveries")
             .describe("Newest first.")
@@ -488,7 +514,7 @@ pub fn all(s: &mut Schemas) -> Vec<Op> {
                 name: "Acme Booking".into(), allowed_origins: vec!["https://app.acme.example".into()],
                 return_urls: vec!["https://app.acme.example/settings".into()], rotate_secrets: false,
                 webhook_url: Some("https://app.acme.example/hooks/keaplink".into()),
-                reconnect_identity: api::ReconnectIdentity::User, webhook_repair_links: false,
+                reconnect_identity: api::ReconnectIdentity::User, webhook_repair_links: false, export_enabled: false,
             }))
             .answer(200, ok_json("The partner (with its secrets when created or rotated).", s.of::<api::PartnerView>(), ex(sample_partner(true))))
             .errors(&[InvalidId, InvalidPartner]),
@@ -511,6 +537,53 @@ pub fn all(s: &mut Schemas) -> Vec<Op> {
 const PREFLIGHT: &str = "Succeeds for an `Origin` some partner allows (the session, which says which partner, is not sent on a preflight); any other origin is 403 `origin_not_allowed`.";
 
 /// A preflight's `Origin`: the page asking.
+fn sample_import() -> api::ImportView {
+    api::ImportView {
+        import_id: "imp_0123456789abcdef0123456789abcdef".into(),
+        status: api::ImportStatus::Running,
+        created_at: T0.into(),
+        finished_at: None,
+        total: 3,
+        counts: api::ImportCounts { imported: 1, dead: 1, pending: 1, ..Default::default() },
+        items: vec![
+            api::ImportItem { index: 0, user: "user-42".into(), outcome: Some(api::ImportOutcome::Imported),
+                connection_id: Some("8uLmQJ6sZ3x2WmN1pQr4Tw".into()), keap_app: Some("ab123".into()),
+                keap_user: Some(api::KeapUser { email: "ann@ab123.example".into(), name: "Ann Baker".into() }), error: None },
+            api::ImportItem { index: 1, user: "user-43".into(), outcome: Some(api::ImportOutcome::Dead),
+                connection_id: None, keap_app: None, keap_user: None,
+                error: Some(api::ErrorDetail { code: "refresh_token_invalid".into(), message: "Keap refused the refresh token (expired, revoked, or already used elsewhere). Nothing was stored; the user has to connect again.".into() }) },
+            api::ImportItem { index: 2, user: "user-44".into(), outcome: None, connection_id: None, keap_app: None, keap_user: None, error: None },
+        ],
+        cursor: None,
+    }
+}
+
+/// `POST /v1/imports`: its body is JSON up to 1 MiB (not the 16 KiB of the others).
+fn imports_start(s: &mut Schemas) -> Op {
+    let mut op = Op::new("post", "/v1/imports", "startImport", "partner", Auth::Console)
+        .summary("Bring links the partner already holds")
+        .describe("1 to 1,000 links a call (body up to 1 MiB). Each becomes a link as if its user had connected: keaplink learns the Keap app, the Keap user and the app's name, and stores the tokens sealed. Without a usable `access_token` (10 minutes or more left by `expires_at`) the refresh token is refreshed once, and the rotated token is stored before anything else: the partner's refresh token is dead from then on, so stop refreshing your copies first. Items run through the queue, paced with the refreshes inside Keap's quota; Keap's 429s and 5xx make an item wait (`pending`), never fail. A body that is not this shape, or breaks a limit (1,000 links, 1 MiB, a token over 2,048 characters), is refused whole (400/413) and starts nothing; an item wrong on its own (a user id out of the rules, an empty token, a bad `expires_at` or `keap_app`) settles `invalid` while the others go on. The same `idempotency-key` within 24 h answers 200 with the same import and starts nothing. Sends `connection.created` per imported link and `import.finished` at the end.")
+        .param(json!({
+            "name": "idempotency-key", "in": "header", "required": false,
+            "description": "1-128 printable ASCII characters (else 400 `invalid_request`). The same key again within 24 hours answers 200 with the import it started.",
+            "schema": {"type": "string", "minLength": 1, "maxLength": 128, "pattern": "^[ -~]{1,128}$"},
+        }))
+        .param(keaplink_partner())
+        .answer(202, ok_json("Started.", s.of::<api::ImportStarted>(),
+            ex(api::ImportStarted { import_id: "imp_0123456789abcdef0123456789abcdef".into(), status: api::ImportStatus::Running, total: 2 })))
+        .answer(200, ok_json("The import this idempotency key started (nothing started again).", s.of::<api::ImportStarted>(),
+            ex(api::ImportStarted { import_id: "imp_0123456789abcdef0123456789abcdef".into(), status: api::ImportStatus::Running, total: 2 })))
+        .errors(&[InvalidRequest, BodyTooLarge]);
+    op.body = Some(json!({
+        "required": true,
+        "content": {"application/json": {"schema": s.of::<api::ImportRequest>(), "example": ex(api::ImportRequest { links: vec![
+            api::ImportLink { user: "user-42".into(), refresh_token: "KeapRefreshTokenExample".into(), access_token: None, expires_at: None, keap_app: Some("ab123".into()) },
+            api::ImportLink { user: "user-43".into(), refresh_token: "AnotherKeapRefreshToken".into(), access_token: Some("KeapAccessTokenExample".into()), expires_at: Some("2026-01-01T12:00:00Z".into()), keap_app: None },
+        ] })}},
+    }));
+    op
+}
+
 fn origin_header() -> Value {
     json!({
         "name": "origin", "in": "header", "required": true,

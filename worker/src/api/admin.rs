@@ -138,6 +138,7 @@ async fn stats_answer(env: &Env, store: &Store) -> ApiResult<Response> {
             match meta.status {
                 ConnectionStatus::Active => out.connections.active += 1,
                 ConnectionStatus::NeedsReauth => out.connections.needs_reauth += 1,
+                ConnectionStatus::Exported => out.connections.exported += 1,
             }
         }
         match page.next {

@@ -1,0 +1,436 @@
+//! One Durable Object per import: the single writer of the import's record and its items. The
+//! queue's consumer works on items in parallel, but every step that matters to Keap's rotating
+//! refresh token goes through here first, one command at a time: the item is leased, marked
+//! before its refresh is sent, and the refresh's answer is stored before anything else is asked
+//! of Keap (`keaplink_core::import` decides each step). An item's token belongs to no link yet
+//! (its Keap app may be unknown until Keap answers the refresh), so this object is its only
+//! writer until the link's own guard takes the new link over.
+//!
+//! The same class, under a name made from a partner's `idempotency-key`, remembers the import
+//! that key started (for a day).
+
+use crate::clock::unix_now;
+use crate::durable;
+use keaplink_api::ImportView;
+use keaplink_core::ids::PartnerId;
+use keaplink_core::import::{
+    idempotent_import, page, Claim, Claimed, ImportId, ImportRecord, ItemRecord, Settled,
+    KEEP_FINISHED_SECS,
+};
+use keaplink_core::keap::KeapApp;
+use keaplink_core::{ApiError, ApiResult, ErrorCode};
+use serde::{Deserialize, Serialize};
+use worker::{durable_object, DurableObject, Env, Request, Response, State};
+
+pub const IMPORT_BINDING: &str = "IMPORT_JOB";
+const RECORD: &str = "import";
+const CLAIMED: &str = "claimed";
+
+fn item_key(index: u32) -> String {
+    format!("item/{index:04}")
+}
+
+fn app_name_key(app: &KeapApp) -> String {
+    format!("app/{}", app.as_str())
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Command {
+    /// (Under an idempotency key's name.) The import this key names now: the remembered one
+    /// within a day, else `fresh`.
+    Remember {
+        fresh: ImportId,
+    },
+    /// Store a new import; an import already stored under this name is answered as it is.
+    Create {
+        record: Box<ImportRecord>,
+        items: Vec<ItemRecord>,
+    },
+    Claim {
+        index: u32,
+    },
+    MarkRefresh {
+        index: u32,
+    },
+    StoreRotated {
+        index: u32,
+        sealed: String,
+    },
+    Release {
+        index: u32,
+        refresh_not_taken: bool,
+    },
+    Settle {
+        index: u32,
+        settled: Box<Settled>,
+    },
+    /// A page of the import, for its partner only.
+    View {
+        partner: PartnerId,
+        cursor: Option<String>,
+    },
+    /// The business name read for `app` during this import (read from Keap once per app).
+    AppName {
+        app: KeapApp,
+    },
+    SetAppName {
+        app: KeapApp,
+        name: Option<String>,
+    },
+}
+
+/// What `Claim` answered, with whose item it is.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ItemClaim {
+    pub claim: Claim,
+    pub partner: PartnerId,
+    pub user: String,
+    pub hint: Option<KeapApp>,
+    /// The import finished with this claim (an item found lost): send `import.finished`.
+    pub finished: Option<Finished>,
+}
+
+/// An import that just finished: what `import.finished` says.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Finished {
+    pub partner: PartnerId,
+    pub record: Box<ImportRecord>,
+}
+
+/// What `Create` did.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Created {
+    /// False: the import was there already (a repeated request); nothing was started.
+    pub new: bool,
+    pub record: Box<ImportRecord>,
+}
+
+#[cfg(feature = "objects")]
+#[durable_object(alarm)]
+pub struct ImportJob {
+    state: State,
+    turn: futures_util::lock::Mutex<()>,
+}
+
+#[cfg(feature = "objects")]
+impl DurableObject for ImportJob {
+    fn new(state: State, _env: Env) -> Self {
+        Self {
+            state,
+            turn: futures_util::lock::Mutex::new(()),
+        }
+    }
+
+    /// A finished import's record is deleted after `KEEP_FINISHED_SECS`.
+    async fn alarm(&self) -> worker::Result<Response> {
+        durable::storage(&self.state).delete_all().await?;
+        Response::empty()
+    }
+
+    async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
+        let command: Command = match durable::command(&mut req, IMPORT_BINDING).await {
+            Ok(c) => c,
+            Err(e) => return durable::reply::<()>(Err(e)),
+        };
+        let _turn = self.turn.lock().await;
+        match command {
+            Command::Remember { fresh } => durable::reply(self.remember(fresh).await),
+            Command::Create { record, items } => durable::reply(self.create(*record, items).await),
+            Command::Claim { index } => durable::reply(self.claim(index).await),
+            Command::MarkRefresh { index } => durable::reply(
+                self.update(index, |item| item.mark_refresh(unix_now()))
+                    .await,
+            ),
+            Command::StoreRotated { index, sealed } => {
+                durable::reply(self.update(index, |item| item.store_rotated(sealed)).await)
+            }
+            Command::Release {
+                index,
+                refresh_not_taken,
+            } => durable::reply(
+                self.update(index, |item| {
+                    item.release(refresh_not_taken);
+                    true
+                })
+                .await,
+            ),
+            Command::Settle { index, settled } => {
+                durable::reply(self.settle(index, *settled).await)
+            }
+            Command::View { partner, cursor } => {
+                durable::reply(self.view(&partner, cursor.as_deref()).await)
+            }
+            Command::AppName { app } => durable::reply(
+                durable::storage(&self.state)
+                    .get::<Option<String>>(&app_name_key(&app))
+                    .await
+                    .map_err(storage),
+            ),
+            Command::SetAppName { app, name } => durable::reply(
+                durable::storage(&self.state)
+                    .put(&app_name_key(&app), &name)
+                    .await
+                    .map_err(storage),
+            ),
+        }
+    }
+}
+
+fn storage(e: worker::Error) -> ApiError {
+    ApiError::internal(format!("import job storage: {e}"))
+}
+
+fn gone() -> ApiError {
+    ApiError::internal("an import job command for an item it does not hold")
+}
+
+#[cfg(feature = "objects")]
+impl ImportJob {
+    async fn remember(&self, fresh: ImportId) -> ApiResult<ImportId> {
+        let st = durable::storage(&self.state);
+        let known = st.get::<Claimed>(CLAIMED).await.map_err(storage)?;
+        let now = unix_now();
+        let claimed = idempotent_import(known.as_ref(), fresh, now);
+        if known.as_ref() != Some(&claimed) {
+            st.put(CLAIMED, &claimed).await.map_err(storage)?;
+        }
+        Ok(claimed.import)
+    }
+
+    async fn record(&self) -> ApiResult<Option<ImportRecord>> {
+        durable::storage(&self.state)
+            .get::<ImportRecord>(RECORD)
+            .await
+            .map_err(storage)
+    }
+
+    async fn create(&self, record: ImportRecord, items: Vec<ItemRecord>) -> ApiResult<Created> {
+        if let Some(existing) = self.record().await? {
+            return Ok(Created {
+                new: false,
+                record: Box::new(existing),
+            });
+        }
+        let st = durable::storage(&self.state);
+        // Items first, the record last: a request that died half-way is created again whole
+        // by the same request repeated (with its idempotency key).
+        for item in &items {
+            st.put(&item_key(item.index), item).await.map_err(storage)?;
+        }
+        st.put(RECORD, &record).await.map_err(storage)?;
+        if record.finished_at.is_some() {
+            st.set_alarm(KEEP_FINISHED_SECS * 1000)
+                .await
+                .map_err(storage)?;
+        }
+        Ok(Created {
+            new: true,
+            record: Box::new(record),
+        })
+    }
+
+    async fn item(&self, index: u32) -> ApiResult<ItemRecord> {
+        durable::storage(&self.state)
+            .get::<ItemRecord>(&item_key(index))
+            .await
+            .map_err(storage)?
+            .ok_or_else(gone)
+    }
+
+    /// Applies `f` to the item and stores it when `f` says it changed; answers that.
+    async fn update(&self, index: u32, f: impl FnOnce(&mut ItemRecord) -> bool) -> ApiResult<bool> {
+        let mut item = self.item(index).await?;
+        let changed = f(&mut item);
+        if changed {
+            durable::storage(&self.state)
+                .put(&item_key(index), &item)
+                .await
+                .map_err(storage)?;
+        }
+        Ok(changed)
+    }
+
+    /// Counts an item just settled; answers the import when that finished it.
+    async fn counted(&self, item: &ItemRecord) -> ApiResult<Option<Finished>> {
+        let Some(outcome) = item.outcome() else {
+            return Ok(None);
+        };
+        let mut record = self.record().await?.ok_or_else(gone)?;
+        let now = unix_now();
+        let finished = record.count(outcome, now);
+        let st = durable::storage(&self.state);
+        st.put(RECORD, &record).await.map_err(storage)?;
+        if !finished {
+            return Ok(None);
+        }
+        st.set_alarm(KEEP_FINISHED_SECS * 1000)
+            .await
+            .map_err(storage)?;
+        Ok(Some(Finished {
+            partner: record.partner.clone(),
+            record: Box::new(record),
+        }))
+    }
+
+    async fn claim(&self, index: u32) -> ApiResult<ItemClaim> {
+        let mut item = self.item(index).await?;
+        let (claim, settled_now) = item.claim(unix_now());
+        if !matches!(claim, Claim::Busy { .. }) || settled_now {
+            durable::storage(&self.state)
+                .put(&item_key(index), &item)
+                .await
+                .map_err(storage)?;
+        }
+        let finished = if settled_now {
+            self.counted(&item).await?
+        } else {
+            None
+        };
+        let partner = self.record().await?.ok_or_else(gone)?.partner;
+        Ok(ItemClaim {
+            claim,
+            partner,
+            user: item.user,
+            hint: item.hint,
+            finished,
+        })
+    }
+
+    async fn settle(&self, index: u32, settled: Settled) -> ApiResult<Option<Finished>> {
+        let mut item = self.item(index).await?;
+        if !item.settle(settled) {
+            return Ok(None);
+        }
+        // The sealed tokens go with the pending state: nothing of them is kept.
+        durable::storage(&self.state)
+            .put(&item_key(index), &item)
+            .await
+            .map_err(storage)?;
+        self.counted(&item).await
+    }
+
+    async fn view(&self, partner: &PartnerId, cursor: Option<&str>) -> ApiResult<ImportView> {
+        let record = self
+            .record()
+            .await?
+            .filter(|r| r.partner == *partner)
+            .ok_or_else(no_import)?;
+        let (start, end, next) = page(cursor, record.total)?;
+        let mut items = Vec::with_capacity((end - start) as usize);
+        for index in start..end {
+            items.push(self.item(index).await?);
+        }
+        Ok(record.to_api(&items, next))
+    }
+}
+
+pub fn no_import() -> ApiError {
+    ApiError::new(ErrorCode::NoImport, "No such import.")
+}
+
+async fn ask<A: serde::de::DeserializeOwned>(
+    env: &Env,
+    name: &str,
+    command: &Command,
+) -> ApiResult<A> {
+    durable::call(env, IMPORT_BINDING, name, command).await
+}
+
+/// The import an idempotency key (by its object's name) names now.
+pub async fn remember(env: &Env, key_object: &str, fresh: ImportId) -> ApiResult<ImportId> {
+    ask(env, key_object, &Command::Remember { fresh }).await
+}
+
+pub async fn create(env: &Env, record: ImportRecord, items: Vec<ItemRecord>) -> ApiResult<Created> {
+    let name = record.id.as_str().to_owned();
+    let command = Command::Create {
+        record: Box::new(record),
+        items,
+    };
+    ask(env, &name, &command).await
+}
+
+pub async fn claim(env: &Env, import: &ImportId, index: u32) -> ApiResult<ItemClaim> {
+    ask(env, import.as_str(), &Command::Claim { index }).await
+}
+
+/// Marks the item's refresh as sent; `false`: this worker no longer holds the item (send
+/// nothing).
+pub async fn mark_refresh(env: &Env, import: &ImportId, index: u32) -> ApiResult<bool> {
+    ask(env, import.as_str(), &Command::MarkRefresh { index }).await
+}
+
+pub async fn store_rotated(
+    env: &Env,
+    import: &ImportId,
+    index: u32,
+    sealed: String,
+) -> ApiResult<bool> {
+    ask(
+        env,
+        import.as_str(),
+        &Command::StoreRotated { index, sealed },
+    )
+    .await
+}
+
+pub async fn release(
+    env: &Env,
+    import: &ImportId,
+    index: u32,
+    refresh_not_taken: bool,
+) -> ApiResult<bool> {
+    let command = Command::Release {
+        index,
+        refresh_not_taken,
+    };
+    ask(env, import.as_str(), &command).await
+}
+
+pub async fn settle(
+    env: &Env,
+    import: &ImportId,
+    index: u32,
+    settled: Settled,
+) -> ApiResult<Option<Finished>> {
+    let command = Command::Settle {
+        index,
+        settled: Box::new(settled),
+    };
+    ask(env, import.as_str(), &command).await
+}
+
+pub async fn view(
+    env: &Env,
+    import: &ImportId,
+    partner: &PartnerId,
+    cursor: Option<String>,
+) -> ApiResult<ImportView> {
+    let command = Command::View {
+        partner: partner.clone(),
+        cursor,
+    };
+    ask(env, import.as_str(), &command).await
+}
+
+pub async fn app_name(
+    env: &Env,
+    import: &ImportId,
+    app: &KeapApp,
+) -> ApiResult<Option<Option<String>>> {
+    ask(env, import.as_str(), &Command::AppName { app: app.clone() }).await
+}
+
+pub async fn set_app_name(
+    env: &Env,
+    import: &ImportId,
+    app: &KeapApp,
+    name: Option<String>,
+) -> ApiResult<()> {
+    let command = Command::SetAppName {
+        app: app.clone(),
+        name,
+    };
+    ask(env, import.as_str(), &command).await
+}
