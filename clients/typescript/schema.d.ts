@@ -218,6 +218,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/connections/export": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Hand links out (cut-over)
+         * @description Off unless the deployment's operator set `export_enabled` for the partner (else 403 `export_disabled`). Each link is first frozen through its single writer (status `exported`: never refreshed again, `/v1/token` and the proxy answer 409 `exported`), then its tokens are read, so the refresh token handed out is the live one. A link that cannot go (unknown, or exported before) is answered in `failed`. Sends `connection.exported` per link and notes it, with the request id, in the link's timeline. Delete the links once the cut-over is done.
+         */
+        post: operations["exportConnections"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/connections/{id}": {
         parameters: {
             query?: never;
@@ -276,6 +296,46 @@ export interface paths {
          * @description A single-use link to a page hosted by keaplink where the user restores this link themselves (e.g. mailed after a `connection.needs_reauth` webhook). `ttl_secs` 300 to 2,592,000 (default 604,800: a week); an empty body is allowed.
          */
         post: operations["createRepairLink"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/imports": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Bring links the partner already holds
+         * @description 1 to 1,000 links a call (body up to 1 MiB). Each becomes a link as if its user had connected: keaplink learns the Keap app, the Keap user and the app's name, and stores the tokens sealed. Without a usable `access_token` (10 minutes or more left by `expires_at`) the refresh token is refreshed once, and the rotated token is stored before anything else: the partner's refresh token is dead from then on, so stop refreshing your copies first. Items run through the queue, paced with the refreshes inside Keap's quota; Keap's 429s and 5xx make an item wait (`pending`), never fail. A body that is not this shape, or breaks a limit (1,000 links, 1 MiB, a token over 2,048 characters), is refused whole (400/413) and starts nothing; an item wrong on its own (a user id out of the rules, an empty token, a bad `expires_at` or `keap_app`) settles `invalid` while the others go on. The same `idempotency-key` within 24 h answers 200 with the same import and starts nothing. Sends `connection.created` per imported link and `import.finished` at the end.
+         */
+        post: operations["startImport"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/imports/{import_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * An import's progress and its items
+         * @description The counts by outcome, and 100 items a page in `index` order (follow `cursor` until it is `null`). An item's `outcome` is `null` while it is pending. Another partner's import is 404 `no_import`.
+         */
+        get: operations["getImport"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -631,6 +691,11 @@ export interface components {
         ConnectionCounts: {
             /** Format: int64 */
             active: number;
+            /**
+             * Format: int64
+             * @description Handed out by an export (frozen; deleted once the partner's cut-over is done).
+             */
+            exported?: number;
             /** Format: int64 */
             needs_reauth: number;
             /** Format: int64 */
@@ -699,12 +764,12 @@ export interface components {
          * @description What happened to a link, as its timeline shows it.
          * @enum {string}
          */
-        ConnectionEventKind: "created" | "reconnected" | "refreshed" | "refresh_failed" | "needs_reauth" | "recovered" | "expiring" | "identity_mismatch" | "repair_link_created" | "repair_link_used" | "deleted";
+        ConnectionEventKind: "created" | "reconnected" | "refreshed" | "refresh_failed" | "needs_reauth" | "recovered" | "expiring" | "identity_mismatch" | "repair_link_created" | "repair_link_used" | "deleted" | "imported" | "exported";
         /**
          * @description Whether a link works, as the widget and the partner see it.
          * @enum {string}
          */
-        ConnectionStatus: "active" | "needs_reauth";
+        ConnectionStatus: "active" | "needs_reauth" | "exported";
         /**
          * @description Where a webhook delivery stands.
          * @enum {string}
@@ -726,6 +791,41 @@ export interface components {
              */
             message: string;
         };
+        /** @description A link that was not exported, and why. */
+        ExportFailure: {
+            connection_id: string;
+            error: components["schemas"]["ErrorDetail"];
+        };
+        /** @description `POST /v1/connections/export` body: 1 to 100 connection ids. */
+        ExportRequest: {
+            connection_ids: string[];
+        };
+        /** @description `POST /v1/connections/export` answer. */
+        ExportResponse: {
+            failed: components["schemas"]["ExportFailure"][];
+            links: components["schemas"]["ExportedLink"][];
+        };
+        /** @description One link handed out, with the tokens it holds now (its refresh token is the live one). */
+        ExportedLink: {
+            /** @example KeapAccessTokenExample */
+            access_token: string;
+            connection_id: string;
+            /**
+             * Format: date-time
+             * @example 2026-01-01T00:00:00Z
+             */
+            expires_at: string;
+            keap_app: string;
+            keap_user: components["schemas"]["KeapUser"];
+            /**
+             * Format: date-time
+             * @example 2026-01-01T00:00:00Z
+             */
+            refresh_expires_at: string;
+            /** @example KeapRefreshTokenExample */
+            refresh_token: string;
+            user: string;
+        };
         /**
          * @description `GET /healthz` → `200 {"ok": true}`.
          * @example {
@@ -734,6 +834,108 @@ export interface components {
          */
         Health: {
             ok: boolean;
+        };
+        /** @description Items by outcome (`pending`: not settled yet). */
+        ImportCounts: {
+            /** Format: int32 */
+            already_linked: number;
+            /** Format: int32 */
+            dead: number;
+            /** Format: int32 */
+            duplicate: number;
+            /** Format: int32 */
+            imported: number;
+            /** Format: int32 */
+            invalid: number;
+            /** Format: int32 */
+            lost: number;
+            /** Format: int32 */
+            pending: number;
+        };
+        /** @description One item of an import, in `index` order. */
+        ImportItem: {
+            connection_id?: string | null;
+            error?: null | components["schemas"]["ErrorDetail"];
+            /**
+             * Format: int32
+             * @description The item's place in the request's `links` (from 0).
+             */
+            index: number;
+            keap_app?: string | null;
+            keap_user?: null | components["schemas"]["KeapUser"];
+            outcome: null | components["schemas"]["ImportOutcome"];
+            user: string;
+        };
+        /** @description One link a partner already holds, as `POST /v1/imports` takes it. */
+        ImportLink: {
+            /** @description The access token, if the partner holds one that is still good for a while. */
+            access_token?: string | null;
+            /**
+             * Format: date-time
+             * @description When `access_token` expires (RFC 3339); without it the access token is not used.
+             * @example 2026-01-01T00:00:00Z
+             */
+            expires_at?: string | null;
+            /**
+             * @description The Keap app, if the partner knows it: an existing link is then found before anything
+             *     is refreshed. Keap's own answer decides the app the link is stored under.
+             * @example ab123
+             */
+            keap_app?: string | null;
+            /**
+             * @description The Keap refresh token the partner holds. Refreshed once (unless `access_token` is still
+             *     good): from then on only keaplink's rotated token works.
+             * @example KeapRefreshTokenExample
+             */
+            refresh_token: string;
+            /**
+             * @description The partner's own id of the user (1-256 characters, no control characters).
+             * @example user-1001
+             */
+            user: string;
+        };
+        /**
+         * @description What became of one imported link.
+         * @enum {string}
+         */
+        ImportOutcome: "imported" | "already_linked" | "dead" | "lost" | "duplicate" | "invalid";
+        /** @description `POST /v1/imports` body: 1 to 1,000 links. */
+        ImportRequest: {
+            links: components["schemas"]["ImportLink"][];
+        };
+        /** @description `POST /v1/imports` answer (202 when started, 200 when the idempotency key named one). */
+        ImportStarted: {
+            /** @example imp_0123456789abcdef0123456789abcdef */
+            import_id: string;
+            status: components["schemas"]["ImportStatus"];
+            /** Format: int32 */
+            total: number;
+        };
+        /**
+         * @description Whether an import still has items to settle.
+         * @enum {string}
+         */
+        ImportStatus: "running" | "done";
+        /** @description `GET /v1/imports/{import_id}`: the import's progress and a page of its items. */
+        ImportView: {
+            counts: components["schemas"]["ImportCounts"];
+            /**
+             * Format: date-time
+             * @example 2026-01-01T00:00:00Z
+             */
+            created_at: string;
+            /** @description The next page's cursor (`null`: this is the last page). */
+            cursor: string | null;
+            /**
+             * Format: date-time
+             * @example 2026-01-01T00:00:00Z
+             */
+            finished_at: string | null;
+            import_id: string;
+            items: components["schemas"]["ImportItem"][];
+            status: components["schemas"]["ImportStatus"];
+            /** Format: int32 */
+            total: number;
         };
         /** @description Keap's quota for this deployment's OAuth client, as last seen. */
         KeapQuota: {
@@ -868,6 +1070,8 @@ export interface components {
              *     ]
              */
             allowed_origins: string[];
+            /** @description Allow `POST /v1/connections/export` for this partner (the operator's decision alone). */
+            export_enabled?: boolean;
             /** @example Acme Booking */
             name: string;
             reconnect_identity?: components["schemas"]["ReconnectIdentity"];
@@ -895,6 +1099,7 @@ export interface components {
              */
             allowed_origins: string[];
             api_key?: string;
+            export_enabled: boolean;
             name: string;
             /** @example acme */
             partner_id: string;
@@ -1064,7 +1269,8 @@ export interface components {
         WebhookDelivery: {
             /** Format: int32 */
             attempts: number;
-            connection_id: string;
+            /** @description The link the event is about (`null` for an event about no one link: `import.finished`). */
+            connection_id: string | null;
             /**
              * Format: date-time
              * @example 2026-01-01T00:00:00Z
@@ -1094,7 +1300,7 @@ export interface components {
             state: components["schemas"]["DeliveryState"];
             /** @example connection.created */
             type: string;
-            user: string;
+            user: string | null;
         };
     };
     responses: {
@@ -1200,6 +1406,27 @@ export interface components {
                     error: {
                         /** @enum {string} */
                         code: "invalid_request" | "invalid_id";
+                        /**
+                         * @description A sentence a person can act on. Never holds a token, a secret or a stack trace.
+                         * @example No such route.
+                         */
+                        message: string;
+                    };
+                };
+            };
+        };
+        /** @description `invalid_request`: A malformed body, field or query parameter: the message names which and what is expected (never the value sent). `invalid_id`: The id in the path is not one of ours. `invalid_cursor`: The cursor was not issued by this endpoint. */
+        "400-invalid_request-invalid_id-invalid_cursor": {
+            headers: {
+                "cache-control": components["headers"]["NoStore"];
+                "x-request-id": components["headers"]["RequestId"];
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": {
+                    error: {
+                        /** @enum {string} */
+                        code: "invalid_request" | "invalid_id" | "invalid_cursor";
                         /**
                          * @description A sentence a person can act on. Never holds a token, a secret or a stack trace.
                          * @example No such route.
@@ -1378,6 +1605,27 @@ export interface components {
                     error: {
                         /** @enum {string} */
                         code: "missing_credentials" | "invalid_session";
+                        /**
+                         * @description A sentence a person can act on. Never holds a token, a secret or a stack trace.
+                         * @example No such route.
+                         */
+                        message: string;
+                    };
+                };
+            };
+        };
+        /** @description `export_disabled`: Export is off for this partner (the operator's `export_enabled`). */
+        "403-export_disabled": {
+            headers: {
+                "cache-control": components["headers"]["NoStore"];
+                "x-request-id": components["headers"]["RequestId"];
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": {
+                    error: {
+                        /** @enum {string} */
+                        code: "export_disabled";
                         /**
                          * @description A sentence a person can act on. Never holds a token, a secret or a stack trace.
                          * @example No such route.
@@ -1578,6 +1826,27 @@ export interface components {
                     error: {
                         /** @enum {string} */
                         code: "not_found" | "partner_not_found" | "no_connection";
+                        /**
+                         * @description A sentence a person can act on. Never holds a token, a secret or a stack trace.
+                         * @example No such route.
+                         */
+                        message: string;
+                    };
+                };
+            };
+        };
+        /** @description `not_found`: No such endpoint (paths take no trailing slash). `partner_not_found`: No such partner. `no_import`: No such import (another partner's import ids answer this too). */
+        "404-not_found-partner_not_found-no_import": {
+            headers: {
+                "cache-control": components["headers"]["NoStore"];
+                "x-request-id": components["headers"]["RequestId"];
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": {
+                    error: {
+                        /** @enum {string} */
+                        code: "not_found" | "partner_not_found" | "no_import";
                         /**
                          * @description A sentence a person can act on. Never holds a token, a secret or a stack trace.
                          * @example No such route.
@@ -2596,6 +2865,7 @@ export interface operations {
                      *           "allowed_origins": [
                      *             "https://app.acme.example"
                      *           ],
+                     *           "export_enabled": false,
                      *           "name": "Acme Booking",
                      *           "partner_id": "acme",
                      *           "reconnect_identity": "user",
@@ -2641,6 +2911,7 @@ export interface operations {
                      *       "allowed_origins": [
                      *         "https://app.acme.example"
                      *       ],
+                     *       "export_enabled": false,
                      *       "name": "Acme Booking",
                      *       "partner_id": "acme",
                      *       "reconnect_identity": "user",
@@ -2677,6 +2948,7 @@ export interface operations {
                  *       "allowed_origins": [
                  *         "https://app.acme.example"
                  *       ],
+                 *       "export_enabled": false,
                  *       "name": "Acme Booking",
                  *       "reconnect_identity": "user",
                  *       "return_urls": [
@@ -2705,6 +2977,7 @@ export interface operations {
                      *         "https://app.acme.example"
                      *       ],
                      *       "api_key": "klk.acme.an-api-key-shown-once",
+                     *       "export_enabled": false,
                      *       "name": "Acme Booking",
                      *       "partner_id": "acme",
                      *       "reconnect_identity": "user",
@@ -2812,7 +3085,8 @@ export interface operations {
                      * @example {
                      *       "as_of": "2026-01-01T00:00:00Z",
                      *       "connections": {
-                     *         "active": 117,
+                     *         "active": 116,
+                     *         "exported": 1,
                      *         "needs_reauth": 3,
                      *         "total": 120
                      *       },
@@ -2901,6 +3175,76 @@ export interface operations {
             400: components["responses"]["400-invalid_request-invalid_cursor"];
             401: components["responses"]["401-missing_credentials-invalid_api_key"];
             404: components["responses"]["404-partner_not_found"];
+            500: components["responses"]["500-internal-misconfigured"];
+        };
+    };
+    exportConnections: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description With the admin token only (the console's operator view), and then required: the partner to act for. 1-64 of `a-z`, `0-9` and `-` (else 400 `invalid_request`); a partner that does not exist is 404 `partner_not_found`. */
+                "keaplink-partner"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "connection_ids": [
+                 *         "8uLmQJ6sZ3x2WmN1pQr4Tw"
+                 *       ]
+                 *     }
+                 */
+                "application/json": components["schemas"]["ExportRequest"];
+            };
+        };
+        responses: {
+            /** @description The links handed out, and those that were not. */
+            200: {
+                headers: {
+                    "cache-control": components["headers"]["NoStore"];
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "failed": [
+                     *         {
+                     *           "connection_id": "Qm9iJ3MgQmlrZXMgbGluaw",
+                     *           "error": {
+                     *             "code": "exported",
+                     *             "message": "This link was exported already; its tokens are the partner's now."
+                     *           }
+                     *         }
+                     *       ],
+                     *       "links": [
+                     *         {
+                     *           "access_token": "KeapAccessTokenExample",
+                     *           "connection_id": "8uLmQJ6sZ3x2WmN1pQr4Tw",
+                     *           "expires_at": "2026-01-02T00:00:00Z",
+                     *           "keap_app": "ab123",
+                     *           "keap_user": {
+                     *             "email": "ann@ab123.example",
+                     *             "name": "Ann Baker"
+                     *           },
+                     *           "refresh_expires_at": "2026-02-15T00:00:00Z",
+                     *           "refresh_token": "KeapRefreshTokenExample",
+                     *           "user": "user-42"
+                     *         }
+                     *       ]
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ExportResponse"];
+                };
+            };
+            400: components["responses"]["400-invalid_request-invalid_id"];
+            401: components["responses"]["401-missing_credentials-invalid_api_key"];
+            403: components["responses"]["403-export_disabled"];
+            404: components["responses"]["404-partner_not_found"];
+            413: components["responses"]["413-body_too_large"];
             500: components["responses"]["500-internal-misconfigured"];
         };
     };
@@ -3098,6 +3442,165 @@ export interface operations {
             401: components["responses"]["401-missing_credentials-invalid_api_key"];
             404: components["responses"]["404-not_found-partner_not_found-no_connection"];
             413: components["responses"]["413-body_too_large"];
+            500: components["responses"]["500-internal-misconfigured"];
+        };
+    };
+    startImport: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description 1-128 printable ASCII characters (else 400 `invalid_request`). The same key again within 24 hours answers 200 with the import it started. */
+                "idempotency-key"?: string;
+                /** @description With the admin token only (the console's operator view), and then required: the partner to act for. 1-64 of `a-z`, `0-9` and `-` (else 400 `invalid_request`); a partner that does not exist is 404 `partner_not_found`. */
+                "keaplink-partner"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "links": [
+                 *         {
+                 *           "keap_app": "ab123",
+                 *           "refresh_token": "KeapRefreshTokenExample",
+                 *           "user": "user-42"
+                 *         },
+                 *         {
+                 *           "access_token": "KeapAccessTokenExample",
+                 *           "expires_at": "2026-01-01T12:00:00Z",
+                 *           "refresh_token": "AnotherKeapRefreshToken",
+                 *           "user": "user-43"
+                 *         }
+                 *       ]
+                 *     }
+                 */
+                "application/json": components["schemas"]["ImportRequest"];
+            };
+        };
+        responses: {
+            /** @description The import this idempotency key started (nothing started again). */
+            200: {
+                headers: {
+                    "cache-control": components["headers"]["NoStore"];
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "import_id": "imp_0123456789abcdef0123456789abcdef",
+                     *       "status": "running",
+                     *       "total": 2
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ImportStarted"];
+                };
+            };
+            /** @description Started. */
+            202: {
+                headers: {
+                    "cache-control": components["headers"]["NoStore"];
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "import_id": "imp_0123456789abcdef0123456789abcdef",
+                     *       "status": "running",
+                     *       "total": 2
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ImportStarted"];
+                };
+            };
+            400: components["responses"]["400-invalid_request"];
+            401: components["responses"]["401-missing_credentials-invalid_api_key"];
+            404: components["responses"]["404-partner_not_found"];
+            413: components["responses"]["413-body_too_large"];
+            500: components["responses"]["500-internal-misconfigured"];
+        };
+    };
+    getImport: {
+        parameters: {
+            query?: {
+                /** @description The previous page's cursor. */
+                cursor?: string;
+            };
+            header?: {
+                /** @description With the admin token only (the console's operator view), and then required: the partner to act for. 1-64 of `a-z`, `0-9` and `-` (else 400 `invalid_request`); a partner that does not exist is 404 `partner_not_found`. */
+                "keaplink-partner"?: string;
+            };
+            path: {
+                /** @description The import's id (else 400 `invalid_id`). */
+                import_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The import. */
+            200: {
+                headers: {
+                    "cache-control": components["headers"]["NoStore"];
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "counts": {
+                     *         "already_linked": 0,
+                     *         "dead": 1,
+                     *         "duplicate": 0,
+                     *         "imported": 1,
+                     *         "invalid": 0,
+                     *         "lost": 0,
+                     *         "pending": 1
+                     *       },
+                     *       "created_at": "2026-01-01T00:00:00Z",
+                     *       "cursor": null,
+                     *       "finished_at": null,
+                     *       "import_id": "imp_0123456789abcdef0123456789abcdef",
+                     *       "items": [
+                     *         {
+                     *           "connection_id": "8uLmQJ6sZ3x2WmN1pQr4Tw",
+                     *           "index": 0,
+                     *           "keap_app": "ab123",
+                     *           "keap_user": {
+                     *             "email": "ann@ab123.example",
+                     *             "name": "Ann Baker"
+                     *           },
+                     *           "outcome": "imported",
+                     *           "user": "user-42"
+                     *         },
+                     *         {
+                     *           "error": {
+                     *             "code": "refresh_token_invalid",
+                     *             "message": "Keap refused the refresh token (expired, revoked, or already used elsewhere). Nothing was stored; the user has to connect again."
+                     *           },
+                     *           "index": 1,
+                     *           "outcome": "dead",
+                     *           "user": "user-43"
+                     *         },
+                     *         {
+                     *           "index": 2,
+                     *           "outcome": null,
+                     *           "user": "user-44"
+                     *         }
+                     *       ],
+                     *       "status": "running",
+                     *       "total": 3
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ImportView"];
+                };
+            };
+            400: components["responses"]["400-invalid_request-invalid_id-invalid_cursor"];
+            401: components["responses"]["401-missing_credentials-invalid_api_key"];
+            404: components["responses"]["404-not_found-partner_not_found-no_import"];
             500: components["responses"]["500-internal-misconfigured"];
         };
     };
@@ -3574,6 +4077,7 @@ export interface operations {
                      *       "allowed_origins": [
                      *         "https://app.acme.example"
                      *       ],
+                     *       "export_enabled": false,
                      *       "name": "Acme Booking",
                      *       "partner_id": "acme",
                      *       "reconnect_identity": "user",
@@ -3630,6 +4134,7 @@ export interface operations {
                      *       "allowed_origins": [
                      *         "https://app.acme.example"
                      *       ],
+                     *       "export_enabled": false,
                      *       "name": "Acme Booking",
                      *       "partner_id": "acme",
                      *       "reconnect_identity": "user",
@@ -3676,6 +4181,7 @@ export interface operations {
                      *         "https://app.acme.example"
                      *       ],
                      *       "api_key": "klk.acme.an-api-key-shown-once",
+                     *       "export_enabled": false,
                      *       "name": "Acme Booking",
                      *       "partner_id": "acme",
                      *       "reconnect_identity": "user",
@@ -3720,7 +4226,8 @@ export interface operations {
                      * @example {
                      *       "as_of": "2026-01-01T00:00:00Z",
                      *       "connections": {
-                     *         "active": 117,
+                     *         "active": 116,
+                     *         "exported": 1,
                      *         "needs_reauth": 3,
                      *         "total": 120
                      *       },

@@ -35,6 +35,8 @@ pub struct Config {
     /// Calls of Keap's daily quota kept for refreshes (`KEAP_QUOTA_RESERVE`): below it, proxied
     /// calls are held while refreshes go on.
     pub quota_reserve: u64,
+    /// How long an import item waits after Keap throttled or failed (`KEAP_IMPORT_RETRY_SECS`).
+    pub import_retry_secs: u32,
 }
 
 /// The configuration (once per isolate) and the store: what every route and object starts from.
@@ -178,6 +180,7 @@ impl Config {
                 paths
             },
             quota_reserve: number(env, "KEAP_QUOTA_RESERVE", 10_000)?,
+            import_retry_secs: number(env, "KEAP_IMPORT_RETRY_SECS", 30)?,
             account_central_url: text(env, "KEAP_ACCOUNT_CENTRAL_URL")
                 .filter(|v| !v.is_empty())
                 .unwrap_or_else(|| "https://accounts.infusionsoft.com/app/central/home".into()),

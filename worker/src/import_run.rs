@@ -35,9 +35,6 @@ pub enum ItemRun {
     Retry { secs: u32, throttled: bool },
 }
 
-/// How long an item waits after Keap throttled or failed (the pacer slows every consumer too).
-const WAIT_SECS: u32 = 30;
-
 /// Runs item `index` of `import` as far as it goes now.
 pub async fn run_item(
     env: &Env,
@@ -93,7 +90,7 @@ pub async fn run_item(
             // refreshed a second time with a token Keap may already have rotated.
             if !imports::mark_refresh(env, import, index).await? {
                 return Ok(ItemRun::Retry {
-                    secs: WAIT_SECS,
+                    secs: cfg.import_retry_secs,
                     throttled: false,
                 });
             }
@@ -111,7 +108,7 @@ pub async fn run_item(
                     }
                     tokens = *next;
                 }
-                AfterRefresh::Wait => return wait(env, import, index, true).await,
+                AfterRefresh::Wait => return wait(env, cfg, import, index, true).await,
                 AfterRefresh::Settle(s) => return done(s).await,
             }
         }
@@ -125,7 +122,7 @@ pub async fn run_item(
         };
         let who = match after_userinfo(&tokens, answer) {
             AfterUserinfo::Known(who) => who,
-            AfterUserinfo::Wait => return wait(env, import, index, false).await,
+            AfterUserinfo::Wait => return wait(env, cfg, import, index, false).await,
             AfterUserinfo::Refresh => {
                 force_refresh = true;
                 continue;
@@ -187,15 +184,18 @@ async fn business_name(
     Ok(name)
 }
 
+/// Keap throttled or failed: the item lets go and comes back later (the pacer slows every
+/// consumer too).
 async fn wait(
     env: &Env,
+    cfg: &Config,
     import: &ImportId,
     index: u32,
     refresh_not_taken: bool,
 ) -> ApiResult<ItemRun> {
     imports::release(env, import, index, refresh_not_taken).await?;
     Ok(ItemRun::Retry {
-        secs: WAIT_SECS,
+        secs: cfg.import_retry_secs,
         throttled: true,
     })
 }

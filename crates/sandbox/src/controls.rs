@@ -325,3 +325,50 @@ pub(crate) async fn seed(State(s): State<Shared>, Json(r): Json<SeedRequest>) ->
         .collect();
     Json(json!({ "tokens": tokens })).into_response()
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct MintRequest {
+    email: String,
+    /// Which of the user's apps; default their first.
+    #[serde(default)]
+    app: Option<String>,
+    /// How many token answers (default 1, at most 10,000).
+    #[serde(default)]
+    count: Option<usize>,
+}
+
+/// `POST /__sandbox/mint`: tokens "issued elsewhere", as another integration of the same OAuth
+/// client would hold them (the partner's own database before it moves to keaplink): each is
+/// Keap's token answer as that integration got it (`access_token`, `refresh_token`,
+/// `expires_in`, `scope`), plus `expires_at` and `keap_app` the way a partner stores them.
+/// Live, rotating and counted like any other token of the sandbox.
+pub(crate) async fn mint(State(s): State<Shared>, Json(r): Json<MintRequest>) -> Response {
+    let Some(u) = USERS.iter().position(|x| x.email == r.email) else {
+        return bad(format!("no Keap user {:?} in the sandbox", r.email));
+    };
+    let apps = USERS[u].apps;
+    let app = match r.app.as_deref() {
+        None => apps[0],
+        Some(a) => match apps.iter().find(|x| **x == a) {
+            Some(x) => x,
+            None => return bad(format!("{} cannot reach app {a:?}", r.email)),
+        },
+    };
+    let count = r.count.unwrap_or(1);
+    if !(1..=10_000).contains(&count) {
+        return bad("count must be 1 to 10,000");
+    }
+    let tokens: Vec<serde_json::Value> = (0..count)
+        .map(|_| {
+            let mut t = s.issue_tokens(u, app, false, false);
+            let expires_in = t["expires_in"].as_i64().unwrap_or(0);
+            t["expires_at"] = json!(keaplink_core::clock::rfc3339(
+                crate::now() as i64 + expires_in
+            ));
+            t["keap_app"] = json!(app);
+            t
+        })
+        .collect();
+    Json(json!({ "tokens": tokens })).into_response()
+}

@@ -200,5 +200,6 @@ pub fn router(config: Config) -> Router {
         .route("/__sandbox/api-log", get(controls::api_log))
         .route("/__sandbox/reset", post(controls::reset))
         .route("/__sandbox/seed", post(controls::seed))
+        .route("/__sandbox/mint", post(controls::mint))
         .with_state(state)
 }

@@ -403,3 +403,47 @@ async fn an_api_gate_holds_calls_until_all_have_arrived() {
         assert_eq!(a.status, StatusCode::BAD_REQUEST, "{body}");
     }
 }
+
+/// Tokens "issued elsewhere" are Keap's own token answers for that user and app: live, and
+/// rotated (the old one dead) by the first refresh, like any other.
+#[tokio::test]
+async fn mint_hands_out_live_tokens_as_another_integration_holds_them() {
+    let app = app();
+    let a = control(
+        &app,
+        "mint",
+        Some(r#"{"email":"dan@gh012.example","app":"ij345","count":2}"#),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    let tokens = a.json()["tokens"].as_array().unwrap().clone();
+    assert_eq!(tokens.len(), 2);
+    let t = &tokens[0];
+    assert_eq!(t["scope"], "full|ij345.infusionsoft.com");
+    assert_eq!(t["keap_app"], "ij345");
+    assert!(t["expires_at"].as_str().unwrap().ends_with('Z'));
+    assert_ne!(t["refresh_token"], tokens[1]["refresh_token"]);
+    let access = t["access_token"].as_str().unwrap();
+    assert_eq!(
+        get(&app, "/crm/rest/v2/contacts", access).await.status,
+        StatusCode::OK
+    );
+    let old = t["refresh_token"].as_str().unwrap();
+    assert_eq!(refresh(&app, old).await.status, StatusCode::OK);
+    assert_eq!(
+        refresh(&app, old).await.status,
+        StatusCode::BAD_REQUEST,
+        "rotated: the old one is dead"
+    );
+    for bad in [
+        r#"{"email":"nobody@x.example"}"#,
+        r#"{"email":"ann@ab123.example","app":"cd456"}"#,
+        r#"{"email":"ann@ab123.example","count":0}"#,
+    ] {
+        assert_eq!(
+            control(&app, "mint", Some(bad)).await.status,
+            StatusCode::BAD_REQUEST,
+            "{bad}"
+        );
+    }
+}

@@ -89,10 +89,11 @@ pub async fn partner_connections(
         None | Some("") => None,
         Some("active") => Some(ConnectionStatus::Active),
         Some("needs_reauth") => Some(ConnectionStatus::NeedsReauth),
+        Some("exported") => Some(ConnectionStatus::Exported),
         Some(_) => {
             return Err(ApiError::new(
                 ErrorCode::InvalidRequest,
-                "status must be active or needs_reauth.",
+                "status must be active, needs_reauth or exported.",
             ))
         }
     };
