@@ -3,7 +3,8 @@
 // Worker log line carries a secret or a token: the Keap client secret, TOKEN_KEYS, the admin
 // token, any partner's API key or session secret, any session JWT, any access or refresh token
 // or SSO session the sandbox issued, any repair link's token. The exceptions are what an answer is
-// for: the access token in a 200 from POST /v1/token, a partner's two secrets in the answer to the
+// for: the access token in a 200 from POST /v1/token, the tokens in a 200 from POST
+// /v1/connections/export, a partner's two secrets in the answer to the
 // PUT (or the rotate-secrets POST) that created or rotated them (shown once), and a repair link in
 // the answer that made it.
 import { test } from "node:test";
@@ -39,6 +40,10 @@ function scrub(a) {
   let text = `${JSON.stringify(a.headers)}\n${a.text}`;
   if (a.status === 200 && a.method === "POST" && a.path === "/v1/token") {
     text = text.replace(/"access_token":"[^"]*"/, '"access_token":"(allowed)"');
+  }
+  if (a.status === 200 && a.method === "POST" && a.path === "/v1/connections/export") {
+    // What an export is for: the links' live tokens, handed to their partner once.
+    text = text.replace(/"(access_token|refresh_token)":"[^"]*"/g, '"$1":"(allowed)"');
   }
   if (a.status === 200 && a.method === "POST" && /^\/v1\/connections\/[^/]+\/repair-link$/.test(a.path)) {
     text = text.replace(/"url":"[^"]*"/, '"url":"(allowed)"');

@@ -79,15 +79,18 @@ pub async fn read_json<T: DeserializeOwned>(req: &mut Request, default: Option<T
     body::decode(&bytes, default)
 }
 
-/// `read_json`'s reading, apart from the type read: compiled once, not once per body type.
-async fn read_body(req: &mut Request) -> ApiResult<Vec<u8>> {
-    let declared = req
-        .headers()
+/// The body's length as its `content-length` declares it.
+fn declared_length(req: &Request) -> Option<usize> {
+    req.headers()
         .get("content-length")
         .ok()
         .flatten()
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
+        .and_then(|v| v.parse::<usize>().ok())
+}
+
+/// `read_json`'s reading, apart from the type read: compiled once, not once per body type.
+async fn read_body(req: &mut Request) -> ApiResult<Vec<u8>> {
+    if declared_length(req).is_some_and(|n| n > MAX_BODY_BYTES) {
         return Err(body::too_large());
     }
     req.bytes().await.map_err(|_| {
@@ -107,6 +110,10 @@ pub async fn read_bytes_within(
 ) -> ApiResult<Vec<u8>> {
     if req.inner().body().is_none() {
         return Ok(Vec::new());
+    }
+    // Refused as declared, unread.
+    if declared_length(req).is_some_and(|n| n > limit) {
+        return Err(too_large());
     }
     let unreadable = |_| {
         ApiError::new(
