@@ -17,7 +17,7 @@ use keaplink_core::connection::ConnectionKey;
 use keaplink_core::ids::UserId;
 use keaplink_core::import::{
     after_refresh, after_userinfo, imported_link, item_aad, which_app, AfterRefresh, AfterUserinfo,
-    Claim, ImportId, ItemTokens, NewImported, Settled, WhichApp,
+    Claim, ImportId, ItemTokens, NewImported, Settled, Step, WhichApp,
 };
 use keaplink_core::keap::{
     business_profile_request, parse_business_profile, parse_token_response, parse_userinfo,
@@ -88,7 +88,7 @@ pub async fn run_item(
             }
             // Marked before it is sent: if this worker dies now, the item is `lost`, never
             // refreshed a second time with a token Keap may already have rotated.
-            if !imports::mark_refresh(env, import, index).await? {
+            if !imports::step(env, import, index, Step::MarkRefresh).await? {
                 return Ok(ItemRun::Retry {
                     secs: cfg.import_retry_secs,
                     throttled: false,
@@ -103,7 +103,7 @@ pub async fn run_item(
                 AfterRefresh::Rotated(next) => {
                     // Stored before anything else: from here on the partner's token is dead.
                     let sealed = next.seal(&cfg.keys, &aad, random::bytes());
-                    if !imports::store_rotated(env, import, index, sealed).await? {
+                    if !imports::step(env, import, index, Step::StoreRotated(sealed)).await? {
                         return Ok(ItemRun::Done);
                     }
                     tokens = *next;
@@ -193,7 +193,7 @@ async fn wait(
     index: u32,
     refresh_not_taken: bool,
 ) -> ApiResult<ItemRun> {
-    imports::release(env, import, index, refresh_not_taken).await?;
+    imports::step(env, import, index, Step::Release(refresh_not_taken)).await?;
     Ok(ItemRun::Retry {
         secs: cfg.import_retry_secs,
         throttled: true,

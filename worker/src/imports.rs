@@ -14,7 +14,7 @@ use crate::durable;
 use keaplink_api::ImportView;
 use keaplink_core::ids::PartnerId;
 use keaplink_core::import::{
-    idempotent_import, page, Claim, Claimed, ImportId, ImportRecord, ItemRecord, Settled,
+    idempotent_import, page, Claim, Claimed, ImportId, ImportRecord, ItemRecord, Settled, Step,
     KEEP_FINISHED_SECS,
 };
 use keaplink_core::keap::KeapApp;
@@ -50,16 +50,10 @@ enum Command {
     Claim {
         index: u32,
     },
-    MarkRefresh {
+    /// A worker's step on an item it holds.
+    Step {
         index: u32,
-    },
-    StoreRotated {
-        index: u32,
-        sealed: String,
-    },
-    Release {
-        index: u32,
-        refresh_not_taken: bool,
+        step: Step,
     },
     Settle {
         index: u32,
@@ -138,28 +132,14 @@ impl DurableObject for ImportJob {
             Command::Remember { fresh } => durable::reply(self.remember(fresh).await),
             Command::Create { record, items } => durable::reply(self.create(*record, items).await),
             Command::Claim { index } => durable::reply(self.claim(index).await),
-            Command::MarkRefresh { index } => durable::reply(
-                self.update(index, |item| item.mark_refresh(unix_now()))
-                    .await,
-            ),
-            Command::StoreRotated { index, sealed } => {
-                durable::reply(self.update(index, |item| item.store_rotated(sealed)).await)
-            }
-            Command::Release {
-                index,
-                refresh_not_taken,
-            } => durable::reply(
-                self.update(index, |item| {
-                    item.release(refresh_not_taken);
-                    true
-                })
-                .await,
-            ),
+            Command::Step { index, step } => durable::reply(self.step(index, step).await),
             Command::Settle { index, settled } => {
                 durable::reply(self.settle(index, *settled).await)
             }
+            // As JSON text the front relays without reading it (a decoder of the view less in
+            // the wasm).
             Command::View { partner, cursor } => {
-                durable::reply(self.view(&partner, cursor.as_deref()).await)
+                durable::reply(durable::text(self.view(&partner, cursor.as_deref()).await))
             }
             Command::AppName { app } => durable::reply(
                 durable::storage(&self.state)
@@ -238,10 +218,10 @@ impl ImportJob {
             .ok_or_else(gone)
     }
 
-    /// Applies `f` to the item and stores it when `f` says it changed; answers that.
-    async fn update(&self, index: u32, f: impl FnOnce(&mut ItemRecord) -> bool) -> ApiResult<bool> {
+    /// Applies a worker's step to the item and stores it when it took; answers that.
+    async fn step(&self, index: u32, step: Step) -> ApiResult<bool> {
         let mut item = self.item(index).await?;
-        let changed = f(&mut item);
+        let changed = item.apply(step, unix_now());
         if changed {
             durable::storage(&self.state)
                 .put(&item_key(index), &item)
@@ -355,37 +335,10 @@ pub async fn claim(env: &Env, import: &ImportId, index: u32) -> ApiResult<ItemCl
     ask(env, import.as_str(), &Command::Claim { index }).await
 }
 
-/// Marks the item's refresh as sent; `false`: this worker no longer holds the item (send
-/// nothing).
-pub async fn mark_refresh(env: &Env, import: &ImportId, index: u32) -> ApiResult<bool> {
-    ask(env, import.as_str(), &Command::MarkRefresh { index }).await
-}
-
-pub async fn store_rotated(
-    env: &Env,
-    import: &ImportId,
-    index: u32,
-    sealed: String,
-) -> ApiResult<bool> {
-    ask(
-        env,
-        import.as_str(),
-        &Command::StoreRotated { index, sealed },
-    )
-    .await
-}
-
-pub async fn release(
-    env: &Env,
-    import: &ImportId,
-    index: u32,
-    refresh_not_taken: bool,
-) -> ApiResult<bool> {
-    let command = Command::Release {
-        index,
-        refresh_not_taken,
-    };
-    ask(env, import.as_str(), &command).await
+/// A worker's step on an item it holds (`false`: it no longer holds it; for a refresh's mark,
+/// send nothing).
+pub async fn step(env: &Env, import: &ImportId, index: u32, step: Step) -> ApiResult<bool> {
+    ask(env, import.as_str(), &Command::Step { index, step }).await
 }
 
 pub async fn settle(
@@ -401,12 +354,13 @@ pub async fn settle(
     ask(env, import.as_str(), &command).await
 }
 
+/// The import's view (`ImportView`) as JSON text, for the answer.
 pub async fn view(
     env: &Env,
     import: &ImportId,
     partner: &PartnerId,
     cursor: Option<String>,
-) -> ApiResult<ImportView> {
+) -> ApiResult<String> {
     let command = Command::View {
         partner: partner.clone(),
         cursor,

@@ -280,6 +280,18 @@ pub struct ItemRecord {
     pub state: ItemState,
 }
 
+/// A worker's step on an item it holds, applied by the import's single writer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Step {
+    /// The refresh is about to be sent.
+    MarkRefresh,
+    /// The refresh's answer, sealed.
+    StoreRotated(String),
+    /// Let go, to try later (`true`: Keap answered the refresh with a 429 or 5xx).
+    Release(bool),
+}
+
 /// What a worker may do with an item now.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -330,6 +342,19 @@ impl ItemRecord {
             },
             false,
         )
+    }
+
+    /// Applies a worker's step; answers whether it took (a mark refused means the worker lost
+    /// the item: it sends nothing).
+    pub fn apply(&mut self, step: Step, now: UnixTime) -> bool {
+        match step {
+            Step::MarkRefresh => self.mark_refresh(now),
+            Step::StoreRotated(sealed) => self.store_rotated(sealed),
+            Step::Release(refresh_not_taken) => {
+                self.release(refresh_not_taken);
+                self.is_pending()
+            }
+        }
     }
 
     /// Marks the refresh as about to be sent. Only the worker holding the lease may; `false`
@@ -966,8 +991,8 @@ mod tests {
         assert!(
             matches!(item.claim(NOW + 1).0, Claim::Busy { retry_secs } if retry_secs as i64 == LEASE_SECS - 1)
         );
-        assert!(item.mark_refresh(NOW + 2));
-        assert!(!item.mark_refresh(NOW + 3), "marked once");
+        assert!(item.apply(Step::MarkRefresh, NOW + 2));
+        assert!(!item.apply(Step::MarkRefresh, NOW + 3), "marked once");
         // The worker dies here: after the lease, the item is lost, not refreshed again.
         assert_eq!(item.claim(NOW + LEASE_SECS + 5), (Claim::Settled, true));
         assert_eq!(item.outcome(), Some(ImportOutcome::Lost));
@@ -1013,7 +1038,7 @@ mod tests {
         };
         assert!(next.rotated && next.access_usable(NOW + 2));
         assert_eq!(next.refresh_token.expose(), "RT2");
-        assert!(item.store_rotated(next.seal(&keys(), "aad", [2; NONCE_LEN])));
+        assert!(item.apply(Step::StoreRotated(next.seal(&keys(), "aad", [2; NONCE_LEN])), NOW + 2));
         // A later failure (userinfo throttled) lets go; the next claim works with the rotated
         // tokens and is not lost.
         item.release(false);

@@ -7,7 +7,7 @@ use super::no_connection;
 use crate::clock::unix_now;
 use crate::config::Config;
 use crate::guard;
-use crate::http::{json, read_bytes_within, read_json};
+use crate::http::{json, json_text, read_bytes_within, read_json};
 use crate::imports;
 use crate::queue::{enqueue, Job};
 use crate::random;
@@ -110,7 +110,7 @@ pub async fn view(
     let url = req.url().map_err(ApiError::internal)?;
     let q = query::parse(url.query().unwrap_or(""), &["cursor"])?;
     let cursor = q.get("cursor").cloned();
-    json(&imports::view(env, &id, partner, cursor).await?, 200)
+    json_text(imports::view(env, &id, partner, cursor).await?, 200)
 }
 
 /// `POST /v1/connections/export`: each link frozen through its guard, then its tokens handed
