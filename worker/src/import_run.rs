@@ -49,13 +49,13 @@ pub async fn run_item(
     }
     let sealed = match claimed.claim {
         Claim::Settled => return Ok(ItemRun::Done),
-        Claim::Busy { retry_secs } => {
+        Claim::Busy(secs) => {
             return Ok(ItemRun::Retry {
-                secs: retry_secs,
+                secs,
                 throttled: false,
             })
         }
-        Claim::Go { tokens } => tokens,
+        Claim::Go(tokens) => tokens,
     };
     let aad = item_aad(import, index);
     let mut tokens = ItemTokens::open(&cfg.keys, &aad, &sealed)

@@ -256,7 +256,7 @@ impl ImportJob {
     async fn claim(&self, index: u32) -> ApiResult<ItemClaim> {
         let mut item = self.item(index).await?;
         let (claim, settled_now) = item.claim(unix_now());
-        if !matches!(claim, Claim::Busy { .. }) || settled_now {
+        if !matches!(claim, Claim::Busy(_)) || settled_now {
             durable::storage(&self.state)
                 .put(&item_key(index), &item)
                 .await

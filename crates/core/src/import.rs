@@ -23,7 +23,7 @@ use keaplink_api::{
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 
 /// An import body may be this large (other bodies: 16 KiB).
 pub const MAX_IMPORT_BODY_BYTES: usize = 1024 * 1024;
@@ -297,9 +297,9 @@ pub enum Step {
 #[serde(rename_all = "snake_case")]
 pub enum Claim {
     /// Work on it (its sealed tokens), holding it until the lease ends.
-    Go { tokens: String },
+    Go(String),
     /// Another worker holds it: come back in this many seconds.
-    Busy { retry_secs: u32 },
+    Busy(u32),
     /// It has its outcome (now or before): nothing to do.
     Settled,
 }
@@ -325,7 +325,7 @@ impl ItemRecord {
         if let Some(until) = *leased_until {
             if now < until {
                 let retry_secs = u32::try_from(until - now).unwrap_or(u32::MAX).max(1);
-                return (Claim::Busy { retry_secs }, false);
+                return (Claim::Busy(retry_secs), false);
             }
         }
         if *refresh_sent {
@@ -336,12 +336,7 @@ impl ItemRecord {
         }
         *leased_until = Some(now + LEASE_SECS);
         *attempts = attempts.saturating_add(1);
-        (
-            Claim::Go {
-                tokens: tokens.clone(),
-            },
-            false,
-        )
+        (Claim::Go(tokens.clone()), false)
     }
 
     /// Applies a worker's step; answers whether it took (a mark refused means the worker lost
@@ -586,7 +581,8 @@ pub fn read_request(bytes: &[u8], now: UnixTime) -> Result<Vec<Planned>, ApiErro
             ));
         }
     }
-    let mut seen: HashSet<&str> = HashSet::new();
+    // A BTreeSet, not a HashSet: the Worker links BTreeMap already, and no hasher besides.
+    let mut seen: BTreeSet<&str> = BTreeSet::new();
     let mut planned = Vec::with_capacity(n);
     for l in &req.links {
         planned.push(plan(l, &mut seen, now));
@@ -635,7 +631,7 @@ impl Planned {
 
 fn plan<'a>(
     l: &'a keaplink_api::ImportLink,
-    seen: &mut HashSet<&'a str>,
+    seen: &mut BTreeSet<&'a str>,
     now: UnixTime,
 ) -> Planned {
     let invalid = |why: &str| Planned::Settled {
@@ -984,12 +980,12 @@ mod tests {
     #[test]
     fn an_item_is_refreshed_at_most_once_even_across_a_crash() {
         let mut item = pending(&partner_tokens());
-        let (Claim::Go { .. }, false) = item.claim(NOW) else {
+        let (Claim::Go(_), false) = item.claim(NOW) else {
             panic!()
         };
         // Another worker (a redelivered message) waits while the lease holds.
         assert!(
-            matches!(item.claim(NOW + 1).0, Claim::Busy { retry_secs } if retry_secs as i64 == LEASE_SECS - 1)
+            matches!(item.claim(NOW + 1).0, Claim::Busy(secs) if secs as i64 == LEASE_SECS - 1)
         );
         assert!(item.apply(Step::MarkRefresh, NOW + 2));
         assert!(!item.apply(Step::MarkRefresh, NOW + 3), "marked once");
@@ -1007,7 +1003,7 @@ mod tests {
             !item.mark_refresh(NOW + LEASE_SECS),
             "the lease is over: do not send"
         );
-        let (Claim::Go { .. }, false) = item.claim(NOW + LEASE_SECS) else {
+        let (Claim::Go(_), false) = item.claim(NOW + LEASE_SECS) else {
             panic!()
         };
         assert!(item.mark_refresh(NOW + LEASE_SECS + 1));
@@ -1028,7 +1024,7 @@ mod tests {
             AfterRefresh::Wait
         ));
         item.release(true);
-        let (Claim::Go { .. }, _) = item.claim(NOW + 1) else {
+        let (Claim::Go(_), _) = item.claim(NOW + 1) else {
             panic!()
         };
         assert!(item.mark_refresh(NOW + 1));
@@ -1038,11 +1034,14 @@ mod tests {
         };
         assert!(next.rotated && next.access_usable(NOW + 2));
         assert_eq!(next.refresh_token.expose(), "RT2");
-        assert!(item.apply(Step::StoreRotated(next.seal(&keys(), "aad", [2; NONCE_LEN])), NOW + 2));
+        assert!(item.apply(
+            Step::StoreRotated(next.seal(&keys(), "aad", [2; NONCE_LEN])),
+            NOW + 2
+        ));
         // A later failure (userinfo throttled) lets go; the next claim works with the rotated
         // tokens and is not lost.
         item.release(false);
-        let (Claim::Go { tokens }, false) = item.claim(NOW + 3) else {
+        let (Claim::Go(tokens), false) = item.claim(NOW + 3) else {
             panic!()
         };
         let opened = ItemTokens::open(&keys(), "aad", &tokens).unwrap();
