@@ -72,10 +72,9 @@ for (const user of ["user-1001", "user-1002"]) {
 console.log(kept
   ? "  Demo partner: kept from the last start (same API key and session secret and settings): .wrangler/demo-partner.json"
   : "  Demo partner: new API key and session secret in .wrangler/demo-partner.json (earlier ones, if any, no longer work)");
-// The Worker's links outlive a restart (its local state is kept), the sandbox's tokens do not:
-// Keap refuses them, so every earlier link needs its user once.
+// The Worker's links outlive a restart (its local state is kept), and so do the Keap sandbox's
+// tokens (scripts/dev keeps them beside it): earlier links work on as they were.
 const links = await fetch(`${base}/v1/connections?limit=1`, { headers: { authorization: `Bearer ${partner.api_key}` } });
 if (links.status === 200 && (await links.json()).connections.length > 0) {
-  console.log("  Links from an earlier start: the Keap sandbox does not keep its tokens when it stops, so each needs a");
-  console.log("  Reconnect (the widget offers it once a refresh is refused); rm -rf .wrangler/state starts clean.");
+  console.log("  Links from an earlier start: kept, with the Keap sandbox's tokens (rm -rf .wrangler/state starts both clean).");
 }

@@ -20,7 +20,21 @@ function verifyWebhook(body, header, secret) {
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const port = Number(process.argv[2] ?? 8789);
 
+/** What a browser (or curl) opening the printed URL reads. */
+const WHAT_IT_IS = "This is keaplink's demo webhook receiver (./scripts/dev): keaplink POSTs the demo partner's " +
+  "events here, signed, and each is printed in the ./scripts/dev terminal with its signature checked. " +
+  "There is nothing to see in a browser; the README's Webhooks section says what the events hold.\n";
+
 createServer(async (req, res) => {
+  if (req.method === "GET" || req.method === "HEAD") {
+    res.writeHead(200, { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store" });
+    res.end(req.method === "GET" ? WHAT_IT_IS : undefined);
+    return;
+  }
+  if (req.method !== "POST") {
+    res.writeHead(405, { allow: "GET, HEAD, POST", "content-type": "text/plain; charset=utf-8" }).end("POST events here.\n");
+    return;
+  }
   const chunks = [];
   for await (const c of req) chunks.push(c);
   const body = Buffer.concat(chunks).toString("utf8");

@@ -1,7 +1,8 @@
 // Compile-time checks of the generated client (tsc --noEmit, in scripts/test): what the document
 // allows type-checks, and what it does not is refused (each @ts-expect-error must be an error, or
 // tsc fails). Never run.
-import { createKeaplink, KeaplinkError } from "./keaplink.mjs";
+import { createKeaplink, KeaplinkError, KeaplinkWebhookError, verifyWebhook } from "./keaplink.mjs";
+import type { KeaplinkEvent, KeaplinkEventType } from "./keaplink.mjs";
 import type { components } from "./schema.js";
 
 type ErrorCode = components["schemas"]["ErrorDetail"]["code"];
@@ -66,4 +67,45 @@ export async function admin(baseUrl: string, adminToken: string): Promise<void> 
   void shownOnce;
   // @ts-expect-error: reconnect_identity is user | app
   await api.PUT("/v1/admin/partners/{partner_id}", { params: { path: { partner_id: "a" } }, body: { name: "A", allowed_origins: [], return_urls: [], reconnect_identity: "anyone" } });
+}
+
+// A partner's webhook endpoint: the raw body and the two headers in, a typed event out.
+export async function webhookReceiver(body: string, headers: Headers, sessionSecret: string): Promise<string> {
+  let event: KeaplinkEvent;
+  try {
+    event = await verifyWebhook({
+      body,
+      signature: headers.get("keaplink-signature"),
+      eventId: headers.get("keaplink-event-id"),
+      sessionSecret,
+    });
+  } catch (e) {
+    const reason: "malformed" | "stale" | "mismatch" | "event_id" | undefined = e instanceof KeaplinkWebhookError ? e.reason : undefined;
+    return `refused: ${reason}`;
+  }
+  const kinds: KeaplinkEventType[] = ["connection.created", "connection.deleted", "connection.needs_reauth", "connection.recovered", "connection.expiring"];
+  void kinds;
+  // @ts-expect-error: not an event keaplink sends
+  const unknown: KeaplinkEventType = "connection.updated";
+  void unknown;
+  switch (event.type) {
+    case "connection.needs_reauth":
+    case "connection.expiring": {
+      // Only these two may carry a repair link.
+      const repair: string | undefined = event.repair_url;
+      return `${event.id} ${event.user} ${event.connection.keap_user.email} ${repair ?? ""}`;
+    }
+    case "connection.created": {
+      // @ts-expect-error: connection.created carries no repair link
+      void event.repair_url;
+      return `${event.partner_id} ${event.connection.id} ${event.created_at}`;
+    }
+    case "import.finished": {
+      // @ts-expect-error: import.finished is about no one link
+      void event.connection;
+      return `${event.import_id} ${event.counts.imported}/${event.total}`;
+    }
+    default:
+      return event.connection.status;
+  }
 }

@@ -603,7 +603,162 @@ export interface paths {
         trace?: never;
     };
 }
-export type webhooks = Record<string, never>;
+export interface webhooks {
+    "connection.created": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * A user linked a Keap app
+         * @description A new link: a first Connect of this user to this Keap app (a reconnect of an existing link is `connection.recovered`, or nothing when it was active).
+         *
+         *     Verify every delivery before trusting it: `keaplink-signature` is `t=<unix seconds>,v1=<hex>`, where `<hex>` is the HMAC-SHA256 of `<t>.<raw body>` (the bytes as received, before any JSON parsing) keyed with the webhook key, and the webhook key is the HMAC-SHA256 of the ASCII text `keaplink-webhook-v1` keyed with the partner's `session_secret` (so rotating the session secret rotates it). Compare in constant time and refuse a `t` more than 5 minutes from your clock. Then deduplicate on `keaplink-event-id` (the same as the body's `id`, on every retry and redelivery). Answer 2xx once stored: a 429, a 5xx or no answer within the deployment's `KEAP_TIMEOUT_MS` (10 s by default) is retried with growing waits for a day; any other status drops the delivery. The TypeScript client's `verifyWebhook` does all of it.
+         */
+        post: operations["webhookConnectionCreated"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "connection.deleted": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * A link was removed
+         * @description The link and its tokens are gone: the user disconnected (the widget), the partner deleted it (`DELETE /v1/connections/{id}`). `connection` is the link as it last was.
+         *
+         *     Verify every delivery before trusting it: `keaplink-signature` is `t=<unix seconds>,v1=<hex>`, where `<hex>` is the HMAC-SHA256 of `<t>.<raw body>` (the bytes as received, before any JSON parsing) keyed with the webhook key, and the webhook key is the HMAC-SHA256 of the ASCII text `keaplink-webhook-v1` keyed with the partner's `session_secret` (so rotating the session secret rotates it). Compare in constant time and refuse a `t` more than 5 minutes from your clock. Then deduplicate on `keaplink-event-id` (the same as the body's `id`, on every retry and redelivery). Answer 2xx once stored: a 429, a 5xx or no answer within the deployment's `KEAP_TIMEOUT_MS` (10 s by default) is retried with growing waits for a day; any other status drops the delivery. The TypeScript client's `verifyWebhook` does all of it.
+         */
+        post: operations["webhookConnectionDeleted"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "connection.expiring": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * A link will die unless its user reconnects
+         * @description Refreshes of this link keep failing and its refresh token has under a week left: the user should reconnect before `connection.reconnect_before`. Sent once.
+         *
+         *     Verify every delivery before trusting it: `keaplink-signature` is `t=<unix seconds>,v1=<hex>`, where `<hex>` is the HMAC-SHA256 of `<t>.<raw body>` (the bytes as received, before any JSON parsing) keyed with the webhook key, and the webhook key is the HMAC-SHA256 of the ASCII text `keaplink-webhook-v1` keyed with the partner's `session_secret` (so rotating the session secret rotates it). Compare in constant time and refuse a `t` more than 5 minutes from your clock. Then deduplicate on `keaplink-event-id` (the same as the body's `id`, on every retry and redelivery). Answer 2xx once stored: a 429, a 5xx or no answer within the deployment's `KEAP_TIMEOUT_MS` (10 s by default) is retried with growing waits for a day; any other status drops the delivery. The TypeScript client's `verifyWebhook` does all of it.
+         */
+        post: operations["webhookConnectionExpiring"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "connection.exported": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * A link was handed out
+         * @description `POST /v1/connections/export` froze this link and handed its tokens to the partner: `status: exported`, never refreshed by keaplink again, `POST /v1/token` and the proxy answer `409 exported`. The partner deletes it once its cut-over is done. No token is in the event.
+         *
+         *     Verify every delivery before trusting it: `keaplink-signature` is `t=<unix seconds>,v1=<hex>`, where `<hex>` is the HMAC-SHA256 of `<t>.<raw body>` (the bytes as received, before any JSON parsing) keyed with the webhook key, and the webhook key is the HMAC-SHA256 of the ASCII text `keaplink-webhook-v1` keyed with the partner's `session_secret` (so rotating the session secret rotates it). Compare in constant time and refuse a `t` more than 5 minutes from your clock. Then deduplicate on `keaplink-event-id` (the same as the body's `id`, on every retry and redelivery). Answer 2xx once stored: a 429, a 5xx or no answer within the deployment's `KEAP_TIMEOUT_MS` (10 s by default) is retried with growing waits for a day; any other status drops the delivery. The TypeScript client's `verifyWebhook` does all of it.
+         */
+        post: operations["webhookConnectionExported"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "connection.needs_reauth": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * A link needs its user
+         * @description Keap refused the link's refresh token (`connection.last_error.code`: `refresh_token_invalid`, or `refresh_lost` when the answer of a refresh that rotated it was lost): only its user can restore it, by Reconnect in the widget or a repair link. `POST /v1/token` and the proxy answer `409 needs_reauth` for it until then.
+         *
+         *     Verify every delivery before trusting it: `keaplink-signature` is `t=<unix seconds>,v1=<hex>`, where `<hex>` is the HMAC-SHA256 of `<t>.<raw body>` (the bytes as received, before any JSON parsing) keyed with the webhook key, and the webhook key is the HMAC-SHA256 of the ASCII text `keaplink-webhook-v1` keyed with the partner's `session_secret` (so rotating the session secret rotates it). Compare in constant time and refuse a `t` more than 5 minutes from your clock. Then deduplicate on `keaplink-event-id` (the same as the body's `id`, on every retry and redelivery). Answer 2xx once stored: a 429, a 5xx or no answer within the deployment's `KEAP_TIMEOUT_MS` (10 s by default) is retried with growing waits for a day; any other status drops the delivery. The TypeScript client's `verifyWebhook` does all of it.
+         */
+        post: operations["webhookConnectionNeedsReauth"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "connection.recovered": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * A link that needed its user works again
+         * @description Its user reconnected (the widget's Reconnect, or a repair link): the same connection id, fresh tokens, `status: active`.
+         *
+         *     Verify every delivery before trusting it: `keaplink-signature` is `t=<unix seconds>,v1=<hex>`, where `<hex>` is the HMAC-SHA256 of `<t>.<raw body>` (the bytes as received, before any JSON parsing) keyed with the webhook key, and the webhook key is the HMAC-SHA256 of the ASCII text `keaplink-webhook-v1` keyed with the partner's `session_secret` (so rotating the session secret rotates it). Compare in constant time and refuse a `t` more than 5 minutes from your clock. Then deduplicate on `keaplink-event-id` (the same as the body's `id`, on every retry and redelivery). Answer 2xx once stored: a 429, a 5xx or no answer within the deployment's `KEAP_TIMEOUT_MS` (10 s by default) is retried with growing waits for a day; any other status drops the delivery. The TypeScript client's `verifyWebhook` does all of it.
+         */
+        post: operations["webhookConnectionRecovered"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "import.finished": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Every item of an import has its outcome
+         * @description Sent once per import (`POST /v1/imports`), when its last item settled: the counts by outcome. It is about no one link, so it has no `user` or `connection`; read the items with `GET /v1/imports/{import_id}`. Each imported link was also sent as `connection.created`.
+         *
+         *     Verify every delivery before trusting it: `keaplink-signature` is `t=<unix seconds>,v1=<hex>`, where `<hex>` is the HMAC-SHA256 of `<t>.<raw body>` (the bytes as received, before any JSON parsing) keyed with the webhook key, and the webhook key is the HMAC-SHA256 of the ASCII text `keaplink-webhook-v1` keyed with the partner's `session_secret` (so rotating the session secret rotates it). Compare in constant time and refuse a `t` more than 5 minutes from your clock. Then deduplicate on `keaplink-event-id` (the same as the body's `id`, on every retry and redelivery). Answer 2xx once stored: a 429, a 5xx or no answer within the deployment's `KEAP_TIMEOUT_MS` (10 s by default) is retried with growing waits for a day; any other status drops the delivery. The TypeScript client's `verifyWebhook` does all of it.
+         */
+        post: operations["webhookImportFinished"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+}
 export interface components {
     schemas: {
         /** @description `GET /v1/admin/stats` answer. */
@@ -701,6 +856,46 @@ export interface components {
             /** Format: int64 */
             total: number;
         };
+        /** @description `connection.created`: A new link: a first Connect of this user to this Keap app (a reconnect of an existing link is `connection.recovered`, or nothing when it was active). */
+        ConnectionCreatedEvent: {
+            connection: components["schemas"]["Connection"];
+            /**
+             * Format: date-time
+             * @description When it happened (RFC 3339 UTC), not when this attempt was sent.
+             */
+            created_at: string;
+            /** @description The event's id, the same on every retry and redelivery (and in `keaplink-event-id`): deduplicate on it. */
+            id: string;
+            /** @description The partner the event is for. */
+            partner_id: string;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "connection.created";
+            /** @description The partner's id of the user whose link this is (the `sub` of their session JWT). */
+            user: string;
+        };
+        /** @description `connection.deleted`: The link and its tokens are gone: the user disconnected (the widget), the partner deleted it (`DELETE /v1/connections/{id}`). `connection` is the link as it last was. */
+        ConnectionDeletedEvent: {
+            connection: components["schemas"]["Connection"];
+            /**
+             * Format: date-time
+             * @description When it happened (RFC 3339 UTC), not when this attempt was sent.
+             */
+            created_at: string;
+            /** @description The event's id, the same on every retry and redelivery (and in `keaplink-event-id`): deduplicate on it. */
+            id: string;
+            /** @description The partner the event is for. */
+            partner_id: string;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "connection.deleted";
+            /** @description The partner's id of the user whose link this is (the `sub` of their session JWT). */
+            user: string;
+        };
         /** @description `GET /v1/connections/{id}`: the link and its timeline (newest first, the last 100 events). */
         ConnectionDetail: {
             /**
@@ -765,6 +960,96 @@ export interface components {
          * @enum {string}
          */
         ConnectionEventKind: "created" | "reconnected" | "refreshed" | "refresh_failed" | "needs_reauth" | "recovered" | "expiring" | "identity_mismatch" | "repair_link_created" | "repair_link_used" | "deleted" | "imported" | "exported";
+        /** @description `connection.expiring`: Refreshes of this link keep failing and its refresh token has under a week left: the user should reconnect before `connection.reconnect_before`. Sent once. */
+        ConnectionExpiringEvent: {
+            connection: components["schemas"]["Connection"];
+            /**
+             * Format: date-time
+             * @description When it happened (RFC 3339 UTC), not when this attempt was sent.
+             */
+            created_at: string;
+            /** @description The event's id, the same on every retry and redelivery (and in `keaplink-event-id`): deduplicate on it. */
+            id: string;
+            /** @description The partner the event is for. */
+            partner_id: string;
+            /**
+             * Format: uri
+             * @description Only when the partner set `webhook_repair_links`: a fresh single-use repair link (7 days) for this link, to mail to the user. A secret of the partner's: keep it out of logs.
+             */
+            repair_url?: string;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "connection.expiring";
+            /** @description The partner's id of the user whose link this is (the `sub` of their session JWT). */
+            user: string;
+        };
+        /** @description `connection.exported`: `POST /v1/connections/export` froze this link and handed its tokens to the partner: `status: exported`, never refreshed by keaplink again, `POST /v1/token` and the proxy answer `409 exported`. The partner deletes it once its cut-over is done. No token is in the event. */
+        ConnectionExportedEvent: {
+            connection: components["schemas"]["Connection"];
+            /**
+             * Format: date-time
+             * @description When it happened (RFC 3339 UTC), not when this attempt was sent.
+             */
+            created_at: string;
+            /** @description The event's id, the same on every retry and redelivery (and in `keaplink-event-id`): deduplicate on it. */
+            id: string;
+            /** @description The partner the event is for. */
+            partner_id: string;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "connection.exported";
+            /** @description The partner's id of the user whose link this is (the `sub` of their session JWT). */
+            user: string;
+        };
+        /** @description `connection.needs_reauth`: Keap refused the link's refresh token (`connection.last_error.code`: `refresh_token_invalid`, or `refresh_lost` when the answer of a refresh that rotated it was lost): only its user can restore it, by Reconnect in the widget or a repair link. `POST /v1/token` and the proxy answer `409 needs_reauth` for it until then. */
+        ConnectionNeedsReauthEvent: {
+            connection: components["schemas"]["Connection"];
+            /**
+             * Format: date-time
+             * @description When it happened (RFC 3339 UTC), not when this attempt was sent.
+             */
+            created_at: string;
+            /** @description The event's id, the same on every retry and redelivery (and in `keaplink-event-id`): deduplicate on it. */
+            id: string;
+            /** @description The partner the event is for. */
+            partner_id: string;
+            /**
+             * Format: uri
+             * @description Only when the partner set `webhook_repair_links`: a fresh single-use repair link (7 days) for this link, to mail to the user. A secret of the partner's: keep it out of logs.
+             */
+            repair_url?: string;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "connection.needs_reauth";
+            /** @description The partner's id of the user whose link this is (the `sub` of their session JWT). */
+            user: string;
+        };
+        /** @description `connection.recovered`: Its user reconnected (the widget's Reconnect, or a repair link): the same connection id, fresh tokens, `status: active`. */
+        ConnectionRecoveredEvent: {
+            connection: components["schemas"]["Connection"];
+            /**
+             * Format: date-time
+             * @description When it happened (RFC 3339 UTC), not when this attempt was sent.
+             */
+            created_at: string;
+            /** @description The event's id, the same on every retry and redelivery (and in `keaplink-event-id`): deduplicate on it. */
+            id: string;
+            /** @description The partner the event is for. */
+            partner_id: string;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "connection.recovered";
+            /** @description The partner's id of the user whose link this is (the `sub` of their session JWT). */
+            user: string;
+        };
         /**
          * @description Whether a link works, as the widget and the partner see it.
          * @enum {string}
@@ -851,6 +1136,26 @@ export interface components {
             lost: number;
             /** Format: int32 */
             pending: number;
+        };
+        /** @description `import.finished`: Sent once per import (`POST /v1/imports`), when its last item settled: the counts by outcome. It is about no one link, so it has no `user` or `connection`; read the items with `GET /v1/imports/{import_id}`. Each imported link was also sent as `connection.created`. */
+        ImportFinishedEvent: {
+            counts: components["schemas"]["ImportCounts"];
+            /**
+             * Format: date-time
+             * @description When it happened (RFC 3339 UTC), not when this attempt was sent.
+             */
+            created_at: string;
+            /** @description The event's id, the same on every retry and redelivery (and in `keaplink-event-id`): deduplicate on it. */
+            id: string;
+            import_id: string;
+            /** @description The partner the event is for. */
+            partner_id: string;
+            total: number;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "import.finished";
         };
         /** @description One item of an import, in `index` order. */
         ImportItem: {
@@ -1302,6 +1607,8 @@ export interface components {
             type: string;
             user: string | null;
         };
+        /** @description Any event keaplink sends to the partner's `webhook_url`, told apart by `type`. Verify every delivery before trusting it: `keaplink-signature` is `t=<unix seconds>,v1=<hex>`, where `<hex>` is the HMAC-SHA256 of `<t>.<raw body>` (the bytes as received, before any JSON parsing) keyed with the webhook key, and the webhook key is the HMAC-SHA256 of the ASCII text `keaplink-webhook-v1` keyed with the partner's `session_secret` (so rotating the session secret rotates it). Compare in constant time and refuse a `t` more than 5 minutes from your clock. Then deduplicate on `keaplink-event-id` (the same as the body's `id`, on every retry and redelivery). Answer 2xx once stored: a 429, a 5xx or no answer within the deployment's `KEAP_TIMEOUT_MS` (10 s by default) is retried with growing waits for a day; any other status drops the delivery. The TypeScript client's `verifyWebhook` does all of it. */
+        WebhookEvent: components["schemas"]["ConnectionCreatedEvent"] | components["schemas"]["ConnectionDeletedEvent"] | components["schemas"]["ConnectionNeedsReauthEvent"] | components["schemas"]["ConnectionRecoveredEvent"] | components["schemas"]["ConnectionExpiringEvent"] | components["schemas"]["ConnectionExportedEvent"] | components["schemas"]["ImportFinishedEvent"];
     };
     responses: {
         /** @description `invalid_request`: A malformed body, field or query parameter: the message names which and what is expected (never the value sent). */
@@ -4425,6 +4732,538 @@ export interface operations {
                 };
             };
             404: components["responses"]["404-not_found"];
+        };
+    };
+    webhookConnectionCreated: {
+        parameters: {
+            query?: never;
+            header: {
+                /**
+                 * @description `t=<unix seconds>,v1=<hex HMAC-SHA256>`: see the description for how to verify it.
+                 * @example t=1767333601,v1=5257a869e7ecebeda32affa62cdca3fa51cad7e77a0e56ff536d0ce8e108d8bd
+                 */
+                "keaplink-signature": string;
+                /** @description The event's id (the body's `id`): the same on every retry and redelivery. */
+                "keaplink-event-id": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "connection": {
+                 *         "access_expires_at": "2026-01-03T06:00:00Z",
+                 *         "connected_at": "2026-01-01T00:00:00Z",
+                 *         "id": "8uLmQJ6sZ3x2WmN1pQr4Tw",
+                 *         "keap_app": "ab123",
+                 *         "keap_app_name": "Ann's Bakery",
+                 *         "keap_user": {
+                 *           "email": "ann@ab123.example",
+                 *           "name": "Ann Baker"
+                 *         },
+                 *         "last_error": null,
+                 *         "reconnect_before": null,
+                 *         "refresh_expires_at": "2026-02-16T06:00:00Z",
+                 *         "refreshed_at": "2026-01-02T06:00:00Z",
+                 *         "status": "active"
+                 *       },
+                 *       "created_at": "2026-01-02T06:00:01Z",
+                 *       "id": "evt_8b1f2c3d4e5f60718293a4b5c6d7e8f9",
+                 *       "partner_id": "acme",
+                 *       "type": "connection.created",
+                 *       "user": "user-42"
+                 *     }
+                 */
+                "application/json": components["schemas"]["ConnectionCreatedEvent"];
+            };
+        };
+        responses: {
+            /** @description Retried later, with growing waits, for a day. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Received: the delivery is done (any body is ignored). */
+            "2XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Any other 4xx: the delivery is dropped (it shows as failed at `GET /v1/webhooks/deliveries`, and can be sent again with its redeliver). */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Retried later, with growing waits, for a day (as is no answer within `KEAP_TIMEOUT_MS`). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    webhookConnectionDeleted: {
+        parameters: {
+            query?: never;
+            header: {
+                /**
+                 * @description `t=<unix seconds>,v1=<hex HMAC-SHA256>`: see the description for how to verify it.
+                 * @example t=1767333601,v1=5257a869e7ecebeda32affa62cdca3fa51cad7e77a0e56ff536d0ce8e108d8bd
+                 */
+                "keaplink-signature": string;
+                /** @description The event's id (the body's `id`): the same on every retry and redelivery. */
+                "keaplink-event-id": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "connection": {
+                 *         "access_expires_at": "2026-01-03T06:00:00Z",
+                 *         "connected_at": "2026-01-01T00:00:00Z",
+                 *         "id": "8uLmQJ6sZ3x2WmN1pQr4Tw",
+                 *         "keap_app": "ab123",
+                 *         "keap_app_name": "Ann's Bakery",
+                 *         "keap_user": {
+                 *           "email": "ann@ab123.example",
+                 *           "name": "Ann Baker"
+                 *         },
+                 *         "last_error": null,
+                 *         "reconnect_before": null,
+                 *         "refresh_expires_at": "2026-02-16T06:00:00Z",
+                 *         "refreshed_at": "2026-01-02T06:00:00Z",
+                 *         "status": "active"
+                 *       },
+                 *       "created_at": "2026-01-02T06:00:01Z",
+                 *       "id": "evt_8b1f2c3d4e5f60718293a4b5c6d7e8f9",
+                 *       "partner_id": "acme",
+                 *       "type": "connection.deleted",
+                 *       "user": "user-42"
+                 *     }
+                 */
+                "application/json": components["schemas"]["ConnectionDeletedEvent"];
+            };
+        };
+        responses: {
+            /** @description Retried later, with growing waits, for a day. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Received: the delivery is done (any body is ignored). */
+            "2XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Any other 4xx: the delivery is dropped (it shows as failed at `GET /v1/webhooks/deliveries`, and can be sent again with its redeliver). */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Retried later, with growing waits, for a day (as is no answer within `KEAP_TIMEOUT_MS`). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    webhookConnectionExpiring: {
+        parameters: {
+            query?: never;
+            header: {
+                /**
+                 * @description `t=<unix seconds>,v1=<hex HMAC-SHA256>`: see the description for how to verify it.
+                 * @example t=1767333601,v1=5257a869e7ecebeda32affa62cdca3fa51cad7e77a0e56ff536d0ce8e108d8bd
+                 */
+                "keaplink-signature": string;
+                /** @description The event's id (the body's `id`): the same on every retry and redelivery. */
+                "keaplink-event-id": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "connection": {
+                 *         "access_expires_at": "2026-01-03T06:00:00Z",
+                 *         "connected_at": "2026-01-01T00:00:00Z",
+                 *         "id": "8uLmQJ6sZ3x2WmN1pQr4Tw",
+                 *         "keap_app": "ab123",
+                 *         "keap_app_name": "Ann's Bakery",
+                 *         "keap_user": {
+                 *           "email": "ann@ab123.example",
+                 *           "name": "Ann Baker"
+                 *         },
+                 *         "last_error": null,
+                 *         "reconnect_before": null,
+                 *         "refresh_expires_at": "2026-02-16T06:00:00Z",
+                 *         "refreshed_at": "2026-01-02T06:00:00Z",
+                 *         "status": "active"
+                 *       },
+                 *       "created_at": "2026-01-02T06:00:01Z",
+                 *       "id": "evt_8b1f2c3d4e5f60718293a4b5c6d7e8f9",
+                 *       "partner_id": "acme",
+                 *       "repair_url": "https://keaplink.example/link/opaque-single-use-token",
+                 *       "type": "connection.expiring",
+                 *       "user": "user-42"
+                 *     }
+                 */
+                "application/json": components["schemas"]["ConnectionExpiringEvent"];
+            };
+        };
+        responses: {
+            /** @description Retried later, with growing waits, for a day. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Received: the delivery is done (any body is ignored). */
+            "2XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Any other 4xx: the delivery is dropped (it shows as failed at `GET /v1/webhooks/deliveries`, and can be sent again with its redeliver). */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Retried later, with growing waits, for a day (as is no answer within `KEAP_TIMEOUT_MS`). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    webhookConnectionExported: {
+        parameters: {
+            query?: never;
+            header: {
+                /**
+                 * @description `t=<unix seconds>,v1=<hex HMAC-SHA256>`: see the description for how to verify it.
+                 * @example t=1767333601,v1=5257a869e7ecebeda32affa62cdca3fa51cad7e77a0e56ff536d0ce8e108d8bd
+                 */
+                "keaplink-signature": string;
+                /** @description The event's id (the body's `id`): the same on every retry and redelivery. */
+                "keaplink-event-id": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "connection": {
+                 *         "access_expires_at": "2026-01-03T06:00:00Z",
+                 *         "connected_at": "2026-01-01T00:00:00Z",
+                 *         "id": "8uLmQJ6sZ3x2WmN1pQr4Tw",
+                 *         "keap_app": "ab123",
+                 *         "keap_app_name": "Ann's Bakery",
+                 *         "keap_user": {
+                 *           "email": "ann@ab123.example",
+                 *           "name": "Ann Baker"
+                 *         },
+                 *         "last_error": null,
+                 *         "reconnect_before": null,
+                 *         "refresh_expires_at": "2026-02-16T06:00:00Z",
+                 *         "refreshed_at": "2026-01-02T06:00:00Z",
+                 *         "status": "exported"
+                 *       },
+                 *       "created_at": "2026-01-02T06:00:01Z",
+                 *       "id": "evt_8b1f2c3d4e5f60718293a4b5c6d7e8f9",
+                 *       "partner_id": "acme",
+                 *       "type": "connection.exported",
+                 *       "user": "user-42"
+                 *     }
+                 */
+                "application/json": components["schemas"]["ConnectionExportedEvent"];
+            };
+        };
+        responses: {
+            /** @description Retried later, with growing waits, for a day. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Received: the delivery is done (any body is ignored). */
+            "2XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Any other 4xx: the delivery is dropped (it shows as failed at `GET /v1/webhooks/deliveries`, and can be sent again with its redeliver). */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Retried later, with growing waits, for a day (as is no answer within `KEAP_TIMEOUT_MS`). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    webhookConnectionNeedsReauth: {
+        parameters: {
+            query?: never;
+            header: {
+                /**
+                 * @description `t=<unix seconds>,v1=<hex HMAC-SHA256>`: see the description for how to verify it.
+                 * @example t=1767333601,v1=5257a869e7ecebeda32affa62cdca3fa51cad7e77a0e56ff536d0ce8e108d8bd
+                 */
+                "keaplink-signature": string;
+                /** @description The event's id (the body's `id`): the same on every retry and redelivery. */
+                "keaplink-event-id": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "connection": {
+                 *         "access_expires_at": "2026-01-03T06:00:00Z",
+                 *         "connected_at": "2026-01-01T00:00:00Z",
+                 *         "id": "8uLmQJ6sZ3x2WmN1pQr4Tw",
+                 *         "keap_app": "ab123",
+                 *         "keap_app_name": "Ann's Bakery",
+                 *         "keap_user": {
+                 *           "email": "ann@ab123.example",
+                 *           "name": "Ann Baker"
+                 *         },
+                 *         "last_error": {
+                 *           "at": "2026-01-02T06:00:00Z",
+                 *           "code": "refresh_token_invalid",
+                 *           "message": "Keap refused the refresh token: the user must reconnect."
+                 *         },
+                 *         "reconnect_before": null,
+                 *         "refresh_expires_at": "2026-02-16T06:00:00Z",
+                 *         "refreshed_at": "2026-01-02T06:00:00Z",
+                 *         "status": "needs_reauth"
+                 *       },
+                 *       "created_at": "2026-01-02T06:00:01Z",
+                 *       "id": "evt_8b1f2c3d4e5f60718293a4b5c6d7e8f9",
+                 *       "partner_id": "acme",
+                 *       "repair_url": "https://keaplink.example/link/opaque-single-use-token",
+                 *       "type": "connection.needs_reauth",
+                 *       "user": "user-42"
+                 *     }
+                 */
+                "application/json": components["schemas"]["ConnectionNeedsReauthEvent"];
+            };
+        };
+        responses: {
+            /** @description Retried later, with growing waits, for a day. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Received: the delivery is done (any body is ignored). */
+            "2XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Any other 4xx: the delivery is dropped (it shows as failed at `GET /v1/webhooks/deliveries`, and can be sent again with its redeliver). */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Retried later, with growing waits, for a day (as is no answer within `KEAP_TIMEOUT_MS`). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    webhookConnectionRecovered: {
+        parameters: {
+            query?: never;
+            header: {
+                /**
+                 * @description `t=<unix seconds>,v1=<hex HMAC-SHA256>`: see the description for how to verify it.
+                 * @example t=1767333601,v1=5257a869e7ecebeda32affa62cdca3fa51cad7e77a0e56ff536d0ce8e108d8bd
+                 */
+                "keaplink-signature": string;
+                /** @description The event's id (the body's `id`): the same on every retry and redelivery. */
+                "keaplink-event-id": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "connection": {
+                 *         "access_expires_at": "2026-01-03T06:00:00Z",
+                 *         "connected_at": "2026-01-01T00:00:00Z",
+                 *         "id": "8uLmQJ6sZ3x2WmN1pQr4Tw",
+                 *         "keap_app": "ab123",
+                 *         "keap_app_name": "Ann's Bakery",
+                 *         "keap_user": {
+                 *           "email": "ann@ab123.example",
+                 *           "name": "Ann Baker"
+                 *         },
+                 *         "last_error": null,
+                 *         "reconnect_before": null,
+                 *         "refresh_expires_at": "2026-02-16T06:00:00Z",
+                 *         "refreshed_at": "2026-01-02T06:00:00Z",
+                 *         "status": "active"
+                 *       },
+                 *       "created_at": "2026-01-02T06:00:01Z",
+                 *       "id": "evt_8b1f2c3d4e5f60718293a4b5c6d7e8f9",
+                 *       "partner_id": "acme",
+                 *       "type": "connection.recovered",
+                 *       "user": "user-42"
+                 *     }
+                 */
+                "application/json": components["schemas"]["ConnectionRecoveredEvent"];
+            };
+        };
+        responses: {
+            /** @description Retried later, with growing waits, for a day. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Received: the delivery is done (any body is ignored). */
+            "2XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Any other 4xx: the delivery is dropped (it shows as failed at `GET /v1/webhooks/deliveries`, and can be sent again with its redeliver). */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Retried later, with growing waits, for a day (as is no answer within `KEAP_TIMEOUT_MS`). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    webhookImportFinished: {
+        parameters: {
+            query?: never;
+            header: {
+                /**
+                 * @description `t=<unix seconds>,v1=<hex HMAC-SHA256>`: see the description for how to verify it.
+                 * @example t=1767333601,v1=5257a869e7ecebeda32affa62cdca3fa51cad7e77a0e56ff536d0ce8e108d8bd
+                 */
+                "keaplink-signature": string;
+                /** @description The event's id (the body's `id`): the same on every retry and redelivery. */
+                "keaplink-event-id": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "counts": {
+                 *         "already_linked": 6,
+                 *         "dead": 3,
+                 *         "duplicate": 1,
+                 *         "imported": 990,
+                 *         "invalid": 0,
+                 *         "lost": 0,
+                 *         "pending": 0
+                 *       },
+                 *       "created_at": "2026-01-02T06:20:00Z",
+                 *       "id": "evt_0f1e2d3c4b5a69788796a5b4c3d2e1f0",
+                 *       "import_id": "imp_0123456789abcdef0123456789abcdef",
+                 *       "partner_id": "acme",
+                 *       "total": 1000,
+                 *       "type": "import.finished"
+                 *     }
+                 */
+                "application/json": components["schemas"]["ImportFinishedEvent"];
+            };
+        };
+        responses: {
+            /** @description Retried later, with growing waits, for a day. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Received: the delivery is done (any body is ignored). */
+            "2XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Any other 4xx: the delivery is dropped (it shows as failed at `GET /v1/webhooks/deliveries`, and can be sent again with its redeliver). */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Retried later, with growing waits, for a day (as is no answer within `KEAP_TIMEOUT_MS`). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
         };
     };
 }

@@ -18,12 +18,33 @@ export { KeaplinkError };
 
 const { KEAPLINK_URL, KEAPLINK_PARTNER_ID, KEAPLINK_SESSION_SECRET, KEAPLINK_API_KEY } = process.env;
 
+/** The environment variables this example reads, and what each holds. */
+export const SETTINGS = {
+  KEAPLINK_URL: "keaplink's origin (PUBLIC_URL), e.g. http://127.0.0.1:8787",
+  KEAPLINK_PARTNER_ID: "your partner id, e.g. demo",
+  KEAPLINK_SESSION_SECRET: "your partner's session_secret (shown once, when the partner was registered or its secrets rotated)",
+  KEAPLINK_API_KEY: "your partner's api_key, klk.<partner>.<random> (shown once, as the session secret)",
+};
+
+/** The names of `names` that the environment leaves unset or empty. */
+export const missingSettings = (names = Object.keys(SETTINGS), env = process.env) => names.filter((n) => !env[n]);
+
+/** Throws, naming each variable of `names` that is not set (before a call keaplink would refuse). */
+function need(...names) {
+  const missing = missingSettings(names);
+  if (missing.length) throw new Error(`set ${missing.map((n) => `${n} (${SETTINGS[n]})`).join(" and ")}`);
+}
+
 /** The generated client, with the partner's API key (made on first use). */
 let client;
-const keaplink = () => (client ??= createKeaplink({ baseUrl: KEAPLINK_URL, credential: KEAPLINK_API_KEY }));
+const keaplink = () => {
+  need("KEAPLINK_URL", "KEAPLINK_API_KEY");
+  return (client ??= createKeaplink({ baseUrl: KEAPLINK_URL, credential: KEAPLINK_API_KEY }));
+};
 
 /** 1. The widget's session: HS256, at most an hour, audience "keaplink". */
 export async function sessionJwt(userId, { ttlSecs = 600 } = {}) {
+  need("KEAPLINK_PARTNER_ID", "KEAPLINK_SESSION_SECRET");
   const now = Math.floor(Date.now() / 1000);
   return new SignJWT({})
     .setProtectedHeader({ alg: "HS256" })
@@ -45,6 +66,7 @@ export async function sessionJwt(userId, { ttlSecs = 600 } = {}) {
  * segments.)
  */
 export async function callKeap(userId, method, path, { body, keapApp } = {}) {
+  need("KEAPLINK_URL", "KEAPLINK_API_KEY");
   const headers = {
     authorization: `Bearer ${KEAPLINK_API_KEY}`,
     // Header values travel as bytes: a user id outside Latin-1 goes as its UTF-8 bytes.
@@ -92,6 +114,7 @@ export async function repairLink(connectionId, { ttlSecs } = {}) {
 export function verifyWebhook(rawBody, signatureHeader, { toleranceSecs = 300 } = {}) {
   const m = /^t=(\d+),v1=([0-9a-f]{64})$/.exec(signatureHeader ?? "");
   if (!m) return false;
+  need("KEAPLINK_SESSION_SECRET");
   const [, t, v1] = m;
   if (Math.abs(Date.now() / 1000 - Number(t)) > toleranceSecs) return false;
   const key = createHmac("sha256", KEAPLINK_SESSION_SECRET).update("keaplink-webhook-v1").digest();
@@ -100,6 +123,13 @@ export function verifyWebhook(rawBody, signatureHeader, { toleranceSecs = 300 } 
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
+  const missing = missingSettings();
+  if (missing.length) {
+    console.error("keaplink example: these environment variables are not set:");
+    for (const n of missing) console.error(`  ${n}: ${SETTINGS[n]}`);
+    console.error("Against ./scripts/dev, the README's Quick start exports them all.");
+    process.exit(1);
+  }
   const user = process.argv[2] ?? "user-1";
   const jwt = await sessionJwt(user);
   console.log(`session JWT for ${user}: ${jwt.length} chars (hand it to the widget; never log it)`);

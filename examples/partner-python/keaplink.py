@@ -28,9 +28,30 @@ PARTNER_ID = os.environ.get("KEAPLINK_PARTNER_ID", "")
 SESSION_SECRET = os.environ.get("KEAPLINK_SESSION_SECRET", "")
 API_KEY = os.environ.get("KEAPLINK_API_KEY", "")
 
+# The environment variables this example reads, and what each holds.
+SETTINGS = {
+    "KEAPLINK_URL": "keaplink's origin (PUBLIC_URL), e.g. http://127.0.0.1:8787",
+    "KEAPLINK_PARTNER_ID": "your partner id, e.g. demo",
+    "KEAPLINK_SESSION_SECRET": "your partner's session_secret (shown once, when the partner was registered or its secrets rotated)",
+    "KEAPLINK_API_KEY": "your partner's api_key, klk.<partner>.<random> (shown once, as the session secret)",
+}
+
+
+def missing_settings(names=None) -> list[str]:
+    """The names (default: all of SETTINGS) that the environment leaves unset or empty."""
+    return [n for n in (names or SETTINGS) if not os.environ.get(n)]
+
+
+def _need(*names: str) -> None:
+    """Raises, naming each variable of names that is not set (before a call keaplink would refuse)."""
+    missing = missing_settings(list(names))
+    if missing:
+        raise RuntimeError("set " + " and ".join(f"{n} ({SETTINGS[n]})" for n in missing))
+
 
 def session_jwt(user_id: str, ttl_secs: int = 600) -> str:
     """1. The widget's session: HS256, at most an hour, audience "keaplink"."""
+    _need("KEAPLINK_PARTNER_ID", "KEAPLINK_SESSION_SECRET")
     now = int(time.time())
     claims = {"iss": PARTNER_ID, "sub": user_id, "aud": "keaplink", "iat": now, "exp": now + ttl_secs}
     return jwt.encode(claims, SESSION_SECRET, algorithm="HS256")
@@ -53,6 +74,7 @@ def call_keap(user_id: str, method: str, path: str, body=None, keap_app: str | N
     rate_limited (429: wait retry_after seconds), no_connection (404), ambiguous_connection
     (409: name keap_app), invalid_keap_path (400), keap_error / keap_timeout (502 / 504).
     """
+    _need("KEAPLINK_URL", "KEAPLINK_API_KEY")
     headers = {
         "authorization": f"Bearer {API_KEY}",
         # Header values travel as bytes: a user id outside Latin-1 goes as its UTF-8 bytes.
@@ -80,6 +102,7 @@ def call_keap(user_id: str, method: str, path: str, body=None, keap_app: str | N
 
 def keap_access_token(user_id: str, keap_app: str | None = None) -> dict:
     """3. {"access_token", "expires_at", "keap_app"} for user_id, valid for at least 60 s."""
+    _need("KEAPLINK_URL", "KEAPLINK_API_KEY")
     body = {"user": user_id} if keap_app is None else {"user": user_id, "keap_app": keap_app}
     req = urllib.request.Request(
         f"{URL}/v1/token",
@@ -103,6 +126,7 @@ def verify_webhook(raw_body: bytes, signature_header: str, tolerance_secs: int =
     m = re.fullmatch(r"t=(\d+),v1=([0-9a-f]{64})", signature_header or "")
     if not m:
         return False
+    _need("KEAPLINK_SESSION_SECRET")
     t, v1 = m.group(1), m.group(2)
     if abs(time.time() - int(t)) > tolerance_secs:
         return False
@@ -112,6 +136,13 @@ def verify_webhook(raw_body: bytes, signature_header: str, tolerance_secs: int =
 
 
 if __name__ == "__main__":
+    unset = missing_settings()
+    if unset:
+        print("keaplink example: these environment variables are not set:", file=sys.stderr)
+        for n in unset:
+            print(f"  {n}: {SETTINGS[n]}", file=sys.stderr)
+        print("Against ./scripts/dev, the README's Quick start exports them all.", file=sys.stderr)
+        sys.exit(1)
     user = sys.argv[1] if len(sys.argv) > 1 else "user-1"
     token = session_jwt(user)
     print(f"session JWT for {user}: {len(token)} chars (hand it to the widget; never log it)")

@@ -198,20 +198,57 @@ export function makeChecker(doc = DOC) {
   return { check, route, validator, ajv };
 }
 
-/** The recorded answers; KEAPLINK_TRANSCRIPT points elsewhere (e.g. a copy of one run's files). */
-async function transcriptAnswers() {
+/** The recorded records of `kind`; KEAPLINK_TRANSCRIPT points elsewhere (e.g. a copy of one run's files). */
+async function transcript(kind) {
   const dir = process.env.KEAPLINK_TRANSCRIPT || TRANSCRIPT;
   let files = [];
   try { files = (await readdir(dir)).filter((f) => f.endsWith(".jsonl")); } catch { /* none */ }
-  const answers = [];
+  const out = [];
   for (const f of files) {
     for (const line of (await readFile(join(dir, f), "utf8")).split("\n")) {
       if (!line) continue;
       const r = JSON.parse(line);
-      if (r.kind === "answer") answers.push(r);
+      if (r.kind === kind) out.push(r);
     }
   }
-  return answers;
+  return out;
+}
+const transcriptAnswers = () => transcript("answer");
+
+/**
+ * The findings about one webhook delivery a test receiver got ({method, headers, body}): [] when
+ * the document's `webhooks` describe it (its event, its headers, its body with no undocumented
+ * field). Also returns the event's type.
+ */
+export function checkWebhook(d, doc = DOC, { validator, ajv } = makeChecker(doc)) {
+  const problems = [];
+  let body;
+  try { body = JSON.parse(d.body); } catch { return { type: "(not JSON)", problems: ["the body is not JSON"] }; }
+  const type = body?.type;
+  const op = doc.webhooks?.[type]?.[d.method.toLowerCase()];
+  if (!op) return { type: String(type), problems: [`${d.method} of an event ${JSON.stringify(type)} the document's webhooks do not describe`] };
+  for (const p of op.parameters ?? []) {
+    if (p.in !== "header") continue;
+    const value = d.headers[p.name.toLowerCase()];
+    if (value === undefined) {
+      if (p.required) problems.push(`required header ${p.name} is missing`);
+      continue;
+    }
+    const v = validator(p.schema ?? {});
+    if (!v(value)) problems.push(`header ${p.name}: ${ajv.errorsText(v.errors)}`);
+  }
+  if (d.headers["keaplink-event-id"] !== undefined && d.headers["keaplink-event-id"] !== body.id) problems.push("keaplink-event-id is not the body's id");
+  const type_ = (d.headers["content-type"] ?? "").split(";")[0].trim().toLowerCase();
+  const media = op.requestBody?.content?.[type_];
+  if (!media) return { type, problems: [...problems, `content-type ${type_ || "(none)"} is not the document's`] };
+  const v = validator(media.schema);
+  if (!v(body)) {
+    for (const e of v.errors.slice(0, 5)) {
+      const extra = e.keyword === "additionalProperties" ? ` (${e.params.additionalProperty})` : "";
+      problems.push(`body${e.instancePath} ${e.message}${extra}`);
+    }
+  }
+  return { type, problems };
 }
 
 test("every answer the end-to-end suite received is one the OpenAPI document describes", async (t) => {
@@ -249,6 +286,55 @@ test("every answer the end-to-end suite received is one the OpenAPI document des
   assert.deepEqual(unseen, [], `documented operations no answer of the run came from: ${unseen.join(", ")}`);
 });
 
+test("every webhook the end-to-end suite received is one the document's webhooks describe", async (t) => {
+  const received = await transcript("webhook");
+  const checker = makeChecker();
+  const findings = new Map();
+  const types = new Map();
+  for (const d of received) {
+    const { type, problems } = checkWebhook(d, DOC, checker);
+    types.set(type, (types.get(type) ?? 0) + 1);
+    for (const p of problems) {
+      const key = `${type}: ${p}`;
+      findings.set(key, (findings.get(key) ?? 0) + 1);
+    }
+  }
+  t.diagnostic(`${received.length} deliveries: ${[...types].map(([k, n]) => `${k} ×${n}`).join("; ")}`);
+  const list = [...findings].map(([k, n]) => `${k} (×${n})`);
+  assert.deepEqual(list, [], `${list.length} kinds of delivery the document does not describe`);
+  // Every documented event was sent by some test: an event nothing sent is one nothing checked.
+  const unseen = Object.keys(DOC.webhooks).filter((e) => !types.has(e));
+  assert.deepEqual(unseen, [], `documented events no delivery of the run (tests/e2e/receiver.mjs records them) was: ${unseen.join(", ")}`);
+});
+
+test("the webhook check catches an undocumented event, field and header", () => {
+  const body = {
+    id: "evt_0123456789abcdef0123456789abcdef", type: "connection.created", created_at: "2026-01-01T00:00:00Z",
+    partner_id: "acme", user: "u1",
+    connection: {
+      id: "8uLmQJ6sZ3x2WmN1pQr4Tw", keap_app: "ab123", keap_app_name: null,
+      keap_user: { email: "ann@ab123.example", name: "Ann" }, status: "active",
+      connected_at: "2026-01-01T00:00:00Z", refreshed_at: null, access_expires_at: "2026-01-02T00:00:00Z",
+      refresh_expires_at: "2026-02-15T00:00:00Z", reconnect_before: null, last_error: null,
+    },
+  };
+  const headers = { "content-type": "application/json", "keaplink-event-id": body.id, "keaplink-signature": `t=1767225600,v1=${"ab".repeat(32)}` };
+  const good = { method: "POST", headers, body: JSON.stringify(body) };
+  assert.deepEqual(checkWebhook(good).problems, []);
+  assert.match(checkWebhook({ ...good, body: JSON.stringify({ ...body, type: "connection.updated" }) }).problems.join("\n"), /do not describe/);
+  assert.match(checkWebhook({ ...good, body: JSON.stringify({ ...body, access_token: "x" }) }).problems.join("\n"), /additional properties \(access_token\)/);
+  // A repair link belongs to needs_reauth and expiring only.
+  assert.match(checkWebhook({ ...good, body: JSON.stringify({ ...body, repair_url: "https://k.example/link/x" }) }).problems.join("\n"), /additional properties \(repair_url\)/);
+  const reauth = { ...body, type: "connection.needs_reauth", repair_url: "https://k.example/link/x" };
+  assert.deepEqual(checkWebhook({ ...good, body: JSON.stringify(reauth) }).problems, []);
+  assert.match(checkWebhook({ ...good, headers: { ...headers, "keaplink-signature": undefined } }).problems.join("\n"), /required header keaplink-signature is missing/);
+  assert.match(checkWebhook({ ...good, headers: { ...headers, "keaplink-signature": "v1=zz" } }).problems.join("\n"), /header keaplink-signature: .*must match pattern/);
+  assert.match(checkWebhook({ ...good, headers: { ...headers, "keaplink-event-id": "evt_ffffffffffffffffffffffffffffffff" } }).problems.join("\n"), /not the body's id/);
+  const { connection, ...noConnection } = body;
+  void connection;
+  assert.match(checkWebhook({ ...good, body: JSON.stringify(noConnection) }).problems.join("\n"), /required property 'connection'/);
+});
+
 test("every example in the document matches its own schema", () => {
   const { validator, ajv } = makeChecker();
   let n = 0;
@@ -277,6 +363,9 @@ test("every example in the document matches its own schema", () => {
   }
   for (const [name, r] of Object.entries(DOC.components.responses)) {
     for (const [type, media] of Object.entries(r.content ?? {})) visit(`components.responses.${name} ${type}`, media);
+  }
+  for (const [event, item] of Object.entries(DOC.webhooks ?? {})) {
+    for (const [type, media] of Object.entries(item.post.requestBody.content)) visit(`webhook ${event} ${type}`, media);
   }
   assert.deepEqual(failures, []);
   assert.ok(n >= 50, `${n} examples checked`);

@@ -115,6 +115,43 @@ test("Node example: session JWT, a call through keaplink, an access token, webho
   assert.equal(ex.verifyWebhook(body, signed(body, Math.floor(Date.now() / 1000) - 600)), false, "replay window");
 });
 
+test("with an environment variable unset, each example names it instead of calling keaplink", () => {
+  const node = [process.execPath, [join(ROOT, "examples", "partner-node", "keaplink.mjs"), "u1"]];
+  const python = [PY, [join(ROOT, "examples", "partner-python", "keaplink.py"), "u1"]];
+  for (const [cmd, args] of [node, python]) {
+    for (const unset of [["KEAPLINK_API_KEY"], ["KEAPLINK_URL", "KEAPLINK_SESSION_SECRET"], ["KEAPLINK_PARTNER_ID"]]) {
+      const without = { ...env };
+      for (const n of unset) without[n] = "";
+      const out = spawnSync(cmd, args, { env: without, encoding: "utf8", timeout: 30_000 });
+      const text = `${out.stdout}${out.stderr}`;
+      assert.equal(out.status, 1, `${cmd} without ${unset}: ${text}`);
+      for (const n of unset) assert.match(out.stderr, new RegExp(`^  ${n}: `, "m"), `${cmd} names ${n}`);
+      const named = [...out.stderr.matchAll(/^ {2}(KEAPLINK_[A-Z_]+): /gm)].map((m) => m[1]);
+      assert.deepEqual(named.sort(), [...unset].sort(), "only the ones missing");
+      assert.doesNotMatch(text, /invalid_api_key|missing_credentials|keaplink said/, "nothing was sent");
+      assert.match(out.stderr, /Quick start/);
+    }
+  }
+});
+
+test("used as a library with a variable unset, the example's functions name it", async () => {
+  const saved = process.env.KEAPLINK_API_KEY;
+  Object.assign(process.env, env);
+  delete process.env.KEAPLINK_API_KEY;
+  try {
+    // A fresh module instance: the example reads its environment when imported.
+    const ex = await import(`${join(ROOT, "examples", "partner-node", "keaplink.mjs")}?unset=${Date.now()}`);
+    await assert.rejects(ex.callKeap("u1", "GET", "/crm/rest/v2/contacts"), /set KEAPLINK_API_KEY \(your partner's api_key/);
+    await assert.rejects(ex.keapAccessToken("u1"), /set KEAPLINK_API_KEY/);
+    assert.ok((await ex.sessionJwt("u1")).split(".").length === 3, "what needs no API key still works");
+  } finally {
+    if (saved === undefined) delete process.env.KEAPLINK_API_KEY;
+    else process.env.KEAPLINK_API_KEY = saved;
+  }
+  const py = spawnSync(PY, ["-c", "import sys; sys.path.insert(0, sys.argv[1]); import keaplink\ntry:\n    keaplink.keap_access_token('u1')\nexcept RuntimeError as e:\n    print(e)", join(ROOT, "examples", "partner-python")], { env: { ...env, KEAPLINK_API_KEY: "" }, encoding: "utf8" });
+  assert.match(py.stdout, /^set KEAPLINK_API_KEY \(your partner's api_key/, py.stderr);
+});
+
 test("Python example (PyJWT): session JWT, a call through keaplink, an access token, webhook check", async () => {
   const cli = run(PY, [join(ROOT, "examples", "partner-python", "keaplink.py"), "u1"]);
   assert.equal(cli.status, 0, cli.text);

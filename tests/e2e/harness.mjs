@@ -199,7 +199,8 @@ export const ADMIN_TOKEN = `adm-${randomBytes(16).toString("hex")}`;
 export const TOKEN_KEY = randomBytes(32).toString("base64");
 
 /**
- * The sandbox and the Worker wired to it. `workerVars` override the defaults.
+ * The sandbox and the Worker wired to it. `workerVars` override the defaults (an object, or a
+ * function of the sandbox's URL that returns one).
  */
 export async function startStack({ workerVars = {}, sandbox: sandboxOpts = {}, secrets = {}, persistTo, limits } = {}) {
   const port = await freePort();
@@ -220,7 +221,8 @@ export async function startStack({ workerVars = {}, sandbox: sandboxOpts = {}, s
     KEAP_API_URL: sandbox.url,
     KEAP_LOGOUT_URL: `${sandbox.url}/logout`,
     KEAP_TIMEOUT_MS: "2000",
-    ...workerVars,
+    // A function of the sandbox's URL, for vars that name its pages (as scripts/dev's do).
+    ...(typeof workerVars === "function" ? workerVars(sandbox.url) : workerVars),
   };
   const launchWorker = () => startWorker({ port, persistTo, secrets: allSecrets, vars, limits });
   let worker;

@@ -37,3 +37,17 @@ test("a path beside the document is the Worker's 404, not a file", async () => {
   assert.equal(res.json.error.code, "not_found");
   assert.ok(res.headers.get("x-request-id"));
 });
+
+test("an unknown path points to the API reference every deployment serves, not to a README", async () => {
+  for (const path of ["/v1/nope", "/v2/token", "/v1/connection"]) {
+    const res = await call(worker.url, "GET", path);
+    assert.equal(res.status, 404);
+    assert.equal(res.json.error.code, "not_found");
+    assert.match(res.json.error.message, /GET \/v1\/openapi\.json/, path);
+    assert.doesNotMatch(res.json.error.message, /README/);
+  }
+  // And the path it names is the document.
+  const doc = await call(worker.url, "GET", "/v1/openapi.json");
+  assert.equal(doc.status, 200);
+  assert.equal(doc.json.openapi, "3.1.0");
+});

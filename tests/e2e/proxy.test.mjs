@@ -320,6 +320,41 @@ test("what the runtime does with raw dot segments: resolved before the Worker, s
   }
 });
 
+test("what the runtime does with raw backslashes: read as / and resolved with the dot segments before the Worker, so keaplink never sees one", async () => {
+  // The URL parser of the runtime (WHATWG's, as Cloudflare's edge and browsers) treats a raw `\`
+  // in an http(s) path as `/`. What is left is checked by the proxy like any other path.
+  const auth = { authorization: `Bearer ${acme.api_key}`, "keaplink-user": "u1" };
+  const cases = [
+    // Stays under the prefix: forwarded, resolved. Keap has no /crm/rest/token: its own 404.
+    { path: "/v1/keap/crm/rest/v1/contacts\\..\\..\\token", status: 404 },
+    { path: "/v1/keap/crm/rest/v2/contacts\\..\\..\\v1\\contacts?limit=1", keap: "/crm/rest/v1/contacts", status: 200 },
+    { path: "/v1/keap/crm/rest/v1\\contacts?limit=1", keap: "/crm/rest/v1/contacts", status: 200 },
+    // Leaves the prefixes once resolved: refused, nothing sent.
+    { path: "/v1/keap/crm/rest/v1\\..\\..\\..\\token", refused: true },
+  ];
+  for (const c of cases) {
+    const before = await keapSaw();
+    const res = await rawCall("GET", c.path, auth);
+    if (c.refused) {
+      assert.equal(res.status, 400, `${c.path}: ${res.text}`);
+      assert.equal(res.headers["keaplink-error"], "invalid_keap_path");
+      assert.deepEqual(await keapSaw(), before, `${c.path}: nothing reached Keap`);
+      continue;
+    }
+    assert.equal(res.headers["keaplink-error"], undefined, `${c.path}: Keap's own answer, relayed (${res.status} ${res.text.slice(0, 80)})`);
+    assert.equal(res.status, c.status, res.text);
+    if (!c.keap) continue;
+    const [seen] = (await stack.sandbox.apiLog()).slice(-1);
+    assert.equal(seen.path, c.keap, `${c.path} reached Keap resolved, without a backslash`);
+  }
+  // The encoded forms are what keaplink itself sees and refuses.
+  for (const path of ["/v1/keap/crm/rest/v1%5ccontacts", "/v1/keap/crm/rest/v1%5C..%5C..%5Ctoken"]) {
+    const res = await rawCall("GET", path, auth);
+    assert.equal(res.status, 400, path);
+    assert.equal(res.json.error.code, "invalid_keap_path");
+  }
+});
+
 // (A GET with a body is refused by the core's rule; the runtime never hands one to the Worker.)
 test("bodies: up to 1 MiB goes to Keap as sent; more is 413 before anything reaches Keap", async () => {
   const fill = (n) => JSON.stringify({ given_name: "Big", email_addresses: [{ email: "big@example.com", field: "EMAIL1" }], notes: "x".repeat(n) });

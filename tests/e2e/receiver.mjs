@@ -15,6 +15,9 @@ export async function startReceiver() {
     req.on("end", () => {
       const status = planned.shift() ?? 204;
       deliveries.push({ headers: req.headers, body, status, at: Date.now() });
+      // For tests/checks/contract.test.mjs: every delivery against the document's `webhooks`.
+      const headers = Object.fromEntries(["content-type", "keaplink-signature", "keaplink-event-id"].map((h) => [h, req.headers[h]]));
+      record("webhook", { method: req.method, headers, body });
       // A repair link sent in an event is a secret of the partner's from here on.
       for (const m of body.matchAll(/\/link\/([A-Za-z0-9_-]{43})/g)) record("secrets", { values: [m[1]] });
       res.writeHead(status).end();

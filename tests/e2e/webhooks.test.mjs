@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { ADMIN_TOKEN, startStack } from "./harness.mjs";
 import { call, linkUser } from "./client.mjs";
 import { ofType, startReceiver, verifyDelivery } from "./receiver.mjs";
+import { KeaplinkWebhookError, verifyWebhook } from "../../clients/typescript/keaplink.mjs";
 
 let stack;
 let acme;
@@ -77,6 +78,37 @@ test("a 400 from the receiver is not retried", async () => {
   const id = JSON.parse(refused.body).id;
   await new Promise((r) => setTimeout(r, 4000));
   assert.equal(deliveries.filter((d) => JSON.parse(d.body).id === id).length, 1);
+});
+
+test("the TypeScript client's verifyWebhook accepts every real delivery and refuses a changed one", async () => {
+  const real = deliveries.filter((d) => d.status < 300);
+  assert.ok(real.length >= 4, `${real.length} deliveries`);
+  const check = (d, over = {}) => verifyWebhook({
+    body: d.body, signature: d.headers["keaplink-signature"], eventId: d.headers["keaplink-event-id"],
+    // As the receiver would have, when it got it.
+    sessionSecret: acme.session_secret, now: d.at / 1000, ...over,
+  });
+  for (const d of real) {
+    const event = await check(d);
+    assert.equal(event.id, JSON.parse(d.body).id);
+    assert.ok(["connection.created", "connection.needs_reauth", "connection.recovered", "connection.deleted"].includes(event.type), event.type);
+  }
+  const [d] = real;
+  // Raw bytes work as well as text.
+  assert.equal((await check(d, { body: new TextEncoder().encode(d.body) })).id, JSON.parse(d.body).id);
+  const refused = async (over, reason) => {
+    await assert.rejects(check(d, over), (e) => e instanceof KeaplinkWebhookError && e.reason === reason, reason);
+  };
+  await refused({ body: d.body.replace('"user":"', '"user":"x') }, "mismatch");
+  await refused({ body: `${d.body} ` }, "mismatch");
+  await refused({ sessionSecret: `${acme.session_secret}x` }, "mismatch");
+  await refused({ signature: undefined }, "malformed");
+  await refused({ signature: d.headers["keaplink-signature"].replace(/,v1=.*/, "") }, "malformed");
+  const t = Number(/^t=(\d+)/.exec(d.headers["keaplink-signature"])[1]);
+  await refused({ now: t + 301 }, "stale");
+  await refused({ now: t - 301 }, "stale");
+  assert.equal((await check(d, { now: t + 299 })).id, JSON.parse(d.body).id, "within the tolerance");
+  await refused({ eventId: "evt_00000000000000000000000000000000" }, "event_id");
 });
 
 test("GET /v1/admin/stats: connections by status and the last 24 h of refreshes", async () => {

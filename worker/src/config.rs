@@ -2,13 +2,14 @@
 //! Configuration section lists them), and `setup`: what every route and object starts from.
 
 use crate::store::Store;
+use keaplink_core::deploy;
 use keaplink_core::keap::{ClientCredentials, KeapEndpoints};
 use keaplink_core::partner::UpsertRules;
 use keaplink_core::refresh::RefreshPolicy;
 use keaplink_core::seal::Keyring;
 use keaplink_core::{ApiError, ApiResult, ErrorCode, Secret};
 use std::rc::Rc;
-use worker::{Env, Url};
+use worker::{Env, Request, Url};
 
 pub struct Config {
     pub public_url: Url,
@@ -58,6 +59,31 @@ pub fn log_all_requests(env: &Env) -> bool {
             all
         }
     })
+}
+
+/// Refuses a request that reached this Worker at a host other than loopback while `PUBLIC_URL`
+/// is loopback: a deploy that kept `wrangler.toml`'s local default would otherwise run with
+/// redirect URIs and repair links pointing at the user's own machine (`keaplink_core::deploy`).
+/// Whether `PUBLIC_URL` is loopback is read once per isolate; a public one costs nothing more.
+pub fn may_serve(env: &Env, req: &Request) -> ApiResult<()> {
+    thread_local! {
+        static LOOPBACK: std::cell::Cell<Option<bool>> = const { std::cell::Cell::new(None) };
+    }
+    let loopback = LOOPBACK.with(|c| match c.get() {
+        Some(l) => l,
+        None => {
+            let l = text(env, "PUBLIC_URL")
+                .as_deref()
+                .and_then(deploy::url_host)
+                .is_some_and(deploy::is_loopback_host);
+            c.set(Some(l));
+            l
+        }
+    });
+    if !loopback {
+        return Ok(());
+    }
+    deploy::may_serve(true, &req.inner().url()).map_err(|r| misconfigured(r.message()))
 }
 
 thread_local! {

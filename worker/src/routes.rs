@@ -7,7 +7,7 @@ use crate::api::{console, imports, partner, widget};
 use crate::auth;
 use crate::callback;
 use crate::clock::unix_now;
-use crate::config::setup;
+use crate::config::{self, setup};
 use crate::http::{allow_origin, error_response, json, origin, preflight};
 use crate::limits;
 use crate::proxy;
@@ -168,7 +168,8 @@ fn not_found(path: &str) -> ApiError {
     let message = if trimmed.len() < path.len() && Route::resolve(trimmed).is_some() {
         format!("No such endpoint: paths take no trailing slash (try {trimmed}).")
     } else {
-        "No such endpoint; see the API reference in the README.".to_owned()
+        "No such endpoint; every endpoint is in the API reference at GET /v1/openapi.json."
+            .to_owned()
     };
     ApiError::new(ErrorCode::NotFound, message)
 }
@@ -196,6 +197,10 @@ impl From<ApiResult<Response>> for Answer {
 /// `/v1/keap` path also carries `keaplink-error: <code>`, so a caller of the proxy can tell
 /// keaplink's answers from Keap's; every 405 carries `Allow`.
 pub async fn answer(req: &mut Request, env: &Env, request_id: &str) -> Answer {
+    // A deploy that kept the loopback PUBLIC_URL answers nothing but that.
+    if let Err(e) = config::may_serve(env, req) {
+        return Err(e).into();
+    }
     let path = req.path();
     let route = Route::resolve(&path);
     let mut out = match &route {

@@ -9,6 +9,7 @@ pub mod clock;
 pub mod connection;
 pub mod cursor;
 pub mod deliveries;
+pub mod deploy;
 pub mod error;
 pub mod export;
 pub mod flow;

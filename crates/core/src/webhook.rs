@@ -43,6 +43,31 @@ pub enum EventKind {
 }
 
 impl EventKind {
+    /// Every event keaplink sends. The OpenAPI document describes each (`crates/openapi`'s
+    /// list of events; a test there fails for a kind it does not describe).
+    pub const ALL: [EventKind; 7] = [
+        EventKind::Created,
+        EventKind::Deleted,
+        EventKind::NeedsReauth,
+        EventKind::Recovered,
+        EventKind::Expiring,
+        EventKind::Exported,
+        EventKind::ImportFinished,
+    ];
+
+    /// The `type` as the partner sees it (`connection.created`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            EventKind::Created => "connection.created",
+            EventKind::Deleted => "connection.deleted",
+            EventKind::NeedsReauth => "connection.needs_reauth",
+            EventKind::Recovered => "connection.recovered",
+            EventKind::Expiring => "connection.expiring",
+            EventKind::Exported => "connection.exported",
+            EventKind::ImportFinished => "import.finished",
+        }
+    }
+
     /// Whether a partner with `webhook_repair_links` gets a fresh repair link in this event.
     pub fn carries_repair_link(self) -> bool {
         matches!(self, EventKind::NeedsReauth | EventKind::Expiring)
@@ -125,15 +150,7 @@ impl WebhookEvent {
 impl QueuedEvent {
     /// The `type` as the partner sees it (`connection.created`, …).
     pub fn type_name(&self) -> &'static str {
-        match self.kind {
-            EventKind::Created => "connection.created",
-            EventKind::Deleted => "connection.deleted",
-            EventKind::NeedsReauth => "connection.needs_reauth",
-            EventKind::Recovered => "connection.recovered",
-            EventKind::Expiring => "connection.expiring",
-            EventKind::Exported => "connection.exported",
-            EventKind::ImportFinished => "import.finished",
-        }
+        self.kind.name()
     }
 }
 
@@ -239,6 +256,25 @@ mod tests {
         assert_eq!(sent["type"], "connection.expiring");
         assert_eq!(sent["connection"]["keap_app"], "ab123");
         assert!(sent.get("repair_url").is_none());
+    }
+
+    #[test]
+    fn every_kind_is_listed_once_and_named_as_it_is_sent() {
+        for (i, k) in EventKind::ALL.iter().enumerate() {
+            assert_eq!(serde_json::to_value(k).unwrap(), k.name(), "{k:?}");
+            assert!(!EventKind::ALL[..i].contains(k), "{k:?} twice");
+        }
+        // Exhaustive: a kind added to the enum fails to compile here until ALL lists it.
+        let listed = |k: EventKind| match k {
+            EventKind::Created
+            | EventKind::Deleted
+            | EventKind::NeedsReauth
+            | EventKind::Recovered
+            | EventKind::Expiring
+            | EventKind::Exported
+            | EventKind::ImportFinished => EventKind::ALL.contains(&k),
+        };
+        assert!(EventKind::ALL.into_iter().all(listed));
     }
 
     #[test]

@@ -9,6 +9,7 @@
 
 mod build;
 mod ops;
+mod webhooks;
 
 pub use build::Header;
 use build::{error_examples, error_schema, headers, Schemas, CORS, JSON};
@@ -59,6 +60,15 @@ pub fn document() -> Value {
             "content": {"application/json": {"schema": error_schema(&mut schemas, &[code]), "examples": error_examples(&[code])}},
         }));
     }
+    let mut event_schemas = Map::new();
+    let webhooks = webhooks::webhooks(&mut event_schemas, &mut schemas);
+    let mut components = schemas.finish();
+    for (name, schema) in event_schemas {
+        assert!(
+            components.insert(name.clone(), schema).is_none(),
+            "two schemas named {name}"
+        );
+    }
     let mut doc = json!({
         "openapi": "3.1.0",
         "info": {
@@ -68,7 +78,14 @@ pub fn document() -> Value {
             "description": INFO,
             "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"},
         },
-        "servers": [{"url": "/", "description": "The Worker's own origin (PUBLIC_URL)."}],
+        "servers": [{
+            "url": "{public_url}",
+            "description": "The deployment's own origin: its `PUBLIC_URL`.",
+            "variables": {"public_url": {
+                "default": "http://127.0.0.1:8787",
+                "description": "The Worker's origin, as its `PUBLIC_URL` var says (e.g. `https://keaplink.example.workers.dev`, or a custom domain); the default is `./scripts/dev`'s.",
+            }},
+        }],
         "tags": [
             {"name": "health", "description": "Liveness, and this document."},
             {"name": "widget", "description": "What the `<keap-link>` widget calls, with the partner user's session JWT (CORS for the partner's allowed_origins)."},
@@ -77,10 +94,12 @@ pub fn document() -> Value {
             {"name": "proxy", "description": "Calls to Keap's REST API through keaplink, which injects the connection's token."},
             {"name": "admin", "description": "The operator's endpoints, with ADMIN_TOKEN."},
             {"name": "static", "description": "Static files served from the same deploy, before the Worker runs."},
+            {"name": "webhooks", "description": "What keaplink sends to the partner's `webhook_url`: signed `POST`s, one per event."},
         ],
         "paths": paths,
+        "webhooks": webhooks,
         "components": {
-            "schemas": schemas.finish(),
+            "schemas": components,
             "responses": shared,
             "securitySchemes": {
                 "adminToken": {

@@ -215,7 +215,7 @@ fn ex<T: Serialize>(v: T) -> Value {
 
 const T0: &str = "2026-01-01T00:00:00Z";
 
-fn sample_connection() -> api::Connection {
+pub(crate) fn sample_connection() -> api::Connection {
     api::Connection {
         id: "8uLmQJ6sZ3x2WmN1pQr4Tw".into(),
         keap_app: "ab123".into(),

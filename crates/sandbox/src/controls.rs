@@ -17,6 +17,91 @@ use serde::Deserialize;
 use serde_json::json;
 use std::time::Duration;
 
+/// One control: method, path, body (an example; `-`: none) and what it does. The landing page
+/// lists these; a test checks each is a route.
+pub struct Control {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub body: &'static str,
+    pub what: &'static str,
+}
+
+/// Every `/__sandbox/*` control, the ones a partner rehearses with first.
+pub const CONTROLS: &[Control] = &[
+    Control {
+        method: "POST",
+        path: "/__sandbox/revoke",
+        body: r#"{"email": "ann@ab123.example"}"#,
+        what: "Kills every token of that Keap user, as removing the app in Account Central does: keaplink's next refresh of their link is refused, and the link needs its user (needs_reauth).",
+    },
+    Control {
+        method: "POST",
+        path: "/__sandbox/revoke-access",
+        body: r#"{"email": "ann@ab123.example"} (optional: everyone's)"#,
+        what: "Kills the live access tokens only (refresh tokens stay): the next Keap call with one gets Keap's 401, which keaplink's proxy heals with one refresh.",
+    },
+    Control {
+        method: "POST",
+        path: "/__sandbox/quota",
+        body: r#"{"product_quota": {"used": 150000}}; also "product_throttle", "tenant_throttle": {"limit", "window_ms", "used"}"#,
+        what: "Sets Keap's quota windows (the client's day quota and minute throttle, each app's minute throttle): a spent one answers Keap's 429 until its window ends.",
+    },
+    Control {
+        method: "POST",
+        path: "/__sandbox/faults",
+        body: r#"{"kind": "drop", "count": 1, "hang_ms": 30000}"#,
+        what: "Faults for the next token-endpoint calls: server_error, throttle, bad_request, garbage, hang, drop (the refresh is carried out and the answer lost), omit_refresh_token, omit_app.",
+    },
+    Control {
+        method: "POST",
+        path: "/__sandbox/api-faults",
+        body: r#"{"kind": "wrong_tenant", "count": 1}"#,
+        what: "Faults for the next REST calls: server_error, unauthorized, hang, throttle, wrong_tenant (v2 userinfo names another Keap app than the token's).",
+    },
+    Control {
+        method: "POST",
+        path: "/__sandbox/api-gate",
+        body: r#"{"count": 5, "timeout_ms": 10000}"#,
+        what: "Holds the next REST calls until that many have arrived (for tests of calls at once).",
+    },
+    Control {
+        method: "POST",
+        path: "/__sandbox/config",
+        body: r#"{"expires_in": 60, "revoke_access_on_refresh": true}"#,
+        what: "Access-token lifetime for tokens issued from now on (null: back to the default), and whether a refresh kills the earlier access tokens.",
+    },
+    Control {
+        method: "GET",
+        path: "/__sandbox/stats",
+        body: "-",
+        what: "Counts: token and REST calls, live refresh tokens, queued faults, the quota windows.",
+    },
+    Control {
+        method: "GET",
+        path: "/__sandbox/api-log",
+        body: "-",
+        what: "The last REST requests the sandbox got (method, path, app).",
+    },
+    Control {
+        method: "GET",
+        path: "/__sandbox/issued",
+        body: "-",
+        what: "Every token and session it issued (the tests' leak checks look for them in keaplink's answers and logs).",
+    },
+    Control {
+        method: "POST",
+        path: "/__sandbox/seed",
+        body: r#"{"email": "ann@ab123.example", "count": 10}"#,
+        what: "Mints that many live token pairs for one user, for tests that seed many links.",
+    },
+    Control {
+        method: "POST",
+        path: "/__sandbox/reset",
+        body: "-",
+        what: "Back to the start for everything but sessions and tokens: faults, counts, lifetimes, quota windows, the REST log, the contacts.",
+    },
+];
+
 fn bad(why: impl std::fmt::Display) -> Response {
     (
         StatusCode::BAD_REQUEST,
@@ -225,15 +310,7 @@ pub(crate) async fn revoke(State(s): State<Shared>, Json(r): Json<RevokeRequest>
     let Some(u) = USERS.iter().position(|x| x.email == r.email) else {
         return StatusCode::NOT_FOUND.into_response();
     };
-    let mut g = s.lock();
-    g.refresh
-        .values_mut()
-        .filter(|r| r.user == u)
-        .for_each(|r| r.alive = false);
-    g.access
-        .values_mut()
-        .filter(|a| a.user == u)
-        .for_each(|a| a.alive = false);
+    s.revoke_app(u, None);
     StatusCode::NO_CONTENT.into_response()
 }
 

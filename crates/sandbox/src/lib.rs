@@ -31,15 +31,19 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+mod central;
 mod contacts;
 mod controls;
 mod gateway;
+mod landing;
 mod pages;
+mod persist;
 mod quota;
 mod rest;
 mod seed;
 mod token;
 
+pub use controls::{Control, CONTROLS};
 pub use gateway::ApiFaultKind;
 pub use seed::{SeedApp, SeedUser, APPS, PASSWORD, USERS};
 pub use token::FaultKind;
@@ -51,6 +55,8 @@ pub struct Config {
     /// Exact redirect URIs the OAuth client registered. Empty: any http(s) URI.
     pub redirect_uris: Vec<String>,
     pub expires_in: u64,
+    /// Where its sessions and live tokens are kept across restarts (`persist`); `None`: memory only.
+    pub state_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -168,20 +174,78 @@ impl Sandbox {
     fn count(&self, what: &'static str) {
         *self.lock().calls.entry(what).or_default() += 1;
     }
+
+    /// Live refresh tokens of one Keap user for one app: whether the app is "connected" in
+    /// Account Central.
+    fn live_tokens(&self, user: usize, app: &str) -> usize {
+        self.lock()
+            .refresh
+            .values()
+            .filter(|r| r.alive && r.user == user && r.app == app)
+            .count()
+    }
+
+    /// Kills every token of one Keap user for one app (`None`: all their apps), as removing the
+    /// app in Account Central does. Answers how many live tokens died.
+    fn revoke_app(&self, user: usize, app: Option<&str>) -> usize {
+        let mut g = self.lock();
+        let mut n = 0;
+        let hit = |u: usize, a: &str| u == user && app.is_none_or(|x| x == a);
+        for r in g
+            .refresh
+            .values_mut()
+            .filter(|r| r.alive && hit(r.user, r.app))
+        {
+            r.alive = false;
+            n += 1;
+        }
+        for a in g
+            .access
+            .values_mut()
+            .filter(|a| a.alive && hit(a.user, a.app))
+        {
+            a.alive = false;
+            n += 1;
+        }
+        n
+    }
 }
 
+/// The sandbox's routes (see [`try_router`]); panics on a state file it cannot read.
 pub fn router(config: Config) -> Router {
+    try_router(config).unwrap_or_else(|e| panic!("keaplink-sandbox: {e}"))
+}
+
+/// The sandbox's routes. With `config.state_file`, its saved state is read first (a file it cannot
+/// read is an error: nothing is half-loaded) and kept from then on; call it inside a Tokio runtime.
+pub fn try_router(config: Config) -> Result<Router, String> {
+    let mut inner = Inner::default();
+    if let Some(path) = &config.state_file {
+        persist::load(path, &mut inner)?;
+    }
+    let file = config.state_file.clone();
     let state: Shared = Arc::new(Sandbox {
         config,
-        inner: Mutex::new(Inner::default()),
+        inner: Mutex::new(inner),
     });
+    if let Some(path) = file {
+        tokio::spawn(persist::keep(
+            state.clone(),
+            path,
+            Duration::from_millis(250),
+        ));
+    }
     // The gateway wraps the REST routes only (route_layer: it runs once a route matched, so it
     // knows the route pattern it counts calls under).
     let rest = rest::routes().route_layer(middleware::from_fn_with_state(
         state.clone(),
         gateway::gateway,
     ));
-    Router::new()
+    Ok(Router::new()
+        .route("/", get(landing::landing))
+        .route(central::HOME, get(central::home))
+        .route("/app/central/login", post(central::login))
+        .route("/app/central/remove", post(central::remove))
         .route("/app/oauth/authorize", get(pages::authorize))
         .route("/app/oauth/login", post(pages::login))
         .route("/app/oauth/consent", post(pages::consent))
@@ -201,5 +265,5 @@ pub fn router(config: Config) -> Router {
         .route("/__sandbox/reset", post(controls::reset))
         .route("/__sandbox/seed", post(controls::seed))
         .route("/__sandbox/mint", post(controls::mint))
-        .with_state(state)
+        .with_state(state))
 }

@@ -6,9 +6,11 @@
 //!   --client-secret S    [KEAP_CLIENT_SECRET]    default "keaplink-dev-secret"
 //!   --redirect-uri URI   (repeatable)            exact registered redirect URIs; none: any
 //!   --expires-in SECS    [SANDBOX_EXPIRES_IN]    access token lifetime (default 86400)
+//!   --state FILE         [SANDBOX_STATE]         keep sessions and live tokens in FILE across
+//!                                                restarts (default: memory only)
 //! Prints `keaplink-sandbox listening on http://127.0.0.1:PORT` once it accepts connections.
 
-use keaplink_sandbox::{router, Config};
+use keaplink_sandbox::{try_router, Config};
 use std::io::Write;
 
 fn main() {
@@ -23,6 +25,9 @@ fn main() {
         expires_in: env_or("SANDBOX_EXPIRES_IN", "86400")
             .parse()
             .unwrap_or_else(|_| fail("SANDBOX_EXPIRES_IN is not a number")),
+        state_file: std::env::var_os("SANDBOX_STATE")
+            .filter(|v| !v.is_empty())
+            .map(Into::into),
     };
     let mut it = args.iter();
     while let Some(flag) = it.next() {
@@ -40,6 +45,7 @@ fn main() {
             "--client-id" => config.client_id = value(),
             "--client-secret" => config.client_secret = value(),
             "--redirect-uri" => config.redirect_uris.push(value()),
+            "--state" => config.state_file = Some(value().into()),
             "--expires-in" => {
                 config.expires_in = value()
                     .parse()
@@ -58,6 +64,7 @@ fn main() {
         .build()
         .unwrap_or_else(|e| fail(&format!("cannot start the runtime: {e}")));
     rt.block_on(async move {
+        let app = try_router(config).unwrap_or_else(|e| fail(&e));
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
             .await
             .unwrap_or_else(|e| fail(&format!("cannot listen on 127.0.0.1:{port}: {e}")));
@@ -69,7 +76,7 @@ fn main() {
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
         };
-        axum::serve(listener, router(config))
+        axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
             .await
             .unwrap_or_else(|e| fail(&e.to_string()));

@@ -12,13 +12,21 @@ use axum::Form;
 use serde::Deserialize;
 use url::Url;
 
-const SSO_COOKIE: &str = "keap_sso";
+pub(crate) const SSO_COOKIE: &str = "keap_sso";
 const CODE_TTL_SECS: u64 = 120;
 
-fn page(title: &str, kind: &str, body: &str) -> Html<String> {
+pub(crate) fn page(title: &str, kind: &str, body: &str) -> Html<String> {
+    page_of_width(title, kind, body, "28rem")
+}
+
+/// A page `width` wide at most (the landing page's tables need more than a form).
+pub(crate) fn page_of_width(title: &str, kind: &str, body: &str, width: &str) -> Html<String> {
     Html(format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title>\
-<style>body{{font:16px/1.5 system-ui,sans-serif;max-width:28rem;margin:3rem auto;padding:0 1rem}}\
+<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
+<style>body{{font:16px/1.5 system-ui,sans-serif;max-width:{width};margin:3rem auto;padding:0 1rem}}\
+table{{border-collapse:collapse;margin:.5rem 0 1.5rem}}th,td{{border:1px solid #ccc;padding:.3rem .5rem;text-align:left;vertical-align:top}}\
+code{{overflow-wrap:anywhere}}\
 label,input,select,button{{display:block;margin:.4rem 0}}.banner{{background:#ffe;border:1px solid #cc9;padding:.5rem}}\
 .error{{color:#a00;font-weight:600}}</style></head>\
 <body data-page=\"{kind}\"><p class=\"banner\">Keap sandbox: a stand-in for Keap, for local runs and tests.</p>\
@@ -26,7 +34,7 @@ label,input,select,button{{display:block;margin:.4rem 0}}.banner{{background:#ff
     ))
 }
 
-fn escape(s: &str) -> String {
+pub(crate) fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -45,7 +53,7 @@ fn bad_request_page(why: &str) -> Response {
         .into_response()
 }
 
-fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+pub(crate) fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -173,7 +181,7 @@ impl Sandbox {
         Ok(())
     }
 
-    fn session_user(&self, headers: &HeaderMap) -> Option<usize> {
+    pub(crate) fn session_user(&self, headers: &HeaderMap) -> Option<usize> {
         let sid = cookie(headers, SSO_COOKIE)?;
         self.lock().sessions.get(&sid).copied()
     }

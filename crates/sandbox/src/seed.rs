@@ -56,6 +56,8 @@ pub struct SeedUser {
     /// Keap's user id (`sub` of both userinfo endpoints): stable across runs.
     pub sub: &'static str,
     pub is_admin: bool,
+    /// What a partner rehearses with this user (the landing page and the README say it).
+    pub for_trying: &'static str,
 }
 
 pub const USERS: &[SeedUser] = &[
@@ -66,6 +68,7 @@ pub const USERS: &[SeedUser] = &[
         apps: &["ab123"],
         sub: "1",
         is_admin: true,
+        for_trying: "a first link; every rehearsal of the README's \"Rehearse the hard paths\" uses her link",
     },
     SeedUser {
         email: "bob@cd456.example",
@@ -74,6 +77,7 @@ pub const USERS: &[SeedUser] = &[
         apps: &["cd456"],
         sub: "2",
         is_admin: true,
+        for_trying: "a second person on the same browser: Keap's single sign-on must not link Ann again",
     },
     SeedUser {
         email: "cat@ef789.example",
@@ -82,6 +86,7 @@ pub const USERS: &[SeedUser] = &[
         apps: &["ef789"],
         sub: "3",
         is_admin: true,
+        for_trying: "one more independent link",
     },
     // Another Keap user of Ann's app: same tenant, different person.
     SeedUser {
@@ -91,6 +96,7 @@ pub const USERS: &[SeedUser] = &[
         apps: &["ab123"],
         sub: "4",
         is_admin: false,
+        for_trying: "another person in Ann's Keap app: a Reconnect of Ann's link signed in as Amy is refused (identity lock)",
     },
     // One person, two apps: the consent page asks which one to link.
     SeedUser {
@@ -100,6 +106,7 @@ pub const USERS: &[SeedUser] = &[
         apps: &["gh012", "ij345"],
         sub: "5",
         is_admin: true,
+        for_trying: "a person with two Keap apps: the consent page asks which app to link",
     },
 ];
 

@@ -17,6 +17,7 @@ fn app() -> Router {
         client_secret: "csecret".into(),
         redirect_uris: vec![REDIRECT.into()],
         expires_in: 3600,
+        state_file: None,
     })
 }
 

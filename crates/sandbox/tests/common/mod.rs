@@ -20,6 +20,7 @@ pub fn app() -> Router {
         client_secret: "csecret".into(),
         redirect_uris: vec![REDIRECT.into()],
         expires_in: 3600,
+        state_file: None,
     })
 }
 
