@@ -903,10 +903,32 @@ report), Keap calls (the sandbox's counter), errors. ¹ Derived, not counted: lo
 counters; one read (first use of the guard) and one write per guard that refreshed or recorded
 a failure. Gzip sizes here are Node's zlib at level 9 (\`scripts/sizes\` uses gzip -9; they differ by
 up to 1.5 %: Node's deflate makes other choices).
+${importsSection()}`;
+}
+
+/** The bulk import's figures, from `node bench/imports.mjs` (target/bench-imports.json). */
+function importsSection() {
+  const r = results.imports;
+  if (!r) return "";
+  const api = Object.entries(r.api_calls).map(([route, n]) => `${route} ${n.toLocaleString("en-US")}`).join(", ");
+  return `
+## Bulk import
+
+\`node bench/imports.mjs\`: ${r.links.toLocaleString("en-US")} links (ten calls of 1,000, minted by the
+sandbox as another integration of the same OAuth client holds them, spread over its five Keap
+apps) imported into a fresh deployment under wrangler dev at the default pace
+(\`KEAP_REFRESH_RATE_PER_MIN=${r.rate_per_min}\`, two calls an item).
+
+| items per minute | Keap calls per item | refreshes | other Keap calls | outcomes |
+|---|---|---|---|---|
+| ${r.items_per_minute.toLocaleString("en-US")} (${r.minutes} min) | ${r.keap_calls_per_item} | ${r.refreshes.toLocaleString("en-US")} | ${api} | ${Object.entries(r.outcomes).filter(([, n]) => n).map(([k, n]) => `${k} ${n.toLocaleString("en-US")}`).join(", ")} |
 `;
 }
 
 async function writeReport() {
+  try {
+    results.imports = JSON.parse(await readFile(join(ROOT, "target", "bench-imports.json"), "utf8"));
+  } catch { /* not run: no section */ }
   await mkdir(join(OUT, "docs"), { recursive: true });
   await writeFile(join(OUT, "BENCHMARKS.md"), writeReportText());
   const svg = join(OUT, "docs", "bench-latency.svg");
