@@ -414,11 +414,18 @@ pub fn link_detail(d: &ConnectionDetail, unknown_events: usize, back: &str) -> S
     } else {
         String::new()
     };
+    // An exported link is the partner's to keep now: keaplink neither refreshes nor repairs it;
+    // what is left to do is delete it once the cut-over is done.
+    let actions = if c.status == ConnectionStatus::Exported {
+        r#"<p class="hint" data-exported>Handed out by an export: keaplink no longer refreshes this link or hands out its tokens. Delete it once your cut-over is done.</p><div class="actions"><button type="button" class="danger" data-action="disconnect">Delete…</button></div>"#
+    } else {
+        r#"<div class="actions"><button type="button" data-action="refresh">Refresh now</button><button type="button" data-action="repair">Make a repair link</button><button type="button" class="danger" data-action="disconnect">Disconnect…</button></div>"#
+    };
     format!(
         r##"<p><a href="{back}">← All links</a></p>
 <h1 tabindex="-1"><code>{app}</code> · {email}</h1>
 <dl class="facts" data-connection="{id}" data-status="{status}">{facts}</dl>
-<div class="actions"><button type="button" data-action="refresh">Refresh now</button><button type="button" data-action="repair">Make a repair link</button><button type="button" class="danger" data-action="disconnect">Disconnect…</button></div>
+{actions}
 <div id="action-out"></div>
 <h2>Timeline</h2><p class="hint">Newest first; the link's last 100 events.</p>
 <ol class="timeline">{events}</ol>{unknown}"##,

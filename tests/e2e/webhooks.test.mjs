@@ -116,7 +116,7 @@ test("GET /v1/admin/stats: connections by status and the last 24 h of refreshes"
   const s = await call(stack.url, "GET", "/v1/admin/stats", { token: ADMIN_TOKEN });
   assert.equal(s.status, 200, s.text);
   assert.equal(s.json.partners, 1);
-  assert.deepEqual(s.json.connections, { total: 1, active: 1, needs_reauth: 0 });
+  assert.deepEqual(s.json.connections, { total: 1, active: 1, needs_reauth: 0, exported: 0 });
   assert.equal(s.json.refreshes_last_24h.needs_reauth, 1);
   // One more: a refresh that works (u2's token is inside the margin: every request refreshes).
   assert.equal((await call(stack.url, "POST", "/v1/token", { token: acme.api_key, body: { user: "u2" } })).status, 200);
