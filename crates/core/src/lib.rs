@@ -16,6 +16,7 @@ pub mod ids;
 pub mod keap;
 pub mod keys;
 pub mod limits;
+pub mod links;
 pub mod pace;
 pub mod partner;
 pub mod proxy;

@@ -13,18 +13,25 @@ pub fn no_connection() -> ApiError {
 }
 
 /// The call named `app`, where the user has no link; `others` are the apps the user does have
-/// links in (read only on this failing path). With none, the plain answer; else it names them,
-/// so a partner sees at once that its `keap_app` is the wrong one rather than the link missing.
-pub fn no_link_in_app(app: &KeapApp, others: &[KeapApp]) -> ApiError {
-    if others.is_empty() {
+/// links in (read only on this failing path, in KV's order: by app id). With none, the plain
+/// answer; else it names them (at most [`MAX_APPS_NAMED`]), so a partner sees at once that its
+/// `keap_app` is the wrong one rather than the link missing.
+pub fn no_link_in_app(app: &KeapApp, others: impl IntoIterator<Item = KeapApp>) -> ApiError {
+    let mut listed = String::new();
+    let mut more = 0;
+    for (i, other) in others.into_iter().enumerate() {
+        if i >= MAX_APPS_NAMED {
+            more += 1;
+            continue;
+        }
+        if i > 0 {
+            listed.push_str(", ");
+        }
+        listed.push_str(other.as_str());
+    }
+    if listed.is_empty() {
         return no_connection();
     }
-    let mut names: Vec<&str> = others.iter().map(KeapApp::as_str).collect();
-    names.sort_unstable();
-    names.dedup();
-    let more = names.len().saturating_sub(MAX_APPS_NAMED);
-    names.truncate(MAX_APPS_NAMED);
-    let mut listed = names.join(", ");
     if more > 0 {
         listed.push_str(&format!(" and {more} more"));
     }
@@ -47,14 +54,14 @@ mod tests {
 
     #[test]
     fn with_no_other_link_it_is_the_plain_answer() {
-        let e = no_link_in_app(&app("zz999"), &[]);
+        let e = no_link_in_app(&app("zz999"), []);
         assert_eq!(e.code, ErrorCode::NoConnection);
         assert_eq!(e.message, "No such connection.");
     }
 
     #[test]
     fn names_the_apps_the_user_has_links_in() {
-        let e = no_link_in_app(&app("zz999"), &[app("cd456"), app("ab123")]);
+        let e = no_link_in_app(&app("zz999"), [app("ab123"), app("cd456")]);
         assert_eq!(e.code, ErrorCode::NoConnection);
         assert!(
             e.message.contains("no link in the Keap app zz999"),
@@ -71,7 +78,7 @@ mod tests {
     #[test]
     fn names_at_most_ten() {
         let many: Vec<KeapApp> = (0..13).map(|i| app(&format!("a{i:02}"))).collect();
-        let e = no_link_in_app(&app("zz999"), &many);
+        let e = no_link_in_app(&app("zz999"), many);
         assert!(e.message.contains("a09 and 3 more."), "{}", e.message);
         assert!(!e.message.contains("a10"), "{}", e.message);
     }
