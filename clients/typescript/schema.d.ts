@@ -617,6 +617,13 @@ export interface components {
             reconnect_before: string | null;
             /**
              * Format: date-time
+             * @description When the link was last restored by its user (a Reconnect or a repair link), `null` if it
+             *     never was; `connected_at` stays the first link's time.
+             * @example 2026-01-01T00:00:00Z
+             */
+            reconnected_at: string | null;
+            /**
+             * Format: date-time
              * @description When the refresh token we hold is expected to die (Keap's lifetime after it was issued).
              * @example 2026-01-01T00:00:00Z
              */
@@ -669,6 +676,13 @@ export interface components {
             reconnect_before: string | null;
             /**
              * Format: date-time
+             * @description When the link was last restored by its user (a Reconnect or a repair link), `null` if it
+             *     never was; `connected_at` stays the first link's time.
+             * @example 2026-01-01T00:00:00Z
+             */
+            reconnected_at: string | null;
+            /**
+             * Format: date-time
              * @description When the refresh token we hold is expected to die (Keap's lifetime after it was issued).
              * @example 2026-01-01T00:00:00Z
              */
@@ -699,7 +713,7 @@ export interface components {
          * @description What happened to a link, as its timeline shows it.
          * @enum {string}
          */
-        ConnectionEventKind: "created" | "reconnected" | "refreshed" | "refresh_failed" | "needs_reauth" | "recovered" | "expiring" | "identity_mismatch" | "repair_link_created" | "repair_link_used" | "deleted";
+        ConnectionEventKind: "created" | "reconnected" | "refreshed" | "refresh_failed" | "needs_reauth" | "recovered" | "expiring" | "identity_mismatch" | "repair_link_created" | "repair_link_tried" | "repair_link_used" | "deleted";
         /**
          * @description Whether a link works, as the widget and the partner see it.
          * @enum {string}
@@ -810,6 +824,13 @@ export interface components {
              * @example 2026-01-01T00:00:00Z
              */
             reconnect_before: string | null;
+            /**
+             * Format: date-time
+             * @description When the link was last restored by its user (a Reconnect or a repair link), `null` if it
+             *     never was; `connected_at` stays the first link's time.
+             * @example 2026-01-01T00:00:00Z
+             */
+            reconnected_at: string | null;
             /**
              * Format: date-time
              * @description When the refresh token we hold is expected to die (Keap's lifetime after it was issued).
@@ -2886,6 +2907,7 @@ export interface operations {
                      *           },
                      *           "last_error": null,
                      *           "reconnect_before": null,
+                     *           "reconnected_at": null,
                      *           "refresh_expires_at": "2026-02-16T06:00:00Z",
                      *           "refreshed_at": "2026-01-02T06:00:00Z",
                      *           "status": "active",
@@ -2954,6 +2976,7 @@ export interface operations {
                      *       },
                      *       "last_error": null,
                      *       "reconnect_before": null,
+                     *       "reconnected_at": null,
                      *       "refresh_expires_at": "2026-02-16T06:00:00Z",
                      *       "refreshed_at": "2026-01-02T06:00:00Z",
                      *       "status": "active",
@@ -3034,6 +3057,7 @@ export interface operations {
                      *       },
                      *       "last_error": null,
                      *       "reconnect_before": null,
+                     *       "reconnected_at": null,
                      *       "refresh_expires_at": "2026-02-16T06:00:00Z",
                      *       "refreshed_at": "2026-01-02T06:00:00Z",
                      *       "status": "active",
@@ -3414,6 +3438,7 @@ export interface operations {
                      *           },
                      *           "last_error": null,
                      *           "reconnect_before": null,
+                     *           "reconnected_at": null,
                      *           "refresh_expires_at": "2026-02-16T06:00:00Z",
                      *           "refreshed_at": "2026-01-02T06:00:00Z",
                      *           "status": "active"
