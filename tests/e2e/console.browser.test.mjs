@@ -496,12 +496,14 @@ test("14. the Links table never scrolls sideways from 360 px up; every column on
     const m = await page.evaluate(() => {
       const doc = document.documentElement;
       const box = document.querySelector("#results .scroll") ?? document.querySelector("#results");
-      const right = Math.max(...[...document.querySelectorAll("#results td, #results th")].filter((e) => e.offsetParent).map((e) => e.getBoundingClientRect().right));
-      return { page: doc.scrollWidth - doc.clientWidth, table: box.scrollWidth - box.clientWidth, right, width: doc.clientWidth };
+      const cells = [...document.querySelectorAll("#results td")].filter((e) => e.offsetParent);
+      const widest = cells.reduce((a, e) => (e.getBoundingClientRect().right > (a?.getBoundingClientRect().right ?? -1) ? e : a), null);
+      const right = widest.getBoundingClientRect().right;
+      return { page: doc.scrollWidth - doc.clientWidth, table: box.scrollWidth - box.clientWidth, right, width: doc.clientWidth, cell: widest.dataset.label, html: widest.innerHTML.slice(0, 300) };
     });
     assert.ok(m.page <= 0, `${width} px: the page scrolls sideways by ${m.page}px`);
     assert.ok(m.table <= 0, `${width} px: the table scrolls sideways by ${m.table}px`);
-    assert.ok(m.right <= m.width, `${width} px: a column ends at ${m.right}px, past ${m.width}px`);
+    assert.ok(m.right <= m.width, `${width} px: the ${m.cell} column ends at ${m.right}px, past ${m.width}px: ${m.html}`);
     await shot(page, `links-${width}`);
   }
   await context.close();

@@ -3,7 +3,7 @@
 // seen the partner's page. The page under its own strict CSP (no console error, readable at
 // 390 px, axe-core finds nothing serious), its button through Keap's sign-out hop to the
 // restored page; then the same link used, an expired one, an unknown one. Screenshots go to
-// tests/artifacts/, and over docs/repair-{page,restored}.png when KEAPLINK_DOCS_SCREENSHOTS=1.
+// tests/artifacts/, and over docs/repair-{page,restored,mismatch}.png when KEAPLINK_DOCS_SCREENSHOTS=1.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
@@ -220,6 +220,7 @@ test("a repair link signed in as someone else restores nothing, names both peopl
   assert.match(await page.locator("form").getAttribute("action"), /^\/link\/again\/[A-Za-z0-9_-]{43}$/);
   assert.doesNotMatch(await page.content(), new RegExp(new URL(made.json.url).pathname.split("/").pop()), "the page never holds the link's token");
   assert.ok(!formActionBlocksKeap(res.headers()["content-security-policy"] ?? ""));
+  await page.setViewportSize({ width: 600, height: 360 });
   await screenshot(page, "repair-mismatch.png");
   const visited = [];
   page.on("request", (r) => { if (r.isNavigationRequest()) visited.push(new URL(r.url()).pathname); });
