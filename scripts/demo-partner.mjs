@@ -1,6 +1,9 @@
 // Registers the demo partner in a running local Worker (or keeps the one registered before) and
 // prints demo page URLs with session JWTs, as a partner's back-end would mint them.
-// Usage: ADMIN_TOKEN=... node scripts/demo-partner.mjs <worker-url> [webhook-url]
+// Usage: ADMIN_TOKEN=... node scripts/demo-partner.mjs <worker-url> [webhook-url] [demo-backend-url]
+// With the demo back-end's URL (scripts/demo-backend.mjs, which ./scripts/dev starts) the printed
+// links name it and carry no JWT: the page asks it for a fresh one at each load. Without, they
+// carry a JWT valid 1 h.
 // Its API key and session secret are kept in .wrangler/demo-partner.json (git-ignored) and reused
 // while the local state that registered them lives, so yesterday's key keeps working.
 import { SignJWT } from "jose";
@@ -10,7 +13,7 @@ import { fileURLToPath } from "node:url";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const saved = join(root, ".wrangler", "demo-partner.json");
-const [base, webhookUrl] = process.argv.slice(2);
+const [base, webhookUrl, backendUrl] = process.argv.slice(2);
 const admin = process.env.ADMIN_TOKEN;
 if (!base || !admin) {
   console.error("usage: ADMIN_TOKEN=... node scripts/demo-partner.mjs <worker-url> [webhook-url]");
@@ -67,7 +70,8 @@ const mint = (user) =>
 
 // Partner users are the partner's own ids (user-1001); Keap users are emails (ann@ab123.example).
 for (const user of ["user-1001", "user-1002"]) {
-  console.log(`  Demo page as partner user ${user} (valid 1 h): ${base}/demo/#user=${user}&session=${await mint(user)}`);
+  if (backendUrl) console.log(`  Demo page as partner user ${user}: ${base}/demo/#user=${user}&backend=${backendUrl}`);
+  else console.log(`  Demo page as partner user ${user} (valid 1 h): ${base}/demo/#user=${user}&session=${await mint(user)}`);
 }
 console.log(kept
   ? "  Demo partner: kept from the last start (same API key and session secret and settings): .wrangler/demo-partner.json"

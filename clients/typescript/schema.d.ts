@@ -832,6 +832,13 @@ export interface components {
             reconnect_before: string | null;
             /**
              * Format: date-time
+             * @description When the link was last restored by its user (a Reconnect or a repair link), `null` if it
+             *     never was; `connected_at` stays the first link's time.
+             * @example 2026-01-01T00:00:00Z
+             */
+            reconnected_at: string | null;
+            /**
+             * Format: date-time
              * @description When the refresh token we hold is expected to die (Keap's lifetime after it was issued).
              * @example 2026-01-01T00:00:00Z
              */
@@ -929,6 +936,13 @@ export interface components {
             reconnect_before: string | null;
             /**
              * Format: date-time
+             * @description When the link was last restored by its user (a Reconnect or a repair link), `null` if it
+             *     never was; `connected_at` stays the first link's time.
+             * @example 2026-01-01T00:00:00Z
+             */
+            reconnected_at: string | null;
+            /**
+             * Format: date-time
              * @description When the refresh token we hold is expected to die (Keap's lifetime after it was issued).
              * @example 2026-01-01T00:00:00Z
              */
@@ -959,7 +973,7 @@ export interface components {
          * @description What happened to a link, as its timeline shows it.
          * @enum {string}
          */
-        ConnectionEventKind: "created" | "reconnected" | "refreshed" | "refresh_failed" | "needs_reauth" | "recovered" | "expiring" | "identity_mismatch" | "repair_link_created" | "repair_link_used" | "deleted" | "imported" | "exported";
+        ConnectionEventKind: "created" | "reconnected" | "refreshed" | "refresh_failed" | "needs_reauth" | "recovered" | "expiring" | "identity_mismatch" | "repair_link_created" | "repair_link_tried" | "repair_link_used" | "deleted" | "imported" | "exported";
         /** @description `connection.expiring`: Refreshes of this link keep failing and its refresh token has under a week left: the user should reconnect before `connection.reconnect_before`. Sent once. */
         ConnectionExpiringEvent: {
             connection: components["schemas"]["Connection"];
@@ -1317,6 +1331,13 @@ export interface components {
              * @example 2026-01-01T00:00:00Z
              */
             reconnect_before: string | null;
+            /**
+             * Format: date-time
+             * @description When the link was last restored by its user (a Reconnect or a repair link), `null` if it
+             *     never was; `connected_at` stays the first link's time.
+             * @example 2026-01-01T00:00:00Z
+             */
+            reconnected_at: string | null;
             /**
              * Format: date-time
              * @description When the refresh token we hold is expected to die (Keap's lifetime after it was issued).
@@ -3467,6 +3488,7 @@ export interface operations {
                      *           },
                      *           "last_error": null,
                      *           "reconnect_before": null,
+                     *           "reconnected_at": null,
                      *           "refresh_expires_at": "2026-02-16T06:00:00Z",
                      *           "refreshed_at": "2026-01-02T06:00:00Z",
                      *           "status": "active",
@@ -3605,6 +3627,7 @@ export interface operations {
                      *       },
                      *       "last_error": null,
                      *       "reconnect_before": null,
+                     *       "reconnected_at": null,
                      *       "refresh_expires_at": "2026-02-16T06:00:00Z",
                      *       "refreshed_at": "2026-01-02T06:00:00Z",
                      *       "status": "active",
@@ -3685,6 +3708,7 @@ export interface operations {
                      *       },
                      *       "last_error": null,
                      *       "reconnect_before": null,
+                     *       "reconnected_at": null,
                      *       "refresh_expires_at": "2026-02-16T06:00:00Z",
                      *       "refreshed_at": "2026-01-02T06:00:00Z",
                      *       "status": "active",
@@ -4224,6 +4248,7 @@ export interface operations {
                      *           },
                      *           "last_error": null,
                      *           "reconnect_before": null,
+                     *           "reconnected_at": null,
                      *           "refresh_expires_at": "2026-02-16T06:00:00Z",
                      *           "refreshed_at": "2026-01-02T06:00:00Z",
                      *           "status": "active"
@@ -4765,6 +4790,7 @@ export interface operations {
                  *         },
                  *         "last_error": null,
                  *         "reconnect_before": null,
+                 *         "reconnected_at": null,
                  *         "refresh_expires_at": "2026-02-16T06:00:00Z",
                  *         "refreshed_at": "2026-01-02T06:00:00Z",
                  *         "status": "active"
@@ -4841,6 +4867,7 @@ export interface operations {
                  *         },
                  *         "last_error": null,
                  *         "reconnect_before": null,
+                 *         "reconnected_at": null,
                  *         "refresh_expires_at": "2026-02-16T06:00:00Z",
                  *         "refreshed_at": "2026-01-02T06:00:00Z",
                  *         "status": "active"
@@ -4917,6 +4944,7 @@ export interface operations {
                  *         },
                  *         "last_error": null,
                  *         "reconnect_before": null,
+                 *         "reconnected_at": null,
                  *         "refresh_expires_at": "2026-02-16T06:00:00Z",
                  *         "refreshed_at": "2026-01-02T06:00:00Z",
                  *         "status": "active"
@@ -4994,6 +5022,7 @@ export interface operations {
                  *         },
                  *         "last_error": null,
                  *         "reconnect_before": null,
+                 *         "reconnected_at": null,
                  *         "refresh_expires_at": "2026-02-16T06:00:00Z",
                  *         "refreshed_at": "2026-01-02T06:00:00Z",
                  *         "status": "exported"
@@ -5074,6 +5103,7 @@ export interface operations {
                  *           "message": "Keap refused the refresh token: the user must reconnect."
                  *         },
                  *         "reconnect_before": null,
+                 *         "reconnected_at": null,
                  *         "refresh_expires_at": "2026-02-16T06:00:00Z",
                  *         "refreshed_at": "2026-01-02T06:00:00Z",
                  *         "status": "needs_reauth"
@@ -5151,6 +5181,7 @@ export interface operations {
                  *         },
                  *         "last_error": null,
                  *         "reconnect_before": null,
+                 *         "reconnected_at": null,
                  *         "refresh_expires_at": "2026-02-16T06:00:00Z",
                  *         "refreshed_at": "2026-01-02T06:00:00Z",
                  *         "status": "active"

@@ -264,7 +264,7 @@ impl App {
             Route::Overview => view::titled("Overview", &view::loading("the overview")),
             Route::Webhooks => view::titled("Webhook deliveries", &view::loading("deliveries")),
             Route::Settings => view::titled("Settings", &view::loading("settings")),
-            Route::Partners => view::titled("Partners", &view::loading("partners")),
+            Route::Partners => view::titled("All partners", &view::loading("partners")),
         };
         let partner_id = cred.partner.clone().unwrap_or_default();
         self.root.set_inner_html(&view::shell(
@@ -393,7 +393,7 @@ impl App {
         let mut path = format!("/v1/connections?limit={PAGE}");
         if let Some(s) = l.status {
             path += "&status=";
-            path += view::status_name(s);
+            path += wire::status_name(s);
         }
         if !l.q.is_empty() {
             path += "&q=";
@@ -869,14 +869,70 @@ impl App {
                     set_html(
                         "main",
                         &view::titled(
-                            "Partners",
+                            "All partners",
                             &format!(
-                                r#"<p>Signed in with the admin token. Pick the partner to act for.</p>{html}"#
+                                r#"<div id="deployment"></div><h2>Partners</h2><p>Signed in with the admin token: every partner's links and webhooks; open one to act for it.</p>{html}"#
                             ),
                         ),
                     );
+                    self.clone().load_deployment(gen, &cred);
+                    for p in &list.partners {
+                        self.clone()
+                            .load_partner_counts(gen, &cred, p.partner_id.clone());
+                    }
                 }
                 Err(f) => self.failed(&f, "main"),
+            }
+        });
+    }
+
+    /// The operator's view of the whole deployment, above the partners.
+    fn load_deployment(self: Rc<Self>, gen: u32, cred: &Cred) {
+        let cred = cred.clone();
+        spawn_local(async move {
+            let answer = call(&cred, "GET", "/v1/admin/stats", None).await;
+            if !self.current(gen) {
+                return;
+            }
+            match answer.and_then(|j| {
+                wire::admin_stats(&j).ok_or_else(|| Failure::unreadable("GET /v1/admin/stats"))
+            }) {
+                Ok(s) => set_html("deployment", &view::deployment(&s)),
+                Err(f) => self.failed(&f, "deployment"),
+            }
+        });
+    }
+
+    /// One partner's row of the operator's view: its overview, read as the operator acting for
+    /// it (`keaplink-partner`), as each answer comes.
+    fn load_partner_counts(self: Rc<Self>, gen: u32, cred: &Cred, id: String) {
+        let mut cred = cred.clone();
+        cred.partner = Some(id.clone());
+        spawn_local(async move {
+            let answer = call(&cred, "GET", "/v1/stats", None).await;
+            if !self.current(gen) {
+                return;
+            }
+            let cell = |name: &str| {
+                document()
+                    .query_selector(&format!(r#"tr[data-partner="{id}"] [data-stats={name}]"#))
+                    .ok()
+                    .flatten()
+            };
+            let (links, hooks) = match answer
+                .and_then(|j| wire::stats(&j).ok_or_else(|| Failure::unreadable("GET /v1/stats")))
+            {
+                Ok(s) => view::partner_counts(&s),
+                Err(f) => {
+                    let e = format!(r#"<div class="error">{}</div>"#, view::escape(&f.message));
+                    (e.clone(), e)
+                }
+            };
+            if let Some(c) = cell("links") {
+                c.set_inner_html(&links);
+            }
+            if let Some(c) = cell("webhooks") {
+                c.set_inner_html(&hooks);
             }
         });
     }

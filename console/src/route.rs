@@ -40,7 +40,7 @@ impl Route {
     pub fn hash(&self) -> String {
         match self {
             Route::Links(None) => "#links".into(),
-            Route::Links(Some(s)) => format!("#links?status={}", crate::view::status_name(*s)),
+            Route::Links(Some(s)) => format!("#links?status={}", crate::wire::status_name(*s)),
             Route::Link(id) => format!("#link/{}", encode(id)),
             Route::Overview => "#overview".into(),
             Route::Webhooks => "#webhooks".into(),

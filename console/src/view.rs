@@ -5,8 +5,9 @@
 use crate::route::Route;
 use keaplink_api::proxy::{KeapQuota, QuotaWindow};
 use keaplink_api::{
-    ConnectionDetail, ConnectionEvent, ConnectionEventKind, ConnectionStatus, DeliveryState,
-    PartnerConnection, PartnerStats, PartnerView, ReconnectIdentity, RepairLink, WebhookDelivery,
+    AdminStats, Connection, ConnectionDetail, ConnectionEvent, ConnectionEventKind,
+    ConnectionStatus, DeliveryState, PartnerConnection, PartnerStats, PartnerView,
+    ReconnectIdentity, RepairLink, WebhookDelivery,
 };
 use std::fmt::Write;
 
@@ -77,6 +78,49 @@ pub fn when(rfc3339: &str) -> String {
     format!(r#"<time datetime="{0}">{0}</time>"#, escape(rfc3339))
 }
 
+/// The first link's time, and the last restore's under it when there was one.
+fn connected(c: &Connection) -> String {
+    match &c.reconnected_at {
+        Some(t) => format!(
+            r#"{}<span class="sub" data-reconnected>Reconnected {}</span>"#,
+            when(&c.connected_at),
+            when(t)
+        ),
+        None => when(&c.connected_at),
+    }
+}
+
+/// A timeline event's words, escaped, with each RFC 3339 time in them (`2026-12-08T08:45:00Z`,
+/// as the Worker writes "Expires …") shown like every other time: local.
+fn local_times(detail: &str) -> String {
+    let mut out = String::new();
+    for (i, word) in detail.split(' ').enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        let (bare, tail) = match word.strip_suffix(['.', ',', ';']) {
+            Some(b) => (b, &word[b.len()..]),
+            None => (word, ""),
+        };
+        let b = bare.as_bytes();
+        let is_time = b.len() >= 20
+            && b.len() <= 35
+            && b[4] == b'-'
+            && b[7] == b'-'
+            && b[10] == b'T'
+            && b[13] == b':'
+            && (bare.ends_with('Z') || bare.contains('+'))
+            && b[..4].iter().all(u8::is_ascii_digit);
+        if is_time {
+            out += &when(bare);
+            out += &escape(tail);
+        } else {
+            out += &escape(word);
+        }
+    }
+    out
+}
+
 fn when_or_dash(t: Option<&str>) -> String {
     t.filter(|s| !s.is_empty())
         .map(when)
@@ -118,6 +162,7 @@ pub fn event_label(k: ConnectionEventKind) -> &'static str {
         Expiring => "Expiring",
         IdentityMismatch => "Identity mismatch refused",
         RepairLinkCreated => "Repair link made",
+        RepairLinkTried => "Repair link tried",
         RepairLinkUsed => "Repair link used",
         Deleted => "Disconnected",
         Imported => "Imported",
@@ -130,7 +175,7 @@ fn event_class(k: ConnectionEventKind) -> &'static str {
     match k {
         RefreshFailed | NeedsReauth | Expiring | IdentityMismatch | Deleted => "warn",
         Created | Reconnected | Refreshed | Recovered | RepairLinkUsed | Imported => "ok",
-        RepairLinkCreated | Exported => "",
+        RepairLinkCreated | RepairLinkTried | Exported => "",
     }
 }
 
@@ -147,6 +192,7 @@ fn event_type(k: ConnectionEventKind) -> &'static str {
         Expiring => "expiring",
         IdentityMismatch => "identity_mismatch",
         RepairLinkCreated => "repair_link_created",
+        RepairLinkTried => "repair_link_tried",
         RepairLinkUsed => "repair_link_used",
         Imported => "imported",
         Exported => "exported",
@@ -317,12 +363,12 @@ pub fn links_table(
         let _ = write!(
             body,
             r##"<tr data-connection="{id}" data-status="{status}"><td data-label="Keap app"><div><a class="app" href="#link/{id}">{app}</a>{app_name}</div></td><td data-label="Partner user"><div>{user}</div></td><td data-label="Keap user"><div><span class="email">{email}</span>{name}</div></td><td data-label="Status"><div>{badge}{err}</div></td><td data-label="Connected"><div>{connected}</div></td><td data-label="Last refreshed"><div>{refreshed}</div></td><td data-label="Expires"><div><span class="line">Access: {access}</span><span class="line">Refresh: {refresh}</span></div></td></tr>"##,
-            status = status_name(c.status),
+            status = crate::wire::status_name(c.status),
             app = escape(&c.keap_app),
             user = escape(&r.user),
             email = escape(&c.keap_user.email),
             badge = status_badge(c.status),
-            connected = when(&c.connected_at),
+            connected = connected(c),
             refreshed = when_or_dash(c.refreshed_at.as_deref()),
             access = when(&c.access_expires_at),
             refresh = when_or_dash(Some(&c.refresh_expires_at)),
@@ -332,14 +378,6 @@ pub fn links_table(
         r#"<div class="scroll"><table class="links"><caption class="sr">Links, page {page}</caption><thead><tr><th scope="col">Keap app</th><th scope="col">Partner user</th><th scope="col">Keap user</th><th scope="col">Status, last error</th><th scope="col">Connected</th><th scope="col">Last refreshed</th><th scope="col">Expires</th></tr></thead><tbody>{body}</tbody></table></div>{}"#,
         pager("", page, has_prev, has_next)
     )
-}
-
-pub fn status_name(s: ConnectionStatus) -> &'static str {
-    match s {
-        ConnectionStatus::Active => "active",
-        ConnectionStatus::NeedsReauth => "needs_reauth",
-        ConnectionStatus::Exported => "exported",
-    }
 }
 
 /// `kind` prefixes the buttons' actions (`next`, `partners-next`).
@@ -376,6 +414,9 @@ pub fn link_detail(d: &ConnectionDetail, unknown_events: usize, back: &str) -> S
     );
     facts += &fact("Status", status_badge(c.status));
     facts += &fact("Connected", &when(&c.connected_at));
+    if let Some(t) = &c.reconnected_at {
+        facts += &fact("Reconnected", &when(t));
+    }
     facts += &fact("Last refreshed", &when_or_dash(c.refreshed_at.as_deref()));
     facts += &fact("Access token expires", &when(&c.access_expires_at));
     facts += &fact(
@@ -432,7 +473,7 @@ pub fn link_detail(d: &ConnectionDetail, unknown_events: usize, back: &str) -> S
         app = escape(&c.keap_app),
         email = escape(&c.keap_user.email),
         id = escape(&c.id),
-        status = status_name(c.status),
+        status = crate::wire::status_name(c.status),
         back = escape(back),
     )
 }
@@ -446,7 +487,7 @@ fn event(e: &ConnectionEvent) -> String {
     let detail = e
         .detail
         .as_deref()
-        .map(|d| format!(r#"<p class="sub">{}</p>"#, escape(d)))
+        .map(|d| format!(r#"<p class="sub">{}</p>"#, local_times(d)))
         .unwrap_or_default();
     format!(
         r#"<li data-event="{ty}"><span class="dot {class}"></span><div><strong>{label}</strong>{code} <span class="muted">{at}</span>{detail}</div></li>"#,
@@ -696,6 +737,8 @@ pub fn rotated(api_key: &str, session_secret: &str, switched: bool) -> String {
     )
 }
 
+/// The operator's page of partners: each with its links and webhooks, which arrive per row
+/// (`partner_counts` fills the cells marked `data-stats`).
 pub fn partners(list: &[PartnerView], page: usize, has_prev: bool, has_next: bool) -> String {
     if list.is_empty() {
         return r#"<p data-state="empty">No partners registered yet.</p>"#.into();
@@ -704,15 +747,80 @@ pub fn partners(list: &[PartnerView], page: usize, has_prev: bool, has_next: boo
     for p in list {
         let _ = write!(
             rows,
-            r#"<tr data-partner="{id}"><td data-label="Name"><div>{name}</div></td><td data-label="Partner id"><div><code>{id}</code></div></td><td data-label="Allowed origins"><div>{origins}</div></td><td data-label="Action"><div><button type="button" data-action="pick-partner" data-id="{id}" data-name="{name}">Open {name}</button></div></td></tr>"#,
+            r#"<tr data-partner="{id}"><td data-label="Name"><div>{name}<span class="sub"><code>{id}</code></span></div></td><td data-label="Links" data-stats="links"><div class="muted">…</div></td><td data-label="Webhooks" data-stats="webhooks"><div class="muted">…</div></td><td data-label="Allowed origins"><div class="sub">{origins}</div></td><td data-label="Action"><div><button type="button" data-action="pick-partner" data-id="{id}" data-name="{name}">Open {name}</button></div></td></tr>"#,
             id = escape(&p.partner_id),
             name = escape(&p.name),
             origins = escape(&p.allowed_origins.join(", ")),
         );
     }
     format!(
-        r#"<div class="scroll"><table><caption class="sr">Partners, page {page}</caption><thead><tr><th scope="col">Name</th><th scope="col">Partner id</th><th scope="col">Allowed origins</th><th scope="col"><span class="sr">Action</span></th></tr></thead><tbody>{rows}</tbody></table></div>{}"#,
+        r#"<div class="scroll"><table class="partners"><caption class="sr">Partners, page {page}</caption><thead><tr><th scope="col">Partner</th><th scope="col">Links</th><th scope="col">Webhooks</th><th scope="col">Allowed origins</th><th scope="col"><span class="sr">Action</span></th></tr></thead><tbody>{rows}</tbody></table></div>{}"#,
         pager("partners-", page, has_prev, has_next)
+    )
+}
+
+/// One partner's cells of the operator's table: its links (and how many need their user) and
+/// its webhook deliveries (failed ones stand out).
+pub fn partner_counts(s: &PartnerStats) -> (String, String) {
+    let c = &s.connections;
+    let w = &s.webhooks;
+    let links = format!(
+        r#"<div><strong>{}</strong> <span class="sub">{} active · {}</span></div>"#,
+        count(c.total),
+        count(c.active),
+        if c.needs_reauth > 0 {
+            format!(
+                r#"<span class="warn-text" data-needs-reauth="{n}">{} need their user</span>"#,
+                count(c.needs_reauth),
+                n = c.needs_reauth
+            )
+        } else {
+            "none need their user".into()
+        }
+    );
+    let hooks = if w.failed > 0 {
+        format!(
+            r#"<div><span class="badge warn" data-failed="{n}">{} failed</span><span class="sub">{} pending · {} delivered, 24 h</span></div>"#,
+            count(w.failed),
+            count(w.pending),
+            count(w.delivered_last_24h),
+            n = w.failed
+        )
+    } else {
+        format!(
+            r#"<div><span data-failed="0">None failing</span><span class="sub">{} pending · {} delivered, 24 h</span></div>"#,
+            count(w.pending),
+            count(w.delivered_last_24h)
+        )
+    };
+    (links, hooks)
+}
+
+/// The deployment as a whole, above the partners: every partner's links, refreshes, and the
+/// Keap quota they share.
+pub fn deployment(s: &AdminStats) -> String {
+    let c = &s.connections;
+    let r = &s.refreshes_last_24h;
+    format!(
+        r#"<p class="muted">The whole deployment, as of {}</p><div class="cards">{}{}{}{}</div>"#,
+        when(&s.as_of),
+        card("partners", "Partners", &count(s.partners), "registered", ""),
+        card(
+            "all-links",
+            "Links",
+            &count(c.total),
+            "in all",
+            &(fact("Active", &count(c.active)) + &fact("Need their user", &count(c.needs_reauth)))
+        ),
+        card(
+            "all-refreshes",
+            "Refreshes, last 24 h",
+            &count(r.succeeded),
+            "succeeded",
+            &(fact("Failed (retried)", &count(r.failed))
+                + &fact("Lost (need the user)", &count(r.needs_reauth)))
+        ),
+        quota(s.keap_quota.as_ref()),
     )
 }
 
@@ -748,6 +856,7 @@ mod tests {
                 status: ConnectionStatus::NeedsReauth,
                 connected_at: "2026-01-01T00:00:00Z".into(),
                 refreshed_at: None,
+                reconnected_at: None,
                 access_expires_at: "2026-01-02T00:00:00Z".into(),
                 refresh_expires_at: "2026-02-15T00:00:00Z".into(),
                 reconnect_before: None,
@@ -843,6 +952,84 @@ mod tests {
     }
 
     #[test]
+    fn a_reconnected_link_says_when_beside_its_first_time() {
+        let mut l = link("ann@ab123.example");
+        assert!(!links_table(&[l.clone()], 1, false, false, false).contains("Reconnected"));
+        l.connection.reconnected_at = Some("2026-03-04T05:06:07Z".into());
+        let html = links_table(&[l], 1, false, false, false);
+        assert!(
+            html.contains(r#"Reconnected <time datetime="2026-03-04T05:06:07Z">"#),
+            "{html}"
+        );
+    }
+
+    #[test]
+    fn a_partners_row_says_its_links_and_failing_webhooks() {
+        let mut s = PartnerStats {
+            as_of: "2026-01-01T00:00:00Z".into(),
+            connections: keaplink_api::ConnectionCounts {
+                total: 1200,
+                active: 1197,
+                needs_reauth: 3,
+                exported: 0,
+            },
+            refreshes_last_24h: Default::default(),
+            keap_quota: None,
+            webhooks: keaplink_api::WebhookCounts {
+                pending: 1,
+                failed: 2,
+                delivered_last_24h: 40,
+            },
+        };
+        let (links, hooks) = partner_counts(&s);
+        assert!(links.contains("<strong>1,200</strong>"), "{links}");
+        assert!(
+            links.contains(r#"data-needs-reauth="3">3 need their user"#),
+            "{links}"
+        );
+        assert!(
+            hooks.contains(r#"class="badge warn" data-failed="2">2 failed"#),
+            "{hooks}"
+        );
+        s.webhooks.failed = 0;
+        s.connections.needs_reauth = 0;
+        let (links, hooks) = partner_counts(&s);
+        assert!(links.contains("none need their user"));
+        assert!(hooks.contains(r#"data-failed="0">None failing"#), "{hooks}");
+        let list = [PartnerView {
+            partner_id: "acme".into(),
+            name: "Acme <Co>".into(),
+            allowed_origins: vec!["https://acme.example".into()],
+            return_urls: vec![],
+            webhook_url: None,
+            reconnect_identity: ReconnectIdentity::default(),
+            webhook_repair_links: false,
+            export_enabled: false,
+            session_secret: None,
+            api_key: None,
+        }];
+        let html = partners(&list, 1, false, false);
+        assert!(
+            html.contains(r#"data-stats="links""#) && html.contains(r#"data-stats="webhooks""#)
+        );
+        assert!(html.contains("Acme &lt;Co&gt;") && !html.contains("<Co>"));
+    }
+
+    #[test]
+    fn times_in_an_events_words_are_shown_as_times() {
+        assert_eq!(
+            local_times("Expires 2026-12-08T08:45:00Z."),
+            r#"Expires <time datetime="2026-12-08T08:45:00Z">2026-12-08T08:45:00Z</time>."#
+        );
+        // Anything else is escaped words, times-like or not.
+        assert_eq!(
+            local_times("ann@x <b> 2026-12-08"),
+            "ann@x &lt;b&gt; 2026-12-08"
+        );
+        assert_eq!(local_times("2026-12-08T08:45:00Q"), "2026-12-08T08:45:00Q");
+    }
+
+    #[test]
     fn relative_times_pick_one_unit() {
         assert_eq!(relative(30.0), "in a minute");
         assert_eq!(relative(-30.0), "just now");
@@ -901,6 +1088,7 @@ mod tests {
             Expiring,
             IdentityMismatch,
             RepairLinkCreated,
+            RepairLinkTried,
             RepairLinkUsed,
             Deleted,
         ] {

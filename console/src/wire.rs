@@ -7,10 +7,10 @@
 use js_sys::{Array, Object, Reflect};
 use keaplink_api::proxy::{KeapQuota, QuotaWindow};
 use keaplink_api::{
-    Connection, ConnectionCounts, ConnectionDetail, ConnectionEvent, ConnectionEventKind,
-    ConnectionStatus, DeliveryState, KeapUser, LastError, PartnerConnection, PartnerConnections,
-    PartnerList, PartnerStats, PartnerView, ReconnectIdentity, RefreshCounts, RepairLink,
-    WebhookCounts, WebhookDelivery,
+    AdminStats, Connection, ConnectionCounts, ConnectionDetail, ConnectionEvent,
+    ConnectionEventKind, ConnectionStatus, DeliveryState, KeapUser, LastError, PartnerConnection,
+    PartnerConnections, PartnerList, PartnerStats, PartnerView, ReconnectIdentity, RefreshCounts,
+    RepairLink, WebhookCounts, WebhookDelivery,
 };
 use wasm_bindgen::{JsCast, JsValue};
 
@@ -65,6 +65,15 @@ pub fn status(s: &str) -> Option<ConnectionStatus> {
     }
 }
 
+/// A status as the API spells it (the inverse of [`status`]).
+pub fn status_name(s: ConnectionStatus) -> &'static str {
+    match s {
+        ConnectionStatus::Active => "active",
+        ConnectionStatus::NeedsReauth => "needs_reauth",
+        ConnectionStatus::Exported => "exported",
+    }
+}
+
 fn connection(v: &JsValue) -> Option<Connection> {
     let user = field(v, "keap_user");
     Some(Connection {
@@ -78,6 +87,7 @@ fn connection(v: &JsValue) -> Option<Connection> {
         status: status(&text(v, "status")?)?,
         connected_at: text(v, "connected_at")?,
         refreshed_at: text(v, "refreshed_at"),
+        reconnected_at: text(v, "reconnected_at"),
         access_expires_at: text(v, "access_expires_at")?,
         refresh_expires_at: text(v, "refresh_expires_at").unwrap_or_default(),
         reconnect_before: text(v, "reconnect_before"),
@@ -112,6 +122,7 @@ pub fn event_kind(s: &str) -> Option<ConnectionEventKind> {
         "expiring" => Expiring,
         "identity_mismatch" => IdentityMismatch,
         "repair_link_created" => RepairLinkCreated,
+        "repair_link_tried" => RepairLinkTried,
         "repair_link_used" => RepairLinkUsed,
         "deleted" => Deleted,
         "imported" => Imported,
@@ -194,24 +205,42 @@ fn quota(v: &JsValue) -> Option<KeapQuota> {
     })
 }
 
+fn connection_counts(c: &JsValue) -> Option<ConnectionCounts> {
+    Some(ConnectionCounts {
+        total: num(c, "total")?,
+        active: num(c, "active")?,
+        needs_reauth: num(c, "needs_reauth")?,
+        exported: num(c, "exported").unwrap_or(0),
+    })
+}
+
+fn refresh_counts(r: &JsValue) -> Option<RefreshCounts> {
+    Some(RefreshCounts {
+        succeeded: num(r, "succeeded")?,
+        failed: num(r, "failed")?,
+        needs_reauth: num(r, "needs_reauth")?,
+    })
+}
+
+/// `GET /v1/admin/stats`: the deployment's counts (its proxy counts are not shown, so not read).
+pub fn admin_stats(v: &JsValue) -> Option<AdminStats> {
+    Some(AdminStats {
+        as_of: text(v, "as_of")?,
+        partners: num(v, "partners")?,
+        connections: connection_counts(&field(v, "connections"))?,
+        refreshes_last_24h: refresh_counts(&field(v, "refreshes_last_24h"))?,
+        keap_quota: quota(&field(v, "keap_quota")),
+        ..AdminStats::default()
+    })
+}
+
 /// `GET /v1/stats`.
 pub fn stats(v: &JsValue) -> Option<PartnerStats> {
-    let c = field(v, "connections");
-    let r = field(v, "refreshes_last_24h");
     let w = field(v, "webhooks");
     Some(PartnerStats {
         as_of: text(v, "as_of")?,
-        connections: ConnectionCounts {
-            total: num(&c, "total")?,
-            active: num(&c, "active")?,
-            needs_reauth: num(&c, "needs_reauth")?,
-            exported: num(&c, "exported").unwrap_or(0),
-        },
-        refreshes_last_24h: RefreshCounts {
-            succeeded: num(&r, "succeeded")?,
-            failed: num(&r, "failed")?,
-            needs_reauth: num(&r, "needs_reauth")?,
-        },
+        connections: connection_counts(&field(v, "connections"))?,
+        refreshes_last_24h: refresh_counts(&field(v, "refreshes_last_24h"))?,
         keap_quota: quota(&field(v, "keap_quota")),
         webhooks: WebhookCounts {
             pending: num(&w, "pending")?,

@@ -140,6 +140,28 @@ test("bad session JWTs get 401 invalid_session", async () => {
   assertError(await req("GET", "/v1/me/connections", { headers: { authorization: "Basic abc" } }), 401, "missing_credentials");
 });
 
+test("a session JWT without iat names the claim; milliseconds are told to be seconds", async () => {
+  const now = Math.floor(Date.now() / 1000);
+  const sign = (claims) =>
+    new SignJWT(claims).setProtectedHeader({ alg: "HS256" }).sign(new TextEncoder().encode(acme.session_secret));
+  const base = { iss: "acme", sub: "u", aud: "keaplink", iat: now, exp: now + 600 };
+  const { iat: _, ...noIat } = base;
+  const cases = [
+    [noIat, /no iat claim.*seconds since 1970/],
+    [{ ...base, iat: now * 1000, exp: (now + 600) * 1000 }, /exp is in milliseconds: it must be seconds/],
+    [{ ...base, iat: Date.now() }, /iat is in milliseconds: it must be seconds/],
+    [{ ...base, iat: now + 0.5 }, /iat must be a whole number of seconds/],
+  ];
+  for (const [claims, message] of cases) {
+    const res = await req("GET", "/v1/me/connections", { token: await sign(claims), headers: { origin: ORIGIN } });
+    assertError(res, 401, "invalid_session");
+    assert.match(res.json.error.message, message, JSON.stringify(claims));
+    assert.doesNotMatch(res.json.error.message, /not a well-formed JWT/);
+  }
+  // The same claims in seconds pass.
+  assert.equal((await req("GET", "/v1/me/connections", { token: await sign(base), headers: { origin: ORIGIN } })).status, 200);
+});
+
 // ---- CORS and return_to ----------------------------------------------------------------------
 
 test("an origin the partner did not allow gets 403 and no CORS grant; preflights too", async () => {

@@ -233,6 +233,13 @@ test("5. make a repair link: shown with a copy button, never in the page's URL",
   // The page is the Worker's: it opens for the user.
   const repair = await fetch(url);
   assert.equal(repair.status, 200);
+  // Its timeline entry shows its expiry as local time, like every other time on the page.
+  await page.reload();
+  const made = page.locator('.timeline li[data-event="repair_link_created"]').first();
+  await made.waitFor();
+  const expiry = made.locator(".sub time");
+  assert.match(await expiry.getAttribute("datetime"), /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
+  assert.doesNotMatch(await made.locator(".sub").textContent(), /\d\dT\d\d:/, "no raw RFC 3339 in the words");
   await context.close();
 });
 
@@ -428,6 +435,23 @@ test("12. the admin token: pick a partner, see only its links, change partner", 
   assert.match(await table.textContent(), /Acme Booking/);
   assert.match(await table.textContent(), /Globex/);
   assert.equal(await page.locator("nav a").count(), 0, "no partner's views before one is picked");
+  // The operator's view of the whole deployment: its counts and quota, and each partner's links
+  // and failing webhooks, as the API says them.
+  const all = (await call(stack.url, "GET", "/v1/admin/stats", { token: ADMIN_TOKEN })).json;
+  await page.locator('#deployment [data-card="partners"]').waitFor();
+  assert.equal(await page.locator('#deployment [data-card="partners"] .big').textContent(), String(all.partners));
+  assert.equal(await page.locator('#deployment [data-card="all-links"] .big').textContent(), String(all.connections.total));
+  assert.ok(await page.locator('#deployment [data-card="quota"]').isVisible());
+  for (const partner of [acme, globex]) {
+    const own = (await call(stack.url, "GET", "/v1/stats", { token: partner.api_key })).json;
+    const row = table.locator(`tr[data-partner="${partner.partner_id}"]`);
+    await row.locator("[data-stats=links] strong").waitFor();
+    assert.equal(await row.locator("[data-stats=links] strong").textContent(), String(own.connections.total));
+    assert.equal(await row.locator("[data-stats=webhooks] [data-failed]").getAttribute("data-failed"), String(own.webhooks.failed));
+    if (own.connections.needs_reauth > 0) {
+      assert.equal(await row.locator("[data-needs-reauth]").getAttribute("data-needs-reauth"), String(own.connections.needs_reauth));
+    }
+  }
   await axe(page, "partner picker");
   await shot(page, "partners");
   await page.getByRole("button", { name: "Open Globex" }).click();
@@ -462,4 +486,46 @@ test("13. the console's answers carry the strict headers", async () => {
     assert.equal(res.headers.get("referrer-policy"), "no-referrer", path);
     await res.arrayBuffer();
   }
+});
+
+test("14. the Links table never scrolls sideways from 360 px up; every column on screen", async () => {
+  const { context, page } = await signedIn(acme.api_key, { width: 1280, height: 800 });
+  for (const width of [360, 390, 768, 1024, 1280]) {
+    await page.setViewportSize({ width, height: 800 });
+    await rows(page).first().waitFor();
+    const m = await page.evaluate(() => {
+      const doc = document.documentElement;
+      const box = document.querySelector("#results .scroll") ?? document.querySelector("#results");
+      const cells = [...document.querySelectorAll("#results td")].filter((e) => e.offsetParent);
+      const widest = cells.reduce((a, e) => (e.getBoundingClientRect().right > (a?.getBoundingClientRect().right ?? -1) ? e : a), null);
+      const right = widest.getBoundingClientRect().right;
+      return { page: doc.scrollWidth - doc.clientWidth, table: box.scrollWidth - box.clientWidth, right, width: doc.clientWidth, cell: widest.dataset.label, html: widest.innerHTML.slice(0, 300) };
+    });
+    assert.ok(m.page <= 0, `${width} px: the page scrolls sideways by ${m.page}px`);
+    assert.ok(m.table <= 0, `${width} px: the table scrolls sideways by ${m.table}px`);
+    assert.ok(m.right <= m.width, `${width} px: the ${m.cell} column ends at ${m.right}px, past ${m.width}px: ${m.html}`);
+    await shot(page, `links-${width}`);
+  }
+  await context.close();
+});
+
+test("15. after a reconnect, the row and the link say Reconnected <when>; the first time stays", async () => {
+  const before = (await call(stack.url, "GET", `/v1/connections/${ids.ann}`, { token: acme.api_key })).json;
+  assert.equal(before.reconnected_at, null);
+  await linkUser(stack, acme, "user-1001", "ann@ab123.example");
+  const after = (await call(stack.url, "GET", `/v1/connections/${ids.ann}`, { token: acme.api_key })).json;
+  assert.equal(after.connected_at, before.connected_at);
+  assert.ok(after.reconnected_at, "reconnected_at is set");
+  const { context, page } = await signedIn();
+  const row = page.locator(`#results tr[data-connection="${ids.ann}"]`);
+  const said = row.locator("[data-reconnected]");
+  await said.waitFor();
+  assert.match(await said.textContent(), /^Reconnected /);
+  assert.equal(await said.locator("time").getAttribute("datetime"), after.reconnected_at);
+  await row.locator("a.app").click();
+  await page.locator("dl.facts").waitFor();
+  assert.match(await page.locator("dl.facts").textContent(), /Reconnected/);
+  await page.locator('.timeline li[data-event="reconnected"]').first().waitFor();
+  await shot(page, "link-reconnected");
+  await context.close();
 });

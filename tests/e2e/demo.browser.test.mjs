@@ -9,23 +9,28 @@ import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { startStack, artifactPath, ROOT } from "./harness.mjs";
 import { call, mintSession, putPartner } from "./client.mjs";
-import { launchBrowser, failOnPageErrors, signInAtKeap } from "./browser.mjs";
+import { launchBrowser, failOnPageErrors, failedLoad, signInAtKeap } from "./browser.mjs";
+import { startDemoBackend } from "../../scripts/demo-backend.mjs";
 
 const pages = failOnPageErrors();
 let stack;
 let browser;
 let context;
 let demo;
+let backend;
+const stale = new Set(); // partner users the demo back-end hands an expired JWT, as a stale cache
 before(async () => {
   stack = await startStack();
   browser = await launchBrowser();
   context = pages.watch(await browser.newContext());
   demo = await putPartner(stack.url, "demo", { origins: [stack.url], returnUrls: [`${stack.url}/demo/`] });
+  backend = await startDemoBackend({ workerOrigin: new URL(stack.url).origin, partner: () => demo, expired: (user) => stale.has(user) });
   // Keap's pages are the stand-in's, which has no favicon; a 404 there is not the demo's.
   await context.route(`${stack.sandbox.url}/favicon.ico`, (route) => route.fulfill({ status: 204 }));
 });
 after(async () => {
   await context?.close();
+  await backend?.stop();
   await browser?.close();
   await stack?.stop();
 });
@@ -71,7 +76,9 @@ test("popup blocked on the demo page: the same tab goes to Keap and comes back c
   await page.locator("keap-link [data-state=empty]").waitFor({ timeout: 15_000 });
   await Promise.all([page.waitForURL(/\/(logout|app\/oauth)/), page.locator("keap-link [data-action=connect]").click()]);
   await signInAtKeap(page, "cat@ef789.example");
-  await Promise.all([page.waitForURL(new RegExp(`^${stack.url}/demo/\\?keaplink=connected`)), page.click("button[value=allow]")]);
+  const back = page.waitForResponse((r) => r.url().startsWith(`${stack.url}/demo/?keaplink=connected`));
+  await page.click("button[value=allow]");
+  await back;
   await page.locator("keap-link li[data-status=active]").waitFor();
   assert.equal(await page.textContent("#who"), "dora", "the page still knows who is signed in");
   const shadowText = await page.locator("keap-link").evaluate((node) => node.shadowRoot?.textContent ?? "");
@@ -125,4 +132,38 @@ test("screenshots: the demo page's widget connected, and with a link that needs 
   await again.locator("keap-link li[data-status=needs_reauth]").waitFor();
   await shootWidget(again, "reauth");
   await again.close();
+});
+
+test("a demo page without a session says precisely why; the widget says it is not valid", async () => {
+  pages.expect(/^keaplink: no_session /);
+  const page = await context.newPage();
+  await page.goto(`${stack.url}/demo/`);
+  await page.locator("keap-link [data-state=error]").waitFor({ timeout: 15_000 });
+  assert.match(await page.locator("keap-link [data-state=error]").textContent(), /not valid/);
+  const why = page.locator("#why");
+  await why.waitFor();
+  assert.match(await why.textContent(), /^Why \(no_session\): The <keap-link> element has neither a session nor a session-url attribute\. This page has no session: open one of the demo links \.\/scripts\/dev prints\.$/);
+  await page.close();
+});
+
+test("the demo page gets its session from the demo back-end: an expired one says why, and Reload mints afresh", async () => {
+  pages.expect(/^keaplink: invalid_session /, failedLoad(401));
+  stale.add("erin");
+  const page = await context.newPage();
+  await page.goto(`${stack.url}/demo/#user=erin&backend=${backend.url}`);
+  // The fragment (who, and where the back-end is) is kept for the tab, not in the address bar.
+  assert.equal(new URL(page.url()).hash, "");
+  assert.equal(await page.textContent("#who"), "erin");
+  // Expired twice (the widget asks the back-end once more on a 401): it says so, and why.
+  const said = page.locator("keap-link [data-state=error]");
+  await said.waitFor({ timeout: 15_000 });
+  assert.match(await said.textContent(), /Your session has expired\. Reload the page/);
+  assert.match(await page.locator("#why").textContent(), /^Why \(invalid_session\): The session token has expired; mint a new one\. Reload the page: it asks the demo partner's back-end for a new session\.$/);
+  // The partner's back-end is fine again: a reload mints a fresh session, as the page says.
+  stale.delete("erin");
+  await page.reload();
+  await page.locator("keap-link [data-state=empty]").waitFor({ timeout: 15_000 });
+  assert.equal(await page.textContent("#who"), "erin", "still signed in after the reload");
+  assert.ok(await page.locator("#why").isHidden());
+  await page.close();
 });

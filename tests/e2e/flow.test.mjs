@@ -104,11 +104,20 @@ test("the SSO session outlives the flow: without the logout hop the next person 
 test("connecting the same Keap app again replaces the link in place, same id", async () => {
   const a = await link("user-5", "ann@ab123.example");
   const idA = a.final.text.match(/"connection_id":"([^"]+)"/)[1];
+  const [first] = (await me("GET", "/connections", "user-5")).json.connections;
+  assert.equal(first.reconnected_at, null, "a first link was never reconnected");
+  const before = Date.now();
   const b = await link("user-5", "ann@ab123.example");
   const idB = b.final.text.match(/"connection_id":"([^"]+)"/)[1];
   assert.equal(idA, idB);
   const list = await me("GET", "/connections", "user-5");
   assert.equal(list.json.connections.length, 1);
+  // The first link's time stays; the reconnect has its own.
+  const [again] = list.json.connections;
+  assert.equal(again.connected_at, first.connected_at);
+  assert.ok(Date.parse(again.reconnected_at) >= Math.floor(before / 1000) * 1000 - 1000, again.reconnected_at);
+  const listed = (await call(stack.url, "GET", "/v1/connections", { token: acme.api_key })).json.connections.find((c) => c.id === idA);
+  assert.equal(listed.reconnected_at, again.reconnected_at, "the partner's listing (KV metadata) says the same");
 });
 
 test("several apps: keap_app must be named; redirect mode returns to the allowed URL", async () => {
@@ -129,6 +138,27 @@ test("several apps: keap_app must be named; redirect mode returns to the allowed
   const named = await call(stack.url, "POST", "/v1/token", { token: acme.api_key, body: { user: "user-6", keap_app: "cd456" } });
   assert.equal(named.status, 200);
   assert.equal(named.json.keap_app, "cd456");
+  // An app the user has no link in: the answer names the apps they do have links in.
+  const wrong = await call(stack.url, "POST", "/v1/token", { token: acme.api_key, body: { user: "user-6", keap_app: "zz999" } });
+  assert.equal(wrong.status, 404);
+  assert.equal(wrong.json.error.code, "no_connection");
+  assert.match(wrong.json.error.message, /no link in the Keap app zz999, but has links in: ab123, cd456\./);
+  // The proxy's keaplink-app header reads the same way.
+  const viaProxy = await call(stack.url, "GET", "/v1/keap/crm/rest/v2/contacts", { token: acme.api_key, headers: { "keaplink-user": "user-6", "keaplink-app": "zz999" } });
+  assert.equal(viaProxy.status, 404);
+  assert.match(viaProxy.json.error.message, /has links in: ab123, cd456/);
+  // A user with no link at all still reads plainly.
+  const none = await call(stack.url, "POST", "/v1/token", { token: acme.api_key, body: { user: "user-nobody", keap_app: "zz999" } });
+  assert.equal(none.status, 404);
+  assert.equal(none.json.error.message, "No such connection.");
+  // A body that starts with a UTF-8 byte order mark (as some Windows tools write) is accepted.
+  const bom = await call(stack.url, "POST", "/v1/token", {
+    token: acme.api_key,
+    headers: { "content-type": "application/json" },
+    raw: Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(JSON.stringify({ user: "user-6", keap_app: "cd456" }))]),
+  });
+  assert.equal(bom.status, 200, bom.text);
+  assert.equal(bom.json.keap_app, "cd456");
 });
 
 test("deny at Keap: the popup reports access_denied and nothing is stored", async () => {

@@ -208,7 +208,8 @@ test("a repair link: GET spends nothing; the button starts a sign-out-first reco
   const replay = await call(stack.url, "POST", path, { raw: "", headers: { "content-type": "application/x-www-form-urlencoded" } });
   assert.equal(replay.status, 410);
   const events = (await detail(acme, c.id)).events.map((e) => e.type);
-  assert.deepEqual(events.slice(0, 3), ["reconnected", "repair_link_used", "repair_link_created"]);
+  // The press was an attempt; the restore spent the link.
+  assert.deepEqual(events.slice(0, 4), ["repair_link_used", "reconnected", "repair_link_tried", "repair_link_created"]);
 });
 
 test("a repair link finished as another Keap user, or cancelled at Keap, restores nothing and says why", async () => {
@@ -225,20 +226,54 @@ test("a repair link finished as another Keap user, or cancelled at Keap, restore
   assert.equal(wrong.res.status, 409, "identity_mismatch");
   assert.match(wrong.text, /Your Keap account was not reconnected/);
   assert.match(wrong.text, /amy@ab123\.example.*ann@ab123\.example/s);
+  assert.match(wrong.text, /<form method="post" action="\/link\/again\/[A-Za-z0-9_-]{43}"><button type="submit">Try again<\/button><\/form>/);
   const cancelled = await journey("ann@ab123.example", "deny");
   assert.equal(cancelled.res.status, 400, "access_denied");
   assert.match(cancelled.text, /You cancelled the connection\. Nothing was changed\./);
+  assert.match(cancelled.text, /Try again/, "a cancel at Keap does not spend the link either");
   assert.deepEqual((await mine(acme, "u1"))[0], c, "the link as it was");
   assert.equal((await token(acme, "u1")).json.access_token, tokenBefore);
 });
 
-test("a repair link's button pressed twice at once starts one reconnect", async () => {
+test("a repair link is tried at most 5 times, each press counted once and on the timeline, even at once", async () => {
   const [c] = await mine(acme, "u1");
   const { url } = (await repairLink(acme, c.id, {})).json;
   const path = new URL(url).pathname;
-  const presses = await Promise.all([1, 2, 3].map(() => call(stack.url, "POST", path, { raw: "", headers: { "content-type": "application/x-www-form-urlencoded" } })));
-  const statuses = presses.map((p) => p.status).sort();
-  assert.deepEqual(statuses, [303, 410, 410]);
+  const press = () => call(stack.url, "POST", path, { raw: "", headers: { "content-type": "application/x-www-form-urlencoded" } });
+  // Three at once and two more: five attempts, each its own trip to Keap.
+  const first = await Promise.all([press(), press(), press()]);
+  const rest = [await press(), await press()];
+  assert.deepEqual([...first, ...rest].map((p) => p.status), [303, 303, 303, 303, 303]);
+  const sixth = await press();
+  assert.equal(sixth.status, 410);
+  assert.match(sixth.text, /tried 5 times without reconnecting/);
+  // A GET still changes nothing (its page shows; its button says the same).
+  assert.equal((await call(stack.url, "GET", path)).status, 200);
+  assert.equal((await press()).status, 410);
+  const tried = (await detail(acme, c.id)).events.filter((e) => e.type === "repair_link_tried").map((e) => e.detail.slice(0, 12));
+  assert.deepEqual(tried.slice(0, 5).sort(), ["Attempt 1 of", "Attempt 2 of", "Attempt 3 of", "Attempt 4 of", "Attempt 5 of"]);
+  assert.deepEqual((await mine(acme, "u1"))[0], c, "the link as it was");
+});
+
+test("Try again on a refused repair attempt works once; a made-up one is unknown", async () => {
+  const [c] = await mine(acme, "u1");
+  const { url } = (await repairLink(acme, c.id, {})).json;
+  const browser = new Browser();
+  const pressed = await browser.go(url, { form: {} });
+  const login = await browser.go(`${stack.sandbox.url}/app/oauth/login`, { form: { ...hiddenInputs(pressed.text), email: "amy@ab123.example", password: "keap" } });
+  const refused = await browser.go(`${stack.sandbox.url}/app/oauth/consent`, { form: { ...hiddenInputs(login.text), decision: "allow" } });
+  const again = refused.text.match(/action="(\/link\/again\/[A-Za-z0-9_-]{43})"/)[1];
+  const form = { raw: "", headers: { "content-type": "application/x-www-form-urlencoded" } };
+  const once = await call(stack.url, "POST", again, form);
+  assert.equal(once.status, 303);
+  assert.match(once.headers.get("location"), /\/logout\?service=/, "signed out of Keap first");
+  const twice = await call(stack.url, "POST", again, form);
+  assert.equal(twice.status, 404, "a Try again button works once");
+  assert.equal((await call(stack.url, "POST", `/link/again/${"A".repeat(43)}`, form)).status, 404);
+  assert.equal((await call(stack.url, "GET", again)).status, 405, "only its button's POST");
+  const line = await requestLine(stack.worker, once.headers.get("x-request-id"));
+  assert.equal(line.path, "/link/[token]", "the state stays out of the log");
+  assert.deepEqual((await mine(acme, "u1"))[0], c, "the link as it was");
 });
 
 test("repair-link bad input: ttl out of range, foreign or malformed ids, forged and truncated tokens", async () => {

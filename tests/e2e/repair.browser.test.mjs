@@ -3,7 +3,7 @@
 // seen the partner's page. The page under its own strict CSP (no console error, readable at
 // 390 px, axe-core finds nothing serious), its button through Keap's sign-out hop to the
 // restored page; then the same link used, an expired one, an unknown one. Screenshots go to
-// tests/artifacts/, and over docs/repair-{page,restored}.png when KEAPLINK_DOCS_SCREENSHOTS=1.
+// tests/artifacts/, and over docs/repair-{page,restored,mismatch}.png when KEAPLINK_DOCS_SCREENSHOTS=1.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
@@ -194,7 +194,7 @@ test("the same link again says it was used, and its button does nothing", async 
   await page.close();
 });
 
-test("a repair link signed in as someone else restores nothing and names both people", async () => {
+test("a repair link signed in as someone else restores nothing, names both people, and offers Try again, which restores it", async () => {
   const made = await call(stack.url, "POST", `/v1/connections/${link.id}/repair-link`, { token: acme.api_key, body: {} });
   assert.equal(made.status, 200, made.text);
   const page = await context.newPage();
@@ -212,6 +212,35 @@ test("a repair link signed in as someone else restores nothing and names both pe
   const [c] = (await call(stack.url, "GET", "/v1/connections", { token: acme.api_key })).json.connections;
   assert.equal(c.keap_user.email, "ann@ab123.example", "still Ann's");
   await assertAccessible(page);
+  // The link is not spent by a refused attempt: its page still opens, and this one offers Try
+  // again (as the widget does), which posts a fresh attempt of the same link.
+  assert.equal((await call(stack.url, "GET", new URL(made.json.url).pathname)).status, 200, "not spent");
+  assert.match(text, /This link still works: try again/);
+  assert.equal(await page.locator("form").getAttribute("method"), "post");
+  assert.match(await page.locator("form").getAttribute("action"), /^\/link\/again\/[A-Za-z0-9_-]{43}$/);
+  assert.doesNotMatch(await page.content(), new RegExp(new URL(made.json.url).pathname.split("/").pop()), "the page never holds the link's token");
+  assert.ok(!formActionBlocksKeap(res.headers()["content-security-policy"] ?? ""));
+  await page.setViewportSize({ width: 600, height: 360 });
+  await screenshot(page, "repair-mismatch.png");
+  const visited = [];
+  page.on("request", (r) => { if (r.isNavigationRequest()) visited.push(new URL(r.url()).pathname); });
+  await Promise.all([page.waitForSelector('body[data-page="login"]'), page.getByRole("button", { name: "Try again" }).click()]);
+  assert.ok(visited.includes("/logout"), `signed out of Keap first: ${visited}`);
+  await page.fill("input[name=email]", "ann@ab123.example");
+  await page.fill("input[name=password]", "keap");
+  await Promise.all([page.waitForSelector('body[data-page="consent"]'), page.click("button[type=submit]")]);
+  await Promise.all([page.waitForURL(`${stack.url}/oauth/callback?**`), page.click("button[value=allow]")]);
+  assert.equal(await page.textContent("h1"), "Your Keap account is reconnected");
+  // Two attempts, each on the timeline, then the restore spent it.
+  const events = await timeline();
+  assert.deepEqual(events.slice(0, 4), ["repair_link_used", "reconnected", "repair_link_tried", "identity_mismatch"]);
+  assert.equal(events.filter((e) => e === "repair_link_tried").length >= 2, true);
+  const detail = (await call(stack.url, "GET", `/v1/connections/${link.id}`, { token: acme.api_key })).json.events;
+  assert.match(detail.find((e) => e.type === "repair_link_tried").detail, /^Attempt 2 of 5/);
+  pages.expect(failedLoad(410));
+  const spent = await call(stack.url, "GET", new URL(made.json.url).pathname);
+  assert.equal(spent.status, 410);
+  assert.match(spent.text, /already been used/);
   await page.close();
 });
 

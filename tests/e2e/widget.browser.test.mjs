@@ -201,6 +201,11 @@ test("3. disconnect removes the link from the widget and the API, and points to 
   await page.locator("keap-link [data-action=disconnect]").click();
   await page.locator("keap-link [data-action=confirm-disconnect]").waitFor();
   await shot(page, "confirm-disconnect");
+  // A destructive action: the confirmation is red (the danger style), not the accent.
+  const confirmBg = await page.locator("keap-link [data-action=confirm-disconnect]").evaluate((b) => getComputedStyle(b).backgroundColor);
+  assert.equal(confirmBg, "rgb(198, 40, 40)", "the danger colour");
+  assert.ok(await page.locator("keap-link [data-action=confirm-disconnect].danger").count() === 1);
+  assert.equal(await page.locator("keap-link [data-action=confirm-disconnect].primary").count(), 0);
   await page.locator("keap-link [data-action=confirm-disconnect]").click();
   await disconnected;
   await page.locator("keap-link [data-state=empty]").waitFor();
@@ -259,8 +264,14 @@ test("5. popup blocked: the same tab goes to Keap and comes back connected", asy
   await page.locator("keap-link [data-state=empty]").waitFor();
   await Promise.all([page.waitForURL(/\/(logout|app\/oauth)/), page.locator("keap-link [data-action=connect]").click()]);
   await signInAtKeap(page, "ann@ab123.example");
-  await Promise.all([page.waitForURL(new RegExp(`^${site.url}/settings\\?keaplink=connected&connection_id=`)), page.click("button[value=allow]")]);
+  const back = page.waitForResponse((r) => r.url().startsWith(`${site.url}/settings?`));
+  await page.click("button[value=allow]");
+  assert.match((await back).url(), new RegExp(`^${site.url}/settings\\?keaplink=connected&connection_id=[A-Za-z0-9_-]{22}$`));
   await page.locator("keap-link li[data-status=active]").waitFor();
+  assert.match(await live(page), /connected/i);
+  // The widget read the outcome; the address bar loses it (no reload), and the message stays.
+  await page.waitForFunction(() => !location.search.includes("keaplink"));
+  assert.equal(page.url(), `${site.url}/settings`);
   assert.match(await live(page), /connected/i);
   await shot(page, "after-redirect");
   await page.close();
@@ -620,21 +631,25 @@ test("19. popup blocked: a same-tab reconnect as the wrong person shows the mism
     await page.fill("input[name=password]", "keap");
     await page.click("button[type=submit]");
     await page.waitForSelector('body[data-page="consent"]');
-    await Promise.all([page.waitForURL(`${site.url}/settings?keaplink=**`), page.click("button[value=allow]")]);
+    const back = page.waitForResponse((r) => r.url().startsWith(`${site.url}/settings?keaplink=`));
+    await page.click("button[value=allow]");
+    return new URL((await back).url()).search;
   };
   // Amy: another person, and another app than Bob's.
-  await viaKeap("reconnect", "amy@ab123.example");
-  assert.equal(new URL(page.url()).search, "?keaplink=error&reason=identity_mismatch", "no emails in a URL");
+  assert.equal(await viaKeap("reconnect", "amy@ab123.example"), "?keaplink=error&reason=identity_mismatch", "no emails in a URL");
   // The return does not say who signed in; the widget remembered which link it was for.
   const box = item.locator("[data-mismatch]");
   await box.waitFor();
   assert.match(await box.textContent(), /^You signed in to Keap as someone other than the owner of this connection\.Nothing was changed\. Try again and sign in as bob@cd456\.example/);
   assert.equal((await mine("oli"))[0].status, "needs_reauth", "nothing stored");
 
-  await viaKeap("try-again", "bob@cd456.example");
-  assert.match(new URL(page.url()).search, /^\?keaplink=connected&connection_id=[A-Za-z0-9_-]{22}$/);
+  assert.match(await viaKeap("try-again", "bob@cd456.example"), /^\?keaplink=connected&connection_id=[A-Za-z0-9_-]{22}$/);
   await item.locator("[data-linked]").waitFor();
+  assert.equal(new URL(page.url()).search, "", "the outcome is cleaned from the address bar");
   assert.equal(await item.locator("[data-linked]").textContent(), "Linked as bob@cd456.example in Bob's Bikes (cd456).");
+  // Restored: the line says when, beside the first link's time.
+  assert.match(await item.locator("[data-reconnected]").textContent(), /^Reconnected \S/);
+  assert.match(await item.locator(".muted").first().textContent(), /^Connected .+ · Reconnected .+$/);
   assert.equal(await page.evaluate(() => sessionStorage.length), 0, "the attempt's note is read once");
   const returnTo = `${site.url}/settings`;
   assert.deepEqual(bodies, [

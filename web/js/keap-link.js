@@ -18,7 +18,11 @@ class KeapLinkElement extends HTMLElement {
 
   async connectedCallback() {
     await ready;
-    if (!this.handle && this.isConnected) this.handle = mountWasm(this, this.getAttribute("api-base") || API_BASE);
+    if (!this.handle && this.isConnected) {
+      // Mounting reads a same-tab return's outcome from the address bar; then it is cleaned.
+      this.handle = mountWasm(this, this.getAttribute("api-base") || API_BASE);
+      cleanReturn();
+    }
   }
 
   attributeChangedCallback(_name, before, after) {
@@ -34,6 +38,19 @@ class KeapLinkElement extends HTMLElement {
   refresh() {
     this.handle?.refresh();
   }
+}
+
+/**
+ * After a same-tab trip to Keap (a blocked popup), the page came back as
+ * `?keaplink=connected&connection_id=…` (or `=error&reason=…`): the widget has read it and says
+ * it; the address bar loses those parameters (history.replaceState: no reload, no new entry), so a
+ * reload or a shared link does not announce it again. The page's own parameters stay.
+ */
+function cleanReturn() {
+  const url = new URL(location.href);
+  if (!url.searchParams.has("keaplink")) return;
+  for (const name of ["keaplink", "connection_id", "reason"]) url.searchParams.delete(name);
+  history.replaceState(history.state, "", url);
 }
 
 if (!customElements.get("keap-link")) customElements.define("keap-link", KeapLinkElement);

@@ -240,7 +240,7 @@ fn when(rfc3339: &str) -> String {
 pub const STYLE: &str = r#"
 :host{display:block;font:var(--keaplink-font,14px/1.45 system-ui,sans-serif);color:var(--keaplink-fg,light-dark(#1d2330,#e8ebf0));
 --kl-bg:var(--keaplink-bg,light-dark(#fff,#1b1f27));--kl-border:var(--keaplink-border,light-dark(#d5d9e0,#3a4150));--kl-accent:var(--keaplink-accent,#2f6fdd);
---kl-muted:var(--keaplink-muted,light-dark(#5b6473,#a3acba));--kl-ok:var(--keaplink-ok,light-dark(#1f7a3d,#58c27d));--kl-warn:var(--keaplink-warn,light-dark(#a15c00,#f0a84a));--kl-radius:var(--keaplink-radius,8px)}
+--kl-muted:var(--keaplink-muted,light-dark(#5b6473,#a3acba));--kl-ok:var(--keaplink-ok,light-dark(#1f7a3d,#58c27d));--kl-warn:var(--keaplink-warn,light-dark(#a15c00,#f0a84a));--kl-danger:var(--keaplink-danger,light-dark(#c62828,#d9443a));--kl-radius:var(--keaplink-radius,8px)}
 :host([theme=light]){color-scheme:light}:host([theme=dark]){color-scheme:dark}:host([theme=auto]){color-scheme:light dark}
 .kl{background:var(--kl-bg);border:1px solid var(--kl-border);border-radius:var(--kl-radius);padding:14px 16px}
 h2{font-size:1.05em;margin:0 0 8px}ul{list-style:none;margin:0;padding:0}
@@ -249,7 +249,7 @@ li{border-top:1px solid var(--kl-border);padding:10px 0}li:first-child{border-to
 .badge{display:inline-block;border-radius:99px;padding:1px 8px;font-size:.8em;margin-left:6px;border:1px solid currentColor}
 .ok{color:var(--kl-ok)}.reauth{color:var(--kl-warn)}
 button{font:inherit;cursor:pointer;border-radius:6px;padding:5px 12px;margin:8px 8px 0 0;border:1px solid var(--kl-border);background:transparent;color:inherit;transition:background .15s}
-button.primary{background:var(--kl-accent);border-color:var(--kl-accent);color:#fff}
+button.primary{background:var(--kl-accent);border-color:var(--kl-accent);color:#fff}button.danger{background:var(--kl-danger);border-color:var(--kl-danger);color:#fff}
 button:hover{filter:brightness(1.08)}
 button:focus-visible,a:focus-visible{outline:3px solid var(--kl-accent);outline-offset:2px}
 a{color:var(--kl-accent)}.live:empty{display:none}.live{margin-top:8px}
@@ -336,11 +336,23 @@ fn item(c: &Connection, t: &Texts, note: Option<&Note>) -> String {
     } else {
         ("ok", "connected-badge")
     };
-    let refreshed = c
-        .refreshed_at
+    // After a reconnect the first link's time stays, and the restore is said beside it; its
+    // fresh tokens are the last refresh until the next one.
+    let refreshed = match (&c.refreshed_at, &c.reconnected_at) {
+        (Some(at), _) => format!(" · Last refreshed {}", when(at)),
+        (None, Some(_)) => String::new(),
+        (None, None) => " · Last refreshed not yet".into(),
+    };
+    let reconnected = c
+        .reconnected_at
         .as_deref()
-        .map(when)
-        .unwrap_or_else(|| "not yet".into());
+        .map(|at| {
+            format!(
+                r#" · <span data-reconnected>Reconnected {}</span>"#,
+                when(at)
+            )
+        })
+        .unwrap_or_default();
     let app = app_label(c);
     let id = escape(&c.id);
     let email = &c.keap_user.email[..];
@@ -381,7 +393,7 @@ fn item(c: &Connection, t: &Texts, note: Option<&Note>) -> String {
             button(
                 "confirm-disconnect",
                 &id,
-                "primary",
+                "danger",
                 &escape(&t.get("disconnect"))
             ),
             escape(&t.get("cancel"))
@@ -389,7 +401,7 @@ fn item(c: &Connection, t: &Texts, note: Option<&Note>) -> String {
         Some(Note::ConfirmAnew(_)) => format!(
             r#"<p>{}</p>{}<button type="button" data-action="cancel">{}</button>"#,
             fill(&t.get("confirm-anew"), &[("expected", email)], true),
-            button("confirm-anew", &id, "primary", &escape(&t.get("link-anew"))),
+            button("confirm-anew", &id, "danger", &escape(&t.get("link-anew"))),
             escape(&t.get("cancel"))
         ),
         // A new link's undo is its disconnect (no second Disconnect beside it); a restored one
@@ -424,7 +436,7 @@ fn item(c: &Connection, t: &Texts, note: Option<&Note>) -> String {
         _ => state,
     };
     format!(
-        r#"<li data-connection="{id}" data-status="{status}"><div><strong class="app">{app}</strong><span class="badge {badge_class}">{badge}</span></div><div>{name} · <span class="email">{email}</span></div><div class="muted">Connected {connected} · Last refreshed {refreshed}</div>{actions}</li>"#,
+        r#"<li data-connection="{id}" data-status="{status}"><div><strong class="app">{app}</strong><span class="badge {badge_class}">{badge}</span></div><div>{name} · <span class="email">{email}</span></div><div class="muted">Connected {connected}{reconnected}{refreshed}</div>{actions}</li>"#,
         status = match c.status {
             ConnectionStatus::Active => "active",
             ConnectionStatus::NeedsReauth => "needs_reauth",
@@ -591,6 +603,7 @@ mod tests {
             status: ConnectionStatus::Active,
             connected_at: String::new(),
             refreshed_at: None,
+            reconnected_at: None,
             access_expires_at: String::new(),
             refresh_expires_at: String::new(),
             reconnect_before: None,

@@ -43,6 +43,7 @@ fn connection(v: &JsValue) -> Option<Connection> {
         },
         connected_at: text(v, "connected_at")?,
         refreshed_at: text(v, "refreshed_at"),
+        reconnected_at: text(v, "reconnected_at"),
         access_expires_at: text(v, "access_expires_at")?,
         refresh_expires_at: text(v, "refresh_expires_at").unwrap_or_default(),
         reconnect_before: text(v, "reconnect_before"),

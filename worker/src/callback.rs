@@ -23,7 +23,7 @@ use keaplink_core::keap::{
     parse_token_response, parse_userinfo, userinfo_request, KeapFailure,
 };
 use keaplink_core::partner::PartnerRecord;
-use keaplink_core::repair::Page;
+use keaplink_core::repair::{Page, RepairHandle, RepairLinkRecord};
 use keaplink_core::{ApiError, ErrorCode};
 use worker::{Env, Request, Response};
 
@@ -89,7 +89,7 @@ async fn run(
         }
     };
     if link.repair {
-        return Ok(repair_answer(&partner, &linked));
+        return repair_answer(env, store, &partner, &link, &linked, now).await;
     }
     let outcome = match &linked {
         Linked::Connected(id, _) => LinkOutcome::Connected {
@@ -185,32 +185,74 @@ async fn link_account(
     )
 }
 
-/// The repair page after Keap: restored, or why not.
-fn repair_answer(partner: &PartnerRecord, linked: &Linked) -> Response {
-    let shown = match linked {
+/// The repair page after Keap: restored (which spends the link), or why not, with Try again
+/// while the link has attempts left.
+async fn repair_answer(
+    env: &Env,
+    store: &Store,
+    partner: &PartnerRecord,
+    link: &PendingLink,
+    linked: &Linked,
+    now: UnixTime,
+) -> Result<Response, ApiError> {
+    let attempt = link.repair_attempt.as_ref();
+    let (mismatch, code) = match linked {
         Linked::Connected(_, record) => {
+            if let Some(a) = attempt {
+                spend(env, store, &a.link, now).await?;
+            }
             let app = record.to_api();
             let label = match &app.keap_app_name {
                 Some(name) => format!("{name} ({})", app.keap_app),
                 None => app.keap_app.clone(),
             };
-            return pages::repair(&Page::Restored {
+            return Ok(pages::repair(&Page::Restored {
                 partner: &partner.name,
                 app: &label,
-            });
+            }));
         }
-        Linked::Mismatch(m) => Page::Refused {
-            partner: &partner.name,
-            mismatch: Some(m),
-            code: ErrorCode::IdentityMismatch,
-        },
-        Linked::Failed(code) => Page::Refused {
-            partner: &partner.name,
-            mismatch: None,
-            code: *code,
-        },
+        Linked::Mismatch(m) => (Some(m), ErrorCode::IdentityMismatch),
+        Linked::Failed(code) => (None, *code),
     };
-    pages::repair(&shown)
+    // Another attempt of the same link: a state the page's Try again posts, naming the link by
+    // its hash (the page never holds the link's token).
+    let again = match attempt.filter(|a| a.may_try_again()) {
+        Some(_) => {
+            let state = StateToken::from_random(random::bytes());
+            let next = PendingLink {
+                created_at: now,
+                ..link.clone()
+            };
+            store.put_state(&state, &next).await?;
+            Some(format!("/link/again/{}", state.as_str()))
+        }
+        None => None,
+    };
+    Ok(pages::repair(&Page::Refused {
+        partner: &partner.name,
+        mismatch,
+        code,
+        again: again.as_deref(),
+    }))
+}
+
+/// A repair link's attempt restored its connection: the guard spends it (what counts), and the
+/// KV copy says so for the page's next GET anywhere.
+async fn spend(
+    env: &Env,
+    store: &Store,
+    handle: &RepairHandle,
+    now: UnixTime,
+) -> Result<(), ApiError> {
+    let Some(record) = store.repair_link(handle).await? else {
+        return Ok(());
+    };
+    guard::repair_link_restored(env, &record.key, handle).await?;
+    let used = RepairLinkRecord {
+        used_at: Some(now),
+        ..record
+    };
+    store.put_repair_link(handle, &used, now).await
 }
 
 /// The page for a callback refused before it was looked at (rate limits).

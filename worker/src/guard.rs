@@ -6,8 +6,8 @@
 //! (what listings and fresh-token reads see) is written before anyone is answered.
 //!
 //! The guard also keeps the link's timeline (its last 100 events), checks the identity lock of a
-//! reconnect before anything is stored, and spends repair links, so a link is spent once even if
-//! its button is pressed twice at once.
+//! reconnect before anything is stored, and counts repair links' attempts and spends them on the
+//! restore, so a link's count holds even if its button is pressed twice at once.
 //!
 //! The guard decides nothing itself: `keaplink_core` says whether to refresh, whether a reconnect
 //! may replace the link, and what an attempt came to; the guard asks, sends and applies.
@@ -31,7 +31,7 @@ use keaplink_core::export;
 use keaplink_core::identity::{self, Mismatch};
 use keaplink_core::keap::{parse_token_response, refresh_request, KeapFailure, KeapIdentity};
 use keaplink_core::refresh::{fingerprint, Attempt, Purpose, RefreshState};
-use keaplink_core::repair::{RepairLinkRecord, RepairToken};
+use keaplink_core::repair::{self, RepairHandle, RepairLinkRecord, RepairToken, Try};
 use keaplink_core::seal::{Reseal, ResealOutcome};
 use keaplink_core::timeline::Timeline;
 use keaplink_core::webhook::EventKind;
@@ -73,10 +73,16 @@ enum Command {
     },
     /// Make a repair link for this connection.
     MintRepairLink { key: ConnectionKey, ttl_secs: u64 },
-    /// Spend a repair link (its button was pressed): once only.
-    SpendRepairLink {
+    /// A repair link's button was pressed: count the attempt, unless a restore spent the link
+    /// or its attempts are used up.
+    TryRepairLink {
         key: ConnectionKey,
-        spend_key: String,
+        link: RepairHandle,
+    },
+    /// A repair link's attempt restored the connection: the link is spent.
+    RepairLinkRestored {
+        key: ConnectionKey,
+        link: RepairHandle,
     },
     /// Store an imported link, unless the user already has one to this app (kept as it is).
     Import {
@@ -138,10 +144,12 @@ pub struct Minted {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Spend {
-    /// Spent now: go ahead (with the link, for the reconnect's state).
-    Spent(Box<ConnectionRecord>),
-    /// Already spent before.
+    /// Attempt `n`: go ahead (with the link, for the reconnect's state).
+    Go(Box<ConnectionRecord>, u32),
+    /// A restore spent it before.
     Used,
+    /// Its attempts are used up.
+    Exhausted,
     /// The connection is gone.
     Gone,
 }
@@ -191,8 +199,11 @@ impl DurableObject for ConnectionGuard {
             Command::MintRepairLink { key, ttl_secs } => {
                 durable::reply(self.mint_repair_link(&cfg, &store, &key, ttl_secs).await)
             }
-            Command::SpendRepairLink { key, spend_key } => {
-                durable::reply(self.spend_repair_link(&store, &key, &spend_key).await)
+            Command::TryRepairLink { key, link } => {
+                durable::reply(self.try_repair_link(&store, &key, &link).await)
+            }
+            Command::RepairLinkRestored { link, .. } => {
+                durable::reply(self.repair_link_restored(&link).await)
             }
             Command::Import { key, record } => {
                 durable::reply(self.import(&cfg, &store, &key, *record).await)
@@ -334,6 +345,7 @@ impl ConnectionGuard {
             // Reconnecting restores the link in place: same id, same start.
             record.id = old.id.clone();
             record.connected_at = old.connected_at;
+            record.reconnected_at = Some(now);
             if record.keap_app_name.is_none() {
                 record.keap_app_name = old.keap_app_name.clone();
             }
@@ -512,7 +524,7 @@ impl ConnectionGuard {
             expires_at: now + ttl_secs as i64,
             used_at: None,
         };
-        store.put_repair_link(&token, &link, now).await?;
+        store.put_repair_link(&token.handle(), &link, now).await?;
         self.note(Box::new(|t| {
             t.push(
                 now,
@@ -547,26 +559,53 @@ impl ConnectionGuard {
         }
     }
 
-    async fn spend_repair_link(
+    async fn try_repair_link(
         &self,
         store: &Store,
         key: &ConnectionKey,
-        spend_key: &str,
+        link: &RepairHandle,
     ) -> ApiResult<Spend> {
         let Some(record) = self.record(store, key).await? else {
             return Ok(Spend::Gone);
         };
         let st = durable::storage(&self.state);
-        if st.get::<i64>(spend_key).await.map_err(storage)?.is_some() {
-            return Ok(Spend::Used);
-        }
+        let spent = st.get::<i64>(&link.spend_key()).await.map_err(storage)?;
+        let tries = st.get::<u32>(&link.attempts_key()).await.map_err(storage)?;
+        let n = match repair::next_try(spent.is_some(), tries.unwrap_or(0)) {
+            Try::Spent => return Ok(Spend::Used),
+            Try::Exhausted => return Ok(Spend::Exhausted),
+            Try::Go(n) => n,
+        };
+        st.put(&link.attempts_key(), n).await.map_err(storage)?;
         let now = unix_now();
-        st.put(spend_key, now).await.map_err(storage)?;
-        self.note(Box::new(|t| {
-            t.push(now, ConnectionEventKind::RepairLinkUsed, None, None)
+        self.note(Box::new(move |t| {
+            t.push(
+                now,
+                ConnectionEventKind::RepairLinkTried,
+                None,
+                Some(repair::attempt_note(n)),
+            )
         }))
         .await;
-        Ok(Spend::Spent(Box::new(record)))
+        Ok(Spend::Go(Box::new(record), n))
+    }
+
+    async fn repair_link_restored(&self, link: &RepairHandle) -> ApiResult<()> {
+        let now = unix_now();
+        durable::storage(&self.state)
+            .put(&link.spend_key(), now)
+            .await
+            .map_err(storage)?;
+        self.note(Box::new(|t| {
+            t.push(
+                now,
+                ConnectionEventKind::RepairLinkUsed,
+                None,
+                Some("It restored the connection: the link is spent.".into()),
+            )
+        }))
+        .await;
+        Ok(())
     }
 
     async fn refresh(
@@ -757,15 +796,28 @@ pub async fn mint_repair_link(
     ask(env, key, &command).await
 }
 
-/// Spends a repair link of the connection, once.
-pub async fn spend_repair_link(
+/// Counts an attempt of a repair link of the connection, unless it is spent or used up.
+pub async fn try_repair_link(
     env: &Env,
     key: &ConnectionKey,
-    token: &RepairToken,
+    link: &RepairHandle,
 ) -> ApiResult<Spend> {
-    let command = Command::SpendRepairLink {
+    let command = Command::TryRepairLink {
         key: key.clone(),
-        spend_key: token.spend_key(),
+        link: link.clone(),
+    };
+    ask(env, key, &command).await
+}
+
+/// Spends a repair link whose attempt restored the connection.
+pub async fn repair_link_restored(
+    env: &Env,
+    key: &ConnectionKey,
+    link: &RepairHandle,
+) -> ApiResult<()> {
+    let command = Command::RepairLinkRestored {
+        key: key.clone(),
+        link: link.clone(),
     };
     ask(env, key, &command).await
 }

@@ -10,13 +10,12 @@ use keaplink_core::clock::UnixTime;
 use keaplink_core::connection::{ConnectionKey, ConnectionRecord};
 use keaplink_core::ids::{PartnerId, UserId};
 use keaplink_core::keap::KeapApp;
+use keaplink_core::links;
 use keaplink_core::refresh::{Purpose, RefreshState};
 use keaplink_core::{ApiError, ApiResult, ErrorCode};
 use worker::Env;
 
-pub fn no_connection() -> ApiError {
-    ApiError::new(ErrorCode::NoConnection, "No such connection.")
-}
+pub use keaplink_core::links::no_connection;
 
 /// The connection a partner's call names: `user` and, unless the user has exactly one link,
 /// the Keap app. Shared by `/v1/token` and the proxy.
@@ -42,8 +41,21 @@ pub async fn find_connection(
             }
         }
     };
-    let record = store.connection(&key).await?.ok_or_else(no_connection)?;
-    Ok((key, record))
+    match store.connection(&key).await? {
+        Some(record) => Ok((key, record)),
+        // Only on this failing path: the user's other links, to say keap_app is the wrong one.
+        None => match app {
+            Some(app) => {
+                let limit = links::MAX_APPS_NAMED as u64 + 1;
+                let others = store.list_user_connections(partner, user, limit).await?;
+                Err(links::no_link_in_app(
+                    app,
+                    others.into_iter().map(|(k, _)| k.app()),
+                ))
+            }
+            None => Err(no_connection()),
+        },
+    }
 }
 
 /// A usable access token of `record`, refreshing it first through its guard when `purpose`

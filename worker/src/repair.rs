@@ -1,7 +1,10 @@
 //! `/link/<token>`: the repair link's page, hosted by keaplink for a user who is not on the
 //! partner's page. `GET` shows the page and changes nothing (mail scanners open links); the
-//! page's button `POST`s to the same URL, which spends the link through the connection's guard
-//! (once, however many presses) and starts a sign-out-first, identity-locked reconnect.
+//! page's button `POST`s to the same URL, which counts an attempt through the connection's guard
+//! and starts a sign-out-first, identity-locked reconnect. The link is spent by the restore it
+//! brings about (the callback tells the guard); a refused or cancelled attempt ends on a page
+//! whose Try again `POST`s to `/link/again/<state>`, another attempt of the same link, while
+//! attempts are left.
 
 use crate::config::Config;
 use crate::guard::{self, Spend};
@@ -13,7 +16,7 @@ use keaplink_core::clock::UnixTime;
 use keaplink_core::flow::{PendingLink, StateToken};
 use keaplink_core::keap::authorize_url;
 use keaplink_core::limits::Endpoint;
-use keaplink_core::repair::{LinkState, Page, RepairLinkRecord, RepairToken};
+use keaplink_core::repair::{LinkState, Page, RepairAttempt, RepairHandle, RepairToken};
 use keaplink_core::ApiResult;
 use worker::{Env, Method, Request, Response};
 
@@ -27,19 +30,68 @@ pub async fn handle(
     method: &Method,
     now: UnixTime,
 ) -> ApiResult<Response> {
-    // Counted with the OAuth flow per address: a guesser gets throttled before any lookup.
-    let check = Endpoint::Callback.per_ip(limits::client_ip(req).as_deref());
-    if let Err(e) = limits::enforce(env, check).await {
-        let mut resp = pages::repair(&Page::Unknown).with_status(429);
-        if let Some(secs) = e.retry_after {
-            let _ = resp.headers_mut().set("retry-after", &secs.to_string());
-        }
-        return Ok(resp);
+    if let Some(limited) = throttled(req, env).await {
+        return Ok(limited);
     }
     let Some(token) = RepairToken::parse(raw_token) else {
         return Ok(pages::repair(&Page::Unknown));
     };
-    let Some(link) = store.repair_link(&token).await? else {
+    attempt(
+        env,
+        cfg,
+        store,
+        &token.handle(),
+        *method == Method::Post,
+        now,
+    )
+    .await
+}
+
+/// Answers `POST /link/again/<state>`: the Try again of a refused or cancelled attempt, whose
+/// page holds a state naming the link (never its token).
+pub async fn again(
+    req: &Request,
+    env: &Env,
+    cfg: &Config,
+    store: &Store,
+    raw_state: &str,
+    now: UnixTime,
+) -> ApiResult<Response> {
+    if let Some(limited) = throttled(req, env).await {
+        return Ok(limited);
+    }
+    let Some(state) = StateToken::parse(raw_state) else {
+        return Ok(pages::repair(&Page::Unknown));
+    };
+    // Taken: a Try again button works once (a second press finds nothing).
+    let pending = store.take_state(&state).await?;
+    let Some(link) = pending.and_then(|p| p.repair_attempt).map(|a| a.link) else {
+        return Ok(pages::repair(&Page::Unknown));
+    };
+    attempt(env, cfg, store, &link, true, now).await
+}
+
+/// Counted with the OAuth flow per address: a guesser gets throttled before any lookup.
+async fn throttled(req: &Request, env: &Env) -> Option<Response> {
+    let check = Endpoint::Callback.per_ip(limits::client_ip(req).as_deref());
+    let e = limits::enforce(env, check).await.err()?;
+    let mut resp = pages::repair(&Page::Unknown).with_status(429);
+    if let Some(secs) = e.retry_after {
+        let _ = resp.headers_mut().set("retry-after", &secs.to_string());
+    }
+    Some(resp)
+}
+
+/// The link's page (`go`: false), or an attempt of it: counted by the guard, then to Keap.
+async fn attempt(
+    env: &Env,
+    cfg: &Config,
+    store: &Store,
+    handle: &RepairHandle,
+    go: bool,
+    now: UnixTime,
+) -> ApiResult<Response> {
+    let Some(link) = store.repair_link(handle).await? else {
         return Ok(pages::repair(&Page::Unknown));
     };
     match link.state(now) {
@@ -53,7 +105,7 @@ pub async fn handle(
     ) else {
         return Ok(pages::repair(&Page::Unknown));
     };
-    if *method != Method::Post {
+    if !go {
         let api = record.to_api();
         let app = match &api.keap_app_name {
             Some(name) => format!("{name} ({})", api.keap_app),
@@ -66,17 +118,12 @@ pub async fn handle(
             expires_at: link.expires_at,
         }));
     }
-    let record = match guard::spend_repair_link(env, &link.key, &token).await? {
-        Spend::Spent(r) => r,
+    let (record, n) = match guard::try_repair_link(env, &link.key, handle).await? {
+        Spend::Go(r, n) => (r, n),
         Spend::Used => return Ok(pages::repair(&Page::Used)),
+        Spend::Exhausted => return Ok(pages::repair(&Page::Exhausted)),
         Spend::Gone => return Ok(pages::repair(&Page::Unknown)),
     };
-    // The KV copy says "used" too, for the page's next GET anywhere (the guard's is strict).
-    let used = RepairLinkRecord {
-        used_at: Some(now),
-        ..link
-    };
-    store.put_repair_link(&token, &used, now).await?;
     let state = StateToken::from_random(random::bytes());
     let pending = PendingLink {
         partner: record.partner.clone(),
@@ -86,6 +133,10 @@ pub async fn handle(
         created_at: now,
         reconnect: Some(record.id.clone()),
         repair: true,
+        repair_attempt: Some(RepairAttempt {
+            link: handle.clone(),
+            attempt: n,
+        }),
     };
     store.put_state(&state, &pending).await?;
     // Always through the sign-out hop: whoever used this browser before must not be linked.

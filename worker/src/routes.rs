@@ -39,6 +39,8 @@ pub enum Route<'a> {
     RefreshNow(&'a str),
     /// `/link/{token}`: a repair link's page.
     Link(&'a str),
+    /// `/link/again/{state}`: Try again on a repair link's refused attempt.
+    LinkAgain(&'a str),
     /// `/v1/partner`: the partner's own settings.
     Partner,
     /// `/v1/partner/rotate-secrets`.
@@ -106,6 +108,7 @@ impl<'a> Route<'a> {
             ["v1", "connections", id, "repair-link"] => Route::RepairLink(id),
             ["v1", "connections", id, "refresh"] => Route::RefreshNow(id),
             ["link", token] => Route::Link(token),
+            ["link", "again", state] => Route::LinkAgain(state),
             ["v1", "partner"] => Route::Partner,
             ["v1", "partner", "rotate-secrets"] => Route::RotateSecrets,
             ["v1", "stats"] => Route::PartnerStats,
@@ -129,6 +132,7 @@ impl<'a> Route<'a> {
             Route::Keap(_) => &[Get, Post, Put, Patch, Delete],
             Route::RepairLink(_) | Route::RefreshNow(_) => &[Post],
             Route::Link(_) => &[Get, Post],
+            Route::LinkAgain(_) => &[Post],
             Route::Partner => &[Get, Patch],
             Route::RotateSecrets | Route::Redeliver(_) => &[Post],
             Route::Imports | Route::Export => &[Post],
@@ -367,6 +371,10 @@ async fn handle(
         Route::Link(token) => {
             let (cfg, store) = setup(env)?;
             repair::handle(req, env, &cfg, &store, token, method, unix_now()).await
+        }
+        Route::LinkAgain(state) => {
+            let (cfg, store) = setup(env)?;
+            repair::again(req, env, &cfg, &store, state, unix_now()).await
         }
         Route::Connection(id) => {
             let (cfg, store) = setup(env)?;

@@ -10,7 +10,7 @@ use keaplink_core::flow::{PendingLink, StateToken, STATE_TTL_SECS};
 use keaplink_core::ids::{ConnectionId, PartnerId, UserId};
 use keaplink_core::keys;
 use keaplink_core::partner::PartnerRecord;
-use keaplink_core::repair::{RepairLinkRecord, RepairToken};
+use keaplink_core::repair::{RepairHandle, RepairLinkRecord};
 use keaplink_core::search;
 use keaplink_core::{ApiError, ApiResult};
 use serde::de::DeserializeOwned;
@@ -401,7 +401,7 @@ impl Store {
     /// say "expired").
     pub async fn put_repair_link(
         &self,
-        token: &RepairToken,
+        link_at: &RepairHandle,
         link: &RepairLinkRecord,
         now: keaplink_core::clock::UnixTime,
     ) -> ApiResult<()> {
@@ -410,11 +410,11 @@ impl Store {
             expiration_ttl: Some(link.kv_ttl_secs(now)),
             ..PutOptions::default()
         };
-        self.put_with(&token.storage_key(), &body, opts).await
+        self.put_with(&link_at.storage_key(), &body, opts).await
     }
 
-    pub async fn repair_link(&self, token: &RepairToken) -> ApiResult<Option<RepairLinkRecord>> {
-        let key = token.storage_key();
+    pub async fn repair_link(&self, link_at: &RepairHandle) -> ApiResult<Option<RepairLinkRecord>> {
+        let key = link_at.storage_key();
         match self.get_text(&key).await? {
             Some(raw) => parse(&key, &raw).map(Some),
             None => Ok(None),

@@ -85,6 +85,11 @@ pub struct Connection {
     pub connected_at: String,
     #[cfg_attr(feature = "openapi", schema(required = true, format = DateTime, example = "2026-01-01T00:00:00Z"))]
     pub refreshed_at: Option<String>,
+    /// When the link was last restored by its user (a Reconnect or a repair link), `null` if it
+    /// never was; `connected_at` stays the first link's time.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required = true, format = DateTime, example = "2026-01-01T00:00:00Z"))]
+    pub reconnected_at: Option<String>,
     #[cfg_attr(feature = "openapi", schema(format = DateTime, example = "2026-01-01T00:00:00Z"))]
     pub access_expires_at: String,
     /// When the refresh token we hold is expected to die (Keap's lifetime after it was issued).
@@ -384,6 +389,9 @@ pub enum ConnectionEventKind {
     /// A reconnect signed in as another Keap user or app: refused, nothing changed.
     IdentityMismatch,
     RepairLinkCreated,
+    /// A repair link's button sent its user to Keap (`detail`: which attempt of how many).
+    RepairLinkTried,
+    /// A repair link's attempt restored the link: the repair link is spent.
     RepairLinkUsed,
     Deleted,
     /// Brought in by `POST /v1/imports` (tokens the partner held).
@@ -845,6 +853,7 @@ mod tests {
                 status: ConnectionStatus::NeedsReauth,
                 connected_at: "2026-01-01T00:00:00Z".into(),
                 refreshed_at: None,
+                reconnected_at: None,
                 access_expires_at: "2026-01-02T00:00:00Z".into(),
                 refresh_expires_at: "2026-02-15T00:00:00Z".into(),
                 reconnect_before: None,

@@ -36,6 +36,8 @@ pub fn decode_within<T: DeserializeOwned>(
 }
 
 fn decode_object<T: DeserializeOwned>(bytes: &[u8], default: Option<T>) -> Result<T, ApiError> {
+    // A UTF-8 byte order mark (Windows tools and some HTTP clients write one) is not content.
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
     if first.is_none() {
         if let Some(d) = default {
@@ -174,6 +176,20 @@ mod tests {
         assert_eq!(
             decode::<TokenRequest>(b"", None).unwrap_err().code,
             ErrorCode::InvalidRequest
+        );
+    }
+
+    #[test]
+    fn a_utf8_byte_order_mark_is_skipped_once() {
+        let t: TokenRequest = decode(b"\xEF\xBB\xBF{\"user\": \"u1\"}", None).unwrap();
+        assert_eq!(t.user, "u1");
+        // Only one, and only at the start: a second is not JSON.
+        let e = decode::<TokenRequest>(b"\xEF\xBB\xBF\xEF\xBB\xBF{\"user\": \"u1\"}", None)
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidRequest);
+        assert_eq!(
+            decode(b"\xEF\xBB\xBF", Some(ConnectRequest::default())).unwrap(),
+            ConnectRequest::default()
         );
     }
 

@@ -139,6 +139,9 @@ pub struct ConnectionRecord {
     pub status: ConnectionStatus,
     pub connected_at: UnixTime,
     pub refreshed_at: Option<UnixTime>,
+    /// When its user last restored it (a reconnect or a repair link); `connected_at` stays.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reconnected_at: Option<UnixTime>,
     pub access_expires_at: UnixTime,
     /// When Keap issued the refresh token we hold (it ages out after about 45 days).
     pub refresh_issued_at: UnixTime,
@@ -206,6 +209,7 @@ impl ConnectionRecord {
             status: ConnectionStatus::Active,
             connected_at: n.now,
             refreshed_at: None,
+            reconnected_at: None,
             access_expires_at: n.now + n.expires_in,
             refresh_issued_at: n.now,
             refresh_expires_at: Some(n.now + n.refresh_lifetime_secs),
@@ -345,6 +349,7 @@ impl ConnectionRecord {
             status: self.status,
             connected_at: self.connected_at,
             refreshed_at: self.refreshed_at,
+            reconnected_at: self.reconnected_at,
             access_expires_at: self.access_expires_at,
             refresh_issued_at: self.refresh_issued_at,
             last_error: self.last_error,
@@ -389,6 +394,8 @@ pub struct ConnectionMeta {
     pub app_name: Option<String>,
     #[serde(rename = "d", default, skip_serializing_if = "Option::is_none")]
     pub refresh_expires_at: Option<UnixTime>,
+    #[serde(rename = "g", default, skip_serializing_if = "Option::is_none")]
+    pub reconnected_at: Option<UnixTime>,
 }
 
 impl ConnectionMeta {
@@ -444,6 +451,7 @@ impl ConnectionMeta {
             status: self.status,
             connected_at: rfc3339(self.connected_at),
             refreshed_at: self.refreshed_at.map(rfc3339),
+            reconnected_at: self.reconnected_at.map(rfc3339),
             access_expires_at: rfc3339(self.access_expires_at),
             refresh_expires_at: rfc3339(self.refresh_expires_at()),
             reconnect_before: self.reconnect_before().map(rfc3339),

@@ -159,6 +159,7 @@ mod tests {
                 status: ConnectionStatus::NeedsReauth,
                 connected_at: rfc3339(0),
                 refreshed_at: None,
+                reconnected_at: None,
                 access_expires_at: rfc3339(0),
                 refresh_expires_at: rfc3339(0),
                 reconnect_before: None,

@@ -5,6 +5,7 @@ use crate::clock::UnixTime;
 use crate::error::ErrorCode;
 use crate::identity::Mismatch;
 use crate::ids::{ConnectionId, PartnerId, UserId};
+use crate::repair::RepairAttempt;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use keaplink_api::{CallbackMessage, CallbackStatus, CALLBACK_MESSAGE_TYPE};
@@ -58,6 +59,10 @@ pub struct PendingLink {
     /// Started from a repair link: the callback answers with the repair page.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub repair: bool,
+    /// Which repair link, and which of its attempts: a restore spends the link, a refusal may
+    /// offer another attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repair_attempt: Option<RepairAttempt>,
 }
 
 impl PendingLink {
@@ -278,6 +283,7 @@ mod tests {
             created_at: 1000,
             reconnect: None,
             repair: false,
+            repair_attempt: None,
         }
     }
 

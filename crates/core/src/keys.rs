@@ -115,7 +115,12 @@ pub fn state(state: &str) -> String {
 
 /// A repair link, by the hash of its token.
 pub fn repair_link(token: &str) -> String {
-    format!("r/{}", storage_hash(token))
+    repair_link_hashed(&storage_hash(token))
+}
+
+/// A repair link, by that hash (what a repair attempt's state carries instead of the token).
+pub fn repair_link_hashed(hash: &str) -> String {
+    format!("r/{hash}")
 }
 
 /// A search index entry for one term of a link (the console's search):

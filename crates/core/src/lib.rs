@@ -19,6 +19,7 @@ pub mod import;
 pub mod keap;
 pub mod keys;
 pub mod limits;
+pub mod links;
 pub mod pace;
 pub mod partner;
 pub mod proxy;

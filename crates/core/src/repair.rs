@@ -1,7 +1,10 @@
 //! Repair links: a page hosted by keaplink where a user who is not on the partner's page restores
-//! their link. The link is single-use (its guard marks it spent, strongly consistent), stored only
-//! as a hash, expiring, and spent by the page's button (a POST), never by a GET: mail scanners open
-//! links. This module holds the link's token and record, its lifetime rules, and the pages.
+//! their link. The link is spent by the restore it brings about (its guard marks it spent, strongly
+//! consistent), not by a try that signed in as someone else or was cancelled at Keap: those may be
+//! tried again, [`MAX_ATTEMPTS`] times in all, each counted by the guard and noted on the link's
+//! timeline. It is stored only as a hash, expires, and is tried by the page's button (a POST), never
+//! by a GET: mail scanners open links. This module holds the link's token and record, its lifetime
+//! and attempt rules, and the pages.
 
 use crate::clock::{rfc3339, UnixTime};
 use crate::error::{ApiError, ErrorCode};
@@ -19,6 +22,8 @@ pub const MAX_TTL_SECS: u64 = 30 * 86_400;
 /// KV keeps a link this long past its expiry, so its page can say "expired", not "unknown".
 pub const KEEP_AFTER_EXPIRY_SECS: u64 = 7 * 86_400;
 pub const TOKEN_BYTES: usize = 32;
+/// How many times a link's button may send its user to Keap before a restore spends it.
+pub const MAX_ATTEMPTS: u32 = 5;
 
 /// `ttl_secs` of a repair-link request.
 pub fn ttl(requested: Option<u64>) -> Result<u64, ApiError> {
@@ -54,15 +59,80 @@ impl RepairToken {
         keys::repair_link(&self.0)
     }
 
-    /// The name the connection's guard spends it under.
-    pub fn spend_key(&self) -> String {
-        format!("spent/{}", crate::ids::storage_hash(&self.0))
+    /// The link by its hash: what a repair attempt carries through Keap and back.
+    pub fn handle(&self) -> RepairHandle {
+        RepairHandle(crate::ids::storage_hash(&self.0))
     }
 
     /// `<PUBLIC_URL>/link/<token>`.
     pub fn url(&self, public_url: &str) -> String {
         format!("{}/link/{}", public_url.trim_end_matches('/'), self.0)
     }
+}
+
+/// A repair link by the hash of its token: enough to find its record and count its attempts, and
+/// no use to anyone who reads it (the page takes the token).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RepairHandle(String);
+
+impl RepairHandle {
+    /// Where the link's record lives.
+    pub fn storage_key(&self) -> String {
+        keys::repair_link_hashed(&self.0)
+    }
+
+    /// The name the connection's guard spends it under (set by a restore).
+    pub fn spend_key(&self) -> String {
+        format!("spent/{}", self.0)
+    }
+
+    /// The name the connection's guard counts its attempts under.
+    pub fn attempts_key(&self) -> String {
+        format!("tries/{}", self.0)
+    }
+}
+
+/// A repair attempt under way: which link, and which try this is (1-based).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepairAttempt {
+    pub link: RepairHandle,
+    pub attempt: u32,
+}
+
+impl RepairAttempt {
+    /// Whether a refused or cancelled attempt may offer another.
+    pub fn may_try_again(&self) -> bool {
+        self.attempt < MAX_ATTEMPTS
+    }
+}
+
+/// What the guard decides when the button is pressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Try {
+    /// Go to Keap: this is attempt `n` (1-based).
+    Go(u32),
+    /// A restore already spent it.
+    Spent,
+    /// Every attempt was used without a restore.
+    Exhausted,
+}
+
+/// The next attempt of a link that was `spent` (by a restore) or not, after `tries` attempts.
+pub fn next_try(spent: bool, tries: u32) -> Try {
+    if spent {
+        Try::Spent
+    } else if tries >= MAX_ATTEMPTS {
+        Try::Exhausted
+    } else {
+        Try::Go(tries + 1)
+    }
+}
+
+/// The timeline's words for attempt `n`.
+pub fn attempt_note(n: u32) -> String {
+    format!("Attempt {n} of {MAX_ATTEMPTS}: sent to Keap to sign in. The link is spent only when it restores the connection.")
 }
 
 /// A repair link as stored (by the hash of its token).
@@ -73,7 +143,7 @@ pub struct RepairLinkRecord {
     pub key: ConnectionKey,
     pub created_at: UnixTime,
     pub expires_at: UnixTime,
-    /// Set when its button was pressed (the guard's record is the one that counts).
+    /// Set when it restored the connection (the guard's record is the one that counts).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub used_at: Option<UnixTime>,
 }
@@ -115,16 +185,20 @@ pub enum Page<'a> {
     Unknown,
     Used,
     Expired,
+    /// Tried [`MAX_ATTEMPTS`] times, never restored.
+    Exhausted,
     /// Back from Keap: the link works again.
     Restored {
         partner: &'a str,
         app: &'a str,
     },
-    /// Back from Keap: refused, and why.
+    /// Back from Keap: refused, and why; `again` is where the Try again button posts (a fresh
+    /// attempt of the same link), while attempts are left.
     Refused {
         partner: &'a str,
         mismatch: Option<&'a Mismatch>,
         code: ErrorCode,
+        again: Option<&'a str>,
     },
 }
 
@@ -171,7 +245,7 @@ pub fn render(page: &Page<'_>) -> (u16, String) {
                 "<p>{partner} needs you to sign in to Keap again to keep its connection to <strong>{app}</strong> working.</p>\
 <p>Sign in as <strong>{email}</strong>. You will be signed out of Keap first, so you sign in as yourself.</p>\
 <form method=\"post\"><button type=\"submit\">Reconnect Keap</button></form>\
-<p class=\"muted\">This link works once, until {}.</p>",
+<p class=\"muted\">This link works until it has reconnected your account (at most {MAX_ATTEMPTS} tries), until {}.</p>",
                 readable(*expires_at),
                 partner = esc(partner),
                 app = esc(app),
@@ -187,6 +261,11 @@ pub fn render(page: &Page<'_>) -> (u16, String) {
             410,
             "This link was already used".to_owned(),
             "<p>This reconnect link has already been used. If your Keap connection still needs you, ask for a new link.</p>".to_owned(),
+        ),
+        Page::Exhausted => (
+            410,
+            "This link was tried too many times".to_owned(),
+            format!("<p>This reconnect link was tried {MAX_ATTEMPTS} times without reconnecting your Keap account. Nothing was changed. Ask for a new link.</p>"),
         ),
         Page::Expired => (
             410,
@@ -206,6 +285,7 @@ pub fn render(page: &Page<'_>) -> (u16, String) {
             partner,
             mismatch,
             code,
+            again,
         } => {
             let why = match mismatch {
                 Some(m) => format!(
@@ -225,10 +305,18 @@ pub fn render(page: &Page<'_>) -> (u16, String) {
             (
                 code.status(),
                 "Your Keap account was not reconnected".to_owned(),
-                format!(
-                    "<p class=\"warn\">{why}</p><p>Ask {} for a new link to try again.</p>",
-                    esc(partner)
-                ),
+                match again {
+                    // No `action` host: the form posts to this Worker, whatever it is called.
+                    Some(again) => format!(
+                        "<p class=\"warn\">{why}</p><p>This link still works: try again, and sign in to Keap as the connection's owner. You will be signed out of Keap first.</p>\
+<form method=\"post\" action=\"{}\"><button type=\"submit\">Try again</button></form>",
+                        html_escape::encode_double_quoted_attribute(again)
+                    ),
+                    None => format!(
+                        "<p class=\"warn\">{why}</p><p>This link has been tried {MAX_ATTEMPTS} times. Ask {} for a new link to try again.</p>",
+                        esc(partner)
+                    ),
+                },
             )
         }
     };
@@ -250,7 +338,13 @@ mod tests {
         let t = RepairToken::from_random([7; TOKEN_BYTES]);
         assert!(RepairToken::parse(&t.0).is_some());
         assert!(!t.storage_key().contains(&t.0));
-        assert!(!t.spend_key().contains(&t.0));
+        let h = t.handle();
+        assert!(!h.spend_key().contains(&t.0));
+        assert!(!h.attempts_key().contains(&t.0));
+        assert_ne!(h.spend_key(), h.attempts_key());
+        // The handle finds the same record the token does, and says nothing of the token.
+        assert_eq!(h.storage_key(), t.storage_key());
+        assert!(!serde_json::to_string(&h).unwrap().contains(&t.0));
         assert_eq!(
             t.url("https://k.example/"),
             format!("https://k.example/link/{}", t.0)
@@ -329,8 +423,39 @@ mod tests {
             partner: "Acme",
             mismatch: Some(&m),
             code: ErrorCode::IdentityMismatch,
+            again: Some("/link/again/abc\"x"),
         });
         assert_eq!(status, 409);
         assert!(html.contains("amy@ab123.example") && html.contains("ann@ab123.example"));
+        assert!(
+            html.contains(r#"<form method="post" action="/link/again/abc&quot;x"><button type="submit">Try again</button></form>"#),
+            "{html}"
+        );
+        let (_, last) = render(&Page::Refused {
+            partner: "Acme",
+            mismatch: None,
+            code: ErrorCode::AccessDenied,
+            again: None,
+        });
+        assert!(last.contains("You cancelled") && last.contains("Ask Acme for a new link"));
+        assert!(!last.contains("<form"), "no attempts left: no button");
+        assert_eq!(render(&Page::Exhausted).0, 410);
+    }
+
+    #[test]
+    fn a_link_is_spent_by_a_restore_and_tried_a_few_times_at_most() {
+        assert_eq!(next_try(false, 0), Try::Go(1));
+        assert_eq!(next_try(false, MAX_ATTEMPTS - 1), Try::Go(MAX_ATTEMPTS));
+        assert_eq!(next_try(false, MAX_ATTEMPTS), Try::Exhausted);
+        assert_eq!(next_try(true, 0), Try::Spent);
+        assert_eq!(next_try(true, MAX_ATTEMPTS), Try::Spent, "a restore wins");
+        let h = RepairToken::from_random([3; TOKEN_BYTES]).handle();
+        let at = |attempt| RepairAttempt {
+            link: h.clone(),
+            attempt,
+        };
+        assert!(at(1).may_try_again());
+        assert!(!at(MAX_ATTEMPTS).may_try_again());
+        assert!(attempt_note(2).starts_with("Attempt 2 of 5"));
     }
 }

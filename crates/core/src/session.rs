@@ -44,7 +44,27 @@ pub enum SessionError {
     TooLongLived,
     IssuedInFuture,
     BadSubject,
+    /// A claim the contract requires is absent.
+    MissingClaim(Claim),
+    /// `exp` or `iat` is not a whole number of seconds (a fraction, or not a number).
+    NotWholeSeconds(Claim),
+    /// `exp` or `iat` reads as milliseconds (JavaScript's `Date.now()`), not seconds.
+    Milliseconds(Claim),
 }
+
+/// The claims a session token must carry, to name the one at fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    Iss,
+    Sub,
+    Aud,
+    Exp,
+    Iat,
+}
+
+/// Above this a NumericDate is taken for milliseconds: 10^11 seconds is the year 5138, while
+/// today in milliseconds is about 1.8 x 10^12.
+pub const MAX_SECONDS: i64 = 100_000_000_000;
 
 impl SessionError {
     pub fn message(self) -> &'static str {
@@ -58,6 +78,21 @@ impl SessionError {
             SessionError::TooLongLived => "The session token lives longer than 3600 s.",
             SessionError::IssuedInFuture => "The session token's iat is in the future.",
             SessionError::BadSubject => "The session token's sub must be 1-256 characters.",
+            SessionError::MissingClaim(c) => match c {
+                Claim::Iss => "The session token has no iss claim: set it to your partner id.",
+                Claim::Sub => "The session token has no sub claim: set it to your user's id.",
+                Claim::Aud => "The session token has no aud claim: set it to \"keaplink\".",
+                Claim::Exp => "The session token has no exp claim: set it to when it expires, in seconds since 1970.",
+                Claim::Iat => "The session token has no iat claim: set it to when it was minted, in seconds since 1970.",
+            },
+            SessionError::NotWholeSeconds(c) => match c {
+                Claim::Iat => "The session token's iat must be a whole number of seconds since 1970.",
+                _ => "The session token's exp must be a whole number of seconds since 1970.",
+            },
+            SessionError::Milliseconds(c) => match c {
+                Claim::Iat => "The session token's iat is in milliseconds: it must be seconds since 1970 (Date.now() / 1000, rounded down).",
+                _ => "The session token's exp is in milliseconds: it must be seconds since 1970 (Date.now() / 1000, rounded down).",
+            },
         }
     }
 }
@@ -105,13 +140,29 @@ struct Header {
     alg: String,
 }
 
+/// Each claim optional here, so an absent one is named rather than called malformed; a claim of
+/// the wrong type is still malformed.
 #[derive(Deserialize)]
 struct RawClaims {
-    iss: String,
-    sub: String,
-    aud: Audience,
-    exp: i64,
-    iat: i64,
+    iss: Option<String>,
+    sub: Option<String>,
+    aud: Option<Audience>,
+    exp: Option<serde_json::Number>,
+    iat: Option<serde_json::Number>,
+}
+
+fn present<T>(claim: Option<T>, name: Claim) -> Result<T, SessionError> {
+    claim.ok_or(SessionError::MissingClaim(name))
+}
+
+/// A NumericDate in whole seconds: a fraction or milliseconds are named as such.
+fn seconds(claim: Option<serde_json::Number>, name: Claim) -> Result<i64, SessionError> {
+    let n = present(claim, name)?;
+    let secs = n.as_i64().ok_or(SessionError::NotWholeSeconds(name))?;
+    if secs > MAX_SECONDS {
+        return Err(SessionError::Milliseconds(name));
+    }
+    Ok(secs)
 }
 
 /// Whether `aud`, a string or an array of strings (RFC 7519 section 4.1.3), names keaplink.
@@ -145,14 +196,14 @@ impl<'de> Deserialize<'de> for Audience {
 
 #[derive(Deserialize)]
 struct IssuerOnly {
-    iss: String,
+    iss: Option<String>,
 }
 
 /// Reads `iss` without trusting anything, to find whose secret verifies the token. Nothing else
 /// may be taken from the token before [`verify`] succeeds.
 pub fn unverified_issuer(token: &str) -> Result<PartnerId, SessionError> {
     let claims: IssuerOnly = decode_json(split(token)?.claims)?;
-    PartnerId::parse(&claims.iss).ok_or(SessionError::UnknownIssuer)
+    PartnerId::parse(&present(claims.iss, Claim::Iss)?).ok_or(SessionError::UnknownIssuer)
 }
 
 /// Verifies `token` with the partner's `secret` at time `now`: the algorithm, then the
@@ -176,26 +227,29 @@ pub fn verify(
     mac.verify_slice(&signature)
         .map_err(|_| SessionError::BadSignature)?;
     let c: RawClaims = decode_json(parts.claims)?;
-    if !c.aud.0 {
+    if !present(c.aud, Claim::Aud)?.0 {
         return Err(SessionError::WrongAudience);
     }
-    if c.iss != partner.as_str() {
+    if present(c.iss, Claim::Iss)? != partner.as_str() {
         return Err(SessionError::UnknownIssuer);
     }
-    if c.exp <= now {
+    let sub = present(c.sub, Claim::Sub)?;
+    let exp = seconds(c.exp, Claim::Exp)?;
+    let iat = seconds(c.iat, Claim::Iat)?;
+    if exp <= now {
         return Err(SessionError::Expired);
     }
-    if c.iat > now + MAX_CLOCK_SKEW_SECS {
+    if iat > now + MAX_CLOCK_SKEW_SECS {
         return Err(SessionError::IssuedInFuture);
     }
-    if c.exp - c.iat > MAX_SESSION_SECS {
+    if exp - iat > MAX_SESSION_SECS {
         return Err(SessionError::TooLongLived);
     }
-    let user = UserId::parse(&c.sub).ok_or(SessionError::BadSubject)?;
+    let user = UserId::parse(&sub).ok_or(SessionError::BadSubject)?;
     Ok(SessionClaims {
         partner: partner.clone(),
         user,
-        expires_at: c.exp,
+        expires_at: exp,
     })
 }
 
@@ -286,12 +340,71 @@ pub(crate) mod tests {
             check(&with("iss", json!("Not A Partner"))),
             Err(SessionError::UnknownIssuer)
         );
-        let mut no_iat = good();
-        no_iat.as_object_mut().unwrap().remove("iat");
+    }
+
+    #[test]
+    fn names_a_missing_claim() {
+        for (name, claim) in [
+            ("iss", Claim::Iss),
+            ("sub", Claim::Sub),
+            ("aud", Claim::Aud),
+            ("exp", Claim::Exp),
+            ("iat", Claim::Iat),
+        ] {
+            let mut c = good();
+            c.as_object_mut().unwrap().remove(name);
+            let t = mint(Algorithm::HS256, &c, SECRET);
+            // Without iss the issuer cannot be found (check stops there, naming it too).
+            let got = verify(&t, &PartnerId::parse("acme").unwrap(), SECRET, NOW);
+            assert_eq!(got, Err(SessionError::MissingClaim(claim)), "{name}");
+            assert_eq!(check(&t), Err(SessionError::MissingClaim(claim)), "{name}");
+            let msg = SessionError::MissingClaim(claim).message();
+            assert!(msg.contains(&format!("no {name} claim")), "{msg}");
+        }
+    }
+
+    #[test]
+    fn tells_milliseconds_from_seconds() {
+        let with = |k: &str, v: Value| {
+            let mut c = good();
+            c[k] = v;
+            check(&mint(Algorithm::HS256, &c, SECRET))
+        };
+        // Date.now() in both, as a JavaScript back-end writes by mistake.
+        let mut ms = good();
+        ms["iat"] = json!((NOW - 10) * 1000);
+        ms["exp"] = json!((NOW + 600) * 1000);
         assert_eq!(
-            check(&mint(Algorithm::HS256, &no_iat, SECRET)),
+            check(&mint(Algorithm::HS256, &ms, SECRET)),
+            Err(SessionError::Milliseconds(Claim::Exp))
+        );
+        assert_eq!(
+            with("iat", json!((NOW - 10) * 1000)),
+            Err(SessionError::Milliseconds(Claim::Iat))
+        );
+        // The boundary: the largest value still read as seconds is merely too far out.
+        assert_eq!(
+            with("exp", json!(MAX_SECONDS)),
+            Err(SessionError::TooLongLived)
+        );
+        assert_eq!(
+            with("exp", json!(MAX_SECONDS + 1)),
+            Err(SessionError::Milliseconds(Claim::Exp))
+        );
+        assert_eq!(
+            with("iat", json!(NOW as f64 - 0.5)),
+            Err(SessionError::NotWholeSeconds(Claim::Iat))
+        );
+        assert_eq!(
+            with("exp", json!("1800000600")),
             Err(SessionError::Malformed)
         );
+        assert!(SessionError::Milliseconds(Claim::Iat)
+            .message()
+            .contains("iat is in milliseconds: it must be seconds"));
+        assert!(SessionError::Milliseconds(Claim::Exp)
+            .message()
+            .contains("exp is in milliseconds"));
     }
 
     #[test]
@@ -348,7 +461,7 @@ pub(crate) mod tests {
         none.as_object_mut().unwrap().remove("aud");
         assert_eq!(
             check(&mint(Algorithm::HS256, &none, SECRET)),
-            Err(SessionError::Malformed)
+            Err(SessionError::MissingClaim(Claim::Aud))
         );
     }
 

@@ -227,6 +227,7 @@ pub(crate) fn sample_connection() -> api::Connection {
         status: api::ConnectionStatus::Active,
         connected_at: T0.into(),
         refreshed_at: Some("2026-01-02T06:00:00Z".into()),
+        reconnected_at: None,
         access_expires_at: "2026-01-03T06:00:00Z".into(),
         refresh_expires_at: "2026-02-16T06:00:00Z".into(),
         reconnect_before: None,

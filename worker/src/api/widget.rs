@@ -63,6 +63,7 @@ pub async fn connect(
         created_at: now,
         reconnect,
         repair: false,
+        repair_attempt: None,
     };
     store.put_state(&state, &link).await?;
     let url = authorize_url(
