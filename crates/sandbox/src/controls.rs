@@ -380,19 +380,29 @@ pub(crate) struct SeedRequest {
     app: Option<String>,
 }
 
+/// The app of user `u` a control names (their first when none), or the 400 saying they cannot
+/// reach it.
+fn app_of(u: usize, named: Option<&str>) -> Result<&'static str, Response> {
+    let apps = USERS[u].apps;
+    match named {
+        None => Ok(apps[0]),
+        Some(a) => apps
+            .iter()
+            .find(|x| **x == a)
+            .copied()
+            .ok_or_else(|| bad(format!("{} cannot reach app {a:?}", USERS[u].email))),
+    }
+}
+
 /// Mints `count` live token pairs for one Keap user, as if they had linked that many times: for
 /// tests that seed many connections without walking the flow for each.
 pub(crate) async fn seed(State(s): State<Shared>, Json(r): Json<SeedRequest>) -> Response {
     let Some(u) = USERS.iter().position(|x| x.email == r.email) else {
         return StatusCode::NOT_FOUND.into_response();
     };
-    let apps = USERS[u].apps;
-    let app = match r.app.as_deref() {
-        None => apps[0],
-        Some(a) => match apps.iter().find(|x| **x == a) {
-            Some(x) => x,
-            None => return bad(format!("{} cannot reach app {a:?}", r.email)),
-        },
+    let app = match app_of(u, r.app.as_deref()) {
+        Ok(app) => app,
+        Err(why) => return bad(why),
     };
     let tokens: Vec<serde_json::Value> = (0..r.count.min(100_000))
         .map(|_| {
@@ -424,13 +434,9 @@ pub(crate) async fn mint(State(s): State<Shared>, Json(r): Json<MintRequest>) ->
     let Some(u) = USERS.iter().position(|x| x.email == r.email) else {
         return bad(format!("no Keap user {:?} in the sandbox", r.email));
     };
-    let apps = USERS[u].apps;
-    let app = match r.app.as_deref() {
-        None => apps[0],
-        Some(a) => match apps.iter().find(|x| **x == a) {
-            Some(x) => x,
-            None => return bad(format!("{} cannot reach app {a:?}", r.email)),
-        },
+    let app = match app_of(u, r.app.as_deref()) {
+        Ok(app) => app,
+        Err(why) => return bad(why),
     };
     let count = r.count.unwrap_or(1);
     if !(1..=10_000).contains(&count) {
