@@ -380,9 +380,8 @@ pub(crate) struct SeedRequest {
     app: Option<String>,
 }
 
-/// The app of user `u` a control names (their first when none), or the 400 saying they cannot
-/// reach it.
-fn app_of(u: usize, named: Option<&str>) -> Result<&'static str, Response> {
+/// The app of user `u` a control names (their first when none), or why not (for a 400).
+fn app_of(u: usize, named: Option<&str>) -> Result<&'static str, String> {
     let apps = USERS[u].apps;
     match named {
         None => Ok(apps[0]),
@@ -390,7 +389,7 @@ fn app_of(u: usize, named: Option<&str>) -> Result<&'static str, Response> {
             .iter()
             .find(|x| **x == a)
             .copied()
-            .ok_or_else(|| bad(format!("{} cannot reach app {a:?}", USERS[u].email))),
+            .ok_or_else(|| format!("{} cannot reach app {a:?}", USERS[u].email)),
     }
 }
 
