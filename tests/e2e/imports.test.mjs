@@ -185,6 +185,17 @@ test("a refresh whose answer is lost is `lost`, and nothing is stored", async ()
   assert.equal(tok.status, 404);
 });
 
+test("a 5xx that came after Keap rotated the token: tried again, and the dead token is `lost`, not `dead`", async () => {
+  const [bob] = await mint("bob@cd456.example");
+  // Keap rotates the token, then answers 500 at once (a gateway error after the work was done).
+  await stack.sandbox.fault("drop", 1, 10);
+  const done = await finished((await startImport([{ user: "u-bob-5xx", refresh_token: bob.refresh_token }])).json.import_id);
+  assert.equal(done.items[0].outcome, "lost", JSON.stringify(done.items[0]));
+  assert.match(done.items[0].error.message, /earlier refresh/);
+  const list = await call(stack.url, "GET", "/v1/connections?q=u-bob-5xx", { token: acme.api_key });
+  assert.deepEqual(list.json.connections, [], "nothing stored");
+});
+
 test("Keap's 429s and 5xx make items wait, never fail", async () => {
   const tokens = await mint("bob@cd456.example", undefined, 4);
   await stack.sandbox.fault("throttle", 3);

@@ -119,7 +119,7 @@ pub async fn consume(
     }
     let rust_error = |e: keaplink_core::ApiError| worker::Error::RustError(e.to_string());
     if !items.is_empty() {
-        import_items(env, cfg, items).await.map_err(rust_error)?;
+        import_items(env, cfg, items).await;
     }
     if refreshes.is_empty() {
         return Ok(());
@@ -169,31 +169,24 @@ const PARALLEL_ITEMS: usize = 6;
 
 /// Runs import items as the pacer and Keap's quota allow (they share the refreshes' pace and
 /// yield to them at the reserve, like proxied calls); the rest come back later, still pending.
-async fn import_items(
-    env: &Env,
-    cfg: &Config,
-    mut items: Vec<(RawMessage, ImportId, u32)>,
-) -> keaplink_core::ApiResult<()> {
-    let later = |msgs: &[(RawMessage, ImportId, u32)], secs: u32| {
-        for (msg, _, _) in msgs {
-            retry_in(msg, secs);
+/// A failure here is the items' alone: they are tried again, and the batch's refreshes go on.
+async fn import_items(env: &Env, cfg: &Config, mut items: Vec<(RawMessage, ImportId, u32)>) {
+    let (go, wait_secs) = match admit(env, cfg, items.len()).await {
+        Ok(admitted) => admitted,
+        Err(e) => {
+            log::failure(Level::Error, "import_items_failed", &e);
+            (0, cfg.import_retry_secs)
         }
     };
-    let view = stats::shared_quota(env).await?;
-    if let Some(secs) = quota_wait(view.as_ref(), cfg.quota_reserve, now_ms()) {
-        later(&items, secs);
-        return Ok(());
+    for (msg, _, _) in items.split_off(go.min(items.len())) {
+        retry_in(&msg, wait_secs);
     }
-    let want = items.len() as u32 * KEAP_CALLS_PER_ITEM;
-    let grant = pacer::ask(env, want, false).await?;
-    let go = (grant.granted / KEAP_CALLS_PER_ITEM) as usize;
-    let waiting = items.split_off(go.min(items.len()));
-    later(&waiting, grant.retry_after_secs);
-    let store = Store::open(env)?;
-    let store = &store;
     let runs: Vec<_> = stream::iter(items)
         .map(|(msg, import, index)| async move {
-            let run = run_item(env, cfg, store, &import, index).await;
+            let run = match Store::open(env) {
+                Ok(store) => run_item(env, cfg, &store, &import, index).await,
+                Err(e) => Err(e),
+            };
             (msg, run)
         })
         .buffer_unordered(PARALLEL_ITEMS)
@@ -215,15 +208,32 @@ async fn import_items(
     }
     if throttled {
         // Keap said "slow down": so does every consumer, refreshes and imports alike.
-        pacer::ask(env, 0, true).await?;
+        if let Err(e) = pacer::ask(env, 0, true).await {
+            log::failure(Level::Error, "import_items_failed", &e);
+        }
     }
-    Ok(())
 }
 
+/// How many of `n` items may go now, and how long the others wait: none while Keap's quota is
+/// held (below the reserve, or a window spent), else what the pacer grants.
+async fn admit(env: &Env, cfg: &Config, n: usize) -> keaplink_core::ApiResult<(usize, u32)> {
+    let view = stats::shared_quota(env).await?;
+    if let Some(secs) = quota_wait(view.as_ref(), cfg.quota_reserve, now_ms()) {
+        return Ok((0, secs));
+    }
+    let grant = pacer::ask(env, n as u32 * KEAP_CALLS_PER_ITEM, false).await?;
+    Ok((
+        (grant.granted / KEAP_CALLS_PER_ITEM) as usize,
+        grant.retry_after_secs,
+    ))
+}
+
+/// Retries `msg` after `secs` (a queue takes at most 12 hours; a longer wait, such as Keap's
+/// daily quota, comes round again).
 fn retry_in(msg: &RawMessage, secs: u32) {
     msg.retry_with_options(
         &QueueRetryOptionsBuilder::new()
-            .with_delay_seconds(secs.max(1))
+            .with_delay_seconds(secs.clamp(1, 43_200))
             .build(),
     );
 }

@@ -7,17 +7,17 @@
 use crate::clock::unix_now;
 use crate::config::Config;
 use crate::guard::{self, Imported};
-use crate::imports::{self, Finished};
+use crate::imports;
 use crate::keap_client::send;
 use crate::random;
 use crate::store::Store;
-use crate::webhooks;
 use keaplink_api::ImportOutcome;
 use keaplink_core::connection::ConnectionKey;
 use keaplink_core::ids::UserId;
 use keaplink_core::import::{
-    after_refresh, after_userinfo, imported_link, item_aad, which_app, AfterRefresh, AfterUserinfo,
-    Claim, ImportId, ItemTokens, NewImported, Settled, Step, WhichApp,
+    after_refresh, after_userinfo, imported_link, item_aad, link_id, linked_outcome,
+    should_refresh, which_app, AfterRefresh, AfterUserinfo, Claim, ImportId, ItemTokens,
+    NewImported, Released, Settled, Step, WhichApp,
 };
 use keaplink_core::keap::{
     business_profile_request, parse_business_profile, parse_token_response, parse_userinfo,
@@ -44,26 +44,24 @@ pub async fn run_item(
     index: u32,
 ) -> ApiResult<ItemRun> {
     let claimed = imports::claim(env, import, index).await?;
-    if let Some(f) = claimed.finished {
-        finished(env, f).await;
-    }
-    let sealed = match claimed.claim {
-        Claim::Settled => return Ok(ItemRun::Done),
+    let lease = match claimed.claim {
+        Claim::Done => return Ok(ItemRun::Done),
         Claim::Busy(secs) => {
             return Ok(ItemRun::Retry {
                 secs,
                 throttled: false,
             })
         }
-        Claim::Go(tokens) => tokens,
+        Claim::Go(lease) => lease,
     };
     let aad = item_aad(import, index);
-    let mut tokens = ItemTokens::open(&cfg.keys, &aad, &sealed)
+    let mut tokens = ItemTokens::open(&cfg.keys, &aad, &lease.tokens)
         .ok_or_else(|| ApiError::internal("an import item's tokens do not open with TOKEN_KEYS"))?;
     let user = UserId::parse(&claimed.user)
         .ok_or_else(|| ApiError::internal("a pending import item without a valid user"))?;
     let partner = claimed.partner;
     let hint = claimed.hint;
+    let step = |s: Step| imports::step(env, import, index, s);
     let done = |s: Settled| settle(env, import, index, s);
 
     // The partner named the app: a link that is already there is found before any refresh, so
@@ -77,18 +75,14 @@ pub async fn run_item(
         }
     }
 
+    // At most two rounds: after a refresh the tokens are keaplink's own, and neither Keap's
+    // userinfo nor the app asks for another.
     let mut force_refresh = false;
     let (who, app) = loop {
-        if force_refresh || !tokens.access_usable(unix_now()) {
-            if tokens.rotated {
-                return done(Settled::lost(
-                    "keaplink's own refresh of this token left no usable access token; the user has to connect again.",
-                ))
-                .await;
-            }
+        if should_refresh(&tokens, force_refresh, unix_now()) {
             // Marked before it is sent: if this worker dies now, the item is `lost`, never
             // refreshed a second time with a token Keap may already have rotated.
-            if !imports::step(env, import, index, Step::MarkRefresh).await? {
+            if !step(Step::MarkRefresh(lease.number)).await? {
                 return Ok(ItemRun::Retry {
                     secs: cfg.import_retry_secs,
                     throttled: false,
@@ -99,16 +93,18 @@ pub async fn run_item(
                 Ok(a) => parse_token_response(a.status, &a.body),
                 Err(f) => Err(f),
             };
-            match after_refresh(&tokens, answer, unix_now()) {
+            match after_refresh(&tokens, answer, lease.doubtful, unix_now()) {
                 AfterRefresh::Rotated(next) => {
                     // Stored before anything else: from here on the partner's token is dead.
                     let sealed = next.seal(&cfg.keys, &aad, random::bytes());
-                    if !imports::step(env, import, index, Step::StoreRotated(sealed)).await? {
+                    if !step(Step::StoreRotated(lease.number, sealed)).await? {
                         return Ok(ItemRun::Done);
                     }
                     tokens = *next;
                 }
-                AfterRefresh::Wait => return wait(env, cfg, import, index, true).await,
+                AfterRefresh::Wait(released) => {
+                    return wait(cfg, step(Step::Release(lease.number, released))).await
+                }
                 AfterRefresh::Settle(s) => return done(s).await,
             }
         }
@@ -122,7 +118,9 @@ pub async fn run_item(
         };
         let who = match after_userinfo(&tokens, answer) {
             AfterUserinfo::Known(who) => who,
-            AfterUserinfo::Wait => return wait(env, cfg, import, index, false).await,
+            AfterUserinfo::Wait => {
+                return wait(cfg, step(Step::Release(lease.number, Released::Untouched))).await
+            }
             AfterUserinfo::Refresh => {
                 force_refresh = true;
                 continue;
@@ -138,6 +136,7 @@ pub async fn run_item(
 
     let app_name = business_name(env, cfg, import, &app, &tokens).await?;
     let key = ConnectionKey::new(&partner, &user, &app);
+    let own = link_id(import, index);
     let record = imported_link(
         NewImported {
             key: &key,
@@ -147,17 +146,17 @@ pub async fn run_item(
             tokens,
             refresh_lifetime_secs: cfg.refresh.refresh_lifetime_secs,
             now: unix_now(),
-            id: random::bytes(),
+            id: own,
             nonce: random::bytes(),
         },
         &cfg.keys,
     )
     .ok_or_else(|| ApiError::internal("an import item reached its link without an access token"))?;
-    let settled = match guard::import(env, &key, record).await? {
-        Imported::New(r) => Settled::linked(ImportOutcome::Imported, &r),
-        Imported::AlreadyLinked(r) => Settled::linked(ImportOutcome::AlreadyLinked, &r),
+    let own = record.id.clone();
+    let found = match guard::import(env, &key, record).await? {
+        Imported::New(r) | Imported::AlreadyLinked(r) => r,
     };
-    done(settled).await
+    done(linked_outcome(&own, &found)).await
 }
 
 /// The app's business name: read from Keap once per app in an import (a courtesy: a failure
@@ -184,30 +183,22 @@ async fn business_name(
     Ok(name)
 }
 
-/// Keap throttled or failed: the item lets go and comes back later (the pacer slows every
-/// consumer too).
+/// Keap throttled or failed: the item lets go (`release`) and comes back later (the pacer
+/// slows every consumer too).
 async fn wait(
-    env: &Env,
     cfg: &Config,
-    import: &ImportId,
-    index: u32,
-    refresh_not_taken: bool,
+    release: impl std::future::Future<Output = ApiResult<bool>>,
 ) -> ApiResult<ItemRun> {
-    imports::step(env, import, index, Step::Release(refresh_not_taken)).await?;
+    release.await?;
     Ok(ItemRun::Retry {
         secs: cfg.import_retry_secs,
         throttled: true,
     })
 }
 
+/// The item's outcome, given to it by the import's single writer (which sends
+/// `import.finished` once the last one has its).
 async fn settle(env: &Env, import: &ImportId, index: u32, settled: Settled) -> ApiResult<ItemRun> {
-    if let Some(f) = imports::settle(env, import, index, settled).await? {
-        finished(env, f).await;
-    }
+    imports::settle(env, import, index, settled).await?;
     Ok(ItemRun::Done)
-}
-
-/// The import's last item has its outcome: the partner hears of it once.
-async fn finished(env: &Env, f: Finished) {
-    webhooks::emit_import_finished(env, &f.partner, &f.record).await;
 }

@@ -11,11 +11,14 @@
 
 use crate::clock::unix_now;
 use crate::durable;
+use crate::queue::{enqueue, Job};
+use crate::webhooks;
 use keaplink_api::ImportView;
+use keaplink_core::clock::UnixTime;
 use keaplink_core::ids::PartnerId;
 use keaplink_core::import::{
-    idempotent_import, page, Claim, Claimed, ImportId, ImportRecord, ItemRecord, Settled, Step,
-    KEEP_FINISHED_SECS,
+    idempotent_import, page, wake, Claim, Claimed, ImportId, ImportRecord, ItemRecord, Settled,
+    Step, Wake, IDEMPOTENCY_WINDOW_SECS, WATCHDOG_SECS,
 };
 use keaplink_core::keap::KeapApp;
 use keaplink_core::{ApiError, ApiResult, ErrorCode};
@@ -81,15 +84,6 @@ pub struct ItemClaim {
     pub partner: PartnerId,
     pub user: String,
     pub hint: Option<KeapApp>,
-    /// The import finished with this claim (an item found lost): send `import.finished`.
-    pub finished: Option<Finished>,
-}
-
-/// An import that just finished: what `import.finished` says.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Finished {
-    pub partner: PartnerId,
-    pub record: Box<ImportRecord>,
 }
 
 /// What `Create` did.
@@ -104,21 +98,55 @@ pub struct Created {
 #[durable_object(alarm)]
 pub struct ImportJob {
     state: State,
+    env: Env,
     turn: futures_util::lock::Mutex<()>,
 }
 
 #[cfg(feature = "objects")]
 impl DurableObject for ImportJob {
-    fn new(state: State, _env: Env) -> Self {
+    fn new(state: State, env: Env) -> Self {
         Self {
             state,
+            env,
             turn: futures_util::lock::Mutex::new(()),
         }
     }
 
-    /// A finished import's record is deleted after `KEEP_FINISHED_SECS`.
+    /// The import's alarm (`keaplink_core::import::wake` decides): while it runs, items no worker
+    /// holds are queued again, so a lost message never leaves one pending for ever; once it is
+    /// done, `import.finished` is sent from here, once (a failure throws, and the runtime rings
+    /// the alarm again); its record is deleted 30 days later. An idempotency key's object rings
+    /// once, when its day is over.
     async fn alarm(&self) -> worker::Result<Response> {
-        durable::storage(&self.state).delete_all().await?;
+        let _turn = self.turn.lock().await;
+        let failed = |e: keaplink_core::ApiError| worker::Error::RustError(e.to_string());
+        let st = durable::storage(&self.state);
+        let mut record = self.record().await.map_err(failed)?;
+        let now = unix_now();
+        let next_at = match wake(record.as_ref(), now) {
+            Wake::Delete => {
+                st.delete_all().await?;
+                return Response::empty();
+            }
+            Wake::Sleep { next_at } => next_at,
+            Wake::Requeue { next_at } => {
+                if let Some(r) = &record {
+                    self.requeue(r, now).await.map_err(failed)?;
+                }
+                next_at
+            }
+            Wake::Notify { next_at } => {
+                if let Some(r) = record.as_mut() {
+                    webhooks::emit_import_finished(&self.env, r)
+                        .await
+                        .map_err(failed)?;
+                    r.notified = true;
+                    st.put(RECORD, &*r).await?;
+                }
+                next_at
+            }
+        };
+        st.set_alarm((next_at - now).max(1) * 1000).await?;
         Response::empty()
     }
 
@@ -174,6 +202,10 @@ impl ImportJob {
         let claimed = idempotent_import(known.as_ref(), fresh, now);
         if known.as_ref() != Some(&claimed) {
             st.put(CLAIMED, &claimed).await.map_err(storage)?;
+            // Forgotten once its day is over (the alarm finds no import here, and deletes).
+            st.set_alarm(IDEMPOTENCY_WINDOW_SECS * 1000)
+                .await
+                .map_err(storage)?;
         }
         Ok(claimed.import)
     }
@@ -199,11 +231,14 @@ impl ImportJob {
             st.put(&item_key(item.index), item).await.map_err(storage)?;
         }
         st.put(RECORD, &record).await.map_err(storage)?;
-        if record.finished_at.is_some() {
-            st.set_alarm(KEEP_FINISHED_SECS * 1000)
-                .await
-                .map_err(storage)?;
-        }
+        // Rings soon when every item was settled by the body's rules (`import.finished`), else
+        // as the watchdog.
+        let first = if record.finished_at.is_some() {
+            1
+        } else {
+            WATCHDOG_SECS
+        };
+        st.set_alarm(first * 1000).await.map_err(storage)?;
         Ok(Created {
             new: true,
             record: Box::new(record),
@@ -231,26 +266,37 @@ impl ImportJob {
         Ok(changed)
     }
 
-    /// Counts an item just settled; answers the import when that finished it.
-    async fn counted(&self, item: &ItemRecord) -> ApiResult<Option<Finished>> {
+    /// Counts an item just settled. The last one rings the alarm at once: it sends
+    /// `import.finished`.
+    async fn counted(&self, item: &ItemRecord) -> ApiResult<()> {
         let Some(outcome) = item.outcome() else {
-            return Ok(None);
+            return Ok(());
         };
         let mut record = self.record().await?.ok_or_else(gone)?;
-        let now = unix_now();
-        let finished = record.count(outcome, now);
+        let finished = record.count(outcome, unix_now());
         let st = durable::storage(&self.state);
         st.put(RECORD, &record).await.map_err(storage)?;
-        if !finished {
-            return Ok(None);
+        if finished {
+            st.set_alarm(1).await.map_err(storage)?;
         }
-        st.set_alarm(KEEP_FINISHED_SECS * 1000)
-            .await
-            .map_err(storage)?;
-        Ok(Some(Finished {
-            partner: record.partner.clone(),
-            record: Box::new(record),
-        }))
+        Ok(())
+    }
+
+    /// Queues again every item no worker holds (claims are safe to repeat).
+    async fn requeue(&self, record: &ImportRecord, now: UnixTime) -> ApiResult<()> {
+        let mut jobs = Vec::new();
+        for index in 0..record.total {
+            if self.item(index).await?.waiting(now) {
+                jobs.push(Job::Import {
+                    import: record.id.clone(),
+                    index,
+                });
+            }
+        }
+        if !jobs.is_empty() {
+            enqueue(&self.env, jobs).await?;
+        }
+        Ok(())
     }
 
     async fn claim(&self, index: u32) -> ApiResult<ItemClaim> {
@@ -262,25 +308,22 @@ impl ImportJob {
                 .await
                 .map_err(storage)?;
         }
-        let finished = if settled_now {
-            self.counted(&item).await?
-        } else {
-            None
-        };
+        if settled_now {
+            self.counted(&item).await?;
+        }
         let partner = self.record().await?.ok_or_else(gone)?.partner;
         Ok(ItemClaim {
             claim,
             partner,
             user: item.user,
             hint: item.hint,
-            finished,
         })
     }
 
-    async fn settle(&self, index: u32, settled: Settled) -> ApiResult<Option<Finished>> {
+    async fn settle(&self, index: u32, settled: Settled) -> ApiResult<()> {
         let mut item = self.item(index).await?;
         if !item.settle(settled) {
-            return Ok(None);
+            return Ok(());
         }
         // The sealed tokens go with the pending state: nothing of them is kept.
         durable::storage(&self.state)
@@ -341,12 +384,7 @@ pub async fn step(env: &Env, import: &ImportId, index: u32, step: Step) -> ApiRe
     ask(env, import.as_str(), &Command::Step { index, step }).await
 }
 
-pub async fn settle(
-    env: &Env,
-    import: &ImportId,
-    index: u32,
-    settled: Settled,
-) -> ApiResult<Option<Finished>> {
+pub async fn settle(env: &Env, import: &ImportId, index: u32, settled: Settled) -> ApiResult<()> {
     let command = Command::Settle {
         index,
         settled: Box::new(settled),

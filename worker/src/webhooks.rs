@@ -11,14 +11,13 @@ use crate::store::Store;
 use keaplink_api::ImportFinished;
 use keaplink_core::clock::rfc3339;
 use keaplink_core::connection::ConnectionRecord;
-use keaplink_core::ids::PartnerId;
 use keaplink_core::import::ImportRecord;
 use keaplink_core::keap::OutboundRequest;
 use keaplink_core::webhook::{
     self, after_attempt, Delivery, EventKind, ImportFinishedEvent, QueuedEvent, WebhookEvent,
     EVENT_ID_HEADER, SIGNATURE_HEADER,
 };
-use keaplink_core::Secret;
+use keaplink_core::{ApiResult, Secret};
 use worker::Env;
 
 /// The event for `record`, with a fresh id (the same on every retry of its delivery).
@@ -37,31 +36,11 @@ pub fn event(kind: EventKind, record: &ConnectionRecord) -> WebhookEvent {
 /// Queues `event` for the partner's webhook (if it has one, the consumer sends it). A failure
 /// to queue is logged, never fatal: the change it reports has already been stored.
 pub async fn emit(env: &Env, event: WebhookEvent) {
-    emit_queued(env, event.queued()).await;
-}
-
-/// Queues `import.finished` with the import's counts.
-pub async fn emit_import_finished(env: &Env, partner: &PartnerId, import: &ImportRecord) {
-    let event = ImportFinishedEvent {
-        id: format!("evt_{}", keaplink_core::ids::hex(&random::bytes::<16>())),
-        kind: EventKind::ImportFinished,
-        created_at: rfc3339(unix_now()),
-        partner_id: partner.clone(),
-        import: ImportFinished {
-            import_id: import.id.as_str().to_owned(),
-            total: import.total,
-            counts: import.counts.clone(),
-        },
-    };
-    emit_queued(env, event.queued()).await;
-}
-
-async fn emit_queued(env: &Env, event: QueuedEvent) {
     let id = event.id.clone();
     if let Err(e) = enqueue(
         env,
         vec![Job::Webhook {
-            event: Box::new(event),
+            event: Box::new(event.queued()),
         }],
     )
     .await
@@ -72,6 +51,30 @@ async fn emit_queued(env: &Env, event: QueuedEvent) {
             &[("cause", Field::OptStr(e.cause())), ("id", Field::Str(&id))],
         );
     }
+}
+
+/// Queues `import.finished` with the import's counts. Unlike a link's events, a failure to
+/// queue is answered: the import's alarm tries again.
+pub async fn emit_import_finished(env: &Env, import: &ImportRecord) -> ApiResult<()> {
+    let event = ImportFinishedEvent {
+        id: format!("evt_{}", keaplink_core::ids::hex(&random::bytes::<16>())),
+        kind: EventKind::ImportFinished,
+        created_at: rfc3339(unix_now()),
+        partner_id: import.partner.clone(),
+        import: ImportFinished {
+            import_id: import.id.as_str().to_owned(),
+            total: import.total,
+            counts: import.counts.clone(),
+        },
+    };
+    enqueue(
+        env,
+        vec![Job::Webhook {
+            event: Box::new(event.queued()),
+        }],
+    )
+    .await
+    .map(|_| ())
 }
 
 /// What a delivery attempt came to: what to do next, and the webhook's answer when one was sent

@@ -2,11 +2,13 @@
 //! life from pending to its outcome, and the import's counts.
 //!
 //! Keap rotates a refresh token on every use and the old one dies at once, so the hand-over is
-//! where links die. The rules here make it safe: an item is refreshed at most once (it is marked
-//! before the refresh is sent, and a mark nobody cleared means the answer was lost: `lost`,
-//! never a second refresh that would find the token dead and call a good link `dead`), the
-//! rotated tokens are stored before anything else is asked of Keap, and Keap's 429s and 5xx
-//! make an item wait, never end it. The Worker's import job (one Durable Object per import)
+//! where links die. The rules here make it safe: a refresh is marked before it is sent, and a
+//! mark its worker never cleared (it died) means the answer was lost: `lost`, never a second
+//! refresh that would find the token dead and call a good link `dead`; the rotated tokens are
+//! stored before anything else is asked of Keap; Keap's 429s and 5xx make an item wait, never
+//! end it (after a 5xx, which may come after a rotation, a token found dead was `lost`); and
+//! every step names the worker's lease, so a stalled worker changes nothing once another holds
+//! the item. The Worker's import job (one Durable Object per import)
 //! stores what this module decides; the queue's consumer sends what it says to Keap.
 
 use crate::body;
@@ -261,6 +263,11 @@ pub enum ItemState {
         /// A refresh was sent and its answer is not stored yet.
         #[serde(default)]
         refresh_sent: bool,
+        /// A refresh failed at Keap in a way that may have rotated the token (a 5xx, or no
+        /// status): if the next one finds the token dead, the answer was lost, not the link.
+        #[serde(default)]
+        doubtful: bool,
+        /// Leases given so far; the current lease's number.
         #[serde(default)]
         attempts: u32,
     },
@@ -280,28 +287,52 @@ pub struct ItemRecord {
     pub state: ItemState,
 }
 
-/// A worker's step on an item it holds, applied by the import's single writer.
+/// A worker's hold on an item: its number (every step names it), the item's sealed tokens, and
+/// whether an earlier refresh may have rotated them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Step {
-    /// The refresh is about to be sent.
-    MarkRefresh,
-    /// The refresh's answer, sealed.
-    StoreRotated(String),
-    /// Let go, to try later (`true`: Keap answered the refresh with a 429 or 5xx).
-    Release(bool),
+pub struct Lease {
+    pub number: u32,
+    pub tokens: String,
+    #[serde(default)]
+    pub doubtful: bool,
 }
 
 /// What a worker may do with an item now.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Claim {
-    /// Work on it (its sealed tokens), holding it until the lease ends.
-    Go(String),
+    /// Work on it, holding it until the lease ends.
+    Go(Lease),
     /// Another worker holds it: come back in this many seconds.
     Busy(u32),
     /// It has its outcome (now or before): nothing to do.
-    Settled,
+    Done,
+}
+
+/// How a worker lets go of an item, by what became of a refresh it sent (if any).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Released {
+    /// No refresh was sent, or its answer is stored: the item is as it was.
+    Untouched,
+    /// Keap refused before using the token (a 429, a 4xx of the request): it may be sent again.
+    NotTaken,
+    /// Keap failed (a 5xx, or no status): the token may or may not have been rotated.
+    MaybeTaken,
+}
+
+/// A worker's step on an item it holds, applied by the import's single writer. Each names the
+/// lease it was taken under: a worker whose lease ran out (and was given to another) changes
+/// nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Step {
+    /// The refresh is about to be sent.
+    MarkRefresh(u32),
+    /// The refresh's answer, sealed.
+    StoreRotated(u32, String),
+    /// Let go, to try later.
+    Release(u32, Released),
 }
 
 impl ItemRecord {
@@ -310,17 +341,18 @@ impl ItemRecord {
     }
 
     /// A worker asks for the item. A refresh marked as sent whose worker's lease ran out was
-    /// lost: the item settles `lost` (answered `Settled`) rather than refresh a token Keap may
+    /// lost: the item settles `lost` (answered `Done`) rather than refresh a token Keap may
     /// already have rotated. Returns whether the item settled now.
     pub fn claim(&mut self, now: UnixTime) -> (Claim, bool) {
         let ItemState::Pending {
             tokens,
             leased_until,
             refresh_sent,
+            doubtful,
             attempts,
         } = &mut self.state
         else {
-            return (Claim::Settled, false);
+            return (Claim::Done, false);
         };
         if let Some(until) = *leased_until {
             if now < until {
@@ -332,71 +364,72 @@ impl ItemRecord {
             self.state = ItemState::Settled(Settled::lost(
                 "The refresh was sent to Keap and its answer never arrived; Keap may have rotated the token, so the user has to connect again.",
             ));
-            return (Claim::Settled, true);
+            return (Claim::Done, true);
         }
         *leased_until = Some(now + LEASE_SECS);
         *attempts = attempts.saturating_add(1);
-        (Claim::Go(tokens.clone()), false)
+        let lease = Lease {
+            number: *attempts,
+            tokens: tokens.clone(),
+            doubtful: *doubtful,
+        };
+        (Claim::Go(lease), false)
     }
 
-    /// Applies a worker's step; answers whether it took (a mark refused means the worker lost
-    /// the item: it sends nothing).
+    /// Whether `lease` is the item's current one, still running at `now`.
+    fn holds(&self, lease: u32, now: UnixTime) -> bool {
+        matches!(
+            self.state,
+            ItemState::Pending { leased_until: Some(until), attempts, .. } if attempts == lease && now < until
+        )
+    }
+
+    /// Applies a worker's step; answers whether it took. A mark refused means the worker no
+    /// longer holds the item: it sends nothing.
     pub fn apply(&mut self, step: Step, now: UnixTime) -> bool {
-        match step {
-            Step::MarkRefresh => self.mark_refresh(now),
-            Step::StoreRotated(sealed) => self.store_rotated(sealed),
-            Step::Release(refresh_not_taken) => {
-                self.release(refresh_not_taken);
-                self.is_pending()
-            }
+        let lease = match step {
+            Step::MarkRefresh(l) | Step::StoreRotated(l, _) | Step::Release(l, _) => l,
+        };
+        // A stored answer is kept even from a worker whose lease just ran out: the rotated
+        // token is the only live one. Every other step needs the lease.
+        let current =
+            matches!(self.state, ItemState::Pending { attempts, .. } if attempts == lease);
+        if !current || (!matches!(step, Step::StoreRotated(..)) && !self.holds(lease, now)) {
+            return false;
         }
-    }
-
-    /// Marks the refresh as about to be sent. Only the worker holding the lease may; `false`
-    /// means it lost the item (do not send).
-    pub fn mark_refresh(&mut self, now: UnixTime) -> bool {
-        match &mut self.state {
-            ItemState::Pending {
-                leased_until: Some(until),
-                refresh_sent,
-                ..
-            } if now < *until && !*refresh_sent => {
+        let ItemState::Pending {
+            tokens,
+            leased_until,
+            refresh_sent,
+            doubtful,
+            ..
+        } = &mut self.state
+        else {
+            return false;
+        };
+        match step {
+            Step::MarkRefresh(_) if *refresh_sent => false,
+            Step::MarkRefresh(_) => {
                 *refresh_sent = true;
                 true
             }
-            _ => false,
-        }
-    }
-
-    /// Stores the refresh's answer (the rotated tokens, sealed): from now on a retry works with
-    /// these and never refreshes the partner's token again.
-    pub fn store_rotated(&mut self, sealed: String) -> bool {
-        match &mut self.state {
-            ItemState::Pending {
-                tokens,
-                refresh_sent,
-                ..
-            } => {
+            Step::StoreRotated(_, sealed) => {
                 *tokens = sealed;
                 *refresh_sent = false;
+                *doubtful = false;
                 true
             }
-            ItemState::Settled(_) => false,
-        }
-    }
-
-    /// The worker lets go of the item to try later. `refresh_not_taken`: Keap answered the refresh
-    /// with a 429 or 5xx, so the token was not used and may be refreshed again.
-    pub fn release(&mut self, refresh_not_taken: bool) {
-        if let ItemState::Pending {
-            leased_until,
-            refresh_sent,
-            ..
-        } = &mut self.state
-        {
-            *leased_until = None;
-            if refresh_not_taken {
-                *refresh_sent = false;
+            Step::Release(_, released) => {
+                *leased_until = None;
+                match released {
+                    Released::Untouched => {}
+                    Released::NotTaken => *refresh_sent = false,
+                    Released::MaybeTaken => {
+                        *refresh_sent = false;
+                        *doubtful = true;
+                    }
+                }
+                true
             }
         }
     }
@@ -410,6 +443,11 @@ impl ItemRecord {
         } else {
             false
         }
+    }
+
+    /// Whether the item waits for a worker: pending and held by none at `now`.
+    pub fn waiting(&self, now: UnixTime) -> bool {
+        matches!(self.state, ItemState::Pending { leased_until, .. } if leased_until.is_none_or(|u| u <= now))
     }
 
     pub fn outcome(&self) -> Option<ImportOutcome> {
@@ -450,6 +488,46 @@ pub struct ImportRecord {
     pub finished_at: Option<UnixTime>,
     pub total: u32,
     pub counts: ImportCounts,
+    /// `import.finished` was queued for the partner.
+    #[serde(default)]
+    pub notified: bool,
+}
+
+/// What the import's alarm does when it rings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Wake {
+    /// Queue again the items no worker holds (a message lost, or spent on retries, never leaves
+    /// an item pending for ever); ring again later.
+    Requeue { next_at: UnixTime },
+    /// Send `import.finished`, then ring again when the record is due for deletion.
+    Notify { next_at: UnixTime },
+    /// The record's time is up (or there is no import here): delete everything.
+    Delete,
+    /// Nothing yet: ring again then.
+    Sleep { next_at: UnixTime },
+}
+
+/// How often a running import looks for items no worker holds.
+pub const WATCHDOG_SECS: i64 = 600;
+
+/// The import's alarm, decided from its record alone (`None`: an object that holds no import,
+/// such as an idempotency key's, whose alarm rings when its day is over).
+pub fn wake(record: Option<&ImportRecord>, now: UnixTime) -> Wake {
+    let Some(r) = record else {
+        return Wake::Delete;
+    };
+    match r.finished_at {
+        None => Wake::Requeue {
+            next_at: now + WATCHDOG_SECS,
+        },
+        Some(done) if !r.notified => Wake::Notify {
+            next_at: done + KEEP_FINISHED_SECS,
+        },
+        Some(done) if now >= done + KEEP_FINISHED_SECS => Wake::Delete,
+        Some(done) => Wake::Sleep {
+            next_at: done + KEEP_FINISHED_SECS,
+        },
+    }
 }
 
 impl ImportRecord {
@@ -465,6 +543,7 @@ impl ImportRecord {
                 pending: items.len() as u32,
                 ..ImportCounts::default()
             },
+            notified: false,
         };
         for item in items {
             if let Some(o) = item.outcome() {
@@ -549,7 +628,7 @@ fn shown_user(raw: &str) -> String {
 /// Reads an import body: the whole is refused (400 or 413, naming the rule) unless it is the
 /// shape and within the limits; then each item is either pending (with its tokens to seal) or
 /// already settled (`invalid` with the reason, or `duplicate`).
-pub fn read_request(bytes: &[u8], now: UnixTime) -> Result<Vec<Planned>, ApiError> {
+pub fn read_request(bytes: &[u8]) -> Result<Vec<Planned>, ApiError> {
     let req: ImportRequest = body::decode_within(
         bytes,
         MAX_IMPORT_BODY_BYTES,
@@ -585,7 +664,7 @@ pub fn read_request(bytes: &[u8], now: UnixTime) -> Result<Vec<Planned>, ApiErro
     let mut seen: BTreeSet<&str> = BTreeSet::new();
     let mut planned = Vec::with_capacity(n);
     for l in &req.links {
-        planned.push(plan(l, &mut seen, now));
+        planned.push(plan(l, &mut seen));
     }
     Ok(planned)
 }
@@ -616,6 +695,7 @@ impl Planned {
                     tokens: seal(&tokens),
                     leased_until: None,
                     refresh_sent: false,
+                    doubtful: false,
                     attempts: 0,
                 },
             },
@@ -629,11 +709,7 @@ impl Planned {
     }
 }
 
-fn plan<'a>(
-    l: &'a keaplink_api::ImportLink,
-    seen: &mut BTreeSet<&'a str>,
-    now: UnixTime,
-) -> Planned {
+fn plan<'a>(l: &'a keaplink_api::ImportLink, seen: &mut BTreeSet<&'a str>) -> Planned {
     let invalid = |why: &str| Planned::Settled {
         user: shown_user(&l.user),
         settled: Settled::invalid(why),
@@ -674,7 +750,6 @@ fn plan<'a>(
             settled: Settled::duplicate(),
         };
     }
-    let _ = now;
     Planned::Pending {
         user,
         hint,
@@ -693,19 +768,32 @@ fn plan<'a>(
 pub enum AfterRefresh {
     /// Store these (before anything else), then go on.
     Rotated(Box<ItemTokens>),
-    /// Keap throttled or failed (429, 5xx): the token was not taken; try again later.
-    Wait,
+    /// Try again later, letting go as this says.
+    Wait(Released),
     Settle(Settled),
 }
 
+/// Keap's answer to an item's refresh, and what it means for the item. `doubtful`: an earlier
+/// refresh of it failed in a way that may have rotated the token.
 pub fn after_refresh(
     tokens: &ItemTokens,
     answer: Result<TokenGrant, KeapFailure>,
+    doubtful: bool,
     now: UnixTime,
 ) -> AfterRefresh {
     match answer {
         Ok(grant) => AfterRefresh::Rotated(Box::new(tokens.rotated(grant, now))),
-        Err(KeapFailure::Throttled | KeapFailure::Unavailable { .. }) => AfterRefresh::Wait,
+        // Keap's quota turns a call away before it is carried out.
+        Err(KeapFailure::Throttled) => AfterRefresh::Wait(Released::NotTaken),
+        // A 5xx (or no status at all) may come after Keap rotated the token: tried again, and a
+        // dead token then means the answer was lost.
+        Err(KeapFailure::Unavailable { .. }) => AfterRefresh::Wait(Released::MaybeTaken),
+        Err(KeapFailure::BadResponse { status, .. }) if status >= 500 => {
+            AfterRefresh::Wait(Released::MaybeTaken)
+        }
+        Err(KeapFailure::InvalidGrant) if doubtful => AfterRefresh::Settle(Settled::lost(
+            "An earlier refresh of this token failed at Keap, and Keap now refuses it: Keap had rotated it and its answer was lost, so the user has to connect again. Nothing was stored.",
+        )),
         Err(KeapFailure::InvalidGrant) => AfterRefresh::Settle(Settled::dead(
             "Keap refused the refresh token (expired, revoked, or already used elsewhere). Nothing was stored; the user has to connect again.",
         )),
@@ -717,13 +805,41 @@ pub fn after_refresh(
                 "Keap's answer to the refresh could not be read; it may have rotated the token, so the user has to connect again. Nothing was stored.",
             ))
         }
-        Err(KeapFailure::BadResponse { status, .. }) if status >= 500 => AfterRefresh::Wait,
-        Err(KeapFailure::BadResponse { status, .. } | KeapFailure::Rejected { status }) => {
-            AfterRefresh::Settle(Settled::dead(format!(
-                "Keap refused the refresh (HTTP {status}); check the OAuth client's credentials. Nothing was stored."
-            )))
+        // Keap refused the request itself (the OAuth client's credentials, say): the token was
+        // not used; the item waits while the deployment is put right (the log says why).
+        Err(KeapFailure::BadResponse { .. } | KeapFailure::Rejected { .. }) => {
+            AfterRefresh::Wait(Released::NotTaken)
         }
     }
+}
+
+/// Whether the item's tokens need a refresh before Keap is asked who they belong to: asked for
+/// (`force`: the access token was refused, or no answer named the app), or no access token good
+/// for a while. keaplink's own rotated tokens may be refreshed again (a long quota hold can
+/// outlast their access token): the item's mark-and-store keeps that single too.
+pub fn should_refresh(tokens: &ItemTokens, force: bool, now: UnixTime) -> bool {
+    force || !tokens.access_usable(now)
+}
+
+/// The id an item's link gets: derived from the import and the item, so a worker that made the
+/// link and died before settling the item finds it again as its own (`imported`), not as one
+/// that was there before (`already_linked`).
+pub fn link_id(import: &ImportId, index: u32) -> [u8; 16] {
+    let digest = Sha256::digest(item_aad(import, index).as_bytes());
+    let mut id = [0; 16];
+    id.copy_from_slice(&digest[..16]);
+    id
+}
+
+/// The outcome of putting an item's link through its guard: the link found under the user and
+/// app is the item's own (`link_id`) or one that was there before.
+pub fn linked_outcome(own: &ConnectionId, found: &ConnectionRecord) -> Settled {
+    let outcome = if found.id == *own {
+        ImportOutcome::Imported
+    } else {
+        ImportOutcome::AlreadyLinked
+    };
+    Settled::linked(outcome, found)
 }
 
 /// What to do after Keap answered userinfo (who the token belongs to).
@@ -832,7 +948,7 @@ mod tests {
     const NOW: UnixTime = 1_800_000_000;
 
     fn read(v: serde_json::Value) -> Result<Vec<Planned>, ApiError> {
-        read_request(v.to_string().as_bytes(), NOW)
+        read_request(v.to_string().as_bytes())
     }
 
     fn keys() -> Keyring {
@@ -912,7 +1028,7 @@ mod tests {
             "r".repeat(MAX_IMPORT_BODY_BYTES)
         );
         assert_eq!(
-            read_request(big.as_bytes(), NOW).unwrap_err().code,
+            read_request(big.as_bytes()).unwrap_err().code,
             ErrorCode::BodyTooLarge
         );
         // 1,000 items of the largest tokens allowed still fit the body limit's purpose.
@@ -977,81 +1093,140 @@ mod tests {
         assert_eq!(hint.as_ref().unwrap().as_str(), "ab123");
     }
 
+    fn go(item: &mut ItemRecord, now: UnixTime) -> Lease {
+        match item.claim(now) {
+            (Claim::Go(lease), false) => lease,
+            other => panic!("not given: {other:?}"),
+        }
+    }
+
     #[test]
     fn an_item_is_refreshed_at_most_once_even_across_a_crash() {
         let mut item = pending(&partner_tokens());
-        let (Claim::Go(_), false) = item.claim(NOW) else {
-            panic!()
-        };
+        let lease = go(&mut item, NOW);
+        assert_eq!(lease.number, 1);
         // Another worker (a redelivered message) waits while the lease holds.
         assert!(
             matches!(item.claim(NOW + 1).0, Claim::Busy(secs) if secs as i64 == LEASE_SECS - 1)
         );
-        assert!(item.apply(Step::MarkRefresh, NOW + 2));
-        assert!(!item.apply(Step::MarkRefresh, NOW + 3), "marked once");
+        assert!(item.apply(Step::MarkRefresh(lease.number), NOW + 2));
+        assert!(
+            !item.apply(Step::MarkRefresh(lease.number), NOW + 3),
+            "marked once"
+        );
         // The worker dies here: after the lease, the item is lost, not refreshed again.
-        assert_eq!(item.claim(NOW + LEASE_SECS + 5), (Claim::Settled, true));
+        assert_eq!(item.claim(NOW + LEASE_SECS + 5), (Claim::Done, true));
         assert_eq!(item.outcome(), Some(ImportOutcome::Lost));
-        assert_eq!(item.claim(NOW + 10_000), (Claim::Settled, false));
+        assert_eq!(item.claim(NOW + 10_000), (Claim::Done, false));
     }
 
     #[test]
-    fn a_lease_that_ran_out_before_any_refresh_is_taken_over() {
+    fn a_lease_that_ran_out_is_taken_over_and_its_old_holder_changes_nothing() {
         let mut item = pending(&partner_tokens());
-        let _ = item.claim(NOW);
+        let first = go(&mut item, NOW);
         assert!(
-            !item.mark_refresh(NOW + LEASE_SECS),
+            !item.apply(Step::MarkRefresh(first.number), NOW + LEASE_SECS),
             "the lease is over: do not send"
         );
-        let (Claim::Go(_), false) = item.claim(NOW + LEASE_SECS) else {
+        assert!(item.waiting(NOW + LEASE_SECS), "no one holds it");
+        let second = go(&mut item, NOW + LEASE_SECS);
+        assert_eq!(second.number, 2);
+        assert!(!item.waiting(NOW + LEASE_SECS + 1));
+        assert!(item.apply(Step::MarkRefresh(second.number), NOW + LEASE_SECS + 1));
+        // The stalled first worker wakes up: its release cannot clear the second's mark.
+        assert!(!item.apply(
+            Step::Release(first.number, Released::NotTaken),
+            NOW + LEASE_SECS + 2
+        ));
+        assert!(!item.apply(Step::MarkRefresh(first.number), NOW + LEASE_SECS + 2));
+        let ItemState::Pending { refresh_sent, .. } = item.state else {
             panic!()
         };
-        assert!(item.mark_refresh(NOW + LEASE_SECS + 1));
+        assert!(refresh_sent, "the second worker's mark stands");
     }
 
     #[test]
     fn a_throttled_refresh_waits_and_a_stored_answer_is_never_refreshed_again() {
         let t = partner_tokens();
         let mut item = pending(&t);
-        let _ = item.claim(NOW);
-        assert!(item.mark_refresh(NOW));
-        assert!(matches!(
-            after_refresh(&t, Err(KeapFailure::Throttled), NOW),
-            AfterRefresh::Wait
-        ));
-        assert!(matches!(
-            after_refresh(&t, Err(KeapFailure::Unavailable { status: 503 }), NOW),
-            AfterRefresh::Wait
-        ));
-        item.release(true);
-        let (Claim::Go(_), _) = item.claim(NOW + 1) else {
+        let lease = go(&mut item, NOW);
+        assert!(item.apply(Step::MarkRefresh(lease.number), NOW));
+        let AfterRefresh::Wait(released) =
+            after_refresh(&t, Err(KeapFailure::Throttled), false, NOW)
+        else {
             panic!()
         };
-        assert!(item.mark_refresh(NOW + 1));
-        let AfterRefresh::Rotated(next) = after_refresh(&t, Ok(grant(Some("ab123"))), NOW + 2)
+        assert_eq!(released, Released::NotTaken);
+        assert!(item.apply(Step::Release(lease.number, released), NOW));
+        let lease = go(&mut item, NOW + 1);
+        assert!(!lease.doubtful, "a 429 leaves no doubt");
+        assert!(item.apply(Step::MarkRefresh(lease.number), NOW + 1));
+        let AfterRefresh::Rotated(next) =
+            after_refresh(&t, Ok(grant(Some("ab123"))), false, NOW + 2)
         else {
             panic!()
         };
         assert!(next.rotated && next.access_usable(NOW + 2));
         assert_eq!(next.refresh_token.expose(), "RT2");
         assert!(item.apply(
-            Step::StoreRotated(next.seal(&keys(), "aad", [2; NONCE_LEN])),
+            Step::StoreRotated(lease.number, next.seal(&keys(), "aad", [2; NONCE_LEN])),
             NOW + 2
         ));
         // A later failure (userinfo throttled) lets go; the next claim works with the rotated
         // tokens and is not lost.
-        item.release(false);
-        let (Claim::Go(tokens), false) = item.claim(NOW + 3) else {
+        assert!(item.apply(Step::Release(lease.number, Released::Untouched), NOW + 2));
+        let lease = go(&mut item, NOW + 3);
+        let opened = ItemTokens::open(&keys(), "aad", &lease.tokens).unwrap();
+        assert!(opened.rotated);
+        assert!(!should_refresh(&opened, false, NOW + 3));
+        assert!(
+            should_refresh(&opened, false, NOW + 86_400),
+            "its access token aged: refreshed again"
+        );
+    }
+
+    #[test]
+    fn after_a_5xx_a_dead_token_was_lost_not_dead() {
+        let t = partner_tokens();
+        let mut item = pending(&t);
+        let lease = go(&mut item, NOW);
+        assert!(item.apply(Step::MarkRefresh(lease.number), NOW));
+        for failure in [
+            KeapFailure::Unavailable { status: 502 },
+            KeapFailure::Unavailable { status: 0 },
+        ] {
+            assert!(matches!(
+                after_refresh(&t, Err(failure), false, NOW),
+                AfterRefresh::Wait(Released::MaybeTaken)
+            ));
+        }
+        assert!(item.apply(Step::Release(lease.number, Released::MaybeTaken), NOW));
+        let lease = go(&mut item, NOW + 30);
+        assert!(lease.doubtful);
+        let AfterRefresh::Settle(s) =
+            after_refresh(&t, Err(KeapFailure::InvalidGrant), lease.doubtful, NOW + 30)
+        else {
             panic!()
         };
-        let opened = ItemTokens::open(&keys(), "aad", &tokens).unwrap();
-        assert!(opened.rotated);
+        assert_eq!(s.outcome, ImportOutcome::Lost);
+        // Without a doubt, a dead token is dead.
+        let AfterRefresh::Settle(s) = after_refresh(&t, Err(KeapFailure::InvalidGrant), false, NOW)
+        else {
+            panic!()
+        };
+        assert_eq!(s.outcome, ImportOutcome::Dead);
+        // A stored answer clears the doubt.
+        assert!(item.apply(Step::StoreRotated(lease.number, "sealed".into()), NOW + 31));
+        let ItemState::Pending { doubtful, .. } = item.state else {
+            panic!()
+        };
+        assert!(!doubtful);
     }
 
     #[test]
     fn keaps_answers_to_a_refresh_map_to_outcomes() {
         let t = partner_tokens();
-        let outcome = |f| match after_refresh(&t, Err(f), NOW) {
+        let outcome = |f| match after_refresh(&t, Err(f), false, NOW) {
             AfterRefresh::Settle(s) => Some(s.outcome),
             _ => None,
         };
@@ -1074,11 +1249,89 @@ mod tests {
             }),
             None
         );
-        assert_eq!(
-            outcome(KeapFailure::Rejected { status: 401 }),
-            Some(ImportOutcome::Dead)
-        );
+        // Keap refused the request itself (the client's credentials): waits, never `dead`.
+        assert!(matches!(
+            after_refresh(&t, Err(KeapFailure::Rejected { status: 401 }), false, NOW),
+            AfterRefresh::Wait(Released::NotTaken)
+        ));
         assert_eq!(outcome(KeapFailure::Throttled), None);
+    }
+
+    #[test]
+    fn an_items_link_is_known_as_its_own_after_a_crash() {
+        let id = ImportId::from_random([1; 16]);
+        assert_eq!(link_id(&id, 3), link_id(&id, 3));
+        assert_ne!(link_id(&id, 3), link_id(&id, 4));
+        assert_ne!(link_id(&id, 3), link_id(&ImportId::from_random([2; 16]), 3));
+        let partner = PartnerId::parse("acme").unwrap();
+        let user = UserId::parse("u1").unwrap();
+        let key = ConnectionKey::new(&partner, &user, &KeapApp::parse("ab123").unwrap());
+        let mk = |bytes| {
+            imported_link(
+                NewImported {
+                    key: &key,
+                    user: &user,
+                    who: who(None),
+                    app_name: None,
+                    tokens: partner_tokens().rotated(grant(Some("ab123")), NOW),
+                    refresh_lifetime_secs: 1,
+                    now: NOW,
+                    id: bytes,
+                    nonce: [4; NONCE_LEN],
+                },
+                &keys(),
+            )
+            .unwrap()
+        };
+        let own = mk(link_id(&id, 3));
+        assert_eq!(
+            linked_outcome(&own.id, &own).outcome,
+            ImportOutcome::Imported
+        );
+        let before = mk([9; 16]);
+        let settled = linked_outcome(&own.id, &before);
+        assert_eq!(settled.outcome, ImportOutcome::AlreadyLinked);
+        assert_eq!(settled.connection_id, Some(before.id));
+    }
+
+    #[test]
+    fn the_alarm_requeues_a_running_import_notifies_once_then_deletes() {
+        let items: Vec<ItemRecord> = Vec::new();
+        let mut r = ImportRecord::new(
+            ImportId::from_random([3; 16]),
+            PartnerId::parse("acme").unwrap(),
+            &items,
+            NOW,
+        );
+        r.counts.pending = 1;
+        r.total = 1;
+        r.finished_at = None;
+        assert_eq!(
+            wake(Some(&r), NOW),
+            Wake::Requeue {
+                next_at: NOW + WATCHDOG_SECS
+            }
+        );
+        assert!(r.count(ImportOutcome::Imported, NOW + 5));
+        assert_eq!(
+            wake(Some(&r), NOW + 6),
+            Wake::Notify {
+                next_at: NOW + 5 + KEEP_FINISHED_SECS
+            }
+        );
+        r.notified = true;
+        assert_eq!(
+            wake(Some(&r), NOW + 7),
+            Wake::Sleep {
+                next_at: NOW + 5 + KEEP_FINISHED_SECS
+            }
+        );
+        assert_eq!(wake(Some(&r), NOW + 5 + KEEP_FINISHED_SECS), Wake::Delete);
+        assert_eq!(
+            wake(None, NOW),
+            Wake::Delete,
+            "an idempotency key's day is over"
+        );
     }
 
     #[test]

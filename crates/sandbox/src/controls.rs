@@ -96,6 +96,12 @@ pub const CONTROLS: &[Control] = &[
     },
     Control {
         method: "POST",
+        path: "/__sandbox/mint",
+        body: r#"{"email": "ann@ab123.example", "app": "ab123", "count": 2} (app and count optional)"#,
+        what: "Tokens issued elsewhere, as another integration of the same OAuth client holds them: Keap's token answers (with expires_at and keap_app), to rehearse an import (POST /v1/imports).",
+    },
+    Control {
+        method: "POST",
         path: "/__sandbox/reset",
         body: "-",
         what: "Back to the start for everything but sessions and tokens: faults, counts, lifetimes, quota windows, the REST log, the contacts.",

@@ -44,7 +44,7 @@ pub async fn start(
     let bytes = read_bytes_within(req, MAX_IMPORT_BODY_BYTES, too_large).await?;
     let now = unix_now();
     // The whole body is read and checked before anything is stored or started.
-    let planned = read_request(&bytes, now)?;
+    let planned = read_request(&bytes)?;
     drop(bytes);
     let fresh = ImportId::from_random(random::bytes());
     let id = match &key {
@@ -82,13 +82,11 @@ pub async fn start(
     if !created.new {
         return json(&started, 200);
     }
-    if pending.is_empty() {
-        // Every item settled by the body's rules alone: finished already.
-        crate::webhooks::emit_import_finished(env, partner, &created.record).await;
-    } else {
-        // Queued once the import is stored: each message names an item the job holds. A failed
-        // send leaves the import pending; the same request repeated (same idempotency key)
-        // answers it, and the partner sees it stuck in `pending` rather than half-started.
+    // Queued once the import is stored: each message names an item the job holds. A send that
+    // fails part-way leaves items no message names: the job's watchdog queues them again.
+    // (Every item settled by the body's rules alone: nothing to queue; the job's alarm sends
+    // `import.finished`.)
+    if !pending.is_empty() {
         enqueue(env, pending).await?;
     }
     let mut resp = json(&started, 202)?;
@@ -153,10 +151,16 @@ pub async fn export(
         match guard::export(env, &key, request_id).await {
             Ok(Some(link)) => out.links.push(link),
             Ok(None) => out.failed.push(failed(&no_connection())),
-            // A refusal of the link's own (exported before) is the link's answer; anything else
-            // (storage, a bug) fails the request, as every 500 does.
+            // Every link answers for itself: links frozen earlier in this request are answered
+            // with their tokens whatever happens to a later one (a 500 here would lose them).
             Err(e) if e.status() < 500 => out.failed.push(failed(&e)),
-            Err(e) => return Err(e),
+            Err(e) => {
+                crate::log::failure(crate::log::Level::Error, "export_failed", &e);
+                out.failed.push(failed(&ApiError::new(
+                    ErrorCode::Internal,
+                    "This link could not be exported just now; try it again.",
+                )));
+            }
         }
     }
     json(&out, 200)
