@@ -16,7 +16,7 @@ const saved = join(root, ".wrangler", "demo-partner.json");
 const [base, webhookUrl, backendUrl] = process.argv.slice(2);
 const admin = process.env.ADMIN_TOKEN;
 if (!base || !admin) {
-  console.error("usage: ADMIN_TOKEN=... node scripts/demo-partner.mjs <worker-url> [webhook-url]");
+  console.error("usage: ADMIN_TOKEN=... node scripts/demo-partner.mjs <worker-url> [webhook-url] [demo-backend-url]");
   process.exit(2);
 }
 

@@ -75,6 +75,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/link/again/{state}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Try a repair link again (the refused page's button)
+         * @description The Try again of a repair link's attempt that signed in as someone else or was cancelled at Keap: `state` (one use, 10 minutes) names the link by its hash, never its token. Counts another attempt, as `POST /link/{token}` does: 303 to Keap's sign-out hop.
+         */
+        post: operations["retryRepairLink"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/link/{token}": {
         parameters: {
             query?: never;
@@ -90,7 +110,7 @@ export interface paths {
         put?: never;
         /**
          * Use a repair link (the page's button)
-         * @description Spends the link (single-use) and starts a sign-out-first, identity-locked reconnect of its connection: 303 to Keap's sign-out hop. The flow ends at `GET /oauth/callback`, whose page says whether the link is restored.
+         * @description Counts an attempt of the link (at most 5, each on the connection's timeline as `repair_link_tried`) and starts a sign-out-first, identity-locked reconnect of its connection: 303 to Keap's sign-out hop. The flow ends at `GET /oauth/callback`, whose page says whether the link is restored. Only a restore spends the link (`repair_link_used`); a refused or cancelled attempt's page offers Try again (`POST /link/again/{state}`).
          */
         post: operations["useRepairLink"];
         delete?: never;
@@ -1518,7 +1538,8 @@ export interface components {
             expires_at: string;
             /**
              * Format: uri
-             * @description `<PUBLIC_URL>/link/<opaque>`: single-use, spent only by the page's button.
+             * @description `<PUBLIC_URL>/link/<opaque>`: spent by the restore it brings about (at most 5 attempts); a GET
+             *     spends nothing.
              */
             url: string;
         };
@@ -2824,12 +2845,98 @@ export interface operations {
             500: components["responses"]["500-internal-misconfigured"];
         };
     };
+    retryRepairLink: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The one-use state the refused page's form names. */
+                state: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description See other: to Keap (through its sign-out hop). */
+            303: {
+                headers: {
+                    "cache-control": components["headers"]["NoStoreOptional"];
+                    "content-security-policy": components["headers"]["PageCspOptional"];
+                    location: components["headers"]["Location"];
+                    "referrer-policy": components["headers"]["ReferrerPolicyOptional"];
+                    "x-content-type-options": components["headers"]["NoSniffOptional"];
+                    "x-frame-options": components["headers"]["FrameOptionsOptional"];
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description An unknown or already used state, or a link that is gone. Or: `not_found`: No such endpoint (paths take no trailing slash). */
+            404: {
+                headers: {
+                    "cache-control": components["headers"]["NoStore"];
+                    "content-security-policy": components["headers"]["PageCspOptional"];
+                    "referrer-policy": components["headers"]["ReferrerPolicyOptional"];
+                    "x-content-type-options": components["headers"]["NoSniffOptional"];
+                    "x-frame-options": components["headers"]["FrameOptionsOptional"];
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @enum {string} */
+                            code: "not_found";
+                            /**
+                             * @description A sentence a person can act on. Never holds a token, a secret or a stack trace.
+                             * @example No such route.
+                             */
+                            message: string;
+                        };
+                    };
+                    "text/html": string;
+                };
+            };
+            /** @description A link already used (it restored its connection), expired, or tried 5 times. */
+            410: {
+                headers: {
+                    "cache-control": components["headers"]["NoStore"];
+                    "content-security-policy": components["headers"]["PageCsp"];
+                    "referrer-policy": components["headers"]["ReferrerPolicy"];
+                    "x-content-type-options": components["headers"]["NoSniff"];
+                    "x-frame-options": components["headers"]["FrameOptions"];
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": string;
+                };
+            };
+            /** @description Too many sign-in attempts from this address. */
+            429: {
+                headers: {
+                    "cache-control": components["headers"]["NoStore"];
+                    "content-security-policy": components["headers"]["PageCsp"];
+                    "referrer-policy": components["headers"]["ReferrerPolicy"];
+                    "retry-after": components["headers"]["RetryAfter"];
+                    "x-content-type-options": components["headers"]["NoSniff"];
+                    "x-frame-options": components["headers"]["FrameOptions"];
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": string;
+                };
+            };
+            500: components["responses"]["500-internal-misconfigured"];
+        };
+    };
     repairPage: {
         parameters: {
             query?: never;
             header?: never;
             path: {
-                /** @description The opaque single-use token of a repair link. */
+                /** @description The opaque token of a repair link (spent by the restore it brings about). */
                 token: string;
             };
             cookie?: never;
@@ -2877,7 +2984,7 @@ export interface operations {
                     "text/html": string;
                 };
             };
-            /** @description A link already used, or expired. */
+            /** @description A link already used (it restored its connection), or expired. */
             410: {
                 headers: {
                     "cache-control": components["headers"]["NoStore"];
@@ -2916,7 +3023,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                /** @description The opaque single-use token of a repair link. */
+                /** @description The opaque token of a repair link (spent by the restore it brings about). */
                 token: string;
             };
             cookie?: never;
@@ -2963,7 +3070,7 @@ export interface operations {
                     "text/html": string;
                 };
             };
-            /** @description A link already used, or expired. */
+            /** @description A link already used (it restored its connection), expired, or tried 5 times. */
             410: {
                 headers: {
                     "cache-control": components["headers"]["NoStore"];
@@ -3015,7 +3122,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Popup mode: the result page (connected, or why not); it posts the result to the widget's window and closes. A repair link's flow: the page saying the connection is restored. */
+            /** @description Popup mode: the result page (connected, or why not); it posts the result to the widget's window and closes. A repair link's flow: the page saying the connection is restored (which spends the link). */
             200: {
                 headers: {
                     "cache-control": components["headers"]["NoStore"];
@@ -3044,7 +3151,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description A bad, reused or expired state (`invalid_state`), or a malformed query (`invalid_request`): nothing is stored. A repair link's flow the user cancelled at Keap (`access_denied`): the repair page says so. */
+            /** @description A bad, reused or expired state (`invalid_state`), or a malformed query (`invalid_request`): nothing is stored. A repair link's flow the user cancelled at Keap (`access_denied`): the repair page says so, with Try again while the link has attempts left. */
             400: {
                 headers: {
                     "cache-control": components["headers"]["NoStore"];
@@ -3074,7 +3181,7 @@ export interface operations {
                     "text/html": string;
                 };
             };
-            /** @description A repair link's flow finished as another Keap user or app than the link's (`identity_mismatch`): the repair page names both; nothing is stored. */
+            /** @description A repair link's flow finished as another Keap user or app than the link's (`identity_mismatch`): the repair page names both, with Try again while the link has attempts left; nothing is stored. */
             409: {
                 headers: {
                     "cache-control": components["headers"]["NoStore"];

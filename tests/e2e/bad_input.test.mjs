@@ -150,7 +150,7 @@ test("a session JWT without iat names the claim; milliseconds are told to be sec
     [noIat, /no iat claim.*seconds since 1970/],
     [{ ...base, iat: now * 1000, exp: (now + 600) * 1000 }, /exp is in milliseconds: it must be seconds/],
     [{ ...base, iat: Date.now() }, /iat is in milliseconds: it must be seconds/],
-    [{ ...base, iat: now + 0.5 }, /iat must be a whole number of seconds/],
+    [{ ...base, iat: now + 0.5 }, /iat and exp must be whole numbers of seconds since 1970, without a fraction/],
   ];
   for (const [claims, message] of cases) {
     const res = await req("GET", "/v1/me/connections", { token: await sign(claims), headers: { origin: ORIGIN } });

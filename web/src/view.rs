@@ -240,7 +240,7 @@ fn when(rfc3339: &str) -> String {
 pub const STYLE: &str = r#"
 :host{display:block;font:var(--keaplink-font,14px/1.45 system-ui,sans-serif);color:var(--keaplink-fg,light-dark(#1d2330,#e8ebf0));
 --kl-bg:var(--keaplink-bg,light-dark(#fff,#1b1f27));--kl-border:var(--keaplink-border,light-dark(#d5d9e0,#3a4150));--kl-accent:var(--keaplink-accent,#2f6fdd);
---kl-muted:var(--keaplink-muted,light-dark(#5b6473,#a3acba));--kl-ok:var(--keaplink-ok,light-dark(#1f7a3d,#58c27d));--kl-warn:var(--keaplink-warn,light-dark(#a15c00,#f0a84a));--kl-danger:var(--keaplink-danger,light-dark(#c62828,#d9443a));--kl-radius:var(--keaplink-radius,8px)}
+--kl-muted:var(--keaplink-muted,light-dark(#5b6473,#a3acba));--kl-ok:var(--keaplink-ok,light-dark(#1f7a3d,#58c27d));--kl-warn:var(--keaplink-warn,light-dark(#a15c00,#f0a84a));--kl-danger:var(--keaplink-danger,light-dark(#c62828,#c0392b));--kl-radius:var(--keaplink-radius,8px)}
 :host([theme=light]){color-scheme:light}:host([theme=dark]){color-scheme:dark}:host([theme=auto]){color-scheme:light dark}
 .kl{background:var(--kl-bg);border:1px solid var(--kl-border);border-radius:var(--kl-radius);padding:14px 16px}
 h2{font-size:1.05em;margin:0 0 8px}ul{list-style:none;margin:0;padding:0}

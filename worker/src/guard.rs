@@ -144,8 +144,8 @@ pub struct Minted {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Spend {
-    /// Attempt `n`: go ahead (with the link, for the reconnect's state).
-    Go(Box<ConnectionRecord>, u32),
+    /// Attempt `n`: go ahead.
+    Go(u32),
     /// A restore spent it before.
     Used,
     /// Its attempts are used up.
@@ -565,9 +565,9 @@ impl ConnectionGuard {
         key: &ConnectionKey,
         link: &RepairHandle,
     ) -> ApiResult<Spend> {
-        let Some(record) = self.record(store, key).await? else {
+        if self.record(store, key).await?.is_none() {
             return Ok(Spend::Gone);
-        };
+        }
         let st = durable::storage(&self.state);
         let spent = st.get::<i64>(&link.spend_key()).await.map_err(storage)?;
         let tries = st.get::<u32>(&link.attempts_key()).await.map_err(storage)?;
@@ -587,7 +587,7 @@ impl ConnectionGuard {
             )
         }))
         .await;
-        Ok(Spend::Go(Box::new(record), n))
+        Ok(Spend::Go(n))
     }
 
     async fn repair_link_restored(&self, link: &RepairHandle) -> ApiResult<()> {

@@ -118,8 +118,9 @@ async fn attempt(
             expires_at: link.expires_at,
         }));
     }
-    let (record, n) = match guard::try_repair_link(env, &link.key, handle).await? {
-        Spend::Go(r, n) => (r, n),
+    // The link's own fields (partner, user, id) do not change: the KV copy read above names them.
+    let n = match guard::try_repair_link(env, &link.key, handle).await? {
+        Spend::Go(n) => n,
         Spend::Used => return Ok(pages::repair(&Page::Used)),
         Spend::Exhausted => return Ok(pages::repair(&Page::Exhausted)),
         Spend::Gone => return Ok(pages::repair(&Page::Unknown)),

@@ -353,7 +353,8 @@ pub struct RepairLinkRequest {
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RepairLink {
-    /// `<PUBLIC_URL>/link/<opaque>`: single-use, spent only by the page's button.
+    /// `<PUBLIC_URL>/link/<opaque>`: spent by the restore it brings about (at most 5 attempts); a GET
+    /// spends nothing.
     #[cfg_attr(feature = "openapi", schema(format = "uri"))]
     pub url: String,
     #[cfg_attr(feature = "openapi", schema(format = DateTime, example = "2026-01-01T00:00:00Z"))]

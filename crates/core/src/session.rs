@@ -46,8 +46,8 @@ pub enum SessionError {
     BadSubject,
     /// A claim the contract requires is absent.
     MissingClaim(Claim),
-    /// `exp` or `iat` is not a whole number of seconds (a fraction, or not a number).
-    NotWholeSeconds(Claim),
+    /// `exp` or `iat` has a fraction (`Date.now() / 1000` not rounded down).
+    NotWholeSeconds,
     /// `exp` or `iat` reads as milliseconds (JavaScript's `Date.now()`), not seconds.
     Milliseconds(Claim),
 }
@@ -85,10 +85,7 @@ impl SessionError {
                 Claim::Exp => "The session token has no exp claim: set it to when it expires, in seconds since 1970.",
                 Claim::Iat => "The session token has no iat claim: set it to when it was minted, in seconds since 1970.",
             },
-            SessionError::NotWholeSeconds(c) => match c {
-                Claim::Iat => "The session token's iat must be a whole number of seconds since 1970.",
-                _ => "The session token's exp must be a whole number of seconds since 1970.",
-            },
+            SessionError::NotWholeSeconds => "The session token's iat and exp must be whole numbers of seconds since 1970, without a fraction.",
             SessionError::Milliseconds(c) => match c {
                 Claim::Iat => "The session token's iat is in milliseconds: it must be seconds since 1970 (Date.now() / 1000, rounded down).",
                 _ => "The session token's exp is in milliseconds: it must be seconds since 1970 (Date.now() / 1000, rounded down).",
@@ -133,6 +130,21 @@ fn decode_json<T: serde::de::DeserializeOwned>(part: &str) -> Result<T, SessionE
     serde_json::from_slice(&bytes).map_err(|_| SessionError::Malformed)
 }
 
+/// The claims, as [`decode_json`] reads them, except that a number with a fraction where `exp` or
+/// `iat` (the only numbers read) should be is named: serde_json says "floating point" for it.
+fn decode_claims(part: &str) -> Result<RawClaims, SessionError> {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(part)
+        .map_err(|_| SessionError::Malformed)?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        if e.to_string().starts_with("invalid type: floating point") {
+            SessionError::NotWholeSeconds
+        } else {
+            SessionError::Malformed
+        }
+    })
+}
+
 /// Only `alg` matters: the key is the partner's HMAC secret, so no header field may choose
 /// another algorithm or key. Other fields (`typ`, `kid`, ...) are ignored.
 #[derive(Deserialize)]
@@ -147,18 +159,17 @@ struct RawClaims {
     iss: Option<String>,
     sub: Option<String>,
     aud: Option<Audience>,
-    exp: Option<serde_json::Number>,
-    iat: Option<serde_json::Number>,
+    exp: Option<i64>,
+    iat: Option<i64>,
 }
 
 fn present<T>(claim: Option<T>, name: Claim) -> Result<T, SessionError> {
     claim.ok_or(SessionError::MissingClaim(name))
 }
 
-/// A NumericDate in whole seconds: a fraction or milliseconds are named as such.
-fn seconds(claim: Option<serde_json::Number>, name: Claim) -> Result<i64, SessionError> {
-    let n = present(claim, name)?;
-    let secs = n.as_i64().ok_or(SessionError::NotWholeSeconds(name))?;
+/// A NumericDate in seconds: milliseconds are named as such.
+fn seconds(claim: Option<i64>, name: Claim) -> Result<i64, SessionError> {
+    let secs = present(claim, name)?;
     if secs > MAX_SECONDS {
         return Err(SessionError::Milliseconds(name));
     }
@@ -226,7 +237,7 @@ pub fn verify(
     mac.update(parts.signing_input.as_bytes());
     mac.verify_slice(&signature)
         .map_err(|_| SessionError::BadSignature)?;
-    let c: RawClaims = decode_json(parts.claims)?;
+    let c: RawClaims = decode_claims(parts.claims)?;
     if !present(c.aud, Claim::Aud)?.0 {
         return Err(SessionError::WrongAudience);
     }
@@ -393,8 +404,14 @@ pub(crate) mod tests {
         );
         assert_eq!(
             with("iat", json!(NOW as f64 - 0.5)),
-            Err(SessionError::NotWholeSeconds(Claim::Iat))
+            Err(SessionError::NotWholeSeconds)
         );
+        assert_eq!(
+            with("exp", json!(NOW as f64 + 600.25)),
+            Err(SessionError::NotWholeSeconds)
+        );
+        // A fraction elsewhere (a claim nobody reads) is no concern.
+        assert!(with("nbf_note", json!(0.5)).is_ok());
         assert_eq!(
             with("exp", json!("1800000600")),
             Err(SessionError::Malformed)

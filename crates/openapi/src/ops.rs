@@ -355,15 +355,23 @@ pub fn all(s: &mut Schemas) -> Vec<Op> {
             .param(repair_token())
             .answer(200, html("The page, with its button.", &[]))
             .answer(404, html("An unknown link.", &[]))
-            .answer(410, html("A link already used, or expired.", &[]))
+            .answer(410, html("A link already used (it restored its connection), or expired.", &[]))
             .answer(429, html("Too many attempts from this address (counted with the sign-in flow).", &[Header::RetryAfter])),
         Op::new("post", "/link/{token}", "useRepairLink", "oauth", Auth::Public)
             .summary("Use a repair link (the page's button)")
-            .describe("Spends the link (single-use) and starts a sign-out-first, identity-locked reconnect of its connection: 303 to Keap's sign-out hop. The flow ends at `GET /oauth/callback`, whose page says whether the link is restored.")
+            .describe("Counts an attempt of the link (at most 5, each on the connection's timeline as `repair_link_tried`) and starts a sign-out-first, identity-locked reconnect of its connection: 303 to Keap's sign-out hop. The flow ends at `GET /oauth/callback`, whose page says whether the link is restored. Only a restore spends the link (`repair_link_used`); a refused or cancelled attempt's page offers Try again (`POST /link/again/{state}`).")
             .param(repair_token())
             .answer(303, redirect("See other", "to Keap (through its sign-out hop)."))
             .answer(404, html("An unknown link.", &[]))
-            .answer(410, html("A link already used, or expired.", &[]))
+            .answer(410, html("A link already used (it restored its connection), expired, or tried 5 times.", &[]))
+            .answer(429, html("Too many sign-in attempts from this address.", &[Header::RetryAfter])),
+        Op::new("post", "/link/again/{state}", "retryRepairLink", "oauth", Auth::Public)
+            .summary("Try a repair link again (the refused page's button)")
+            .describe("The Try again of a repair link's attempt that signed in as someone else or was cancelled at Keap: `state` (one use, 10 minutes) names the link by its hash, never its token. Counts another attempt, as `POST /link/{token}` does: 303 to Keap's sign-out hop.")
+            .param(path_param("state", json!({"type": "string"}), "The one-use state the refused page's form names."))
+            .answer(303, redirect("See other", "to Keap (through its sign-out hop)."))
+            .answer(404, html("An unknown or already used state, or a link that is gone.", &[]))
+            .answer(410, html("A link already used (it restored its connection), expired, or tried 5 times.", &[]))
             .answer(429, html("Too many sign-in attempts from this address.", &[Header::RetryAfter])),
         // The partner's back-end.
         Op::new("post", "/v1/token", "token", "partner", Auth::ApiKey)
@@ -610,7 +618,7 @@ fn repair_token() -> Value {
     path_param(
         "token",
         json!({"type": "string"}),
-        "The opaque single-use token of a repair link.",
+        "The opaque token of a repair link (spent by the restore it brings about).",
     )
 }
 
@@ -632,11 +640,11 @@ fn callback() -> Op {
         .param(q("state", "The state `POST /v1/me/connect` made."))
         .param(q("scope", "Keap's granted scope (names the app)."))
         .param(q("error", "Keap's error, when the user declined."))
-        .answer(200, html("Popup mode: the result page (connected, or why not); it posts the result to the widget's window and closes. A repair link's flow: the page saying the connection is restored.", &[]))
+        .answer(200, html("Popup mode: the result page (connected, or why not); it posts the result to the widget's window and closes. A repair link's flow: the page saying the connection is restored (which spends the link).", &[]))
         .answer(302, redirect("Found", "redirect mode: back to `return_to` with `keaplink=connected` or `keaplink=error&reason=<code>`."))
-        .answer(400, html("A bad, reused or expired state (`invalid_state`), or a malformed query (`invalid_request`): nothing is stored. A repair link's flow the user cancelled at Keap (`access_denied`): the repair page says so.", &[]))
+        .answer(400, html("A bad, reused or expired state (`invalid_state`), or a malformed query (`invalid_request`): nothing is stored. A repair link's flow the user cancelled at Keap (`access_denied`): the repair page says so, with Try again while the link has attempts left.", &[]))
         .answer(404, html("A repair link's flow whose connection is gone (`no_connection`): the repair page says nothing was restored.", &[]))
-        .answer(409, html("A repair link's flow finished as another Keap user or app than the link's (`identity_mismatch`): the repair page names both; nothing is stored.", &[]))
+        .answer(409, html("A repair link's flow finished as another Keap user or app than the link's (`identity_mismatch`): the repair page names both, with Try again while the link has attempts left; nothing is stored.", &[]))
         .answer(429, html("Too many sign-in attempts from this address.", &[Header::RetryAfter]))
         .answer(500, html("Something went wrong on our side.", &[]))
         .answer(502, html("A repair link's flow where Keap failed or answered unexpectedly (`keap_error`, `keap_bad_response`): nothing is stored.", &[]))
