@@ -302,6 +302,15 @@ test("export: off until the operator allows it, then frozen, handed out once, ne
 
   const theirs = await call(stack.url, "POST", "/v1/connections/export", { token: other.api_key, body });
   assert.equal(theirs.status, 403, "the other partner is not allowed at all");
+  // Allowed to export its own, the other partner still never reaches acme's link.
+  const otherOn = await call(stack.url, "PUT", "/v1/admin/partners/other", {
+    token: ADMIN_TOKEN, body: { name: "other", allowed_origins: [], return_urls: [], export_enabled: true },
+  });
+  assert.equal(otherOn.status, 200, otherOn.text);
+  const stolen = await call(stack.url, "POST", "/v1/connections/export", { token: other.api_key, body });
+  assert.equal(stolen.status, 200, stolen.text);
+  assert.deepEqual(stolen.json.links, []);
+  assert.deepEqual(stolen.json.failed.map((f) => f.error.code), ["no_connection"]);
   const calls = await tokenCalls();
   const out = await call(stack.url, "POST", "/v1/connections/export", { token: acme.api_key, body: { connection_ids: [id, "AAAAAAAAAAAAAAAAAAAAAA"] } });
   assert.equal(out.status, 200, out.text);
