@@ -44,7 +44,8 @@ const RECORD: &str = "record";
 const DELETED: &str = "deleted";
 const TIMELINE: &str = "timeline";
 
-#[derive(Serialize, Deserialize)]
+/// Written as serde writes it; read through `Fields` (`durable::Named` says why).
+#[derive(Serialize)]
 #[serde(rename_all = "snake_case")]
 enum Command {
     /// Store a new or reconnected link (the callback). An existing link is replaced only if the
@@ -88,6 +89,63 @@ enum Command {
         key: ConnectionKey,
         request_id: String,
     },
+}
+
+/// Every field a `Command` carries, each optional: how the object reads its commands.
+#[cfg(feature = "objects")]
+#[derive(Deserialize)]
+struct Fields {
+    key: Option<ConnectionKey>,
+    record: Option<Box<ConnectionRecord>>,
+    rule: Option<ReconnectIdentity>,
+    purpose: Option<Purpose>,
+    mismatch: Option<Mismatch>,
+    ttl_secs: Option<u64>,
+    spend_key: Option<String>,
+    request_id: Option<String>,
+}
+
+#[cfg(feature = "objects")]
+impl Command {
+    /// The command `name` with its fields, or what it lacks.
+    fn read(name: &str, f: Fields) -> Result<Command, &'static str> {
+        let key = f.key.ok_or("no key")?;
+        Ok(match name {
+            "put" => Command::Put {
+                key,
+                record: f.record.ok_or("no record")?,
+                rule: f.rule.unwrap_or_default(),
+            },
+            "refresh" => Command::Refresh {
+                key,
+                purpose: f.purpose.ok_or("no purpose")?,
+            },
+            "delete" => Command::Delete { key },
+            "reseal" => Command::Reseal { key },
+            "detail" => Command::Detail { key },
+            "note_mismatch" => Command::NoteMismatch {
+                key,
+                mismatch: f.mismatch.ok_or("no mismatch")?,
+            },
+            "mint_repair_link" => Command::MintRepairLink {
+                key,
+                ttl_secs: f.ttl_secs.ok_or("no ttl_secs")?,
+            },
+            "spend_repair_link" => Command::SpendRepairLink {
+                key,
+                spend_key: f.spend_key.ok_or("no spend_key")?,
+            },
+            "import" => Command::Import {
+                key,
+                record: f.record.ok_or("no record")?,
+            },
+            "export" => Command::Export {
+                key,
+                request_id: f.request_id.ok_or("no request_id")?,
+            },
+            _ => return Err("an unknown command"),
+        })
+    }
 }
 
 /// The latest record after a refresh was asked for.
@@ -166,7 +224,10 @@ impl DurableObject for ConnectionGuard {
     }
 
     async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
-        let command: Command = match durable::command(&mut req, GUARD_BINDING).await {
+        let command = durable::command(&mut req, GUARD_BINDING)
+            .await
+            .and_then(|named| durable::read_command(GUARD_BINDING, named, Command::read));
+        let command = match command {
             Ok(c) => c,
             Err(e) => return durable::reply::<()>(Err(e)),
         };

@@ -34,7 +34,8 @@ fn app_name_key(app: &KeapApp) -> String {
     format!("app/{}", app.as_str())
 }
 
-#[derive(Serialize, Deserialize)]
+/// Written as serde writes it; read through `Fields` (`durable::Named` says why).
+#[derive(Serialize)]
 #[serde(rename_all = "snake_case")]
 enum Command {
     /// (Under an idempotency key's name.) The import this key names now: the remembered one
@@ -72,6 +73,59 @@ enum Command {
         app: KeapApp,
         name: Option<String>,
     },
+}
+
+/// Every field a `Command` carries, each optional: how the object reads its commands.
+#[cfg(feature = "objects")]
+#[derive(Deserialize)]
+struct Fields {
+    fresh: Option<ImportId>,
+    record: Option<Box<ImportRecord>>,
+    items: Option<Vec<ItemRecord>>,
+    index: Option<u32>,
+    step: Option<Step>,
+    settled: Option<Box<Settled>>,
+    partner: Option<PartnerId>,
+    cursor: Option<String>,
+    app: Option<KeapApp>,
+    name: Option<String>,
+}
+
+#[cfg(feature = "objects")]
+impl Command {
+    /// The command `name` with its fields, or what it lacks.
+    fn read(name: &str, f: Fields) -> Result<Command, &'static str> {
+        let index = f.index.ok_or("no index");
+        let app = f.app.ok_or("no app");
+        Ok(match name {
+            "remember" => Command::Remember {
+                fresh: f.fresh.ok_or("no fresh")?,
+            },
+            "create" => Command::Create {
+                record: f.record.ok_or("no record")?,
+                items: f.items.ok_or("no items")?,
+            },
+            "claim" => Command::Claim { index: index? },
+            "step" => Command::Step {
+                index: index?,
+                step: f.step.ok_or("no step")?,
+            },
+            "settle" => Command::Settle {
+                index: index?,
+                settled: f.settled.ok_or("no settled")?,
+            },
+            "view" => Command::View {
+                partner: f.partner.ok_or("no partner")?,
+                cursor: f.cursor,
+            },
+            "app_name" => Command::AppName { app: app? },
+            "set_app_name" => Command::SetAppName {
+                app: app?,
+                name: f.name,
+            },
+            _ => return Err("an unknown command"),
+        })
+    }
 }
 
 /// What `Claim` answered, with whose item it is.
@@ -123,7 +177,10 @@ impl DurableObject for ImportJob {
     }
 
     async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
-        let command: Command = match durable::command(&mut req, IMPORT_BINDING).await {
+        let command = durable::command(&mut req, IMPORT_BINDING)
+            .await
+            .and_then(|named| durable::read_command(IMPORT_BINDING, named, Command::read));
+        let command = match command {
             Ok(c) => c,
             Err(e) => return durable::reply::<()>(Err(e)),
         };

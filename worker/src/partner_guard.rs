@@ -38,7 +38,8 @@ const COUNTS: &str = "counts";
 /// How long a count of the partner's links by status is reused before it is counted again.
 const COUNTS_FRESH_SECS: i64 = 300;
 
-#[derive(Serialize, Deserialize)]
+/// Written as serde writes it; read through `Fields` (`durable::Named` says why).
+#[derive(Serialize)]
 #[serde(rename_all = "snake_case")]
 enum Command {
     /// Create or change the partner (`PUT /v1/admin/partners/{id}`).
@@ -76,6 +77,104 @@ enum Command {
     },
     /// The console's overview.
     Overview { id: PartnerId },
+}
+
+/// Every field a `Command` carries, each optional: how the object reads its commands.
+#[cfg(feature = "objects")]
+#[derive(Deserialize)]
+struct Fields {
+    id: Option<PartnerId>,
+    body: Option<PartnerUpsert>,
+    now: Option<UnixTime>,
+    change: Option<PartnerSettings>,
+    rotate: Option<bool>,
+    event: Option<Box<QueuedEvent>>,
+    status: Option<u16>,
+    outcome: Option<Outcome>,
+    at: Option<UnixTime>,
+    limit: Option<usize>,
+    event_id: Option<String>,
+}
+
+/// The `outcome` of `delivered` (a `Delivery`) or of `refreshed` (a `RefreshOutcome`): one field
+/// name with two types, read as either, each variant spelled as its own type writes it.
+#[cfg(feature = "objects")]
+#[derive(Deserialize)]
+enum Outcome {
+    Done,
+    Retry(u32),
+    Drop,
+    #[serde(rename = "succeeded")]
+    Succeeded,
+    #[serde(rename = "failed")]
+    Failed,
+    #[serde(rename = "needs_reauth")]
+    NeedsReauth,
+}
+
+#[cfg(feature = "objects")]
+impl Outcome {
+    fn delivery(self) -> Result<Delivery, &'static str> {
+        match self {
+            Outcome::Done => Ok(Delivery::Done),
+            Outcome::Retry(secs) => Ok(Delivery::Retry(secs)),
+            Outcome::Drop => Ok(Delivery::Drop),
+            _ => Err("a refresh's outcome"),
+        }
+    }
+
+    fn refresh(self) -> Result<RefreshOutcome, &'static str> {
+        match self {
+            Outcome::Succeeded => Ok(RefreshOutcome::Succeeded),
+            Outcome::Failed => Ok(RefreshOutcome::Failed),
+            Outcome::NeedsReauth => Ok(RefreshOutcome::NeedsReauth),
+            _ => Err("a delivery's outcome"),
+        }
+    }
+}
+
+#[cfg(feature = "objects")]
+impl Command {
+    /// The command `name` with its fields, or what it lacks.
+    fn read(name: &str, f: Fields) -> Result<Command, &'static str> {
+        // Every command but `delivered` names its partner.
+        let id = f.id.ok_or("no id");
+        Ok(match name {
+            "upsert" => Command::Upsert {
+                id: id?,
+                body: f.body.ok_or("no body")?,
+                now: f.now.ok_or("no now")?,
+            },
+            "reseal" => Command::Reseal { id: id? },
+            "delete" => Command::Delete { id: id? },
+            "change" => Command::Change {
+                id: id?,
+                change: f.change.ok_or("no change")?,
+                rotate: f.rotate.ok_or("no rotate")?,
+                now: f.now.ok_or("no now")?,
+            },
+            "delivered" => Command::Delivered {
+                event: f.event.ok_or("no event")?,
+                status: f.status,
+                outcome: f.outcome.ok_or("no outcome")?.delivery()?,
+                at: f.at.ok_or("no at")?,
+            },
+            "deliveries" => Command::Deliveries {
+                id: id?,
+                limit: f.limit.ok_or("no limit")?,
+            },
+            "redeliver" => Command::Redeliver {
+                id: id?,
+                event_id: f.event_id.ok_or("no event_id")?,
+            },
+            "refreshed" => Command::Refreshed {
+                id: id?,
+                outcome: f.outcome.ok_or("no outcome")?.refresh()?,
+            },
+            "overview" => Command::Overview { id: id? },
+            _ => return Err("an unknown command"),
+        })
+    }
 }
 
 /// The partner's own figures for the console's first page.
@@ -130,7 +229,10 @@ impl DurableObject for PartnerGuard {
     }
 
     async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
-        let command: Command = match durable::command(&mut req, PARTNER_GUARD_BINDING).await {
+        let command = durable::command(&mut req, PARTNER_GUARD_BINDING)
+            .await
+            .and_then(|named| durable::read_command(PARTNER_GUARD_BINDING, named, Command::read));
+        let command = match command {
             Ok(c) => c,
             Err(e) => return durable::reply::<()>(Err(e)),
         };
