@@ -156,6 +156,10 @@ pub fn unreadable(binding: &str, e: impl std::fmt::Display) -> ApiError {
     ApiError::internal(format!("{binding} got a command it cannot read: {e}"))
 }
 
+fn does_not_read(key: &str, e: &str) -> worker::Error {
+    worker::Error::RustError(format!("the stored {key:?} does not read: {e}"))
+}
+
 /// An object's storage, as `worker::Storage` with its values as JSON text: serde_json is then the
 /// only (de)serializer of stored types (through `Storage::get`, each type stored also compiled
 /// its own serde-wasm-bindgen decoder, ~2-5 KB of wasm apiece). Values written by earlier
@@ -168,24 +172,49 @@ pub fn storage(state: &State) -> ObjectStorage {
 }
 
 impl ObjectStorage {
+    // `get` and `put` are generic only where they must be: the JSON text is read into `T` (or
+    // written from it) by a plain function; the storage calls, and their state machines, are
+    // compiled once, not once per stored type.
+
     pub async fn get<T: DeserializeOwned>(&self, key: &str) -> worker::Result<Option<T>> {
-        match self.get_raw(key).await? {
+        let text = self.get_text(key).await?;
+        match text {
             None => Ok(None),
-            Some(v) => js_json::from_js(&v).map(Some).map_err(|e| {
-                worker::Error::RustError(format!("the stored {key:?} does not read: {e}"))
-            }),
+            // from_slice, as everywhere: serde_json's reader of `&str` would compile every
+            // type's decoder a second time.
+            Some(text) => serde_json::from_slice(text.as_bytes())
+                .map(Some)
+                .map_err(|e| does_not_read(key, &js_json::where_broken(&e))),
         }
     }
 
-    /// The stored value, whatever it is: the part of `get` that is the same for every type.
-    async fn get_raw(&self, key: &str) -> worker::Result<Option<JsValue>> {
+    /// The stored value's JSON text (a JS object an earlier release stored, turned into JSON).
+    async fn get_text(&self, key: &str) -> worker::Result<Option<String>> {
         let v = JsFuture::from(self.0.as_raw().get(key)?).await?;
-        Ok((!v.is_undefined()).then_some(v))
+        if v.is_undefined() {
+            return Ok(None);
+        }
+        // No type stored here is a bare string, so a string is always JSON text.
+        match v.as_string() {
+            Some(text) => Ok(Some(text)),
+            None => js_json::legacy_json(&v)
+                .map(Some)
+                .map_err(|e| does_not_read(key, &e)),
+        }
     }
 
-    pub async fn put<T: Serialize>(&self, key: &str, value: T) -> worker::Result<()> {
-        let v = js_json::to_js(&value).map_err(worker::Error::RustError)?;
-        self.0.put_raw(key, v).await
+    /// Writes `value` (serialized before this returns; the write is the future's).
+    pub fn put<'a, T: Serialize>(
+        &'a self,
+        key: &'a str,
+        value: T,
+    ) -> impl std::future::Future<Output = worker::Result<()>> + 'a {
+        self.put_text(key, serde_json::to_string(&value))
+    }
+
+    async fn put_text(&self, key: &str, text: serde_json::Result<String>) -> worker::Result<()> {
+        let text = text.map_err(|e| worker::Error::RustError(js_json::where_broken(&e)))?;
+        self.0.put_raw(key, JsValue::from_str(&text)).await
     }
 
     pub async fn delete(&self, key: &str) -> worker::Result<bool> {
