@@ -8,6 +8,7 @@ use keaplink_core::{ApiError, ApiResult};
 use serde::de::{DeserializeOwned, Error as _, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 use std::fmt;
+use std::future::Future;
 use std::marker::PhantomData;
 use worker::wasm_bindgen::JsValue;
 use worker::wasm_bindgen_futures::JsFuture;
@@ -23,15 +24,23 @@ enum Reply<T> {
 
 /// Sends `command` to the object named `name` in the namespace bound as `binding`; answers what
 /// it replied.
-pub async fn call<C: Serialize, A: DeserializeOwned>(
+///
+/// Not an `async fn`, for size: the command is written to JSON now and the round trip is one
+/// future compiled once (`exchange`), so what is compiled per (command, answer) pair is only the
+/// JSON on either side and a one-await wrapper, not a state machine around the whole exchange.
+/// The future borrows nothing; callers may return it as theirs.
+pub fn call<C: Serialize, A: DeserializeOwned>(
     env: &Env,
-    binding: &str,
+    binding: &'static str,
     name: &str,
     command: &C,
-) -> ApiResult<A> {
-    let body = serde_json::to_string(command).map_err(ApiError::internal)?;
-    let answer = exchange(env, binding, name, body).await?;
-    serde_json::from_slice(answer.as_bytes()).map_err(|e| unreadable_answer(binding, e))
+) -> impl Future<Output = ApiResult<A>> {
+    let body = serde_json::to_string(command).map_err(ApiError::internal);
+    let answer = exchange(env, binding, name, body);
+    async move {
+        let answer = answer.await?;
+        serde_json::from_slice(answer.as_bytes()).map_err(|e| unreadable_answer(binding, e))
+    }
 }
 
 fn unreadable_answer(binding: &str, e: serde_json::Error) -> ApiError {
@@ -66,28 +75,40 @@ fn payload(binding: &str, status: u16, mut text: String) -> ApiResult<String> {
         .unwrap_or_else(|e| unreadable_answer(binding, e)))
 }
 
-/// The round trip itself, apart from the generic JSON on either side, so that its state machine
-/// is compiled once rather than once per (command, answer) pair. Answers the reply's payload.
-async fn exchange(env: &Env, binding: &str, name: &str, body: String) -> ApiResult<String> {
-    let failed = |e: worker::Error| ApiError::internal(format!("{binding} call: {e}"));
-    let namespace = env.durable_object(binding).map_err(failed)?;
-    let stub = namespace
-        .id_from_name(name)
-        .and_then(|id| id.get_stub())
+/// The round trip itself, apart from the generic JSON on either side: one future type, whatever
+/// the command. The stub and the request are made before it runs (so it borrows nothing); it
+/// answers the reply's payload.
+fn exchange(
+    env: &Env,
+    binding: &'static str,
+    name: &str,
+    body: ApiResult<String>,
+) -> impl Future<Output = ApiResult<String>> + 'static {
+    let failed = move |e: worker::Error| ApiError::internal(format!("{binding} call: {e}"));
+    let sent = body.and_then(|body| {
+        let namespace = env.durable_object(binding).map_err(failed)?;
+        let stub = namespace
+            .id_from_name(name)
+            .and_then(|id| id.get_stub())
+            .map_err(failed)?;
+        // The host is never resolved: the stub routes the request to the object.
+        let body = JsValue::from(body);
+        let req = subrequest(
+            &format!("https://{binding}/"),
+            "POST",
+            &Headers::new(),
+            Some(&body),
+            false,
+        )
         .map_err(failed)?;
-    // The host is never resolved: the stub routes the request to the object.
-    let body = JsValue::from(body);
-    let req = subrequest(
-        &format!("https://{binding}/"),
-        "POST",
-        &Headers::new(),
-        Some(&body),
-        false,
-    )
-    .map_err(failed)?;
-    let mut resp = stub.fetch_with_request(req).await.map_err(failed)?;
-    let status = resp.status_code();
-    payload(binding, status, resp.text().await.map_err(failed)?)
+        Ok((stub, req))
+    });
+    async move {
+        let (stub, req) = sent?;
+        let mut resp = stub.fetch_with_request(req).await.map_err(failed)?;
+        let status = resp.status_code();
+        payload(binding, status, resp.text().await.map_err(failed)?)
+    }
 }
 
 /// Reads an object's command from its request (serde_json, the one JSON reader the Worker links).

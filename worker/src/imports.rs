@@ -20,6 +20,7 @@ use keaplink_core::import::{
 use keaplink_core::keap::KeapApp;
 use keaplink_core::{ApiError, ApiResult, ErrorCode};
 use serde::{Deserialize, Serialize};
+use std::future::Future;
 use worker::{durable_object, DurableObject, Env, Request, Response, State};
 
 pub const IMPORT_BINDING: &str = "IMPORT_JOB";
@@ -366,82 +367,101 @@ pub fn no_import() -> ApiError {
     ApiError::new(ErrorCode::NoImport, "No such import.")
 }
 
-async fn ask<A: serde::de::DeserializeOwned>(
+/// Asks the object to do `command`. This and the calls below that only ask are plain functions
+/// returning the answer as a future, not `async fn`s (`guard::ask` says why).
+fn ask<A: serde::de::DeserializeOwned>(
     env: &Env,
     name: &str,
     command: &Command,
-) -> ApiResult<A> {
-    durable::call(env, IMPORT_BINDING, name, command).await
+) -> impl Future<Output = ApiResult<A>> {
+    durable::call(env, IMPORT_BINDING, name, command)
 }
 
 /// The import an idempotency key (by its object's name) names now.
-pub async fn remember(env: &Env, key_object: &str, fresh: ImportId) -> ApiResult<ImportId> {
-    ask(env, key_object, &Command::Remember { fresh }).await
+pub fn remember(
+    env: &Env,
+    key_object: &str,
+    fresh: ImportId,
+) -> impl Future<Output = ApiResult<ImportId>> {
+    ask(env, key_object, &Command::Remember { fresh })
 }
 
-pub async fn create(env: &Env, record: ImportRecord, items: Vec<ItemRecord>) -> ApiResult<Created> {
+pub fn create(
+    env: &Env,
+    record: ImportRecord,
+    items: Vec<ItemRecord>,
+) -> impl Future<Output = ApiResult<Created>> {
     let name = record.id.as_str().to_owned();
     let command = Command::Create {
         record: Box::new(record),
         items,
     };
-    ask(env, &name, &command).await
+    ask(env, &name, &command)
 }
 
-pub async fn claim(env: &Env, import: &ImportId, index: u32) -> ApiResult<ItemClaim> {
-    ask(env, import.as_str(), &Command::Claim { index }).await
+pub fn claim(
+    env: &Env,
+    import: &ImportId,
+    index: u32,
+) -> impl Future<Output = ApiResult<ItemClaim>> {
+    ask(env, import.as_str(), &Command::Claim { index })
 }
 
 /// A worker's step on an item it holds (`false`: it no longer holds it; for a refresh's mark,
 /// send nothing).
-pub async fn step(env: &Env, import: &ImportId, index: u32, step: Step) -> ApiResult<bool> {
-    ask(env, import.as_str(), &Command::Step { index, step }).await
+pub fn step(
+    env: &Env,
+    import: &ImportId,
+    index: u32,
+    step: Step,
+) -> impl Future<Output = ApiResult<bool>> {
+    ask(env, import.as_str(), &Command::Step { index, step })
 }
 
-pub async fn settle(
+pub fn settle(
     env: &Env,
     import: &ImportId,
     index: u32,
     settled: Settled,
-) -> ApiResult<Option<Finished>> {
+) -> impl Future<Output = ApiResult<Option<Finished>>> {
     let command = Command::Settle {
         index,
         settled: Box::new(settled),
     };
-    ask(env, import.as_str(), &command).await
+    ask(env, import.as_str(), &command)
 }
 
 /// The import's view (`ImportView`) as JSON text, for the answer.
-pub async fn view(
+pub fn view(
     env: &Env,
     import: &ImportId,
     partner: &PartnerId,
     cursor: Option<String>,
-) -> ApiResult<String> {
+) -> impl Future<Output = ApiResult<String>> {
     let command = Command::View {
         partner: partner.clone(),
         cursor,
     };
-    ask(env, import.as_str(), &command).await
+    ask(env, import.as_str(), &command)
 }
 
-pub async fn app_name(
+pub fn app_name(
     env: &Env,
     import: &ImportId,
     app: &KeapApp,
-) -> ApiResult<Option<Option<String>>> {
-    ask(env, import.as_str(), &Command::AppName { app: app.clone() }).await
+) -> impl Future<Output = ApiResult<Option<Option<String>>>> {
+    ask(env, import.as_str(), &Command::AppName { app: app.clone() })
 }
 
-pub async fn set_app_name(
+pub fn set_app_name(
     env: &Env,
     import: &ImportId,
     app: &KeapApp,
     name: Option<String>,
-) -> ApiResult<()> {
+) -> impl Future<Output = ApiResult<()>> {
     let command = Command::SetAppName {
         app: app.clone(),
         name,
     };
-    ask(env, import.as_str(), &command).await
+    ask(env, import.as_str(), &command)
 }

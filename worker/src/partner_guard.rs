@@ -27,6 +27,7 @@ use keaplink_core::stats::{HourlyTally, RefreshOutcome};
 use keaplink_core::webhook::{Delivery, QueuedEvent};
 use keaplink_core::{ApiError, ApiResult, ErrorCode};
 use serde::{Deserialize, Serialize};
+use std::future::Future;
 use worker::{durable_object, DurableObject, Env, Request, Response, State};
 
 pub const PARTNER_GUARD_BINDING: &str = "PARTNER_GUARD";
@@ -523,12 +524,14 @@ impl PartnerGuard {
     }
 }
 
-async fn ask<A: serde::de::DeserializeOwned>(
+/// Asks the object to do `command`. This and the calls below that only ask are plain functions
+/// returning the answer as a future, not `async fn`s (`guard::ask` says why).
+fn ask<A: serde::de::DeserializeOwned>(
     env: &Env,
     id: &PartnerId,
     command: &Command,
-) -> ApiResult<A> {
-    durable::call(env, PARTNER_GUARD_BINDING, id.as_str(), command).await
+) -> impl Future<Output = ApiResult<A>> {
+    durable::call(env, PARTNER_GUARD_BINDING, id.as_str(), command)
 }
 
 /// Creates or changes the partner; a refused upsert is the caller's error and stores nothing.
@@ -552,8 +555,8 @@ pub async fn upsert(
 }
 
 /// `None`: there is no such partner.
-pub async fn reseal(env: &Env, id: &PartnerId) -> ApiResult<Option<ResealOutcome>> {
-    ask(env, id, &Command::Reseal { id: id.clone() }).await
+pub fn reseal(env: &Env, id: &PartnerId) -> impl Future<Output = ApiResult<Option<ResealOutcome>>> {
+    ask(env, id, &Command::Reseal { id: id.clone() })
 }
 
 /// Whether there was such a partner.
@@ -612,7 +615,11 @@ pub async fn delivered(
 }
 
 /// The latest deliveries, newest first: a JSON array of `WebhookDelivery`, as text.
-pub async fn deliveries(env: &Env, id: &PartnerId, limit: usize) -> ApiResult<String> {
+pub fn deliveries(
+    env: &Env,
+    id: &PartnerId,
+    limit: usize,
+) -> impl Future<Output = ApiResult<String>> {
     ask(
         env,
         id,
@@ -621,17 +628,20 @@ pub async fn deliveries(env: &Env, id: &PartnerId, limit: usize) -> ApiResult<St
             limit,
         },
     )
-    .await
 }
 
 /// The delivery queued again, a `WebhookDelivery` as JSON text. `None`: no such delivery of this
 /// partner.
-pub async fn redeliver(env: &Env, id: &PartnerId, event_id: &str) -> ApiResult<Option<String>> {
+pub fn redeliver(
+    env: &Env,
+    id: &PartnerId,
+    event_id: &str,
+) -> impl Future<Output = ApiResult<Option<String>>> {
     let command = Command::Redeliver {
         id: id.clone(),
         event_id: event_id.to_owned(),
     };
-    ask(env, id, &command).await
+    ask(env, id, &command)
 }
 
 /// Counts one refresh attempt of the partner's links. A failure to count is logged only.
@@ -652,6 +662,6 @@ pub async fn refreshed(env: &Env, id: &PartnerId, outcome: RefreshOutcome) {
     }
 }
 
-pub async fn overview(env: &Env, id: &PartnerId) -> ApiResult<Overview> {
-    ask(env, id, &Command::Overview { id: id.clone() }).await
+pub fn overview(env: &Env, id: &PartnerId) -> impl Future<Output = ApiResult<Overview>> {
+    ask(env, id, &Command::Overview { id: id.clone() })
 }
