@@ -112,10 +112,21 @@ fn exchange(
 }
 
 /// Reads an object's command from its request (serde_json, the one JSON reader the Worker links).
-pub async fn command<C: DeserializeOwned>(req: &mut Request, binding: &str) -> ApiResult<C> {
-    let text = req.text().await.map_err(|e| unreadable(binding, e))?;
-    serde_json::from_slice(text.as_bytes())
-        .map_err(|e| unreadable(binding, js_json::where_broken(&e)))
+/// As `call`, a plain function: the body is read by one future for every command type.
+pub fn command<'a, C: DeserializeOwned>(
+    req: &'a mut Request,
+    binding: &'a str,
+) -> impl Future<Output = ApiResult<C>> + 'a {
+    let text = command_text(req, binding);
+    async move {
+        let text = text.await?;
+        serde_json::from_slice(text.as_bytes())
+            .map_err(|e| unreadable(binding, js_json::where_broken(&e)))
+    }
+}
+
+async fn command_text(req: &mut Request, binding: &str) -> ApiResult<String> {
+    req.text().await.map_err(|e| unreadable(binding, e))
 }
 
 /// A command as it crosses, `{"<name>": {<fields>}}` (how serde writes an externally tagged
