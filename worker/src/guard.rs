@@ -37,6 +37,7 @@ use keaplink_core::timeline::Timeline;
 use keaplink_core::webhook::EventKind;
 use keaplink_core::{ApiError, ApiResult};
 use serde::{Deserialize, Serialize};
+use std::future::Future;
 use worker::{durable_object, DurableObject, Env, Request, Response, State};
 
 pub const GUARD_BINDING: &str = "CONNECTION_GUARD";
@@ -44,7 +45,8 @@ const RECORD: &str = "record";
 const DELETED: &str = "deleted";
 const TIMELINE: &str = "timeline";
 
-#[derive(Serialize, Deserialize)]
+/// Written as serde writes it; read through `Fields` (`durable::Named` says why).
+#[derive(Serialize)]
 #[serde(rename_all = "snake_case")]
 enum Command {
     /// Store a new or reconnected link (the callback). An existing link is replaced only if the
@@ -94,6 +96,67 @@ enum Command {
         key: ConnectionKey,
         request_id: String,
     },
+}
+
+/// Every field a `Command` carries, each optional: how the object reads its commands.
+#[cfg(feature = "objects")]
+#[derive(Deserialize)]
+struct Fields {
+    key: Option<ConnectionKey>,
+    record: Option<Box<ConnectionRecord>>,
+    rule: Option<ReconnectIdentity>,
+    purpose: Option<Purpose>,
+    mismatch: Option<Mismatch>,
+    ttl_secs: Option<u64>,
+    link: Option<RepairHandle>,
+    request_id: Option<String>,
+}
+
+#[cfg(feature = "objects")]
+impl Command {
+    /// The command `name` with its fields, or what it lacks.
+    fn read(name: &str, f: Fields) -> Result<Command, &'static str> {
+        let key = f.key.ok_or("no key")?;
+        Ok(match name {
+            "put" => Command::Put {
+                key,
+                record: f.record.ok_or("no record")?,
+                rule: f.rule.unwrap_or_default(),
+            },
+            "refresh" => Command::Refresh {
+                key,
+                purpose: f.purpose.ok_or("no purpose")?,
+            },
+            "delete" => Command::Delete { key },
+            "reseal" => Command::Reseal { key },
+            "detail" => Command::Detail { key },
+            "note_mismatch" => Command::NoteMismatch {
+                key,
+                mismatch: f.mismatch.ok_or("no mismatch")?,
+            },
+            "mint_repair_link" => Command::MintRepairLink {
+                key,
+                ttl_secs: f.ttl_secs.ok_or("no ttl_secs")?,
+            },
+            "try_repair_link" => Command::TryRepairLink {
+                key,
+                link: f.link.ok_or("no link")?,
+            },
+            "repair_link_restored" => Command::RepairLinkRestored {
+                key,
+                link: f.link.ok_or("no link")?,
+            },
+            "import" => Command::Import {
+                key,
+                record: f.record.ok_or("no record")?,
+            },
+            "export" => Command::Export {
+                key,
+                request_id: f.request_id.ok_or("no request_id")?,
+            },
+            _ => return Err("an unknown command"),
+        })
+    }
 }
 
 /// The latest record after a refresh was asked for.
@@ -174,7 +237,10 @@ impl DurableObject for ConnectionGuard {
     }
 
     async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
-        let command: Command = match durable::command(&mut req, GUARD_BINDING).await {
+        let command = durable::command(&mut req, GUARD_BINDING)
+            .await
+            .and_then(|named| durable::read_command(GUARD_BINDING, named, Command::read));
+        let command = match command {
             Ok(c) => c,
             Err(e) => return durable::reply::<()>(Err(e)),
         };
@@ -695,129 +761,140 @@ impl ConnectionGuard {
 }
 
 /// Asks the connection's guard to do `command`.
-async fn ask<A: serde::de::DeserializeOwned>(
+///
+/// This and the calls below are plain functions returning the object's answer as a future, not
+/// `async fn`s: each `async fn` wrapper was a state machine of its own in the wasm, and the
+/// future `durable::call` returns borrows nothing, so it can be handed on as it is.
+fn ask<A: serde::de::DeserializeOwned>(
     env: &Env,
     key: &ConnectionKey,
     command: &Command,
-) -> ApiResult<A> {
-    durable::call(env, GUARD_BINDING, key.as_str(), command).await
+) -> impl Future<Output = ApiResult<A>> {
+    durable::call(env, GUARD_BINDING, key.as_str(), command)
 }
 
 /// Stores a new or reconnected link, unless a reconnect fails the identity lock under `rule`.
-pub async fn put(
+pub fn put(
     env: &Env,
     key: &ConnectionKey,
     record: ConnectionRecord,
     rule: ReconnectIdentity,
-) -> ApiResult<Stored> {
+) -> impl Future<Output = ApiResult<Stored>> {
     let command = Command::Put {
         key: key.clone(),
         record: Box::new(record),
         rule,
     };
-    ask(env, key, &command).await
+    ask(env, key, &command)
 }
 
 /// Stores an imported link unless the user already has one to its app.
-pub async fn import(
+pub fn import(
     env: &Env,
     key: &ConnectionKey,
     record: ConnectionRecord,
-) -> ApiResult<Imported> {
+) -> impl Future<Output = ApiResult<Imported>> {
     let command = Command::Import {
         key: key.clone(),
         record: Box::new(record),
     };
-    ask(env, key, &command).await
+    ask(env, key, &command)
 }
 
 /// Freezes the link and answers its tokens (`None`: gone; 409 `exported`: exported before).
-pub async fn export(
+pub fn export(
     env: &Env,
     key: &ConnectionKey,
     request_id: &str,
-) -> ApiResult<Option<ExportedLink>> {
+) -> impl Future<Output = ApiResult<Option<ExportedLink>>> {
     let command = Command::Export {
         key: key.clone(),
         request_id: request_id.to_owned(),
     };
-    ask(env, key, &command).await
+    ask(env, key, &command)
 }
 
 /// Destroys the link; answers whether there was one.
-pub async fn delete(env: &Env, key: &ConnectionKey) -> ApiResult<bool> {
-    ask(env, key, &Command::Delete { key: key.clone() }).await
+pub fn delete(env: &Env, key: &ConnectionKey) -> impl Future<Output = ApiResult<bool>> {
+    ask(env, key, &Command::Delete { key: key.clone() })
 }
 
 /// Refreshes if `purpose` still needs it once it is this caller's turn. `None`: the connection
 /// is gone.
-pub async fn refresh(
+pub fn refresh(
     env: &Env,
     key: &ConnectionKey,
     purpose: Purpose,
-) -> ApiResult<Option<Refreshed>> {
+) -> impl Future<Output = ApiResult<Option<Refreshed>>> {
     let command = Command::Refresh {
         key: key.clone(),
         purpose,
     };
-    ask(env, key, &command).await
+    ask(env, key, &command)
 }
 
 /// Moves the connection's tokens to the current first key (through its guard, so a refresh in
 /// flight is never overwritten with older tokens). `None`: the connection is gone.
-pub async fn reseal(env: &Env, key: &ConnectionKey) -> ApiResult<Option<ResealOutcome>> {
-    ask(env, key, &Command::Reseal { key: key.clone() }).await
+pub fn reseal(
+    env: &Env,
+    key: &ConnectionKey,
+) -> impl Future<Output = ApiResult<Option<ResealOutcome>>> {
+    ask(env, key, &Command::Reseal { key: key.clone() })
 }
 
 /// The link and its timeline. `None`: the connection is gone.
-pub async fn detail(env: &Env, key: &ConnectionKey) -> ApiResult<Option<Detail>> {
-    ask(env, key, &Command::Detail { key: key.clone() }).await
+pub fn detail(env: &Env, key: &ConnectionKey) -> impl Future<Output = ApiResult<Option<Detail>>> {
+    ask(env, key, &Command::Detail { key: key.clone() })
 }
 
 /// Notes on the link's timeline that a reconnect landed on another app.
-pub async fn note_mismatch(env: &Env, key: &ConnectionKey, mismatch: Mismatch) -> ApiResult<()> {
+pub fn note_mismatch(
+    env: &Env,
+    key: &ConnectionKey,
+    mismatch: Mismatch,
+) -> impl Future<Output = ApiResult<()>> {
     let command = Command::NoteMismatch {
         key: key.clone(),
         mismatch,
     };
-    ask(env, key, &command).await
+    ask(env, key, &command)
 }
 
 /// A repair link for the connection. `None`: the connection is gone.
-pub async fn mint_repair_link(
+pub fn mint_repair_link(
     env: &Env,
     key: &ConnectionKey,
     ttl_secs: u64,
-) -> ApiResult<Option<Minted>> {
+) -> impl Future<Output = ApiResult<Option<Minted>>> {
     let command = Command::MintRepairLink {
         key: key.clone(),
         ttl_secs,
     };
-    ask(env, key, &command).await
+    ask(env, key, &command)
 }
 
 /// Counts an attempt of a repair link of the connection, unless it is spent or used up.
-pub async fn try_repair_link(
+pub fn try_repair_link(
     env: &Env,
     key: &ConnectionKey,
     link: &RepairHandle,
-) -> ApiResult<Spend> {
+) -> impl Future<Output = ApiResult<Spend>> {
     let command = Command::TryRepairLink {
         key: key.clone(),
         link: link.clone(),
     };
-    ask(env, key, &command).await
+    ask(env, key, &command)
 }
 
 /// Spends a repair link whose attempt restored the connection.
-pub async fn repair_link_restored(
+pub fn repair_link_restored(
     env: &Env,
     key: &ConnectionKey,
     link: &RepairHandle,
-) -> ApiResult<()> {
+) -> impl Future<Output = ApiResult<()>> {
     let command = Command::RepairLinkRestored {
         key: key.clone(),
         link: link.clone(),
     };
-    ask(env, key, &command).await
+    ask(env, key, &command)
 }

@@ -23,6 +23,7 @@ use keaplink_core::import::{
 use keaplink_core::keap::KeapApp;
 use keaplink_core::{ApiError, ApiResult, ErrorCode};
 use serde::{Deserialize, Serialize};
+use std::future::Future;
 use worker::{durable_object, DurableObject, Env, Request, Response, State};
 
 pub const IMPORT_BINDING: &str = "IMPORT_JOB";
@@ -37,7 +38,8 @@ fn app_name_key(app: &KeapApp) -> String {
     format!("app/{}", app.as_str())
 }
 
-#[derive(Serialize, Deserialize)]
+/// Written as serde writes it; read through `Fields` (`durable::Named` says why).
+#[derive(Serialize)]
 #[serde(rename_all = "snake_case")]
 enum Command {
     /// (Under an idempotency key's name.) The import this key names now: the remembered one
@@ -75,6 +77,59 @@ enum Command {
         app: KeapApp,
         name: Option<String>,
     },
+}
+
+/// Every field a `Command` carries, each optional: how the object reads its commands.
+#[cfg(feature = "objects")]
+#[derive(Deserialize)]
+struct Fields {
+    fresh: Option<ImportId>,
+    record: Option<Box<ImportRecord>>,
+    items: Option<Vec<ItemRecord>>,
+    index: Option<u32>,
+    step: Option<Step>,
+    settled: Option<Box<Settled>>,
+    partner: Option<PartnerId>,
+    cursor: Option<String>,
+    app: Option<KeapApp>,
+    name: Option<String>,
+}
+
+#[cfg(feature = "objects")]
+impl Command {
+    /// The command `name` with its fields, or what it lacks.
+    fn read(name: &str, f: Fields) -> Result<Command, &'static str> {
+        let index = f.index.ok_or("no index");
+        let app = f.app.ok_or("no app");
+        Ok(match name {
+            "remember" => Command::Remember {
+                fresh: f.fresh.ok_or("no fresh")?,
+            },
+            "create" => Command::Create {
+                record: f.record.ok_or("no record")?,
+                items: f.items.ok_or("no items")?,
+            },
+            "claim" => Command::Claim { index: index? },
+            "step" => Command::Step {
+                index: index?,
+                step: f.step.ok_or("no step")?,
+            },
+            "settle" => Command::Settle {
+                index: index?,
+                settled: f.settled.ok_or("no settled")?,
+            },
+            "view" => Command::View {
+                partner: f.partner.ok_or("no partner")?,
+                cursor: f.cursor,
+            },
+            "app_name" => Command::AppName { app: app? },
+            "set_app_name" => Command::SetAppName {
+                app: app?,
+                name: f.name,
+            },
+            _ => return Err("an unknown command"),
+        })
+    }
 }
 
 /// What `Claim` answered, with whose item it is.
@@ -151,7 +206,10 @@ impl DurableObject for ImportJob {
     }
 
     async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
-        let command: Command = match durable::command(&mut req, IMPORT_BINDING).await {
+        let command = durable::command(&mut req, IMPORT_BINDING)
+            .await
+            .and_then(|named| durable::read_command(IMPORT_BINDING, named, Command::read));
+        let command = match command {
             Ok(c) => c,
             Err(e) => return durable::reply::<()>(Err(e)),
         };
@@ -352,77 +410,101 @@ pub fn no_import() -> ApiError {
     ApiError::new(ErrorCode::NoImport, "No such import.")
 }
 
-async fn ask<A: serde::de::DeserializeOwned>(
+/// Asks the object to do `command`. This and the calls below that only ask are plain functions
+/// returning the answer as a future, not `async fn`s (`guard::ask` says why).
+fn ask<A: serde::de::DeserializeOwned>(
     env: &Env,
     name: &str,
     command: &Command,
-) -> ApiResult<A> {
-    durable::call(env, IMPORT_BINDING, name, command).await
+) -> impl Future<Output = ApiResult<A>> {
+    durable::call(env, IMPORT_BINDING, name, command)
 }
 
 /// The import an idempotency key (by its object's name) names now.
-pub async fn remember(env: &Env, key_object: &str, fresh: ImportId) -> ApiResult<ImportId> {
-    ask(env, key_object, &Command::Remember { fresh }).await
+pub fn remember(
+    env: &Env,
+    key_object: &str,
+    fresh: ImportId,
+) -> impl Future<Output = ApiResult<ImportId>> {
+    ask(env, key_object, &Command::Remember { fresh })
 }
 
-pub async fn create(env: &Env, record: ImportRecord, items: Vec<ItemRecord>) -> ApiResult<Created> {
+pub fn create(
+    env: &Env,
+    record: ImportRecord,
+    items: Vec<ItemRecord>,
+) -> impl Future<Output = ApiResult<Created>> {
     let name = record.id.as_str().to_owned();
     let command = Command::Create {
         record: Box::new(record),
         items,
     };
-    ask(env, &name, &command).await
+    ask(env, &name, &command)
 }
 
-pub async fn claim(env: &Env, import: &ImportId, index: u32) -> ApiResult<ItemClaim> {
-    ask(env, import.as_str(), &Command::Claim { index }).await
+pub fn claim(
+    env: &Env,
+    import: &ImportId,
+    index: u32,
+) -> impl Future<Output = ApiResult<ItemClaim>> {
+    ask(env, import.as_str(), &Command::Claim { index })
 }
 
 /// A worker's step on an item it holds (`false`: it no longer holds it; for a refresh's mark,
 /// send nothing).
-pub async fn step(env: &Env, import: &ImportId, index: u32, step: Step) -> ApiResult<bool> {
-    ask(env, import.as_str(), &Command::Step { index, step }).await
+pub fn step(
+    env: &Env,
+    import: &ImportId,
+    index: u32,
+    step: Step,
+) -> impl Future<Output = ApiResult<bool>> {
+    ask(env, import.as_str(), &Command::Step { index, step })
 }
 
-pub async fn settle(env: &Env, import: &ImportId, index: u32, settled: Settled) -> ApiResult<()> {
+pub fn settle(
+    env: &Env,
+    import: &ImportId,
+    index: u32,
+    settled: Settled,
+) -> impl Future<Output = ApiResult<()>> {
     let command = Command::Settle {
         index,
         settled: Box::new(settled),
     };
-    ask(env, import.as_str(), &command).await
+    ask(env, import.as_str(), &command)
 }
 
 /// The import's view (`ImportView`) as JSON text, for the answer.
-pub async fn view(
+pub fn view(
     env: &Env,
     import: &ImportId,
     partner: &PartnerId,
     cursor: Option<String>,
-) -> ApiResult<String> {
+) -> impl Future<Output = ApiResult<String>> {
     let command = Command::View {
         partner: partner.clone(),
         cursor,
     };
-    ask(env, import.as_str(), &command).await
+    ask(env, import.as_str(), &command)
 }
 
-pub async fn app_name(
+pub fn app_name(
     env: &Env,
     import: &ImportId,
     app: &KeapApp,
-) -> ApiResult<Option<Option<String>>> {
-    ask(env, import.as_str(), &Command::AppName { app: app.clone() }).await
+) -> impl Future<Output = ApiResult<Option<Option<String>>>> {
+    ask(env, import.as_str(), &Command::AppName { app: app.clone() })
 }
 
-pub async fn set_app_name(
+pub fn set_app_name(
     env: &Env,
     import: &ImportId,
     app: &KeapApp,
     name: Option<String>,
-) -> ApiResult<()> {
+) -> impl Future<Output = ApiResult<()>> {
     let command = Command::SetAppName {
         app: app.clone(),
         name,
     };
-    ask(env, import.as_str(), &command).await
+    ask(env, import.as_str(), &command)
 }

@@ -9,6 +9,7 @@ use keaplink_core::pace::{Pace, PaceGrant};
 use keaplink_core::ApiResult;
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
+use std::future::Future;
 use worker::{durable_object, DurableObject, Env, Request, Response, State};
 
 pub const PACER_BINDING: &str = "REFRESH_PACER";
@@ -56,7 +57,7 @@ impl DurableObject for RefreshPacer {
 }
 
 /// Asks the pacer for up to `want` slots.
-pub async fn ask(env: &Env, want: u32, throttled: bool) -> ApiResult<PaceGrant> {
+pub fn ask(env: &Env, want: u32, throttled: bool) -> impl Future<Output = ApiResult<PaceGrant>> {
     let ask = Ask { want, throttled };
-    durable::call(env, PACER_BINDING, "keap-token-endpoint", &ask).await
+    durable::call(env, PACER_BINDING, "keap-token-endpoint", &ask)
 }

@@ -27,6 +27,7 @@ use keaplink_core::stats::{HourlyTally, RefreshOutcome};
 use keaplink_core::webhook::{Delivery, QueuedEvent};
 use keaplink_core::{ApiError, ApiResult, ErrorCode};
 use serde::{Deserialize, Serialize};
+use std::future::Future;
 use worker::{durable_object, DurableObject, Env, Request, Response, State};
 
 pub const PARTNER_GUARD_BINDING: &str = "PARTNER_GUARD";
@@ -38,7 +39,8 @@ const COUNTS: &str = "counts";
 /// How long a count of the partner's links by status is reused before it is counted again.
 const COUNTS_FRESH_SECS: i64 = 300;
 
-#[derive(Serialize, Deserialize)]
+/// Written as serde writes it; read through `Fields` (`durable::Named` says why).
+#[derive(Serialize)]
 #[serde(rename_all = "snake_case")]
 enum Command {
     /// Create or change the partner (`PUT /v1/admin/partners/{id}`).
@@ -76,6 +78,104 @@ enum Command {
     },
     /// The console's overview.
     Overview { id: PartnerId },
+}
+
+/// Every field a `Command` carries, each optional: how the object reads its commands.
+#[cfg(feature = "objects")]
+#[derive(Deserialize)]
+struct Fields {
+    id: Option<PartnerId>,
+    body: Option<PartnerUpsert>,
+    now: Option<UnixTime>,
+    change: Option<PartnerSettings>,
+    rotate: Option<bool>,
+    event: Option<Box<QueuedEvent>>,
+    status: Option<u16>,
+    outcome: Option<Outcome>,
+    at: Option<UnixTime>,
+    limit: Option<usize>,
+    event_id: Option<String>,
+}
+
+/// The `outcome` of `delivered` (a `Delivery`) or of `refreshed` (a `RefreshOutcome`): one field
+/// name with two types, read as either, each variant spelled as its own type writes it.
+#[cfg(feature = "objects")]
+#[derive(Deserialize)]
+enum Outcome {
+    Done,
+    Retry(u32),
+    Drop,
+    #[serde(rename = "succeeded")]
+    Succeeded,
+    #[serde(rename = "failed")]
+    Failed,
+    #[serde(rename = "needs_reauth")]
+    NeedsReauth,
+}
+
+#[cfg(feature = "objects")]
+impl Outcome {
+    fn delivery(self) -> Result<Delivery, &'static str> {
+        match self {
+            Outcome::Done => Ok(Delivery::Done),
+            Outcome::Retry(secs) => Ok(Delivery::Retry(secs)),
+            Outcome::Drop => Ok(Delivery::Drop),
+            _ => Err("a refresh's outcome"),
+        }
+    }
+
+    fn refresh(self) -> Result<RefreshOutcome, &'static str> {
+        match self {
+            Outcome::Succeeded => Ok(RefreshOutcome::Succeeded),
+            Outcome::Failed => Ok(RefreshOutcome::Failed),
+            Outcome::NeedsReauth => Ok(RefreshOutcome::NeedsReauth),
+            _ => Err("a delivery's outcome"),
+        }
+    }
+}
+
+#[cfg(feature = "objects")]
+impl Command {
+    /// The command `name` with its fields, or what it lacks.
+    fn read(name: &str, f: Fields) -> Result<Command, &'static str> {
+        // Every command but `delivered` names its partner.
+        let id = f.id.ok_or("no id");
+        Ok(match name {
+            "upsert" => Command::Upsert {
+                id: id?,
+                body: f.body.ok_or("no body")?,
+                now: f.now.ok_or("no now")?,
+            },
+            "reseal" => Command::Reseal { id: id? },
+            "delete" => Command::Delete { id: id? },
+            "change" => Command::Change {
+                id: id?,
+                change: f.change.ok_or("no change")?,
+                rotate: f.rotate.ok_or("no rotate")?,
+                now: f.now.ok_or("no now")?,
+            },
+            "delivered" => Command::Delivered {
+                event: f.event.ok_or("no event")?,
+                status: f.status,
+                outcome: f.outcome.ok_or("no outcome")?.delivery()?,
+                at: f.at.ok_or("no at")?,
+            },
+            "deliveries" => Command::Deliveries {
+                id: id?,
+                limit: f.limit.ok_or("no limit")?,
+            },
+            "redeliver" => Command::Redeliver {
+                id: id?,
+                event_id: f.event_id.ok_or("no event_id")?,
+            },
+            "refreshed" => Command::Refreshed {
+                id: id?,
+                outcome: f.outcome.ok_or("no outcome")?.refresh()?,
+            },
+            "overview" => Command::Overview { id: id? },
+            _ => return Err("an unknown command"),
+        })
+    }
 }
 
 /// The partner's own figures for the console's first page.
@@ -130,7 +230,10 @@ impl DurableObject for PartnerGuard {
     }
 
     async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
-        let command: Command = match durable::command(&mut req, PARTNER_GUARD_BINDING).await {
+        let command = durable::command(&mut req, PARTNER_GUARD_BINDING)
+            .await
+            .and_then(|named| durable::read_command(PARTNER_GUARD_BINDING, named, Command::read));
+        let command = match command {
             Ok(c) => c,
             Err(e) => return durable::reply::<()>(Err(e)),
         };
@@ -421,12 +524,14 @@ impl PartnerGuard {
     }
 }
 
-async fn ask<A: serde::de::DeserializeOwned>(
+/// Asks the object to do `command`. This and the calls below that only ask are plain functions
+/// returning the answer as a future, not `async fn`s (`guard::ask` says why).
+fn ask<A: serde::de::DeserializeOwned>(
     env: &Env,
     id: &PartnerId,
     command: &Command,
-) -> ApiResult<A> {
-    durable::call(env, PARTNER_GUARD_BINDING, id.as_str(), command).await
+) -> impl Future<Output = ApiResult<A>> {
+    durable::call(env, PARTNER_GUARD_BINDING, id.as_str(), command)
 }
 
 /// Creates or changes the partner; a refused upsert is the caller's error and stores nothing.
@@ -450,8 +555,8 @@ pub async fn upsert(
 }
 
 /// `None`: there is no such partner.
-pub async fn reseal(env: &Env, id: &PartnerId) -> ApiResult<Option<ResealOutcome>> {
-    ask(env, id, &Command::Reseal { id: id.clone() }).await
+pub fn reseal(env: &Env, id: &PartnerId) -> impl Future<Output = ApiResult<Option<ResealOutcome>>> {
+    ask(env, id, &Command::Reseal { id: id.clone() })
 }
 
 /// Whether there was such a partner.
@@ -510,7 +615,11 @@ pub async fn delivered(
 }
 
 /// The latest deliveries, newest first: a JSON array of `WebhookDelivery`, as text.
-pub async fn deliveries(env: &Env, id: &PartnerId, limit: usize) -> ApiResult<String> {
+pub fn deliveries(
+    env: &Env,
+    id: &PartnerId,
+    limit: usize,
+) -> impl Future<Output = ApiResult<String>> {
     ask(
         env,
         id,
@@ -519,17 +628,20 @@ pub async fn deliveries(env: &Env, id: &PartnerId, limit: usize) -> ApiResult<St
             limit,
         },
     )
-    .await
 }
 
 /// The delivery queued again, a `WebhookDelivery` as JSON text. `None`: no such delivery of this
 /// partner.
-pub async fn redeliver(env: &Env, id: &PartnerId, event_id: &str) -> ApiResult<Option<String>> {
+pub fn redeliver(
+    env: &Env,
+    id: &PartnerId,
+    event_id: &str,
+) -> impl Future<Output = ApiResult<Option<String>>> {
     let command = Command::Redeliver {
         id: id.clone(),
         event_id: event_id.to_owned(),
     };
-    ask(env, id, &command).await
+    ask(env, id, &command)
 }
 
 /// Counts one refresh attempt of the partner's links. A failure to count is logged only.
@@ -550,6 +662,6 @@ pub async fn refreshed(env: &Env, id: &PartnerId, outcome: RefreshOutcome) {
     }
 }
 
-pub async fn overview(env: &Env, id: &PartnerId) -> ApiResult<Overview> {
-    ask(env, id, &Command::Overview { id: id.clone() }).await
+pub fn overview(env: &Env, id: &PartnerId) -> impl Future<Output = ApiResult<Overview>> {
+    ask(env, id, &Command::Overview { id: id.clone() })
 }

@@ -7,7 +7,7 @@ use crate::api::{console, imports, partner, widget};
 use crate::auth;
 use crate::callback;
 use crate::clock::unix_now;
-use crate::config::{self, setup};
+use crate::config::{self, setup, Config};
 use crate::http::{allow_origin, error_response, json, origin, preflight};
 use crate::limits;
 use crate::proxy;
@@ -292,25 +292,20 @@ async fn handle(
     request_id: &str,
 ) -> ApiResult<Response> {
     no_query(req, route)?;
+    if *route == Route::Health {
+        return json(&Health { ok: true }, 200);
+    }
+    let (cfg, store) = setup(env)?;
     match route {
-        Route::Health => json(&Health { ok: true }, 200),
         Route::Callback => {
-            let (cfg, store) = setup(env)?;
             let check = Endpoint::Callback.per_ip(limits::client_ip(req).as_deref());
             if let Err(e) = limits::enforce(env, check).await {
                 return Ok(callback::refused(&e));
             }
             Ok(callback::callback(req, env, &store, &cfg, unix_now()).await)
         }
-        Route::Admin(a) => {
-            let (cfg, store) = setup(env)?;
-            admin::handle(req, env, &cfg, &store, a, method).await
-        }
-        Route::MeConnections | Route::MeConnect | Route::MeConnection(_) => Err(
-            ApiError::internal("a /v1/me route outside the CORS wrapper"),
-        ),
+        Route::Admin(a) => admin::handle(req, env, &cfg, &store, a, method).await,
         Route::Token => {
-            let (cfg, store) = setup(env)?;
             let ip = limits::client_ip(req);
             // The address is counted while the key is checked; the partner once it is known.
             let (by_ip, key) = futures_util::join!(
@@ -322,68 +317,53 @@ async fn handle(
             let admit = limits::enforce(env, Endpoint::Token.per_partner(&partner));
             partner::token(req, env, &store, &cfg, &partner, unix_now(), admit).await
         }
-        Route::Connections => {
-            let (cfg, store) = setup(env)?;
-            let (partner, _) = auth::partner(req, &store, &cfg).await?;
-            partner::partner_connections(req, &store, &cfg, &partner).await
-        }
-        Route::Keap(path) => {
-            let (cfg, store) = setup(env)?;
-            proxy::handle(req, env, &cfg, &store, path).await
-        }
-        Route::RepairLink(id) => {
-            let (cfg, store) = setup(env)?;
-            let (partner, _) = auth::partner(req, &store, &cfg).await?;
-            partner::repair_link(req, env, &store, &partner, id).await
-        }
-        Route::RefreshNow(id) => {
-            let (cfg, store) = setup(env)?;
-            let (partner, _) = auth::partner(req, &store, &cfg).await?;
-            partner::refresh_now(env, &store, &partner, id).await
-        }
-        Route::Partner | Route::RotateSecrets | Route::PartnerStats | Route::Deliveries => {
-            let (cfg, store) = setup(env)?;
-            let (partner, record) = auth::partner(req, &store, &cfg).await?;
-            match (route, method) {
-                (Route::Partner, Method::Patch) => {
-                    console::change(req, env, &store, &partner).await
-                }
-                (Route::Partner, _) => console::view(&record),
-                (Route::RotateSecrets, _) => console::rotate(env, &store, &partner).await,
-                (Route::PartnerStats, _) => console::overview(env, &partner).await,
-                _ => console::deliveries(req, env, &partner).await,
-            }
-        }
-        Route::Redeliver(id) => {
-            let (cfg, store) = setup(env)?;
-            let (partner, _) = auth::partner(req, &store, &cfg).await?;
-            console::redeliver(env, &partner, id).await
-        }
-        Route::Imports | Route::Import(_) | Route::Export => {
-            let (cfg, store) = setup(env)?;
-            let (partner, record) = auth::partner(req, &store, &cfg).await?;
-            match route {
-                Route::Imports => imports::start(req, env, &cfg, &partner).await,
-                Route::Import(id) => imports::view(req, env, &partner, id).await,
-                _ => imports::export(req, env, &store, &partner, &record, request_id).await,
-            }
-        }
+        Route::Keap(path) => proxy::handle(req, env, &cfg, &store, path).await,
         Route::Link(token) => {
-            let (cfg, store) = setup(env)?;
             repair::handle(req, env, &cfg, &store, token, method, unix_now()).await
         }
-        Route::LinkAgain(state) => {
-            let (cfg, store) = setup(env)?;
-            repair::again(req, env, &cfg, &store, state, unix_now()).await
+        Route::LinkAgain(state) => repair::again(req, env, &cfg, &store, state, unix_now()).await,
+        _ => partner_route(req, env, &cfg, &store, route, method, request_id).await,
+    }
+}
+
+/// The routes a partner calls with its API key. The key is checked here, once for all of them:
+/// one await of `auth::partner` in the router's state machine rather than one per route.
+async fn partner_route(
+    req: &mut Request,
+    env: &Env,
+    cfg: &Config,
+    store: &Store,
+    route: &Route<'_>,
+    method: &Method,
+    request_id: &str,
+) -> ApiResult<Response> {
+    if matches!(
+        route,
+        Route::MeConnections | Route::MeConnect | Route::MeConnection(_)
+    ) {
+        return Err(ApiError::internal(
+            "a /v1/me route outside the CORS wrapper",
+        ));
+    }
+    let (partner, record) = auth::partner(req, store, cfg).await?;
+    match (route, method) {
+        (Route::Connections, _) => partner::partner_connections(req, store, cfg, &partner).await,
+        (Route::RepairLink(id), _) => partner::repair_link(req, env, store, &partner, id).await,
+        (Route::RefreshNow(id), _) => partner::refresh_now(env, store, &partner, id).await,
+        (Route::Partner, Method::Patch) => console::change(req, env, store, &partner).await,
+        (Route::Partner, _) => console::view(&record),
+        (Route::RotateSecrets, _) => console::rotate(env, store, &partner).await,
+        (Route::PartnerStats, _) => console::overview(env, &partner).await,
+        (Route::Deliveries, _) => console::deliveries(req, env, &partner).await,
+        (Route::Redeliver(id), _) => console::redeliver(env, &partner, id).await,
+        (Route::Imports, _) => imports::start(req, env, cfg, &partner).await,
+        (Route::Import(id), _) => imports::view(req, env, &partner, id).await,
+        (Route::Export, _) => imports::export(req, env, store, &partner, &record, request_id).await,
+        (Route::Connection(id), Method::Delete) => {
+            partner::partner_disconnect(env, store, &partner, id).await
         }
-        Route::Connection(id) => {
-            let (cfg, store) = setup(env)?;
-            let (partner, _) = auth::partner(req, &store, &cfg).await?;
-            match method {
-                Method::Delete => partner::partner_disconnect(env, &store, &partner, id).await,
-                _ => partner::connection_detail(env, &store, &partner, id).await,
-            }
-        }
+        (Route::Connection(id), _) => partner::connection_detail(env, store, &partner, id).await,
+        _ => Err(ApiError::internal("a partner route without a handler")),
     }
 }
 

@@ -14,6 +14,7 @@ use keaplink_core::stats::{HourlyTally, RefreshOutcome, RefreshTally};
 use keaplink_core::ApiResult;
 use serde::{Deserialize, Serialize};
 use std::cell::{Cell, RefCell};
+use std::future::Future;
 use worker::{durable_object, DurableObject, Env, Request, Response, State};
 
 pub const STATS_BINDING: &str = "OPS_STATS";
@@ -177,8 +178,8 @@ impl OpsStats {
     }
 }
 
-async fn ask<A: serde::de::DeserializeOwned>(env: &Env, cmd: &Cmd) -> ApiResult<A> {
-    durable::call(env, STATS_BINDING, "refresh-outcomes", cmd).await
+fn ask<A: serde::de::DeserializeOwned>(env: &Env, cmd: &Cmd) -> impl Future<Output = ApiResult<A>> {
+    durable::call(env, STATS_BINDING, "refresh-outcomes", cmd)
 }
 
 /// Counts one refresh attempt. A failure to count is logged, never fatal.
@@ -192,22 +193,26 @@ pub async fn record_refresh(env: &Env, outcome: RefreshOutcome) {
     }
 }
 
-pub async fn refresh_tally(env: &Env) -> ApiResult<RefreshTally> {
-    ask(env, &Cmd::Read).await
+pub fn refresh_tally(env: &Env) -> impl Future<Output = ApiResult<RefreshTally>> {
+    ask(env, &Cmd::Read)
 }
 
-async fn board(env: &Env) -> ApiResult<Option<BoardView>> {
-    durable::call(env, STATS_BINDING, PROXY_OBJECT, &Cmd::ProxyRead).await
+fn board(env: &Env) -> impl Future<Output = ApiResult<Option<BoardView>>> {
+    durable::call(env, STATS_BINDING, PROXY_OBJECT, &Cmd::ProxyRead)
 }
 
 /// Trades an isolate's picture of Keap's quota and its counts of proxied calls for the shared
 /// picture.
-pub async fn proxy_sync(env: &Env, seen: &QuotaView, counts: &ProxyCounts) -> ApiResult<QuotaView> {
+pub fn proxy_sync(
+    env: &Env,
+    seen: &QuotaView,
+    counts: &ProxyCounts,
+) -> impl Future<Output = ApiResult<QuotaView>> {
     let cmd = Cmd::ProxySync {
         seen: seen.clone(),
         counts: counts.clone(),
     };
-    durable::call(env, STATS_BINDING, PROXY_OBJECT, &cmd).await
+    durable::call(env, STATS_BINDING, PROXY_OBJECT, &cmd)
 }
 
 /// Keap's shared quota as last seen (`None` before any proxied call met Keap).

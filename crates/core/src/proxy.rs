@@ -9,13 +9,13 @@
 use crate::clock::UnixTime;
 use crate::connection::ConnectionRecord;
 use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::hourly::Buckets;
 use crate::ids::UserId;
 use crate::keap::KeapApp;
 use crate::secret::Secret;
 use keaplink_api::proxy::ProxyCounts;
 use keaplink_api::ConnectionStatus;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 use url::Url;
 
 /// The largest request body relayed to Keap.
@@ -408,21 +408,21 @@ const WINDOW_HOURS: i64 = 24;
 /// Proxied calls by hour; keeps only the buckets the 24-hour window can still see.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProxyTally {
-    buckets: BTreeMap<i64, ProxyCounts>,
+    buckets: Buckets<ProxyCounts>,
 }
 
 impl ProxyTally {
     pub fn add(&mut self, now: UnixTime, counts: &ProxyCounts) {
         let hour = now.div_euclid(HOUR);
-        add_counts(self.buckets.entry(hour).or_default(), counts);
-        self.buckets.retain(|h, _| *h > hour - WINDOW_HOURS);
+        add_counts(self.buckets.hour_mut(hour), counts);
+        self.buckets.keep_after(hour - WINDOW_HOURS);
     }
 
     /// The sums over the current hour and the 23 before it.
     pub fn last_24h(&self, now: UnixTime) -> ProxyCounts {
         let hour = now.div_euclid(HOUR);
         let mut sum = ProxyCounts::default();
-        for (_, c) in self.buckets.range(hour - WINDOW_HOURS + 1..=hour) {
+        for c in self.buckets.range(hour - WINDOW_HOURS + 1..=hour) {
             add_counts(&mut sum, c);
         }
         sum

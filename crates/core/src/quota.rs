@@ -342,15 +342,16 @@ impl QuotaView {
     /// What this isolate tells the others: the client's windows, and the apps whose throttle
     /// is spent or nearly so (the rest matter to no one else).
     pub fn report(&self, now_ms: u64) -> QuotaView {
+        // Inserted one by one rather than collected: `BTreeMap`'s `FromIterator` sorts first,
+        // and that sort would be compiled for this one type (~4 KB of wasm).
+        let mut apps = BTreeMap::new();
+        for (a, w) in self.apps.iter().filter(|(_, w)| w.near(0, now_ms)) {
+            apps.insert(a.clone(), *w);
+        }
         QuotaView {
             day: self.day,
             throttle: self.throttle,
-            apps: self
-                .apps
-                .iter()
-                .filter(|(_, w)| w.near(0, now_ms))
-                .map(|(a, w)| (a.clone(), *w))
-                .collect(),
+            apps,
             spike_until_ms: 0,
         }
     }
@@ -385,16 +386,19 @@ impl QuotaView {
             .chain(self.apps.values().copied())
             .map(|w| w.seen_at_ms)
             .max()?;
-        let mut apps: Vec<AppThrottle> = self
-            .apps
-            .iter()
-            .filter(|(_, w)| w.near(0, now_ms))
-            .map(|(app, w)| AppThrottle {
+        // Fewest calls left first; apps with as many in name order (the map's). Each is put in
+        // its place as it comes (a handful at most), rather than sorted after: a sort would be
+        // compiled for this one type (~3 KB of wasm).
+        let mut apps: Vec<AppThrottle> = Vec::new();
+        for (app, w) in self.apps.iter().filter(|(_, w)| w.near(0, now_ms)) {
+            let window = w.to_api();
+            let at = apps.partition_point(|a| a.window.available <= window.available);
+            let throttle = AppThrottle {
                 keap_app: app.clone(),
-                window: w.to_api(),
-            })
-            .collect();
-        apps.sort_by_key(|a| a.window.available);
+                window,
+            };
+            apps.insert(at, throttle);
+        }
         let paused_until = self
             .hold(None, reserve, now_ms)
             .map(|h| rfc3339(h.until_ms.div_ceil(SECOND_MS) as i64));

@@ -1,8 +1,8 @@
 //! Operations figures: refresh outcomes counted in hourly buckets, summed over the last 24 hours.
 
 use crate::clock::UnixTime;
+use crate::hourly::Buckets;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -37,21 +37,21 @@ pub const WINDOW_HOURS: i64 = 24;
 /// Counts by hour; keeps only the buckets the window can still see.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HourlyTally {
-    buckets: BTreeMap<i64, RefreshTally>,
+    buckets: Buckets<RefreshTally>,
 }
 
 impl HourlyTally {
     pub fn add(&mut self, now: UnixTime, outcome: RefreshOutcome, n: u64) {
         let hour = now.div_euclid(HOUR);
-        self.buckets.entry(hour).or_default().add(outcome, n);
-        self.buckets.retain(|h, _| *h > hour - WINDOW_HOURS);
+        self.buckets.hour_mut(hour).add(outcome, n);
+        self.buckets.keep_after(hour - WINDOW_HOURS);
     }
 
     /// The sums over the 24 hours up to `now` (whole hours: the current one and the 23 before).
     pub fn last_24h(&self, now: UnixTime) -> RefreshTally {
         let hour = now.div_euclid(HOUR);
         let mut sum = RefreshTally::default();
-        for (_, t) in self.buckets.range(hour - WINDOW_HOURS + 1..=hour) {
+        for t in self.buckets.range(hour - WINDOW_HOURS + 1..=hour) {
             sum.succeeded += t.succeeded;
             sum.failed += t.failed;
             sum.needs_reauth += t.needs_reauth;
