@@ -75,6 +75,9 @@ enum Command {
         key: ConnectionKey,
         spend_key: String,
     },
+    /// A token or proxied call used the link at `at`: record it if the rule asks for it (at
+    /// most once per window; `keaplink_core::keep`).
+    Touch { key: ConnectionKey, at: i64 },
 }
 
 /// The latest record after a refresh was asked for.
@@ -172,6 +175,7 @@ impl DurableObject for ConnectionGuard {
             Command::SpendRepairLink { key, spend_key } => {
                 durable::reply(self.spend_repair_link(&store, &key, &spend_key).await)
             }
+            Command::Touch { key, at } => durable::reply(self.touch(&cfg, &store, &key, at).await),
         }
     }
 }
@@ -480,6 +484,26 @@ impl ConnectionGuard {
         Ok(Spend::Spent(Box::new(record)))
     }
 
+    async fn touch(
+        &self,
+        cfg: &Config,
+        store: &Store,
+        key: &ConnectionKey,
+        at: i64,
+    ) -> ApiResult<()> {
+        let Some(record) = self.record(store, key).await? else {
+            return Ok(());
+        };
+        if record.status != ConnectionStatus::Active {
+            return Ok(());
+        }
+        if let Some(uses) = cfg.refresh.keep.record_use(record.uses(), at) {
+            self.save(store, key, &record.with_uses(uses), false)
+                .await?;
+        }
+        Ok(())
+    }
+
     async fn refresh(
         &self,
         cfg: &Config,
@@ -547,6 +571,11 @@ impl ConnectionGuard {
             }
             Err(failure) => record.refresh_failed(&failure, t),
         };
+        // A caller's refresh is a use: recorded in the same write (a woken link is in use).
+        let next = match (purpose, cfg.refresh.keep.record_use(next.uses(), t)) {
+            (Purpose::Token, Some(uses)) => next.with_uses(uses),
+            _ => next,
+        };
         self.save(store, key, &next, false).await?;
         store.reindex(key, Some(&record), Some(&next)).await?;
         let attempt = Attempt::between(&record, &next);
@@ -605,6 +634,15 @@ pub async fn refresh(
     let command = Command::Refresh {
         key: key.clone(),
         purpose,
+    };
+    ask(env, key, &command).await
+}
+
+/// Records a use of the link at `at` (at most once per window: the guard applies the rule).
+pub async fn touch(env: &Env, key: &ConnectionKey, at: i64) -> ApiResult<()> {
+    let command = Command::Touch {
+        key: key.clone(),
+        at,
     };
     ask(env, key, &command).await
 }
