@@ -112,6 +112,8 @@ export async function startSandbox({ redirectUri, expiresIn = 86400 } = {}) {
         apiFaults: async (kind, count = 1, hangMs) => { const r = await call("api-faults", { kind, count, ...(hangMs ? { hang_ms: hangMs } : {}) }); if (r?.error) throw new Error(`sandbox api-faults: ${r.error}`); return r; },
         apiGate: async (count, timeoutMs) => { const r = await call("api-gate", { count, ...(timeoutMs ? { timeout_ms: timeoutMs } : {}) }); if (r?.error) throw new Error(`sandbox api-gate: ${r.error}`); return r; },
         apiLog: async () => (await call("api-log")).requests,
+        // {rate, hang_ms?, seed?}: that share of all token and REST calls fails (429, 500, hang, lost answer).
+        chaos: async (cfg) => { const r = await call("chaos", cfg); if (r?.error) throw new Error(`sandbox chaos: ${r.error}`); return r; },
       };
     }
     if (proc.exited()) break;

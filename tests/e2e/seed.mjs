@@ -24,10 +24,11 @@ export async function withLocalKv(persistTo, fn) {
 
 /** Writes `count` connections of `partner`; every `dueEvery`-th is due, with live tokens. */
 /** `index`: also write each link's search index entries, as its guard would (the console). */
-export async function seedConnections({ persistTo, sandbox, partner, count, dueEvery, marginSecs, unreadableIdle = false, index = false }) {
+/** `refreshLifetimeSecs`: the refresh tokens' expected life (as the Worker is configured). */
+export async function seedConnections({ persistTo, sandbox, partner, count, dueEvery, marginSecs, unreadableIdle = false, index = false, refreshLifetimeSecs }) {
   const due = Math.ceil(count / dueEvery);
   const { tokens } = await sandbox.seed("ann@ab123.example", due);
-  const input = { partner, token_keys: TOKEN_KEY, now: Math.floor(Date.now() / 1000), count, due_every: dueEvery, margin_secs: marginSecs, tokens, unreadable_idle: unreadableIdle, index };
+  const input = { partner, token_keys: TOKEN_KEY, now: Math.floor(Date.now() / 1000), count, due_every: dueEvery, margin_secs: marginSecs, tokens, unreadable_idle: unreadableIdle, index, refresh_lifetime_secs: refreshLifetimeSecs };
   const out = spawnSync(SEED_BIN, { input: JSON.stringify(input), encoding: "utf8", maxBuffer: 1 << 30 });
   if (out.status !== 0) throw new Error(`keaplink-seed failed: ${out.stderr}`);
   const entries = out.stdout.trim().split("\n").map((l) => JSON.parse(l));

@@ -4,6 +4,7 @@
 use crate::store::Store;
 use keaplink_core::deploy;
 use keaplink_core::keap::{ClientCredentials, KeapEndpoints};
+use keaplink_core::keep::KeepPolicy;
 use keaplink_core::partner::UpsertRules;
 use keaplink_core::refresh::RefreshPolicy;
 use keaplink_core::seal::Keyring;
@@ -121,6 +122,25 @@ fn number<T: std::str::FromStr>(env: &Env, name: &str, default: T) -> Result<T, 
     }
 }
 
+/// Link keeping's knobs (`REFRESH_IN_USE_SECS`, `REFRESH_LEAD_SECS`, `REFRESH_IDLE_MARGIN_SECS`,
+/// `REFRESH_IDLE_SPREAD_SECS`); none may be negative, and the window not zero.
+fn keep_policy(env: &Env) -> Result<KeepPolicy, ApiError> {
+    let d = KeepPolicy::default();
+    let secs = |name: &str, default: i64, min: i64| -> Result<i64, ApiError> {
+        let v: i64 = number(env, name, default)?;
+        if v < min {
+            return Err(misconfigured(name));
+        }
+        Ok(v)
+    };
+    Ok(KeepPolicy {
+        in_use_secs: secs("REFRESH_IN_USE_SECS", d.in_use_secs, 1)?,
+        lead_secs: secs("REFRESH_LEAD_SECS", d.lead_secs, 0)?,
+        idle_margin_secs: secs("REFRESH_IDLE_MARGIN_SECS", d.idle_margin_secs, 0)?,
+        idle_spread_secs: secs("REFRESH_IDLE_SPREAD_SECS", d.idle_spread_secs, 0)?,
+    })
+}
+
 impl Config {
     /// The configuration, read from `env` on first use in this isolate.
     pub fn cached(env: &Env) -> Result<Rc<Config>, ApiError> {
@@ -166,8 +186,8 @@ impl Config {
                 .map_err(|_| misconfigured("TOKEN_KEYS"))?,
             admin_token: Secret::new(required(env, "ADMIN_TOKEN")?),
             refresh: RefreshPolicy {
-                margin_secs: number(env, "REFRESH_MARGIN_SECS", 21_600)?,
-                keepalive_secs: number(env, "REFRESH_KEEPALIVE_SECS", 7 * 86_400)?,
+                margin_secs: number(env, "REFRESH_MARGIN_SECS", 3_600)?,
+                keepalive_secs: number(env, "REFRESH_KEEPALIVE_SECS", 0)?,
                 base_backoff_secs: backoff_secs,
                 max_backoff_secs: (backoff_secs * 60).max(backoff_secs),
                 proactive: number(env, "REFRESH_PROACTIVE", true)?,
@@ -176,6 +196,7 @@ impl Config {
                     "KEAP_REFRESH_TOKEN_LIFETIME_SECS",
                     keaplink_core::connection::DEFAULT_REFRESH_LIFETIME_SECS,
                 )?,
+                keep: keep_policy(env)?,
             },
             // The free plan allows 50 subrequests per invocation; keep a few in hand.
             sweep_budget,

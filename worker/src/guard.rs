@@ -96,6 +96,9 @@ enum Command {
         key: ConnectionKey,
         request_id: String,
     },
+    /// A token or proxied call used the link at `at`: record it if the rule asks for it (at
+    /// most once per window; `keaplink_core::keep`).
+    Touch { key: ConnectionKey, at: i64 },
 }
 
 /// Every field a `Command` carries, each optional: how the object reads its commands.
@@ -110,6 +113,7 @@ struct Fields {
     ttl_secs: Option<u64>,
     link: Option<RepairHandle>,
     request_id: Option<String>,
+    at: Option<i64>,
 }
 
 #[cfg(feature = "objects")]
@@ -153,6 +157,10 @@ impl Command {
             "export" => Command::Export {
                 key,
                 request_id: f.request_id.ok_or("no request_id")?,
+            },
+            "touch" => Command::Touch {
+                key,
+                at: f.at.ok_or("no at")?,
             },
             _ => return Err("an unknown command"),
         })
@@ -277,6 +285,7 @@ impl DurableObject for ConnectionGuard {
             Command::Export { key, request_id } => {
                 durable::reply(self.export(&cfg, &store, &key, &request_id).await)
             }
+            Command::Touch { key, at } => durable::reply(self.touch(&cfg, &store, &key, at).await),
         }
     }
 }
@@ -674,6 +683,26 @@ impl ConnectionGuard {
         Ok(())
     }
 
+    async fn touch(
+        &self,
+        cfg: &Config,
+        store: &Store,
+        key: &ConnectionKey,
+        at: i64,
+    ) -> ApiResult<()> {
+        let Some(record) = self.record(store, key).await? else {
+            return Ok(());
+        };
+        if record.status != ConnectionStatus::Active {
+            return Ok(());
+        }
+        if let Some(uses) = cfg.refresh.keep.record_use(record.uses(), at) {
+            self.save(store, key, &record.with_uses(uses), false)
+                .await?;
+        }
+        Ok(())
+    }
+
     async fn refresh(
         &self,
         cfg: &Config,
@@ -740,6 +769,11 @@ impl ConnectionGuard {
                 record.refresh_refused(t)
             }
             Err(failure) => record.refresh_failed(&failure, t),
+        };
+        // A caller's refresh is a use: recorded in the same write (a woken link is in use).
+        let next = match (purpose, cfg.refresh.keep.record_use(next.uses(), t)) {
+            (Purpose::Token, Some(uses)) => next.with_uses(uses),
+            _ => next,
         };
         self.save(store, key, &next, false).await?;
         store.reindex(key, Some(&record), Some(&next)).await?;
@@ -831,6 +865,15 @@ pub fn refresh(
         purpose,
     };
     ask(env, key, &command)
+}
+
+/// Records a use of the link at `at` (at most once per window: the guard applies the rule).
+pub async fn touch(env: &Env, key: &ConnectionKey, at: i64) -> ApiResult<()> {
+    let command = Command::Touch {
+        key: key.clone(),
+        at,
+    };
+    ask(env, key, &command).await
 }
 
 /// Moves the connection's tokens to the current first key (through its guard, so a refresh in

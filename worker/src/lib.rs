@@ -98,6 +98,11 @@ async fn fetch(mut req: Request, env: Env, ctx: Context) -> Result<Response> {
         .filter(|r| r.len() <= 64 && r.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
         .unwrap_or_else(|| hex(&random::bytes::<8>()));
     let routes::Answer { mut resp, error } = routes::answer(&mut req, &env, &request_id).await;
+    // Uses of links the answer asked to record (at most once per window per link).
+    let uses = links::take_uses();
+    if !uses.is_empty() {
+        ctx.wait_until(links::record_uses(env.clone(), uses));
+    }
     // Proxied calls this isolate has not reported yet are reported soon even if no call follows
     // (the admin stats and the console count them).
     if let Some(wait_ms) = quota::deferred_report(clock::now_ms()) {

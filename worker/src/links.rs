@@ -93,5 +93,32 @@ pub async fn usable(
             None => ApiError::internal("an active link with no usable token and no failure"),
         });
     }
+    // The use, when the rule wants it recorded (at most once per window per link): through the
+    // guard, after the answer is sent, so the token path itself writes nothing.
+    if cfg.refresh.keep.record_use(record.uses(), now).is_some() {
+        TOUCHES.with(|t| t.borrow_mut().push((key.clone(), now)));
+    }
     Ok(record)
+}
+
+thread_local! {
+    /// Uses to record once this request is answered (`lib.rs` hands them to `waitUntil`).
+    static TOUCHES: std::cell::RefCell<Vec<(ConnectionKey, UnixTime)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The uses this request asked to record, taken (the fetch handler records them after the
+/// answer with [`record_uses`]).
+pub fn take_uses() -> Vec<(ConnectionKey, UnixTime)> {
+    TOUCHES.with(|t| std::mem::take(&mut *t.borrow_mut()))
+}
+
+/// Records uses through their guards. A failure only means the link may count as idle a while
+/// longer (its next call records it): logged, never fatal.
+pub async fn record_uses(env: Env, uses: Vec<(ConnectionKey, UnixTime)>) {
+    for (key, at) in uses {
+        if let Err(e) = guard::touch(&env, &key, at).await {
+            crate::log::failure(crate::log::Level::Error, "use_not_recorded", &e);
+        }
+    }
 }

@@ -12,7 +12,7 @@ use crate::random;
 use crate::store::Store;
 use futures_util::stream::{self, StreamExt};
 use keaplink_core::connection::ConnectionKey;
-use keaplink_core::refresh::{Purpose, RefreshState};
+use keaplink_core::refresh::{DueReason, Purpose, RefreshState};
 use keaplink_core::sweep::{Answered, Budget, Tally, LIST_PAGE};
 use keaplink_core::ApiResult;
 use serde::Serialize;
@@ -29,6 +29,9 @@ pub struct SweepReport {
     pub id: String,
     pub listed: u64,
     pub due: u64,
+    /// Of the due: links in use kept fresh, and idle links kept alive (`keaplink_core::keep`).
+    pub due_fresh: u64,
+    pub due_keepalive: u64,
     #[serde(flatten)]
     pub tally: Tally,
     /// Due connections handed to the refresh queue for lack of budget.
@@ -85,12 +88,16 @@ pub async fn sweep(env: &Env, cfg: &Config, mut cursor: Option<String>) -> ApiRe
             .list_all_connections(LIST_PAGE, cursor.clone())
             .await?;
         let now = unix_now();
-        let mut due: Vec<ConnectionKey> = page
-            .items
-            .iter()
-            .filter(|(_, meta)| cfg.refresh.due(&RefreshState::from(meta), now).is_some())
-            .map(|(key, _)| key.clone())
-            .collect();
+        let (mut fresh, mut keepalive) = (0u64, 0u64);
+        let mut due: Vec<ConnectionKey> = Vec::new();
+        for (key, meta) in &page.items {
+            match cfg.refresh.due(&RefreshState::from(meta), now) {
+                Some(DueReason::AccessExpiring) => fresh += 1,
+                Some(DueReason::KeepAlive) => keepalive += 1,
+                None => continue,
+            }
+            due.push(key.clone());
+        }
         let Some(plan) = budget.plan(due.len()) else {
             // Not even queueing this page's due links fits: walk it again from a continuation.
             if let Some(c) = cursor.take() {
@@ -101,6 +108,8 @@ pub async fn sweep(env: &Env, cfg: &Config, mut cursor: Option<String>) -> ApiRe
         };
         report.listed += page.items.len() as u64;
         report.due += due.len() as u64;
+        report.due_fresh += fresh;
+        report.due_keepalive += keepalive;
         let deferred: Vec<Job> = due
             .split_off(plan.direct)
             .into_iter()

@@ -152,6 +152,12 @@ pub struct ConnectionRecord {
     /// Consecutive transient refresh failures, for backoff.
     #[serde(default)]
     pub failures: u32,
+    /// The last two recorded uses (token or proxied calls, at most one per window; see
+    /// `crate::keep`): what tells a link in use from an idle one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub used_at: Option<UnixTime>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prev_used_at: Option<UnixTime>,
     /// `Tokens`, sealed.
     pub tokens: String,
 }
@@ -215,7 +221,27 @@ impl ConnectionRecord {
             refresh_expires_at: Some(n.now + n.refresh_lifetime_secs),
             last_error: None,
             failures: 0,
+            // Linking is a use: a new link is in use until its calls say otherwise.
+            used_at: Some(n.now),
+            prev_used_at: None,
             tokens: seal_tokens(keys, n.key, n.access_token, n.refresh_token, n.nonce),
+        }
+    }
+
+    /// The recorded uses, for the refresh rule.
+    pub fn uses(&self) -> crate::keep::Uses {
+        crate::keep::Uses {
+            last: self.used_at,
+            prev: self.prev_used_at,
+        }
+    }
+
+    /// The record with `uses` recorded.
+    pub fn with_uses(&self, uses: crate::keep::Uses) -> Self {
+        ConnectionRecord {
+            used_at: uses.last,
+            prev_used_at: uses.prev,
+            ..self.clone()
         }
     }
 
@@ -358,6 +384,8 @@ impl ConnectionRecord {
             name: self.keap_name.clone(),
             app_name: self.keap_app_name.clone(),
             refresh_expires_at: self.refresh_expires_at,
+            used_at: self.used_at,
+            prev_used_at: self.prev_used_at,
         }
     }
 }
@@ -396,6 +424,10 @@ pub struct ConnectionMeta {
     pub refresh_expires_at: Option<UnixTime>,
     #[serde(rename = "g", default, skip_serializing_if = "Option::is_none")]
     pub reconnected_at: Option<UnixTime>,
+    #[serde(rename = "w", default, skip_serializing_if = "Option::is_none")]
+    pub used_at: Option<UnixTime>,
+    #[serde(rename = "v", default, skip_serializing_if = "Option::is_none")]
+    pub prev_used_at: Option<UnixTime>,
 }
 
 impl ConnectionMeta {
@@ -424,6 +456,14 @@ impl ConnectionMeta {
     pub fn refresh_expires_at(&self) -> UnixTime {
         self.refresh_expires_at
             .unwrap_or(self.refresh_issued_at + DEFAULT_REFRESH_LIFETIME_SECS)
+    }
+
+    /// The recorded uses, for the sweep's rule.
+    pub fn uses(&self) -> crate::keep::Uses {
+        crate::keep::Uses {
+            last: self.used_at,
+            prev: self.prev_used_at,
+        }
     }
 
     /// The time the user must reconnect by, when the link is at risk: still active, its last

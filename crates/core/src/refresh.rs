@@ -3,12 +3,15 @@
 //! failure, and what an attempt came to (what to count, what to announce).
 //!
 //! The guard asks, sends and applies; it decides nothing. A sweep decides from KV metadata
-//! alone, so the rule takes the few fields metadata carries. Backoff is exponential with jitter;
+//! alone, so the rule takes the few fields metadata carries: [`RefreshPolicy::due`] is the one
+//! per-link decision of the sweep (which links are kept fresh and which only kept alive is
+//! `crate::keep`). Backoff is exponential with jitter;
 //! the jitter is derived from the connection id, so the rule stays a pure function (and spreads
 //! a fleet of failing links over time).
 
 use crate::clock::UnixTime;
 use crate::connection::{ConnectionMeta, ConnectionRecord, FailureKind, MIN_TOKEN_VALIDITY_SECS};
+use crate::keep::{KeepPolicy, Uses};
 use crate::secret::Secret;
 use crate::stats::RefreshOutcome;
 use crate::webhook::EventKind;
@@ -19,30 +22,33 @@ use sha2::{Digest, Sha256};
 /// The knobs of the refresh rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RefreshPolicy {
-    /// Refresh when less than this is left on the access token.
+    /// Refresh when less than this is left on the access token (the token path's freshness).
     pub margin_secs: i64,
-    /// Refresh an idle link once its refresh token is this old, long before Keap's ~45 days.
+    /// When above 0: also refresh any link whose refresh token is this old (a cap on top of
+    /// [`KeepPolicy`]'s idle rule; 0 by default).
     pub keepalive_secs: i64,
     /// The first wait after a transient failure; doubles with each further failure.
     pub base_backoff_secs: i64,
     pub max_backoff_secs: i64,
-    /// Whether sweeps refresh access tokens ahead of expiry. Off, sweeps only keep refresh
-    /// tokens alive, and token requests refresh on demand: for deployments whose links outnumber
-    /// Keap's daily quota (150,000 calls per OAuth client).
+    /// Whether sweeps keep links in use fresh (refresh their access tokens ahead of expiry). Off,
+    /// sweeps only keep refresh tokens alive, and token requests refresh on demand.
     pub proactive: bool,
     /// How long Keap keeps a refresh token alive after issuing it (for `refresh_expires_at`).
     pub refresh_lifetime_secs: i64,
+    /// Which links are kept fresh, and when idle ones are kept alive.
+    pub keep: KeepPolicy,
 }
 
 impl Default for RefreshPolicy {
     fn default() -> Self {
         RefreshPolicy {
-            margin_secs: 21_600,
-            keepalive_secs: 7 * 86_400,
+            margin_secs: 3_600,
+            keepalive_secs: 0,
             base_backoff_secs: 60,
             max_backoff_secs: 3_600,
             proactive: true,
             refresh_lifetime_secs: crate::connection::DEFAULT_REFRESH_LIFETIME_SECS,
+            keep: KeepPolicy::default(),
         }
     }
 }
@@ -56,9 +62,13 @@ pub struct RefreshState<'a> {
     pub failed_with: Option<FailureKind>,
     pub access_expires_at: UnixTime,
     pub refresh_issued_at: UnixTime,
+    /// When the refresh token is expected to die.
+    pub refresh_expires_at: UnixTime,
     /// When the last failure happened, if the last attempt failed.
     pub failed_at: Option<UnixTime>,
     pub failures: u32,
+    /// The link's recorded uses (token and proxied calls).
+    pub uses: Uses,
 }
 
 impl<'a> From<&'a ConnectionMeta> for RefreshState<'a> {
@@ -69,8 +79,10 @@ impl<'a> From<&'a ConnectionMeta> for RefreshState<'a> {
             failed_with: m.last_error.map(|e| e.kind),
             access_expires_at: m.access_expires_at,
             refresh_issued_at: m.refresh_issued_at,
+            refresh_expires_at: m.refresh_expires_at(),
             failed_at: m.last_error.map(|e| e.at),
             failures: m.failures,
+            uses: m.uses(),
         }
     }
 }
@@ -83,8 +95,10 @@ impl<'a> From<&'a ConnectionRecord> for RefreshState<'a> {
             failed_with: r.last_error.map(|e| e.kind),
             access_expires_at: r.access_expires_at,
             refresh_issued_at: r.refresh_issued_at,
+            refresh_expires_at: r.refresh_expires_at(),
             failed_at: r.last_error.map(|e| e.at),
             failures: r.failures,
+            uses: r.uses(),
         }
     }
 }
@@ -115,7 +129,7 @@ pub fn fingerprint(access_token: &Secret) -> String {
 /// Why a connection is due.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DueReason {
-    /// The access token has less than the margin left.
+    /// A link in use: its access token nears the margin.
     AccessExpiring,
     /// The refresh token is getting old: refresh to keep an idle link alive.
     KeepAlive,
@@ -182,18 +196,34 @@ impl RefreshPolicy {
             && s.access_expires_at - now >= self.margin_secs.max(MIN_TOKEN_VALIDITY_SECS)
     }
 
-    /// Whether the connection should be refreshed at `now`, and why. A `needs_reauth` link is
-    /// never refreshed: only its user can restore it.
+    /// The sweep's per-link decision: whether the connection should be refreshed at `now`, and
+    /// why. Only an `active` link is ever refreshed (a `needs_reauth` one waits for its user; an
+    /// `exported` one is the partner's now).
+    /// A link in use is kept fresh (its access token refreshed a lead before the margin); any
+    /// link is kept alive when its refresh token nears its death (`crate::keep`). Nothing is due
+    /// while a failure's backoff runs.
     pub fn due(&self, s: &RefreshState<'_>, now: UnixTime) -> Option<DueReason> {
-        if s.status != ConnectionStatus::Active || now < self.next_attempt_at(s) {
+        match s.status {
+            ConnectionStatus::Active => {}
+            ConnectionStatus::NeedsReauth | ConnectionStatus::Exported => return None,
+        }
+        if now < self.next_attempt_at(s) {
             return None;
         }
+        let margin = self.margin_secs.max(MIN_TOKEN_VALIDITY_SECS);
         if self.proactive
-            && s.access_expires_at - now < self.margin_secs.max(MIN_TOKEN_VALIDITY_SECS)
+            && self.keep.in_use(s.uses, now)
+            && self.keep.fresh_due(margin, s.access_expires_at, now)
         {
             Some(DueReason::AccessExpiring)
-        } else if now - s.refresh_issued_at >= self.keepalive_secs {
-            Some(DueReason::KeepAlive)
+        } else if now >= self.keep.keepalive_at(s.id, s.refresh_expires_at)
+            || (self.keepalive_secs > 0 && now - s.refresh_issued_at >= self.keepalive_secs)
+        {
+            // Only kept alive: after a failure it waits the idle backoff (hours, not minutes).
+            let waited = s.failed_at.is_none_or(|at| {
+                now >= at.saturating_add(self.keep.idle_backoff_secs(s.id, s.failures))
+            });
+            waited.then_some(DueReason::KeepAlive)
         } else {
             None
         }
@@ -243,6 +273,7 @@ impl Attempt {
 mod tests {
     use super::*;
 
+    /// A link last used (and refreshed) at `issued`.
     fn state(expires: i64, issued: i64) -> RefreshState<'static> {
         RefreshState {
             id: "conn-1",
@@ -250,9 +281,56 @@ mod tests {
             failed_with: None,
             access_expires_at: expires,
             refresh_issued_at: issued,
+            refresh_expires_at: issued + 45 * 86_400,
             failed_at: None,
             failures: 0,
+            uses: Uses {
+                last: Some(issued),
+                prev: None,
+            },
         }
+    }
+
+    #[test]
+    fn only_links_in_use_are_kept_fresh() {
+        let p = RefreshPolicy::default();
+        let now = 100 * 86_400;
+        let mut s = state(now + 1_800, now - 3_600);
+        assert_eq!(p.due(&s, now), Some(DueReason::AccessExpiring));
+        // The same token on a link nobody called for a week: left to expire.
+        s.uses.last = Some(now - 7 * 86_400);
+        assert_eq!(p.due(&s, now), None);
+        // Used twice a week apart: not in use either; used twice two days apart: in use.
+        s.uses = Uses {
+            last: Some(now - 60),
+            prev: Some(now - 60 - 7 * 86_400),
+        };
+        assert_eq!(p.due(&s, now), None);
+        s.uses.prev = Some(now - 60 - 2 * 86_400);
+        assert_eq!(p.due(&s, now), Some(DueReason::AccessExpiring));
+    }
+
+    #[test]
+    fn idle_links_are_kept_alive_at_their_own_offset() {
+        let p = RefreshPolicy::default();
+        let issued = 1_000_000;
+        let mut s = state(issued + 86_400, issued);
+        s.uses = Uses::default();
+        let at = p.keep.keepalive_at(s.id, s.refresh_expires_at);
+        assert!(at <= s.refresh_expires_at - p.keep.idle_margin_secs);
+        assert_eq!(p.due(&s, at - 1), None);
+        assert_eq!(p.due(&s, at), Some(DueReason::KeepAlive));
+        // Another id, another day.
+        let mut other = s;
+        other.id = "conn-2";
+        assert_ne!(p.keep.keepalive_at(other.id, other.refresh_expires_at), at);
+        // The old age cap, when set, applies on top.
+        let capped = RefreshPolicy {
+            keepalive_secs: 5,
+            ..p
+        };
+        assert_eq!(capped.due(&s, issued + 5), Some(DueReason::KeepAlive));
+        assert_eq!(p.due(&s, issued + 5), None);
     }
 
     #[test]
@@ -260,12 +338,14 @@ mod tests {
         let p = RefreshPolicy::default();
         let now = 1_000_000;
         assert_eq!(p.due(&state(now + 86_400, now - 10), now), None);
+        let lead = p.margin_secs + p.keep.lead_secs;
+        assert_eq!(p.due(&state(now + lead, now - 10), now), None);
         assert_eq!(
-            p.due(&state(now + 21_599, now - 10), now),
+            p.due(&state(now + lead - 1, now - 10), now),
             Some(DueReason::AccessExpiring)
         );
         assert_eq!(
-            p.due(&state(now + 86_400, now - 7 * 86_400), now),
+            p.due(&state(now + 86_400, now - 40 * 86_400), now),
             Some(DueReason::KeepAlive)
         );
     }
@@ -302,7 +382,7 @@ mod tests {
         let now = 1_000_000;
         assert_eq!(p.due(&state(now - 10, now - 10), now), None);
         assert_eq!(
-            p.due(&state(now - 10, now - 7 * 86_400), now),
+            p.due(&state(now - 10, now - 40 * 86_400), now),
             Some(DueReason::KeepAlive)
         );
     }
@@ -346,7 +426,7 @@ mod tests {
         let p = RefreshPolicy::default();
         let now = 1_000_000;
         let fresh = state(now + 86_400, now - 10);
-        let stale = state(now + 3_600, now - 10);
+        let stale = state(now + 1_800, now - 10);
         assert!(!p.needs_refresh(&fresh, &Purpose::Token, None, now));
         assert!(p.needs_refresh(&stale, &Purpose::Token, None, now));
         assert!(p.needs_refresh(&stale, &Purpose::Sweep, None, now));
@@ -373,7 +453,7 @@ mod tests {
     fn after_a_429_even_a_caller_in_need_waits_the_backoff() {
         let p = RefreshPolicy::default();
         let now = 1_000_000;
-        let mut s = state(now + 3_600, now - 10);
+        let mut s = state(now + 1_800, now - 10);
         s.failed_at = Some(now - 1);
         s.failures = 1;
         s.failed_with = Some(FailureKind::KeapThrottled);

@@ -4,7 +4,8 @@ use keaplink_api::ConnectionStatus;
 use keaplink_core::connection::MIN_TOKEN_VALIDITY_SECS;
 use keaplink_core::flow::{StateToken, STATE_BYTES};
 use keaplink_core::ids::PartnerId;
-use keaplink_core::refresh::{RefreshPolicy, RefreshState};
+use keaplink_core::keep::{KeepPolicy, Uses};
+use keaplink_core::refresh::{DueReason, RefreshPolicy, RefreshState};
 use keaplink_core::seal::{Keyring, NONCE_LEN};
 use keaplink_core::session;
 use proptest::prelude::*;
@@ -60,8 +61,10 @@ proptest! {
             failed_with: None,
             access_expires_at: expires,
             refresh_issued_at: issued,
+            refresh_expires_at: issued + 45 * 86_400,
             failed_at: (failures > 0).then_some(now / 2),
             failures,
+            uses: Uses { last: Some(now / 3), prev: None },
         };
         prop_assert_eq!(RefreshPolicy::default().due(&s, now), None);
     }
@@ -78,12 +81,86 @@ proptest! {
             failed_with: None,
             access_expires_at: now + expires_in.min(policy.margin_secs - 1),
             refresh_issued_at: now,
+            refresh_expires_at: now + 45 * 86_400,
             failed_at: Some(now - failed_ago),
             failures,
+            uses: Uses { last: Some(now - failed_ago), prev: None },
         };
         let next = policy.next_attempt_at(&s);
         prop_assert!(next <= s.access_expires_at - MIN_TOKEN_VALIDITY_SECS);
         prop_assert!(policy.due(&s, next.max(now)).is_some());
+    }
+}
+
+proptest! {
+    /// Whatever its id, age and use, an active link that has not failed is due for a keep-alive
+    /// no later than its refresh token's death minus the idle margin: no link dies of age while
+    /// Keap answers.
+    #[test]
+    fn no_active_link_gets_past_its_keepalive(id in "[a-zA-Z0-9]{22}", issued in 0_i64..10_000_000, expires_after in 0_i64..200_000, last_use in proptest::option::of(0_i64..10_000_000), prev_gap in proptest::option::of(0_i64..2_000_000)) {
+        let p = RefreshPolicy::default();
+        let dies = issued + p.refresh_lifetime_secs;
+        let s = RefreshState {
+            id: &id,
+            status: ConnectionStatus::Active,
+            failed_with: None,
+            access_expires_at: issued + expires_after,
+            refresh_issued_at: issued,
+            refresh_expires_at: dies,
+            failed_at: None,
+            failures: 0,
+            uses: Uses { last: last_use, prev: last_use.zip(prev_gap).map(|(l, g)| l - g) },
+        };
+        prop_assert!(p.due(&s, p.keep.latest_keepalive(dies)).is_some());
+        // ...and never due for keep-alive before its own spread window opens.
+        let early = dies - p.keep.idle_margin_secs - p.keep.idle_spread_secs - 1;
+        prop_assert_ne!(p.due(&s, early), Some(DueReason::KeepAlive));
+    }
+
+    /// A link in use is due strictly before its token falls under the token path's margin: the
+    /// sweep has a lead's worth of time to refresh it before a caller would have to.
+    #[test]
+    fn a_link_in_use_is_due_a_lead_before_callers_need_it(expires_in in 0_i64..200_000, used_ago in 0_i64..172_800) {
+        let now = 10_000_000;
+        let p = RefreshPolicy::default();
+        let s = RefreshState {
+            id: "c",
+            status: ConnectionStatus::Active,
+            failed_with: None,
+            access_expires_at: now + expires_in,
+            refresh_issued_at: now - 3_600,
+            refresh_expires_at: now + 40 * 86_400,
+            failed_at: None,
+            failures: 0,
+            uses: Uses { last: Some(now - used_ago), prev: None },
+        };
+        let fresh_for_callers = p.is_fresh(&s, now);
+        let due = p.due(&s, now) == Some(DueReason::AccessExpiring);
+        // Not fresh for a caller implies due for the sweep; and due only within the lead.
+        prop_assert!(fresh_for_callers || due);
+        prop_assert_eq!(due, expires_in < p.margin_secs + p.keep.lead_secs);
+    }
+
+    /// Recording use never writes twice within a window, and a link called at least once per
+    /// window is in use at every moment in between, from its second recorded use on.
+    #[test]
+    fn use_recording_is_sparse_and_keeps_regular_links_in_use(gaps in proptest::collection::vec(1_i64..172_800, 1..40)) {
+        let k = KeepPolicy::default();
+        let mut uses = Uses::default();
+        let mut t = 0_i64;
+        let mut last_write: Option<i64> = None;
+        for gap in gaps {
+            if let Some(u) = k.record_use(uses, t) {
+                if let Some(w) = last_write { prop_assert!(t - w >= k.in_use_secs); }
+                last_write = Some(t);
+                uses = u;
+            }
+            // Once two uses are recorded (a first use alone counts for one window).
+            if uses.prev.is_some() {
+                prop_assert!(k.in_use(uses, t + gap - 1));
+            }
+            t += gap;
+        }
     }
 }
 

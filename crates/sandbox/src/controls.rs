@@ -240,6 +240,9 @@ pub(crate) async fn stats(State(s): State<Shared>) -> Response {
         "api_faults_queued": g.api_faults.len(),
         "api_gate_waiting_for": g.api_gate.as_ref().map(|gate| gate.left),
         "quota": quota,
+        "chaos_played": g.chaos_played,
+        "rotation": g.rotation,
+        "calls_while_spent": g.calls_while_spent,
     }))
     .into_response()
 }
@@ -375,7 +378,45 @@ pub(crate) async fn reset(State(s): State<Shared>) -> Response {
     }
     g.api_calls.clear();
     g.api_log.clear();
+    g.chaos = None;
+    g.chaos_played.clear();
+    g.rotation = Default::default();
+    g.spent_until_ms = 0;
+    g.spent_since_ms = 0;
+    g.calls_while_spent = 0;
     StatusCode::NO_CONTENT.into_response()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChaosRequest {
+    /// Share of calls (token and REST) that fail, 0 to 1; 0 ends the chaos.
+    rate: f64,
+    #[serde(default = "default_hang_ms")]
+    hang_ms: u64,
+    #[serde(default)]
+    seed: u64,
+}
+
+/// `{rate, hang_ms?: 30000, seed?: 0}`: from now on each token and REST call fails with
+/// probability `rate` (after queued faults), evenly as a 429 (REST: with the throttle headers
+/// showing the window spent), a 500, a hang (`hang_ms`, then a 500) or a lost answer (carried
+/// out, then the same). What was played is in `stats.chaos_played`.
+pub(crate) async fn set_chaos(State(s): State<Shared>, body: Bytes) -> Response {
+    let r: ChaosRequest = match parse(&body) {
+        Ok(r) => r,
+        Err(e) => return bad(e),
+    };
+    if !(0.0..=1.0).contains(&r.rate) || r.hang_ms > 120_000 {
+        return bad("rate is between 0 and 1, and hang_ms at most 120000");
+    }
+    let mut g = s.lock();
+    g.chaos = (r.rate > 0.0).then(|| crate::Chaos {
+        rate: r.rate,
+        hang: Duration::from_millis(r.hang_ms),
+        state: r.seed,
+    });
+    Json(json!({ "rate": r.rate })).into_response()
 }
 
 #[derive(Debug, Deserialize)]

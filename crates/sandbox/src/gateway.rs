@@ -47,6 +47,8 @@ pub enum ApiFaultKind {
     /// The call goes through, but v2 userinfo answers with another tenant than the token's
     /// app: a Keap that contradicts itself, which a client must not believe.
     WrongTenant,
+    /// The call is carried out, then its answer is lost: no answer for `hang_ms`, then a 500.
+    Drop,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -183,6 +185,10 @@ pub async fn gateway(
     let caller = s.caller(&parts.headers);
     {
         let mut g = s.lock();
+        let now = now_ms();
+        if now < g.spent_until_ms && now > g.spent_since_ms + 1_000 {
+            g.calls_while_spent += 1;
+        }
         let route = format!("{} {}", parts.method, matched.as_str());
         // The v1 userinfo call was counted as "userinfo" before the REST API existed here.
         if route == "GET /crm/rest/v1/oauth/connect/userinfo" {
@@ -213,7 +219,24 @@ pub async fn gateway(
     let (mut resp, report) = match spent {
         Err(report) => (crate::quota::violation(), report),
         Ok(report) => {
-            let fault = s.lock().api_faults.pop_front();
+            let fault = {
+                let mut g = s.lock();
+                let queued = g.api_faults.pop_front();
+                queued.or_else(|| {
+                    let chaos = g.chaos.as_mut()?;
+                    let hang = chaos.hang;
+                    let kind = chaos.roll(&[
+                        ApiFaultKind::Throttle,
+                        ApiFaultKind::ServerError,
+                        ApiFaultKind::Hang,
+                        ApiFaultKind::Drop,
+                    ])?;
+                    *g.chaos_played
+                        .entry(format!("api:{kind:?}").to_lowercase())
+                        .or_default() += 1;
+                    Some(ApiFault { kind, hang })
+                })
+            };
             match fault.map(|f| f.kind) {
                 None | Some(ApiFaultKind::WrongTenant) => {
                     let caller = Caller {
@@ -234,7 +257,25 @@ pub async fn gateway(
                 ),
                 // As the real refusal: no quota headers, no tenant.
                 Some(ApiFaultKind::Unauthorized) => return invalid_access_token(),
-                Some(ApiFaultKind::Throttle) => (crate::quota::violation(), report.throttled()),
+                Some(ApiFaultKind::Throttle) => {
+                    let report = report.throttled();
+                    // Keap's headers now say the window is spent: a client that heeds them sends
+                    // nothing more until it ends (counted above, past a second's grace).
+                    let mut g = s.lock();
+                    g.spent_since_ms = now_ms();
+                    g.spent_until_ms = report.product_throttle.resets_at_ms;
+                    (crate::quota::violation(), report)
+                }
+                Some(ApiFaultKind::Drop) => {
+                    let mut req = Request::from_parts(parts, Body::from(body));
+                    req.extensions_mut().insert(caller);
+                    let _ = next.run(req).await;
+                    tokio::time::sleep(fault.map_or(Duration::ZERO, |f| f.hang)).await;
+                    (
+                        (StatusCode::INTERNAL_SERVER_ERROR, "connection lost").into_response(),
+                        report,
+                    )
+                }
                 Some(ApiFaultKind::Hang) => {
                     tokio::time::sleep(fault.map_or(Duration::ZERO, |f| f.hang)).await;
                     (

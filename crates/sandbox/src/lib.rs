@@ -19,7 +19,9 @@
 //!   its quota fault once one is spent. Token calls spend the same client quota.
 //!
 //! Tests steer it through `/__sandbox/*` (`controls`): faults for the next token or API calls,
-//! counts and a log of API requests, token lifetimes, quota limits and windows, revocation.
+//! random faults on a share of all calls (chaos: 429s, 500s, hangs and lost answers), counts and
+//! a log of API requests, token lifetimes, quota limits and windows, revocation, and the count
+//! of rotated refresh tokens presented again.
 
 use axum::middleware;
 use axum::routing::{get, post};
@@ -87,6 +89,55 @@ struct RefreshGrant {
     user: usize,
     app: &'static str,
     alive: bool,
+    /// A refresh rotated it (it died as a new one was issued; a revoked one was not rotated).
+    rotated: bool,
+    /// ...and the answer carrying its successor was lost (a `drop` fault): its holder never
+    /// learnt the new one, so presenting it again is expected, not a bug.
+    answer_lost: bool,
+}
+
+/// Random faults on a share of all calls (`/__sandbox/chaos`): Keap having a bad day.
+#[derive(Debug)]
+struct Chaos {
+    /// Share of calls that fail, 0 to 1.
+    rate: f64,
+    hang: Duration,
+    /// splitmix64 state: seeded, so a run can be repeated.
+    state: u64,
+}
+
+impl Chaos {
+    fn next(&mut self) -> u64 {
+        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Whether this call fails, and how: one of `kinds`, evenly.
+    fn roll<T: Copy>(&mut self, kinds: &[T]) -> Option<T> {
+        let hit = ((self.next() >> 11) as f64 / (1u64 << 53) as f64) < self.rate;
+        if !hit || kinds.is_empty() {
+            return None;
+        }
+        Some(kinds[(self.next() % kinds.len() as u64) as usize])
+    }
+}
+
+/// What Keap's refresh rotation saw: the bad-day test's proof that no rotated refresh token was
+/// ever used again.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+struct RotationCounts {
+    /// Refreshes carried out whose answer was then lost (`drop`).
+    dropped: u64,
+    /// A rotated refresh token presented again although its successor was delivered: two
+    /// refreshes of one link raced, or a stale copy was used. Must stay 0.
+    reused: u64,
+    /// A rotated refresh token presented again after its successor's answer was lost.
+    reused_after_lost_answer: u64,
+    /// A revoked or never-issued refresh token presented.
+    refused_other: u64,
 }
 
 #[derive(Debug)]
@@ -112,6 +163,16 @@ struct Inner {
     /// REST calls by `"METHOD /route-pattern"`.
     api_calls: BTreeMap<String, u64>,
     api_log: VecDeque<gateway::ApiLogEntry>,
+    chaos: Option<Chaos>,
+    /// Faults chaos played, by `"token:<kind>"` / `"api:<kind>"`.
+    chaos_played: BTreeMap<String, u64>,
+    rotation: RotationCounts,
+    /// A chaos 429 said the client's throttle window is spent until then (unix ms), from when.
+    spent_until_ms: u64,
+    spent_since_ms: u64,
+    /// REST calls that arrived over a second after such a 429 was sent and before its window
+    /// ended: calls a client that heeds Keap's headers would not have sent.
+    calls_while_spent: u64,
 }
 
 impl Default for Inner {
@@ -133,6 +194,12 @@ impl Default for Inner {
             api_gate: None,
             api_calls: BTreeMap::new(),
             api_log: VecDeque::new(),
+            chaos: None,
+            chaos_played: BTreeMap::new(),
+            rotation: RotationCounts::default(),
+            spent_until_ms: 0,
+            spent_since_ms: 0,
+            calls_while_spent: 0,
         }
     }
 }
@@ -265,5 +332,6 @@ pub fn try_router(config: Config) -> Result<Router, String> {
         .route("/__sandbox/reset", post(controls::reset))
         .route("/__sandbox/seed", post(controls::seed))
         .route("/__sandbox/mint", post(controls::mint))
+        .route("/__sandbox/chaos", post(controls::set_chaos))
         .with_state(state))
 }

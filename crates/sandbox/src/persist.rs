@@ -120,10 +120,13 @@ pub(crate) fn load(path: &Path, g: &mut Inner) -> Result<usize, String> {
     }
     for (t, r) in saved.refresh {
         if let Some((user, app)) = known(&r.email, &r.app) {
+            // Only live tokens are kept: none was rotated yet.
             let grant = RefreshGrant {
                 user,
                 app,
                 alive: true,
+                rotated: false,
+                answer_lost: false,
             };
             refresh.push((t, grant));
         }
@@ -180,6 +183,8 @@ mod tests {
             user: 4,
             app: "ij345",
             alive,
+            rotated: !alive,
+            answer_lost: false,
         };
         g.refresh.insert("live".into(), grant(true));
         g.refresh.insert("dead".into(), grant(false));

@@ -91,6 +91,8 @@ impl Sandbox {
                     user,
                     app,
                     alive: true,
+                    rotated: false,
+                    answer_lost: false,
                 },
             );
             body["refresh_token"] = json!(refresh);
@@ -139,7 +141,24 @@ async fn answer(
     form: &HashMap<String, String>,
 ) -> Response {
     let field = |k: &str| form.get(k).map(String::as_str);
-    let fault = s.lock().faults.pop_front();
+    let fault = {
+        let mut g = s.lock();
+        let queued = g.faults.pop_front();
+        queued.or_else(|| {
+            let chaos = g.chaos.as_mut()?;
+            let hang = chaos.hang;
+            let kind = chaos.roll(&[
+                FaultKind::Throttle,
+                FaultKind::ServerError,
+                FaultKind::Hang,
+                FaultKind::Drop,
+            ])?;
+            *g.chaos_played
+                .entry(format!("token:{kind:?}").to_lowercase())
+                .or_default() += 1;
+            Some(Fault { kind, hang })
+        })
+    };
     match fault.map(|f| f.kind) {
         Some(FaultKind::ServerError) => {
             return (
@@ -215,18 +234,30 @@ async fn answer(
             let mut g = s.lock();
             *g.refresh_calls.entry(short_hash(presented)).or_default() += 1;
             let revoke_access = g.revoke_access_on_refresh;
-            let (user, app) = match g.refresh.get_mut(presented) {
+            let held = g
+                .refresh
+                .get(presented)
+                .map(|r| (r.alive, r.rotated, r.answer_lost, r.user, r.app));
+            let (user, app) = match held {
                 // Rotation: the presented token dies at once, even if the answer is then lost.
-                Some(r) if r.alive => {
-                    r.alive = false;
-                    (r.user, r.app)
+                Some((true, _, _, user, app)) => {
+                    if let Some(r) = g.refresh.get_mut(presented) {
+                        r.alive = false;
+                        r.rotated = true;
+                    }
+                    (user, app)
                 }
-                _ => {
+                refused => {
+                    match refused {
+                        Some((_, true, true, ..)) => g.rotation.reused_after_lost_answer += 1,
+                        Some((_, true, false, ..)) => g.rotation.reused += 1,
+                        _ => g.rotation.refused_other += 1,
+                    }
                     return oauth_error(
                         StatusCode::BAD_REQUEST,
                         "invalid_request",
                         "Invalid Refresh Token",
-                    )
+                    );
                 }
             };
             if revoke_access {
@@ -257,6 +288,13 @@ async fn answer(
         hang,
     }) = fault
     {
+        if field("grant_type") == Some("refresh_token") {
+            let mut g = s.lock();
+            g.rotation.dropped += 1;
+            if let Some(r) = g.refresh.get_mut(field("refresh_token").unwrap_or("")) {
+                r.answer_lost = true;
+            }
+        }
         tokio::time::sleep(hang).await;
         return (StatusCode::INTERNAL_SERVER_ERROR, "connection lost").into_response();
     }

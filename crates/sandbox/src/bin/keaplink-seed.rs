@@ -4,7 +4,9 @@
 //! Reads `{"partner", "token_keys", "now", "count", "due_every", "margin_secs", "tokens": [{"access_token", "refresh_token"}]}`
 //! on stdin. Every `due_every`-th connection gets an access token inside the refresh margin and
 //! the next of `tokens` (live at the sandbox); the others are fresh, with tokens Keap would refuse
-//! (or, with `"unreadable_idle": true`, an unreadable value under intact metadata).
+//! (or, with `"unreadable_idle": true`, an unreadable value under intact metadata). Every link is
+//! written as just linked (a use now: in use for the sweep until its window passes);
+//! `"refresh_lifetime_secs"` sets its refresh token's expected life (default 45 days).
 
 use keaplink_core::connection::{
     ConnectionKey, ConnectionRecord, NewConnection, DEFAULT_REFRESH_LIFETIME_SECS,
@@ -34,6 +36,9 @@ struct Input {
     /// Also write each link's search index entries, as its guard would (the console's search).
     #[serde(default)]
     index: bool,
+    /// The refresh tokens' lifetime, as the Worker is configured (default 45 days).
+    #[serde(default)]
+    refresh_lifetime_secs: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -63,7 +68,12 @@ fn main() {
         let key = ConnectionKey::new(&partner, &user, &app);
         let due = input.due_every > 0 && i % input.due_every == 0;
         let (access, refresh, expires_in) = match (due, due.then(|| live.next()).flatten()) {
-            (true, Some(t)) => (t.access_token, t.refresh_token, input.margin_secs / 2),
+            // Half the margin, and at most 10 minutes: due for any sweep lead.
+            (true, Some(t)) => (
+                t.access_token,
+                t.refresh_token,
+                (input.margin_secs / 2).min(600),
+            ),
             (true, None) => panic!("fewer live tokens than due connections"),
             (false, _) => (format!("idle-at-{i}"), format!("idle-rt-{i}"), 86_400),
         };
@@ -84,7 +94,9 @@ fn main() {
                 access_token: Secret::new(access),
                 refresh_token: Secret::new(refresh),
                 expires_in,
-                refresh_lifetime_secs: DEFAULT_REFRESH_LIFETIME_SECS,
+                refresh_lifetime_secs: input
+                    .refresh_lifetime_secs
+                    .unwrap_or(DEFAULT_REFRESH_LIFETIME_SECS),
                 now: input.now,
                 nonce: random(),
             },

@@ -1,0 +1,176 @@
+// A bad day at Keap: 1,000 seeded links and steady token and proxy traffic while the sandbox
+// fails 10% of all calls (429s that spend the throttle window, 500s, hangs past the Worker's
+// timeout, and refreshes carried out whose answer is lost), over compressed hours of sweeps (a
+// sweep every few seconds; access tokens live 90 s, refresh tokens 300 s, so idle links need
+// keep-alive refreshes during the storm). Afterwards every link is active or needs_reauth with a
+// reason, needs_reauth only where the sandbox lost a refresh's answer, no rotated refresh token
+// was ever presented again, nothing reached Keap while keaplink knew the window was spent, and
+// no log line carries a token. Bounded: about 2.5 minutes on two cores.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { startStack } from "./harness.mjs";
+import { call, putPartner, runSweep } from "./client.mjs";
+import { seedConnections } from "./seed.mjs";
+
+const LINKS = 1000;
+/** Links the traffic uses (the rest are idle and only kept alive). */
+const BUSY = 40;
+const STORM_MS = 100_000;
+const SWEEP_EVERY_MS = 5_000;
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const user = (i) => `seed-${String(i).padStart(6, "0")}`;
+
+let stack;
+let kvDir;
+let acme;
+
+before(async () => {
+  kvDir = await mkdtemp(join(tmpdir(), "keaplink-bad-day-"));
+  stack = await startStack({
+    persistTo: kvDir,
+    sandbox: { expiresIn: 90 },
+    workerVars: {
+      // A day in 90 s: tokens handed out with 20 s left at least, links in use refreshed 25 s
+      // before that; a link called every 15 s is in use; refresh tokens live 300 s and idle links
+      // are kept alive 60 to 180 s before that.
+      REFRESH_MARGIN_SECS: "20",
+      REFRESH_LEAD_SECS: "25",
+      REFRESH_IN_USE_SECS: "15",
+      KEAP_REFRESH_TOKEN_LIFETIME_SECS: "300",
+      REFRESH_IDLE_MARGIN_SECS: "60",
+      REFRESH_IDLE_SPREAD_SECS: "120",
+      REFRESH_BACKOFF_SECS: "1",
+      KEAP_TIMEOUT_MS: "1500",
+      KEAP_QUOTA_RESERVE: "0",
+    },
+  });
+  acme = await putPartner(stack.url, "acme");
+  await stack.worker.stop();
+  const seeded = await seedConnections({
+    persistTo: kvDir, sandbox: stack.sandbox, partner: "acme", count: LINKS, dueEvery: 1, marginSecs: 120, refreshLifetimeSecs: 300,
+  });
+  assert.equal(seeded.due, LINKS);
+  await stack.restartWorker();
+});
+after(async () => {
+  await stack?.stop();
+  await rm(kvDir, { recursive: true, force: true });
+});
+
+const token = (u) => call(stack.worker.url, "POST", "/v1/token", { token: acme.api_key, body: { user: u } });
+const proxied = (u) =>
+  call(stack.worker.url, "GET", "/v1/keap/crm/rest/v2/oauth/connect/userinfo", { token: acme.api_key, headers: { "keaplink-user": u } });
+
+async function allLinks() {
+  const links = [];
+  let cursor = "";
+  do {
+    const res = await call(stack.worker.url, "GET", `/v1/connections?limit=1000${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ""}`, { token: acme.api_key });
+    assert.equal(res.status, 200, res.text);
+    links.push(...res.json.connections);
+    cursor = res.json.cursor;
+  } while (cursor);
+  return links;
+}
+
+/** Waits until the refresh queue has nothing left for Keap: two quiet sweeps in a row. */
+async function settle() {
+  let quiet = 0;
+  for (let i = 0; i < 30 && quiet < 2; i++) {
+    const before = (await stack.sandbox.stats()).calls.token_refresh ?? 0;
+    await runSweep(stack.worker);
+    await sleep(3_000);
+    const after = (await stack.sandbox.stats()).calls.token_refresh ?? 0;
+    quiet = after === before ? quiet + 1 : 0;
+  }
+}
+
+test(`a bad day at Keap: ${LINKS} links, 10% of calls failing, sweeps every ${SWEEP_EVERY_MS / 1000} s`, { timeout: 240_000 }, async () => {
+  // Keap's per-minute throttle window shortened to 3 s, so a 429 holds the proxy that long.
+  await stack.sandbox.quota({ product_throttle: { limit: 1_000_000, window_ms: 3_000 } });
+  await stack.sandbox.chaos({ rate: 0.1, hang_ms: 2_500, seed: 24 });
+
+  const outcomes = {};
+  const note = (kind, res) => {
+    const key = `${kind} ${res.status}${res.json?.error ? ` ${res.json.error.code}` : ""}`;
+    outcomes[key] = (outcomes[key] ?? 0) + 1;
+  };
+  const started = Date.now();
+  let sweeps = 0;
+  const sweeper = (async () => {
+    while (Date.now() - started < STORM_MS) {
+      const report = await runSweep(stack.worker);
+      assert.equal(report.kv_value_reads, 0);
+      sweeps += 1;
+      await sleep(SWEEP_EVERY_MS);
+    }
+  })();
+  // Four callers, each going round the busy links: token and proxied calls alternately.
+  const callers = Array.from({ length: 4 }, async (_, c) => {
+    for (let n = c; Date.now() - started < STORM_MS; n += 4) {
+      const u = user(n % BUSY);
+      const res = n % 2 ? await proxied(u) : await token(u);
+      note(n % 2 ? "proxy" : "token", res);
+      assert.ok([200, 409, 429, 502, 504].includes(res.status), `${res.status} ${res.text}`);
+      if (res.status === 200 && n % 2 === 0) assert.ok(Date.parse(res.json.expires_at) - Date.now() >= 59_000 - 2_000);
+      await sleep(150);
+    }
+  });
+  await Promise.all([sweeper, ...callers]);
+  const storm = await stack.sandbox.stats();
+  await stack.sandbox.chaos({ rate: 0 });
+  await settle();
+
+  const stats = await stack.sandbox.stats();
+  const links = await allLinks();
+  const dead = links.filter((l) => l.status === "needs_reauth");
+  const figures = {
+    sweeps, outcomes, chaos_played: storm.chaos_played, rotation: stats.rotation,
+    calls_while_spent: stats.calls_while_spent, refresh_calls: stats.calls.token_refresh,
+    api_calls: stats.api_calls_total, needs_reauth: dead.length,
+    reasons: Object.fromEntries(dead.map((l) => l.last_error.code).map((c, _, all) => [c, all.filter((x) => x === c).length])),
+  };
+  console.log(JSON.stringify(figures));
+
+  // The storm was one: every kind of fault was played, on both endpoints.
+  for (const kind of ["token:throttle", "token:servererror", "token:hang", "token:drop", "api:throttle", "api:servererror", "api:hang", "api:drop"]) {
+    assert.ok((storm.chaos_played[kind] ?? 0) > 0, `${kind} played: ${JSON.stringify(storm.chaos_played)}`);
+  }
+  assert.ok(sweeps >= 15, `${sweeps} sweeps`);
+  assert.ok(stats.calls.token_refresh >= LINKS, "the idle links were kept alive through the storm");
+
+  // Every link is still there, active or needing its user with a reason.
+  assert.equal(links.length, LINKS);
+  for (const l of links) {
+    assert.ok(["active", "needs_reauth"].includes(l.status), JSON.stringify(l));
+    if (l.status === "needs_reauth") assert.ok(["refresh_lost", "refresh_token_invalid"].includes(l.last_error?.code), JSON.stringify(l));
+  }
+  // needs_reauth only where Keap's answer to a refresh was lost: each dead link presented the
+  // token whose successor never arrived, once; no other refused refresh happened at all.
+  assert.equal(stats.rotation.reused, 0, "no rotated refresh token was ever used again");
+  assert.equal(stats.rotation.refused_other, 0);
+  assert.equal(dead.length, stats.rotation.reused_after_lost_answer, JSON.stringify(figures));
+  assert.ok(dead.length <= stats.rotation.dropped, JSON.stringify(figures));
+  // Nothing reached Keap while keaplink knew the throttle window was spent.
+  assert.ok((storm.chaos_played["api:throttle"] ?? 0) > 0);
+  assert.equal(stats.calls_while_spent, 0);
+
+  // Every active link still works: its token is handed out (refreshed if it must be).
+  const active = links.filter((l) => l.status === "active");
+  assert.ok(active.length >= LINKS - stats.rotation.dropped);
+  for (const l of active.filter((_, i) => i % 10 === 0)) {
+    const t = await token(l.user);
+    assert.equal(t.status, 200, `${l.user}: ${t.text}`);
+  }
+
+  // No log line carries a token the sandbox issued (the full check runs over the whole suite).
+  const issued = await (await fetch(`${stack.sandbox.url}/__sandbox/issued`)).json();
+  const secrets = [...issued.access_tokens, ...issued.refresh_tokens];
+  const logs = stack.worker.logs.join("");
+  assert.ok(logs.length > 0);
+  const leaked = secrets.filter((s) => logs.includes(s));
+  assert.deepEqual(leaked, [], "no token in any log line");
+});
