@@ -1,5 +1,5 @@
 //! A small map kept as a `Vec` in key order: hourly tallies (`stats::HourlyTally`,
-//! `proxy::ProxyTally`) and Keap apps' throttles (`quota::QuotaView`).
+//! `proxy::ProxyTally`), Keap apps' throttles (`quota::QuotaView`), a query's parameters.
 //!
 //! These maps hold a few dozen entries at most, and each `BTreeMap<K, V>` compiled its own node
 //! code into the Worker (~8 KB of wasm per key and value type), where a sorted `Vec` costs a
