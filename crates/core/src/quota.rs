@@ -81,6 +81,7 @@ impl Window {
     }
 }
 
+/// Takes what is now known of `app`'s throttle into `apps`.
 fn merge_app(apps: &mut VecMap<String, Window>, app: &str, w: &Window) {
     match apps.get_mut(app) {
         Some(known) => known.merge(w),
