@@ -14,14 +14,6 @@ use worker::wasm_bindgen::JsValue;
 use worker::wasm_bindgen_futures::JsFuture;
 use worker::{Env, Headers, Request, Response, State, Storage};
 
-/// What an object answers to a command (read back by `payload`).
-#[derive(Serialize)]
-#[serde(rename_all = "snake_case")]
-enum Reply<T> {
-    Ok(T),
-    Err(ApiError),
-}
-
 /// Sends `command` to the object named `name` in the namespace bound as `binding`; answers what
 /// it replied.
 ///
@@ -173,12 +165,19 @@ pub fn read_command<F, C>(
         .map_err(|lack| unreadable(binding, format!("{}: {lack}", named.name)))
 }
 
-/// An object's answer: its result, typed by the command, as the caller reads it.
+/// An object's answer: its result, typed by the command, as the caller reads it. Only the
+/// payload's JSON is per type; the envelope is written once (`envelope`).
 pub fn reply<T: Serialize>(result: ApiResult<T>) -> worker::Result<Response> {
-    let text = serde_json::to_string(&match result {
-        Ok(t) => Reply::Ok(t),
-        Err(e) => Reply::Err(e),
-    })?;
+    envelope(result.map(|t| serde_json::to_string(&t)))
+}
+
+/// What an object answers to a command: `{"ok":<payload>}` or `{"err":<ApiError>}` (read back
+/// by `payload`).
+fn envelope(result: ApiResult<serde_json::Result<String>>) -> worker::Result<Response> {
+    let text = match result {
+        Ok(payload) => format!("{{\"ok\":{}}}", payload?),
+        Err(e) => format!("{{\"err\":{}}}", serde_json::to_string(&e)?),
+    };
     Response::ok(text)
 }
 

@@ -13,7 +13,6 @@ pub mod deploy;
 pub mod error;
 pub mod export;
 pub mod flow;
-pub mod hourly;
 pub mod identity;
 pub mod ids;
 pub mod import;
@@ -37,6 +36,7 @@ pub mod sim;
 pub mod stats;
 pub mod sweep;
 pub mod timeline;
+pub mod vec_map;
 pub mod webhook;
 
 pub use error::{ApiError, ApiResult, ErrorCode};

@@ -9,10 +9,10 @@
 use crate::clock::UnixTime;
 use crate::connection::ConnectionRecord;
 use crate::error::{ApiError, ApiResult, ErrorCode};
-use crate::hourly::Buckets;
 use crate::ids::UserId;
 use crate::keap::KeapApp;
 use crate::secret::Secret;
+use crate::vec_map::VecMap;
 use keaplink_api::proxy::ProxyCounts;
 use keaplink_api::ConnectionStatus;
 use serde::{Deserialize, Serialize};
@@ -408,14 +408,17 @@ const WINDOW_HOURS: i64 = 24;
 /// Proxied calls by hour; keeps only the buckets the 24-hour window can still see.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProxyTally {
-    buckets: Buckets<ProxyCounts>,
+    buckets: VecMap<i64, ProxyCounts>,
 }
 
 impl ProxyTally {
     pub fn add(&mut self, now: UnixTime, counts: &ProxyCounts) {
         let hour = now.div_euclid(HOUR);
-        add_counts(self.buckets.hour_mut(hour), counts);
-        self.buckets.keep_after(hour - WINDOW_HOURS);
+        add_counts(
+            self.buckets.get_or_insert_with(hour, ProxyCounts::default),
+            counts,
+        );
+        self.buckets.retain(|h, _| *h > hour - WINDOW_HOURS);
     }
 
     /// The sums over the current hour and the 23 before it.

@@ -2,7 +2,7 @@
 //! takes, and one rule for `limit`. Errors name the parameter and the rule, never echo a value.
 
 use crate::error::{ApiError, ErrorCode};
-use std::collections::BTreeMap;
+use crate::vec_map::VecMap;
 
 pub const MAX_QUERY_BYTES: usize = 4096;
 
@@ -12,11 +12,11 @@ fn bad(message: String) -> ApiError {
 
 /// The parameters of `query` (without the `?`), decoded. Refused: a parameter this endpoint does
 /// not take, one that appears twice, or a query over 4 KiB.
-pub fn parse(query: &str, takes: &[&str]) -> Result<BTreeMap<String, String>, ApiError> {
+pub fn parse(query: &str, takes: &[&str]) -> Result<VecMap<String, String>, ApiError> {
     if query.len() > MAX_QUERY_BYTES {
         return Err(bad("The query string is over 4 KiB.".into()));
     }
-    let mut out = BTreeMap::new();
+    let mut out = VecMap::default();
     for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
         if !takes.contains(&k.as_ref()) {
             let known = if takes.is_empty() {

@@ -9,9 +9,9 @@
 
 use crate::clock::rfc3339;
 use crate::error::{ApiError, ErrorCode};
+use crate::vec_map::VecMap;
 use keaplink_api::proxy::{AppThrottle, KeapQuota, QuotaWindow};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 
 const SECOND_MS: u64 = 1_000;
 const MINUTE_MS: u64 = 60 * SECOND_MS;
@@ -77,6 +77,16 @@ impl Window {
             limit: self.limit,
             available: self.available,
             resets_at: Some(rfc3339((self.resets_at_ms / SECOND_MS) as i64)),
+        }
+    }
+}
+
+/// Takes what is now known of `app`'s throttle into `apps`.
+fn merge_app(apps: &mut VecMap<String, Window>, app: &str, w: &Window) {
+    match apps.get_mut(app) {
+        Some(known) => known.merge(w),
+        None => {
+            apps.insert(app.to_owned(), *w);
         }
     }
 }
@@ -254,8 +264,8 @@ pub struct QuotaView {
     pub day: Option<Window>,
     pub throttle: Option<Window>,
     /// Keap apps' own throttles, by app.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub apps: BTreeMap<String, Window>,
+    #[serde(default, skip_serializing_if = "VecMap::is_empty")]
+    pub apps: VecMap<String, Window>,
     /// After a 429 that named no window: nothing goes to Keap before this. This isolate's own
     /// (a spike clears in a second; by the time it spread it would be over).
     #[serde(skip)]
@@ -268,10 +278,7 @@ impl QuotaView {
         merge_slot(&mut self.day, &obs.day);
         merge_slot(&mut self.throttle, &obs.throttle);
         if let Some(w) = &obs.app {
-            self.apps
-                .entry(app.to_owned())
-                .and_modify(|known| known.merge(w))
-                .or_insert(*w);
+            merge_app(&mut self.apps, app, w);
         }
         if obs.refused && self.hold(Some(app), 0, now_ms).is_none() {
             self.spike_until_ms = now_ms + SPIKE_HOLD_MS;
@@ -284,10 +291,7 @@ impl QuotaView {
         merge_slot(&mut self.day, &other.day);
         merge_slot(&mut self.throttle, &other.throttle);
         for (app, w) in &other.apps {
-            self.apps
-                .entry(app.clone())
-                .and_modify(|known| known.merge(w))
-                .or_insert(*w);
+            merge_app(&mut self.apps, app, w);
         }
         self.prune(now_ms);
     }
@@ -342,9 +346,7 @@ impl QuotaView {
     /// What this isolate tells the others: the client's windows, and the apps whose throttle
     /// is spent or nearly so (the rest matter to no one else).
     pub fn report(&self, now_ms: u64) -> QuotaView {
-        // Inserted one by one rather than collected: `BTreeMap`'s `FromIterator` sorts first,
-        // and that sort would be compiled for this one type (~4 KB of wasm).
-        let mut apps = BTreeMap::new();
+        let mut apps = VecMap::default();
         for (a, w) in self.apps.iter().filter(|(_, w)| w.near(0, now_ms)) {
             apps.insert(a.clone(), *w);
         }

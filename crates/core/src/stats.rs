@@ -1,7 +1,7 @@
 //! Operations figures: refresh outcomes counted in hourly buckets, summed over the last 24 hours.
 
 use crate::clock::UnixTime;
-use crate::hourly::Buckets;
+use crate::vec_map::VecMap;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,14 +37,16 @@ pub const WINDOW_HOURS: i64 = 24;
 /// Counts by hour; keeps only the buckets the window can still see.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HourlyTally {
-    buckets: Buckets<RefreshTally>,
+    buckets: VecMap<i64, RefreshTally>,
 }
 
 impl HourlyTally {
     pub fn add(&mut self, now: UnixTime, outcome: RefreshOutcome, n: u64) {
         let hour = now.div_euclid(HOUR);
-        self.buckets.hour_mut(hour).add(outcome, n);
-        self.buckets.keep_after(hour - WINDOW_HOURS);
+        self.buckets
+            .get_or_insert_with(hour, RefreshTally::default)
+            .add(outcome, n);
+        self.buckets.retain(|h, _| *h > hour - WINDOW_HOURS);
     }
 
     /// The sums over the 24 hours up to `now` (whole hours: the current one and the 23 before).

@@ -7,7 +7,6 @@ use crate::refresh::Attempt;
 use crate::stats::RefreshOutcome;
 use keaplink_api::{ConnectionEvent, ConnectionEventKind};
 use serde::{Deserialize, Serialize};
-use std::collections::VecDeque;
 
 pub const MAX_EVENTS: usize = 100;
 
@@ -23,7 +22,9 @@ struct Entry {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Timeline {
-    entries: VecDeque<Entry>,
+    /// Oldest first. A `Vec`, not a `VecDeque`: at most `MAX_EVENTS` entries, and a `VecDeque`
+    /// was its own few KB of wasm for this one type (both read and write the same JSON array).
+    entries: Vec<Entry>,
 }
 
 impl Timeline {
@@ -34,14 +35,15 @@ impl Timeline {
         code: Option<&str>,
         detail: Option<String>,
     ) {
-        self.entries.push_back(Entry {
+        self.entries.push(Entry {
             at,
             kind,
             code: code.map(str::to_owned),
             detail,
         });
-        while self.entries.len() > MAX_EVENTS {
-            self.entries.pop_front();
+        if self.entries.len() > MAX_EVENTS {
+            let over = self.entries.len() - MAX_EVENTS;
+            self.entries.drain(..over);
         }
     }
 
