@@ -1,11 +1,11 @@
 // A bad day at Keap: 1,000 seeded links and steady token and proxy traffic while the sandbox
 // fails 10% of all calls (429s that spend the throttle window, 500s, hangs past the Worker's
 // timeout, and refreshes carried out whose answer is lost), over compressed hours of sweeps (a
-// sweep every few seconds; access tokens live 90 s, refresh tokens 300 s, so idle links need
+// sweep every few seconds; access tokens live 90 s, refresh tokens 150 s, so idle links need
 // keep-alive refreshes during the storm). Afterwards every link is active or needs_reauth with a
 // reason, needs_reauth only where the sandbox lost a refresh's answer, no rotated refresh token
 // was ever presented again, nothing reached Keap while keaplink knew the window was spent, and
-// no log line carries a token. Bounded: about 2.5 minutes on two cores.
+// no log line carries a token. Bounded: about 2.5 minutes on two cores (a 90 s storm).
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtemp, rm } from "node:fs/promises";
@@ -18,7 +18,7 @@ import { seedConnections } from "./seed.mjs";
 const LINKS = 1000;
 /** Links the traffic uses (the rest are idle and only kept alive). */
 const BUSY = 40;
-const STORM_MS = 100_000;
+const STORM_MS = 90_000;
 const SWEEP_EVERY_MS = 5_000;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const user = (i) => `seed-${String(i).padStart(6, "0")}`;
@@ -34,14 +34,14 @@ before(async () => {
     sandbox: { expiresIn: 90 },
     workerVars: {
       // A day in 90 s: tokens handed out with 20 s left at least, links in use refreshed 25 s
-      // before that; a link called every 15 s is in use; refresh tokens live 300 s and idle links
-      // are kept alive 60 to 180 s before that.
+      // before that; a link called every 15 s is in use; refresh tokens live 150 s and idle links
+      // are kept alive 30 to 90 s before that (60 to 120 s after seeding: in the storm).
       REFRESH_MARGIN_SECS: "20",
       REFRESH_LEAD_SECS: "25",
       REFRESH_IN_USE_SECS: "15",
-      KEAP_REFRESH_TOKEN_LIFETIME_SECS: "300",
-      REFRESH_IDLE_MARGIN_SECS: "60",
-      REFRESH_IDLE_SPREAD_SECS: "120",
+      KEAP_REFRESH_TOKEN_LIFETIME_SECS: "150",
+      REFRESH_IDLE_MARGIN_SECS: "30",
+      REFRESH_IDLE_SPREAD_SECS: "60",
       REFRESH_BACKOFF_SECS: "1",
       KEAP_TIMEOUT_MS: "1500",
       KEAP_QUOTA_RESERVE: "0",
@@ -50,7 +50,7 @@ before(async () => {
   acme = await putPartner(stack.url, "acme");
   await stack.worker.stop();
   const seeded = await seedConnections({
-    persistTo: kvDir, sandbox: stack.sandbox, partner: "acme", count: LINKS, dueEvery: 1, marginSecs: 120, refreshLifetimeSecs: 300,
+    persistTo: kvDir, sandbox: stack.sandbox, partner: "acme", count: LINKS, dueEvery: 1, marginSecs: 120, refreshLifetimeSecs: 150,
   });
   assert.equal(seeded.due, LINKS);
   await stack.restartWorker();
@@ -76,13 +76,13 @@ async function allLinks() {
   return links;
 }
 
-/** Waits until the refresh queue has nothing left for Keap: two quiet sweeps in a row. */
+/** Lets the refresh queue finish: sweeps until two in a row send Keap nothing (at most 8). */
 async function settle() {
   let quiet = 0;
-  for (let i = 0; i < 30 && quiet < 2; i++) {
+  for (let i = 0; i < 8 && quiet < 2; i++) {
     const before = (await stack.sandbox.stats()).calls.token_refresh ?? 0;
     await runSweep(stack.worker);
-    await sleep(3_000);
+    await sleep(2_000);
     const after = (await stack.sandbox.stats()).calls.token_refresh ?? 0;
     quiet = after === before ? quiet + 1 : 0;
   }
@@ -113,8 +113,11 @@ test(`a bad day at Keap: ${LINKS} links, 10% of calls failing, sweeps every ${SW
     for (let n = c; Date.now() - started < STORM_MS; n += 4) {
       const u = user(n % BUSY);
       const res = n % 2 ? await proxied(u) : await token(u);
-      note(n % 2 ? "proxy" : "token", res);
-      assert.ok([200, 409, 429, 502, 504].includes(res.status), `${res.status} ${res.text}`);
+      const relayed = n % 2 && !res.headers.get("keaplink-error");
+      note(n % 2 ? (relayed ? "proxy relayed" : "proxy") : "token", res);
+      // keaplink's own answers are from the contract; the proxy relays Keap's as they came.
+      if (relayed) assert.ok([200, 429, 500].includes(res.status), `${res.status} ${res.text}`);
+      else assert.ok([200, 409, 429, 502, 504].includes(res.status), `${res.status} ${res.text}`);
       if (res.status === 200 && n % 2 === 0) assert.ok(Date.parse(res.json.expires_at) - Date.now() >= 59_000 - 2_000);
       await sleep(150);
     }
@@ -139,7 +142,7 @@ test(`a bad day at Keap: ${LINKS} links, 10% of calls failing, sweeps every ${SW
   for (const kind of ["token:throttle", "token:servererror", "token:hang", "token:drop", "api:throttle", "api:servererror", "api:hang", "api:drop"]) {
     assert.ok((storm.chaos_played[kind] ?? 0) > 0, `${kind} played: ${JSON.stringify(storm.chaos_played)}`);
   }
-  assert.ok(sweeps >= 15, `${sweeps} sweeps`);
+  assert.ok(sweeps >= 12, `${sweeps} sweeps`);
   assert.ok(stats.calls.token_refresh >= LINKS, "the idle links were kept alive through the storm");
 
   // Every link is still there, active or needing its user with a reason.
@@ -158,13 +161,24 @@ test(`a bad day at Keap: ${LINKS} links, 10% of calls failing, sweeps every ${SW
   assert.ok((storm.chaos_played["api:throttle"] ?? 0) > 0);
   assert.equal(stats.calls_while_spent, 0);
 
-  // Every active link still works: its token is handed out (refreshed if it must be).
+  // Every active link still works: its token is handed out (refreshed if it must be), unless
+  // it is one whose lost answer nobody has met yet: then it needs its user now, and the counts
+  // above still agree.
   const active = links.filter((l) => l.status === "active");
   assert.ok(active.length >= LINKS - stats.rotation.dropped);
-  for (const l of active.filter((_, i) => i % 10 === 0)) {
+  let found = 0;
+  for (const l of active.filter((_, i) => i % 20 === 0 || i < BUSY)) {
     const t = await token(l.user);
-    assert.equal(t.status, 200, `${l.user}: ${t.text}`);
+    if (t.status === 409) found += 1;
+    else assert.equal(t.status, 200, `${l.user}: ${t.text}`);
   }
+  const final = await stack.sandbox.stats();
+  const deadNow = (await allLinks()).filter((l) => l.status === "needs_reauth").length;
+  assert.equal(deadNow, dead.length + found);
+  assert.equal(deadNow, final.rotation.reused_after_lost_answer);
+  assert.ok(deadNow <= final.rotation.dropped);
+  assert.equal(final.rotation.reused, 0);
+  assert.equal(final.rotation.refused_other, 0);
 
   // No log line carries a token the sandbox issued (the full check runs over the whole suite).
   const issued = await (await fetch(`${stack.sandbox.url}/__sandbox/issued`)).json();

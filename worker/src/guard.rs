@@ -75,9 +75,6 @@ enum Command {
         key: ConnectionKey,
         spend_key: String,
     },
-    /// A token or proxied call used the link at `at`: record it if the rule asks for it (at
-    /// most once per window; `keaplink_core::keep`).
-    Touch { key: ConnectionKey, at: i64 },
 }
 
 /// The latest record after a refresh was asked for.
@@ -175,7 +172,6 @@ impl DurableObject for ConnectionGuard {
             Command::SpendRepairLink { key, spend_key } => {
                 durable::reply(self.spend_repair_link(&store, &key, &spend_key).await)
             }
-            Command::Touch { key, at } => durable::reply(self.touch(&cfg, &store, &key, at).await),
         }
     }
 }
@@ -484,26 +480,6 @@ impl ConnectionGuard {
         Ok(Spend::Spent(Box::new(record)))
     }
 
-    async fn touch(
-        &self,
-        cfg: &Config,
-        store: &Store,
-        key: &ConnectionKey,
-        at: i64,
-    ) -> ApiResult<()> {
-        let Some(record) = self.record(store, key).await? else {
-            return Ok(());
-        };
-        if record.status != ConnectionStatus::Active {
-            return Ok(());
-        }
-        if let Some(uses) = cfg.refresh.keep.record_use(record.uses(), at) {
-            self.save(store, key, &record.with_uses(uses), false)
-                .await?;
-        }
-        Ok(())
-    }
-
     async fn refresh(
         &self,
         cfg: &Config,
@@ -539,6 +515,14 @@ impl ConnectionGuard {
             .refresh
             .needs_refresh(&RefreshState::from(&record), purpose, held.as_deref(), t)
         {
+            // A call's use, when the rule wants it recorded (at most once per window).
+            if let Purpose::Use { at } = purpose {
+                if let Some(uses) = cfg.refresh.keep.record_use(record.uses(), *at) {
+                    let next = record.with_uses(uses);
+                    self.save(store, key, &next, false).await?;
+                    return not_refreshed(next);
+                }
+            }
             return not_refreshed(record);
         }
         let current: OpenTokens = record.open_tokens(&cfg.keys, key).map_err(unopenable)?;
@@ -634,15 +618,6 @@ pub async fn refresh(
     let command = Command::Refresh {
         key: key.clone(),
         purpose,
-    };
-    ask(env, key, &command).await
-}
-
-/// Records a use of the link at `at` (at most once per window: the guard applies the rule).
-pub async fn touch(env: &Env, key: &ConnectionKey, at: i64) -> ApiResult<()> {
-    let command = Command::Touch {
-        key: key.clone(),
-        at,
     };
     ask(env, key, &command).await
 }

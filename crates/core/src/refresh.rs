@@ -117,6 +117,9 @@ pub enum Purpose {
     Heal { failed: String },
     /// An operator asked for it (the console's "refresh now").
     Force,
+    /// Not a refresh: a token or proxied call used the link at `at`, and its guard records the
+    /// use if the rule asks for it (at most once per window; `crate::keep`).
+    Use { at: UnixTime },
 }
 
 /// A short, one-way name for an access token, so "is this the token that failed?" can be asked
@@ -186,6 +189,7 @@ impl RefreshPolicy {
             Purpose::Token => !self.is_fresh(s, now) && !throttled,
             Purpose::Heal { failed } => current == Some(failed.as_str()) && !throttled,
             Purpose::Force => true,
+            Purpose::Use { .. } => false,
         }
     }
 
@@ -429,6 +433,8 @@ mod tests {
         assert!(p.needs_refresh(&stale, &Purpose::Sweep, None, now));
         assert!(!p.needs_refresh(&fresh, &Purpose::Sweep, None, now));
         assert!(p.needs_refresh(&fresh, &Purpose::Force, None, now));
+        // Recording a use never refreshes, however stale the token.
+        assert!(!p.needs_refresh(&stale, &Purpose::Use { at: now }, None, now));
         // A heal refreshes only if the failed token is still the one held.
         let heal = Purpose::Heal {
             failed: "abc".into(),
