@@ -903,7 +903,17 @@ report), Keap calls (the sandbox's counter), errors. ¹ Derived, not counted: lo
 counters; one read (first use of the guard) and one write per guard that refreshed or recorded
 a failure. Gzip sizes here are Node's zlib at level 9 (\`scripts/sizes\` uses gzip -9; they differ by
 up to 1.5 %: Node's deflate makes other choices).
-`;
+${keepaliveSimSection()}`;
+}
+
+/** The link-keeping simulation's figures (not measured by this run: `bench/keepalive-sim.md`,
+ * written from `cargo run --release -p keaplink-core --example keepalive_sim`). */
+function keepaliveSimSection() {
+  try {
+    return `\n${readFileSync(join(ROOT, "bench", "keepalive-sim.md"), "utf8")}`;
+  } catch {
+    return "";
+  }
 }
 
 async function writeReport() {

@@ -48,8 +48,8 @@ impl Default for KeepPolicy {
         KeepPolicy {
             in_use_secs: 2 * 86_400,
             lead_secs: 4_500,
-            idle_margin_secs: 9 * 86_400,
-            idle_spread_secs: 12 * 86_400,
+            idle_margin_secs: 8 * 86_400,
+            idle_spread_secs: 10 * 86_400,
         }
     }
 }
@@ -113,7 +113,7 @@ impl KeepPolicy {
     }
 
     /// How long an idle link waits after `failures` failed keep-alive refreshes: an hour (less
-    /// when the margin is short), doubling, at most a twelfth of the idle margin (18 hours by
+    /// when the margin is short), doubling, at most a twelfth of the idle margin (16 hours by
     /// default, so 12 tries fit in it), jittered to 50-100% by id. An idle link has days to spare; hammering a Keap that is
     /// down would only spend the quota its links in use need when it is back.
     pub fn idle_backoff_secs(&self, id: &str, failures: u32) -> i64 {
