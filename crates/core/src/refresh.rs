@@ -219,9 +219,10 @@ impl RefreshPolicy {
             && self.keep.fresh_due(margin, s.access_expires_at, now)
         {
             Some(DueReason::AccessExpiring)
-        } else if now >= self.keep.keepalive_at(s.id, s.refresh_expires_at)
-            || (self.keepalive_secs > 0 && now - s.refresh_issued_at >= self.keepalive_secs)
-        {
+        } else if self.keepalive_secs > 0 && now - s.refresh_issued_at >= self.keepalive_secs {
+            // The operator's age cap (`REFRESH_KEEPALIVE_SECS`): the usual backoff only.
+            Some(DueReason::KeepAlive)
+        } else if now >= self.keep.keepalive_at(s.id, s.refresh_expires_at) {
             // Only kept alive: after a failure it waits the idle backoff (hours, not minutes).
             let waited = s.failed_at.is_none_or(|at| {
                 now >= at.saturating_add(self.keep.idle_backoff_secs(s.id, s.failures))
