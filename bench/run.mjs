@@ -903,7 +903,7 @@ report), Keap calls (the sandbox's counter), errors. ¹ Derived, not counted: lo
 counters; one read (first use of the guard) and one write per guard that refreshed or recorded
 a failure. Gzip sizes here are Node's zlib at level 9 (\`scripts/sizes\` uses gzip -9; they differ by
 up to 1.5 %: Node's deflate makes other choices).
-${importsSection()}`;
+${keepaliveSimSection()}${importsSection()}`;
 }
 
 /** The bulk import's figures, from `node bench/imports.mjs` (target/bench-imports.json). */
@@ -923,6 +923,16 @@ apps) imported into a fresh deployment under wrangler dev at the default pace
 |---|---|---|---|---|
 | ${r.items_per_minute.toLocaleString("en-US")} (${r.minutes} min) | ${r.keap_calls_per_item} | ${r.refreshes.toLocaleString("en-US")} | ${api} | ${Object.entries(r.outcomes).filter(([, n]) => n).map(([k, n]) => `${k} ${n.toLocaleString("en-US")}`).join(", ")} |
 `;
+}
+
+/** The link-keeping simulation's figures (not measured by this run: `bench/keepalive-sim.md`,
+ * written from `cargo run --release -p keaplink-core --example keepalive_sim`). */
+function keepaliveSimSection() {
+  try {
+    return `\n${readFileSync(join(ROOT, "bench", "keepalive-sim.md"), "utf8")}`;
+  } catch {
+    return "";
+  }
 }
 
 async function writeReport() {

@@ -96,9 +96,6 @@ enum Command {
         key: ConnectionKey,
         request_id: String,
     },
-    /// A token or proxied call used the link at `at`: record it if the rule asks for it (at
-    /// most once per window; `keaplink_core::keep`).
-    Touch { key: ConnectionKey, at: i64 },
 }
 
 /// Every field a `Command` carries, each optional: how the object reads its commands.
@@ -113,7 +110,6 @@ struct Fields {
     ttl_secs: Option<u64>,
     link: Option<RepairHandle>,
     request_id: Option<String>,
-    at: Option<i64>,
 }
 
 #[cfg(feature = "objects")]
@@ -158,10 +154,7 @@ impl Command {
                 key,
                 request_id: f.request_id.ok_or("no request_id")?,
             },
-            "touch" => Command::Touch {
-                key,
-                at: f.at.ok_or("no at")?,
-            },
+
             _ => return Err("an unknown command"),
         })
     }
@@ -285,7 +278,6 @@ impl DurableObject for ConnectionGuard {
             Command::Export { key, request_id } => {
                 durable::reply(self.export(&cfg, &store, &key, &request_id).await)
             }
-            Command::Touch { key, at } => durable::reply(self.touch(&cfg, &store, &key, at).await),
         }
     }
 }
@@ -683,26 +675,6 @@ impl ConnectionGuard {
         Ok(())
     }
 
-    async fn touch(
-        &self,
-        cfg: &Config,
-        store: &Store,
-        key: &ConnectionKey,
-        at: i64,
-    ) -> ApiResult<()> {
-        let Some(record) = self.record(store, key).await? else {
-            return Ok(());
-        };
-        if record.status != ConnectionStatus::Active {
-            return Ok(());
-        }
-        if let Some(uses) = cfg.refresh.keep.record_use(record.uses(), at) {
-            self.save(store, key, &record.with_uses(uses), false)
-                .await?;
-        }
-        Ok(())
-    }
-
     async fn refresh(
         &self,
         cfg: &Config,
@@ -738,6 +710,14 @@ impl ConnectionGuard {
             .refresh
             .needs_refresh(&RefreshState::from(&record), purpose, held.as_deref(), t)
         {
+            // A call's use, when the rule wants it recorded (at most once per window).
+            if let Purpose::Use { at } = purpose {
+                if let Some(uses) = cfg.refresh.keep.record_use(record.uses(), *at) {
+                    let next = record.with_uses(uses);
+                    self.save(store, key, &next, false).await?;
+                    return not_refreshed(next);
+                }
+            }
             return not_refreshed(record);
         }
         let current: OpenTokens = record.open_tokens(&cfg.keys, key).map_err(unopenable)?;
@@ -865,15 +845,6 @@ pub fn refresh(
         purpose,
     };
     ask(env, key, &command)
-}
-
-/// Records a use of the link at `at` (at most once per window: the guard applies the rule).
-pub async fn touch(env: &Env, key: &ConnectionKey, at: i64) -> ApiResult<()> {
-    let command = Command::Touch {
-        key: key.clone(),
-        at,
-    };
-    ask(env, key, &command).await
 }
 
 /// Moves the connection's tokens to the current first key (through its guard, so a refresh in

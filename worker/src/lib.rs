@@ -98,11 +98,6 @@ async fn fetch(mut req: Request, env: Env, ctx: Context) -> Result<Response> {
         .filter(|r| r.len() <= 64 && r.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
         .unwrap_or_else(|| hex(&random::bytes::<8>()));
     let routes::Answer { mut resp, error } = routes::answer(&mut req, &env, &request_id).await;
-    // Uses of links the answer asked to record (at most once per window per link).
-    let uses = links::take_uses();
-    if !uses.is_empty() {
-        ctx.wait_until(links::record_uses(env.clone(), uses));
-    }
     // Proxied calls this isolate has not reported yet are reported soon even if no call follows
     // (the admin stats and the console count them).
     if let Some(wait_ms) = quota::deferred_report(clock::now_ms()) {
@@ -121,15 +116,28 @@ async fn fetch(mut req: Request, env: Env, ctx: Context) -> Result<Response> {
         ms: clock::now_ms().saturating_sub(started),
     };
     // LOG_REQUESTS=errors keeps only 4xx/5xx and slow answers (see BENCHMARKS.md for the cost).
-    if config::log_all_requests(&env) || line.status >= 400 || line.ms >= 1000 {
-        let level = if line.status >= 500 {
-            Level::Error
-        } else {
-            Level::Info
-        };
-        let text = serde_json::to_string(&line).unwrap_or_default();
-        // Written once the answer is on its way: the log never delays it.
-        ctx.wait_until(async move { log::raw(level, &text) });
+    let log_line =
+        (config::log_all_requests(&env) || line.status >= 400 || line.ms >= 1000).then(|| {
+            let level = if line.status >= 500 {
+                Level::Error
+            } else {
+                Level::Info
+            };
+            (level, serde_json::to_string(&line).unwrap_or_default())
+        });
+    // Uses of links the answer asked to record (at most once per window per link).
+    let uses = links::take_uses();
+    if log_line.is_some() || !uses.is_empty() {
+        // Once the answer is on its way: neither the log nor the uses ever delay it. (One
+        // deferred task, not two: each kind of task handed to waitUntil costs wasm bytes.)
+        ctx.wait_until(async move {
+            if let Some((level, text)) = log_line {
+                log::raw(level, &text);
+            }
+            if !uses.is_empty() {
+                links::record_uses(env, uses).await;
+            }
+        });
     }
     Ok(resp)
 }

@@ -117,7 +117,7 @@ pub fn take_uses() -> Vec<(ConnectionKey, UnixTime)> {
 /// longer (its next call records it): logged, never fatal.
 pub async fn record_uses(env: Env, uses: Vec<(ConnectionKey, UnixTime)>) {
     for (key, at) in uses {
-        if let Err(e) = guard::touch(&env, &key, at).await {
+        if let Err(e) = guard::refresh(&env, &key, Purpose::Use { at }).await {
             crate::log::failure(crate::log::Level::Error, "use_not_recorded", &e);
         }
     }

@@ -48,8 +48,8 @@ impl Default for KeepPolicy {
         KeepPolicy {
             in_use_secs: 2 * 86_400,
             lead_secs: 4_500,
-            idle_margin_secs: 9 * 86_400,
-            idle_spread_secs: 12 * 86_400,
+            idle_margin_secs: 8 * 86_400,
+            idle_spread_secs: 10 * 86_400,
         }
     }
 }
@@ -112,20 +112,22 @@ impl KeepPolicy {
         access_expires_at - now < margin_secs + self.lead_secs
     }
 
-    /// How long an idle link waits after `failures` failed keep-alive refreshes: an hour,
-    /// doubling, at most a twelfth of the idle margin (18 hours by default, so 12 tries fit in
-    /// it), jittered to 50-100% by id. An idle link has days to spare; hammering a Keap that is
+    /// How long an idle link waits after `failures` failed keep-alive refreshes: an hour (less
+    /// when the margin is short), doubling, at most a twelfth of the idle margin (16 hours by
+    /// default, so 12 tries fit in it), jittered to 50-100% by id. An idle link has days to spare; hammering a Keap that is
     /// down would only spend the quota its links in use need when it is back.
     pub fn idle_backoff_secs(&self, id: &str, failures: u32) -> i64 {
         if failures == 0 {
             return 0;
         }
-        let cap = (self.idle_margin_secs / 12).max(3_600);
-        let full = 3_600_i64
+        let cap = (self.idle_margin_secs / 12).max(60);
+        let full = cap
+            .min(3_600)
             .saturating_mul(1 << failures.saturating_sub(1).min(20))
             .min(cap);
-        let d = Sha256::digest(format!("{id}:idle:{failures}").as_bytes());
-        full / 2 + full / 2 * i64::from(d[0]) / 256
+        // The jitter from the link's offset (one hash of its id), turned by the failure count.
+        let turn = (self.offset_secs(id) as u64).rotate_left(failures % 64) % 256;
+        full / 2 + full / 2 * turn as i64 / 256
     }
 
     /// Keep-alive refreshes a day for `links` idle links, on average (the README's arithmetic):

@@ -117,6 +117,9 @@ pub enum Purpose {
     Heal { failed: String },
     /// An operator asked for it (the console's "refresh now").
     Force,
+    /// Not a refresh: a token or proxied call used the link at `at`, and its guard records the
+    /// use if the rule asks for it (at most once per window; `crate::keep`).
+    Use { at: UnixTime },
 }
 
 /// A short, one-way name for an access token, so "is this the token that failed?" can be asked
@@ -186,6 +189,7 @@ impl RefreshPolicy {
             Purpose::Token => !self.is_fresh(s, now) && !throttled,
             Purpose::Heal { failed } => current == Some(failed.as_str()) && !throttled,
             Purpose::Force => true,
+            Purpose::Use { .. } => false,
         }
     }
 
@@ -216,9 +220,10 @@ impl RefreshPolicy {
             && self.keep.fresh_due(margin, s.access_expires_at, now)
         {
             Some(DueReason::AccessExpiring)
-        } else if now >= self.keep.keepalive_at(s.id, s.refresh_expires_at)
-            || (self.keepalive_secs > 0 && now - s.refresh_issued_at >= self.keepalive_secs)
-        {
+        } else if self.keepalive_secs > 0 && now - s.refresh_issued_at >= self.keepalive_secs {
+            // The operator's age cap (`REFRESH_KEEPALIVE_SECS`): the usual backoff only.
+            Some(DueReason::KeepAlive)
+        } else if now >= self.keep.keepalive_at(s.id, s.refresh_expires_at) {
             // Only kept alive: after a failure it waits the idle backoff (hours, not minutes).
             let waited = s.failed_at.is_none_or(|at| {
                 now >= at.saturating_add(self.keep.idle_backoff_secs(s.id, s.failures))
@@ -432,6 +437,8 @@ mod tests {
         assert!(p.needs_refresh(&stale, &Purpose::Sweep, None, now));
         assert!(!p.needs_refresh(&fresh, &Purpose::Sweep, None, now));
         assert!(p.needs_refresh(&fresh, &Purpose::Force, None, now));
+        // Recording a use never refreshes, however stale the token.
+        assert!(!p.needs_refresh(&stale, &Purpose::Use { at: now }, None, now));
         // A heal refreshes only if the failed token is still the one held.
         let heal = Purpose::Heal {
             failed: "abc".into(),
