@@ -160,7 +160,7 @@ impl ItemTokens {
 
     /// The tokens after a refresh: Keap's rotation, or the same refresh token when the answer
     /// left it out.
-    pub fn rotated(&self, grant: TokenGrant, now: UnixTime) -> ItemTokens {
+    pub fn refreshed(&self, grant: TokenGrant, now: UnixTime) -> ItemTokens {
         ItemTokens {
             refresh_token: grant
                 .refresh_token
@@ -782,7 +782,7 @@ pub fn after_refresh(
     now: UnixTime,
 ) -> AfterRefresh {
     match answer {
-        Ok(grant) => AfterRefresh::Rotated(Box::new(tokens.rotated(grant, now))),
+        Ok(grant) => AfterRefresh::Rotated(Box::new(tokens.refreshed(grant, now))),
         // Keap's quota turns a call away before it is carried out.
         Err(KeapFailure::Throttled) => AfterRefresh::Wait(Released::NotTaken),
         // A 5xx (or no status at all) may come after Keap rotated the token: tried again, and a
@@ -1273,7 +1273,7 @@ mod tests {
                     user: &user,
                     who: who(None),
                     app_name: None,
-                    tokens: partner_tokens().rotated(grant(Some("ab123")), NOW),
+                    tokens: partner_tokens().refreshed(grant(Some("ab123")), NOW),
                     refresh_lifetime_secs: 1,
                     now: NOW,
                     id: bytes,
@@ -1349,7 +1349,7 @@ mod tests {
             after_userinfo(&t, Err(KeapFailure::Timeout)),
             AfterUserinfo::Wait
         ));
-        let rotated = t.rotated(grant(None), NOW);
+        let rotated = t.refreshed(grant(None), NOW);
         assert!(matches!(
             after_userinfo(&rotated, Err(KeapFailure::Rejected { status: 401 })),
             AfterUserinfo::Settle(Settled {
@@ -1377,7 +1377,7 @@ mod tests {
             WhichApp::Known(cd.clone())
         );
         assert_eq!(which_app(&t, &who(None), None), WhichApp::Refresh);
-        let rotated = t.rotated(grant(Some("ab123")), NOW);
+        let rotated = t.refreshed(grant(Some("ab123")), NOW);
         assert_eq!(
             which_app(&rotated, &who(None), Some(&cd)),
             WhichApp::Known(ab)
@@ -1386,7 +1386,7 @@ mod tests {
             which_app(&rotated, &who(Some("cd456")), None),
             WhichApp::Settle(_)
         ));
-        let no_scope = t.rotated(grant(None), NOW);
+        let no_scope = t.refreshed(grant(None), NOW);
         assert!(matches!(
             which_app(&no_scope, &who(None), None),
             WhichApp::Settle(_)
@@ -1517,7 +1517,7 @@ mod tests {
             r.open_tokens(&keys(), &key).unwrap().refresh_token.expose(),
             "RT"
         );
-        let r = mk(partner_tokens().rotated(grant(Some("ab123")), NOW));
+        let r = mk(partner_tokens().refreshed(grant(Some("ab123")), NOW));
         assert_eq!(r.refresh_issued_at, NOW);
         assert_eq!(
             r.open_tokens(&keys(), &key).unwrap().refresh_token.expose(),
