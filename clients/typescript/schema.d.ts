@@ -2247,8 +2247,8 @@ export interface components {
                 };
             };
         };
-        /** @description `needs_reauth`: The link needs its user to reconnect. `ambiguous_connection`: The user has several Keap apps linked and none was named. */
-        "409-needs_reauth-ambiguous_connection": {
+        /** @description `needs_reauth`: The link needs its user to reconnect. `ambiguous_connection`: The user has several Keap apps linked and none was named. `exported`: The link was exported: keaplink no longer hands out or uses its tokens. */
+        "409-needs_reauth-ambiguous_connection-exported": {
             headers: {
                 "cache-control": components["headers"]["NoStore"];
                 "x-request-id": components["headers"]["RequestId"];
@@ -2258,7 +2258,7 @@ export interface components {
                 "application/json": {
                     error: {
                         /** @enum {string} */
-                        code: "needs_reauth" | "ambiguous_connection";
+                        code: "needs_reauth" | "ambiguous_connection" | "exported";
                         /**
                          * @description A sentence a person can act on. Never holds a token, a secret or a stack trace.
                          * @example No such route.
@@ -2268,8 +2268,8 @@ export interface components {
                 };
             };
         };
-        /** @description `needs_reauth`: The link needs its user to reconnect. `ambiguous_connection`: The user has several Keap apps linked and none was named. */
-        "409-needs_reauth-ambiguous_connection-proxy": {
+        /** @description `needs_reauth`: The link needs its user to reconnect. `ambiguous_connection`: The user has several Keap apps linked and none was named. `exported`: The link was exported: keaplink no longer hands out or uses its tokens. */
+        "409-needs_reauth-ambiguous_connection-exported-proxy": {
             headers: {
                 "cache-control": components["headers"]["NoStoreOptional"];
                 "keaplink-connection-id": components["headers"]["KeaplinkConnectionIdOptional"];
@@ -2281,7 +2281,7 @@ export interface components {
                 "application/json": {
                     error: {
                         /** @enum {string} */
-                        code: "needs_reauth" | "ambiguous_connection";
+                        code: "needs_reauth" | "ambiguous_connection" | "exported";
                         /**
                          * @description A sentence a person can act on. Never holds a token, a secret or a stack trace.
                          * @example No such route.
@@ -4062,7 +4062,7 @@ export interface operations {
             400: components["responses"]["400-invalid_request-invalid_keap_path-proxy"];
             401: components["responses"]["401-missing_credentials-invalid_api_key-proxy"];
             404: components["responses"]["404-not_found-no_connection-proxy"];
-            409: components["responses"]["409-needs_reauth-ambiguous_connection-proxy"];
+            409: components["responses"]["409-needs_reauth-ambiguous_connection-exported-proxy"];
             413: components["responses"]["413-body_too_large-proxy"];
             429: components["responses"]["429-keap_throttled-keap_quota-rate_limited-proxy"];
             500: components["responses"]["500-internal-misconfigured-proxy"];
@@ -4104,7 +4104,7 @@ export interface operations {
             400: components["responses"]["400-invalid_request-invalid_keap_path-proxy"];
             401: components["responses"]["401-missing_credentials-invalid_api_key-proxy"];
             404: components["responses"]["404-not_found-no_connection-proxy"];
-            409: components["responses"]["409-needs_reauth-ambiguous_connection-proxy"];
+            409: components["responses"]["409-needs_reauth-ambiguous_connection-exported-proxy"];
             413: components["responses"]["413-body_too_large-proxy"];
             429: components["responses"]["429-keap_throttled-keap_quota-rate_limited-proxy"];
             500: components["responses"]["500-internal-misconfigured-proxy"];
@@ -4146,7 +4146,7 @@ export interface operations {
             400: components["responses"]["400-invalid_request-invalid_keap_path-proxy"];
             401: components["responses"]["401-missing_credentials-invalid_api_key-proxy"];
             404: components["responses"]["404-not_found-no_connection-proxy"];
-            409: components["responses"]["409-needs_reauth-ambiguous_connection-proxy"];
+            409: components["responses"]["409-needs_reauth-ambiguous_connection-exported-proxy"];
             413: components["responses"]["413-body_too_large-proxy"];
             429: components["responses"]["429-keap_throttled-keap_quota-rate_limited-proxy"];
             500: components["responses"]["500-internal-misconfigured-proxy"];
@@ -4183,7 +4183,7 @@ export interface operations {
             400: components["responses"]["400-invalid_request-invalid_keap_path-proxy"];
             401: components["responses"]["401-missing_credentials-invalid_api_key-proxy"];
             404: components["responses"]["404-not_found-no_connection-proxy"];
-            409: components["responses"]["409-needs_reauth-ambiguous_connection-proxy"];
+            409: components["responses"]["409-needs_reauth-ambiguous_connection-exported-proxy"];
             413: components["responses"]["413-body_too_large-proxy"];
             429: components["responses"]["429-keap_throttled-keap_quota-rate_limited-proxy"];
             500: components["responses"]["500-internal-misconfigured-proxy"];
@@ -4225,7 +4225,7 @@ export interface operations {
             400: components["responses"]["400-invalid_request-invalid_keap_path-proxy"];
             401: components["responses"]["401-missing_credentials-invalid_api_key-proxy"];
             404: components["responses"]["404-not_found-no_connection-proxy"];
-            409: components["responses"]["409-needs_reauth-ambiguous_connection-proxy"];
+            409: components["responses"]["409-needs_reauth-ambiguous_connection-exported-proxy"];
             413: components["responses"]["413-body_too_large-proxy"];
             429: components["responses"]["429-keap_throttled-keap_quota-rate_limited-proxy"];
             500: components["responses"]["500-internal-misconfigured-proxy"];
@@ -4732,7 +4732,7 @@ export interface operations {
             400: components["responses"]["400-invalid_request"];
             401: components["responses"]["401-missing_credentials-invalid_api_key"];
             404: components["responses"]["404-no_connection"];
-            409: components["responses"]["409-needs_reauth-ambiguous_connection"];
+            409: components["responses"]["409-needs_reauth-ambiguous_connection-exported"];
             413: components["responses"]["413-body_too_large"];
             429: components["responses"]["429-keap_throttled-rate_limited"];
             500: components["responses"]["500-internal-misconfigured"];

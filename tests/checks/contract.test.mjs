@@ -314,7 +314,7 @@ test("the webhook check catches an undocumented event, field and header", () => 
     connection: {
       id: "8uLmQJ6sZ3x2WmN1pQr4Tw", keap_app: "ab123", keap_app_name: null,
       keap_user: { email: "ann@ab123.example", name: "Ann" }, status: "active",
-      connected_at: "2026-01-01T00:00:00Z", refreshed_at: null, access_expires_at: "2026-01-02T00:00:00Z",
+      connected_at: "2026-01-01T00:00:00Z", refreshed_at: null, reconnected_at: null, access_expires_at: "2026-01-02T00:00:00Z",
       refresh_expires_at: "2026-02-15T00:00:00Z", reconnect_before: null, last_error: null,
     },
   };

@@ -380,7 +380,7 @@ pub fn all(s: &mut Schemas) -> Vec<Op> {
             .json_body(s.of::<api::TokenRequest>(), true, ex(api::TokenRequest { user: "user-42".into(), keap_app: Some("ab123".into()) }))
             .answer(200, ok_json("A token good for at least 60 s.", s.of::<api::TokenResponse>(),
                 ex(api::TokenResponse { access_token: "KeapAccessTokenExample".into(), expires_at: "2026-01-02T00:00:00Z".into(), keap_app: "ab123".into() })))
-            .errors(&[NoConnection, NeedsReauth, AmbiguousConnection, KeapThrottled, RateLimited, KeapError, KeapBadResponse, KeapTimeout]),
+            .errors(&[NoConnection, NeedsReauth, AmbiguousConnection, Exported, KeapThrottled, RateLimited, KeapError, KeapBadResponse, KeapTimeout]),
         Op::new("get", "/v1/connections", "listConnections", "partner", Auth::Console)
             .summary("Every link of the partner, a page at a time")
             .describe("From the listing's metadata (no token is read). Filter by `status` and search by `q`; page with `cursor` until it is `null`.")
@@ -669,7 +669,7 @@ fn proxy(method: &'static str) -> Op {
         .param(json!({"name": "keaplink-user", "in": "header", "required": true, "description": "The partner's user id whose link to use.", "schema": {"type": "string", "minLength": 1, "maxLength": 256}}))
         .param(json!({"name": "keaplink-app", "in": "header", "required": false, "description": "The Keap app, when the user has several links (else 409 `ambiguous_connection`).", "schema": {"type": "string", "pattern": "^[a-z0-9-]{1,64}$"}}))
         // A refresh the call needed can fail too: keap_throttled, keap_bad_response.
-        .errors(&[InvalidKeapPath, InvalidRequest, NoConnection, NeedsReauth, AmbiguousConnection, BodyTooLarge, KeapQuota, KeapThrottled, RateLimited, KeapError, KeapBadResponse, KeapTimeout]);
+        .errors(&[InvalidKeapPath, InvalidRequest, NoConnection, NeedsReauth, AmbiguousConnection, Exported, BodyTooLarge, KeapQuota, KeapThrottled, RateLimited, KeapError, KeapBadResponse, KeapTimeout]);
     op.answers.push((
         "default".into(),
         json!({

@@ -333,5 +333,12 @@ pub fn try_router(config: Config) -> Result<Router, String> {
         .route("/__sandbox/seed", post(controls::seed))
         .route("/__sandbox/mint", post(controls::mint))
         .route("/__sandbox/chaos", post(controls::set_chaos))
+        // A path Keap does not have answers as Keap's gateway does: a JSON 404.
+        .fallback(|| async {
+            (
+                axum::http::StatusCode::NOT_FOUND,
+                axum::Json(serde_json::json!({"message": "Resource not found"})),
+            )
+        })
         .with_state(state))
 }

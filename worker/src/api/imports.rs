@@ -89,11 +89,7 @@ pub async fn start(
     if !pending.is_empty() {
         enqueue(env, pending).await?;
     }
-    let mut resp = json(&started, 202)?;
-    let _ = resp
-        .headers_mut()
-        .set("location", &format!("/v1/imports/{}", id.as_str()));
-    Ok(resp)
+    json(&started, 202)
 }
 
 /// `GET /v1/imports/{id}?cursor=`: progress and a page of items (404 for another partner's).
