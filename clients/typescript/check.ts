@@ -12,7 +12,7 @@ export async function partnerBackEnd(baseUrl: string, apiKey: string): Promise<s
   const { data, error, response } = await api.POST("/v1/token", { body: { user: "user-42", keap_app: "ab123" } });
   if (error) {
     // The codes this operation documents, and no other.
-    const code: "no_connection" | "needs_reauth" | "ambiguous_connection" | "keap_throttled" | "rate_limited"
+    const code: "no_connection" | "needs_reauth" | "ambiguous_connection" | "exported" | "keap_throttled" | "rate_limited"
       | "keap_error" | "keap_bad_response" | "keap_timeout" | "invalid_request" | "body_too_large"
       | "missing_credentials" | "invalid_api_key" | "internal" | "misconfigured" = error.error.code;
     void code;
