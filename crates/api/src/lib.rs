@@ -6,7 +6,10 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod hooks;
 pub mod proxy;
+
+pub use hooks::*;
 
 /// `GET /healthz` → `200 {"ok": true}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -399,6 +402,14 @@ pub enum ConnectionEventKind {
     Imported,
     /// Handed out by `POST /v1/connections/export` (the detail names the request).
     Exported,
+    /// The link's Keap hooks were set (`PUT .../hooks`; the detail lists the event keys).
+    HooksSet,
+    /// A check found a hook Inactive, Unverified or gone at Keap and restored it (or could not:
+    /// `code`).
+    HookRestored,
+    HookRestoreFailed,
+    /// The link's hooks were deleted at Keap (or could not be: `code`, and the detail).
+    HooksRemoved,
 }
 
 /// One entry of a link's timeline. Never holds a token or secret.

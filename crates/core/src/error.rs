@@ -49,6 +49,7 @@ error_codes! {
     NoConnection => ("no_connection", 404),
     NoImport => ("no_import", 404),
     MethodNotAllowed => ("method_not_allowed", 405),
+    HookGone => ("hook_gone", 410),
     NeedsReauth => ("needs_reauth", 409),
     AmbiguousConnection => ("ambiguous_connection", 409),
     IdentityMismatch => ("identity_mismatch", 409),

@@ -13,6 +13,7 @@ pub mod deploy;
 pub mod error;
 pub mod export;
 pub mod flow;
+pub mod hooks;
 pub mod identity;
 pub mod ids;
 pub mod import;

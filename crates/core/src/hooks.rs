@@ -1,0 +1,953 @@
+//! Keap's REST hooks, one set per link: what a partner may ask for, what keaplink must change at
+//! Keap to get there, what a check of the hooks at Keap calls for, and what a batch Keap posts is
+//! (and whether it was seen before). Sans I/O: the guard (`worker/src/link_hooks.rs`) asks Keap
+//! and applies; the hook inbox (`worker/src/hook_inbox.rs`) reads and queues.
+//!
+//! Keap's facts this follows: one hook per event key per Keap app, created with `POST
+//! /crm/rest/v1/hooks {"eventKey", "hookUrl"}`; Keap verifies a new hook by posting to its URL
+//! with `X-Hook-Secret`, which the receiver echoes (or hands back later to `delayedVerify`);
+//! events go to Verified hooks only, as `{"event_key", "object_type", "object_keys": [{"id",
+//! "apiUrl", "timestamp"}]}` with up to 1,000 keys; after four failed tries (or at once on a 410)
+//! a hook becomes Inactive until `POST /hooks/{key}/verify`. Payloads are not signed: the URL is
+//! the only credential, so each link has its own unguessable one, stored only sealed (the guard)
+//! and as a hash (the index that routes Keap's posts).
+
+use crate::body::decode_within;
+use crate::clock::UnixTime;
+use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::ids::{hex, storage_hash};
+use keaplink_api::{ErrorDetail, HookStatus, HooksRequest, KeapObjectKey};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// Keap's event keys (its `GET /crm/rest/v1/hooks/event_keys`), the ones a link may subscribe to.
+pub const EVENT_KEYS: &[&str] = &[
+    "appointment.add",
+    "appointment.delete",
+    "appointment.edit",
+    "company.add",
+    "company.delete",
+    "company.edit",
+    "contact.add",
+    "contact.delete",
+    "contact.edit",
+    "contact.redact",
+    "contactGroup.add",
+    "contactGroup.applied",
+    "contactGroup.delete",
+    "contactGroup.edit",
+    "contactGroup.removed",
+    "invoice.add",
+    "invoice.delete",
+    "invoice.edit",
+    "invoice.payment.add",
+    "invoice.payment.delete",
+    "invoice.payment.edit",
+    "leadsource.add",
+    "leadsource.delete",
+    "leadsource.edit",
+    "note.add",
+    "note.delete",
+    "note.edit",
+    "opportunity.add",
+    "opportunity.delete",
+    "opportunity.edit",
+    "opportunity.stage_move",
+    "order.add",
+    "order.delete",
+    "order.edit",
+    "product.add",
+    "product.delete",
+    "product.edit",
+    "subscription.add",
+    "subscription.delete",
+    "subscription.edit",
+    "task.add",
+    "task.delete",
+    "task.edit",
+];
+
+/// A hooks body is small: every event key fits many times over.
+pub const MAX_REQUEST_BYTES: usize = 16 * 1024;
+/// What Keap posts: up to 1,000 object keys with their `apiUrl`s.
+pub const MAX_BATCH_BYTES: usize = 512 * 1024;
+pub const MAX_OBJECT_KEYS: usize = 1000;
+/// With `hydrate`, a batch is sent in events of at most this many objects (each read is a Keap
+/// call made while the event is prepared).
+pub const HYDRATE_PART: usize = 50;
+/// A hook still Unverified this long after keaplink subscribed it is verified again.
+pub const UNVERIFIED_GRACE_SECS: i64 = 300;
+/// Batches seen are remembered this long (Keap's last retry comes about 36 minutes after the
+/// first try) and at most this many per link.
+pub const SEEN_KEEP_SECS: i64 = 24 * 3600;
+pub const SEEN_MAX: usize = 2000;
+/// Where Keap's posts arrive: `PUBLIC_URL` + this + the link's token.
+pub const INBOX_PATH: &str = "/hooks/keap/";
+
+/// The event keys and `hydrate` a partner asked for, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wanted {
+    pub event_keys: Vec<String>,
+    pub hydrate: bool,
+}
+
+fn invalid(message: impl Into<String>) -> ApiError {
+    ApiError::new(ErrorCode::InvalidRequest, message)
+}
+
+/// Reads `PUT /v1/connections/{id}/hooks`'s body: 400 for anything but a list of distinct known
+/// event keys (naming the first unknown one, which is a key name, never a secret).
+pub fn wanted(body: &[u8]) -> ApiResult<Wanted> {
+    let req: HooksRequest = decode_within(
+        body,
+        MAX_REQUEST_BYTES,
+        ApiError::new(ErrorCode::BodyTooLarge, "The body is over the 16 KiB limit."),
+    )?;
+    if req.event_keys.len() > EVENT_KEYS.len() {
+        return Err(invalid(format!(
+            "event_keys lists {} keys; Keap has {} event keys, each may be listed once.",
+            req.event_keys.len(),
+            EVENT_KEYS.len()
+        )));
+    }
+    let mut keys: Vec<String> = Vec::with_capacity(req.event_keys.len());
+    for k in req.event_keys {
+        if !EVENT_KEYS.contains(&k.as_str()) {
+            let shown: String = k.chars().take(64).filter(|c| !c.is_control()).collect();
+            return Err(invalid(format!(
+                "event_keys: \"{shown}\" is not one of Keap's event keys (e.g. contact.add, invoice.payment.add; the API reference lists them)."
+            )));
+        }
+        if keys.contains(&k) {
+            return Err(invalid(format!("event_keys lists \"{k}\" twice.")));
+        }
+        keys.push(k);
+    }
+    keys.sort();
+    Ok(Wanted {
+        event_keys: keys,
+        hydrate: req.hydrate.unwrap_or(false),
+    })
+}
+
+/// One event key's hook as keaplink keeps it (in the link's guard).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HookEntry {
+    pub event_key: String,
+    /// Keap's key of the hook, once created.
+    #[serde(default)]
+    pub keap_key: Option<String>,
+    pub status: HookStatus,
+    /// When the status last changed.
+    pub since: UnixTime,
+    #[serde(default)]
+    pub last_event_at: Option<UnixTime>,
+    #[serde(default)]
+    pub error: Option<ErrorDetail>,
+}
+
+/// A link's hooks, as its guard keeps them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkHooks {
+    pub hooks: Vec<HookEntry>,
+    pub hydrate: bool,
+    #[serde(default)]
+    pub checked_at: Option<UnixTime>,
+    /// The link's hook URL token, sealed (made once, at the first subscription; kept while the
+    /// link lives, so a link's URL never changes under Keap).
+    #[serde(default)]
+    pub url_token: Option<String>,
+    /// Digests of the batches delivered lately, with when: the same batch again is not sent.
+    #[serde(default)]
+    pub seen: Vec<(String, UnixTime)>,
+    /// Events in, delivered (accepted as new) and dropped as already seen.
+    #[serde(default)]
+    pub counts: HookCounts,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HookCounts {
+    pub received: u64,
+    pub accepted: u64,
+    pub duplicates: u64,
+}
+
+impl LinkHooks {
+    pub fn entry(&self, event_key: &str) -> Option<&HookEntry> {
+        self.hooks.iter().find(|h| h.event_key == event_key)
+    }
+
+    pub fn entry_mut(&mut self, event_key: &str) -> Option<&mut HookEntry> {
+        self.hooks.iter_mut().find(|h| h.event_key == event_key)
+    }
+
+    /// Sets `event_key`'s status, noting when it changed.
+    pub fn set_status(
+        &mut self,
+        event_key: &str,
+        keap_key: Option<String>,
+        status: HookStatus,
+        error: Option<ErrorDetail>,
+        now: UnixTime,
+    ) {
+        match self.entry_mut(event_key) {
+            Some(e) => {
+                if e.status != status {
+                    e.since = now;
+                }
+                e.status = status;
+                if keap_key.is_some() {
+                    e.keap_key = keap_key;
+                }
+                e.error = error;
+            }
+            None => {
+                self.hooks.push(HookEntry {
+                    event_key: event_key.to_owned(),
+                    keap_key,
+                    status,
+                    since: now,
+                    last_event_at: None,
+                    error,
+                });
+                self.hooks.sort_by(|a, b| a.event_key.cmp(&b.event_key));
+            }
+        }
+    }
+
+    pub fn remove(&mut self, event_key: &str) {
+        self.hooks.retain(|h| h.event_key != event_key);
+    }
+
+    /// The API's view.
+    pub fn to_api(&self) -> keaplink_api::Hooks {
+        keaplink_api::Hooks {
+            hooks: self
+                .hooks
+                .iter()
+                .map(|h| keaplink_api::Hook {
+                    event_key: h.event_key.clone(),
+                    status: h.status,
+                    error: h.error.clone(),
+                    last_event_at: h.last_event_at.map(crate::clock::rfc3339),
+                })
+                .collect(),
+            hydrate: self.hydrate,
+            checked_at: self.checked_at.map(crate::clock::rfc3339),
+        }
+    }
+}
+
+/// A change to make at Keap so that a link's hooks are what was asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    Create { event_key: String },
+    /// Delete Keap's hook `keap_key` (an event key no longer wanted).
+    Delete { event_key: String, keap_key: String },
+    /// No longer wanted and never created at Keap: just forget it.
+    Forget { event_key: String },
+}
+
+/// What to change at Keap so that `current` becomes `wanted`: deletions first (Keap allows one
+/// hook per event key per app, so a key moved away must free its place), then creations of the
+/// keys not yet subscribed or whose subscription failed.
+pub fn set_plan(current: &LinkHooks, wanted: &Wanted) -> Vec<Change> {
+    let mut plan = Vec::new();
+    for h in &current.hooks {
+        if !wanted.event_keys.contains(&h.event_key) {
+            plan.push(match &h.keap_key {
+                Some(k) => Change::Delete {
+                    event_key: h.event_key.clone(),
+                    keap_key: k.clone(),
+                },
+                None => Change::Forget {
+                    event_key: h.event_key.clone(),
+                },
+            });
+        }
+    }
+    for k in &wanted.event_keys {
+        let have = current.entry(k);
+        if have.is_none_or(|h| h.keap_key.is_none()) {
+            plan.push(Change::Create {
+                event_key: k.clone(),
+            });
+        }
+    }
+    plan
+}
+
+/// Every hook of the link to delete at Keap (disconnect, delete, export).
+pub fn teardown(current: &LinkHooks) -> Vec<Change> {
+    set_plan(
+        current,
+        &Wanted {
+            event_keys: Vec::new(),
+            hydrate: false,
+        },
+    )
+}
+
+/// A hook as Keap's REST v1 describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeapHook {
+    pub key: String,
+    pub event_key: String,
+    pub hook_url: String,
+    pub status: HookStatus,
+}
+
+#[derive(Deserialize)]
+struct RawHook {
+    key: serde_json::Value,
+    #[serde(rename = "eventKey")]
+    event_key: String,
+    #[serde(rename = "hookUrl")]
+    hook_url: String,
+    #[serde(default)]
+    status: String,
+}
+
+impl RawHook {
+    fn read(self) -> Option<KeapHook> {
+        let key = match self.key {
+            serde_json::Value::String(s) => s,
+            serde_json::Value::Number(n) => n.to_string(),
+            _ => return None,
+        };
+        Some(KeapHook {
+            key,
+            event_key: self.event_key,
+            hook_url: self.hook_url,
+            status: keap_status(&self.status),
+        })
+    }
+}
+
+/// Keap's hook status words: `Verified`, `Unverified`, `Inactive`.
+pub fn keap_status(s: &str) -> HookStatus {
+    match s.to_ascii_lowercase().as_str() {
+        "verified" => HookStatus::Verified,
+        "inactive" => HookStatus::Inactive,
+        _ => HookStatus::Pending,
+    }
+}
+
+/// One hook (the answer to create, verify or delayedVerify); `None` if Keap answered otherwise.
+pub fn parse_hook(body: &[u8]) -> Option<KeapHook> {
+    serde_json::from_slice::<RawHook>(body).ok()?.read()
+}
+
+/// `GET /crm/rest/v1/hooks`: every hook of the token's Keap app.
+pub fn parse_hooks(body: &[u8]) -> Option<Vec<KeapHook>> {
+    let raw: Vec<RawHook> = serde_json::from_slice(body).ok()?;
+    raw.into_iter().map(RawHook::read).collect()
+}
+
+/// What a check at Keap found for one wanted event key, and what to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Repair {
+    /// Verified at Keap: nothing to do (the status is noted if it was otherwise).
+    Fine { event_key: String, keap_key: String },
+    /// Inactive, or Unverified past the grace: verify again.
+    Verify { event_key: String, keap_key: String },
+    /// Unverified within the grace: leave it.
+    Wait { event_key: String, keap_key: String },
+    /// Gone at Keap (deleted by someone, or never created): create again.
+    Create { event_key: String },
+    /// A hook at Keap with this link's URL that no event key wants (a creation whose answer was
+    /// lost, say): delete it.
+    Delete { keap_key: String },
+}
+
+/// Compares the link's hooks with Keap's list (`GET /hooks`, every hook of the app; only those
+/// with this link's URL are its own).
+pub fn check_plan(
+    current: &LinkHooks,
+    at_keap: &[KeapHook],
+    our_url: &str,
+    now: UnixTime,
+) -> Vec<Repair> {
+    let ours: Vec<&KeapHook> = at_keap.iter().filter(|h| h.hook_url == our_url).collect();
+    let mut plan = Vec::new();
+    let mut claimed: Vec<&str> = Vec::new();
+    for h in &current.hooks {
+        // Prefer the hook keaplink created (its key); else any of ours for that event key.
+        let found = ours
+            .iter()
+            .find(|k| Some(&k.key) == h.keap_key.as_ref() && k.event_key == h.event_key)
+            .or_else(|| ours.iter().find(|k| k.event_key == h.event_key));
+        match found {
+            None => plan.push(Repair::Create {
+                event_key: h.event_key.clone(),
+            }),
+            Some(k) => {
+                claimed.push(&k.key);
+                let (event_key, keap_key) = (h.event_key.clone(), k.key.clone());
+                plan.push(match k.status {
+                    HookStatus::Verified => Repair::Fine {
+                        event_key,
+                        keap_key,
+                    },
+                    HookStatus::Pending
+                        if h.status == HookStatus::Pending
+                            && now - h.since < UNVERIFIED_GRACE_SECS =>
+                    {
+                        Repair::Wait {
+                            event_key,
+                            keap_key,
+                        }
+                    }
+                    _ => Repair::Verify {
+                        event_key,
+                        keap_key,
+                    },
+                });
+            }
+        }
+    }
+    for k in ours {
+        if !claimed.contains(&k.key.as_str()) {
+            plan.push(Repair::Delete {
+                keap_key: k.key.clone(),
+            });
+        }
+    }
+    plan
+}
+
+/// Whether the sweep should have a link's hooks checked: hooks checked (or set) at
+/// `checked_at`, at most every `every_secs` (0: at every sweep). `None`: the link has no hooks.
+pub fn check_due(checked_at: Option<UnixTime>, now: UnixTime, every_secs: i64) -> bool {
+    match checked_at {
+        None => false,
+        // A sweep runs hourly: a minute's slack keeps an hourly check from slipping a whole hour
+        // because the last one finished a few seconds after the hour.
+        Some(t) => every_secs <= 0 || now - t >= every_secs - 60,
+    }
+}
+
+/// The KV key that routes a hook URL's posts to its link: a hash of the URL's token, so the
+/// index reveals no URL.
+pub fn index_key(url_token: &str) -> String {
+    format!("hk/{}", storage_hash(url_token))
+}
+
+/// Where the inbox leaves a handshake's `X-Hook-Secret` for `delayedVerify`, briefly.
+pub fn secret_key(url_token: &str) -> String {
+    format!("hs/{}", storage_hash(url_token))
+}
+
+pub fn hook_url(public_url: &str, url_token: &str) -> String {
+    format!(
+        "{}{INBOX_PATH}{url_token}",
+        public_url.trim_end_matches('/')
+    )
+}
+
+/// A URL token as it may appear in a path: 43 base64url characters (256 bits).
+pub fn url_token(path_segment: &str) -> Option<&str> {
+    (path_segment.len() == 43
+        && path_segment
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+    .then_some(path_segment)
+}
+
+/// What the hook URL's index holds: the link, named by its connection key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InboxEntry {
+    pub key: crate::connection::ConnectionKey,
+}
+
+/// A batch Keap posted, read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Batch {
+    pub event_key: String,
+    pub object_type: String,
+    pub object_keys: Vec<KeapObjectKey>,
+}
+
+#[derive(Deserialize)]
+struct RawBatch {
+    event_key: String,
+    #[serde(default)]
+    object_type: Option<String>,
+    object_keys: Vec<RawObjectKey>,
+}
+
+#[derive(Deserialize)]
+struct RawObjectKey {
+    id: serde_json::Value,
+    #[serde(default)]
+    timestamp: Option<String>,
+}
+
+/// Reads what Keap posted to a hook URL. 400 for a body that is not Keap's shape (Keap never
+/// sends one; someone else holding the URL might).
+pub fn batch(body: &[u8]) -> ApiResult<Batch> {
+    if body.len() > MAX_BATCH_BYTES {
+        return Err(ApiError::new(
+            ErrorCode::BodyTooLarge,
+            "The body is over the 512 KiB limit.",
+        ));
+    }
+    let raw: RawBatch = serde_json::from_slice(body).map_err(|_| {
+        invalid("The body is not a Keap hook event ({\"event_key\", \"object_type\", \"object_keys\": [{\"id\"}]}).")
+    })?;
+    if !EVENT_KEYS.contains(&raw.event_key.as_str()) {
+        return Err(invalid("event_key is not one of Keap's event keys."));
+    }
+    if raw.object_keys.len() > MAX_OBJECT_KEYS {
+        return Err(invalid("object_keys lists more than 1,000 objects."));
+    }
+    let mut keys = Vec::with_capacity(raw.object_keys.len());
+    for k in raw.object_keys {
+        let id = match &k.id {
+            serde_json::Value::Number(n) => n.as_i64(),
+            serde_json::Value::String(s) => s.parse().ok(),
+            _ => None,
+        }
+        .ok_or_else(|| invalid("object_keys: each id must be a whole number."))?;
+        let timestamp = k
+            .timestamp
+            .filter(|t| t.len() <= 64 && !t.chars().any(char::is_control));
+        keys.push(KeapObjectKey { id, timestamp });
+    }
+    // Keap names the type in the body; older hooks left it out: it is the event key's first part.
+    let object_type = raw
+        .object_type
+        .filter(|t| !t.is_empty() && t.len() <= 64 && t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+        .unwrap_or_else(|| raw.event_key.split('.').next().unwrap_or_default().to_owned());
+    Ok(Batch {
+        event_key: raw.event_key,
+        object_type,
+        object_keys: keys,
+    })
+}
+
+impl Batch {
+    /// The batch's identity: Keap sends the same event key, objects and timestamps again when
+    /// it retries, whenever that is, so this (not the arrival time) tells a retry from news.
+    pub fn digest(&self) -> String {
+        let mut h = Sha256::new();
+        h.update(self.event_key.as_bytes());
+        h.update([0]);
+        h.update(self.object_type.as_bytes());
+        for k in &self.object_keys {
+            h.update([0]);
+            h.update(k.id.to_string().as_bytes());
+            h.update([1]);
+            h.update(k.timestamp.as_deref().unwrap_or("").as_bytes());
+        }
+        hex(&h.finalize()[..16])
+    }
+
+    /// The object key ranges of the events this batch is sent as: one, or with `hydrate` parts
+    /// of at most [`HYDRATE_PART`].
+    pub fn parts(&self, hydrate: bool) -> Vec<std::ops::Range<usize>> {
+        let n = self.object_keys.len();
+        if !hydrate || n <= HYDRATE_PART {
+            return vec![0..n];
+        }
+        (0..n)
+            .step_by(HYDRATE_PART)
+            .map(|s| s..(s + HYDRATE_PART).min(n))
+            .collect()
+    }
+}
+
+/// Notes `digest` as delivered: `false` if it was already (a retry by Keap). Forgets what is
+/// older than a day, and the oldest past [`SEEN_MAX`].
+pub fn first_time(seen: &mut Vec<(String, UnixTime)>, digest: &str, now: UnixTime) -> bool {
+    seen.retain(|(_, at)| now - *at < SEEN_KEEP_SECS);
+    if seen.iter().any(|(d, _)| d == digest) {
+        return false;
+    }
+    if seen.len() >= SEEN_MAX {
+        seen.remove(0);
+    }
+    seen.push((digest.to_owned(), now));
+    true
+}
+
+/// The event id of part `part` of a batch for a link: the same on every delivery of it, so even
+/// a receiver that missed keaplink's dedupe can tell.
+pub fn event_id(connection_id: &str, digest: &str, part: usize) -> String {
+    let d = Sha256::digest(format!("{connection_id}\n{digest}\n{part}").as_bytes());
+    format!("evt_{}", hex(&d[..16]))
+}
+
+/// Where Keap's REST API keeps an object of `object_type`, for `hydrate`.
+pub fn object_path(object_type: &str, id: i64) -> Option<String> {
+    let base = match object_type {
+        "contact" => "/crm/rest/v2/contacts",
+        "company" => "/crm/rest/v2/companies",
+        "opportunity" => "/crm/rest/v2/opportunities",
+        "order" | "invoice" => "/crm/rest/v2/orders",
+        "product" => "/crm/rest/v2/products",
+        "subscription" => "/crm/rest/v2/subscriptions",
+        "task" => "/crm/rest/v2/tasks",
+        "note" => "/crm/rest/v2/notes",
+        "appointment" => "/crm/rest/v1/appointments",
+        _ => return None,
+    };
+    (id > 0).then(|| format!("{base}/{id}"))
+}
+
+/// What became of one hydrate read, as the event says it.
+pub fn unread(id: i64, code: &str) -> keaplink_api::UnreadObject {
+    let message = match code {
+        "needs_reauth" => "The link needs its user to reconnect; the object was not read.",
+        "keap_quota" => {
+            "Keap's quota is kept for keeping links alive just now; read the object later through the proxy."
+        }
+        "not_found" => "Keap has no such object now (it may have been deleted since).",
+        "unsupported" => "keaplink does not read this object type; read it through the proxy.",
+        "keap_timeout" => "Keap did not answer in time.",
+        _ => "Keap did not answer with the object.",
+    };
+    keaplink_api::UnreadObject {
+        id,
+        code: code.to_owned(),
+        message: message.to_owned(),
+    }
+}
+
+/// The code an object read comes to, from Keap's status (`None`: no answer in time).
+pub fn read_outcome(status: Option<u16>) -> Result<(), &'static str> {
+    match status {
+        Some(200..=299) => Ok(()),
+        Some(401) => Err("needs_reauth"),
+        Some(404) => Err("not_found"),
+        Some(429) => Err("keap_quota"),
+        None => Err("keap_timeout"),
+        Some(_) => Err("keap_error"),
+    }
+}
+
+/// A Keap answer's status as a hook's error (for `failed` and a restore that failed).
+pub fn keap_refusal(status: Option<u16>) -> ErrorDetail {
+    let (code, message) = match status {
+        Some(401) => (
+            "needs_reauth",
+            "Keap no longer accepts the link's token; the user must reconnect.",
+        ),
+        Some(429) => (
+            "keap_quota",
+            "Keap's quota was spent; the next check tries again.",
+        ),
+        None => (
+            "keap_timeout",
+            "Keap did not answer in time; the next check tries again.",
+        ),
+        Some(s) if s >= 500 => (
+            "keap_error",
+            "Keap failed to answer; the next check tries again.",
+        ),
+        Some(_) => (
+            "keap_error",
+            "Keap refused the subscription; the next check tries again.",
+        ),
+    };
+    ErrorDetail {
+        code: code.to_owned(),
+        message: message.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hooks(entries: &[(&str, Option<&str>, HookStatus, i64)]) -> LinkHooks {
+        LinkHooks {
+            hooks: entries
+                .iter()
+                .map(|(k, key, s, since)| HookEntry {
+                    event_key: (*k).into(),
+                    keap_key: key.map(Into::into),
+                    status: *s,
+                    since: *since,
+                    last_event_at: None,
+                    error: None,
+                })
+                .collect(),
+            ..LinkHooks::default()
+        }
+    }
+
+    fn keap(key: &str, event: &str, url: &str, status: HookStatus) -> KeapHook {
+        KeapHook {
+            key: key.into(),
+            event_key: event.into(),
+            hook_url: url.into(),
+            status,
+        }
+    }
+
+    #[test]
+    fn a_body_names_the_unknown_key_and_refuses_lists_and_repeats() {
+        let w = wanted(br#"{"event_keys": ["invoice.add", "contact.add"], "hydrate": true}"#)
+            .unwrap();
+        assert_eq!(w.event_keys, vec!["contact.add", "invoice.add"]);
+        assert!(w.hydrate);
+        assert!(!wanted(br#"{"event_keys": []}"#).unwrap().hydrate);
+        let e = wanted(br#"{"event_keys": ["contact.add", "contact.explode"]}"#).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidRequest);
+        assert!(e.message.contains("contact.explode"), "{}", e.message);
+        let e = wanted(br#"{"event_keys": ["contact.add", "contact.add"]}"#).unwrap_err();
+        assert!(e.message.contains("twice"));
+        assert!(wanted(br#"{"event_keys": "contact.add"}"#).is_err());
+        assert!(wanted(br#"["contact.add"]"#).is_err());
+        assert!(wanted(br#"{}"#).is_err());
+        let many: Vec<String> = (0..100).map(|i| format!("\"k{i}\"")).collect();
+        let body = format!("{{\"event_keys\": [{}]}}", many.join(","));
+        let e = wanted(body.as_bytes()).unwrap_err();
+        assert!(e.message.contains("100 keys"), "{}", e.message);
+        // A control character in an unknown key is not echoed.
+        let e = wanted(b"{\"event_keys\": [\"a\\u0007b\"]}").unwrap_err();
+        assert!(!e.message.contains('\u{7}'));
+    }
+
+    #[test]
+    fn setting_deletes_first_then_creates_what_is_missing() {
+        let cur = hooks(&[
+            ("contact.add", Some("1"), HookStatus::Verified, 0),
+            ("contact.edit", Some("2"), HookStatus::Verified, 0),
+            ("invoice.add", None, HookStatus::Failed, 0),
+            ("order.add", None, HookStatus::Failed, 0),
+        ]);
+        let plan = set_plan(
+            &cur,
+            &Wanted {
+                event_keys: vec!["contact.add".into(), "invoice.add".into(), "task.add".into()],
+                hydrate: false,
+            },
+        );
+        assert_eq!(
+            plan,
+            vec![
+                Change::Delete {
+                    event_key: "contact.edit".into(),
+                    keap_key: "2".into()
+                },
+                Change::Forget {
+                    event_key: "order.add".into()
+                },
+                Change::Create {
+                    event_key: "invoice.add".into()
+                },
+                Change::Create {
+                    event_key: "task.add".into()
+                },
+            ]
+        );
+        assert_eq!(teardown(&cur).len(), 4);
+        assert!(teardown(&LinkHooks::default()).is_empty());
+    }
+
+    #[test]
+    fn a_check_verifies_inactive_and_stale_unverified_and_recreates_the_vanished() {
+        let url = "https://k.example/hooks/keap/T";
+        let cur = hooks(&[
+            ("contact.add", Some("1"), HookStatus::Verified, 0),
+            ("contact.edit", Some("2"), HookStatus::Verified, 0),
+            ("invoice.add", Some("3"), HookStatus::Pending, 1000),
+            ("order.add", Some("4"), HookStatus::Pending, 0),
+            ("task.add", Some("5"), HookStatus::Verified, 0),
+        ]);
+        let at_keap = vec![
+            keap("1", "contact.add", url, HookStatus::Verified),
+            keap("2", "contact.edit", url, HookStatus::Inactive),
+            keap("3", "invoice.add", url, HookStatus::Pending),
+            keap("4", "order.add", url, HookStatus::Pending),
+            // Another link's (or the partner's own) hook for the same key is not ours.
+            keap("9", "task.add", "https://elsewhere.example/h", HookStatus::Verified),
+            // Ours, but no key wants it: a creation whose answer was lost.
+            keap("7", "note.add", url, HookStatus::Verified),
+        ];
+        let plan = check_plan(&cur, &at_keap, url, 1000 + UNVERIFIED_GRACE_SECS - 1);
+        assert_eq!(
+            plan,
+            vec![
+                Repair::Fine {
+                    event_key: "contact.add".into(),
+                    keap_key: "1".into()
+                },
+                Repair::Verify {
+                    event_key: "contact.edit".into(),
+                    keap_key: "2".into()
+                },
+                Repair::Wait {
+                    event_key: "invoice.add".into(),
+                    keap_key: "3".into()
+                },
+                Repair::Verify {
+                    event_key: "order.add".into(),
+                    keap_key: "4".into()
+                },
+                Repair::Create {
+                    event_key: "task.add".into()
+                },
+                Repair::Delete {
+                    keap_key: "7".into()
+                },
+            ]
+        );
+        // Past the grace, the unverified one is verified again too.
+        let later = check_plan(&cur, &at_keap, url, 1000 + UNVERIFIED_GRACE_SECS);
+        assert!(later.contains(&Repair::Verify {
+            event_key: "invoice.add".into(),
+            keap_key: "3".into()
+        }));
+        // A hook Keap re-keyed (deleted and made again by hand) is adopted, not duplicated.
+        let rekeyed = vec![keap("42", "contact.add", url, HookStatus::Verified)];
+        let cur = hooks(&[("contact.add", Some("1"), HookStatus::Verified, 0)]);
+        assert_eq!(
+            check_plan(&cur, &rekeyed, url, 0),
+            vec![Repair::Fine {
+                event_key: "contact.add".into(),
+                keap_key: "42".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn keap_hooks_read_with_numeric_or_string_keys() {
+        let one = parse_hook(
+            br#"{"key": 17, "eventKey": "contact.add", "hookUrl": "u", "status": "Verified"}"#,
+        )
+        .unwrap();
+        assert_eq!(one.key, "17");
+        assert_eq!(one.status, HookStatus::Verified);
+        let list = parse_hooks(br#"[{"key": "3", "eventKey": "a", "hookUrl": "u", "status": "Unverified"}, {"key": 4, "eventKey": "b", "hookUrl": "u", "status": "Inactive"}]"#).unwrap();
+        assert_eq!(list[0].status, HookStatus::Pending);
+        assert_eq!(list[1].status, HookStatus::Inactive);
+        assert!(parse_hook(b"{}").is_none());
+        assert!(parse_hooks(b"{}").is_none());
+    }
+
+    #[test]
+    fn checks_are_due_by_the_interval_and_zero_means_every_sweep() {
+        assert!(!check_due(None, 10_000, 0));
+        assert!(check_due(Some(10_000), 10_000, 0));
+        assert!(!check_due(Some(10_000), 10_000 + 3000, 3600));
+        assert!(check_due(Some(10_000), 10_000 + 3545, 3600));
+        assert!(check_due(Some(10_000), 10_000 + 7200, 3600));
+    }
+
+    #[test]
+    fn tokens_urls_and_index_keys() {
+        let t = "A".repeat(43);
+        assert_eq!(url_token(&t), Some(t.as_str()));
+        assert_eq!(url_token("short"), None);
+        assert_eq!(url_token(&format!("{}/", "A".repeat(42))), None);
+        assert_eq!(
+            hook_url("https://k.example/", &t),
+            format!("https://k.example/hooks/keap/{t}")
+        );
+        let idx = index_key(&t);
+        assert!(idx.starts_with("hk/") && !idx.contains(&t));
+        assert_ne!(idx[3..], secret_key(&t)[3..].to_owned() + "x");
+    }
+
+    #[test]
+    fn batches_read_keaps_shape_and_digest_by_content() {
+        let body = br#"{"event_key": "contact.add", "object_type": "contact", "object_keys": [{"id": 5, "apiUrl": "https://api.infusionsoft.com/crm/rest/v1/contacts/5", "timestamp": "2026-12-07T10:00:00Z"}, {"id": "6", "timestamp": "2026-12-07T10:00:01Z"}]}"#;
+        let b = batch(body).unwrap();
+        assert_eq!(b.object_keys.len(), 2);
+        assert_eq!(b.object_keys[1].id, 6);
+        // The same content again (a retry), whatever its spacing: the same digest.
+        let again = batch(br#"{"object_keys":[{"id":5,"timestamp":"2026-12-07T10:00:00Z"},{"id":6,"timestamp":"2026-12-07T10:00:01Z"}],"event_key":"contact.add","object_type":"contact"}"#).unwrap();
+        assert_eq!(b.digest(), again.digest());
+        // A later change to the same object is news.
+        let later = batch(br#"{"event_key": "contact.add", "object_type": "contact", "object_keys": [{"id": 5, "timestamp": "2026-12-07T11:00:00Z"}, {"id": 6, "timestamp": "2026-12-07T10:00:01Z"}]}"#).unwrap();
+        assert_ne!(b.digest(), later.digest());
+        // Without object_type, the event key says it.
+        let t = batch(br#"{"event_key": "invoice.payment.add", "object_keys": []}"#).unwrap();
+        assert_eq!(t.object_type, "invoice");
+        assert!(batch(b"not json").is_err());
+        assert!(batch(br#"{"event_key": "nope.add", "object_keys": []}"#).is_err());
+        assert!(batch(br#"{"event_key": "contact.add", "object_keys": [{"id": "x"}]}"#).is_err());
+        let many: Vec<String> = (0..1001).map(|i| format!("{{\"id\":{i}}}")).collect();
+        let body = format!(
+            "{{\"event_key\":\"contact.add\",\"object_keys\":[{}]}}",
+            many.join(",")
+        );
+        assert!(batch(body.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn a_batch_is_delivered_once_whenever_keap_sends_it_again() {
+        let mut seen = Vec::new();
+        assert!(first_time(&mut seen, "d1", 100));
+        assert!(!first_time(&mut seen, "d1", 100 + 36 * 60));
+        assert!(first_time(&mut seen, "d2", 200));
+        // A day later it is forgotten (Keap's retries are long over).
+        assert!(first_time(&mut seen, "d1", 100 + SEEN_KEEP_SECS));
+        let mut full: Vec<(String, i64)> = (0..SEEN_MAX).map(|i| (format!("x{i}"), 1)).collect();
+        assert!(first_time(&mut full, "new", 2));
+        assert_eq!(full.len(), SEEN_MAX);
+        assert_eq!(full[0].0, "x1");
+        assert_eq!(event_id("c1", "d", 0), event_id("c1", "d", 0));
+        assert_ne!(event_id("c1", "d", 0), event_id("c2", "d", 0));
+        assert_ne!(event_id("c1", "d", 0), event_id("c1", "d", 1));
+    }
+
+    #[test]
+    fn hydrated_batches_go_in_parts_of_fifty() {
+        let keys = |n: i64| Batch {
+            event_key: "contact.add".into(),
+            object_type: "contact".into(),
+            object_keys: (1..=n)
+                .map(|id| KeapObjectKey {
+                    id,
+                    timestamp: None,
+                })
+                .collect(),
+        };
+        assert_eq!(keys(1000).parts(false), vec![0..1000]);
+        let p = keys(120).parts(true);
+        assert_eq!(p, vec![0..50, 50..100, 100..120]);
+        assert_eq!(keys(50).parts(true), vec![0..50]);
+        assert_eq!(keys(0).parts(true), vec![0..0]);
+    }
+
+    #[test]
+    fn objects_are_read_where_keap_keeps_them() {
+        assert_eq!(
+            object_path("contact", 5).as_deref(),
+            Some("/crm/rest/v2/contacts/5")
+        );
+        assert_eq!(
+            object_path("invoice", 7).as_deref(),
+            Some("/crm/rest/v2/orders/7")
+        );
+        assert_eq!(object_path("contactGroup", 5), None);
+        assert_eq!(object_path("contact", -1), None);
+        assert_eq!(read_outcome(Some(200)), Ok(()));
+        assert_eq!(read_outcome(Some(401)), Err("needs_reauth"));
+        assert_eq!(read_outcome(Some(404)), Err("not_found"));
+        assert_eq!(read_outcome(None), Err("keap_timeout"));
+        assert_eq!(unread(5, "needs_reauth").code, "needs_reauth");
+    }
+
+    #[test]
+    fn statuses_change_with_their_time() {
+        let mut h = LinkHooks::default();
+        h.set_status("contact.add", Some("1".into()), HookStatus::Pending, None, 10);
+        h.set_status("contact.add", None, HookStatus::Pending, None, 20);
+        assert_eq!(h.entry("contact.add").unwrap().since, 10);
+        h.set_status("contact.add", None, HookStatus::Verified, None, 30);
+        let e = h.entry("contact.add").unwrap();
+        assert_eq!((e.since, e.keap_key.as_deref()), (30, Some("1")));
+        h.set_status("a.b", None, HookStatus::Failed, Some(keap_refusal(Some(400))), 40);
+        assert_eq!(h.hooks[0].event_key, "a.b");
+        let api = h.to_api();
+        assert_eq!(api.hooks.len(), 2);
+        assert_eq!(api.hooks[0].error.as_ref().unwrap().code, "keap_error");
+        h.remove("a.b");
+        assert_eq!(h.hooks.len(), 1);
+    }
+}
