@@ -355,6 +355,7 @@ pub fn sentence(code: ErrorCode) -> &'static str {
         NoConnection => "No such connection (another partner's or user's ids answer this too).",
         NoImport => "No such import (another partner's import ids answer this too).",
         MethodNotAllowed => "This path does not answer this method (see `allow`).",
+        HookGone => "No link has this hook URL (it was deleted): Keap stops calling it.",
         NeedsReauth => "The link needs its user to reconnect.",
         AmbiguousConnection => "The user has several Keap apps linked and none was named.",
         IdentityMismatch => "A reconnect signed in as another Keap user or app; nothing changed.",
