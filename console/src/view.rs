@@ -167,15 +167,21 @@ pub fn event_label(k: ConnectionEventKind) -> &'static str {
         Deleted => "Disconnected",
         Imported => "Imported",
         Exported => "Exported",
+        HooksSet => "Keap hooks set",
+        HookRestored => "Keap hook restored",
+        HookRestoreFailed => "Keap hook not restored",
+        HooksRemoved => "Keap hooks removed",
     }
 }
 
 fn event_class(k: ConnectionEventKind) -> &'static str {
     use ConnectionEventKind::*;
     match k {
-        RefreshFailed | NeedsReauth | Expiring | IdentityMismatch | Deleted => "warn",
-        Created | Reconnected | Refreshed | Recovered | RepairLinkUsed | Imported => "ok",
-        RepairLinkCreated | RepairLinkTried | Exported => "",
+        RefreshFailed | NeedsReauth | Expiring | IdentityMismatch | Deleted
+        | HookRestoreFailed => "warn",
+        Created | Reconnected | Refreshed | Recovered | RepairLinkUsed | Imported
+        | HookRestored => "ok",
+        RepairLinkCreated | RepairLinkTried | Exported | HooksSet | HooksRemoved => "",
     }
 }
 
@@ -197,6 +203,10 @@ fn event_type(k: ConnectionEventKind) -> &'static str {
         Imported => "imported",
         Exported => "exported",
         Deleted => "deleted",
+        HooksSet => "hooks_set",
+        HookRestored => "hook_restored",
+        HookRestoreFailed => "hook_restore_failed",
+        HooksRemoved => "hooks_removed",
     }
 }
 
