@@ -177,8 +177,9 @@ pub fn event_label(k: ConnectionEventKind) -> &'static str {
 fn event_class(k: ConnectionEventKind) -> &'static str {
     use ConnectionEventKind::*;
     match k {
-        RefreshFailed | NeedsReauth | Expiring | IdentityMismatch | Deleted
-        | HookRestoreFailed => "warn",
+        RefreshFailed | NeedsReauth | Expiring | IdentityMismatch | Deleted | HookRestoreFailed => {
+            "warn"
+        }
         Created | Reconnected | Refreshed | Recovered | RepairLinkUsed | Imported
         | HookRestored => "ok",
         RepairLinkCreated | RepairLinkTried | Exported | HooksSet | HooksRemoved => "",

@@ -39,6 +39,9 @@ pub struct Config {
     pub quota_reserve: u64,
     /// How long an import item waits after Keap throttled or failed (`KEAP_IMPORT_RETRY_SECS`).
     pub import_retry_secs: u32,
+    /// How often the sweep checks a link's Keap hooks at Keap (`KEAP_HOOKS_CHECK_SECS`; 0: at
+    /// every sweep).
+    pub hooks_check_secs: u32,
 }
 
 /// The configuration (once per isolate) and the store: what every route and object starts from.
@@ -228,6 +231,7 @@ impl Config {
             },
             quota_reserve: number(env, "KEAP_QUOTA_RESERVE", 10_000)?,
             import_retry_secs: number(env, "KEAP_IMPORT_RETRY_SECS", 30)?,
+            hooks_check_secs: number(env, "KEAP_HOOKS_CHECK_SECS", 3600)?,
             account_central_url: text(env, "KEAP_ACCOUNT_CENTRAL_URL")
                 .filter(|v| !v.is_empty())
                 .unwrap_or_else(|| "https://accounts.infusionsoft.com/app/central/home".into()),

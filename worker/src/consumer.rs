@@ -5,6 +5,7 @@
 use crate::clock::now_ms;
 use crate::clock::unix_now;
 use crate::config::Config;
+use crate::hook_events;
 use crate::import_run::{run_item, ItemRun};
 use crate::js_json;
 use crate::log::{self, Field, Level};
@@ -17,6 +18,7 @@ use crate::store::Store;
 use crate::sweep::{refresh_all, sweep};
 use crate::webhooks;
 use futures_util::stream::{self, StreamExt};
+use keaplink_core::hooks;
 use keaplink_core::import::{quota_wait, ImportId, KEAP_CALLS_PER_ITEM};
 use keaplink_core::webhook::Delivery;
 use serde::Serialize;
@@ -43,6 +45,7 @@ pub async fn consume(
 ) -> worker::Result<()> {
     let mut refreshes = Vec::new();
     let mut items = Vec::new();
+    let mut hook_checks = Vec::new();
     // One message at a time: a body that does not read is logged and retried on its own (the
     // queue's max_retries bounds it), and cannot hold back the rest of its batch. A release that
     // writes messages another way may be consuming beside this one during a deploy: its messages
@@ -115,7 +118,20 @@ pub async fn consume(
             }
             Job::Refresh { key } => refreshes.push((msg, key)),
             Job::Import { import, index } => items.push((msg, import, index)),
+            Job::KeapEvent { key, batch } => {
+                match hook_events::deliver_batch(env, cfg, &key, &batch).await {
+                    Ok(()) => msg.ack(),
+                    Err(e) => {
+                        log::failure(Level::Error, "keap_event_failed", &e);
+                        msg.retry();
+                    }
+                }
+            }
+            Job::Hooks { key } => hook_checks.push((msg, key)),
         }
+    }
+    if !hook_checks.is_empty() {
+        check_hooks(env, hook_checks).await;
     }
     let rust_error = |e: keaplink_core::ApiError| worker::Error::RustError(e.to_string());
     if !items.is_empty() {
@@ -162,6 +178,41 @@ pub async fn consume(
         },
     );
     Ok(())
+}
+
+/// Checks links' hooks at Keap as the pacer allows (each check is a few Keap calls, counted
+/// against the refreshes' pace, not the proxy's); the rest come back after the pacer's wait.
+async fn check_hooks(
+    env: &Env,
+    mut checks: Vec<(RawMessage, keaplink_core::connection::ConnectionKey)>,
+) {
+    let grant = match pacer::ask(env, checks.len() as u32 * hooks::CHECK_CALLS, false).await {
+        Ok(g) => g,
+        Err(e) => {
+            log::failure(Level::Error, "hooks_check_failed", &e);
+            for (msg, _) in &checks {
+                msg.retry();
+            }
+            return;
+        }
+    };
+    let go = (grant.granted / hooks::CHECK_CALLS) as usize;
+    for (msg, _) in checks.split_off(go.min(checks.len())) {
+        retry_in(&msg, grant.retry_after_secs);
+    }
+    let keys = checks.iter().map(|(_, k)| k.clone()).collect();
+    let restored = hook_events::check_all(env, keys).await;
+    for (msg, _) in &checks {
+        msg.ack();
+    }
+    log::event(
+        Level::Info,
+        "hooks_checked",
+        &[
+            ("checked", Field::Num(checks.len() as u64)),
+            ("restored", Field::Num(u64::from(restored))),
+        ],
+    );
 }
 
 /// Import items at once (each holds a few Keap calls and guard calls in flight).

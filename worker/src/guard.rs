@@ -96,6 +96,22 @@ enum Command {
         key: ConnectionKey,
         request_id: String,
     },
+    /// Make the link's Keap hooks these (`PUT .../hooks`; an empty list deletes them all).
+    SetHooks {
+        key: ConnectionKey,
+        event_keys: Vec<String>,
+        hydrate: bool,
+    },
+    /// The link's hooks as keaplink last knew them.
+    Hooks { key: ConnectionKey },
+    /// Check the link's hooks at Keap and restore what lapsed (the sweep).
+    CheckHooks { key: ConnectionKey },
+    /// Keap posted a batch to the link's hook URL: is it news?
+    HookBatch {
+        key: ConnectionKey,
+        event_key: String,
+        digest: String,
+    },
 }
 
 /// Every field a `Command` carries, each optional: how the object reads its commands.
@@ -110,6 +126,10 @@ struct Fields {
     ttl_secs: Option<u64>,
     link: Option<RepairHandle>,
     request_id: Option<String>,
+    event_keys: Option<Vec<String>>,
+    hydrate: Option<bool>,
+    event_key: Option<String>,
+    digest: Option<String>,
 }
 
 #[cfg(feature = "objects")]
@@ -154,6 +174,18 @@ impl Command {
                 key,
                 request_id: f.request_id.ok_or("no request_id")?,
             },
+            "set_hooks" => Command::SetHooks {
+                key,
+                event_keys: f.event_keys.ok_or("no event_keys")?,
+                hydrate: f.hydrate.unwrap_or(false),
+            },
+            "hooks" => Command::Hooks { key },
+            "check_hooks" => Command::CheckHooks { key },
+            "hook_batch" => Command::HookBatch {
+                key,
+                event_key: f.event_key.ok_or("no event_key")?,
+                digest: f.digest.ok_or("no digest")?,
+            },
 
             _ => return Err("an unknown command"),
         })
@@ -189,6 +221,23 @@ pub enum Imported {
     AlreadyLinked(Box<ConnectionRecord>),
 }
 
+/// What became of a batch Keap posted to a link's hook URL.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// New: deliver it (with the link as it is now, and whether to read the objects).
+    Deliver {
+        record: Box<ConnectionRecord>,
+        hydrate: bool,
+    },
+    /// Keap sent this batch before (a retry): delivered already.
+    Duplicate,
+    /// The link no longer wants this event key (a hook being deleted): dropped.
+    NotWanted,
+    /// The link is gone.
+    Gone,
+}
+
 /// A link and its timeline (a JSON array of `ConnectionEvent`, newest first, as text the caller
 /// relays).
 #[derive(Debug, Serialize, Deserialize)]
@@ -221,8 +270,8 @@ pub enum Spend {
 #[cfg(feature = "objects")]
 #[durable_object(fetch)]
 pub struct ConnectionGuard {
-    state: State,
-    env: Env,
+    pub(crate) state: State,
+    pub(crate) env: Env,
     /// One command at a time, in arrival order: the object's own single flight.
     turn: Mutex<()>,
 }
@@ -257,7 +306,7 @@ impl DurableObject for ConnectionGuard {
             Command::Refresh { key, purpose } => {
                 durable::reply(self.refresh(&cfg, &store, &key, &purpose).await)
             }
-            Command::Delete { key } => durable::reply(self.delete(&store, &key).await),
+            Command::Delete { key } => durable::reply(self.delete(&cfg, &store, &key).await),
             Command::Reseal { key } => durable::reply(self.reseal(&cfg, &store, &key).await),
             Command::Detail { key } => durable::reply(self.detail(&store, &key).await),
             Command::NoteMismatch { key, mismatch } => {
@@ -278,6 +327,26 @@ impl DurableObject for ConnectionGuard {
             Command::Export { key, request_id } => {
                 durable::reply(self.export(&cfg, &store, &key, &request_id).await)
             }
+            Command::SetHooks {
+                key,
+                event_keys,
+                hydrate,
+            } => {
+                let wanted = keaplink_core::hooks::Wanted {
+                    event_keys,
+                    hydrate,
+                };
+                durable::reply(self.set_hooks(&cfg, &store, &key, wanted).await)
+            }
+            Command::Hooks { key } => durable::reply(self.get_hooks(&store, &key).await),
+            Command::CheckHooks { key } => {
+                durable::reply(self.check_hooks(&cfg, &store, &key).await)
+            }
+            Command::HookBatch {
+                key,
+                event_key,
+                digest,
+            } => durable::reply(self.hook_batch(&store, &key, &event_key, &digest).await),
         }
     }
 }
@@ -296,7 +365,7 @@ fn unopenable(e: impl std::fmt::Debug) -> ApiError {
 impl ConnectionGuard {
     /// The authoritative record: this object's storage, or on first use the KV copy the
     /// callback wrote before guards existed.
-    async fn record(
+    pub(crate) async fn record(
         &self,
         store: &Store,
         key: &ConnectionKey,
@@ -316,7 +385,7 @@ impl ConnectionGuard {
     }
 
     /// Authoritative first, then the copy; only then is anyone answered.
-    async fn save(
+    pub(crate) async fn save(
         &self,
         store: &Store,
         key: &ConnectionKey,
@@ -332,7 +401,7 @@ impl ConnectionGuard {
 
     /// Adds to the timeline. Losing an entry must not fail the command it reports.
     /// `f` is boxed so that this state machine is compiled once, not once per caller's closure.
-    async fn note(&self, f: Box<dyn FnOnce(&mut Timeline) + '_>) {
+    pub(crate) async fn note(&self, f: Box<dyn FnOnce(&mut Timeline) + '_>) {
         let st = durable::storage(&self.state);
         let mut t = match st.get::<Timeline>(TIMELINE).await {
             Ok(t) => t.unwrap_or_default(),
@@ -416,6 +485,8 @@ impl ConnectionGuard {
             if record.keap_app_name.is_none() {
                 record.keap_app_name = old.keap_app_name.clone();
             }
+            // The link keeps its hooks across a reconnect (its URL too).
+            record.hooks_checked_at = old.hooks_checked_at;
         }
         self.save(store, key, &record, existing.is_none()).await?;
         store.reindex(key, existing.as_ref(), Some(&record)).await?;
@@ -481,7 +552,11 @@ impl ConnectionGuard {
         let Some(record) = self.record(store, key).await? else {
             return Ok(None);
         };
-        let frozen = export::freeze(&record)?;
+        let mut frozen = export::freeze(&record)?;
+        // Keap's events stop with keaplink's use of the link: its hooks go first, while its
+        // token is still keaplink's to use.
+        self.drop_hooks(cfg, store, key).await;
+        frozen.hooks_checked_at = None;
         let out = export::handed_out(&frozen, &cfg.keys, key)?;
         self.save(store, key, &frozen, false).await?;
         store.reindex(key, Some(&record), Some(&frozen)).await?;
@@ -500,8 +575,11 @@ impl ConnectionGuard {
         Ok(Some(out))
     }
 
-    async fn delete(&self, store: &Store, key: &ConnectionKey) -> ApiResult<bool> {
+    async fn delete(&self, cfg: &Config, store: &Store, key: &ConnectionKey) -> ApiResult<bool> {
         let gone = self.record(store, key).await?;
+        if gone.is_some() {
+            self.drop_hooks(cfg, store, key).await;
+        }
         if let Some(record) = &gone {
             store.delete_connection(key, record).await?;
             store.reindex(key, Some(record), None).await?;
@@ -519,6 +597,13 @@ impl ConnectionGuard {
             webhooks::emit(&self.env, webhooks::event(EventKind::Deleted, record)).await;
         }
         Ok(gone.is_some())
+    }
+
+    /// Deletes the link's hooks at Keap; a failure is logged, never fatal to what asked.
+    async fn drop_hooks(&self, cfg: &Config, store: &Store, key: &ConnectionKey) {
+        if let Err(e) = self.teardown_hooks(cfg, store, key).await {
+            log::failure(Level::Error, "hooks_teardown_failed", &e);
+        }
     }
 
     async fn reseal(
@@ -675,7 +760,7 @@ impl ConnectionGuard {
         Ok(())
     }
 
-    async fn refresh(
+    pub(crate) async fn refresh(
         &self,
         cfg: &Config,
         store: &Store,
@@ -909,6 +994,48 @@ pub fn repair_link_restored(
     let command = Command::RepairLinkRestored {
         key: key.clone(),
         link: link.clone(),
+    };
+    ask(env, key, &command)
+}
+
+/// Makes the link's Keap hooks `wanted`. `None`: the connection is gone.
+pub fn set_hooks(
+    env: &Env,
+    key: &ConnectionKey,
+    wanted: keaplink_core::hooks::Wanted,
+) -> impl Future<Output = ApiResult<Option<keaplink_api::Hooks>>> {
+    let command = Command::SetHooks {
+        key: key.clone(),
+        event_keys: wanted.event_keys,
+        hydrate: wanted.hydrate,
+    };
+    ask(env, key, &command)
+}
+
+/// The link's hooks. `None`: the connection is gone.
+pub fn hooks(
+    env: &Env,
+    key: &ConnectionKey,
+) -> impl Future<Output = ApiResult<Option<keaplink_api::Hooks>>> {
+    ask(env, key, &Command::Hooks { key: key.clone() })
+}
+
+/// Checks the link's hooks at Keap; answers how many it restored. `None`: the connection is gone.
+pub fn check_hooks(env: &Env, key: &ConnectionKey) -> impl Future<Output = ApiResult<Option<u32>>> {
+    ask(env, key, &Command::CheckHooks { key: key.clone() })
+}
+
+/// Whether a batch Keap posted to the link is news.
+pub fn hook_batch(
+    env: &Env,
+    key: &ConnectionKey,
+    event_key: &str,
+    digest: &str,
+) -> impl Future<Output = ApiResult<Verdict>> {
+    let command = Command::HookBatch {
+        key: key.clone(),
+        event_key: event_key.to_owned(),
+        digest: digest.to_owned(),
     };
     ask(env, key, &command)
 }

@@ -23,7 +23,11 @@ pub async fn send(req: &OutboundRequest, timeout_ms: u32) -> Result<KeapAnswer, 
             .set(name, value.expose())
             .map_err(|_| unavailable())?;
     }
-    let method = if req.method == "POST" { "POST" } else { "GET" };
+    let method = match req.method {
+        "POST" => "POST",
+        "DELETE" => "DELETE",
+        _ => "GET",
+    };
     let body = req.body.as_deref().map(JsValue::from_str);
     let request = subrequest(req.url.as_str(), method, &headers, body.as_ref(), false)
         .map_err(|_| unavailable())?;

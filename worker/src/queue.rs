@@ -44,6 +44,15 @@ pub enum Job {
         import: ImportId,
         index: u32,
     },
+    /// Keap posted `batch` to this link's hook URL: deduplicate, read (`hydrate`), deliver.
+    KeapEvent {
+        key: ConnectionKey,
+        batch: Box<keaplink_core::hooks::Batch>,
+    },
+    /// Check this link's hooks at Keap (the sweep; paced with the refreshes).
+    Hooks {
+        key: ConnectionKey,
+    },
 }
 
 impl Job {
@@ -67,6 +76,7 @@ impl Job {
                     connection_id: Some(e.get("connection")?.get("id")?.as_str()?.to_owned()),
                     created_at: text("created_at")?,
                     body: serde_json::to_string(e).ok()?,
+                    keap_type: None,
                 }),
             });
         }

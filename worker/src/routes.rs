@@ -3,11 +3,12 @@
 //! `GET` is, as `GET` without a body. A wrong method gets 405 with `Allow`.
 
 use crate::api::admin::{self, AdminRoute};
-use crate::api::{console, imports, partner, widget};
+use crate::api::{console, hooks, imports, partner, widget};
 use crate::auth;
 use crate::callback;
 use crate::clock::unix_now;
 use crate::config::{self, setup, Config};
+use crate::hook_inbox;
 use crate::http::{allow_origin, error_response, json, origin, preflight};
 use crate::limits;
 use crate::proxy;
@@ -57,6 +58,10 @@ pub enum Route<'a> {
     Import(&'a str),
     /// `/v1/connections/export`.
     Export,
+    /// `/v1/connections/{id}/hooks`.
+    Hooks(&'a str),
+    /// `/hooks/keap/{token}`: where Keap posts a link's events.
+    HookInbox(&'a str),
 }
 
 use Method::{Delete, Get, Options, Patch, Post, Put};
@@ -107,6 +112,8 @@ impl<'a> Route<'a> {
             ["v1", "imports", id] => Route::Import(id),
             ["v1", "connections", id, "repair-link"] => Route::RepairLink(id),
             ["v1", "connections", id, "refresh"] => Route::RefreshNow(id),
+            ["v1", "connections", id, "hooks"] => Route::Hooks(id),
+            ["hooks", "keap", token] => Route::HookInbox(token),
             ["link", token] => Route::Link(token),
             ["link", "again", state] => Route::LinkAgain(state),
             ["v1", "partner"] => Route::Partner,
@@ -137,6 +144,8 @@ impl<'a> Route<'a> {
             Route::RotateSecrets | Route::Redeliver(_) => &[Post],
             Route::Imports | Route::Export => &[Post],
             Route::Import(_) => &[Get],
+            Route::Hooks(_) => &[Get, Put, Delete],
+            Route::HookInbox(_) => &[Post],
             Route::PartnerStats | Route::Deliveries => &[Get],
         }
     }
@@ -158,9 +167,15 @@ impl<'a> Route<'a> {
     }
 }
 
-/// The path as the request's log line may carry it: a repair link's token is a secret (it is the
-/// link), so it is left out.
+/// The path as the request's log line may carry it: a repair link's token and a hook URL's are
+/// secrets (each is the credential), so they are left out.
 pub fn loggable(path: &str) -> std::borrow::Cow<'_, str> {
+    if path
+        .strip_prefix("/hooks/keap/")
+        .is_some_and(|t| !t.is_empty())
+    {
+        return "/hooks/keap/[token]".into();
+    }
     match path.strip_prefix("/link/") {
         Some(rest) if !rest.is_empty() => "/link/[token]".into(),
         _ => path.into(),
@@ -322,6 +337,7 @@ async fn handle(
             repair::handle(req, env, &cfg, &store, token, method, unix_now()).await
         }
         Route::LinkAgain(state) => repair::again(req, env, &cfg, &store, state, unix_now()).await,
+        Route::HookInbox(token) => hook_inbox::receive(req, env, &store, token).await,
         _ => partner_route(req, env, &cfg, &store, route, method, request_id).await,
     }
 }
@@ -358,6 +374,7 @@ async fn partner_route(
         (Route::Redeliver(id), _) => console::redeliver(env, &partner, id).await,
         (Route::Imports, _) => imports::start(req, env, cfg, &partner).await,
         (Route::Import(id), _) => imports::view(req, env, &partner, id).await,
+        (Route::Hooks(id), m) => hooks::handle(req, env, store, &partner, id, m).await,
         (Route::Export, _) => imports::export(req, env, store, &partner, &record, request_id).await,
         (Route::Connection(id), Method::Delete) => {
             partner::partner_disconnect(env, store, &partner, id).await

@@ -441,4 +441,51 @@ impl Store {
         }
         Ok(raw.and_then(|r| serde_json::from_slice(r.as_bytes()).ok()))
     }
+    // ---- Keap hooks ----------------------------------------------------------------------
+
+    /// Routes a hook URL's posts to its link (`index_key` is a hash of the URL's token).
+    pub async fn put_hook_index(
+        &self,
+        index_key: &str,
+        entry: &keaplink_core::hooks::InboxEntry,
+    ) -> ApiResult<()> {
+        let body = serde_json::to_string(entry).map_err(ApiError::internal)?;
+        self.put_text(index_key, body).await
+    }
+
+    /// The link a hook URL stands for (`None`: no link has it, or no longer).
+    pub async fn hook_index(
+        &self,
+        index_key: &str,
+    ) -> ApiResult<Option<keaplink_core::hooks::InboxEntry>> {
+        match self.get_text(index_key).await? {
+            Some(raw) => parse(index_key, &raw).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    pub async fn delete_hook_index(&self, index_key: &str) -> ApiResult<()> {
+        self.delete(index_key).await
+    }
+
+    /// Keeps a handshake's `X-Hook-Secret` for ten minutes, for `delayedVerify` (the guard reads
+    /// it when Keap's create or verify answer says the echo did not land).
+    pub async fn put_hook_secret(
+        &self,
+        secret_key: &str,
+        secret: &keaplink_core::Secret,
+    ) -> ApiResult<()> {
+        let opts = PutOptions {
+            expiration_ttl: Some(600),
+            ..PutOptions::default()
+        };
+        self.put_with(secret_key, secret.expose(), opts).await
+    }
+
+    pub async fn hook_secret(&self, secret_key: &str) -> ApiResult<Option<keaplink_core::Secret>> {
+        Ok(self
+            .get_text(secret_key)
+            .await?
+            .map(keaplink_core::Secret::new))
+    }
 }

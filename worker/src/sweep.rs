@@ -12,6 +12,7 @@ use crate::random;
 use crate::store::Store;
 use futures_util::stream::{self, StreamExt};
 use keaplink_core::connection::ConnectionKey;
+use keaplink_core::hooks;
 use keaplink_core::refresh::{DueReason, Purpose, RefreshState};
 use keaplink_core::sweep::{Answered, Budget, Tally, LIST_PAGE};
 use keaplink_core::ApiResult;
@@ -32,6 +33,8 @@ pub struct SweepReport {
     /// Of the due: links in use kept fresh, and idle links kept alive (`keaplink_core::keep`).
     pub due_fresh: u64,
     pub due_keepalive: u64,
+    /// Links whose Keap hooks were due for a check (queued, paced with the refreshes).
+    pub hooks_due: u64,
     #[serde(flatten)]
     pub tally: Tally,
     /// Due connections handed to the refresh queue for lack of budget.
@@ -90,7 +93,11 @@ pub async fn sweep(env: &Env, cfg: &Config, mut cursor: Option<String>) -> ApiRe
         let now = unix_now();
         let (mut fresh, mut keepalive) = (0u64, 0u64);
         let mut due: Vec<ConnectionKey> = Vec::new();
+        let mut hook_checks: Vec<Job> = Vec::new();
         for (key, meta) in &page.items {
+            if hooks::check_due(meta.hooks_checked_at, now, i64::from(cfg.hooks_check_secs)) {
+                hook_checks.push(Job::Hooks { key: key.clone() });
+            }
             match cfg.refresh.due(&RefreshState::from(meta), now) {
                 Some(DueReason::AccessExpiring) => fresh += 1,
                 Some(DueReason::KeepAlive) => keepalive += 1,
@@ -110,15 +117,18 @@ pub async fn sweep(env: &Env, cfg: &Config, mut cursor: Option<String>) -> ApiRe
         report.due += due.len() as u64;
         report.due_fresh += fresh;
         report.due_keepalive += keepalive;
-        let deferred: Vec<Job> = due
+        let mut deferred: Vec<Job> = due
             .split_off(plan.direct)
             .into_iter()
             .map(|key| Job::Refresh { key })
             .collect();
+        let n_hooks = hook_checks.len();
+        report.hooks_due += n_hooks as u64;
+        deferred.append(&mut hook_checks);
         report.guard_calls += plan.direct as u64;
         report.tally.merge(&refresh_all(env, due).await);
         if !deferred.is_empty() {
-            report.enqueued += deferred.len() as u64;
+            report.enqueued += (deferred.len() - n_hooks) as u64;
             report.queue_sends += enqueue(env, deferred).await?;
         }
         match page.next {

@@ -158,6 +158,10 @@ pub struct ConnectionRecord {
     pub used_at: Option<UnixTime>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prev_used_at: Option<UnixTime>,
+    /// When the link's Keap hooks were last checked (or set) at Keap; `None`: it has none. The
+    /// sweep reads it from the metadata (`crate::hooks::check_due`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hooks_checked_at: Option<UnixTime>,
     /// `Tokens`, sealed.
     pub tokens: String,
 }
@@ -224,6 +228,7 @@ impl ConnectionRecord {
             // Linking is a use: a new link is in use until its calls say otherwise.
             used_at: Some(n.now),
             prev_used_at: None,
+            hooks_checked_at: None,
             tokens: seal_tokens(keys, n.key, n.access_token, n.refresh_token, n.nonce),
         }
     }
@@ -386,6 +391,7 @@ impl ConnectionRecord {
             refresh_expires_at: self.refresh_expires_at,
             used_at: self.used_at,
             prev_used_at: self.prev_used_at,
+            hooks_checked_at: self.hooks_checked_at,
         }
     }
 }
@@ -428,6 +434,8 @@ pub struct ConnectionMeta {
     pub used_at: Option<UnixTime>,
     #[serde(rename = "v", default, skip_serializing_if = "Option::is_none")]
     pub prev_used_at: Option<UnixTime>,
+    #[serde(rename = "h", default, skip_serializing_if = "Option::is_none")]
+    pub hooks_checked_at: Option<UnixTime>,
 }
 
 impl ConnectionMeta {

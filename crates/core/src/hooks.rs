@@ -81,6 +81,8 @@ pub const UNVERIFIED_GRACE_SECS: i64 = 300;
 /// first try) and at most this many per link.
 pub const SEEN_KEEP_SECS: i64 = 24 * 3600;
 pub const SEEN_MAX: usize = 2000;
+/// Keap calls a check is paced as: the list, and room for one repair.
+pub const CHECK_CALLS: u32 = 2;
 /// Where Keap's posts arrive: `PUBLIC_URL` + this + the link's token.
 pub const INBOX_PATH: &str = "/hooks/keap/";
 
@@ -101,7 +103,10 @@ pub fn wanted(body: &[u8]) -> ApiResult<Wanted> {
     let req: HooksRequest = decode_within(
         body,
         MAX_REQUEST_BYTES,
-        ApiError::new(ErrorCode::BodyTooLarge, "The body is over the 16 KiB limit."),
+        ApiError::new(
+            ErrorCode::BodyTooLarge,
+            "The body is over the 16 KiB limit.",
+        ),
     )?;
     if req.event_keys.len() > EVENT_KEYS.len() {
         return Err(invalid(format!(
@@ -241,11 +246,18 @@ impl LinkHooks {
 /// A change to make at Keap so that a link's hooks are what was asked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
-    Create { event_key: String },
+    Create {
+        event_key: String,
+    },
     /// Delete Keap's hook `keap_key` (an event key no longer wanted).
-    Delete { event_key: String, keap_key: String },
+    Delete {
+        event_key: String,
+        keap_key: String,
+    },
     /// No longer wanted and never created at Keap: just forget it.
-    Forget { event_key: String },
+    Forget {
+        event_key: String,
+    },
 }
 
 /// What to change at Keap so that `current` becomes `wanted`: deletions first (Keap allows one
@@ -445,6 +457,12 @@ pub fn hook_url(public_url: &str, url_token: &str) -> String {
     )
 }
 
+/// A new hook URL token from 32 random bytes (256 bits, 43 base64url characters).
+pub fn new_url_token(random: [u8; 32]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random)
+}
+
 /// A URL token as it may appear in a path: 43 base64url characters (256 bits).
 pub fn url_token(path_segment: &str) -> Option<&str> {
     (path_segment.len() == 43
@@ -517,8 +535,18 @@ pub fn batch(body: &[u8]) -> ApiResult<Batch> {
     // Keap names the type in the body; older hooks left it out: it is the event key's first part.
     let object_type = raw
         .object_type
-        .filter(|t| !t.is_empty() && t.len() <= 64 && t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
-        .unwrap_or_else(|| raw.event_key.split('.').next().unwrap_or_default().to_owned());
+        .filter(|t| {
+            !t.is_empty()
+                && t.len() <= 64
+                && t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        })
+        .unwrap_or_else(|| {
+            raw.event_key
+                .split('.')
+                .next()
+                .unwrap_or_default()
+                .to_owned()
+        });
     Ok(Batch {
         event_key: raw.event_key,
         object_type,
@@ -656,6 +684,106 @@ pub fn keap_refusal(status: Option<u16>) -> ErrorDetail {
     }
 }
 
+/// Part `part` (of `of`) of a batch as the partner receives it: `objects`/`unread` are what
+/// `hydrate` read (none without it).
+#[allow(clippy::too_many_arguments)]
+pub fn delivery(
+    record: &crate::connection::ConnectionRecord,
+    batch: &Batch,
+    digest: &str,
+    part: usize,
+    of: usize,
+    range: std::ops::Range<usize>,
+    hydrated: Option<(Vec<serde_json::Value>, Vec<keaplink_api::UnreadObject>)>,
+    now: UnixTime,
+) -> crate::webhook::QueuedEvent {
+    let (objects, unread) = match hydrated {
+        Some((o, u)) => (Some(o), (!u.is_empty()).then_some(u)),
+        None => (None, None),
+    };
+    let event = keaplink_api::KeapEventDelivery {
+        id: event_id(record.id.as_str(), digest, part),
+        kind: format!("keap.{}", batch.event_key),
+        created_at: crate::clock::rfc3339(now),
+        partner_id: record.partner.as_str().to_owned(),
+        user: record.user.as_str().to_owned(),
+        connection: record.to_api(),
+        keap_event: keaplink_api::KeapEvent {
+            event_key: batch.event_key.clone(),
+            object_type: batch.object_type.clone(),
+            object_keys: batch.object_keys[range].to_vec(),
+            objects,
+            unread,
+            part: (of > 1).then_some(keaplink_api::EventPart {
+                index: part as u32 + 1,
+                of: of as u32,
+            }),
+        },
+    };
+    crate::webhook::QueuedEvent {
+        id: event.id.clone(),
+        kind: crate::webhook::EventKind::Keap,
+        partner: record.partner.clone(),
+        user: Some(record.user.clone()),
+        connection_id: Some(record.id.as_str().to_owned()),
+        created_at: event.created_at.clone(),
+        body: serde_json::to_string(&event).unwrap_or_default(),
+        keap_type: Some(event.kind),
+    }
+}
+
+/// A call to Keap's REST API with the link's access token (`path` from `KEAP_API_URL`).
+pub fn keap_request(
+    api_url: &url::Url,
+    method: &'static str,
+    path: &str,
+    access_token: &crate::Secret,
+    body: Option<String>,
+    hook_secret: Option<&crate::Secret>,
+) -> crate::keap::OutboundRequest {
+    let mut url = api_url.clone();
+    url.set_path(path);
+    url.set_query(None);
+    let mut headers = vec![
+        ("accept", crate::Secret::new("application/json")),
+        (
+            "authorization",
+            crate::Secret::new(format!("Bearer {}", access_token.expose())),
+        ),
+    ];
+    if body.is_some() {
+        headers.push(("content-type", crate::Secret::new("application/json")));
+    }
+    if let Some(s) = hook_secret {
+        headers.push(("x-hook-secret", s.clone()));
+    }
+    crate::keap::OutboundRequest {
+        method,
+        url,
+        headers,
+        body,
+    }
+}
+
+/// Keap's `POST /hooks` body.
+pub fn create_body(event_key: &str, hook_url: &str) -> String {
+    serde_json::json!({"eventKey": event_key, "hookUrl": hook_url}).to_string()
+}
+
+/// Keap's hook path: `/crm/rest/v1/hooks[/<key>[/<action>]]`.
+pub fn hooks_path(keap_key: Option<&str>, action: Option<&str>) -> String {
+    let mut p = String::from("/crm/rest/v1/hooks");
+    if let Some(k) = keap_key {
+        p.push('/');
+        p.extend(url::form_urlencoded::byte_serialize(k.as_bytes()));
+        if let Some(a) = action {
+            p.push('/');
+            p.push_str(a);
+        }
+    }
+    p
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -688,8 +816,8 @@ mod tests {
 
     #[test]
     fn a_body_names_the_unknown_key_and_refuses_lists_and_repeats() {
-        let w = wanted(br#"{"event_keys": ["invoice.add", "contact.add"], "hydrate": true}"#)
-            .unwrap();
+        let w =
+            wanted(br#"{"event_keys": ["invoice.add", "contact.add"], "hydrate": true}"#).unwrap();
         assert_eq!(w.event_keys, vec!["contact.add", "invoice.add"]);
         assert!(w.hydrate);
         assert!(!wanted(br#"{"event_keys": []}"#).unwrap().hydrate);
@@ -721,7 +849,11 @@ mod tests {
         let plan = set_plan(
             &cur,
             &Wanted {
-                event_keys: vec!["contact.add".into(), "invoice.add".into(), "task.add".into()],
+                event_keys: vec![
+                    "contact.add".into(),
+                    "invoice.add".into(),
+                    "task.add".into(),
+                ],
                 hydrate: false,
             },
         );
@@ -763,7 +895,12 @@ mod tests {
             keap("3", "invoice.add", url, HookStatus::Pending),
             keap("4", "order.add", url, HookStatus::Pending),
             // Another link's (or the partner's own) hook for the same key is not ours.
-            keap("9", "task.add", "https://elsewhere.example/h", HookStatus::Verified),
+            keap(
+                "9",
+                "task.add",
+                "https://elsewhere.example/h",
+                HookStatus::Verified,
+            ),
             // Ours, but no key wants it: a creation whose answer was lost.
             keap("7", "note.add", url, HookStatus::Verified),
         ];
@@ -936,13 +1073,25 @@ mod tests {
     #[test]
     fn statuses_change_with_their_time() {
         let mut h = LinkHooks::default();
-        h.set_status("contact.add", Some("1".into()), HookStatus::Pending, None, 10);
+        h.set_status(
+            "contact.add",
+            Some("1".into()),
+            HookStatus::Pending,
+            None,
+            10,
+        );
         h.set_status("contact.add", None, HookStatus::Pending, None, 20);
         assert_eq!(h.entry("contact.add").unwrap().since, 10);
         h.set_status("contact.add", None, HookStatus::Verified, None, 30);
         let e = h.entry("contact.add").unwrap();
         assert_eq!((e.since, e.keap_key.as_deref()), (30, Some("1")));
-        h.set_status("a.b", None, HookStatus::Failed, Some(keap_refusal(Some(400))), 40);
+        h.set_status(
+            "a.b",
+            None,
+            HookStatus::Failed,
+            Some(keap_refusal(Some(400))),
+            40,
+        );
         assert_eq!(h.hooks[0].event_key, "a.b");
         let api = h.to_api();
         assert_eq!(api.hooks.len(), 2);

@@ -40,12 +40,16 @@ pub enum EventKind {
     /// Every item of an import has its outcome (the body is [`ImportFinishedEvent`]).
     #[serde(rename = "import.finished")]
     ImportFinished,
+    /// Keap posted an event to one of the link's hooks (`keap.<event_key>`; the body is
+    /// `keaplink_api::KeapEventDelivery`).
+    #[serde(rename = "keap")]
+    Keap,
 }
 
 impl EventKind {
     /// Every event keaplink sends. The OpenAPI document describes each (`crates/openapi`'s
     /// list of events; a test there fails for a kind it does not describe).
-    pub const ALL: [EventKind; 7] = [
+    pub const ALL: [EventKind; 8] = [
         EventKind::Created,
         EventKind::Deleted,
         EventKind::NeedsReauth,
@@ -53,6 +57,7 @@ impl EventKind {
         EventKind::Expiring,
         EventKind::Exported,
         EventKind::ImportFinished,
+        EventKind::Keap,
     ];
 
     /// The `type` as the partner sees it (`connection.created`, …).
@@ -65,6 +70,7 @@ impl EventKind {
             EventKind::Expiring => "connection.expiring",
             EventKind::Exported => "connection.exported",
             EventKind::ImportFinished => "import.finished",
+            EventKind::Keap => "keap.{event_key}",
         }
     }
 
@@ -105,6 +111,9 @@ pub struct QueuedEvent {
     pub connection_id: Option<String>,
     pub created_at: String,
     pub body: String,
+    /// A Keap event's `type` (`keap.contact.add`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keap_type: Option<String>,
 }
 
 /// `import.finished` as the partner receives it: the import's counts, about no one link.
@@ -129,6 +138,7 @@ impl ImportFinishedEvent {
             connection_id: None,
             created_at: self.created_at.clone(),
             body: serde_json::to_string(self).unwrap_or_default(),
+            keap_type: None,
         }
     }
 }
@@ -143,14 +153,15 @@ impl WebhookEvent {
             connection_id: Some(self.connection.id.clone()),
             created_at: self.created_at.clone(),
             body: serde_json::to_string(self).unwrap_or_default(),
+            keap_type: None,
         }
     }
 }
 
 impl QueuedEvent {
     /// The `type` as the partner sees it (`connection.created`, …).
-    pub fn type_name(&self) -> &'static str {
-        self.kind.name()
+    pub fn type_name(&self) -> &str {
+        self.keap_type.as_deref().unwrap_or(self.kind.name())
     }
 }
 
@@ -261,7 +272,13 @@ mod tests {
     #[test]
     fn every_kind_is_listed_once_and_named_as_it_is_sent() {
         for (i, k) in EventKind::ALL.iter().enumerate() {
-            assert_eq!(serde_json::to_value(k).unwrap(), k.name(), "{k:?}");
+            // A Keap event is queued as "keap" and sent as `keap.<its event key>`.
+            let sent = if *k == EventKind::Keap {
+                "keap"
+            } else {
+                k.name()
+            };
+            assert_eq!(serde_json::to_value(k).unwrap(), sent, "{k:?}");
             assert!(!EventKind::ALL[..i].contains(k), "{k:?} twice");
         }
         // Exhaustive: a kind added to the enum fails to compile here until ALL lists it.
@@ -272,7 +289,8 @@ mod tests {
             | EventKind::Recovered
             | EventKind::Expiring
             | EventKind::Exported
-            | EventKind::ImportFinished => EventKind::ALL.contains(&k),
+            | EventKind::ImportFinished
+            | EventKind::Keap => EventKind::ALL.contains(&k),
         };
         assert!(EventKind::ALL.into_iter().all(listed));
     }

@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod console;
+pub mod hooks;
 pub mod imports;
 pub mod partner;
 pub mod widget;
