@@ -102,13 +102,37 @@ pub const CONTROLS: &[Control] = &[
     },
     Control {
         method: "POST",
+        path: "/__sandbox/hooks/fire",
+        body: r#"{"app": "ab123", "event_key": "contact.add", "ids": [1, 2], "repeat": 1} (ids or count; repeat optional)"#,
+        what: "An event in one Keap app: every Verified hook of that app and event key gets the batch, as Keap posts it; failed tries go on after the configured gaps, and four failures (or a 410) make the hook Inactive.",
+    },
+    Control {
+        method: "POST",
+        path: "/__sandbox/hooks/config",
+        body: r#"{"gaps_ms": [45000, 300000, 1800000], "timeout_ms": 30000, "ignore_echo": false}"#,
+        what: "Keap's delivery tries (the waits before tries 2-4, how long a receiver has), and whether handshake echoes are ignored (hooks stay Unverified until delayedVerify).",
+    },
+    Control {
+        method: "GET",
+        path: "/__sandbox/hooks",
+        body: "-",
+        what: "Every REST hook (app, event key, URL, Verified/Unverified/Inactive) and the latest delivery tries.",
+    },
+    Control {
+        method: "POST",
+        path: "/__sandbox/hooks/{key}/inactive",
+        body: "-",
+        what: "Marks a hook Inactive (as Keap does after four failed tries); /__sandbox/hooks/{key}/delete deletes it, as someone in the Keap app might.",
+    },
+    Control {
+        method: "POST",
         path: "/__sandbox/reset",
         body: "-",
         what: "Back to the start for everything but sessions and tokens: faults, counts, lifetimes, quota windows, the REST log, the contacts.",
     },
 ];
 
-fn bad(why: impl std::fmt::Display) -> Response {
+pub(crate) fn bad(why: impl std::fmt::Display) -> Response {
     (
         StatusCode::BAD_REQUEST,
         Json(json!({"error": why.to_string()})),
@@ -384,6 +408,7 @@ pub(crate) async fn reset(State(s): State<Shared>) -> Response {
     g.spent_until_ms = 0;
     g.spent_since_ms = 0;
     g.calls_while_spent = 0;
+    g.hooks = Default::default();
     StatusCode::NO_CONTENT.into_response()
 }
 

@@ -37,6 +37,7 @@ mod central;
 mod contacts;
 mod controls;
 mod gateway;
+mod hooks;
 mod landing;
 mod pages;
 mod persist;
@@ -173,6 +174,8 @@ struct Inner {
     /// REST calls that arrived over a second after such a 429 was sent and before its window
     /// ended: calls a client that heeds Keap's headers would not have sent.
     calls_while_spent: u64,
+    /// REST hooks and their deliveries (`hooks`).
+    hooks: hooks::Hooks,
 }
 
 impl Default for Inner {
@@ -200,6 +203,7 @@ impl Default for Inner {
             spent_until_ms: 0,
             spent_since_ms: 0,
             calls_while_spent: 0,
+            hooks: hooks::Hooks::default(),
         }
     }
 }
@@ -304,7 +308,7 @@ pub fn try_router(config: Config) -> Result<Router, String> {
     }
     // The gateway wraps the REST routes only (route_layer: it runs once a route matched, so it
     // knows the route pattern it counts calls under).
-    let rest = rest::routes().route_layer(middleware::from_fn_with_state(
+    let rest = rest::routes().merge(hooks::routes()).route_layer(middleware::from_fn_with_state(
         state.clone(),
         gateway::gateway,
     ));
@@ -333,6 +337,10 @@ pub fn try_router(config: Config) -> Result<Router, String> {
         .route("/__sandbox/seed", post(controls::seed))
         .route("/__sandbox/mint", post(controls::mint))
         .route("/__sandbox/chaos", post(controls::set_chaos))
+        .route("/__sandbox/hooks", get(hooks::all))
+        .route("/__sandbox/hooks/fire", post(hooks::fire))
+        .route("/__sandbox/hooks/config", post(hooks::config))
+        .route("/__sandbox/hooks/{key}/{action}", post(hooks::act))
         // A path Keap does not have answers as Keap's gateway does: a JSON 404.
         .fallback(|| async {
             (
