@@ -75,6 +75,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/hooks/keap/{token}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Where Keap posts a link's events
+         * @description Called by Keap only: the URL keaplink subscribed for one link (its token is a credential, never shown or logged). A handshake (`X-Hook-Secret`) is echoed; a batch (`{"event_key", "object_type", "object_keys": [{"id", "timestamp"}]}`, up to 1,000 keys) is queued and answered 200 at once, whatever the partner's receiver does. The URL alone decides the link. An unknown URL (a removed link's) answers 410, which makes Keap stop calling it.
+         */
+        post: operations["keapHookInbox"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/link/again/{state}": {
         parameters: {
             query?: never;
@@ -277,6 +297,34 @@ export interface paths {
          * @description Deletes the link and its tokens. Another partner's id is 404, never 403.
          */
         delete: operations["deleteConnection"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/connections/{id}/hooks": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A link's Keap hooks
+         * @description Each event key's hook as keaplink last knew it (`verified`, `pending` while Keap has not confirmed the handshake, `inactive` when Keap stopped delivering after failed tries, `failed` when Keap refused it) and when Keap last posted an event of that key. The sweep checks the hooks at Keap every `KEAP_HOOKS_CHECK_SECS` (an hour by default) and verifies again or re-creates what lapsed.
+         */
+        get: operations["getConnectionHooks"];
+        /**
+         * Choose the Keap events a link delivers
+         * @description Subscribes the link at Keap (REST hooks, through the link's token) to each event key listed, with a hook URL of keaplink's own that is unique to the link and never shown; deletes at Keap the hooks of event keys no longer listed (an empty list deletes them all). keaplink answers Keap's handshake itself. From then on each batch Keap posts is delivered to the partner's `webhook_url` as `keap.<event_key>` (see the webhooks), once, signed; with `hydrate: true` each object is read through the link's token and sent along (in events of at most 50 objects). The body is checked whole first: an unknown event key, a key listed twice or more keys than Keap has is 400 and nothing is subscribed. A hook Keap refused is answered `failed` with its `error`, and tried again by the next check; the link's timeline notes the change (`hooks_set`).
+         */
+        put: operations["setConnectionHooks"];
+        post?: never;
+        /**
+         * Stop a link's Keap events
+         * @description Deletes every hook of the link at Keap (the link stays); its hook URL then answers Keap 410. Disconnecting, deleting or exporting a link does this too.
+         */
+        delete: operations["deleteConnectionHooks"];
         options?: never;
         head?: never;
         patch?: never;
@@ -778,6 +826,28 @@ export interface webhooks {
         patch?: never;
         trace?: never;
     };
+    "keap.{event_key}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Keap posted an event to one of a link's hooks
+         * @description One type per Keap event key (`keap.contact.add`, `keap.invoice.payment.add`, ...), for the links whose hooks list it (`PUT /v1/connections/{id}/hooks`). `connection` is the link whose hook URL Keap posted to (the URL alone decides it); `keap_event` is what Keap sent: the event key, the object type and the objects' ids with when they changed (up to 1,000). Keap sends a batch again when it thinks a try failed: keaplink delivers each batch once (its `id` is the same for every delivery of that batch). With `hydrate`, `objects` holds each object as Keap's REST API answers it, read through the link's token, and `unread` names each one that could not be read and why (`needs_reauth` when the link needs its user: its events still come); a batch of more than 50 objects then comes as several events (`part`).
+         *
+         *     Verify every delivery before trusting it: `keaplink-signature` is `t=<unix seconds>,v1=<hex>`, where `<hex>` is the HMAC-SHA256 of `<t>.<raw body>` (the bytes as received, before any JSON parsing) keyed with the webhook key, and the webhook key is the HMAC-SHA256 of the ASCII text `keaplink-webhook-v1` keyed with the partner's `session_secret` (so rotating the session secret rotates it). Compare in constant time and refuse a `t` more than 5 minutes from your clock. Then deduplicate on `keaplink-event-id` (the same as the body's `id`, on every retry and redelivery). Answer 2xx once stored: a 429, a 5xx or no answer within the deployment's `KEAP_TIMEOUT_MS` (10 s by default) is retried with growing waits for a day; any other status drops the delivery. The TypeScript client's `verifyWebhook` does all of it.
+         */
+        post: operations["webhookKeapHook"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export interface components {
     schemas: {
@@ -993,7 +1063,7 @@ export interface components {
          * @description What happened to a link, as its timeline shows it.
          * @enum {string}
          */
-        ConnectionEventKind: "created" | "reconnected" | "refreshed" | "refresh_failed" | "needs_reauth" | "recovered" | "expiring" | "identity_mismatch" | "repair_link_created" | "repair_link_tried" | "repair_link_used" | "deleted" | "imported" | "exported";
+        ConnectionEventKind: "created" | "reconnected" | "refreshed" | "refresh_failed" | "needs_reauth" | "recovered" | "expiring" | "identity_mismatch" | "repair_link_created" | "repair_link_tried" | "repair_link_used" | "deleted" | "imported" | "exported" | "hooks_set" | "hook_restored" | "hook_restore_failed" | "hooks_removed";
         /** @description `connection.expiring`: Refreshes of this link keep failing and its refresh token has under a week left: the user should reconnect before `connection.reconnect_before`. Sent once. */
         ConnectionExpiringEvent: {
             connection: components["schemas"]["Connection"];
@@ -1110,6 +1180,12 @@ export interface components {
              */
             message: string;
         };
+        EventPart: {
+            /** Format: int32 */
+            index: number;
+            /** Format: int32 */
+            of: number;
+        };
         /** @description A link that was not exported, and why. */
         ExportFailure: {
             connection_id: string;
@@ -1153,6 +1229,50 @@ export interface components {
          */
         Health: {
             ok: boolean;
+        };
+        /** @description One event key of a link and its hook at Keap. */
+        Hook: {
+            error?: null | components["schemas"]["ErrorDetail"];
+            /** @example contact.add */
+            event_key: string;
+            /**
+             * Format: date-time
+             * @description When Keap last posted an event of this key for the link.
+             */
+            last_event_at?: string | null;
+            status: components["schemas"]["HookStatus"];
+        };
+        /**
+         * @description Where one event key's hook at Keap stands.
+         * @enum {string}
+         */
+        HookStatus: "verified" | "pending" | "inactive" | "failed";
+        /** @description `GET/PUT /v1/connections/{id}/hooks`. */
+        Hooks: {
+            /**
+             * Format: date-time
+             * @description When keaplink last checked the link's hooks at Keap.
+             */
+            checked_at?: string | null;
+            hooks: components["schemas"]["Hook"][];
+            hydrate: boolean;
+        };
+        /** @description `PUT /v1/connections/{id}/hooks`: the Keap events this link should deliver. */
+        HooksRequest: {
+            /**
+             * @description Keap's event keys (`contact.add`, `invoice.payment.add`, …), each at most once; an empty
+             *     list removes every hook of the link.
+             * @example [
+             *       "contact.add",
+             *       "contact.edit"
+             *     ]
+             */
+            event_keys: string[];
+            /**
+             * @description Read each object named in an event through the link's token and send it along
+             *     (`keap_event.objects`). Default false.
+             */
+            hydrate?: boolean | null;
         };
         /** @description Items by outcome (`pending`: not settled yet). */
         ImportCounts: {
@@ -1275,6 +1395,48 @@ export interface components {
             status: components["schemas"]["ImportStatus"];
             /** Format: int32 */
             total: number;
+        };
+        /** @description What Keap posted, as keaplink delivers it. */
+        KeapEvent: {
+            /** @example contact.add */
+            event_key: string;
+            object_keys: components["schemas"]["KeapObjectKey"][];
+            /** @example contact */
+            object_type: string;
+            /**
+             * @description With `hydrate`: each object as Keap's REST API answers it, in `object_keys` order (those
+             *     that could not be read are in `unread`).
+             */
+            objects?: unknown[] | null;
+            part?: null | components["schemas"]["EventPart"];
+            unread?: components["schemas"]["UnreadObject"][] | null;
+        };
+        /** @description `keap.{event_key}`: One type per Keap event key (`keap.contact.add`, `keap.invoice.payment.add`, ...), for the links whose hooks list it (`PUT /v1/connections/{id}/hooks`). `connection` is the link whose hook URL Keap posted to (the URL alone decides it); `keap_event` is what Keap sent: the event key, the object type and the objects' ids with when they changed (up to 1,000). Keap sends a batch again when it thinks a try failed: keaplink delivers each batch once (its `id` is the same for every delivery of that batch). With `hydrate`, `objects` holds each object as Keap's REST API answers it, read through the link's token, and `unread` names each one that could not be read and why (`needs_reauth` when the link needs its user: its events still come); a batch of more than 50 objects then comes as several events (`part`). */
+        KeapHookEvent: {
+            connection: components["schemas"]["Connection"];
+            /**
+             * Format: date-time
+             * @description When it happened (RFC 3339 UTC), not when this attempt was sent.
+             */
+            created_at: string;
+            /** @description The event's id, the same on every retry and redelivery (and in `keaplink-event-id`): deduplicate on it. */
+            id: string;
+            keap_event: components["schemas"]["KeapEvent"];
+            /** @description The partner the event is for. */
+            partner_id: string;
+            /**
+             * @description `keap.` and the Keap event key (`keap.contact.add`). (enum property replaced by openapi-typescript)
+             * @enum {string}
+             */
+            type: "keap.appointment.add" | "keap.appointment.delete" | "keap.appointment.edit" | "keap.company.add" | "keap.company.delete" | "keap.company.edit" | "keap.contact.add" | "keap.contact.delete" | "keap.contact.edit" | "keap.contact.redact" | "keap.contactGroup.add" | "keap.contactGroup.applied" | "keap.contactGroup.delete" | "keap.contactGroup.edit" | "keap.contactGroup.removed" | "keap.invoice.add" | "keap.invoice.delete" | "keap.invoice.edit" | "keap.invoice.payment.add" | "keap.invoice.payment.delete" | "keap.invoice.payment.edit" | "keap.leadsource.add" | "keap.leadsource.delete" | "keap.leadsource.edit" | "keap.note.add" | "keap.note.delete" | "keap.note.edit" | "keap.opportunity.add" | "keap.opportunity.delete" | "keap.opportunity.edit" | "keap.opportunity.stage_move" | "keap.order.add" | "keap.order.delete" | "keap.order.edit" | "keap.product.add" | "keap.product.delete" | "keap.product.edit" | "keap.subscription.add" | "keap.subscription.delete" | "keap.subscription.edit" | "keap.task.add" | "keap.task.delete" | "keap.task.edit";
+            /** @description The partner's id of the user whose link this is (the `sub` of their session JWT). */
+            user: string;
+        };
+        /** @description One object Keap named: its id and when it changed. */
+        KeapObjectKey: {
+            /** Format: int64 */
+            id: number;
+            timestamp?: string | null;
         };
         /** @description Keap's quota for this deployment's OAuth client, as last seen. */
         KeapQuota: {
@@ -1597,6 +1759,18 @@ export interface components {
             /** @example ab123 */
             keap_app: string;
         };
+        /** @description An object `hydrate` could not read (the event is sent all the same). */
+        UnreadObject: {
+            /**
+             * @description `needs_reauth` (the link needs its user), `keap_quota` (Keap's quota is kept for link
+             *     keeping), `not_found` (Keap has no such object now), `keap_error`, `unsupported` (keaplink
+             *     does not know where Keap keeps this object type).
+             */
+            code: string;
+            /** Format: int64 */
+            id: number;
+            message: string;
+        };
         WebhookCounts: {
             /** Format: int64 */
             delivered_last_24h: number;
@@ -1650,7 +1824,7 @@ export interface components {
             user: string | null;
         };
         /** @description Any event keaplink sends to the partner's `webhook_url`, told apart by `type`. Verify every delivery before trusting it: `keaplink-signature` is `t=<unix seconds>,v1=<hex>`, where `<hex>` is the HMAC-SHA256 of `<t>.<raw body>` (the bytes as received, before any JSON parsing) keyed with the webhook key, and the webhook key is the HMAC-SHA256 of the ASCII text `keaplink-webhook-v1` keyed with the partner's `session_secret` (so rotating the session secret rotates it). Compare in constant time and refuse a `t` more than 5 minutes from your clock. Then deduplicate on `keaplink-event-id` (the same as the body's `id`, on every retry and redelivery). Answer 2xx once stored: a 429, a 5xx or no answer within the deployment's `KEAP_TIMEOUT_MS` (10 s by default) is retried with growing waits for a day; any other status drops the delivery. The TypeScript client's `verifyWebhook` does all of it. */
-        WebhookEvent: components["schemas"]["ConnectionCreatedEvent"] | components["schemas"]["ConnectionDeletedEvent"] | components["schemas"]["ConnectionNeedsReauthEvent"] | components["schemas"]["ConnectionRecoveredEvent"] | components["schemas"]["ConnectionExpiringEvent"] | components["schemas"]["ConnectionExportedEvent"] | components["schemas"]["ImportFinishedEvent"];
+        WebhookEvent: components["schemas"]["ConnectionCreatedEvent"] | components["schemas"]["ConnectionDeletedEvent"] | components["schemas"]["ConnectionNeedsReauthEvent"] | components["schemas"]["ConnectionRecoveredEvent"] | components["schemas"]["ConnectionExpiringEvent"] | components["schemas"]["ConnectionExportedEvent"] | components["schemas"]["ImportFinishedEvent"] | components["schemas"]["KeapHookEvent"];
     };
     responses: {
         /** @description `invalid_request`: A malformed body, field or query parameter: the message names which and what is expected (never the value sent). */
@@ -2291,6 +2465,48 @@ export interface components {
                 } | unknown;
             };
         };
+        /** @description `needs_reauth`: The link needs its user to reconnect. `exported`: The link was exported: keaplink no longer hands out or uses its tokens. */
+        "409-needs_reauth-exported": {
+            headers: {
+                "cache-control": components["headers"]["NoStore"];
+                "x-request-id": components["headers"]["RequestId"];
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": {
+                    error: {
+                        /** @enum {string} */
+                        code: "needs_reauth" | "exported";
+                        /**
+                         * @description A sentence a person can act on. Never holds a token, a secret or a stack trace.
+                         * @example No such route.
+                         */
+                        message: string;
+                    };
+                };
+            };
+        };
+        /** @description `hook_gone`: No link has this hook URL (it was deleted): Keap stops calling it. */
+        "410-hook_gone": {
+            headers: {
+                "cache-control": components["headers"]["NoStore"];
+                "x-request-id": components["headers"]["RequestId"];
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": {
+                    error: {
+                        /** @enum {string} */
+                        code: "hook_gone";
+                        /**
+                         * @description A sentence a person can act on. Never holds a token, a secret or a stack trace.
+                         * @example No such route.
+                         */
+                        message: string;
+                    };
+                };
+            };
+        };
         /** @description `body_too_large`: The body is over the limit. */
         "413-body_too_large": {
             headers: {
@@ -2372,6 +2588,28 @@ export interface components {
                     error: {
                         /** @enum {string} */
                         code: "keap_throttled";
+                        /**
+                         * @description A sentence a person can act on. Never holds a token, a secret or a stack trace.
+                         * @example No such route.
+                         */
+                        message: string;
+                    };
+                };
+            };
+        };
+        /** @description `keap_throttled`: Keap is throttling; wait `retry-after` seconds. `keap_quota`: Keap's quota is spent (or down to the reserve kept for refreshes); wait `retry-after` seconds. */
+        "429-keap_throttled-keap_quota": {
+            headers: {
+                "cache-control": components["headers"]["NoStore"];
+                "retry-after": components["headers"]["RetryAfter"];
+                "x-request-id": components["headers"]["RequestId"];
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": {
+                    error: {
+                        /** @enum {string} */
+                        code: "keap_throttled" | "keap_quota";
                         /**
                          * @description A sentence a person can act on. Never holds a token, a secret or a stack trace.
                          * @example No such route.
@@ -2691,6 +2929,8 @@ export interface components {
         FrameOptions: "DENY";
         /** @description `DENY`. */
         FrameOptionsOptional: "DENY";
+        /** @description Keap's handshake secret, echoed (on the answer to a handshake only). */
+        HookSecretOptional: string;
         /** @description The connection whose token the call used. */
         KeaplinkConnectionId: string;
         /** @description The connection whose token the call used. */
@@ -2842,6 +3082,34 @@ export interface operations {
                     "application/json": components["schemas"]["Health"];
                 };
             };
+            500: components["responses"]["500-internal-misconfigured"];
+        };
+    };
+    keapHookInbox: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The link's hook token (43 characters). */
+                token: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Received (a batch), or the handshake echoed in `x-hook-secret`. */
+            200: {
+                headers: {
+                    "x-hook-secret": components["headers"]["HookSecretOptional"];
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["400-invalid_request"];
+            404: components["responses"]["404-not_found"];
+            410: components["responses"]["410-hook_gone"];
+            413: components["responses"]["413-body_too_large"];
             500: components["responses"]["500-internal-misconfigured"];
         };
     };
@@ -3776,6 +4044,151 @@ export interface operations {
             400: components["responses"]["400-invalid_request-invalid_id"];
             401: components["responses"]["401-missing_credentials-invalid_api_key"];
             404: components["responses"]["404-not_found-partner_not_found-no_connection"];
+            500: components["responses"]["500-internal-misconfigured"];
+        };
+    };
+    getConnectionHooks: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description With the admin token only (the console's operator view), and then required: the partner to act for. 1-64 of `a-z`, `0-9` and `-` (else 400 `invalid_request`); a partner that does not exist is 404 `partner_not_found`. */
+                "keaplink-partner"?: string;
+            };
+            path: {
+                /** @description A connection's id (as its `id` field gives it). Anything else: 400 `invalid_id`. */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The link's hooks. */
+            200: {
+                headers: {
+                    "cache-control": components["headers"]["NoStore"];
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "checked_at": "2026-01-02T06:00:00Z",
+                     *       "hooks": [
+                     *         {
+                     *           "event_key": "contact.add",
+                     *           "last_event_at": "2026-01-02T06:20:00Z",
+                     *           "status": "verified"
+                     *         },
+                     *         {
+                     *           "event_key": "invoice.payment.add",
+                     *           "status": "verified"
+                     *         }
+                     *       ],
+                     *       "hydrate": false
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Hooks"];
+                };
+            };
+            400: components["responses"]["400-invalid_request-invalid_id"];
+            401: components["responses"]["401-missing_credentials-invalid_api_key"];
+            404: components["responses"]["404-not_found-partner_not_found-no_connection"];
+            500: components["responses"]["500-internal-misconfigured"];
+        };
+    };
+    setConnectionHooks: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description With the admin token only (the console's operator view), and then required: the partner to act for. 1-64 of `a-z`, `0-9` and `-` (else 400 `invalid_request`); a partner that does not exist is 404 `partner_not_found`. */
+                "keaplink-partner"?: string;
+            };
+            path: {
+                /** @description A connection's id (as its `id` field gives it). Anything else: 400 `invalid_id`. */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "event_keys": [
+                 *         "contact.add",
+                 *         "invoice.payment.add"
+                 *       ],
+                 *       "hydrate": false
+                 *     }
+                 */
+                "application/json": components["schemas"]["HooksRequest"];
+            };
+        };
+        responses: {
+            /** @description The link's hooks now. */
+            200: {
+                headers: {
+                    "cache-control": components["headers"]["NoStore"];
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "checked_at": "2026-01-02T06:00:00Z",
+                     *       "hooks": [
+                     *         {
+                     *           "event_key": "contact.add",
+                     *           "last_event_at": "2026-01-02T06:20:00Z",
+                     *           "status": "verified"
+                     *         },
+                     *         {
+                     *           "event_key": "invoice.payment.add",
+                     *           "status": "verified"
+                     *         }
+                     *       ],
+                     *       "hydrate": false
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Hooks"];
+                };
+            };
+            400: components["responses"]["400-invalid_request-invalid_id"];
+            401: components["responses"]["401-missing_credentials-invalid_api_key"];
+            404: components["responses"]["404-not_found-partner_not_found-no_connection"];
+            409: components["responses"]["409-needs_reauth-exported"];
+            413: components["responses"]["413-body_too_large"];
+            429: components["responses"]["429-keap_throttled-keap_quota"];
+            500: components["responses"]["500-internal-misconfigured"];
+        };
+    };
+    deleteConnectionHooks: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description With the admin token only (the console's operator view), and then required: the partner to act for. 1-64 of `a-z`, `0-9` and `-` (else 400 `invalid_request`); a partner that does not exist is 404 `partner_not_found`. */
+                "keaplink-partner"?: string;
+            };
+            path: {
+                /** @description A connection's id (as its `id` field gives it). Anything else: 400 `invalid_id`. */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deleted. */
+            204: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["400-invalid_request-invalid_id"];
+            401: components["responses"]["401-missing_credentials-invalid_api_key"];
+            404: components["responses"]["404-not_found-partner_not_found-no_connection"];
+            409: components["responses"]["409-needs_reauth-exported"];
+            429: components["responses"]["429-keap_throttled-keap_quota"];
             500: components["responses"]["500-internal-misconfigured"];
         };
     };
@@ -5371,6 +5784,117 @@ export interface operations {
                  *     }
                  */
                 "application/json": components["schemas"]["ImportFinishedEvent"];
+            };
+        };
+        responses: {
+            /** @description Retried later, with growing waits, for a day. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Received: the delivery is done (any body is ignored). */
+            "2XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Any other 4xx: the delivery is dropped (it shows as failed at `GET /v1/webhooks/deliveries`, and can be sent again with its redeliver). */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Retried later, with growing waits, for a day (as is no answer within `KEAP_TIMEOUT_MS`). */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    webhookKeapHook: {
+        parameters: {
+            query?: never;
+            header: {
+                /**
+                 * @description `t=<unix seconds>,v1=<hex HMAC-SHA256>`: see the description for how to verify it.
+                 * @example t=1767333601,v1=5257a869e7ecebeda32affa62cdca3fa51cad7e77a0e56ff536d0ce8e108d8bd
+                 */
+                "keaplink-signature": string;
+                /** @description The event's id (the body's `id`): the same on every retry and redelivery. */
+                "keaplink-event-id": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "connection": {
+                 *         "access_expires_at": "2026-01-03T06:00:00Z",
+                 *         "connected_at": "2026-01-01T00:00:00Z",
+                 *         "id": "8uLmQJ6sZ3x2WmN1pQr4Tw",
+                 *         "keap_app": "ab123",
+                 *         "keap_app_name": "Ann's Bakery",
+                 *         "keap_user": {
+                 *           "email": "ann@ab123.example",
+                 *           "name": "Ann Baker"
+                 *         },
+                 *         "last_error": null,
+                 *         "reconnect_before": null,
+                 *         "reconnected_at": null,
+                 *         "refresh_expires_at": "2026-02-16T06:00:00Z",
+                 *         "refreshed_at": "2026-01-02T06:00:00Z",
+                 *         "status": "active"
+                 *       },
+                 *       "created_at": "2026-01-02T06:20:00Z",
+                 *       "id": "evt_5d41402abc4b2a76b9719d911017c592",
+                 *       "keap_event": {
+                 *         "event_key": "contact.add",
+                 *         "object_keys": [
+                 *           {
+                 *             "id": 5,
+                 *             "timestamp": "2026-01-02T06:19:58Z"
+                 *           },
+                 *           {
+                 *             "id": 6,
+                 *             "timestamp": "2026-01-02T06:19:59Z"
+                 *           }
+                 *         ],
+                 *         "object_type": "contact",
+                 *         "objects": [
+                 *           {
+                 *             "email_addresses": [
+                 *               {
+                 *                 "email": "ann@mail.example",
+                 *                 "field": "EMAIL1"
+                 *               }
+                 *             ],
+                 *             "family_name": "Baker",
+                 *             "given_name": "Ann",
+                 *             "id": 5
+                 *           }
+                 *         ],
+                 *         "unread": [
+                 *           {
+                 *             "code": "not_found",
+                 *             "id": 6,
+                 *             "message": "Keap has no such object now (it may have been deleted since)."
+                 *           }
+                 *         ]
+                 *       },
+                 *       "partner_id": "acme",
+                 *       "type": "keap.contact.add",
+                 *       "user": "user-42"
+                 *     }
+                 */
+                "application/json": components["schemas"]["KeapHookEvent"];
             };
         };
         responses: {

@@ -224,7 +224,8 @@ export function checkWebhook(d, doc = DOC, { validator, ajv } = makeChecker(doc)
   const problems = [];
   let body;
   try { body = JSON.parse(d.body); } catch { return { type: "(not JSON)", problems: ["the body is not JSON"] }; }
-  const type = body?.type;
+  // Keap's events are one webhook for every event key: `keap.{event_key}`.
+  const type = typeof body?.type === "string" && body.type.startsWith("keap.") && !doc.webhooks?.[body.type] ? "keap.{event_key}" : body?.type;
   const op = doc.webhooks?.[type]?.[d.method.toLowerCase()];
   if (!op) return { type: String(type), problems: [`${d.method} of an event ${JSON.stringify(type)} the document's webhooks do not describe`] };
   for (const p of op.parameters ?? []) {

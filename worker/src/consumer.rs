@@ -118,8 +118,8 @@ pub async fn consume(
             }
             Job::Refresh { key } => refreshes.push((msg, key)),
             Job::Import { import, index } => items.push((msg, import, index)),
-            Job::KeapEvent { key, batch } => {
-                match hook_events::deliver_batch(env, cfg, &key, &batch).await {
+            Job::KeapEvent { key, body } => {
+                match hook_events::deliver_batch(env, cfg, &key, &body).await {
                     Ok(()) => msg.ack(),
                     Err(e) => {
                         log::failure(Level::Error, "keap_event_failed", &e);

@@ -1003,7 +1003,7 @@ pub fn set_hooks(
     env: &Env,
     key: &ConnectionKey,
     wanted: keaplink_core::hooks::Wanted,
-) -> impl Future<Output = ApiResult<Option<keaplink_api::Hooks>>> {
+) -> impl Future<Output = ApiResult<Option<String>>> {
     let command = Command::SetHooks {
         key: key.clone(),
         event_keys: wanted.event_keys,
@@ -1012,11 +1012,8 @@ pub fn set_hooks(
     ask(env, key, &command)
 }
 
-/// The link's hooks. `None`: the connection is gone.
-pub fn hooks(
-    env: &Env,
-    key: &ConnectionKey,
-) -> impl Future<Output = ApiResult<Option<keaplink_api::Hooks>>> {
+/// The link's hooks (as the API's JSON text). `None`: the connection is gone.
+pub fn hooks(env: &Env, key: &ConnectionKey) -> impl Future<Output = ApiResult<Option<String>>> {
     ask(env, key, &Command::Hooks { key: key.clone() })
 }
 

@@ -10,16 +10,12 @@ use crate::links::usable;
 use crate::log::{self, Field, Level};
 use crate::queue::{enqueue, Job};
 use crate::quota;
-use futures_util::stream::{self, StreamExt};
 use keaplink_api::{ConnectionStatus, UnreadObject};
 use keaplink_core::connection::{ConnectionKey, ConnectionRecord};
-use keaplink_core::hooks::{self, Batch};
+use keaplink_core::hooks;
 use keaplink_core::refresh::{fingerprint, Purpose};
 use keaplink_core::ApiResult;
 use worker::Env;
-
-/// Guard calls in flight at once for hook checks.
-const PARALLEL_CHECKS: usize = 6;
 
 /// One batch Keap posted to `key`'s hook URL: delivered once, as one event or (hydrated, over
 /// 50 objects) several. An error leaves the message to be retried; what was queued stays
@@ -29,8 +25,9 @@ pub async fn deliver_batch(
     env: &Env,
     cfg: &Config,
     key: &ConnectionKey,
-    batch: &Batch,
+    body: &str,
 ) -> ApiResult<()> {
+    let batch = &hooks::batch(body.as_bytes())?;
     let digest = batch.digest();
     let verdict = guard::hook_batch(env, key, &batch.event_key, &digest).await?;
     let (record, hydrate) = match verdict {
@@ -188,16 +185,13 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Checks the hooks of `keys` at Keap (each through its guard); answers how many were restored.
+/// Checks the hooks of `keys` at Keap (each through its guard, one after the other: checks are
+/// few and rarely urgent, and a second instance of the parallel-stream machinery cost code);
+/// answers how many were restored.
 pub async fn check_all(env: &Env, keys: Vec<ConnectionKey>) -> u32 {
-    let answers: Vec<_> = stream::iter(keys)
-        .map(|key| async move { guard::check_hooks(env, &key).await })
-        .buffer_unordered(PARALLEL_CHECKS)
-        .collect()
-        .await;
     let mut restored = 0;
-    for a in answers {
-        match a {
+    for key in keys {
+        match guard::check_hooks(env, &key).await {
             Ok(Some(n)) => restored += n,
             Ok(None) => {}
             Err(e) => log::failure(Level::Error, "hooks_check_failed", &e),

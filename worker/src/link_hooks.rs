@@ -13,7 +13,7 @@ use crate::log::{self, Field, Level};
 use crate::quota;
 use crate::random;
 use crate::store::Store;
-use keaplink_api::{ConnectionEventKind, ConnectionStatus, ErrorDetail, HookStatus, Hooks};
+use keaplink_api::{ConnectionEventKind, ConnectionStatus, ErrorDetail, HookStatus};
 use keaplink_core::connection::{ConnectionKey, ConnectionRecord};
 use keaplink_core::hooks::{self, Change, InboxEntry, LinkHooks, Repair, Wanted};
 use keaplink_core::refresh::{fingerprint, Purpose};
@@ -271,7 +271,7 @@ impl ConnectionGuard {
         store: &Store,
         key: &ConnectionKey,
         wanted: Wanted,
-    ) -> ApiResult<Option<Hooks>> {
+    ) -> ApiResult<Option<String>> {
         if self.record(store, key).await?.is_none() {
             return Ok(None);
         }
@@ -330,18 +330,18 @@ impl ConnectionGuard {
             t.push(now, ConnectionEventKind::HooksSet, None, Some(detail))
         }))
         .await;
-        Ok(Some(h.to_api()))
+        api_text(&h).map(Some)
     }
 
     pub(crate) async fn get_hooks(
         &self,
         store: &Store,
         key: &ConnectionKey,
-    ) -> ApiResult<Option<Hooks>> {
+    ) -> ApiResult<Option<String>> {
         if self.record(store, key).await?.is_none() {
             return Ok(None);
         }
-        Ok(Some(self.hooks_state().await?.to_api()))
+        api_text(&self.hooks_state().await?).map(Some)
     }
 
     /// Notes when the hooks were checked on the record, so the sweep's metadata says when the
@@ -597,6 +597,12 @@ impl ConnectionGuard {
         self.put_hooks_state(&h).await?;
         Ok(verdict)
     }
+}
+
+/// The hooks as the API answers them, as JSON text the route relays (so the router reads no
+/// hooks back: one serializer, no deserializer in the Worker).
+fn api_text(h: &LinkHooks) -> ApiResult<String> {
+    serde_json::to_string(&h.to_api()).map_err(ApiError::internal)
 }
 
 fn log_keap(event: &str, event_key: &str, status: Option<u16>) {

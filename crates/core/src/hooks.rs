@@ -123,12 +123,12 @@ pub fn wanted(body: &[u8]) -> ApiResult<Wanted> {
                 "event_keys: \"{shown}\" is not one of Keap's event keys (e.g. contact.add, invoice.payment.add; the API reference lists them)."
             )));
         }
-        if keys.contains(&k) {
-            return Err(invalid(format!("event_keys lists \"{k}\" twice.")));
+        // Kept in order as they come (a binary search, not a sort: no sort code in the Worker).
+        match keys.binary_search(&k) {
+            Ok(_) => return Err(invalid(format!("event_keys lists \"{k}\" twice."))),
+            Err(at) => keys.insert(at, k),
         }
-        keys.push(k);
     }
-    keys.sort();
     Ok(Wanted {
         event_keys: keys,
         hydrate: req.hydrate.unwrap_or(false),
@@ -207,15 +207,20 @@ impl LinkHooks {
                 e.error = error;
             }
             None => {
-                self.hooks.push(HookEntry {
-                    event_key: event_key.to_owned(),
-                    keap_key,
-                    status,
-                    since: now,
-                    last_event_at: None,
-                    error,
-                });
-                self.hooks.sort_by(|a, b| a.event_key.cmp(&b.event_key));
+                let at = self
+                    .hooks
+                    .partition_point(|h| h.event_key.as_str() < event_key);
+                self.hooks.insert(
+                    at,
+                    HookEntry {
+                        event_key: event_key.to_owned(),
+                        keap_key,
+                        status,
+                        since: now,
+                        last_event_at: None,
+                        error,
+                    },
+                );
             }
         }
     }
@@ -479,7 +484,7 @@ pub struct InboxEntry {
 }
 
 /// A batch Keap posted, read.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Batch {
     pub event_key: String,
     pub object_type: String,

@@ -124,6 +124,8 @@ pub enum Header {
     /// The proxy's.
     KeaplinkError,
     KeaplinkConnectionId,
+    /// Keap's hook handshake, echoed.
+    HookSecret,
 }
 
 impl Header {
@@ -151,6 +153,7 @@ impl Header {
             Header::CrossOriginResourcePolicy => "cross-origin-resource-policy",
             Header::KeaplinkError => "keaplink-error",
             Header::KeaplinkConnectionId => "keaplink-connection-id",
+            Header::HookSecret => "x-hook-secret",
         }
     }
 
@@ -182,6 +185,7 @@ impl Header {
             Header::CrossOriginResourcePolicy => "CrossOriginResourcePolicy",
             Header::KeaplinkError => "KeaplinkError",
             Header::KeaplinkConnectionId => "KeaplinkConnectionId",
+            Header::HookSecret => "HookSecret",
         }
     }
 
@@ -269,6 +273,10 @@ impl Header {
             ),
             Header::KeaplinkConnectionId => (
                 "The connection whose token the call used.",
+                json!({"type": "string"}),
+            ),
+            Header::HookSecret => (
+                "Keap's handshake secret, echoed (on the answer to a handshake only).",
                 json!({"type": "string"}),
             ),
         };

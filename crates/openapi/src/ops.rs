@@ -419,6 +419,34 @@ pub fn all(s: &mut Schemas) -> Vec<Op> {
             .param(keaplink_partner())
             .answer(200, ok_json("The link after the refresh.", s.of::<api::PartnerConnection>(), ex(sample_partner_connection())))
             .errors(&[InvalidId, NoConnection, NeedsReauth, KeapThrottled, KeapError, KeapBadResponse, KeapTimeout]),
+        Op::new("put", "/v1/connections/{id}/hooks", "setConnectionHooks", "partner", Auth::Console)
+            .summary("Choose the Keap events a link delivers")
+            .describe("Subscribes the link at Keap (REST hooks, through the link's token) to each event key listed, with a hook URL of keaplink's own that is unique to the link and never shown; deletes at Keap the hooks of event keys no longer listed (an empty list deletes them all). keaplink answers Keap's handshake itself. From then on each batch Keap posts is delivered to the partner's `webhook_url` as `keap.<event_key>` (see the webhooks), once, signed; with `hydrate: true` each object is read through the link's token and sent along (in events of at most 50 objects). The body is checked whole first: an unknown event key, a key listed twice or more keys than Keap has is 400 and nothing is subscribed. A hook Keap refused is answered `failed` with its `error`, and tried again by the next check; the link's timeline notes the change (`hooks_set`).")
+            .param(connection_id())
+            .param(keaplink_partner())
+            .json_body(s.of::<api::HooksRequest>(), true, ex(api::HooksRequest { event_keys: vec!["contact.add".into(), "invoice.payment.add".into()], hydrate: Some(false) }))
+            .answer(200, ok_json("The link's hooks now.", s.of::<api::Hooks>(), ex(sample_hooks())))
+            .errors(&[InvalidId, NoConnection, NeedsReauth, Exported, KeapQuota, KeapThrottled]),
+        Op::new("get", "/v1/connections/{id}/hooks", "getConnectionHooks", "partner", Auth::Console)
+            .summary("A link's Keap hooks")
+            .describe("Each event key's hook as keaplink last knew it (`verified`, `pending` while Keap has not confirmed the handshake, `inactive` when Keap stopped delivering after failed tries, `failed` when Keap refused it) and when Keap last posted an event of that key. The sweep checks the hooks at Keap every `KEAP_HOOKS_CHECK_SECS` (an hour by default) and verifies again or re-creates what lapsed.")
+            .param(connection_id())
+            .param(keaplink_partner())
+            .answer(200, ok_json("The link's hooks.", s.of::<api::Hooks>(), ex(sample_hooks())))
+            .errors(&[InvalidId, NoConnection]),
+        Op::new("delete", "/v1/connections/{id}/hooks", "deleteConnectionHooks", "partner", Auth::Console)
+            .summary("Stop a link's Keap events")
+            .describe("Deletes every hook of the link at Keap (the link stays); its hook URL then answers Keap 410. Disconnecting, deleting or exporting a link does this too.")
+            .param(connection_id())
+            .param(keaplink_partner())
+            .answer(204, no_content("Deleted.", &[]))
+            .errors(&[InvalidId, NoConnection, NeedsReauth, Exported, KeapQuota, KeapThrottled]),
+        Op::new("post", "/hooks/keap/{token}", "keapHookInbox", "keap", Auth::Public)
+            .summary("Where Keap posts a link's events")
+            .describe("Called by Keap only: the URL keaplink subscribed for one link (its token is a credential, never shown or logged). A handshake (`X-Hook-Secret`) is echoed; a batch (`{\"event_key\", \"object_type\", \"object_keys\": [{\"id\", \"timestamp\"}]}`, up to 1,000 keys) is queued and answered 200 at once, whatever the partner's receiver does. The URL alone decides the link. An unknown URL (a removed link's) answers 410, which makes Keap stop calling it.")
+            .param(path_param("token", json!({"type": "string"}), "The link's hook token (43 characters)."))
+            .answer(200, json!({"description": "Received (a batch), or the handshake echoed in `x-hook-secret`.", "headers": headers(WORKER, &[Header::HookSecret])}))
+            .errors(&[InvalidRequest, HookGone, BodyTooLarge]),
         Op::new("post", "/v1/connections/{id}/repair-link", "createRepairLink", "partner", Auth::Console)
             .summary("Make a repair link")
             .describe("A single-use link to a page hosted by keaplink where the user restores this link themselves (e.g. mailed after a `connection.needs_reauth` webhook). `ttl_secs` 300 to 2,592,000 (default 604,800: a week); an empty body is allowed.")
@@ -767,4 +795,25 @@ fn statics() -> Vec<Op> {
         }));
     favicon.worker = false;
     vec![widget, console, console_file, favicon]
+}
+
+fn sample_hooks() -> api::Hooks {
+    api::Hooks {
+        hooks: vec![
+            api::Hook {
+                event_key: "contact.add".into(),
+                status: api::HookStatus::Verified,
+                error: None,
+                last_event_at: Some("2026-01-02T06:20:00Z".into()),
+            },
+            api::Hook {
+                event_key: "invoice.payment.add".into(),
+                status: api::HookStatus::Verified,
+                error: None,
+                last_event_at: None,
+            },
+        ],
+        hydrate: false,
+        checked_at: Some("2026-01-02T06:00:00Z".into()),
+    }
 }

@@ -100,8 +100,43 @@ pub fn events() -> Vec<Event> {
                 serde_json::to_value(event).expect("an event is JSON")
             },
         },
+        Event {
+            name: KEAP_EVENT,
+            summary: "Keap posted an event to one of a link's hooks",
+            description: "One type per Keap event key (`keap.contact.add`, `keap.invoice.payment.add`, ...), for the links whose hooks list it (`PUT /v1/connections/{id}/hooks`). `connection` is the link whose hook URL Keap posted to (the URL alone decides it); `keap_event` is what Keap sent: the event key, the object type and the objects' ids with when they changed (up to 1,000). Keap sends a batch again when it thinks a try failed: keaplink delivers each batch once (its `id` is the same for every delivery of that batch). With `hydrate`, `objects` holds each object as Keap's REST API answers it, read through the link's token, and `unread` names each one that could not be read and why (`needs_reauth` when the link needs its user: its events still come); a batch of more than 50 objects then comes as several events (`part`).",
+            fields: |s| {
+                let mut f = connection_fields(s, false);
+                f.push(("keap_event", s.of::<keaplink_api::KeapEvent>(), true));
+                f
+            },
+            example: || {
+                let event = keaplink_api::KeapEventDelivery {
+                    id: "evt_5d41402abc4b2a76b9719d911017c592".into(),
+                    kind: "keap.contact.add".into(),
+                    created_at: "2026-01-02T06:20:00Z".into(),
+                    partner_id: "acme".into(),
+                    user: "user-42".into(),
+                    connection: crate::ops::sample_connection(),
+                    keap_event: keaplink_api::KeapEvent {
+                        event_key: "contact.add".into(),
+                        object_type: "contact".into(),
+                        object_keys: vec![
+                            keaplink_api::KeapObjectKey { id: 5, timestamp: Some("2026-01-02T06:19:58Z".into()) },
+                            keaplink_api::KeapObjectKey { id: 6, timestamp: Some("2026-01-02T06:19:59Z".into()) },
+                        ],
+                        objects: Some(vec![json!({"id": 5, "given_name": "Ann", "family_name": "Baker", "email_addresses": [{"email": "ann@mail.example", "field": "EMAIL1"}]})]),
+                        unread: Some(vec![keaplink_core::hooks::unread(6, "not_found")]),
+                        part: None,
+                    },
+                };
+                serde_json::to_value(event).expect("an event is JSON")
+            },
+        },
     ]
 }
+
+/// The webhook that stands for every `keap.<event_key>`.
+pub const KEAP_EVENT: &str = "keap.{event_key}";
 
 /// `user` and `connection`, and (`repair`) the optional `repair_url`.
 fn connection_fields(s: &mut Schemas, repair: bool) -> Vec<(&'static str, Value, bool)> {
@@ -152,6 +187,9 @@ fn connection_example(kind: EventKind) -> Value {
 
 /// `connection.needs_reauth` → `ConnectionNeedsReauthEvent`.
 pub fn schema_name(event: &str) -> String {
+    if event == KEAP_EVENT {
+        return "KeapHookEvent".into();
+    }
     let mut out = String::new();
     for word in event.split(['.', '_', '-']) {
         let mut chars = word.chars();
@@ -190,7 +228,11 @@ pub fn webhooks(schemas: &mut Map<String, Value>, registry: &mut Schemas) -> Val
             json!("partner_id"),
         ];
         properties.insert("id".into(), json!({"type": "string", "pattern": "^evt_[0-9a-f]{32}$", "description": "The event's id, the same on every retry and redelivery (and in `keaplink-event-id`): deduplicate on it."}));
-        properties.insert("type".into(), json!({"type": "string", "const": e.name}));
+        if e.name == KEAP_EVENT {
+            properties.insert("type".into(), json!({"type": "string", "pattern": "^keap\\.[A-Za-z]+(\\.[A-Za-z_]+)+$", "description": "`keap.` and the Keap event key (`keap.contact.add`)."}));
+        } else {
+            properties.insert("type".into(), json!({"type": "string", "const": e.name}));
+        }
         properties.insert("created_at".into(), json!({"type": "string", "format": "date-time", "description": "When it happened (RFC 3339 UTC), not when this attempt was sent."}));
         properties.insert("partner_id".into(), json!({"type": "string", "pattern": "^[a-z0-9-]{1,64}$", "description": "The partner the event is for."}));
         for (field, schema, req) in (e.fields)(registry) {
@@ -214,7 +256,16 @@ pub fn webhooks(schemas: &mut Map<String, Value>, registry: &mut Schemas) -> Val
         );
         let reference = json!({"$ref": format!("#/components/schemas/{name}")});
         union.push(reference.clone());
-        mapping.insert(e.name.into(), json!(format!("#/components/schemas/{name}")));
+        if e.name == KEAP_EVENT {
+            for k in keaplink_core::hooks::EVENT_KEYS {
+                mapping.insert(
+                    format!("keap.{k}"),
+                    json!(format!("#/components/schemas/{name}")),
+                );
+            }
+        } else {
+            mapping.insert(e.name.into(), json!(format!("#/components/schemas/{name}")));
+        }
         out.insert(
             e.name.into(),
             json!({"post": {
@@ -280,7 +331,11 @@ mod tests {
         for e in events() {
             let op = &hooks[e.name]["post"];
             let example = &op["requestBody"]["content"]["application/json"]["example"];
-            assert_eq!(example["type"], e.name);
+            if e.name == KEAP_EVENT {
+                assert!(example["type"].as_str().unwrap().starts_with("keap."));
+            } else {
+                assert_eq!(example["type"], e.name);
+            }
             let schema = &schemas[&schema_name(e.name)];
             let props = schema["properties"].as_object().unwrap();
             for field in example.as_object().unwrap().keys() {

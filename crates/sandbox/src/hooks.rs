@@ -83,7 +83,10 @@ pub fn routes() -> Router<Shared> {
         .route("/crm/rest/v1/hooks/event_keys", get(event_keys))
         .route("/crm/rest/v1/hooks/{key}", get(one).delete(remove))
         .route("/crm/rest/v1/hooks/{key}/verify", post(verify))
-        .route("/crm/rest/v1/hooks/{key}/delayedVerify", post(delayed_verify))
+        .route(
+            "/crm/rest/v1/hooks/{key}/delayedVerify",
+            post(delayed_verify),
+        )
 }
 
 fn view(h: &Hook) -> Value {
@@ -151,11 +154,7 @@ struct CreateBody {
     hook_url: String,
 }
 
-async fn create(
-    State(s): State<Shared>,
-    Extension(c): Extension<Caller>,
-    body: Bytes,
-) -> Response {
+async fn create(State(s): State<Shared>, Extension(c): Extension<Caller>, body: Bytes) -> Response {
     let Ok(b) = serde_json::from_slice::<CreateBody>(&body) else {
         return message(StatusCode::BAD_REQUEST, "eventKey and hookUrl are required");
     };
@@ -164,8 +163,7 @@ async fn create(
     }
     let key = {
         let mut g = s.lock();
-        if g
-            .hooks
+        if g.hooks
             .hooks
             .iter()
             .any(|h| h.app == c.app && h.event_key == b.event_key && h.hook_url == b.hook_url)
@@ -407,9 +405,14 @@ async fn deliver(s: &Shared, key: u64, batch: &str, try_no: u32) -> Option<u16> 
         };
         (h.hook_url.clone(), g.hooks.timeout_ms)
     };
-    let status = post_to(&url, &[], batch.as_bytes().to_vec(), Duration::from_millis(timeout))
-        .await
-        .map(|(st, _)| st);
+    let status = post_to(
+        &url,
+        &[],
+        batch.as_bytes().to_vec(),
+        Duration::from_millis(timeout),
+    )
+    .await
+    .map(|(st, _)| st);
     let mut g = s.lock();
     g.hooks.attempts.push(Attempt {
         hook: key,

@@ -308,10 +308,12 @@ pub fn try_router(config: Config) -> Result<Router, String> {
     }
     // The gateway wraps the REST routes only (route_layer: it runs once a route matched, so it
     // knows the route pattern it counts calls under).
-    let rest = rest::routes().merge(hooks::routes()).route_layer(middleware::from_fn_with_state(
-        state.clone(),
-        gateway::gateway,
-    ));
+    let rest = rest::routes()
+        .merge(hooks::routes())
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            gateway::gateway,
+        ));
     Ok(Router::new()
         .route("/", get(landing::landing))
         .route(central::HOME, get(central::home))

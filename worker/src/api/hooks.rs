@@ -3,7 +3,7 @@
 
 use super::{no_connection, resolve};
 use crate::guard;
-use crate::http::{empty, json, read_bytes_within};
+use crate::http::{empty, json_text, read_bytes_within};
 use crate::store::Store;
 use keaplink_core::hooks::{self, Wanted};
 use keaplink_core::ids::PartnerId;
@@ -33,7 +33,7 @@ pub async fn handle(
             let set = guard::set_hooks(env, &key, wanted)
                 .await?
                 .ok_or_else(no_connection)?;
-            json(&set, 200)
+            json_text(set, 200)
         }
         Method::Delete => {
             let none = Wanted {
@@ -45,8 +45,8 @@ pub async fn handle(
                 .ok_or_else(no_connection)?;
             empty(204)
         }
-        _ => json(
-            &guard::hooks(env, &key).await?.ok_or_else(no_connection)?,
+        _ => json_text(
+            guard::hooks(env, &key).await?.ok_or_else(no_connection)?,
             200,
         ),
     }
