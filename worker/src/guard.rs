@@ -332,15 +332,18 @@ impl DurableObject for ConnectionGuard {
                 event_keys,
                 hydrate,
             } => {
-                let wanted = keaplink_core::hooks::Wanted {
+                let mode = keaplink_core::hooks::Mode::Set(keaplink_core::hooks::Wanted {
                     event_keys,
                     hydrate,
-                };
-                durable::reply(self.set_hooks(&cfg, &store, &key, wanted).await)
+                });
+                let set = self.run_hooks(&cfg, &store, &key, mode).await;
+                durable::reply(set.map(|o| o.map(|(text, _)| text)))
             }
             Command::Hooks { key } => durable::reply(self.get_hooks(&store, &key).await),
             Command::CheckHooks { key } => {
-                durable::reply(self.check_hooks(&cfg, &store, &key).await)
+                let mode = keaplink_core::hooks::Mode::Check;
+                let checked = self.run_hooks(&cfg, &store, &key, mode).await;
+                durable::reply(checked.map(|o| o.map(|(_, restored)| restored)))
             }
             Command::HookBatch {
                 key,
@@ -601,7 +604,8 @@ impl ConnectionGuard {
 
     /// Deletes the link's hooks at Keap; a failure is logged, never fatal to what asked.
     async fn drop_hooks(&self, cfg: &Config, store: &Store, key: &ConnectionKey) {
-        if let Err(e) = self.teardown_hooks(cfg, store, key).await {
+        let teardown = keaplink_core::hooks::Mode::Teardown;
+        if let Err(e) = self.run_hooks(cfg, store, key, teardown).await {
             log::failure(Level::Error, "hooks_teardown_failed", &e);
         }
     }

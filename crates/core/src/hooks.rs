@@ -107,7 +107,13 @@ pub fn wanted(body: &[u8]) -> ApiResult<Wanted> {
             ErrorCode::BodyTooLarge,
             "The body is over the 16 KiB limit.",
         ),
-    )?;
+    )
+    .map_err(|e| match e.code {
+        ErrorCode::InvalidRequest => invalid(
+            "The body must be {\"event_keys\": [\"contact.add\", ...], \"hydrate\": false}: event_keys a list of Keap's event keys, hydrate optional.",
+        ),
+        _ => e,
+    })?;
     if req.event_keys.len() > EVENT_KEYS.len() {
         return Err(invalid(format!(
             "event_keys lists {} keys; Keap has {} event keys, each may be listed once.",
@@ -789,6 +795,382 @@ pub fn hooks_path(keap_key: Option<&str>, action: Option<&str>) -> String {
     p
 }
 
+/// What a hooks session is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    /// `PUT`/`DELETE .../hooks`: make the link's hooks these.
+    Set(Wanted),
+    /// The sweep's check: compare with Keap's list and restore what lapsed.
+    Check,
+    /// The link goes (disconnect, delete, export): delete every hook at Keap.
+    Teardown,
+}
+
+/// One call to Keap's hooks API a session asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Call {
+    pub method: &'static str,
+    pub path: String,
+    pub body: Option<String>,
+    /// Send the handshake secret the inbox kept (`delayedVerify`): the adapter reads it, and
+    /// answers `no_secret` when there is none.
+    pub with_secret: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Todo {
+    List,
+    Create(String),
+    Delete {
+        event_key: Option<String>,
+        keap_key: String,
+    },
+    Forget(String),
+    Verify {
+        event_key: String,
+        keap_key: String,
+    },
+    Delayed {
+        event_key: String,
+        keap_key: String,
+        restore: Option<&'static str>,
+    },
+}
+
+/// A timeline note a session leaves: (kind, code, detail).
+pub type Note = (keaplink_api::ConnectionEventKind, Option<String>, String);
+
+/// The changes to a link's hooks at Keap, one call at a time: the adapter sends each [`Call`]
+/// `next` gives, with the link's token, and hands the answer to `answer`; `finish` gives the
+/// hooks as they now stand and the timeline notes. Sans I/O, so every path is a unit test.
+#[derive(Debug)]
+pub struct Session {
+    mode: Mode,
+    hooks: LinkHooks,
+    url: String,
+    now: UnixTime,
+    todo: std::collections::VecDeque<Todo>,
+    current: Option<Todo>,
+    notes: Vec<Note>,
+    /// Teardown: hooks Keap did not delete, and why.
+    left: usize,
+    left_code: Option<String>,
+    /// How many hooks the link had when the session began.
+    had: usize,
+    pub restored: u32,
+}
+
+impl Session {
+    pub fn new(mode: Mode, hooks: LinkHooks, url: String, now: UnixTime) -> Session {
+        let mut todo = std::collections::VecDeque::new();
+        let plan = match &mode {
+            Mode::Set(w) => set_plan(&hooks, w),
+            Mode::Teardown => teardown(&hooks),
+            Mode::Check => {
+                if !hooks.hooks.is_empty() {
+                    todo.push_back(Todo::List);
+                }
+                Vec::new()
+            }
+        };
+        for c in plan {
+            todo.push_back(match c {
+                Change::Create { event_key } => Todo::Create(event_key),
+                Change::Delete {
+                    event_key,
+                    keap_key,
+                } => Todo::Delete {
+                    event_key: Some(event_key),
+                    keap_key,
+                },
+                Change::Forget { event_key } => Todo::Forget(event_key),
+            });
+        }
+        Session {
+            mode,
+            hooks,
+            url,
+            now,
+            todo,
+            current: None,
+            notes: Vec::new(),
+            left: 0,
+            left_code: None,
+            had: 0,
+            restored: 0,
+        }
+        .counted()
+    }
+
+    fn counted(mut self) -> Session {
+        self.had = self.hooks.hooks.len();
+        self
+    }
+
+    /// Whether the session calls Keap at all (else no token is needed).
+    pub fn calls_keap(&self) -> bool {
+        self.todo.iter().any(|t| !matches!(t, Todo::Forget(_)))
+    }
+
+    /// The next call to make, or `None`: done.
+    pub fn next(&mut self) -> Option<Call> {
+        loop {
+            let t = self.todo.pop_front()?;
+            let call = match &t {
+                Todo::Forget(k) => {
+                    self.hooks.remove(k);
+                    continue;
+                }
+                Todo::List => Call {
+                    method: "GET",
+                    path: hooks_path(None, None),
+                    body: None,
+                    with_secret: false,
+                },
+                Todo::Create(k) => Call {
+                    method: "POST",
+                    path: hooks_path(None, None),
+                    body: Some(create_body(k, &self.url)),
+                    with_secret: false,
+                },
+                Todo::Delete { keap_key, .. } => Call {
+                    method: "DELETE",
+                    path: hooks_path(Some(keap_key), None),
+                    body: None,
+                    with_secret: false,
+                },
+                Todo::Verify { keap_key, .. } => Call {
+                    method: "POST",
+                    path: hooks_path(Some(keap_key), Some("verify")),
+                    body: None,
+                    with_secret: false,
+                },
+                Todo::Delayed { keap_key, .. } => Call {
+                    method: "POST",
+                    path: hooks_path(Some(keap_key), Some("delayedVerify")),
+                    body: None,
+                    with_secret: true,
+                },
+            };
+            self.current = Some(t);
+            return Some(call);
+        }
+    }
+
+    /// The handshake secret a `delayedVerify` needs was not kept (Keap's handshake never came,
+    /// or it expired): the hook stays pending, and the next check verifies it again.
+    pub fn no_secret(&mut self) {
+        if let Some(Todo::Delayed {
+            event_key, restore, ..
+        }) = self.current.take()
+        {
+            self.settled(&event_key, None, HookStatus::Pending, None, restore);
+        }
+    }
+
+    /// Keap's answer to the call `next` gave: its status (`None`: no answer in time) and body.
+    pub fn answer(&mut self, status: Option<u16>, body: &[u8]) {
+        let Some(t) = self.current.take() else { return };
+        let ok = matches!(status, Some(200..=299));
+        match t {
+            Todo::Forget(_) => {}
+            Todo::List => {
+                let Some(at_keap) = ok.then(|| parse_hooks(body)).flatten() else {
+                    // Checked again at the next sweep: `checked_at` is not moved.
+                    self.left = 1;
+                    return;
+                };
+                for r in check_plan(&self.hooks, &at_keap, &self.url, self.now) {
+                    match r {
+                        Repair::Fine {
+                            event_key,
+                            keap_key,
+                        } => self.hooks.set_status(
+                            &event_key,
+                            Some(keap_key),
+                            HookStatus::Verified,
+                            None,
+                            self.now,
+                        ),
+                        Repair::Wait { .. } => {}
+                        Repair::Verify {
+                            event_key,
+                            keap_key,
+                        } => self.todo.push_back(Todo::Verify {
+                            event_key,
+                            keap_key,
+                        }),
+                        Repair::Create { event_key } => {
+                            self.todo.push_back(Todo::Create(event_key))
+                        }
+                        Repair::Delete { keap_key } => self.todo.push_back(Todo::Delete {
+                            event_key: None,
+                            keap_key,
+                        }),
+                    }
+                }
+            }
+            Todo::Create(event_key) => {
+                let restore = (self.mode == Mode::Check).then_some("gone at Keap; created again");
+                match ok.then(|| parse_hook(body)).flatten() {
+                    Some(h) if h.status == HookStatus::Pending => {
+                        self.hooks.set_status(
+                            &event_key,
+                            Some(h.key.clone()),
+                            HookStatus::Pending,
+                            None,
+                            self.now,
+                        );
+                        self.todo.push_front(Todo::Delayed {
+                            event_key,
+                            keap_key: h.key,
+                            restore,
+                        });
+                    }
+                    Some(h) => self.settled(&event_key, Some(h.key), h.status, None, restore),
+                    None => {
+                        let e = keap_refusal(if ok { Some(502) } else { status });
+                        self.settled(&event_key, None, HookStatus::Failed, Some(e), restore)
+                    }
+                }
+            }
+            Todo::Verify {
+                event_key,
+                keap_key,
+            } => {
+                let was = self.hooks.entry(&event_key).map(|e| e.status);
+                let restore = Some(if was == Some(HookStatus::Pending) {
+                    "Unverified at Keap; verified again"
+                } else {
+                    "Inactive at Keap; verified again"
+                });
+                match ok.then(|| parse_hook(body)).flatten() {
+                    Some(h) if h.status == HookStatus::Pending => {
+                        self.todo.push_front(Todo::Delayed {
+                            event_key,
+                            keap_key,
+                            restore,
+                        })
+                    }
+                    Some(h) => self.settled(&event_key, Some(keap_key), h.status, None, restore),
+                    None => {
+                        let e = keap_refusal(if ok { Some(502) } else { status });
+                        let status = was.unwrap_or(HookStatus::Inactive);
+                        self.settled(&event_key, Some(keap_key), status, Some(e), restore)
+                    }
+                }
+            }
+            Todo::Delayed {
+                event_key,
+                keap_key,
+                restore,
+            } => {
+                let status = match ok.then(|| parse_hook(body)).flatten() {
+                    Some(h) => h.status,
+                    None => HookStatus::Pending,
+                };
+                self.settled(&event_key, Some(keap_key), status, None, restore);
+            }
+            Todo::Delete { event_key, .. } => {
+                if !ok && status != Some(404) {
+                    self.left += 1;
+                    self.left_code = Some(keap_refusal(status).code);
+                }
+                // Gone for the partner either way: one Keap failed to delete is still ours by
+                // its URL, and the next check deletes it.
+                if let Some(k) = event_key {
+                    self.hooks.remove(&k);
+                }
+            }
+        }
+    }
+
+    /// Notes where `event_key`'s hook ended, and for a check whether it was restored.
+    fn settled(
+        &mut self,
+        event_key: &str,
+        keap_key: Option<String>,
+        status: HookStatus,
+        error: Option<ErrorDetail>,
+        restore: Option<&'static str>,
+    ) {
+        if let Some(what) = restore {
+            if status == HookStatus::Verified {
+                self.restored += 1;
+                self.notes.push((
+                    keaplink_api::ConnectionEventKind::HookRestored,
+                    None,
+                    format!("{event_key}: {what}."),
+                ));
+            } else {
+                let (first, _) = what.split_once(';').unwrap_or((what, ""));
+                self.notes.push((
+                    keaplink_api::ConnectionEventKind::HookRestoreFailed,
+                    error.as_ref().map(|e| e.code.clone()),
+                    format!("{event_key}: {first}; restoring it failed."),
+                ));
+            }
+        }
+        self.hooks
+            .set_status(event_key, keap_key, status, error, self.now);
+    }
+
+    /// The session could not call Keap at all (no usable token): `code` says why.
+    pub fn without_keap(&mut self, code: &str) {
+        self.left = self.todo.len();
+        self.left_code = Some(code.to_owned());
+        self.todo.clear();
+    }
+
+    /// The hooks as they now stand, and the timeline's notes.
+    pub fn finish(mut self) -> (LinkHooks, Vec<Note>) {
+        match &self.mode {
+            Mode::Set(w) => {
+                self.hooks.hydrate = w.hydrate;
+                self.hooks.checked_at = (!self.hooks.hooks.is_empty()).then_some(self.now);
+                let detail = if w.event_keys.is_empty() {
+                    "None.".to_owned()
+                } else {
+                    format!(
+                        "{}{}.",
+                        w.event_keys.join(", "),
+                        if w.hydrate { " (hydrate)" } else { "" }
+                    )
+                };
+                self.notes
+                    .push((keaplink_api::ConnectionEventKind::HooksSet, None, detail));
+            }
+            Mode::Check => {
+                // A list Keap did not answer is checked again at the next sweep.
+                if self.left == 0 {
+                    self.hooks.checked_at = Some(self.now);
+                }
+            }
+            Mode::Teardown => {
+                let had = self.had;
+                if had > 0 {
+                    let detail = if self.left == 0 {
+                        format!("{had} deleted at Keap.")
+                    } else {
+                        format!(
+                            "{} of {had} deleted at Keap; the others' posts are answered 410, which makes Keap stop.",
+                            had.saturating_sub(self.left)
+                        )
+                    };
+                    self.notes.push((
+                        keaplink_api::ConnectionEventKind::HooksRemoved,
+                        self.left_code.take(),
+                        detail,
+                    ));
+                }
+                self.hooks.hooks.clear();
+                self.hooks.checked_at = None;
+            }
+        }
+        (self.hooks, self.notes)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -831,7 +1213,8 @@ mod tests {
         assert!(e.message.contains("contact.explode"), "{}", e.message);
         let e = wanted(br#"{"event_keys": ["contact.add", "contact.add"]}"#).unwrap_err();
         assert!(e.message.contains("twice"));
-        assert!(wanted(br#"{"event_keys": "contact.add"}"#).is_err());
+        let e = wanted(br#"{"event_keys": "contact.add"}"#).unwrap_err();
+        assert!(e.message.contains("event_keys"), "{}", e.message);
         assert!(wanted(br#"["contact.add"]"#).is_err());
         assert!(wanted(br#"{}"#).is_err());
         let many: Vec<String> = (0..100).map(|i| format!("\"k{i}\"")).collect();
@@ -1103,5 +1486,141 @@ mod tests {
         assert_eq!(api.hooks[0].error.as_ref().unwrap().code, "keap_error");
         h.remove("a.b");
         assert_eq!(h.hooks.len(), 1);
+    }
+    fn hook_json(key: u64, event: &str, url: &str, status: &str) -> Vec<u8> {
+        serde_json::json!({"key": key, "eventKey": event, "hookUrl": url, "status": status})
+            .to_string()
+            .into_bytes()
+    }
+
+    #[test]
+    fn a_session_sets_hooks_and_falls_back_to_delayed_verify() {
+        let url = "https://k.example/hooks/keap/T".to_owned();
+        let wanted = Wanted {
+            event_keys: vec![
+                "contact.add".into(),
+                "invoice.add".into(),
+                "order.add".into(),
+            ],
+            hydrate: true,
+        };
+        let mut s = Session::new(Mode::Set(wanted), LinkHooks::default(), url.clone(), 100);
+        assert!(s.calls_keap());
+        let c = s.next().unwrap();
+        assert_eq!((c.method, c.path.as_str()), ("POST", "/crm/rest/v1/hooks"));
+        assert!(c.body.unwrap().contains(&url));
+        s.answer(Some(200), &hook_json(1, "contact.add", &url, "Verified"));
+        // The echo did not land: delayedVerify with the kept secret, before anything else.
+        s.next().unwrap();
+        s.answer(Some(200), &hook_json(2, "invoice.add", &url, "Unverified"));
+        let c = s.next().unwrap();
+        assert_eq!(c.path, "/crm/rest/v1/hooks/2/delayedVerify");
+        assert!(c.with_secret);
+        s.answer(Some(200), &hook_json(2, "invoice.add", &url, "Verified"));
+        // Keap refuses the third.
+        s.next().unwrap();
+        s.answer(Some(400), b"{\"message\": \"no\"}");
+        assert!(s.next().is_none());
+        let (h, notes) = s.finish();
+        let got: Vec<_> = h
+            .hooks
+            .iter()
+            .map(|e| (e.event_key.as_str(), e.status, e.keap_key.as_deref()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("contact.add", HookStatus::Verified, Some("1")),
+                ("invoice.add", HookStatus::Verified, Some("2")),
+                ("order.add", HookStatus::Failed, None),
+            ]
+        );
+        assert_eq!(h.hooks[2].error.as_ref().unwrap().code, "keap_error");
+        assert!(h.hydrate);
+        assert_eq!(h.checked_at, Some(100));
+        assert_eq!(notes.len(), 1);
+        assert!(notes[0].2.contains("(hydrate)"));
+    }
+
+    #[test]
+    fn a_delayed_verify_without_a_kept_secret_stays_pending() {
+        let url = "u".to_owned();
+        let wanted = Wanted {
+            event_keys: vec!["contact.add".into()],
+            hydrate: false,
+        };
+        let mut s = Session::new(Mode::Set(wanted), LinkHooks::default(), url.clone(), 5);
+        s.next();
+        s.answer(Some(201), &hook_json(9, "contact.add", &url, "Unverified"));
+        assert!(s.next().unwrap().with_secret);
+        s.no_secret();
+        assert!(s.next().is_none());
+        let (h, _) = s.finish();
+        assert_eq!(h.hooks[0].status, HookStatus::Pending);
+        assert_eq!(h.hooks[0].keap_key.as_deref(), Some("9"));
+    }
+
+    #[test]
+    fn a_check_session_restores_and_notes_it() {
+        let url = "https://k.example/hooks/keap/T".to_owned();
+        let cur = hooks(&[
+            ("contact.add", Some("1"), HookStatus::Verified, 0),
+            ("invoice.add", Some("2"), HookStatus::Verified, 0),
+        ]);
+        let mut s = Session::new(Mode::Check, cur.clone(), url.clone(), 1000);
+        let c = s.next().unwrap();
+        assert_eq!((c.method, c.path.as_str()), ("GET", "/crm/rest/v1/hooks"));
+        let list = serde_json::json!([{"key": 1, "eventKey": "contact.add", "hookUrl": url, "status": "Inactive"}]).to_string();
+        s.answer(Some(200), list.as_bytes());
+        assert_eq!(s.next().unwrap().path, "/crm/rest/v1/hooks/1/verify");
+        s.answer(Some(200), &hook_json(1, "contact.add", &url, "Verified"));
+        assert_eq!(s.next().unwrap().method, "POST");
+        s.answer(Some(200), &hook_json(3, "invoice.add", &url, "Verified"));
+        assert!(s.next().is_none());
+        assert_eq!(s.restored, 2);
+        let (h, notes) = s.finish();
+        assert_eq!(h.checked_at, Some(1000));
+        assert_eq!(
+            h.entry("invoice.add").unwrap().keap_key.as_deref(),
+            Some("3")
+        );
+        let details: Vec<&str> = notes.iter().map(|n| n.2.as_str()).collect();
+        assert_eq!(
+            details,
+            vec![
+                "contact.add: Inactive at Keap; verified again.",
+                "invoice.add: gone at Keap; created again."
+            ]
+        );
+        // Keap not answering the list: nothing changes, and the time is not moved.
+        let mut s = Session::new(Mode::Check, cur, url, 2000);
+        s.next();
+        s.answer(None, b"");
+        assert!(s.next().is_none());
+        assert_eq!(s.finish().0.checked_at, None);
+    }
+
+    #[test]
+    fn a_teardown_deletes_everything_and_says_what_it_could_not() {
+        let cur = hooks(&[
+            ("contact.add", Some("1"), HookStatus::Verified, 0),
+            ("invoice.add", Some("2"), HookStatus::Inactive, 0),
+            ("order.add", None, HookStatus::Failed, 0),
+        ]);
+        let mut s = Session::new(Mode::Teardown, cur.clone(), "u".into(), 0);
+        assert_eq!(s.next().unwrap().method, "DELETE");
+        s.answer(Some(204), b"");
+        s.next();
+        s.answer(Some(500), b"");
+        assert!(s.next().is_none());
+        let (h, notes) = s.finish();
+        assert!(h.hooks.is_empty());
+        assert_eq!(notes[0].1.as_deref(), Some("keap_error"));
+        assert!(notes[0].2.starts_with("2 of 3 deleted"), "{}", notes[0].2);
+        // A dead token: nothing can be deleted, and that is noted.
+        let mut s = Session::new(Mode::Teardown, cur, "u".into(), 0);
+        s.without_keap("needs_reauth");
+        let (_, notes) = s.finish();
+        assert_eq!(notes[0].1.as_deref(), Some("needs_reauth"));
     }
 }
