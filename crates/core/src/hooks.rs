@@ -587,6 +587,7 @@ impl Batch {
     pub fn parts(&self, hydrate: bool) -> Vec<std::ops::Range<usize>> {
         let n = self.object_keys.len();
         if !hydrate || n <= HYDRATE_PART {
+            #[allow(clippy::single_range_in_vec_init)]
             return vec![0..n];
         }
         (0..n)
@@ -913,6 +914,7 @@ impl Session {
     }
 
     /// The next call to make, or `None`: done.
+    #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Option<Call> {
         loop {
             let t = self.todo.pop_front()?;

@@ -400,9 +400,7 @@ async fn retry(s: Shared, key: u64, batch: String) {
 async fn deliver(s: &Shared, key: u64, batch: &str, try_no: u32) -> Option<u16> {
     let (url, timeout) = {
         let g = s.lock();
-        let Some(h) = g.hooks.hooks.iter().find(|h| h.key == key) else {
-            return None;
-        };
+        let h = g.hooks.hooks.iter().find(|h| h.key == key)?;
         (h.hook_url.clone(), g.hooks.timeout_ms)
     };
     let status = post_to(
