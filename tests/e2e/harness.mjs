@@ -153,10 +153,46 @@ async function configWithLimits(limits) {
   return path;
 }
 
+/** A TOML string literal. */
+const tomlString = (v) => JSON.stringify(String(v));
+
+/**
+ * The objects' Worker (wrangler.objects.toml) for one run, in a folder of its own: its [vars] are
+ * the front's as this run sets them, and its secrets sit in a `.dev.vars` beside it (wrangler dev
+ * reads `--var` and `--env-file` for the first Worker only, and shows a secret from `.dev.vars` as
+ * "(hidden)"). Its `main` is made absolute, since the file is not beside it.
+ */
+async function objectsConfig(vars, secrets) {
+  const dir = await mkdtemp(join(tmpdir(), "keaplink-objects-"));
+  const lines = (await readFile(join(ROOT, "wrangler.objects.toml"), "utf8")).split("\n");
+  const out = [];
+  let inVars = false;
+  const pending = new Map(Object.entries(vars));
+  const flush = () => { for (const [k, v] of pending) out.push(`${k} = ${tomlString(v)}`); pending.clear(); };
+  for (const line of lines) {
+    if (/^\s*\[/.test(line)) {
+      if (inVars) flush();
+      inVars = line.trim() === "[vars]";
+    }
+    const m = inVars && line.match(/^([A-Z0-9_]+)\s*=/);
+    if (m && pending.has(m[1])) {
+      out.push(`${m[1]} = ${tomlString(pending.get(m[1]))}`);
+      pending.delete(m[1]);
+      continue;
+    }
+    out.push(line.replace(/^main = "(.*)"$/, (_, p) => `main = ${tomlString(join(ROOT, p))}`));
+  }
+  if (inVars) flush();
+  await writeFile(join(dir, "wrangler.objects.toml"), out.join("\n"));
+  await writeFile(join(dir, ".dev.vars"), Object.entries(secrets).map(([k, v]) => `${k}=${v}\n`).join(""), { mode: 0o600 });
+  return { path: join(dir, "wrangler.objects.toml"), dir };
+}
+
 export async function startWorker({ vars = {}, secrets = {}, port, persistTo, limits = {}, config: fixedConfig } = {}) {
   port ??= await freePort();
-  // A caller's own config (the benchmark baseline) is used as it is.
+  // A caller's own config (the benchmark baseline) is used as it is, alone.
   const config = fixedConfig ?? (await configWithLimits({ ...ROOMY_LIMITS, ...limits }));
+  const objects = fixedConfig ? null : await objectsConfig(vars, secrets);
   const inspectorPort = await freePort();
   // A caller-owned folder survives stop(): a restart on it sees the same KV.
   const persist = persistTo ?? (await mkdtemp(join(tmpdir(), "keaplink-kv-")));
@@ -165,6 +201,7 @@ export async function startWorker({ vars = {}, secrets = {}, port, persistTo, li
   const args = [
     "dev",
     "--config", config,
+    ...(objects ? ["--config", objects.path] : []),
     "--ip", "127.0.0.1",
     "--port", String(port),
     "--inspector-port", String(inspectorPort),
@@ -185,6 +222,7 @@ export async function startWorker({ vars = {}, secrets = {}, port, persistTo, li
     await proc.stop();
     record("worker-log", { text: proc.logs.join("") });
     await rm(dirname(envFile), { recursive: true, force: true });
+    if (objects) await rm(objects.dir, { recursive: true, force: true });
     if (!fixedConfig) await rm(config, { force: true });
     if (!persistTo) await rm(persist, { recursive: true, force: true });
   };

@@ -43,6 +43,7 @@ mod js_json;
 mod keap_client;
 mod kv;
 mod limits;
+#[cfg(feature = "objects")]
 mod link_hooks;
 mod links;
 mod log;
@@ -75,7 +76,10 @@ async fn queue(batch: MessageBatch<serde_json::Value>, env: Env, _ctx: Context) 
     consumer::consume(batch, &env, &cfg).await
 }
 
-#[cfg(feature = "objects")]
+// The cron fires the front (the Worker `wrangler dev --test-scheduled` and the dashboard's cron
+// triggers reach): the sweep reads KV metadata and hands due links to their guards, which live in
+// the objects' Worker.
+#[cfg(feature = "front")]
 #[event(scheduled)]
 async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
     let outcome = match Config::from_env(&env) {
