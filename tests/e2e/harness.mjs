@@ -8,6 +8,7 @@ import { randomBytes } from "node:crypto";
 import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
+import { writeObjectsConfig } from "../../scripts/objects-config.mjs";
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 export const ARTIFACTS = join(ROOT, "tests", "artifacts");
@@ -153,39 +154,14 @@ async function configWithLimits(limits) {
   return path;
 }
 
-/** A TOML string literal. */
-const tomlString = (v) => JSON.stringify(String(v));
-
 /**
  * The objects' Worker (wrangler.objects.toml) for one run, in a folder of its own: its [vars] are
  * the front's as this run sets them, and its secrets sit in a `.dev.vars` beside it (wrangler dev
- * reads `--var` and `--env-file` for the first Worker only, and shows a secret from `.dev.vars` as
- * "(hidden)"). Its `main` is made absolute, since the file is not beside it.
+ * reads `--var` and `--env-file` for the first Worker only).
  */
 async function objectsConfig(vars, secrets) {
   const dir = await mkdtemp(join(tmpdir(), "keaplink-objects-"));
-  const lines = (await readFile(join(ROOT, "wrangler.objects.toml"), "utf8")).split("\n");
-  const out = [];
-  let inVars = false;
-  const pending = new Map(Object.entries(vars));
-  const flush = () => { for (const [k, v] of pending) out.push(`${k} = ${tomlString(v)}`); pending.clear(); };
-  for (const line of lines) {
-    if (/^\s*\[/.test(line)) {
-      if (inVars) flush();
-      inVars = line.trim() === "[vars]";
-    }
-    const m = inVars && line.match(/^([A-Z0-9_]+)\s*=/);
-    if (m && pending.has(m[1])) {
-      out.push(`${m[1]} = ${tomlString(pending.get(m[1]))}`);
-      pending.delete(m[1]);
-      continue;
-    }
-    out.push(line.replace(/^main = "(.*)"$/, (_, p) => `main = ${tomlString(join(ROOT, p))}`));
-  }
-  if (inVars) flush();
-  await writeFile(join(dir, "wrangler.objects.toml"), out.join("\n"));
-  await writeFile(join(dir, ".dev.vars"), Object.entries(secrets).map(([k, v]) => `${k}=${v}\n`).join(""), { mode: 0o600 });
-  return { path: join(dir, "wrangler.objects.toml"), dir };
+  return { path: await writeObjectsConfig({ dir, vars, secrets }), dir };
 }
 
 export async function startWorker({ vars = {}, secrets = {}, port, persistTo, limits = {}, config: fixedConfig } = {}) {
