@@ -3,7 +3,8 @@
 //!
 //! The house, top to bottom (a module only calls the ones below it; `scripts/check-layers`
 //! checks it in CI):
-//! - entry points (this file): `fetch` (with the request's log line), `scheduled`, `queue`;
+//! - entry points (this file): `fetch` (with the request's log line) and `scheduled` (the front),
+//!   `queue` (the objects);
 //! - `routes` (the route table) → `callback`, `repair` (repair pages), `proxy` (`/v1/keap/`)
 //!   and `api::{admin, widget, partner, console}` (handlers by audience), with `links` (a
 //!   partner's connection by user), `auth` (credentials) and `limits` (rate limits);
@@ -15,11 +16,12 @@
 //!   `config`, `http`, `log`, `kv` (the KV binding, and calls into the runtime's other JS
 //!   bindings), `js_json` (what the runtime stores for us, as JSON text), `clock`, `random`.
 //!
-//! Features `front` (the `fetch` entry point) and `objects` (the Durable Object classes, `queue`
-//! and `scheduled`) choose what a build exports, both by default: each alone is the wasm of one
-//! half of the deployment if it is ever split in two Workers (`scripts/build halves` builds both
-//! and `scripts/sizes` prints them). Only the default build is linted; a half leaves the other's
-//! code unused.
+//! keaplink deploys as two Workers built from this crate (`scripts/build worker`): `front` (the
+//! `fetch` entry point and the cron's sweep; wrangler.toml) and `objects` (the Durable Object
+//! classes and the queue's consumer; wrangler.objects.toml), which the front reaches through its
+//! Durable Object bindings. Each ships only its own half (the front 278 KB gzip, the objects
+//! 325 KB); both together (the default features, `scripts/build whole`) are built for the
+//! benchmarks and linted, and leave nothing unused.
 
 #![cfg_attr(
     not(all(feature = "front", feature = "objects")),
