@@ -15,10 +15,6 @@ use serde::{Deserialize, Serialize};
 pub const MAX_METADATA_BYTES: usize = 1024;
 /// A token handed out is good for at least this long (the contract).
 pub const MIN_TOKEN_VALIDITY_SECS: i64 = 60;
-/// A token judged fresh enough to hand out must still have its 60 s when the answer leaves,
-/// after a guard's round trip (another Worker's Durable Object, under load): the judgement keeps
-/// this much more.
-pub const ANSWER_SLACK_SECS: i64 = 10;
 /// How long Keap keeps a refresh token alive after issuing it, unless configured
 /// (`KEAP_REFRESH_TOKEN_LIFETIME_SECS`): 45 days, per Keap's staff.
 pub const DEFAULT_REFRESH_LIFETIME_SECS: i64 = 45 * 86_400;

@@ -194,14 +194,10 @@ impl RefreshPolicy {
     }
 
     /// Fresh enough to hand out as stored: at least the margin left, and never less than the
-    /// contract's 60 s plus the slack its answer may take to leave. The token hot path asks
-    /// this of the KV copy, and the guard of its own record.
+    /// contract's 60 s. The token hot path asks this of the KV copy.
     pub fn is_fresh(&self, s: &RefreshState<'_>, now: UnixTime) -> bool {
         s.status == ConnectionStatus::Active
-            && s.access_expires_at - now
-                >= self
-                    .margin_secs
-                    .max(MIN_TOKEN_VALIDITY_SECS + crate::connection::ANSWER_SLACK_SECS)
+            && s.access_expires_at - now >= self.margin_secs.max(MIN_TOKEN_VALIDITY_SECS)
     }
 
     /// The sweep's per-link decision: whether the connection should be refreshed at `now`, and
@@ -360,7 +356,7 @@ mod tests {
     }
 
     #[test]
-    fn freshness_uses_the_margin_but_never_less_than_60s_and_the_answers_slack() {
+    fn freshness_uses_the_margin_but_never_less_than_60s() {
         let exp = 1_000_000;
         let wide = RefreshPolicy {
             margin_secs: 21_600,
@@ -372,11 +368,8 @@ mod tests {
             margin_secs: 10,
             ..RefreshPolicy::default()
         };
-        // 60 s promised at the answer, 10 s for the answer to leave (a guard's round trip): a
-        // token with 65 s left goes to the guard, which refreshes it, instead of being judged
-        // fresh and then found short when the answer leaves.
-        assert!(narrow.is_fresh(&state(exp, 0), exp - 70));
-        assert!(!narrow.is_fresh(&state(exp, 0), exp - 69));
+        assert!(narrow.is_fresh(&state(exp, 0), exp - 60));
+        assert!(!narrow.is_fresh(&state(exp, 0), exp - 59));
         let mut dead = state(exp, 0);
         dead.status = ConnectionStatus::NeedsReauth;
         assert!(
