@@ -28,7 +28,23 @@ pub fn call<C: Serialize, A: DeserializeOwned>(
     command: &C,
 ) -> impl Future<Output = ApiResult<A>> {
     let body = serde_json::to_string(command).map_err(ApiError::internal);
-    let answer = exchange(env, binding, name, body);
+    let answer = exchange(env, binding, name, false, body);
+    async move {
+        let answer = answer.await?;
+        serde_json::from_slice(answer.as_bytes()).map_err(|e| unreadable_answer(binding, e))
+    }
+}
+
+/// As [`call`], to the object whose id (64 hex, as `ObjectId` prints it) is `id`: an MCP token
+/// names the guard that holds its grant so.
+pub fn call_id<C: Serialize, A: DeserializeOwned>(
+    env: &Env,
+    binding: &'static str,
+    id: &str,
+    command: &C,
+) -> impl Future<Output = ApiResult<A>> {
+    let body = serde_json::to_string(command).map_err(ApiError::internal);
+    let answer = exchange(env, binding, id, true, body);
     async move {
         let answer = answer.await?;
         serde_json::from_slice(answer.as_bytes()).map_err(|e| unreadable_answer(binding, e))
@@ -74,15 +90,18 @@ fn exchange(
     env: &Env,
     binding: &'static str,
     name: &str,
+    by_id: bool,
     body: ApiResult<String>,
 ) -> impl Future<Output = ApiResult<String>> + 'static {
     let failed = move |e: worker::Error| ApiError::internal(format!("{binding} call: {e}"));
     let sent = body.and_then(|body| {
         let namespace = env.durable_object(binding).map_err(failed)?;
-        let stub = namespace
-            .id_from_name(name)
-            .and_then(|id| id.get_stub())
-            .map_err(failed)?;
+        let id = if by_id {
+            namespace.id_from_string(name)
+        } else {
+            namespace.id_from_name(name)
+        };
+        let stub = id.and_then(|id| id.get_stub()).map_err(failed)?;
         // The host is never resolved: the stub routes the request to the object.
         let body = JsValue::from(body);
         let req = subrequest(

@@ -43,6 +43,7 @@ mod kv;
 mod limits;
 mod links;
 mod log;
+mod mcp;
 mod pacer;
 mod pages;
 mod partner_guard;

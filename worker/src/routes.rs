@@ -10,6 +10,7 @@ use crate::clock::unix_now;
 use crate::config::{self, setup, Config};
 use crate::http::{allow_origin, error_response, json, origin, preflight};
 use crate::limits;
+use crate::mcp::{self, McpRoute};
 use crate::proxy;
 use crate::repair;
 use crate::store::Store;
@@ -57,6 +58,8 @@ pub enum Route<'a> {
     Import(&'a str),
     /// `/v1/connections/export`.
     Export,
+    /// A partner's MCP server and the OAuth endpoints of its clients.
+    Mcp(McpRoute<'a>),
 }
 
 use Method::{Delete, Get, Options, Patch, Post, Put};
@@ -75,6 +78,7 @@ impl<'a> Route<'a> {
             | Route::Import(_)
             | Route::Deliveries => false,
             Route::Admin(a) => a.takes_no_query(),
+            Route::Mcp(m) => !m.takes_query(),
             _ => true,
         }
     }
@@ -114,7 +118,7 @@ impl<'a> Route<'a> {
             ["v1", "stats"] => Route::PartnerStats,
             ["v1", "webhooks", "deliveries"] => Route::Deliveries,
             ["v1", "webhooks", "deliveries", id, "redeliver"] => Route::Redeliver(id),
-            _ => return None,
+            other => Route::Mcp(McpRoute::resolve(other)?),
         })
     }
 
@@ -138,6 +142,7 @@ impl<'a> Route<'a> {
             Route::Imports | Route::Export => &[Post],
             Route::Import(_) => &[Get],
             Route::PartnerStats | Route::Deliveries => &[Get],
+            Route::Mcp(m) => m.methods(),
         }
     }
 
@@ -265,6 +270,17 @@ async fn dispatch(
     match route {
         Route::MeConnections | Route::MeConnect | Route::MeConnection(_) => {
             me(req, env, route, method).await
+        }
+        Route::Mcp(m) => {
+            let setup = no_query(req, route).and_then(|()| setup(env));
+            let (cfg, store) = match setup {
+                Ok(s) => s,
+                Err(e) => return Err(e).into(),
+            };
+            match mcp::answer(req, env, &cfg, &store, m).await {
+                (Ok(resp), error) => Answer { resp, error },
+                (Err(e), _) => Err(e).into(),
+            }
         }
         _ => handle(req, env, route, method, request_id).await.into(),
     }

@@ -10,7 +10,7 @@ use crate::seal::{Keyring, OpenError, Reseal, NONCE_LEN};
 use crate::secret::Secret;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use keaplink_api::{PartnerSettings, PartnerUpsert, PartnerView, ReconnectIdentity};
+use keaplink_api::{McpSettings, PartnerSettings, PartnerUpsert, PartnerView, ReconnectIdentity};
 use serde::{Deserialize, Serialize};
 
 use subtle::ConstantTimeEq;
@@ -47,6 +47,13 @@ pub struct PartnerRecord {
     /// Whether the operator allows `POST /v1/connections/export` (admin PUT only).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub export_enabled: bool,
+    /// The partner's MCP server (`crate::mcp`); left out while off and unset.
+    #[serde(default, skip_serializing_if = "is_default_mcp")]
+    pub mcp: McpSettings,
+}
+
+fn is_default_mcp(m: &McpSettings) -> bool {
+    *m == McpSettings::default()
 }
 
 fn is_default_identity(r: &ReconnectIdentity) -> bool {
@@ -159,6 +166,7 @@ impl PartnerRecord {
             reconnect_identity: self.reconnect_identity,
             webhook_repair_links: self.webhook_repair_links,
             export_enabled: self.export_enabled,
+            mcp: self.mcp.clone(),
             session_secret: None,
             api_key: None,
         }
@@ -230,6 +238,7 @@ pub fn apply_upsert(
                 reconnect_identity: ReconnectIdentity::default(),
                 webhook_repair_links: false,
                 export_enabled: false,
+                mcp: McpSettings::default(),
             },
             true,
         ),
@@ -257,6 +266,10 @@ pub fn apply_upsert(
     record.reconnect_identity = req.reconnect_identity;
     record.webhook_repair_links = req.webhook_repair_links;
     record.export_enabled = req.export_enabled;
+    record.mcp = match req.mcp {
+        None => McpSettings::default(),
+        Some(m) => crate::mcp::oauth::check_settings(m).map_err(invalid)?,
+    };
     record.updated_at = now;
 
     let mut view = record.view();
@@ -310,6 +323,7 @@ pub fn upsert_from(
             .unwrap_or(record.webhook_repair_links),
         // The operator's decision: a partner's own change keeps it.
         export_enabled: record.export_enabled,
+        mcp: Some(change.mcp.clone().unwrap_or_else(|| record.mcp.clone())),
     }
 }
 
@@ -339,6 +353,7 @@ mod tests {
             reconnect_identity: Default::default(),
             webhook_repair_links: false,
             export_enabled: false,
+            mcp: None,
         }
     }
 
