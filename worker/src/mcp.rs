@@ -658,18 +658,19 @@ async fn server(
             invalid("Sign in: this MCP server takes an OAuth access token."),
         );
     };
-    let bound =
-        match guard::mcp_check(env, &token, &resource(cfg, partner_id.as_str())).await {
-            Ok(Some((b, key))) if b.partner == partner_id => (b, key),
-            Ok(_) => return unauthorized(
+    let bound = match guard::mcp_check(env, &token, &resource(cfg, partner_id.as_str())).await {
+        Ok(Some((b, key))) if b.partner == partner_id && b.current(partner.mcp_since) => (b, key),
+        Ok(_) => {
+            return unauthorized(
                 cfg,
                 raw,
                 invalid(
                     "The access token is not valid here (expired, revoked, or for another server).",
                 ),
-            ),
-            Err(e) => return (Err(e), None),
-        };
+            )
+        }
+        Err(e) => return (Err(e), None),
+    };
     let body = match read_bytes_within(req, 64 * 1024, too_large).await {
         Ok(b) => b,
         Err(e) => return (Err(e), None),

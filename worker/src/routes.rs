@@ -29,6 +29,10 @@ pub enum Route<'a> {
     MeConnections,
     MeConnect,
     MeConnection(&'a str),
+    /// `/v1/me/connections/{id}/assistants`.
+    MeAssistants(&'a str),
+    /// `/v1/me/connections/{id}/assistants/{assistant_id}`.
+    MeAssistant(&'a str, &'a str),
     Token,
     Connections,
     Connection(&'a str),
@@ -103,6 +107,8 @@ impl<'a> Route<'a> {
             ["v1", "me", "connections"] => Route::MeConnections,
             ["v1", "me", "connect"] => Route::MeConnect,
             ["v1", "me", "connections", id] => Route::MeConnection(id),
+            ["v1", "me", "connections", id, "assistants"] => Route::MeAssistants(id),
+            ["v1", "me", "connections", id, "assistants", a] => Route::MeAssistant(id, a),
             ["v1", "token"] => Route::Token,
             ["v1", "connections"] => Route::Connections,
             ["v1", "connections", "export"] => Route::Export,
@@ -131,7 +137,8 @@ impl<'a> Route<'a> {
             Route::Admin(a) => a.methods(),
             Route::MeConnections => &[Get, Options],
             Route::MeConnect => &[Post, Options],
-            Route::MeConnection(_) => &[Delete, Options],
+            Route::MeConnection(_) | Route::MeAssistant(..) => &[Delete, Options],
+            Route::MeAssistants(_) => &[Get, Options],
             Route::Connection(_) => &[Get, Delete],
             Route::Keap(_) => &[Get, Post, Put, Patch, Delete],
             Route::RepairLink(_) | Route::RefreshNow(_) => &[Post],
@@ -268,9 +275,11 @@ async fn dispatch(
     request_id: &str,
 ) -> Answer {
     match route {
-        Route::MeConnections | Route::MeConnect | Route::MeConnection(_) => {
-            me(req, env, route, method).await
-        }
+        Route::MeConnections
+        | Route::MeConnect
+        | Route::MeConnection(_)
+        | Route::MeAssistants(_)
+        | Route::MeAssistant(..) => me(req, env, route, method).await,
         Route::Mcp(m) => {
             let setup = no_query(req, route).and_then(|()| setup(env));
             let (cfg, store) = match setup {
@@ -355,7 +364,11 @@ async fn partner_route(
 ) -> ApiResult<Response> {
     if matches!(
         route,
-        Route::MeConnections | Route::MeConnect | Route::MeConnection(_)
+        Route::MeConnections
+            | Route::MeConnect
+            | Route::MeConnection(_)
+            | Route::MeAssistants(_)
+            | Route::MeAssistant(..)
     ) {
         return Err(ApiError::internal(
             "a /v1/me route outside the CORS wrapper",
@@ -418,6 +431,8 @@ async fn me(req: &mut Request, env: &Env, route: &Route<'_>, method: &Method) ->
             Route::MeConnections => widget::my_connections(&store, &s).await,
             Route::MeConnect => widget::connect(req, &store, &cfg, &s, now).await,
             Route::MeConnection(id) => widget::my_disconnect(env, &store, &cfg, &s, id).await,
+            Route::MeAssistants(id) => widget::my_assistants(env, &store, &s, id).await,
+            Route::MeAssistant(id, a) => widget::revoke_assistant(env, &store, &s, id, a).await,
             _ => Err(ApiError::internal("a /v1/me route without a handler")),
         },
     };

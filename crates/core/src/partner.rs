@@ -50,6 +50,14 @@ pub struct PartnerRecord {
     /// The partner's MCP server (`crate::mcp`); left out while off and unset.
     #[serde(default, skip_serializing_if = "is_default_mcp")]
     pub mcp: McpSettings,
+    /// When the MCP server was last turned on: grants from before (from an earlier time it was
+    /// on) do not count (`crate::mcp::oauth::Bound::current`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub mcp_since: UnixTime,
+}
+
+fn is_zero(t: &UnixTime) -> bool {
+    *t == 0
 }
 
 fn is_default_mcp(m: &McpSettings) -> bool {
@@ -239,6 +247,7 @@ pub fn apply_upsert(
                 webhook_repair_links: false,
                 export_enabled: false,
                 mcp: McpSettings::default(),
+                mcp_since: 0,
             },
             true,
         ),
@@ -266,10 +275,14 @@ pub fn apply_upsert(
     record.reconnect_identity = req.reconnect_identity;
     record.webhook_repair_links = req.webhook_repair_links;
     record.export_enabled = req.export_enabled;
+    let was_on = record.mcp.enabled;
     record.mcp = match req.mcp {
         None => McpSettings::default(),
         Some(m) => crate::mcp::oauth::check_settings(m).map_err(invalid)?,
     };
+    if record.mcp.enabled && !was_on {
+        record.mcp_since = now;
+    }
     record.updated_at = now;
 
     let mut view = record.view();
@@ -355,6 +368,50 @@ mod tests {
             export_enabled: false,
             mcp: None,
         }
+    }
+
+    #[test]
+    fn turning_mcp_on_again_starts_its_grants_afresh() {
+        let id = PartnerId::parse("acme").unwrap();
+        let on = |on: bool| {
+            let mut r = req(false);
+            r.mcp = Some(McpSettings {
+                enabled: on,
+                sign_in_url: Some("https://acme.example/in".into()),
+                tools: Default::default(),
+            });
+            r
+        };
+        let up = |rec, r, t| {
+            apply_upsert(&id, rec, r, &fresh(1), &keys(), UpsertRules::default(), t)
+                .unwrap()
+                .0
+        };
+        let a = up(None, on(true), 10);
+        assert_eq!(a.mcp_since, 10);
+        // Still on: unchanged; off then on: later.
+        let b = up(Some(a), on(true), 20);
+        assert_eq!(b.mcp_since, 10);
+        let c = up(Some(b), on(false), 30);
+        let d = up(Some(c), on(true), 40);
+        assert_eq!(d.mcp_since, 40);
+        // Enabled without a sign-in URL: refused.
+        let mut bad = req(false);
+        bad.mcp = Some(McpSettings {
+            enabled: true,
+            sign_in_url: None,
+            tools: Default::default(),
+        });
+        assert!(apply_upsert(
+            &id,
+            None,
+            bad,
+            &fresh(1),
+            &keys(),
+            UpsertRules::default(),
+            1
+        )
+        .is_err());
     }
 
     #[test]

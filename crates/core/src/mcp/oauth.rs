@@ -485,6 +485,7 @@ pub struct Issued {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Bound {
     pub grant: String,
+    pub created_at: UnixTime,
     pub client_name: String,
     pub partner: PartnerId,
     pub user: UserId,
@@ -494,6 +495,15 @@ pub struct Bound {
 
 fn invalid_grant(message: &str) -> ApiError {
     ApiError::new(ErrorCode::InvalidGrant, message)
+}
+
+impl Bound {
+    /// Whether the grant still counts for a partner whose MCP server was last turned on at
+    /// `mcp_since`: turning it off ends every grant made before, for good (a grant made in the
+    /// same second as turning it on again counts).
+    pub fn current(&self, mcp_since: UnixTime) -> bool {
+        self.created_at >= mcp_since
+    }
 }
 
 /// A link's grants: what its guard keeps under one storage key.
@@ -698,6 +708,7 @@ impl Grants {
             .find(|g| g.access_hash.as_deref() == Some(hash.as_str()))?;
         (g.access_expires_at > now && g.resource == resource).then(|| Bound {
             grant: g.id.clone(),
+            created_at: g.created_at,
             client_name: g.client_name.clone(),
             partner: g.partner.clone(),
             user: g.user.clone(),
@@ -950,6 +961,9 @@ mod tests {
             .check(&issued.access_token, "https://k.example/mcp/acme", NOW)
             .unwrap();
         assert_eq!(bound.user.as_str(), "u-1");
+        assert!(bound.current(NOW) && bound.current(NOW - 5));
+        // The partner turned its server off and on again since: the grant is over.
+        assert!(!bound.current(NOW + 1));
         // Another partner's endpoint: not this token's resource.
         assert!(g
             .check(&issued.access_token, "https://k.example/mcp/other", NOW)
