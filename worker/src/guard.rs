@@ -22,6 +22,7 @@ use crate::random;
 use crate::stats;
 use crate::store::Store;
 use crate::webhooks;
+use futures_util::future::LocalBoxFuture;
 use futures_util::lock::Mutex;
 use keaplink_api::{
     ConnectionEvent, ConnectionEventKind, ConnectionStatus, ExportedLink, ReconnectIdentity,
@@ -257,6 +258,17 @@ pub struct McpTokens {
     pub scope: String,
 }
 
+impl From<Issued> for McpTokens {
+    fn from(i: Issued) -> Self {
+        McpTokens {
+            access_token: i.access_token.expose().to_owned(),
+            refresh_token: i.refresh_token.expose().to_owned(),
+            expires_in: i.expires_in,
+            scope: i.scope.to_owned(),
+        }
+    }
+}
+
 fn bad_code() -> ApiError {
     ApiError::new(
         keaplink_core::ErrorCode::InvalidGrant,
@@ -385,77 +397,8 @@ impl DurableObject for ConnectionGuard {
             Command::McpGrant { key, consent } => {
                 durable::reply(self.mcp_grant(&store, &key, &consent).await)
             }
-            Command::McpRedeem {
-                token,
-                client,
-                redirect_uri,
-                verifier,
-                resource,
-            } => durable::reply(
-                self.mcp_tokens(&token, |g, t, now| {
-                    let code = Token::parse(Kind::Code, t).ok_or_else(bad_code)?;
-                    g.redeem(
-                        &code,
-                        &client,
-                        &redirect_uri,
-                        &verifier,
-                        resource.as_deref(),
-                        now,
-                    )
-                })
-                .await,
-            ),
-            Command::McpRefresh {
-                token,
-                client,
-                resource,
-            } => durable::reply(
-                self.mcp_tokens(&token, |g, t, now| {
-                    let refresh = Token::parse(Kind::Refresh, t).ok_or_else(bad_code)?;
-                    g.refresh(&refresh, &client, resource.as_deref(), now)
-                })
-                .await,
-            ),
-            Command::McpCheck { token, resource } => {
-                durable::reply(self.mcp_check(&token, &resource).await)
-            }
-            Command::McpRevokeToken { token } => {
-                durable::reply(self.mcp_change(|g| g.revoke_token(&token)).await)
-            }
-            Command::McpList { .. } => durable::reply(self.mcp_grants().await.map(|g| {
-                g.active()
-                    .map(|g| keaplink_api::Assistant {
-                        id: g.id.clone(),
-                        client_name: g.client_name.clone(),
-                        access: g.access,
-                        created_at: keaplink_core::clock::rfc3339(g.created_at),
-                        used_at: keaplink_core::clock::rfc3339(g.used_at),
-                    })
-                    .collect::<Vec<_>>()
-            })),
-            Command::McpRevoke { grant, .. } => {
-                let revoked = self.mcp_change(|g| g.revoke(&grant)).await;
-                if matches!(revoked, Ok(true)) {
-                    self.note(Box::new(|t| {
-                        t.push(unix_now(), ConnectionEventKind::McpRevoked, None, None)
-                    }))
-                    .await;
-                }
-                durable::reply(revoked)
-            }
-            Command::McpNote { tool, outcome } => {
-                let detail = format!("{tool}: {outcome}");
-                self.note(Box::new(|t| {
-                    t.push(
-                        unix_now(),
-                        ConnectionEventKind::McpToolCall,
-                        Some(&outcome),
-                        Some(detail),
-                    )
-                }))
-                .await;
-                durable::reply(Ok(()))
-            }
+            // The MCP commands that work on the grants alone: one future for them all.
+            other => self.mcp(other).await,
         }
     }
 }
@@ -737,63 +680,113 @@ impl ConnectionGuard {
         Ok(Some(code.expose().to_owned()))
     }
 
-    /// A token request (`f` redeems or refreshes), saved before it is answered.
-    async fn mcp_tokens(
-        &self,
-        token: &str,
-        f: impl FnOnce(&mut Grants, &str, i64) -> ApiResult<Issued>,
-    ) -> ApiResult<McpTokens> {
-        let now = unix_now();
-        let mut grants = self.mcp_grants().await?;
-        let before = grants.clone();
-        let issued = f(&mut grants, token, now);
-        if grants != before {
-            self.mcp_save(&grants).await?;
-        }
-        let i = issued?;
-        Ok(McpTokens {
-            access_token: i.access_token.expose().to_owned(),
-            refresh_token: i.refresh_token.expose().to_owned(),
-            expires_in: i.expires_in,
-            scope: i.scope.to_owned(),
-        })
-    }
-
-    /// What an access token is bound to, and the link's key; its use noted now and then.
-    async fn mcp_check(
-        &self,
-        token: &str,
-        resource: &str,
-    ) -> ApiResult<Option<(Bound, ConnectionKey)>> {
-        let Some(token) = Token::parse(Kind::Access, token) else {
-            return Ok(None);
-        };
-        let now = unix_now();
-        let mut grants = self.mcp_grants().await?;
-        let Some(bound) = grants.check(&token, resource, now) else {
-            return Ok(None);
-        };
-        let st = durable::storage(&self.state);
-        let Some(key) = st.get::<ConnectionKey>(MCP_KEY).await.map_err(storage)? else {
-            return Ok(None);
-        };
-        if let Some(g) = grants.grants.iter_mut().find(|g| g.id == bound.grant) {
-            if now - g.used_at >= MCP_USE_WRITE_SECS {
-                g.used_at = now;
-                self.mcp_save(&grants).await?;
+    /// The MCP commands on the grants alone (boxed: one future, not one per command inlined
+    /// into `fetch`).
+    fn mcp(&self, command: Command) -> LocalBoxFuture<'_, worker::Result<Response>> {
+        Box::pin(async move {
+            let now = unix_now();
+            let mut grants = match self.mcp_grants().await {
+                Ok(g) => g,
+                Err(e) => return durable::reply::<()>(Err(e)),
+            };
+            let before = grants.clone();
+            let mut note = None;
+            let reply = match command {
+                Command::McpRedeem {
+                    token,
+                    client,
+                    redirect_uri,
+                    verifier,
+                    resource,
+                } => durable::reply(
+                    Token::parse(Kind::Code, &token)
+                        .ok_or_else(bad_code)
+                        .and_then(|code| {
+                            grants.redeem(
+                                &code,
+                                &client,
+                                &redirect_uri,
+                                &verifier,
+                                resource.as_deref(),
+                                now,
+                            )
+                        })
+                        .map(McpTokens::from),
+                ),
+                Command::McpRefresh {
+                    token,
+                    client,
+                    resource,
+                } => durable::reply(
+                    Token::parse(Kind::Refresh, &token)
+                        .ok_or_else(bad_code)
+                        .and_then(|t| grants.refresh(&t, &client, resource.as_deref(), now))
+                        .map(McpTokens::from),
+                ),
+                Command::McpCheck { token, resource } => {
+                    let bound = Token::parse(Kind::Access, &token)
+                        .and_then(|t| grants.check(&t, &resource, now));
+                    let key = match &bound {
+                        Some(_) => durable::storage(&self.state)
+                            .get::<ConnectionKey>(MCP_KEY)
+                            .await
+                            .ok()
+                            .flatten(),
+                        None => None,
+                    };
+                    if let Some(b) = &bound {
+                        if let Some(g) = grants.grants.iter_mut().find(|g| g.id == b.grant) {
+                            // Its last use, written now and then, not at every request.
+                            if now - g.used_at >= MCP_USE_WRITE_SECS {
+                                g.used_at = now;
+                            }
+                        }
+                    }
+                    durable::reply(Ok(bound.zip(key)))
+                }
+                Command::McpRevokeToken { token } => {
+                    durable::reply(Ok(grants.revoke_token(&token)))
+                }
+                Command::McpRevoke { grant, .. } => {
+                    let revoked = grants.revoke(&grant);
+                    if revoked {
+                        note = Some((ConnectionEventKind::McpRevoked, None, None));
+                    }
+                    durable::reply(Ok(revoked))
+                }
+                Command::McpList { .. } => durable::reply(Ok(grants
+                    .active()
+                    .map(|g| keaplink_api::Assistant {
+                        id: g.id.clone(),
+                        client_name: g.client_name.clone(),
+                        access: g.access,
+                        created_at: keaplink_core::clock::rfc3339(g.created_at),
+                        used_at: keaplink_core::clock::rfc3339(g.used_at),
+                    })
+                    .collect::<Vec<_>>())),
+                Command::McpNote { tool, outcome } => {
+                    note = Some((
+                        ConnectionEventKind::McpToolCall,
+                        Some(outcome.clone()),
+                        Some(format!("{tool}: {outcome}")),
+                    ));
+                    durable::reply(Ok(()))
+                }
+                _ => durable::reply::<()>(Err(ApiError::internal("not an MCP command"))),
+            };
+            if grants != before {
+                if let Err(e) = self.mcp_save(&grants).await {
+                    return durable::reply::<()>(Err(e));
+                }
             }
-        }
-        Ok(Some((bound, key)))
-    }
-
-    /// Applies `f` to the grants and saves them if it changed any; answers what `f` did.
-    async fn mcp_change(&self, f: impl FnOnce(&mut Grants) -> bool) -> ApiResult<bool> {
-        let mut grants = self.mcp_grants().await?;
-        let changed = f(&mut grants);
-        if changed {
-            self.mcp_save(&grants).await?;
-        }
-        Ok(changed)
+            if let Some((kind, code, detail)) = note {
+                self.note(Box::new(move |t| {
+                    t.push(now, kind, code.as_deref(), detail)
+                }))
+                .await;
+            }
+            reply
+        })
     }
 
     async fn delete(&self, store: &Store, key: &ConnectionKey) -> ApiResult<bool> {

@@ -10,15 +10,17 @@
 use crate::clock::unix_now;
 use crate::config::Config;
 use crate::guard;
-use crate::http::{empty, json, read_bytes_within, redirect};
+use crate::http::{empty, json, json_text, read_bytes_within, redirect};
 use crate::limits;
 use crate::log::{self, Level};
 use crate::pages::secure_page_headers;
 use crate::proxy;
 use crate::random;
 use crate::store::Store;
+use futures_util::future::LocalBoxFuture;
 use keaplink_api::{ConnectionStatus, McpTools};
-use keaplink_core::ids::PartnerId;
+use keaplink_core::connection::{ConnectionKey, ConnectionMeta, ConnectionRecord};
+use keaplink_core::ids::{PartnerId, UserId};
 use keaplink_core::limits::Endpoint;
 use keaplink_core::mcp::oauth::{
     self, client_hash, param, params, Client, Consent, Kind, Pending, Token,
@@ -29,6 +31,7 @@ use keaplink_core::mcp::tools::{self, Tool};
 use keaplink_core::partner::PartnerRecord;
 use keaplink_core::session::{unverified_issuer, verify};
 use keaplink_core::{ApiError, ApiResult, ErrorCode};
+use serde::Serialize;
 use serde_json::{json, Value};
 use worker::{Env, Method, Request, Response};
 
@@ -91,7 +94,10 @@ fn resource(cfg: &Config, partner: &str) -> String {
     format!("{}/mcp/{partner}", issuer(cfg))
 }
 
-/// Answers one of the MCP routes: its answer, and the error behind it for the log line.
+/// Answers one of the MCP routes: its answer, and the error behind it for the log line. The
+/// rate limit and the body (authorize's query) are read here once for every route, so that each
+/// handler is one small future (each `await` of the same future in several handlers was its own
+/// copy in the wasm).
 pub async fn answer(
     req: &mut Request,
     env: &Env,
@@ -101,45 +107,73 @@ pub async fn answer(
 ) -> (ApiResult<Response>, Option<ApiError>) {
     let now = unix_now();
     match route {
-        McpRoute::ServerMetadata => (server_metadata(cfg), None),
-        McpRoute::ResourceMetadata(p) => (resource_metadata(cfg, store, p).await, None),
-        McpRoute::Server(p) => server(req, env, cfg, store, p, now).await,
-        McpRoute::Register | McpRoute::Token | McpRoute::Revoke => {
-            let check = match route {
-                McpRoute::Register => Endpoint::McpRegister,
-                _ => Endpoint::McpOAuth,
-            };
-            let limited = limits::enforce(env, check.per_ip(limits::client_ip(req).as_deref()));
-            let result = match limited.await {
-                Err(e) => Err(e),
-                Ok(()) => match route {
-                    McpRoute::Register => register(req, cfg, now).await,
-                    McpRoute::Token => token(req, env, cfg, store).await,
-                    _ => revoke(req, env).await,
-                },
-            };
-            match result {
-                Ok(r) => (Ok(r), None),
-                Err(e) => (Ok(oauth_error(&e)), Some(e)),
-            }
+        McpRoute::ServerMetadata => return (server_metadata(cfg), None),
+        McpRoute::ResourceMetadata(p) => return (resource_metadata(cfg, store, p).await, None),
+        _ => {}
+    }
+    let check = match route {
+        McpRoute::Register => Endpoint::McpRegister,
+        McpRoute::Server(_) => Endpoint::Mcp,
+        _ => Endpoint::McpOAuth,
+    };
+    let bearer = crate::http::bearer(req).ok();
+    let url = req.inner().url();
+    let limited = limits::enforce(env, check.per_ip(limits::client_ip(req).as_deref())).await;
+    let body = match limited {
+        Ok(()) if *route == McpRoute::Authorize => {
+            let query = url.split_once('?').map_or("", |(_, q)| q);
+            Ok(query.split('#').next().unwrap_or("").as_bytes().to_vec())
         }
-        McpRoute::Authorize | McpRoute::Continue | McpRoute::Consent => {
-            let check = Endpoint::McpOAuth.per_ip(limits::client_ip(req).as_deref());
-            if let Err(e) = limits::enforce(env, check).await {
-                return (Ok(refused_page(&e.message, 429)), Some(e));
-            }
-            let result = match route {
-                McpRoute::Authorize => authorize(req, cfg, store, now).await,
-                McpRoute::Continue => continue_flow(req, cfg, store, now).await,
-                _ => consent(req, env, cfg, store, now).await,
-            };
-            match result {
-                Ok(r) => (Ok(r), None),
+        Ok(()) => read_bytes_within(req, 64 * 1024, too_large).await,
+        Err(e) => Err(e),
+    };
+    let result = match (body, route) {
+        (Err(e), McpRoute::Server(_)) => return (Err(e), None),
+        (Err(e), _) => Err(e),
+        (Ok(body), McpRoute::Server(p)) => return server(env, cfg, store, p, bearer, &body).await,
+        (Ok(body), McpRoute::Register) => register(cfg, &body, now),
+        (Ok(body), McpRoute::Token) => token(env, cfg, store, &body).await,
+        (Ok(body), McpRoute::Revoke) => revoke(env, &body).await,
+        (Ok(body), McpRoute::Authorize) => authorize(cfg, store, &body, now).await,
+        (Ok(body), McpRoute::Continue) => continue_flow(cfg, store, &body, now).await,
+        (Ok(body), _) => consent(env, cfg, store, &body, now).await,
+    };
+    match result {
+        Ok(r) => (Ok(r), None),
+        Err(e) => {
+            let resp = match route {
+                McpRoute::Register | McpRoute::Token | McpRoute::Revoke => oauth_error(&e),
                 // A refusal that cannot go back to the client: a page of ours.
-                Err(e) => (Ok(refused_page(&e.message, e.status())), Some(e)),
-            }
+                _ => refused_page(&e.message, e.status()),
+            };
+            (Ok(resp), Some(e))
         }
     }
+}
+
+/// A partner's record, as one future for every caller here.
+fn partner_record<'a>(
+    store: &'a Store,
+    id: &'a PartnerId,
+) -> LocalBoxFuture<'a, ApiResult<Option<PartnerRecord>>> {
+    Box::pin(store.partner(id))
+}
+
+/// A partner user's links, as one future for every caller here.
+fn user_links<'a>(
+    store: &'a Store,
+    partner: &'a PartnerId,
+    user: &'a UserId,
+) -> LocalBoxFuture<'a, ApiResult<Vec<(ConnectionKey, ConnectionMeta)>>> {
+    Box::pin(store.list_user_connections(partner, user, 50))
+}
+
+/// A link's record, as one future for every caller here.
+fn link<'a>(
+    store: &'a Store,
+    key: &'a ConnectionKey,
+) -> LocalBoxFuture<'a, ApiResult<Option<ConnectionRecord>>> {
+    Box::pin(store.connection(key))
 }
 
 /// An OAuth endpoint's error (RFC 6749 §5.2): `{"error", "error_description"}`, never cached.
@@ -171,22 +205,20 @@ fn refused_page(message: &str, status: u16) -> Response {
 }
 
 fn server_metadata(cfg: &Config) -> ApiResult<Response> {
-    let iss = issuer(cfg);
-    json(
-        &json!({
-            "issuer": iss,
-            "authorization_endpoint": format!("{iss}/mcp/oauth/authorize"),
-            "token_endpoint": format!("{iss}/mcp/oauth/token"),
-            "registration_endpoint": format!("{iss}/mcp/oauth/register"),
-            "revocation_endpoint": format!("{iss}/mcp/oauth/revoke"),
-            "response_types_supported": ["code"],
-            "grant_types_supported": ["authorization_code", "refresh_token"],
-            "code_challenge_methods_supported": ["S256"],
-            "token_endpoint_auth_methods_supported": ["none"],
-            "revocation_endpoint_auth_methods_supported": ["none"],
-            "scopes_supported": [oauth::SCOPE_READ, oauth::SCOPE_WRITE],
-            "authorization_response_iss_parameter_supported": true,
-        }),
+    let iss = serde_json::to_string(&issuer(cfg)).map_err(ApiError::internal)?;
+    let at = |path: &str| format!("{}{path}\"", &iss[..iss.len() - 1]);
+    json_text(
+        format!(
+            "{{\"issuer\":{iss},\"authorization_endpoint\":{},\"token_endpoint\":{},\"registration_endpoint\":{},\"revocation_endpoint\":{},\
+\"response_types_supported\":[\"code\"],\"grant_types_supported\":[\"authorization_code\",\"refresh_token\"],\
+\"code_challenge_methods_supported\":[\"S256\"],\"token_endpoint_auth_methods_supported\":[\"none\"],\
+\"revocation_endpoint_auth_methods_supported\":[\"none\"],\"scopes_supported\":[\"keap.read\",\"keap.write\"],\
+\"authorization_response_iss_parameter_supported\":true}}",
+            at("/mcp/oauth/authorize"),
+            at("/mcp/oauth/token"),
+            at("/mcp/oauth/register"),
+            at("/mcp/oauth/revoke"),
+        ),
         200,
     )
 }
@@ -200,7 +232,7 @@ async fn enabled_partner(store: &Store, raw: &str) -> ApiResult<(PartnerId, Part
         )
     };
     let id = PartnerId::parse(raw).ok_or_else(missing)?;
-    match store.partner(&id).await? {
+    match partner_record(store, &id).await? {
         Some(p) if p.mcp.enabled => Ok((id, p)),
         _ => Err(missing()),
     }
@@ -208,55 +240,72 @@ async fn enabled_partner(store: &Store, raw: &str) -> ApiResult<(PartnerId, Part
 
 async fn resource_metadata(cfg: &Config, store: &Store, raw: &str) -> ApiResult<Response> {
     let (id, partner) = enabled_partner(store, raw).await?;
-    let scopes: &[&str] = match partner.mcp.tools {
-        McpTools::Read => &[oauth::SCOPE_READ],
-        McpTools::ReadWrite => &[oauth::SCOPE_READ, oauth::SCOPE_WRITE],
+    let scopes = match partner.mcp.tools {
+        McpTools::Read => "[\"keap.read\"]",
+        McpTools::ReadWrite => "[\"keap.read\",\"keap.write\"]",
     };
-    json(
-        &json!({
-            "resource": resource(cfg, id.as_str()),
-            "authorization_servers": [issuer(cfg)],
-            "scopes_supported": scopes,
-            "bearer_methods_supported": ["header"],
-            "resource_name": format!("Keap for {}", partner.name),
-        }),
+    let text = |v: &str| serde_json::to_string(v).unwrap_or_default();
+    json_text(
+        format!(
+            "{{\"resource\":{},\"authorization_servers\":[{}],\"scopes_supported\":{scopes},\"bearer_methods_supported\":[\"header\"],\"resource_name\":{}}}",
+            text(&resource(cfg, id.as_str())),
+            text(&issuer(cfg)),
+            text(&format!("Keap for {}", partner.name)),
+        ),
         200,
     )
 }
 
-async fn register(req: &mut Request, cfg: &Config, now: i64) -> ApiResult<Response> {
-    let body = read_bytes_within(req, 16 * 1024, too_large).await?;
-    let registration = serde_json::from_slice(&body).map_err(|_| {
+/// `POST /mcp/oauth/register`'s answer (RFC 7591 §3.2.1).
+#[derive(Serialize)]
+struct Registered<'a> {
+    client_id: String,
+    client_id_issued_at: i64,
+    client_name: &'a str,
+    redirect_uris: &'a [String],
+    grant_types: [&'static str; 2],
+    response_types: [&'static str; 1],
+    token_endpoint_auth_method: &'static str,
+}
+
+/// The token endpoint's answer.
+#[derive(Serialize)]
+struct Tokens {
+    access_token: String,
+    token_type: &'static str,
+    expires_in: i64,
+    refresh_token: String,
+    scope: String,
+}
+
+fn register(cfg: &Config, body: &[u8], now: i64) -> ApiResult<Response> {
+    let registration = serde_json::from_slice(body).map_err(|_| {
         ApiError::new(
             ErrorCode::InvalidClientMetadata,
             "The body must be a JSON object of client metadata (RFC 7591).",
         )
     })?;
     let client = oauth::register(registration, now)?;
-    let id = client.id(&cfg.keys, random::bytes());
-    json(
-        &json!({
-            "client_id": id,
-            "client_id_issued_at": now,
-            "client_name": client.name,
-            "redirect_uris": client.redirect_uris,
-            "grant_types": ["authorization_code", "refresh_token"],
-            "response_types": ["code"],
-            "token_endpoint_auth_method": "none",
-        }),
-        201,
-    )
+    let answer = Registered {
+        client_id: client.id(&cfg.keys, random::bytes()),
+        client_id_issued_at: now,
+        client_name: &client.name,
+        redirect_uris: &client.redirect_uris,
+        grant_types: ["authorization_code", "refresh_token"],
+        response_types: ["code"],
+        token_endpoint_auth_method: "none",
+    };
+    json(&answer, 201)
 }
 
 fn too_large() -> ApiError {
     ApiError::new(ErrorCode::BodyTooLarge, "The body is too large.")
 }
 
-async fn form(req: &mut Request, names: &[&str]) -> ApiResult<Vec<(String, String)>> {
-    let body = read_bytes_within(req, 16 * 1024, too_large).await?;
-    let text = String::from_utf8(body)
+fn form(body: &[u8], names: &[&str]) -> ApiResult<Vec<(String, String)>> {
+    let text = std::str::from_utf8(body)
         .map_err(|_| ApiError::new(ErrorCode::InvalidRequest, "The form is not UTF-8."))?;
-    params(&text, names)
+    params(text, names)
 }
 
 fn required<'a>(p: &'a [(String, String)], name: &str) -> ApiResult<&'a str> {
@@ -274,9 +323,9 @@ fn client(cfg: &Config, client_id: &str) -> ApiResult<Client> {
     })
 }
 
-async fn token(req: &mut Request, env: &Env, cfg: &Config, store: &Store) -> ApiResult<Response> {
+async fn token(env: &Env, cfg: &Config, store: &Store, body: &[u8]) -> ApiResult<Response> {
     let p = form(
-        req,
+        body,
         &[
             "grant_type",
             "code",
@@ -286,8 +335,7 @@ async fn token(req: &mut Request, env: &Env, cfg: &Config, store: &Store) -> Api
             "refresh_token",
             "resource",
         ],
-    )
-    .await?;
+    )?;
     let client_id = required(&p, "client_id")?;
     client(cfg, client_id)?;
     let resource = param(&p, "resource").map(str::to_owned);
@@ -324,16 +372,14 @@ async fn token(req: &mut Request, env: &Env, cfg: &Config, store: &Store) -> Api
             ))
         }
     };
-    let mut resp = json(
-        &json!({
-            "access_token": tokens.access_token,
-            "token_type": "Bearer",
-            "expires_in": tokens.expires_in,
-            "refresh_token": tokens.refresh_token,
-            "scope": tokens.scope,
-        }),
-        200,
-    )?;
+    let answer = Tokens {
+        access_token: tokens.access_token,
+        token_type: "Bearer",
+        expires_in: tokens.expires_in,
+        refresh_token: tokens.refresh_token,
+        scope: tokens.scope,
+    };
+    let mut resp = json(&answer, 200)?;
     let _ = resp.headers_mut().set("pragma", "no-cache");
     Ok(resp)
 }
@@ -346,8 +392,8 @@ fn bad_target() -> ApiError {
 }
 
 /// RFC 7009: 200 whether or not the token was known.
-async fn revoke(req: &mut Request, env: &Env) -> ApiResult<Response> {
-    let p = form(req, &["token", "token_type_hint", "client_id"]).await?;
+async fn revoke(env: &Env, body: &[u8]) -> ApiResult<Response> {
+    let p = form(body, &["token", "token_type_hint", "client_id"])?;
     let raw = required(&p, "token")?;
     let t = Token::parse(Kind::Refresh, raw).or_else(|| Token::parse(Kind::Access, raw));
     if let Some(t) = t {
@@ -357,11 +403,8 @@ async fn revoke(req: &mut Request, env: &Env) -> ApiResult<Response> {
 }
 
 /// The authorization request: checked, sealed, and the browser sent to the partner's sign-in.
-async fn authorize(req: &Request, cfg: &Config, store: &Store, now: i64) -> ApiResult<Response> {
-    let url = req.inner().url();
-    let query = url.split_once('?').map_or("", |(_, q)| q);
-    let query = query.split('#').next().unwrap_or("");
-    let p = params(
+async fn authorize(cfg: &Config, store: &Store, query: &[u8], now: i64) -> ApiResult<Response> {
+    let p = form(
         query,
         &[
             "response_type",
@@ -423,7 +466,7 @@ async fn authorize(req: &Request, cfg: &Config, store: &Store, now: i64) -> ApiR
         );
     };
     let partner = match oauth::resource_partner(&iss, resource) {
-        Some(id) => match store.partner(&id).await? {
+        Some(id) => match partner_record(store, &id).await? {
             Some(rec) if rec.mcp.enabled => rec,
             _ => {
                 return back(
@@ -467,13 +510,8 @@ async fn authorize(req: &Request, cfg: &Config, store: &Store, now: i64) -> ApiR
 }
 
 /// The partner's sign-in came back: the session must be for this request; then the consent page.
-async fn continue_flow(
-    req: &mut Request,
-    cfg: &Config,
-    store: &Store,
-    now: i64,
-) -> ApiResult<Response> {
-    let p = form(req, &["request", "session"]).await?;
+async fn continue_flow(cfg: &Config, store: &Store, body: &[u8], now: i64) -> ApiResult<Response> {
+    let p = form(body, &["request", "session"])?;
     let expired = || {
         ApiError::new(
             ErrorCode::InvalidState,
@@ -487,8 +525,7 @@ async fn continue_flow(
     if unverified_issuer(session).ok().as_ref() != Some(&pending.partner) {
         return Err(refused("The session is not the partner's."));
     }
-    let partner = store
-        .partner(&pending.partner)
+    let partner = partner_record(store, &pending.partner)
         .await?
         .filter(|p| p.mcp.enabled)
         .ok_or_else(expired)?;
@@ -504,9 +541,7 @@ async fn continue_flow(
             "The session was not minted for this request: its keaplink_request claim must be the request's.",
         ));
     }
-    let links = store
-        .list_user_connections(&pending.partner, &claims.user, 50)
-        .await?;
+    let links = user_links(store, &pending.partner, &claims.user).await?;
     let active: Vec<_> = links
         .iter()
         .filter(|(_, m)| m.status == ConnectionStatus::Active)
@@ -539,13 +574,13 @@ async fn continue_flow(
 
 /// Allow or Deny.
 async fn consent(
-    req: &mut Request,
     env: &Env,
     cfg: &Config,
     store: &Store,
+    body: &[u8],
     now: i64,
 ) -> ApiResult<Response> {
-    let p = form(req, &["consent", "decision", "connection", "access"]).await?;
+    let p = form(body, &["consent", "decision", "connection", "access"])?;
     let mut c = oauth::open_consent(&cfg.keys, required(&p, "consent")?, now).ok_or_else(|| {
         ApiError::new(
             ErrorCode::InvalidState,
@@ -570,8 +605,7 @@ async fn consent(
             &c.pending.redirect_uri,
         );
     }
-    let partner = store
-        .partner(&c.pending.partner)
+    let partner = partner_record(store, &c.pending.partner)
         .await?
         .filter(|p| p.mcp.enabled)
         .ok_or_else(|| {
@@ -581,9 +615,7 @@ async fn consent(
             )
         })?;
     let chosen = required(&p, "connection")?;
-    let links = store
-        .list_user_connections(&c.pending.partner, &c.user, 50)
-        .await?;
+    let links = user_links(store, &c.pending.partner, &c.user).await?;
     let key = links
         .into_iter()
         .find(|(_, m)| m.id.as_str() == chosen)
@@ -629,25 +661,18 @@ fn unauthorized(
 }
 
 async fn server(
-    req: &mut Request,
     env: &Env,
     cfg: &Config,
     store: &Store,
     raw: &str,
-    now: i64,
+    presented: Option<String>,
+    body: &[u8],
 ) -> (ApiResult<Response>, Option<ApiError>) {
-    let _ = now;
     let (partner_id, partner) = match enabled_partner(store, raw).await {
         Ok(p) => p,
         Err(e) => return (Err(e), None),
     };
-    if let Err(e) =
-        limits::enforce(env, Endpoint::Mcp.per_ip(limits::client_ip(req).as_deref())).await
-    {
-        return (Err(e), None);
-    }
     let invalid = |m: &str| ApiError::new(ErrorCode::InvalidToken, m.to_owned());
-    let presented = crate::http::bearer(req).ok();
     let Some(token) = presented
         .as_deref()
         .and_then(|t| Token::parse(Kind::Access, t))
@@ -671,19 +696,14 @@ async fn server(
         }
         Err(e) => return (Err(e), None),
     };
-    let body = match read_bytes_within(req, 64 * 1024, too_large).await {
-        Ok(b) => b,
-        Err(e) => return (Err(e), None),
-    };
-    let answer = match rpc::read(&body) {
+    let answer = match rpc::read(body) {
         Err(a) => a,
         Ok(Message::NoAnswer) => return (empty(202), None),
         Ok(Message::Request { id, method, params }) => {
             let (b, key) = &bound;
             match method.as_str() {
                 "initialize" => {
-                    let business = store
-                        .connection(key)
+                    let business = link(store, key)
                         .await
                         .ok()
                         .flatten()
@@ -692,7 +712,12 @@ async fn server(
                     rpc::result(id, rpc::initialized(&params, &partner.name, &business))
                 }
                 "ping" => rpc::result(id, json!({})),
-                "tools/list" => rpc::result(id, tools::list(b.access)),
+                "tools/list" => {
+                    return (
+                        json_text(rpc::result_text(&id, &tools::list(b.access)), 200),
+                        None,
+                    )
+                }
                 "tools/call" => {
                     call_tool(
                         env, cfg, store, &partner, &token, b.access, key, id, &params,
@@ -718,7 +743,7 @@ async fn call_tool(
     partner: &PartnerRecord,
     token: &Token,
     access: McpTools,
-    key: &keaplink_core::connection::ConnectionKey,
+    key: &ConnectionKey,
     id: Value,
     params: &Value,
 ) -> Value {
@@ -733,7 +758,7 @@ async fn call_tool(
     let args = params.get("arguments").cloned().unwrap_or(Value::Null);
     let (result, outcome) = match tools::plan(tool, &args) {
         Err(m) => (tools::result(m, true), "bad_arguments"),
-        Ok(call) => match store.connection(key).await {
+        Ok(call) => match link(store, key).await {
             Ok(Some(record)) => {
                 let sent = proxy::tool_call(
                     env,

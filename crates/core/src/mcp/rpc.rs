@@ -80,6 +80,11 @@ pub fn result(id: Value, result: Value) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "result": result})
 }
 
+/// A result already written as JSON text (`tools/list`'s).
+pub fn result_text(id: &Value, result: &str) -> String {
+    format!("{{\"jsonrpc\":\"2.0\",\"id\":{id},\"result\":{result}}}")
+}
+
 pub fn error(id: Value, code: i64, message: &str) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}})
 }
@@ -150,6 +155,12 @@ mod tests {
             read(br#"{"jsonrpc":"2.0","id":7,"method":3}"#).unwrap_err()["id"],
             json!(7)
         );
+    }
+
+    #[test]
+    fn a_written_result_is_a_response() {
+        let v: Value = serde_json::from_str(&result_text(&json!("a\"b"), "{\"x\":1}")).unwrap();
+        assert_eq!(v, result(json!("a\"b"), json!({"x": 1})));
     }
 
     #[test]
