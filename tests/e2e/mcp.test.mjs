@@ -13,7 +13,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { join } from "node:path";
 import { SignJWT } from "jose";
 import { ROOT, record, startStack } from "./harness.mjs";
-import { call, linkUser, putPartner } from "./client.mjs";
+import { call, linkUser, mintSession, putPartner } from "./client.mjs";
 
 const PYTHON = join(ROOT, "target", "mcp", "bin", "python");
 const CLIENT = join(ROOT, "tests", "mcp", "client.py");
@@ -322,6 +322,25 @@ test("authorize refuses an unregistered redirect URI, a session without or for a
   assert.match(earlier.page.text, /Direct/);
   assert.match(earlier.page.text, /not verified/);
   assert.match(earlier.page.headers.get("content-security-policy"), /default-src 'none'/);
+});
+
+test("the widget's Connected assistants: the user lists the MCP clients in a link and revokes one at once", async () => {
+  const jwt = await mintSession(acme, "u1");
+  const listed = await call(stack.url, "GET", `/v1/me/connections/${ids.u1}/assistants`, { token: jwt });
+  assert.equal(listed.status, 200);
+  const mine = listed.json.assistants.find((a) => a.client_name === "keaplink e2e assistant" && a.access === "read_write");
+  assert.ok(mine, JSON.stringify(listed.json));
+  // Another user's session does not see or touch u1's link.
+  const other = await mintSession(acme, "u3");
+  assert.equal((await call(stack.url, "GET", `/v1/me/connections/${ids.u1}/assistants`, { token: other })).status, 404);
+  const token = readWrite.tokens.access_token;
+  assert.equal((await mcp("acme", token, { jsonrpc: "2.0", id: 1, method: "ping" })).status, 200);
+  const revoked = await call(stack.url, "DELETE", `/v1/me/connections/${ids.u1}/assistants/${mine.id}`, { token: jwt });
+  assert.equal(revoked.status, 204);
+  assert.equal((await mcp("acme", token, { jsonrpc: "2.0", id: 1, method: "ping" })).status, 401);
+  assert.equal((await call(stack.url, "DELETE", `/v1/me/connections/${ids.u1}/assistants/${mine.id}`, { token: jwt })).status, 404);
+  const events = (await call(stack.url, "GET", `/v1/connections/${ids.u1}`, { token: acme.api_key })).json.events;
+  assert.ok(events.some((e) => e.type === "mcp_revoked"));
 });
 
 test("disconnecting the link, or the partner turning MCP off, ends the tokens", async () => {

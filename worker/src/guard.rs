@@ -1214,15 +1214,24 @@ pub fn mcp_grant(
         key: key.clone(),
         consent: Box::new(consent),
     };
-    ask(env, key, &command)
+    ask_mcp(env, None, Some(key), &command)
 }
 
-fn ask_id<A: serde::de::DeserializeOwned>(
+/// An MCP command, to the guard a token names (`token`) or a link's (`key`): one boxed round
+/// trip for all of them.
+fn ask_mcp<A: serde::de::DeserializeOwned>(
     env: &Env,
-    token: &Token,
+    token: Option<&Token>,
+    key: Option<&ConnectionKey>,
     command: &Command,
 ) -> impl Future<Output = ApiResult<A>> {
-    durable::call_id(env, GUARD_BINDING, token.object(), command)
+    let body = serde_json::to_string(command).map_err(ApiError::internal);
+    let sent = match (token, key) {
+        (Some(t), _) => durable::call_text(env, GUARD_BINDING, t.object(), true, body),
+        (None, Some(k)) => durable::call_text(env, GUARD_BINDING, k.as_str(), false, body),
+        (None, None) => durable::call_text(env, GUARD_BINDING, "", false, Err(ApiError::internal("no guard named"))),
+    };
+    async move { durable::read_answer(GUARD_BINDING, sent.await) }
 }
 
 /// The authorization code grant, at the guard the code names.
@@ -1241,7 +1250,7 @@ pub fn mcp_redeem(
         verifier,
         resource,
     };
-    ask_id(env, code, &command)
+    ask_mcp(env, Some(code), None, &command)
 }
 
 /// The refresh grant, at the guard the token names.
@@ -1256,7 +1265,7 @@ pub fn mcp_refresh(
         client,
         resource,
     };
-    ask_id(env, token, &command)
+    ask_mcp(env, Some(token), None, &command)
 }
 
 /// What an access token is bound to (`None`: not a live token for `resource`).
@@ -1269,7 +1278,7 @@ pub fn mcp_check(
         token: token.expose().to_owned(),
         resource: resource.to_owned(),
     };
-    ask_id(env, token, &command)
+    ask_mcp(env, Some(token), None, &command)
 }
 
 /// Ends the grant of an access or refresh token (whether one ended).
@@ -1277,7 +1286,7 @@ pub fn mcp_revoke_token(env: &Env, token: &Token) -> impl Future<Output = ApiRes
     let command = Command::McpRevokeToken {
         token: token.expose().to_owned(),
     };
-    ask_id(env, token, &command)
+    ask_mcp(env, Some(token), None, &command)
 }
 
 /// The link's MCP clients.
@@ -1285,7 +1294,7 @@ pub fn mcp_list(
     env: &Env,
     key: &ConnectionKey,
 ) -> impl Future<Output = ApiResult<Vec<keaplink_api::Assistant>>> {
-    ask(env, key, &Command::McpList { key: key.clone() })
+    ask_mcp(env, None, Some(key), &Command::McpList { key: key.clone() })
 }
 
 /// Ends one MCP client's grant in the link.
@@ -1298,7 +1307,7 @@ pub fn mcp_revoke(
         key: key.clone(),
         grant: grant.to_owned(),
     };
-    ask(env, key, &command)
+    ask_mcp(env, None, Some(key), &command)
 }
 
 /// Notes an MCP tool call on the link's timeline (at the guard an access token named).
@@ -1312,5 +1321,5 @@ pub fn mcp_note(
         tool: tool.to_owned(),
         outcome: outcome.to_owned(),
     };
-    ask_id(env, token, &command)
+    ask_mcp(env, Some(token), None, &command)
 }

@@ -142,6 +142,11 @@ pub async fn answer(
         Ok(r) => (Ok(r), None),
         Err(e) => {
             let resp = match route {
+                // RFC 6749's error shape for its own errors; the rest (413, 429, 500) as every
+                // endpoint answers them.
+                McpRoute::Register | McpRoute::Token | McpRoute::Revoke if e.status() > 401 => {
+                    return (Err(e), None)
+                }
                 McpRoute::Register | McpRoute::Token | McpRoute::Revoke => oauth_error(&e),
                 // A refusal that cannot go back to the client: a page of ours.
                 _ => refused_page(&e.message, e.status()),
@@ -379,9 +384,7 @@ async fn token(env: &Env, cfg: &Config, store: &Store, body: &[u8]) -> ApiResult
         refresh_token: tokens.refresh_token,
         scope: tokens.scope,
     };
-    let mut resp = json(&answer, 200)?;
-    let _ = resp.headers_mut().set("pragma", "no-cache");
-    Ok(resp)
+    json(&answer, 200)
 }
 
 fn bad_target() -> ApiError {

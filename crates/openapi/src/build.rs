@@ -124,6 +124,8 @@ pub enum Header {
     /// The proxy's.
     KeaplinkError,
     KeaplinkConnectionId,
+    /// The MCP endpoint's 401: where its protected resource metadata is.
+    WwwAuthenticate,
 }
 
 impl Header {
@@ -151,6 +153,7 @@ impl Header {
             Header::CrossOriginResourcePolicy => "cross-origin-resource-policy",
             Header::KeaplinkError => "keaplink-error",
             Header::KeaplinkConnectionId => "keaplink-connection-id",
+            Header::WwwAuthenticate => "www-authenticate",
         }
     }
 
@@ -182,6 +185,7 @@ impl Header {
             Header::CrossOriginResourcePolicy => "CrossOriginResourcePolicy",
             Header::KeaplinkError => "KeaplinkError",
             Header::KeaplinkConnectionId => "KeaplinkConnectionId",
+            Header::WwwAuthenticate => "WwwAuthenticate",
         }
     }
 
@@ -271,6 +275,10 @@ impl Header {
                 "The connection whose token the call used.",
                 json!({"type": "string"}),
             ),
+            Header::WwwAuthenticate => (
+                "`Bearer resource_metadata=\"<the MCP server's protected resource metadata URL>\", error=\"invalid_token\"` (RFC 9728 §5.1): how an MCP client finds where to sign in.",
+                json!({"type": "string", "pattern": "^Bearer resource_metadata=\""}),
+            ),
         };
         json!({"description": description, "required": required, "schema": schema, "x-component": self.component()})
     }
@@ -343,6 +351,12 @@ pub fn sentence(code: ErrorCode) -> &'static str {
         InvalidState => "A bad, reused or expired OAuth state.",
         InvalidCursor => "The cursor was not issued by this endpoint.",
         InvalidKeapPath => "The path is not one keaplink forwards to Keap.",
+        InvalidGrant => "The code or token is not valid (unknown, used, expired, revoked, or issued to another client, redirect URI or resource).",
+        InvalidClientMetadata => "The client metadata breaks a rule: the message says which.",
+        InvalidRedirectUri => "A redirect URI is not https, nor http on a loopback host, or carries credentials or a fragment.",
+        UnsupportedGrantType => "grant_type is not authorization_code or refresh_token.",
+        InvalidClient => "The client_id is not one this deployment registered (or its registration expired).",
+        InvalidToken => "No valid OAuth access token for this MCP server.",
         AccessDenied => "The user declined at Keap.",
         MissingCredentials => "No `Authorization: Bearer` credential.",
         InvalidSession => "The session JWT is refused (signature, alg, aud, iss, exp or iat).",
