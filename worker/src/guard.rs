@@ -1229,7 +1229,13 @@ fn ask_mcp<A: serde::de::DeserializeOwned>(
     let sent = match (token, key) {
         (Some(t), _) => durable::call_text(env, GUARD_BINDING, t.object(), true, body),
         (None, Some(k)) => durable::call_text(env, GUARD_BINDING, k.as_str(), false, body),
-        (None, None) => durable::call_text(env, GUARD_BINDING, "", false, Err(ApiError::internal("no guard named"))),
+        (None, None) => durable::call_text(
+            env,
+            GUARD_BINDING,
+            "",
+            false,
+            Err(ApiError::internal("no guard named")),
+        ),
     };
     async move { durable::read_answer(GUARD_BINDING, sent.await) }
 }

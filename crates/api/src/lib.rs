@@ -953,6 +953,7 @@ mod tests {
             reconnect_identity: ReconnectIdentity::User,
             webhook_repair_links: false,
             export_enabled: false,
+            mcp: McpSettings::default(),
             session_secret: Some("sess-secret-456".into()),
             api_key: Some("klk.p.key-secret-789".into()),
         };
@@ -993,6 +994,7 @@ mod tests {
             reconnect_identity: ReconnectIdentity::User,
             webhook_repair_links: false,
             export_enabled: false,
+            mcp: McpSettings::default(),
             session_secret: None,
             api_key: None,
         };

@@ -252,7 +252,11 @@ fn sample_partner(with_secrets: bool) -> api::PartnerView {
         reconnect_identity: api::ReconnectIdentity::User,
         webhook_repair_links: false,
         export_enabled: false,
-        mcp: api::McpSettings { enabled: true, sign_in_url: Some("https://app.acme.example/keaplink-mcp".into()), tools: api::McpTools::Read },
+        mcp: api::McpSettings {
+            enabled: true,
+            sign_in_url: Some("https://app.acme.example/keaplink-mcp".into()),
+            tools: api::McpTools::Read,
+        },
         session_secret: with_secrets.then(|| "a-session-secret-shown-once".into()),
         api_key: with_secrets.then(|| "klk.acme.an-api-key-shown-once".into()),
     }
@@ -771,7 +775,6 @@ fn statics() -> Vec<Op> {
     vec![widget, console, console_file, favicon]
 }
 
-
 /// An OAuth error of the MCP authorization server (RFC 6749 §5.2).
 fn oauth_error(description: &str, required: &[Header]) -> Value {
     let mut all = JSON.to_vec();
@@ -789,7 +792,10 @@ fn oauth_error(description: &str, required: &[Header]) -> Value {
 fn form(fields: &[(&str, &str)], required: &[&str]) -> Value {
     let mut props = serde_json::Map::new();
     for (name, description) in fields {
-        props.insert((*name).into(), json!({"type": "string", "description": description}));
+        props.insert(
+            (*name).into(),
+            json!({"type": "string", "description": description}),
+        );
     }
     json!({"required": true, "content": {"application/x-www-form-urlencoded": {"schema": {
         "type": "object", "properties": props, "required": required,
@@ -803,7 +809,13 @@ fn body(mut op: Op, b: Value) -> Op {
 
 /// The partners' MCP servers and their OAuth 2.1 authorization server.
 fn mcp(s: &mut Schemas) -> Vec<Op> {
-    let partner = || path_param("partner_id", json!({"type": "string", "pattern": "^[a-z0-9-]{1,64}$", "example": "acme"}), "The partner whose MCP server it is.");
+    let partner = || {
+        path_param(
+            "partner_id",
+            json!({"type": "string", "pattern": "^[a-z0-9-]{1,64}$", "example": "acme"}),
+            "The partner whose MCP server it is.",
+        )
+    };
     let page_refusals = |op: Op| {
         op.answer(400, html("A malformed or expired request (`invalid_request`, `invalid_state`): nothing was issued.", &[]))
             .answer(429, html("Too many requests from this address.", &[Header::RetryAfter]))
