@@ -288,6 +288,7 @@ pub fn client_hash(client_id: &str) -> String {
 /// An authorization request, between the authorize endpoint and the consent: sealed into the
 /// `keaplink_request` the partner's sign-in carries back.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "PendingRow", into = "PendingRow")]
 pub struct Pending {
     pub partner: PartnerId,
     pub client_hash: String,
@@ -312,6 +313,7 @@ pub fn open_request(keys: &Keyring, sealed: &str, now: UnixTime) -> Option<Pendi
 
 /// What the consent page's Allow and Deny forms carry: the request and who signed in.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "ConsentRow", into = "ConsentRow")]
 pub struct Consent {
     pub pending: Pending,
     pub user: UserId,
@@ -429,6 +431,7 @@ impl Token {
 
 /// A code waiting for its exchange.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "CodeRow", into = "CodeRow")]
 pub struct PendingCode {
     pub hash: String,
     pub challenge: String,
@@ -438,6 +441,7 @@ pub struct PendingCode {
 
 /// One MCP client's grant in one link, as its guard stores it (hashes only).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "GrantRow", into = "GrantRow")]
 pub struct Grant {
     pub id: String,
     pub client_hash: String,
@@ -448,24 +452,16 @@ pub struct Grant {
     pub access: Access,
     pub created_at: UnixTime,
     pub used_at: UnixTime,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code: Option<PendingCode>,
     /// The code this grant was redeemed with: its replay ends the grant (RFC 6749 §4.1.2).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spent_code: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access_hash: Option<String>,
-    #[serde(default)]
     pub access_expires_at: UnixTime,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh_hash: Option<String>,
-    #[serde(default)]
     pub refresh_expires_at: UnixTime,
     /// The refresh token just rotated away, and until when it answers again.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_refresh: Option<(String, UnixTime)>,
     /// Older refresh tokens of the grant (the last few): one presented again ends the grant.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub retired: Vec<String>,
 }
 
@@ -483,6 +479,7 @@ pub struct Issued {
 
 /// What the MCP endpoint learns from a valid access token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "BoundRow", into = "BoundRow")]
 pub struct Bound {
     pub grant: String,
     pub created_at: UnixTime,
@@ -495,6 +492,193 @@ pub struct Bound {
 
 fn invalid_grant(message: &str) -> ApiError {
     ApiError::new(ErrorCode::InvalidGrant, message)
+}
+
+// Stored and sealed as JSON arrays, not objects: serde's derive reads a tuple struct with one
+// small visitor, where a struct with named fields costs a field matcher per type (~9 KB of the
+// Worker's wasm for these five).
+
+#[derive(Serialize, Deserialize)]
+struct PendingRow(
+    PartnerId,
+    String,
+    String,
+    String,
+    Option<String>,
+    String,
+    String,
+    Access,
+    UnixTime,
+);
+
+impl From<PendingRow> for Pending {
+    fn from(r: PendingRow) -> Self {
+        Pending {
+            partner: r.0,
+            client_hash: r.1,
+            client_name: r.2,
+            redirect_uri: r.3,
+            state: r.4,
+            challenge: r.5,
+            resource: r.6,
+            access: r.7,
+            expires_at: r.8,
+        }
+    }
+}
+
+impl From<Pending> for PendingRow {
+    fn from(p: Pending) -> Self {
+        PendingRow(
+            p.partner,
+            p.client_hash,
+            p.client_name,
+            p.redirect_uri,
+            p.state,
+            p.challenge,
+            p.resource,
+            p.access,
+            p.expires_at,
+        )
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct ConsentRow(Pending, UserId);
+
+impl From<ConsentRow> for Consent {
+    fn from(r: ConsentRow) -> Self {
+        Consent {
+            pending: r.0,
+            user: r.1,
+        }
+    }
+}
+
+impl From<Consent> for ConsentRow {
+    fn from(c: Consent) -> Self {
+        ConsentRow(c.pending, c.user)
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct CodeRow(String, String, String, UnixTime);
+
+impl From<CodeRow> for PendingCode {
+    fn from(r: CodeRow) -> Self {
+        PendingCode {
+            hash: r.0,
+            challenge: r.1,
+            redirect_uri: r.2,
+            expires_at: r.3,
+        }
+    }
+}
+
+impl From<PendingCode> for CodeRow {
+    fn from(c: PendingCode) -> Self {
+        CodeRow(c.hash, c.challenge, c.redirect_uri, c.expires_at)
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct GrantRow(
+    String,
+    String,
+    String,
+    PartnerId,
+    UserId,
+    String,
+    Access,
+    UnixTime,
+    UnixTime,
+    Option<PendingCode>,
+    Option<String>,
+    Option<String>,
+    UnixTime,
+    Option<String>,
+    UnixTime,
+    Option<(String, UnixTime)>,
+    Vec<String>,
+);
+
+impl From<GrantRow> for Grant {
+    fn from(r: GrantRow) -> Self {
+        Grant {
+            id: r.0,
+            client_hash: r.1,
+            client_name: r.2,
+            partner: r.3,
+            user: r.4,
+            resource: r.5,
+            access: r.6,
+            created_at: r.7,
+            used_at: r.8,
+            code: r.9,
+            spent_code: r.10,
+            access_hash: r.11,
+            access_expires_at: r.12,
+            refresh_hash: r.13,
+            refresh_expires_at: r.14,
+            previous_refresh: r.15,
+            retired: r.16,
+        }
+    }
+}
+
+impl From<Grant> for GrantRow {
+    fn from(g: Grant) -> Self {
+        GrantRow(
+            g.id,
+            g.client_hash,
+            g.client_name,
+            g.partner,
+            g.user,
+            g.resource,
+            g.access,
+            g.created_at,
+            g.used_at,
+            g.code,
+            g.spent_code,
+            g.access_hash,
+            g.access_expires_at,
+            g.refresh_hash,
+            g.refresh_expires_at,
+            g.previous_refresh,
+            g.retired,
+        )
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct BoundRow(String, UnixTime, String, PartnerId, UserId, String, Access);
+
+impl From<BoundRow> for Bound {
+    fn from(r: BoundRow) -> Self {
+        Bound {
+            grant: r.0,
+            created_at: r.1,
+            client_name: r.2,
+            partner: r.3,
+            user: r.4,
+            resource: r.5,
+            access: r.6,
+        }
+    }
+}
+
+impl From<Bound> for BoundRow {
+    fn from(b: Bound) -> Self {
+        BoundRow(
+            b.grant,
+            b.created_at,
+            b.client_name,
+            b.partner,
+            b.user,
+            b.resource,
+            b.access,
+        )
+    }
 }
 
 impl Bound {
@@ -1119,6 +1303,30 @@ mod tests {
         let (mut g, _) = granted();
         g.prune(NOW + CODE_TTL_SECS);
         assert!(g.grants.is_empty());
+    }
+
+    #[test]
+    fn grants_and_requests_read_back_as_written() {
+        let (mut g, code) = granted();
+        let ch = client_hash("client-1");
+        let t = g
+            .redeem(&code, &ch, "http://127.0.0.1:3000/cb", VERIFIER, None, NOW)
+            .unwrap();
+        g.refresh(&t.refresh_token, &ch, None, NOW + 1).unwrap();
+        let (mut g2, code2) = granted();
+        g.grants.append(&mut g2.grants);
+        let _ = code2;
+        let json = serde_json::to_string(&g).unwrap();
+        assert_eq!(serde_json::from_str::<Grants>(&json).unwrap(), g);
+        let c = consent(McpTools::ReadWrite);
+        let json = serde_json::to_string(&c).unwrap();
+        assert_eq!(serde_json::from_str::<Consent>(&json).unwrap(), c);
+        let again = g.refresh(&t.refresh_token, &ch, None, NOW + 2).unwrap();
+        let b = g
+            .check(&again.access_token, "https://k.example/mcp/acme", NOW + 2)
+            .unwrap();
+        let json = serde_json::to_string(&b).unwrap();
+        assert_eq!(serde_json::from_str::<Bound>(&json).unwrap(), b);
     }
 
     #[test]
