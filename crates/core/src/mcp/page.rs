@@ -85,7 +85,7 @@ pub fn consent(c: &Consent<'_>) -> (u16, String) {
     let body = format!(
         "{intro}<form method=\"post\" action=\"/mcp/oauth/consent\"><input type=\"hidden\" name=\"consent\" value=\"{}\">\
 <fieldset><legend>Which Keap account</legend>{links}</fieldset>{access}\
-<p class=\"muted\">You can disconnect it at any time under Connected assistants in {partner}.</p>\
+<p class=\"muted\">You can take this back at any time in {partner}: disconnecting this Keap account there ends it too.</p>\
 <div class=\"row\"><button class=\"deny\" name=\"decision\" value=\"deny\">Deny</button><button class=\"allow\" name=\"decision\" value=\"allow\">Allow</button></div></form>",
         attr(c.ticket)
     );
