@@ -16,10 +16,10 @@ import { SignJWT } from "jose";
 export const SESSION_SECS = 600;
 
 /** `{ partner_id, session_secret }`, and whether this user's next session should be expired. */
-export async function mintFor(partner, user, { expired = false } = {}) {
+export async function mintFor(partner, user, { expired = false, claims = {} } = {}) {
   const now = Math.floor(Date.now() / 1000);
   const [iat, exp] = expired ? [now - 700, now - 100] : [now, now + SESSION_SECS];
-  return new SignJWT({})
+  return new SignJWT(claims)
     .setProtectedHeader({ alg: "HS256" })
     .setIssuer(partner.partner_id)
     .setSubject(user)
@@ -27,6 +27,29 @@ export async function mintFor(partner, user, { expired = false } = {}) {
     .setIssuedAt(iat)
     .setExpirationTime(exp)
     .sign(new TextEncoder().encode(partner.session_secret));
+}
+
+const esc = (t) => String(t).replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]);
+
+/**
+ * The partner's sign-in for an MCP client (its `mcp.sign_in_url`): keaplink sends the browser
+ * here with `keaplink_request`. The demo "signs in" whoever picks a user, then sends the browser
+ * back to keaplink with a form POST of the request and a session JWT whose claims hold it.
+ */
+async function mcpSignIn(res, url, user, p, workerOrigin) {
+  const request = url.searchParams.get("keaplink_request") ?? "";
+  const page = (body) => res.writeHead(200, { "content-type": "text/html; charset=utf-8", "cache-control": "no-store" })
+    .end(`<!doctype html><meta name="viewport" content="width=device-width, initial-scale=1"><title>Demo partner: sign in</title><body style="font:16px system-ui;max-width:30rem;margin:2rem auto">${body}</body>`);
+  if (!p || !request) return page("<p>No request: start from your MCP client.</p>");
+  if (!user) {
+    const choices = ["user-1001", "user-1002"].map((u) =>
+      `<form><input type="hidden" name="keaplink_request" value="${esc(request)}"><button name="user" value="${u}">Sign in as ${u}</button></form>`).join("");
+    return page(`<h1>Demo partner</h1><p>Sign in to connect an AI assistant to your Keap account.</p>${choices}`);
+  }
+  const session = await mintFor(p, user, { claims: { keaplink_request: request } });
+  page(`<h1>Signed in as ${esc(user)}</h1><form method="post" action="${esc(workerOrigin)}/mcp/oauth/continue">
+<input type="hidden" name="request" value="${esc(request)}"><input type="hidden" name="session" value="${esc(session)}">
+<button>Continue to keaplink</button></form>`);
 }
 
 /**
@@ -39,6 +62,10 @@ export async function startDemoBackend({ port = 0, workerOrigin, partner, expire
     const url = new URL(req.url, "http://127.0.0.1");
     const cors = { "access-control-allow-origin": workerOrigin, vary: "origin", "cache-control": "no-store" };
     const user = url.searchParams.get("user") ?? "";
+    if (req.method === "GET" && url.pathname === "/keaplink-mcp") {
+      await mcpSignIn(res, url, user, await partner(), workerOrigin);
+      return;
+    }
     if (req.method !== "GET" || url.pathname !== "/session") {
       res.writeHead(404, { ...cors, "content-type": "text/plain" }).end("The demo partner's back-end: GET /session?user=<partner user id>\n");
       return;

@@ -45,6 +45,8 @@ const res = await fetch(`${base}/v1/admin/partners/demo`, {
     ...(before.reconnect_identity ? { reconnect_identity: before.reconnect_identity } : {}),
     ...(before.webhook_repair_links !== undefined ? { webhook_repair_links: before.webhook_repair_links } : {}),
     ...(webhookUrl ?? before.webhook_url ? { webhook_url: webhookUrl ?? before.webhook_url } : {}),
+    // Keap for AI agents: the demo back-end plays the partner's sign-in for MCP clients.
+    ...(backendUrl ? { mcp: { enabled: true, sign_in_url: `${backendUrl}/keaplink-mcp`, tools: "read_write" } } : {}),
     // New secrets only when the ones saved are gone (a fresh local state, or a first start).
     rotate_secrets: !kept,
   }),
@@ -73,6 +75,7 @@ for (const user of ["user-1001", "user-1002"]) {
   if (backendUrl) console.log(`  Demo page as partner user ${user}: ${base}/demo/#user=${user}&backend=${backendUrl}`);
   else console.log(`  Demo page as partner user ${user} (valid 1 h): ${base}/demo/#user=${user}&session=${await mint(user)}`);
 }
+if (backendUrl) console.log(`  MCP server for AI assistants (sign-in played by the demo back-end): ${base}/mcp/demo`);
 console.log(kept
   ? "  Demo partner: kept from the last start (same API key and session secret and settings): .wrangler/demo-partner.json"
   : "  Demo partner: new API key and session secret in .wrangler/demo-partner.json (earlier ones, if any, no longer work)");

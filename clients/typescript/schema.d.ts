@@ -4,6 +4,43 @@
  */
 
 export interface paths {
+    "/.well-known/oauth-authorization-server": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The MCP authorization server's metadata (RFC 8414) */
+        get: operations["mcpAuthorizationServerMetadata"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/.well-known/oauth-protected-resource/mcp/{partner_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Protected resource metadata of a partner's MCP server (RFC 9728)
+         * @description At the path-suffixed well-known URL the MCP server's 401 names. 404 while the partner's MCP server is off.
+         */
+        get: operations["mcpResourceMetadata"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/console/": {
         parameters: {
             query?: never;
@@ -133,6 +170,146 @@ export interface paths {
          * @description Counts an attempt of the link (at most 5, each on the connection's timeline as `repair_link_tried`) and starts a sign-out-first, identity-locked reconnect of its connection: 303 to Keap's sign-out hop. The flow ends at `GET /oauth/callback`, whose page says whether the link is restored. Only a restore spends the link (`repair_link_used`); a refused or cancelled attempt's page offers Try again (`POST /link/again/{state}`).
          */
         post: operations["useRepairLink"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/mcp/oauth/authorize": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Authorize an MCP client (the browser's start)
+         * @description OAuth 2.1 with PKCE S256 (required) and `resource` (RFC 8707, an enabled partner's MCP endpoint). The request is kept sealed for 10 minutes and the browser sent to the partner's `sign_in_url` with `keaplink_request=<opaque>`. Refusals after the client's redirect URI is known go back to it (`error`, `state`, `iss`); before (an unknown client, a redirect URI it did not register) they are a page of ours.
+         */
+        get: operations["mcpAuthorize"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/mcp/oauth/consent": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Allow or Deny (the consent page's forms)
+         * @description Allow: a grant in the chosen link, and 303 back to the client's redirect URI with `code` (one use, 60 s), `state` and `iss`. Deny: 303 back with `error=access_denied`.
+         */
+        post: operations["mcpConsent"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/mcp/oauth/continue": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * The partner's sign-in comes back (form POST)
+         * @description `request`: the `keaplink_request` keaplink sent; `session`: a session JWT for the signed-in user, as the widget's, whose claims also hold `keaplink_request` with the same value. Answers keaplink's consent page: the client's name as it registered (unverified), the partner, the user's active links by business name, and the access.
+         */
+        post: operations["mcpContinue"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/mcp/oauth/register": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Register an MCP client (RFC 7591, public clients)
+         * @description `redirect_uris` (1-5): https, or http on a loopback host (matched with any port), never with credentials or a fragment; `token_endpoint_auth_method` `none`. The `client_id` carries the registration sealed (nothing is stored); a registration may start authorizations for 30 days. Rate-limited per address.
+         */
+        post: operations["mcpRegister"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/mcp/oauth/revoke": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Revoke an MCP client's token (RFC 7009)
+         * @description An access or refresh token: its grant ends. 200 whether or not the token was known.
+         */
+        post: operations["mcpRevoke"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/mcp/oauth/token": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Tokens for an MCP client
+         * @description `authorization_code` (with `code_verifier`, `redirect_uri`, `client_id`, and `resource` if the client names one) or `refresh_token` (rotated at each use; the previous one answers the same tokens again for 60 s, then its use ends the grant). The access token lives 1 h. Tokens are stored only as hashes, bound to the partner, the user, the link, the scope and the resource.
+         */
+        post: operations["mcpToken"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/mcp/{partner_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * A partner's MCP server (Streamable HTTP, JSON answers)
+         * @description JSON-RPC 2.0, one message per POST, `Authorization: Bearer <access token>`. `initialize` (protocol versions 2025-06-18 and 2025-11-25), `ping`, `tools/list`, `tools/call`; anything else (`server/discover` too) is -32601. The tools: `search_contacts`, `get_contact`, `list_tags`, and with write access `create_contact`, `apply_tags`, `add_note`; each call goes to Keap through the link's token as the proxy sends calls and is on the link's timeline (tool and outcome, never arguments). A link that needs its user answers a tool error saying so. 404 while the partner's MCP server is off.
+         */
+        post: operations["mcpServer"];
         delete?: never;
         options?: never;
         head?: never;
@@ -515,6 +692,43 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/me/connections/{id}/assistants": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The MCP clients acting in one of the user's links (Connected assistants) */
+        get: operations["listMyAssistants"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/me/connections/{id}/assistants/{assistant_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Revoke an MCP client's access to one of the user's links
+         * @description Its tokens end at once.
+         */
+        delete: operations["revokeMyAssistant"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/openapi.json": {
         parameters: {
             query?: never;
@@ -877,6 +1091,22 @@ export interface components {
             /** @description When the window starts over (RFC 3339, rounded down to the second). */
             resets_at?: string | null;
         };
+        /** @description An MCP client acting in one of the user's links (the widget's Connected assistants). */
+        Assistant: {
+            access: components["schemas"]["McpTools"];
+            /** @description The name the client registered with (not verified). */
+            client_name: string;
+            /** Format: date-time */
+            created_at: string;
+            /** @description The grant's id (what `DELETE /v1/me/connections/{id}/assistants/{assistant_id}` takes). */
+            id: string;
+            /** Format: date-time */
+            used_at: string;
+        };
+        /** @description `GET /v1/me/connections/{id}/assistants`. */
+        Assistants: {
+            assistants: components["schemas"]["Assistant"][];
+        };
         /** @description `POST /v1/me/connect` body. Every field may be left out. */
         ConnectRequest: {
             /** @description A reconnect of this connection of the signed-in user: identity-locked (see the README). */
@@ -1063,7 +1293,7 @@ export interface components {
          * @description What happened to a link, as its timeline shows it.
          * @enum {string}
          */
-        ConnectionEventKind: "created" | "reconnected" | "refreshed" | "refresh_failed" | "needs_reauth" | "recovered" | "expiring" | "identity_mismatch" | "repair_link_created" | "repair_link_tried" | "repair_link_used" | "deleted" | "imported" | "exported" | "hooks_set" | "hook_restored" | "hook_restore_failed" | "hooks_removed";
+        ConnectionEventKind: "created" | "reconnected" | "refreshed" | "refresh_failed" | "needs_reauth" | "recovered" | "expiring" | "identity_mismatch" | "repair_link_created" | "repair_link_tried" | "repair_link_used" | "deleted" | "imported" | "exported" | "hooks_set" | "hook_restored" | "hook_restore_failed" | "hooks_removed" | "mcp_granted" | "mcp_revoked" | "mcp_tool_call";
         /** @description `connection.expiring`: Refreshes of this link keep failing and its refresh token has under a week left: the user should reconnect before `connection.reconnect_before`. Sent once. */
         ConnectionExpiringEvent: {
             connection: components["schemas"]["Connection"];
@@ -1479,6 +1709,24 @@ export interface components {
             code: "refresh_token_invalid" | "refresh_lost" | "keap_throttled" | "keap_unavailable" | "keap_timeout" | "keap_rejected" | "keap_bad_response";
             message: string;
         };
+        /** @description A partner's MCP server (`PUBLIC_URL/mcp/{partner_id}`): off unless enabled. */
+        McpSettings: {
+            enabled?: boolean;
+            /**
+             * Format: uri
+             * @description Where keaplink sends the browser to sign the partner's user in (https; required when
+             *     enabled); keaplink appends `keaplink_request=<opaque>`.
+             * @example https://app.acme.example/keaplink-mcp
+             */
+            sign_in_url?: string;
+            /** @description The most an MCP client may be granted: `read` (the default) or `read_write`. */
+            tools?: components["schemas"]["McpTools"];
+        };
+        /**
+         * @description Which Keap tools a partner's MCP server offers: reading only, or reading and writing.
+         * @enum {string}
+         */
+        McpTools: "read" | "read_write";
         /** @description `GET /v1/me/connections`. */
         MyConnections: {
             connections: components["schemas"]["Connection"][];
@@ -1548,6 +1796,7 @@ export interface components {
         /** @description `PATCH /v1/partner` body: the partner's own settings; each field left out stays as it is. */
         PartnerSettings: {
             allowed_origins?: string[] | null;
+            mcp?: null | components["schemas"]["McpSettings"];
             reconnect_identity?: null | components["schemas"]["ReconnectIdentity"];
             return_urls?: string[] | null;
             webhook_repair_links?: boolean | null;
@@ -1580,6 +1829,7 @@ export interface components {
             allowed_origins: string[];
             /** @description Allow `POST /v1/connections/export` for this partner (the operator's decision alone). */
             export_enabled?: boolean;
+            mcp?: null | components["schemas"]["McpSettings"];
             /** @example Acme Booking */
             name: string;
             reconnect_identity?: components["schemas"]["ReconnectIdentity"];
@@ -1608,6 +1858,7 @@ export interface components {
             allowed_origins: string[];
             api_key?: string;
             export_enabled: boolean;
+            mcp: components["schemas"]["McpSettings"];
             name: string;
             /** @example acme */
             partner_id: string;
@@ -2666,6 +2917,28 @@ export interface components {
             };
         };
         /** @description `rate_limited`: Too many requests; wait `retry-after` seconds. */
+        "429-rate_limited": {
+            headers: {
+                "cache-control": components["headers"]["NoStore"];
+                "retry-after": components["headers"]["RetryAfter"];
+                "x-request-id": components["headers"]["RequestId"];
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": {
+                    error: {
+                        /** @enum {string} */
+                        code: "rate_limited";
+                        /**
+                         * @description A sentence a person can act on. Never holds a token, a secret or a stack trace.
+                         * @example No such route.
+                         */
+                        message: string;
+                    };
+                };
+            };
+        };
+        /** @description `rate_limited`: Too many requests; wait `retry-after` seconds. */
         "429-rate_limited-cors": {
             headers: {
                 "access-control-allow-origin": components["headers"]["CorsAllowOriginOptional"];
@@ -2967,11 +3240,121 @@ export interface components {
         RequestId: string;
         /** @description Seconds to wait before trying again. */
         RetryAfter: string;
+        /** @description `Bearer resource_metadata="<the MCP server's protected resource metadata URL>", error="invalid_token"` (RFC 9728 §5.1): how an MCP client finds where to sign in. */
+        WwwAuthenticate: string;
     };
     pathItems: never;
 }
 export type $defs = Record<string, never>;
 export interface operations {
+    mcpAuthorizationServerMetadata: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The metadata. */
+            200: {
+                headers: {
+                    "cache-control": components["headers"]["NoStore"];
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "authorization_endpoint": "https://keaplink.example/mcp/oauth/authorize",
+                     *       "code_challenge_methods_supported": [
+                     *         "S256"
+                     *       ],
+                     *       "grant_types_supported": [
+                     *         "authorization_code",
+                     *         "refresh_token"
+                     *       ],
+                     *       "issuer": "https://keaplink.example",
+                     *       "registration_endpoint": "https://keaplink.example/mcp/oauth/register",
+                     *       "response_types_supported": [
+                     *         "code"
+                     *       ],
+                     *       "revocation_endpoint": "https://keaplink.example/mcp/oauth/revoke",
+                     *       "token_endpoint": "https://keaplink.example/mcp/oauth/token",
+                     *       "token_endpoint_auth_methods_supported": [
+                     *         "none"
+                     *       ]
+                     *     }
+                     */
+                    "application/json": {
+                        authorization_endpoint: string;
+                        authorization_response_iss_parameter_supported?: boolean;
+                        code_challenge_methods_supported: string[];
+                        grant_types_supported: string[];
+                        issuer: string;
+                        registration_endpoint: string;
+                        response_types_supported: string[];
+                        revocation_endpoint: string;
+                        revocation_endpoint_auth_methods_supported?: string[];
+                        scopes_supported?: string[];
+                        token_endpoint: string;
+                        token_endpoint_auth_methods_supported: string[];
+                    };
+                };
+            };
+            500: components["responses"]["500-internal-misconfigured"];
+        };
+    };
+    mcpResourceMetadata: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The partner whose MCP server it is. */
+                partner_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The metadata. */
+            200: {
+                headers: {
+                    "cache-control": components["headers"]["NoStore"];
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "authorization_servers": [
+                     *         "https://keaplink.example"
+                     *       ],
+                     *       "bearer_methods_supported": [
+                     *         "header"
+                     *       ],
+                     *       "resource": "https://keaplink.example/mcp/acme",
+                     *       "resource_name": "Keap for Acme Booking",
+                     *       "scopes_supported": [
+                     *         "keap.read",
+                     *         "keap.write"
+                     *       ]
+                     *     }
+                     */
+                    "application/json": {
+                        authorization_servers: string[];
+                        bearer_methods_supported?: string[];
+                        /** Format: uri */
+                        resource: string;
+                        resource_name?: string;
+                        scopes_supported: ("keap.read" | "keap.write")[];
+                    };
+                };
+            };
+            404: components["responses"]["404-not_found"];
+            500: components["responses"]["500-internal-misconfigured"];
+        };
+    };
     consolePage: {
         parameters: {
             query?: never;
@@ -3372,6 +3755,660 @@ export interface operations {
             500: components["responses"]["500-internal-misconfigured"];
         };
     };
+    mcpAuthorize: {
+        parameters: {
+            query?: {
+                response_type?: string;
+                client_id?: string;
+                redirect_uri?: string;
+                state?: string;
+                code_challenge?: string;
+                code_challenge_method?: string;
+                resource?: string;
+                scope?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Found: to the partner's sign-in with `keaplink_request`, or back to the client with `error`, `error_description`, `state` and `iss`. */
+            302: {
+                headers: {
+                    "cache-control": components["headers"]["NoStoreOptional"];
+                    "content-security-policy": components["headers"]["PageCspOptional"];
+                    location: components["headers"]["Location"];
+                    "referrer-policy": components["headers"]["ReferrerPolicyOptional"];
+                    "x-content-type-options": components["headers"]["NoSniffOptional"];
+                    "x-frame-options": components["headers"]["FrameOptionsOptional"];
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description A malformed or expired request (`invalid_request`, `invalid_state`): nothing was issued. */
+            400: {
+                headers: {
+                    "cache-control": components["headers"]["NoStore"];
+                    "content-security-policy": components["headers"]["PageCsp"];
+                    "referrer-policy": components["headers"]["ReferrerPolicy"];
+                    "x-content-type-options": components["headers"]["NoSniff"];
+                    "x-frame-options": components["headers"]["FrameOptions"];
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": string;
+                };
+            };
+            /** @description An unknown client_id, or one whose registration expired (`invalid_client`). */
+            401: {
+                headers: {
+                    "cache-control": components["headers"]["NoStore"];
+                    "content-security-policy": components["headers"]["PageCsp"];
+                    "referrer-policy": components["headers"]["ReferrerPolicy"];
+                    "x-content-type-options": components["headers"]["NoSniff"];
+                    "x-frame-options": components["headers"]["FrameOptions"];
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": string;
+                };
+            };
+            /** @description Too many requests from this address. */
+            429: {
+                headers: {
+                    "cache-control": components["headers"]["NoStore"];
+                    "content-security-policy": components["headers"]["PageCsp"];
+                    "referrer-policy": components["headers"]["ReferrerPolicy"];
+                    "retry-after": components["headers"]["RetryAfter"];
+                    "x-content-type-options": components["headers"]["NoSniff"];
+                    "x-frame-options": components["headers"]["FrameOptions"];
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": string;
+                };
+            };
+            /** @description Something went wrong on our side. Or: `internal`: Something went wrong on our side; try again. `misconfigured`: The deployment is misconfigured. */
+            500: {
+                headers: {
+                    "cache-control": components["headers"]["NoStore"];
+                    "content-security-policy": components["headers"]["PageCspOptional"];
+                    "referrer-policy": components["headers"]["ReferrerPolicyOptional"];
+                    "x-content-type-options": components["headers"]["NoSniffOptional"];
+                    "x-frame-options": components["headers"]["FrameOptionsOptional"];
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @enum {string} */
+                            code: "internal" | "misconfigured";
+                            /**
+                             * @description A sentence a person can act on. Never holds a token, a secret or a stack trace.
+                             * @example No such route.
+                             */
+                            message: string;
+                        };
+                    };
+                    "text/html": string;
+                };
+            };
+        };
+    };
+    mcpConsent: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/x-www-form-urlencoded": {
+                    /** @description read or read_write. */
+                    access?: string;
+                    /** @description The chosen link's id. */
+                    connection?: string;
+                    /** @description The page's sealed consent. */
+                    consent: string;
+                    /** @description allow or deny. */
+                    decision: string;
+                };
+            };
+        };
+        responses: {
+            /** @description See other: back to the MCP client's redirect URI. */
+            303: {
+                headers: {
+                    "cache-control": components["headers"]["NoStoreOptional"];
+                    "content-security-policy": components["headers"]["PageCspOptional"];
+                    location: components["headers"]["Location"];
+                    "referrer-policy": components["headers"]["ReferrerPolicyOptional"];
+                    "x-content-type-options": components["headers"]["NoSniffOptional"];
+                    "x-frame-options": components["headers"]["FrameOptionsOptional"];
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description A malformed or expired request (`invalid_request`, `invalid_state`): nothing was issued. */
+            400: {
+                headers: {
+                    "cache-control": components["headers"]["NoStore"];
+                    "content-security-policy": components["headers"]["PageCsp"];
+                    "referrer-policy": components["headers"]["ReferrerPolicy"];
+                    "x-content-type-options": components["headers"]["NoSniff"];
+                    "x-frame-options": components["headers"]["FrameOptions"];
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": string;
+                };
+            };
+            /** @description The partner no longer offers its MCP server, or the chosen link is not the user's or not working (`not_found`, `no_connection`). */
+            404: {
+                headers: {
+                    "cache-control": components["headers"]["NoStore"];
+                    "content-security-policy": components["headers"]["PageCsp"];
+                    "referrer-policy": components["headers"]["ReferrerPolicy"];
+                    "x-content-type-options": components["headers"]["NoSniff"];
+                    "x-frame-options": components["headers"]["FrameOptions"];
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": string;
+                };
+            };
+            /** @description Too many requests from this address. */
+            429: {
+                headers: {
+                    "cache-control": components["headers"]["NoStore"];
+                    "content-security-policy": components["headers"]["PageCsp"];
+                    "referrer-policy": components["headers"]["ReferrerPolicy"];
+                    "retry-after": components["headers"]["RetryAfter"];
+                    "x-content-type-options": components["headers"]["NoSniff"];
+                    "x-frame-options": components["headers"]["FrameOptions"];
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": string;
+                };
+            };
+            /** @description Something went wrong on our side. Or: `internal`: Something went wrong on our side; try again. `misconfigured`: The deployment is misconfigured. */
+            500: {
+                headers: {
+                    "cache-control": components["headers"]["NoStore"];
+                    "content-security-policy": components["headers"]["PageCspOptional"];
+                    "referrer-policy": components["headers"]["ReferrerPolicyOptional"];
+                    "x-content-type-options": components["headers"]["NoSniffOptional"];
+                    "x-frame-options": components["headers"]["FrameOptionsOptional"];
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @enum {string} */
+                            code: "internal" | "misconfigured";
+                            /**
+                             * @description A sentence a person can act on. Never holds a token, a secret or a stack trace.
+                             * @example No such route.
+                             */
+                            message: string;
+                        };
+                    };
+                    "text/html": string;
+                };
+            };
+        };
+    };
+    mcpContinue: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/x-www-form-urlencoded": {
+                    /** @description The keaplink_request. */
+                    request: string;
+                    /** @description A session JWT with the keaplink_request claim. */
+                    session: string;
+                };
+            };
+        };
+        responses: {
+            /** @description The consent page, with Allow and Deny. */
+            200: {
+                headers: {
+                    "cache-control": components["headers"]["NoStore"];
+                    "content-security-policy": components["headers"]["PageCsp"];
+                    "referrer-policy": components["headers"]["ReferrerPolicy"];
+                    "x-content-type-options": components["headers"]["NoSniff"];
+                    "x-frame-options": components["headers"]["FrameOptions"];
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": string;
+                };
+            };
+            /** @description A malformed or expired request (`invalid_request`, `invalid_state`): nothing was issued. */
+            400: {
+                headers: {
+                    "cache-control": components["headers"]["NoStore"];
+                    "content-security-policy": components["headers"]["PageCsp"];
+                    "referrer-policy": components["headers"]["ReferrerPolicy"];
+                    "x-content-type-options": components["headers"]["NoSniff"];
+                    "x-frame-options": components["headers"]["FrameOptions"];
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": string;
+                };
+            };
+            /** @description The session is not valid, or was not minted for this request (`invalid_session`): nothing was issued. */
+            401: {
+                headers: {
+                    "cache-control": components["headers"]["NoStore"];
+                    "content-security-policy": components["headers"]["PageCsp"];
+                    "referrer-policy": components["headers"]["ReferrerPolicy"];
+                    "x-content-type-options": components["headers"]["NoSniff"];
+                    "x-frame-options": components["headers"]["FrameOptions"];
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": string;
+                };
+            };
+            /** @description The user has no working Keap link in the partner to share. */
+            409: {
+                headers: {
+                    "cache-control": components["headers"]["NoStore"];
+                    "content-security-policy": components["headers"]["PageCsp"];
+                    "referrer-policy": components["headers"]["ReferrerPolicy"];
+                    "x-content-type-options": components["headers"]["NoSniff"];
+                    "x-frame-options": components["headers"]["FrameOptions"];
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": string;
+                };
+            };
+            /** @description Too many requests from this address. */
+            429: {
+                headers: {
+                    "cache-control": components["headers"]["NoStore"];
+                    "content-security-policy": components["headers"]["PageCsp"];
+                    "referrer-policy": components["headers"]["ReferrerPolicy"];
+                    "retry-after": components["headers"]["RetryAfter"];
+                    "x-content-type-options": components["headers"]["NoSniff"];
+                    "x-frame-options": components["headers"]["FrameOptions"];
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": string;
+                };
+            };
+            /** @description Something went wrong on our side. Or: `internal`: Something went wrong on our side; try again. `misconfigured`: The deployment is misconfigured. */
+            500: {
+                headers: {
+                    "cache-control": components["headers"]["NoStore"];
+                    "content-security-policy": components["headers"]["PageCspOptional"];
+                    "referrer-policy": components["headers"]["ReferrerPolicyOptional"];
+                    "x-content-type-options": components["headers"]["NoSniffOptional"];
+                    "x-frame-options": components["headers"]["FrameOptionsOptional"];
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        error: {
+                            /** @enum {string} */
+                            code: "internal" | "misconfigured";
+                            /**
+                             * @description A sentence a person can act on. Never holds a token, a secret or a stack trace.
+                             * @example No such route.
+                             */
+                            message: string;
+                        };
+                    };
+                    "text/html": string;
+                };
+            };
+        };
+    };
+    mcpRegister: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "client_name": "Claude",
+                 *       "redirect_uris": [
+                 *         "http://127.0.0.1:33418/callback"
+                 *       ]
+                 *     }
+                 */
+                "application/json": {
+                    client_name?: string;
+                    grant_types?: string[];
+                    redirect_uris: string[];
+                    response_types?: string[];
+                    /** @enum {string} */
+                    token_endpoint_auth_method?: "none";
+                };
+            };
+        };
+        responses: {
+            /** @description Registered. */
+            201: {
+                headers: {
+                    "cache-control": components["headers"]["NoStore"];
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "client_id": "v1.k1.opaque",
+                     *       "client_id_issued_at": 1767225600,
+                     *       "client_name": "Claude",
+                     *       "grant_types": [
+                     *         "authorization_code",
+                     *         "refresh_token"
+                     *       ],
+                     *       "redirect_uris": [
+                     *         "http://127.0.0.1:33418/callback"
+                     *       ],
+                     *       "response_types": [
+                     *         "code"
+                     *       ],
+                     *       "token_endpoint_auth_method": "none"
+                     *     }
+                     */
+                    "application/json": {
+                        client_id: string;
+                        client_id_issued_at: number;
+                        client_name: string;
+                        grant_types: string[];
+                        redirect_uris: string[];
+                        response_types: string[];
+                        token_endpoint_auth_method: string;
+                    };
+                };
+            };
+            /** @description `invalid_redirect_uri` or `invalid_client_metadata` (RFC 7591 §3.2.2). */
+            400: {
+                headers: {
+                    "cache-control": components["headers"]["NoStore"];
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": "invalid_grant",
+                     *       "error_description": "The code or token is not valid."
+                     *     }
+                     */
+                    "application/json": {
+                        error: string;
+                        error_description: string;
+                    };
+                };
+            };
+            413: components["responses"]["413-body_too_large"];
+            429: components["responses"]["429-rate_limited"];
+            500: components["responses"]["500-internal-misconfigured"];
+        };
+    };
+    mcpRevoke: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/x-www-form-urlencoded": {
+                    client_id?: string;
+                    token: string;
+                    token_type_hint?: string;
+                };
+            };
+        };
+        responses: {
+            /** @description Revoked (or unknown). */
+            200: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description `invalid_request`: no token. */
+            400: {
+                headers: {
+                    "cache-control": components["headers"]["NoStore"];
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": "invalid_grant",
+                     *       "error_description": "The code or token is not valid."
+                     *     }
+                     */
+                    "application/json": {
+                        error: string;
+                        error_description: string;
+                    };
+                };
+            };
+            413: components["responses"]["413-body_too_large"];
+            429: components["responses"]["429-rate_limited"];
+            500: components["responses"]["500-internal-misconfigured"];
+        };
+    };
+    mcpToken: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/x-www-form-urlencoded": {
+                    client_id: string;
+                    code?: string;
+                    code_verifier?: string;
+                    /** @description authorization_code or refresh_token. */
+                    grant_type: string;
+                    redirect_uri?: string;
+                    refresh_token?: string;
+                    resource?: string;
+                };
+            };
+        };
+        responses: {
+            /** @description The tokens. */
+            200: {
+                headers: {
+                    "cache-control": components["headers"]["NoStore"];
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "access_token": "kma_…",
+                     *       "expires_in": 3600,
+                     *       "refresh_token": "kmr_…",
+                     *       "scope": "keap.read",
+                     *       "token_type": "Bearer"
+                     *     }
+                     */
+                    "application/json": {
+                        access_token: string;
+                        expires_in: number;
+                        refresh_token: string;
+                        scope: string;
+                        /** @constant */
+                        token_type: "Bearer";
+                    };
+                };
+            };
+            /** @description `invalid_request`, `invalid_grant` or `unsupported_grant_type`: nothing was issued. */
+            400: {
+                headers: {
+                    "cache-control": components["headers"]["NoStore"];
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": "invalid_grant",
+                     *       "error_description": "The code or token is not valid."
+                     *     }
+                     */
+                    "application/json": {
+                        error: string;
+                        error_description: string;
+                    };
+                };
+            };
+            /** @description `invalid_client`. */
+            401: {
+                headers: {
+                    "cache-control": components["headers"]["NoStore"];
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": "invalid_grant",
+                     *       "error_description": "The code or token is not valid."
+                     *     }
+                     */
+                    "application/json": {
+                        error: string;
+                        error_description: string;
+                    };
+                };
+            };
+            413: components["responses"]["413-body_too_large"];
+            429: components["responses"]["429-rate_limited"];
+            500: components["responses"]["500-internal-misconfigured"];
+        };
+    };
+    mcpServer: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The partner whose MCP server it is. */
+                partner_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "id": 1,
+                 *       "jsonrpc": "2.0",
+                 *       "method": "tools/list"
+                 *     }
+                 */
+                "application/json": Record<string, never>;
+            };
+        };
+        responses: {
+            /** @description The JSON-RPC response. */
+            200: {
+                headers: {
+                    "cache-control": components["headers"]["NoStore"];
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "id": 1,
+                     *       "jsonrpc": "2.0",
+                     *       "result": {}
+                     *     }
+                     */
+                    "application/json": {
+                        error?: Record<string, never>;
+                        id: unknown;
+                        /** @constant */
+                        jsonrpc: "2.0";
+                        result?: unknown;
+                    };
+                };
+            };
+            /** @description A notification (or a response): accepted, nothing to answer. */
+            202: {
+                headers: {
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description `invalid_token`: no valid access token for this server (none, expired, revoked, another partner's, or its link disconnected). */
+            401: {
+                headers: {
+                    "cache-control": components["headers"]["NoStore"];
+                    "www-authenticate": components["headers"]["WwwAuthenticate"];
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": "invalid_grant",
+                     *       "error_description": "The code or token is not valid."
+                     *     }
+                     */
+                    "application/json": {
+                        error: string;
+                        error_description: string;
+                    };
+                };
+            };
+            404: components["responses"]["404-not_found"];
+            413: components["responses"]["413-body_too_large"];
+            429: components["responses"]["429-rate_limited"];
+            500: components["responses"]["500-internal-misconfigured"];
+        };
+    };
     oauthCallback: {
         parameters: {
             query?: {
@@ -3569,6 +4606,11 @@ export interface operations {
                      *             "https://app.acme.example"
                      *           ],
                      *           "export_enabled": false,
+                     *           "mcp": {
+                     *             "enabled": true,
+                     *             "sign_in_url": "https://app.acme.example/keaplink-mcp",
+                     *             "tools": "read"
+                     *           },
                      *           "name": "Acme Booking",
                      *           "partner_id": "acme",
                      *           "reconnect_identity": "user",
@@ -3615,6 +4657,11 @@ export interface operations {
                      *         "https://app.acme.example"
                      *       ],
                      *       "export_enabled": false,
+                     *       "mcp": {
+                     *         "enabled": true,
+                     *         "sign_in_url": "https://app.acme.example/keaplink-mcp",
+                     *         "tools": "read"
+                     *       },
                      *       "name": "Acme Booking",
                      *       "partner_id": "acme",
                      *       "reconnect_identity": "user",
@@ -3681,6 +4728,11 @@ export interface operations {
                      *       ],
                      *       "api_key": "klk.acme.an-api-key-shown-once",
                      *       "export_enabled": false,
+                     *       "mcp": {
+                     *         "enabled": true,
+                     *         "sign_in_url": "https://app.acme.example/keaplink-mcp",
+                     *         "tools": "read"
+                     *       },
                      *       "name": "Acme Booking",
                      *       "partner_id": "acme",
                      *       "reconnect_identity": "user",
@@ -4880,6 +5932,84 @@ export interface operations {
             500: components["responses"]["500-internal-misconfigured"];
         };
     };
+    listMyAssistants: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A connection's id (as its `id` field gives it). Anything else: 400 `invalid_id`. */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The link's assistants. */
+            200: {
+                headers: {
+                    "access-control-allow-origin": components["headers"]["CorsAllowOriginOptional"];
+                    "access-control-expose-headers": components["headers"]["CorsExposeHeadersOptional"];
+                    "cache-control": components["headers"]["NoStore"];
+                    vary: components["headers"]["CorsVaryOptional"];
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "assistants": [
+                     *         {
+                     *           "access": "read",
+                     *           "client_name": "Claude",
+                     *           "created_at": "2026-01-01T00:00:00Z",
+                     *           "id": "0123456789abcdef",
+                     *           "used_at": "2026-01-01T00:00:00Z"
+                     *         }
+                     *       ]
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Assistants"];
+                };
+            };
+            400: components["responses"]["400-invalid_request-invalid_id-cors"];
+            401: components["responses"]["401-missing_credentials-invalid_session-cors"];
+            403: components["responses"]["403-origin_not_allowed-cors"];
+            404: components["responses"]["404-not_found-no_connection-cors"];
+            500: components["responses"]["500-internal-misconfigured-cors"];
+        };
+    };
+    revokeMyAssistant: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A connection's id (as its `id` field gives it). Anything else: 400 `invalid_id`. */
+                id: string;
+                /** @description The assistant's `id`. */
+                assistant_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Revoked. */
+            204: {
+                headers: {
+                    "access-control-allow-origin": components["headers"]["CorsAllowOriginOptional"];
+                    "access-control-expose-headers": components["headers"]["CorsExposeHeadersOptional"];
+                    vary: components["headers"]["CorsVaryOptional"];
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["400-invalid_request-invalid_id-cors"];
+            401: components["responses"]["401-missing_credentials-invalid_session-cors"];
+            403: components["responses"]["403-origin_not_allowed-cors"];
+            404: components["responses"]["404-not_found-no_connection-cors"];
+            500: components["responses"]["500-internal-misconfigured-cors"];
+        };
+    };
     openapiDocument: {
         parameters: {
             query?: never;
@@ -4930,6 +6060,11 @@ export interface operations {
                      *         "https://app.acme.example"
                      *       ],
                      *       "export_enabled": false,
+                     *       "mcp": {
+                     *         "enabled": true,
+                     *         "sign_in_url": "https://app.acme.example/keaplink-mcp",
+                     *         "tools": "read"
+                     *       },
                      *       "name": "Acme Booking",
                      *       "partner_id": "acme",
                      *       "reconnect_identity": "user",
@@ -4987,6 +6122,11 @@ export interface operations {
                      *         "https://app.acme.example"
                      *       ],
                      *       "export_enabled": false,
+                     *       "mcp": {
+                     *         "enabled": true,
+                     *         "sign_in_url": "https://app.acme.example/keaplink-mcp",
+                     *         "tools": "read"
+                     *       },
                      *       "name": "Acme Booking",
                      *       "partner_id": "acme",
                      *       "reconnect_identity": "user",
@@ -5034,6 +6174,11 @@ export interface operations {
                      *       ],
                      *       "api_key": "klk.acme.an-api-key-shown-once",
                      *       "export_enabled": false,
+                     *       "mcp": {
+                     *         "enabled": true,
+                     *         "sign_in_url": "https://app.acme.example/keaplink-mcp",
+                     *         "tools": "read"
+                     *       },
                      *       "name": "Acme Booking",
                      *       "partner_id": "acme",
                      *       "reconnect_identity": "user",

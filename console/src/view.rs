@@ -171,6 +171,9 @@ pub fn event_label(k: ConnectionEventKind) -> &'static str {
         HookRestored => "Keap hook restored",
         HookRestoreFailed => "Keap hook not restored",
         HooksRemoved => "Keap hooks removed",
+        McpGranted => "AI assistant allowed",
+        McpRevoked => "AI assistant revoked",
+        McpToolCall => "AI assistant tool call",
     }
 }
 
@@ -182,7 +185,8 @@ fn event_class(k: ConnectionEventKind) -> &'static str {
         }
         Created | Reconnected | Refreshed | Recovered | RepairLinkUsed | Imported
         | HookRestored => "ok",
-        RepairLinkCreated | RepairLinkTried | Exported | HooksSet | HooksRemoved => "",
+        RepairLinkCreated | RepairLinkTried | Exported | HooksSet | HooksRemoved | McpGranted
+        | McpRevoked | McpToolCall => "",
     }
 }
 
@@ -208,6 +212,9 @@ fn event_type(k: ConnectionEventKind) -> &'static str {
         HookRestored => "hook_restored",
         HookRestoreFailed => "hook_restore_failed",
         HooksRemoved => "hooks_removed",
+        McpGranted => "mcp_granted",
+        McpRevoked => "mcp_revoked",
+        McpToolCall => "mcp_tool_call",
     }
 }
 
@@ -715,6 +722,8 @@ pub fn settings(p: &PartnerView) -> String {
 <div class="check"><input id="identity-user" name="identity" type="radio" value="user"{user}><label for="identity-user">Only the same Keap user (recommended)</label></div>
 <div class="check"><input id="identity-app" name="identity" type="radio" value="app"{app}><label for="identity-app">Anyone who can sign in to the same Keap app</label></div>
 </fieldset>
+<h2>Keap for AI agents</h2>
+<p data-mcp>{mcp}</p>
 <div id="settings-error"></div>
 <button type="submit" class="primary">Save settings</button>
 </form>
@@ -727,6 +736,23 @@ pub fn settings(p: &PartnerView) -> String {
         repair = checked(p.webhook_repair_links),
         user = checked(p.reconnect_identity == ReconnectIdentity::User),
         app = checked(p.reconnect_identity == ReconnectIdentity::App),
+        mcp = mcp_line(&p.mcp),
+    )
+}
+
+/// The partner's MCP server, as the settings page shows it (changed with `PATCH /v1/partner`'s
+/// `mcp`).
+fn mcp_line(m: &keaplink_api::McpSettings) -> String {
+    if !m.enabled {
+        return "Off. Turn it on with <code>PATCH /v1/partner</code> and <code>{\"mcp\": {\"enabled\": true, \"sign_in_url\": …}}</code>.".into();
+    }
+    let tools = match m.tools {
+        keaplink_api::McpTools::Read => "read only",
+        keaplink_api::McpTools::ReadWrite => "read and write",
+    };
+    format!(
+        "On ({tools}): your users sign in at <code>{}</code> to connect an AI assistant to their Keap link.",
+        escape(m.sign_in_url.as_deref().unwrap_or(""))
     )
 }
 
@@ -1016,6 +1042,7 @@ mod tests {
             reconnect_identity: ReconnectIdentity::default(),
             webhook_repair_links: false,
             export_enabled: false,
+            mcp: Default::default(),
             session_secret: None,
             api_key: None,
         }];

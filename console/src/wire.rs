@@ -127,6 +127,9 @@ pub fn event_kind(s: &str) -> Option<ConnectionEventKind> {
         "deleted" => Deleted,
         "imported" => Imported,
         "exported" => Exported,
+        "mcp_granted" => McpGranted,
+        "mcp_revoked" => McpRevoked,
+        "mcp_tool_call" => McpToolCall,
         _ => return None,
     })
 }
@@ -172,6 +175,17 @@ pub fn partner(v: &JsValue) -> Option<PartnerView> {
         },
         webhook_repair_links: field(v, "webhook_repair_links").as_bool() == Some(true),
         export_enabled: field(v, "export_enabled").as_bool() == Some(true),
+        mcp: {
+            let m = field(v, "mcp");
+            keaplink_api::McpSettings {
+                enabled: field(&m, "enabled").as_bool() == Some(true),
+                sign_in_url: text(&m, "sign_in_url"),
+                tools: match text(&m, "tools").as_deref() {
+                    Some("read_write") => keaplink_api::McpTools::ReadWrite,
+                    _ => keaplink_api::McpTools::Read,
+                },
+            }
+        },
         session_secret: text(v, "session_secret"),
         api_key: text(v, "api_key"),
     })

@@ -41,6 +41,14 @@ function scrub(a) {
   if (a.status === 200 && a.method === "POST" && a.path === "/v1/token") {
     text = text.replace(/"access_token":"[^"]*"/, '"access_token":"(allowed)"');
   }
+  if (a.status === 200 && a.method === "POST" && a.path === "/mcp/oauth/token") {
+    // What the MCP authorization server's token endpoint is for.
+    text = text.replace(/"(access_token|refresh_token)":"[^"]*"/g, '"$1":"(allowed)"');
+  }
+  if (a.status === 303 && a.method === "POST" && a.path === "/mcp/oauth/consent") {
+    // Allow sends the browser back to the MCP client with its authorization code.
+    text = text.replace(/([?&])code=[^&"]*/, "$1code=(allowed)");
+  }
   if (a.status === 200 && a.method === "POST" && a.path === "/v1/connections/export") {
     // What an export is for: the links' live tokens, handed to their partner once.
     text = text.replace(/"(access_token|refresh_token)":"[^"]*"/g, '"$1":"(allowed)"');

@@ -28,11 +28,29 @@ pub fn call<C: Serialize, A: DeserializeOwned>(
     command: &C,
 ) -> impl Future<Output = ApiResult<A>> {
     let body = serde_json::to_string(command).map_err(ApiError::internal);
-    let answer = exchange(env, binding, name, body);
+    let answer = exchange(env, binding, name, false, body);
     async move {
         let answer = answer.await?;
         serde_json::from_slice(answer.as_bytes()).map_err(|e| unreadable_answer(binding, e))
     }
+}
+
+/// The round trip of a command already written, boxed: the MCP commands' calls (eight of them)
+/// share this one future instead of each inlining the exchange. `by_id`: `name` is the object's
+/// id (64 hex, as `ObjectId` prints it), as an MCP token names the guard that holds its grant.
+pub fn call_text(
+    env: &Env,
+    binding: &'static str,
+    name: &str,
+    by_id: bool,
+    body: ApiResult<String>,
+) -> futures_util::future::LocalBoxFuture<'static, ApiResult<String>> {
+    Box::pin(exchange(env, binding, name, by_id, body))
+}
+
+/// Reads what [`call_text`] answered.
+pub fn read_answer<A: DeserializeOwned>(binding: &str, answer: ApiResult<String>) -> ApiResult<A> {
+    serde_json::from_slice(answer?.as_bytes()).map_err(|e| unreadable_answer(binding, e))
 }
 
 fn unreadable_answer(binding: &str, e: serde_json::Error) -> ApiError {
@@ -74,15 +92,18 @@ fn exchange(
     env: &Env,
     binding: &'static str,
     name: &str,
+    by_id: bool,
     body: ApiResult<String>,
 ) -> impl Future<Output = ApiResult<String>> + 'static {
     let failed = move |e: worker::Error| ApiError::internal(format!("{binding} call: {e}"));
     let sent = body.and_then(|body| {
         let namespace = env.durable_object(binding).map_err(failed)?;
-        let stub = namespace
-            .id_from_name(name)
-            .and_then(|id| id.get_stub())
-            .map_err(failed)?;
+        let id = if by_id {
+            namespace.id_from_string(name)
+        } else {
+            namespace.id_from_name(name)
+        };
+        let stub = id.and_then(|id| id.get_stub()).map_err(failed)?;
         // The host is never resolved: the stub routes the request to the object.
         let body = JsValue::from(body);
         let req = subrequest(

@@ -22,6 +22,7 @@ use crate::random;
 use crate::stats;
 use crate::store::Store;
 use crate::webhooks;
+use futures_util::future::LocalBoxFuture;
 use futures_util::lock::Mutex;
 use keaplink_api::{
     ConnectionEvent, ConnectionEventKind, ConnectionStatus, ExportedLink, ReconnectIdentity,
@@ -30,6 +31,7 @@ use keaplink_core::connection::{ConnectionKey, ConnectionRecord, OpenTokens};
 use keaplink_core::export;
 use keaplink_core::identity::{self, Mismatch};
 use keaplink_core::keap::{parse_token_response, refresh_request, KeapFailure, KeapIdentity};
+use keaplink_core::mcp::oauth::{Bound, Consent, Grants, Issued, Kind, Token};
 use keaplink_core::refresh::{fingerprint, Attempt, Purpose, RefreshState};
 use keaplink_core::repair::{self, RepairHandle, RepairLinkRecord, RepairToken, Try};
 use keaplink_core::seal::{Reseal, ResealOutcome};
@@ -44,6 +46,12 @@ pub const GUARD_BINDING: &str = "CONNECTION_GUARD";
 const RECORD: &str = "record";
 const DELETED: &str = "deleted";
 const TIMELINE: &str = "timeline";
+/// The link's MCP grants (`keaplink_core::mcp::oauth::Grants`: hashes only) and the key they
+/// belong to (an MCP token names the guard by id, not by key).
+const MCP: &str = "mcp";
+const MCP_KEY: &str = "mcp_key";
+/// A grant's last use is written at most this often (each MCP request checks its token).
+const MCP_USE_WRITE_SECS: i64 = 300;
 
 /// Written as serde writes it; read through `Fields` (`durable::Named` says why).
 #[derive(Serialize)]
@@ -112,6 +120,35 @@ enum Command {
         event_key: String,
         digest: String,
     },
+    /// An MCP client's grant in this link, waiting for its code (the consent's Allow).
+    McpGrant {
+        key: ConnectionKey,
+        consent: Box<Consent>,
+    },
+    /// The authorization code grant.
+    McpRedeem {
+        token: String,
+        client: String,
+        redirect_uri: String,
+        verifier: String,
+        resource: Option<String>,
+    },
+    /// The refresh grant.
+    McpRefresh {
+        token: String,
+        client: String,
+        resource: Option<String>,
+    },
+    /// What a presented access token is bound to.
+    McpCheck { token: String, resource: String },
+    /// RFC 7009: ends the grant of a token.
+    McpRevokeToken { token: String },
+    /// The link's MCP clients (the widget's Connected assistants).
+    McpList { key: ConnectionKey },
+    /// Ends one MCP client's grant (the user's revoke in the widget).
+    McpRevoke { key: ConnectionKey, grant: String },
+    /// Notes an MCP tool call on the timeline: the tool and its outcome, never its arguments.
+    McpNote { tool: String, outcome: String },
 }
 
 /// Every field a `Command` carries, each optional: how the object reads its commands.
@@ -130,12 +167,55 @@ struct Fields {
     hydrate: Option<bool>,
     event_key: Option<String>,
     digest: Option<String>,
+    consent: Option<Box<Consent>>,
+    token: Option<String>,
+    client: Option<String>,
+    redirect_uri: Option<String>,
+    verifier: Option<String>,
+    resource: Option<String>,
+    grant: Option<String>,
+    tool: Option<String>,
+    outcome: Option<String>,
 }
 
 #[cfg(feature = "objects")]
 impl Command {
     /// The command `name` with its fields, or what it lacks.
     fn read(name: &str, f: Fields) -> Result<Command, &'static str> {
+        // The MCP commands a token addresses: by the guard's id, without the key.
+        let token = || f.token.clone().ok_or("no token");
+        match name {
+            "mcp_redeem" => {
+                return Ok(Command::McpRedeem {
+                    token: token()?,
+                    client: f.client.ok_or("no client")?,
+                    redirect_uri: f.redirect_uri.ok_or("no redirect_uri")?,
+                    verifier: f.verifier.ok_or("no verifier")?,
+                    resource: f.resource,
+                })
+            }
+            "mcp_refresh" => {
+                return Ok(Command::McpRefresh {
+                    token: token()?,
+                    client: f.client.ok_or("no client")?,
+                    resource: f.resource,
+                })
+            }
+            "mcp_check" => {
+                return Ok(Command::McpCheck {
+                    token: token()?,
+                    resource: f.resource.ok_or("no resource")?,
+                })
+            }
+            "mcp_revoke_token" => return Ok(Command::McpRevokeToken { token: token()? }),
+            "mcp_note" => {
+                return Ok(Command::McpNote {
+                    tool: f.tool.ok_or("no tool")?,
+                    outcome: f.outcome.ok_or("no outcome")?,
+                })
+            }
+            _ => {}
+        }
         let key = f.key.ok_or("no key")?;
         Ok(match name {
             "put" => Command::Put {
@@ -186,10 +266,46 @@ impl Command {
                 event_key: f.event_key.ok_or("no event_key")?,
                 digest: f.digest.ok_or("no digest")?,
             },
+            "mcp_grant" => Command::McpGrant {
+                key,
+                consent: f.consent.ok_or("no consent")?,
+            },
+            "mcp_list" => Command::McpList { key },
+            "mcp_revoke" => Command::McpRevoke {
+                key,
+                grant: f.grant.ok_or("no grant")?,
+            },
 
             _ => return Err("an unknown command"),
         })
     }
+}
+
+/// A token request's answer, from the guard to the token endpoint (never logged).
+#[derive(Serialize, Deserialize)]
+pub struct McpTokens {
+    pub access_token: String,
+    pub refresh_token: String,
+    pub expires_in: i64,
+    pub scope: String,
+}
+
+impl From<Issued> for McpTokens {
+    fn from(i: Issued) -> Self {
+        McpTokens {
+            access_token: i.access_token.expose().to_owned(),
+            refresh_token: i.refresh_token.expose().to_owned(),
+            expires_in: i.expires_in,
+            scope: i.scope.to_owned(),
+        }
+    }
+}
+
+fn bad_code() -> ApiError {
+    ApiError::new(
+        keaplink_core::ErrorCode::InvalidGrant,
+        "The code or token is not valid.",
+    )
 }
 
 /// The latest record after a refresh was asked for.
@@ -350,6 +466,11 @@ impl DurableObject for ConnectionGuard {
                 event_key,
                 digest,
             } => durable::reply(self.hook_batch(&store, &key, &event_key, &digest).await),
+            Command::McpGrant { key, consent } => {
+                durable::reply(self.mcp_grant(&store, &key, &consent).await)
+            }
+            // The MCP commands that work on the grants alone: one future for them all.
+            other => self.mcp(other).await,
         }
     }
 }
@@ -562,6 +683,11 @@ impl ConnectionGuard {
         frozen.hooks_checked_at = None;
         let out = export::handed_out(&frozen, &cfg.keys, key)?;
         self.save(store, key, &frozen, false).await?;
+        // An exported link is no longer keaplink's to act in: its MCP clients end with it.
+        durable::storage(&self.state)
+            .delete(MCP)
+            .await
+            .map_err(storage)?;
         store.reindex(key, Some(&record), Some(&frozen)).await?;
         let detail = format!("Request {request_id}.");
         self.note(Box::new(|t| {
@@ -578,8 +704,174 @@ impl ConnectionGuard {
         Ok(Some(out))
     }
 
+    async fn mcp_grants(&self) -> ApiResult<Grants> {
+        Ok(durable::storage(&self.state)
+            .get::<Grants>(MCP)
+            .await
+            .map_err(storage)?
+            .unwrap_or_default())
+    }
+
+    async fn mcp_save(&self, grants: &Grants) -> ApiResult<()> {
+        let st = durable::storage(&self.state);
+        if grants.grants.is_empty() {
+            st.delete(MCP).await.map_err(storage).map(|_| ())
+        } else {
+            st.put(MCP, grants).await.map_err(storage)
+        }
+    }
+
+    /// Adds a grant waiting for its code, if the link is there and active; answers the code.
+    async fn mcp_grant(
+        &self,
+        store: &Store,
+        key: &ConnectionKey,
+        consent: &Consent,
+    ) -> ApiResult<Option<String>> {
+        let Some(record) = self.record(store, key).await? else {
+            return Ok(None);
+        };
+        let ours = record.partner == consent.pending.partner && record.user == consent.user;
+        if !ours || record.status != ConnectionStatus::Active {
+            return Ok(None);
+        }
+        let now = unix_now();
+        let mut grants = self.mcp_grants().await?;
+        grants.prune(now);
+        let code = Token::new(Kind::Code, &self.state.id().to_string(), random::bytes());
+        let id = keaplink_core::ids::hex(&random::bytes::<8>());
+        grants.add(consent, id, &code, now);
+        durable::storage(&self.state)
+            .put(MCP_KEY, key)
+            .await
+            .map_err(storage)?;
+        self.mcp_save(&grants).await?;
+        let detail = format!(
+            "{} ({})",
+            consent.pending.client_name,
+            keaplink_core::mcp::oauth::scope_of(consent.pending.access)
+        );
+        self.note(Box::new(|t| {
+            t.push(now, ConnectionEventKind::McpGranted, None, Some(detail))
+        }))
+        .await;
+        Ok(Some(code.expose().to_owned()))
+    }
+
+    /// The MCP commands on the grants alone (boxed: one future, not one per command inlined
+    /// into `fetch`).
+    fn mcp(&self, command: Command) -> LocalBoxFuture<'_, worker::Result<Response>> {
+        Box::pin(async move {
+            let now = unix_now();
+            let mut grants = match self.mcp_grants().await {
+                Ok(g) => g,
+                Err(e) => return durable::reply::<()>(Err(e)),
+            };
+            let before = grants.clone();
+            let mut note = None;
+            let reply = match command {
+                Command::McpRedeem {
+                    token,
+                    client,
+                    redirect_uri,
+                    verifier,
+                    resource,
+                } => durable::reply(
+                    Token::parse(Kind::Code, &token)
+                        .ok_or_else(bad_code)
+                        .and_then(|code| {
+                            grants.redeem(
+                                &code,
+                                &client,
+                                &redirect_uri,
+                                &verifier,
+                                resource.as_deref(),
+                                now,
+                            )
+                        })
+                        .map(McpTokens::from),
+                ),
+                Command::McpRefresh {
+                    token,
+                    client,
+                    resource,
+                } => durable::reply(
+                    Token::parse(Kind::Refresh, &token)
+                        .ok_or_else(bad_code)
+                        .and_then(|t| grants.refresh(&t, &client, resource.as_deref(), now))
+                        .map(McpTokens::from),
+                ),
+                Command::McpCheck { token, resource } => {
+                    let bound = Token::parse(Kind::Access, &token)
+                        .and_then(|t| grants.check(&t, &resource, now));
+                    let key = match &bound {
+                        Some(_) => durable::storage(&self.state)
+                            .get::<ConnectionKey>(MCP_KEY)
+                            .await
+                            .ok()
+                            .flatten(),
+                        None => None,
+                    };
+                    if let Some(b) = &bound {
+                        if let Some(g) = grants.grants.iter_mut().find(|g| g.id == b.grant) {
+                            // Its last use, written now and then, not at every request.
+                            if now - g.used_at >= MCP_USE_WRITE_SECS {
+                                g.used_at = now;
+                            }
+                        }
+                    }
+                    durable::reply(Ok(bound.zip(key)))
+                }
+                Command::McpRevokeToken { token } => {
+                    durable::reply(Ok(grants.revoke_token(&token)))
+                }
+                Command::McpRevoke { grant, .. } => {
+                    let revoked = grants.revoke(&grant);
+                    if revoked {
+                        note = Some((ConnectionEventKind::McpRevoked, None, None));
+                    }
+                    durable::reply(Ok(revoked))
+                }
+                Command::McpList { .. } => durable::reply(Ok(grants
+                    .active()
+                    .map(|g| keaplink_api::Assistant {
+                        id: g.id.clone(),
+                        client_name: g.client_name.clone(),
+                        access: g.access,
+                        created_at: keaplink_core::clock::rfc3339(g.created_at),
+                        used_at: keaplink_core::clock::rfc3339(g.used_at),
+                    })
+                    .collect::<Vec<_>>())),
+                Command::McpNote { tool, outcome } => {
+                    note = Some((
+                        ConnectionEventKind::McpToolCall,
+                        Some(outcome.clone()),
+                        Some(format!("{tool}: {outcome}")),
+                    ));
+                    durable::reply(Ok(()))
+                }
+                _ => durable::reply::<()>(Err(ApiError::internal("not an MCP command"))),
+            };
+            if grants != before {
+                if let Err(e) = self.mcp_save(&grants).await {
+                    return durable::reply::<()>(Err(e));
+                }
+            }
+            if let Some((kind, code, detail)) = note {
+                self.note(Box::new(move |t| {
+                    t.push(now, kind, code.as_deref(), detail)
+                }))
+                .await;
+            }
+            reply
+        })
+    }
+
     async fn delete(&self, cfg: &Config, store: &Store, key: &ConnectionKey) -> ApiResult<bool> {
         let gone = self.record(store, key).await?;
+        if gone.is_some() {
+            self.drop_hooks(cfg, store, key).await;
+        }
         if gone.is_some() {
             self.drop_hooks(cfg, store, key).await;
         }
@@ -591,6 +883,7 @@ impl ConnectionGuard {
         // that other locations may still serve for a minute.
         let st = durable::storage(&self.state);
         st.delete(RECORD).await.map_err(storage)?;
+        st.delete(MCP).await.map_err(storage)?;
         st.put(DELETED, true).await.map_err(storage)?;
         if let Some(record) = &gone {
             self.note(Box::new(|t| {
@@ -1039,4 +1332,131 @@ pub fn hook_batch(
         digest: digest.to_owned(),
     };
     ask(env, key, &command)
+}
+
+/// An MCP client's grant in the link, waiting for its code; answers the code (`None`: the link
+/// is gone or not active).
+pub fn mcp_grant(
+    env: &Env,
+    key: &ConnectionKey,
+    consent: Consent,
+) -> impl Future<Output = ApiResult<Option<String>>> {
+    let command = Command::McpGrant {
+        key: key.clone(),
+        consent: Box::new(consent),
+    };
+    ask_mcp(env, None, Some(key), &command)
+}
+
+/// An MCP command, to the guard a token names (`token`) or a link's (`key`): one boxed round
+/// trip for all of them.
+fn ask_mcp<A: serde::de::DeserializeOwned>(
+    env: &Env,
+    token: Option<&Token>,
+    key: Option<&ConnectionKey>,
+    command: &Command,
+) -> impl Future<Output = ApiResult<A>> {
+    let body = serde_json::to_string(command).map_err(ApiError::internal);
+    let sent = match (token, key) {
+        (Some(t), _) => durable::call_text(env, GUARD_BINDING, t.object(), true, body),
+        (None, Some(k)) => durable::call_text(env, GUARD_BINDING, k.as_str(), false, body),
+        (None, None) => durable::call_text(
+            env,
+            GUARD_BINDING,
+            "",
+            false,
+            Err(ApiError::internal("no guard named")),
+        ),
+    };
+    async move { durable::read_answer(GUARD_BINDING, sent.await) }
+}
+
+/// The authorization code grant, at the guard the code names.
+pub fn mcp_redeem(
+    env: &Env,
+    code: &Token,
+    client: String,
+    redirect_uri: String,
+    verifier: String,
+    resource: Option<String>,
+) -> impl Future<Output = ApiResult<McpTokens>> {
+    let command = Command::McpRedeem {
+        token: code.expose().to_owned(),
+        client,
+        redirect_uri,
+        verifier,
+        resource,
+    };
+    ask_mcp(env, Some(code), None, &command)
+}
+
+/// The refresh grant, at the guard the token names.
+pub fn mcp_refresh(
+    env: &Env,
+    token: &Token,
+    client: String,
+    resource: Option<String>,
+) -> impl Future<Output = ApiResult<McpTokens>> {
+    let command = Command::McpRefresh {
+        token: token.expose().to_owned(),
+        client,
+        resource,
+    };
+    ask_mcp(env, Some(token), None, &command)
+}
+
+/// What an access token is bound to (`None`: not a live token for `resource`).
+pub fn mcp_check(
+    env: &Env,
+    token: &Token,
+    resource: &str,
+) -> impl Future<Output = ApiResult<Option<(Bound, ConnectionKey)>>> {
+    let command = Command::McpCheck {
+        token: token.expose().to_owned(),
+        resource: resource.to_owned(),
+    };
+    ask_mcp(env, Some(token), None, &command)
+}
+
+/// Ends the grant of an access or refresh token (whether one ended).
+pub fn mcp_revoke_token(env: &Env, token: &Token) -> impl Future<Output = ApiResult<bool>> {
+    let command = Command::McpRevokeToken {
+        token: token.expose().to_owned(),
+    };
+    ask_mcp(env, Some(token), None, &command)
+}
+
+/// The link's MCP clients.
+pub fn mcp_list(
+    env: &Env,
+    key: &ConnectionKey,
+) -> impl Future<Output = ApiResult<Vec<keaplink_api::Assistant>>> {
+    ask_mcp(env, None, Some(key), &Command::McpList { key: key.clone() })
+}
+
+/// Ends one MCP client's grant in the link.
+pub fn mcp_revoke(
+    env: &Env,
+    key: &ConnectionKey,
+    grant: &str,
+) -> impl Future<Output = ApiResult<bool>> {
+    let command = Command::McpRevoke {
+        key: key.clone(),
+        grant: grant.to_owned(),
+    };
+    ask_mcp(env, None, Some(key), &command)
+}
+
+/// Notes an MCP tool call on the link's timeline (at the guard an access token named).
+pub fn mcp_note(
+    env: &Env,
+    token: &Token,
+    tool: &str,
+    outcome: &str,
+) -> impl Future<Output = ApiResult<()>> {
+    let command = Command::McpNote {
+        tool: tool.to_owned(),
+        outcome: outcome.to_owned(),
+    };
+    ask_mcp(env, Some(token), None, &command)
 }

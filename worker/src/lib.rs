@@ -49,6 +49,7 @@ mod limits;
 mod link_hooks;
 mod links;
 mod log;
+mod mcp;
 mod pacer;
 mod pages;
 mod partner_guard;

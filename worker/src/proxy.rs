@@ -28,9 +28,9 @@ use worker::{Env, Headers, Request, Response, ResponseBody};
 /// What a call came to before it ended: the connection it named, and how to count a refusal
 /// when its error code alone does not say (Keap's own 429).
 #[derive(Default)]
-struct Known {
+pub struct Known {
     connection: Option<String>,
-    outcome: Option<ProxyOutcome>,
+    pub outcome: Option<ProxyOutcome>,
 }
 
 /// Answers one proxied call. (`_path` is the router's reading of the path; the proxy reads the
@@ -114,22 +114,90 @@ async fn call(
     );
     admitted?;
     let (key, record) = found?;
+    let url = proxy::upstream_url(&cfg.keap_api_url, &target);
+    let forwarded = proxy::forwarded(&headers);
+    let (status, answer_headers, answer, outcome) =
+        through_link(env, cfg, &key, record, method, url, &forwarded, body, known).await?;
+    let resp = relayed(status, &answer_headers, answer, known)?;
+    Ok((resp, outcome))
+}
+
+/// One MCP tool's call to Keap (`path_and_query` from `/`): through the link exactly as the
+/// proxy sends a call ([`through_link`]), and counted with the proxied calls. Answers Keap's
+/// status and body.
+pub async fn tool_call(
+    env: &Env,
+    cfg: &Config,
+    key: &ConnectionKey,
+    record: ConnectionRecord,
+    method: &'static str,
+    path_and_query: &str,
+    body: Option<Vec<u8>>,
+) -> ApiResult<(u16, Vec<u8>)> {
+    let mut known = Known::default();
+    let base = cfg
+        .keap_api_url
+        .as_str()
+        .split(['?', '#'])
+        .next()
+        .unwrap_or("");
+    let url = format!("{}{path_and_query}", base.trim_end_matches('/'));
+    let forwarded = [
+        ("accept", "application/json".to_owned()),
+        ("content-type", "application/json".to_owned()),
+    ];
+    let sent = through_link(
+        env, cfg, key, record, method, url, &forwarded, body, &mut known,
+    )
+    .await;
+    match sent {
+        Ok((status, _, mut answer, outcome)) => {
+            quota::count(outcome);
+            let bytes = answer.bytes().await.map_err(ApiError::internal)?;
+            Ok((status, bytes))
+        }
+        Err(e) => {
+            quota::count(
+                known
+                    .outcome
+                    .unwrap_or_else(|| ProxyOutcome::of_error(e.code)),
+            );
+            Err(e)
+        }
+    }
+}
+
+/// A call to Keap with the link's access token, exactly as the proxy sends one: the healed copy
+/// of the link if this isolate has one, a refresh first if its token needs one, quota holds, one
+/// heal and retry after Keap's 401, Keap's 429 answered as ours. Answers Keap's status, headers
+/// and answer, and whether a heal was needed. Shared by the proxy and the MCP tools.
+#[allow(clippy::too_many_arguments)]
+pub async fn through_link(
+    env: &Env,
+    cfg: &Config,
+    key: &ConnectionKey,
+    record: ConnectionRecord,
+    method: &'static str,
+    url: String,
+    forwarded: &[(&'static str, String)],
+    body: Option<Vec<u8>>,
+    known: &mut Known,
+) -> ApiResult<(u16, Vec<(String, String)>, Response, ProxyOutcome)> {
     known.connection = Some(record.id.as_str().to_owned());
-    let record = healed_copy(&key, record);
-    let record = usable(env, cfg, &key, record, Purpose::Token, unix_now()).await?;
+    let reserve = cfg.quota_reserve;
+    let record = healed_copy(key, record);
+    let record = usable(env, cfg, key, record, Purpose::Token, unix_now()).await?;
     let app = record.keap_app.as_str().to_owned();
     if let Some(h) = quota::hold(Some(&app), reserve, now_ms()) {
         return Err(h.error(now_ms()));
     }
-    let mut token = open_access(cfg, &key, &record)?;
-    let url = proxy::upstream_url(&cfg.keap_api_url, &target);
-    let forwarded = proxy::forwarded(&headers);
+    let mut token = open_access(cfg, key, &record)?;
     let mut outcome = ProxyOutcome::Relayed;
     // The regular exchange with the shared quota picture rides along with the call to Keap.
     let mut report = quota::report_due(reserve, now_ms());
     // At most two sends: the call, and once more after a heal.
     let (status, answer_headers, mut answer) = loop {
-        let req = proxy::outbound(method, url.clone(), &forwarded, &token, body.clone());
+        let req = proxy::outbound(method, url.clone(), forwarded, &token, body.clone());
         let (sent, ()) = futures_util::join!(relay(cfg, &req, &app), exchange(env, report.take()));
         let (status, answer_headers, mut answer) = sent?;
         if status != 401 || outcome == ProxyOutcome::Healed {
@@ -141,7 +209,7 @@ async fn call(
         let failed = fingerprint(&token);
         let latest = guard::refresh(
             env,
-            &key,
+            key,
             Purpose::Heal {
                 failed: failed.clone(),
             },
@@ -149,7 +217,7 @@ async fn call(
         .await?
         .ok_or_else(crate::links::no_connection)?
         .record;
-        let current = open_access(cfg, &key, &latest)?;
+        let current = open_access(cfg, key, &latest)?;
         match proxy::after_heal(&latest, &failed, &fingerprint(&current)) {
             AfterHeal::NeedsReauth => {
                 return Err(ApiError::new(
@@ -163,7 +231,7 @@ async fn call(
                 break (status, answer_headers, answer);
             }
             AfterHeal::Retry => {
-                remember_healed(&key, &latest);
+                remember_healed(key, &latest);
                 if let Some(h) = quota::hold(Some(&app), reserve, now_ms()) {
                     return Err(h.error(now_ms()));
                 }
@@ -187,8 +255,7 @@ async fn call(
     }
     // Spent or nearly spent windows are news for every isolate: told now, not in a few seconds.
     exchange(env, quota::report_due(reserve, now_ms())).await;
-    let resp = relayed(status, &answer_headers, answer, known)?;
-    Ok((resp, outcome))
+    Ok((status, answer_headers, answer, outcome))
 }
 
 /// Sends to Keap and learns from the answer's quota headers: (status, headers, the answer).

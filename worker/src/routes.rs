@@ -11,6 +11,7 @@ use crate::config::{self, setup, Config};
 use crate::hook_inbox;
 use crate::http::{allow_origin, error_response, json, origin, preflight};
 use crate::limits;
+use crate::mcp::{self, McpRoute};
 use crate::proxy;
 use crate::repair;
 use crate::store::Store;
@@ -29,6 +30,10 @@ pub enum Route<'a> {
     MeConnections,
     MeConnect,
     MeConnection(&'a str),
+    /// `/v1/me/connections/{id}/assistants`.
+    MeAssistants(&'a str),
+    /// `/v1/me/connections/{id}/assistants/{assistant_id}`.
+    MeAssistant(&'a str, &'a str),
     Token,
     Connections,
     Connection(&'a str),
@@ -62,6 +67,8 @@ pub enum Route<'a> {
     Hooks(&'a str),
     /// `/hooks/keap/{token}`: where Keap posts a link's events.
     HookInbox(&'a str),
+    /// A partner's MCP server and the OAuth endpoints of its clients.
+    Mcp(McpRoute<'a>),
 }
 
 use Method::{Delete, Get, Options, Patch, Post, Put};
@@ -80,6 +87,7 @@ impl<'a> Route<'a> {
             | Route::Import(_)
             | Route::Deliveries => false,
             Route::Admin(a) => a.takes_no_query(),
+            Route::Mcp(m) => !m.takes_query(),
             _ => true,
         }
     }
@@ -104,6 +112,8 @@ impl<'a> Route<'a> {
             ["v1", "me", "connections"] => Route::MeConnections,
             ["v1", "me", "connect"] => Route::MeConnect,
             ["v1", "me", "connections", id] => Route::MeConnection(id),
+            ["v1", "me", "connections", id, "assistants"] => Route::MeAssistants(id),
+            ["v1", "me", "connections", id, "assistants", a] => Route::MeAssistant(id, a),
             ["v1", "token"] => Route::Token,
             ["v1", "connections"] => Route::Connections,
             ["v1", "connections", "export"] => Route::Export,
@@ -121,7 +131,7 @@ impl<'a> Route<'a> {
             ["v1", "stats"] => Route::PartnerStats,
             ["v1", "webhooks", "deliveries"] => Route::Deliveries,
             ["v1", "webhooks", "deliveries", id, "redeliver"] => Route::Redeliver(id),
-            _ => return None,
+            other => Route::Mcp(McpRoute::resolve(other)?),
         })
     }
 
@@ -134,7 +144,8 @@ impl<'a> Route<'a> {
             Route::Admin(a) => a.methods(),
             Route::MeConnections => &[Get, Options],
             Route::MeConnect => &[Post, Options],
-            Route::MeConnection(_) => &[Delete, Options],
+            Route::MeConnection(_) | Route::MeAssistant(..) => &[Delete, Options],
+            Route::MeAssistants(_) => &[Get, Options],
             Route::Connection(_) => &[Get, Delete],
             Route::Keap(_) => &[Get, Post, Put, Patch, Delete],
             Route::RepairLink(_) | Route::RefreshNow(_) => &[Post],
@@ -147,6 +158,7 @@ impl<'a> Route<'a> {
             Route::Hooks(_) => &[Get, Put, Delete],
             Route::HookInbox(_) => &[Post],
             Route::PartnerStats | Route::Deliveries => &[Get],
+            Route::Mcp(m) => m.methods(),
         }
     }
 
@@ -278,8 +290,21 @@ async fn dispatch(
     request_id: &str,
 ) -> Answer {
     match route {
-        Route::MeConnections | Route::MeConnect | Route::MeConnection(_) => {
-            me(req, env, route, method).await
+        Route::MeConnections
+        | Route::MeConnect
+        | Route::MeConnection(_)
+        | Route::MeAssistants(_)
+        | Route::MeAssistant(..) => me(req, env, route, method).await,
+        Route::Mcp(m) => {
+            let setup = no_query(req, route).and_then(|()| setup(env));
+            let (cfg, store) = match setup {
+                Ok(s) => s,
+                Err(e) => return Err(e).into(),
+            };
+            match mcp::answer(req, env, &cfg, &store, m).await {
+                (Ok(resp), error) => Answer { resp, error },
+                (Err(e), _) => Err(e).into(),
+            }
         }
         _ => handle(req, env, route, method, request_id).await.into(),
     }
@@ -355,7 +380,11 @@ async fn partner_route(
 ) -> ApiResult<Response> {
     if matches!(
         route,
-        Route::MeConnections | Route::MeConnect | Route::MeConnection(_)
+        Route::MeConnections
+            | Route::MeConnect
+            | Route::MeConnection(_)
+            | Route::MeAssistants(_)
+            | Route::MeAssistant(..)
     ) {
         return Err(ApiError::internal(
             "a /v1/me route outside the CORS wrapper",
@@ -419,6 +448,8 @@ async fn me(req: &mut Request, env: &Env, route: &Route<'_>, method: &Method) ->
             Route::MeConnections => widget::my_connections(&store, &s).await,
             Route::MeConnect => widget::connect(req, &store, &cfg, &s, now).await,
             Route::MeConnection(id) => widget::my_disconnect(env, &store, &cfg, &s, id).await,
+            Route::MeAssistants(id) => widget::my_assistants(env, &store, &s, id).await,
+            Route::MeAssistant(id, a) => widget::revoke_assistant(env, &store, &s, id, a).await,
             _ => Err(ApiError::internal("a /v1/me route without a handler")),
         },
     };

@@ -222,6 +222,55 @@ pub enum ReconnectIdentity {
     App,
 }
 
+/// An MCP client acting in one of the user's links (the widget's Connected assistants).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Assistant {
+    /// The grant's id (what `DELETE /v1/me/connections/{id}/assistants/{assistant_id}` takes).
+    pub id: String,
+    /// The name the client registered with (not verified).
+    pub client_name: String,
+    pub access: McpTools,
+    #[cfg_attr(feature = "openapi", schema(format = DateTime))]
+    pub created_at: String,
+    #[cfg_attr(feature = "openapi", schema(format = DateTime))]
+    pub used_at: String,
+}
+
+/// `GET /v1/me/connections/{id}/assistants`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Assistants {
+    pub assistants: Vec<Assistant>,
+}
+
+/// Which Keap tools a partner's MCP server offers: reading only, or reading and writing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum McpTools {
+    #[default]
+    Read,
+    ReadWrite,
+}
+
+/// A partner's MCP server (`PUBLIC_URL/mcp/{partner_id}`): off unless enabled.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct McpSettings {
+    #[serde(default)]
+    pub enabled: bool,
+    /// Where keaplink sends the browser to sign the partner's user in (https; required when
+    /// enabled); keaplink appends `keaplink_request=<opaque>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = "uri", example = "https://app.acme.example/keaplink-mcp"))]
+    pub sign_in_url: Option<String>,
+    /// The most an MCP client may be granted: `read` (the default) or `read_write`.
+    #[serde(default)]
+    pub tools: McpTools,
+}
+
 /// `PUT /v1/admin/partners/{partner_id}` body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -250,6 +299,9 @@ pub struct PartnerUpsert {
     /// Allow `POST /v1/connections/export` for this partner (the operator's decision alone).
     #[serde(default)]
     pub export_enabled: bool,
+    /// The partner's MCP server for AI agents; absent: off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mcp: Option<McpSettings>,
 }
 
 /// A partner as the admin sees it. The secrets appear only when created or rotated.
@@ -278,6 +330,9 @@ pub struct PartnerView {
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(required = true))]
     pub export_enabled: bool,
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub mcp: McpSettings,
     #[cfg_attr(feature = "openapi", schema(value_type = String))]
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub session_secret: Option<String>,
@@ -297,6 +352,7 @@ impl std::fmt::Debug for PartnerView {
             .field("reconnect_identity", &self.reconnect_identity)
             .field("webhook_repair_links", &self.webhook_repair_links)
             .field("export_enabled", &self.export_enabled)
+            .field("mcp", &self.mcp)
             .field("session_secret", &redacted(&self.session_secret))
             .field("api_key", &redacted(&self.api_key))
             .finish()
@@ -410,6 +466,13 @@ pub enum ConnectionEventKind {
     HookRestoreFailed,
     /// The link's hooks were deleted at Keap (or could not be: `code`, and the detail).
     HooksRemoved,
+    /// The user allowed an MCP client (an AI assistant) to act in the link (`detail`: its name
+    /// and scope).
+    McpGranted,
+    /// The user revoked an MCP client's access to the link.
+    McpRevoked,
+    /// An MCP client called a tool (`code`: the outcome; `detail`: the tool; never arguments).
+    McpToolCall,
 }
 
 /// One entry of a link's timeline. Never holds a token or secret.
@@ -510,6 +573,9 @@ pub struct PartnerSettings {
     pub reconnect_identity: Option<ReconnectIdentity>,
     #[serde(default)]
     pub webhook_repair_links: Option<bool>,
+    /// The partner's MCP server settings (replaced whole).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mcp: Option<McpSettings>,
 }
 
 /// A field that is present (possibly `null`) reads as `Some`; an absent one stays `None`.
@@ -898,6 +964,7 @@ mod tests {
             reconnect_identity: ReconnectIdentity::User,
             webhook_repair_links: false,
             export_enabled: false,
+            mcp: McpSettings::default(),
             session_secret: Some("sess-secret-456".into()),
             api_key: Some("klk.p.key-secret-789".into()),
         };
@@ -938,6 +1005,7 @@ mod tests {
             reconnect_identity: ReconnectIdentity::User,
             webhook_repair_links: false,
             export_enabled: false,
+            mcp: McpSettings::default(),
             session_secret: None,
             api_key: None,
         };

@@ -22,6 +22,7 @@ pub mod keep;
 pub mod keys;
 pub mod limits;
 pub mod links;
+pub mod mcp;
 pub mod pace;
 pub mod partner;
 pub mod proxy;

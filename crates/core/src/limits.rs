@@ -20,6 +20,13 @@ pub enum Endpoint {
     /// `/v1/keap/<path>`: calls relayed to Keap (per partner: one partner's import must not
     /// starve the others' share of Keap's quota).
     Proxy,
+    /// `POST /mcp/oauth/register`: an MCP client's registration (per address, the flow's window).
+    McpRegister,
+    /// The MCP authorization server's other endpoints (authorize, continue, consent, token,
+    /// revoke), per address, the flow's window.
+    McpOAuth,
+    /// `/mcp/{partner_id}`: MCP requests, counted as proxied calls are.
+    Mcp,
 }
 
 /// One call to a rate-limiting binding.
@@ -50,6 +57,9 @@ impl Endpoint {
             Endpoint::Callback => "callback",
             Endpoint::Token => "token",
             Endpoint::Proxy => "proxy",
+            Endpoint::McpRegister => "mcp_register",
+            Endpoint::McpOAuth => "mcp_oauth",
+            Endpoint::Mcp => "mcp",
         }
     }
 
@@ -60,9 +70,11 @@ impl Endpoint {
             .filter(|s| !s.is_empty() && s.len() <= 64)
             .unwrap_or("unknown");
         let (binding, period_secs) = match self {
-            Endpoint::Connect | Endpoint::Callback => (FLOW_IP_BINDING, FLOW_PERIOD_SECS),
+            Endpoint::Connect | Endpoint::Callback | Endpoint::McpRegister | Endpoint::McpOAuth => {
+                (FLOW_IP_BINDING, FLOW_PERIOD_SECS)
+            }
             Endpoint::Token => (TOKEN_IP_BINDING, TOKEN_PERIOD_SECS),
-            Endpoint::Proxy => (PROXY_IP_BINDING, PROXY_PERIOD_SECS),
+            Endpoint::Proxy | Endpoint::Mcp => (PROXY_IP_BINDING, PROXY_PERIOD_SECS),
         };
         LimitCheck {
             binding,
@@ -74,9 +86,11 @@ impl Endpoint {
     /// Checked once the partner is known (after its credential, or from the state).
     pub fn per_partner(self, partner: &PartnerId) -> LimitCheck {
         let (binding, period_secs) = match self {
-            Endpoint::Connect | Endpoint::Callback => (FLOW_PARTNER_BINDING, FLOW_PERIOD_SECS),
+            Endpoint::Connect | Endpoint::Callback | Endpoint::McpRegister | Endpoint::McpOAuth => {
+                (FLOW_PARTNER_BINDING, FLOW_PERIOD_SECS)
+            }
             Endpoint::Token => (TOKEN_PARTNER_BINDING, TOKEN_PERIOD_SECS),
-            Endpoint::Proxy => (PROXY_PARTNER_BINDING, PROXY_PERIOD_SECS),
+            Endpoint::Proxy | Endpoint::Mcp => (PROXY_PARTNER_BINDING, PROXY_PERIOD_SECS),
         };
         LimitCheck {
             binding,

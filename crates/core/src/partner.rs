@@ -10,7 +10,7 @@ use crate::seal::{Keyring, OpenError, Reseal, NONCE_LEN};
 use crate::secret::Secret;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use keaplink_api::{PartnerSettings, PartnerUpsert, PartnerView, ReconnectIdentity};
+use keaplink_api::{McpSettings, PartnerSettings, PartnerUpsert, PartnerView, ReconnectIdentity};
 use serde::{Deserialize, Serialize};
 
 use subtle::ConstantTimeEq;
@@ -47,6 +47,21 @@ pub struct PartnerRecord {
     /// Whether the operator allows `POST /v1/connections/export` (admin PUT only).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub export_enabled: bool,
+    /// The partner's MCP server (`crate::mcp`); left out while off and unset.
+    #[serde(default, skip_serializing_if = "is_default_mcp")]
+    pub mcp: McpSettings,
+    /// When the MCP server was last turned on: grants from before (from an earlier time it was
+    /// on) do not count (`crate::mcp::oauth::Bound::current`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub mcp_since: UnixTime,
+}
+
+fn is_zero(t: &UnixTime) -> bool {
+    *t == 0
+}
+
+fn is_default_mcp(m: &McpSettings) -> bool {
+    *m == McpSettings::default()
 }
 
 fn is_default_identity(r: &ReconnectIdentity) -> bool {
@@ -159,6 +174,7 @@ impl PartnerRecord {
             reconnect_identity: self.reconnect_identity,
             webhook_repair_links: self.webhook_repair_links,
             export_enabled: self.export_enabled,
+            mcp: self.mcp.clone(),
             session_secret: None,
             api_key: None,
         }
@@ -230,6 +246,8 @@ pub fn apply_upsert(
                 reconnect_identity: ReconnectIdentity::default(),
                 webhook_repair_links: false,
                 export_enabled: false,
+                mcp: McpSettings::default(),
+                mcp_since: 0,
             },
             true,
         ),
@@ -257,6 +275,14 @@ pub fn apply_upsert(
     record.reconnect_identity = req.reconnect_identity;
     record.webhook_repair_links = req.webhook_repair_links;
     record.export_enabled = req.export_enabled;
+    let was_on = record.mcp.enabled;
+    record.mcp = match req.mcp {
+        None => McpSettings::default(),
+        Some(m) => crate::mcp::oauth::check_settings(m).map_err(invalid)?,
+    };
+    if record.mcp.enabled && !was_on {
+        record.mcp_since = now;
+    }
     record.updated_at = now;
 
     let mut view = record.view();
@@ -310,6 +336,7 @@ pub fn upsert_from(
             .unwrap_or(record.webhook_repair_links),
         // The operator's decision: a partner's own change keeps it.
         export_enabled: record.export_enabled,
+        mcp: Some(change.mcp.clone().unwrap_or_else(|| record.mcp.clone())),
     }
 }
 
@@ -339,7 +366,52 @@ mod tests {
             reconnect_identity: Default::default(),
             webhook_repair_links: false,
             export_enabled: false,
+            mcp: None,
         }
+    }
+
+    #[test]
+    fn turning_mcp_on_again_starts_its_grants_afresh() {
+        let id = PartnerId::parse("acme").unwrap();
+        let on = |on: bool| {
+            let mut r = req(false);
+            r.mcp = Some(McpSettings {
+                enabled: on,
+                sign_in_url: Some("https://acme.example/in".into()),
+                tools: Default::default(),
+            });
+            r
+        };
+        let up = |rec, r, t| {
+            apply_upsert(&id, rec, r, &fresh(1), &keys(), UpsertRules::default(), t)
+                .unwrap()
+                .0
+        };
+        let a = up(None, on(true), 10);
+        assert_eq!(a.mcp_since, 10);
+        // Still on: unchanged; off then on: later.
+        let b = up(Some(a), on(true), 20);
+        assert_eq!(b.mcp_since, 10);
+        let c = up(Some(b), on(false), 30);
+        let d = up(Some(c), on(true), 40);
+        assert_eq!(d.mcp_since, 40);
+        // Enabled without a sign-in URL: refused.
+        let mut bad = req(false);
+        bad.mcp = Some(McpSettings {
+            enabled: true,
+            sign_in_url: None,
+            tools: Default::default(),
+        });
+        assert!(apply_upsert(
+            &id,
+            None,
+            bad,
+            &fresh(1),
+            &keys(),
+            UpsertRules::default(),
+            1
+        )
+        .is_err());
     }
 
     #[test]

@@ -30,6 +30,9 @@ pub struct SessionClaims {
     pub partner: PartnerId,
     pub user: UserId,
     pub expires_at: UnixTime,
+    /// `keaplink_request`: the MCP authorization request this session was minted for (the
+    /// partner's sign-in hop, `crate::mcp`); absent in the widget's sessions.
+    pub request: Option<String>,
 }
 
 /// Why a session token was refused. All are 401 `invalid_session`; the message differs.
@@ -161,6 +164,7 @@ struct RawClaims {
     aud: Option<Audience>,
     exp: Option<i64>,
     iat: Option<i64>,
+    keaplink_request: Option<String>,
 }
 
 fn present<T>(claim: Option<T>, name: Claim) -> Result<T, SessionError> {
@@ -261,6 +265,7 @@ pub fn verify(
         partner: partner.clone(),
         user,
         expires_at: exp,
+        request: c.keaplink_request,
     })
 }
 

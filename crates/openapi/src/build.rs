@@ -126,6 +126,8 @@ pub enum Header {
     KeaplinkConnectionId,
     /// Keap's hook handshake, echoed.
     HookSecret,
+    /// The MCP endpoint's 401: where its protected resource metadata is.
+    WwwAuthenticate,
 }
 
 impl Header {
@@ -154,6 +156,7 @@ impl Header {
             Header::KeaplinkError => "keaplink-error",
             Header::KeaplinkConnectionId => "keaplink-connection-id",
             Header::HookSecret => "x-hook-secret",
+            Header::WwwAuthenticate => "www-authenticate",
         }
     }
 
@@ -186,6 +189,7 @@ impl Header {
             Header::KeaplinkError => "KeaplinkError",
             Header::KeaplinkConnectionId => "KeaplinkConnectionId",
             Header::HookSecret => "HookSecret",
+            Header::WwwAuthenticate => "WwwAuthenticate",
         }
     }
 
@@ -279,6 +283,10 @@ impl Header {
                 "Keap's handshake secret, echoed (on the answer to a handshake only).",
                 json!({"type": "string"}),
             ),
+            Header::WwwAuthenticate => (
+                "`Bearer resource_metadata=\"<the MCP server's protected resource metadata URL>\", error=\"invalid_token\"` (RFC 9728 §5.1): how an MCP client finds where to sign in.",
+                json!({"type": "string", "pattern": "^Bearer resource_metadata=\""}),
+            ),
         };
         json!({"description": description, "required": required, "schema": schema, "x-component": self.component()})
     }
@@ -351,6 +359,12 @@ pub fn sentence(code: ErrorCode) -> &'static str {
         InvalidState => "A bad, reused or expired OAuth state.",
         InvalidCursor => "The cursor was not issued by this endpoint.",
         InvalidKeapPath => "The path is not one keaplink forwards to Keap.",
+        InvalidGrant => "The code or token is not valid (unknown, used, expired, revoked, or issued to another client, redirect URI or resource).",
+        InvalidClientMetadata => "The client metadata breaks a rule: the message says which.",
+        InvalidRedirectUri => "A redirect URI is not https, nor http on a loopback host, or carries credentials or a fragment.",
+        UnsupportedGrantType => "grant_type is not authorization_code or refresh_token.",
+        InvalidClient => "The client_id is not one this deployment registered (or its registration expired).",
+        InvalidToken => "No valid OAuth access token for this MCP server.",
         AccessDenied => "The user declined at Keap.",
         MissingCredentials => "No `Authorization: Bearer` credential.",
         InvalidSession => "The session JWT is refused (signature, alg, aud, iss, exp or iat).",

@@ -252,6 +252,11 @@ fn sample_partner(with_secrets: bool) -> api::PartnerView {
         reconnect_identity: api::ReconnectIdentity::User,
         webhook_repair_links: false,
         export_enabled: false,
+        mcp: api::McpSettings {
+            enabled: true,
+            sign_in_url: Some("https://app.acme.example/keaplink-mcp".into()),
+            tools: api::McpTools::Read,
+        },
         session_secret: with_secrets.then(|| "a-session-secret-shown-once".into()),
         api_key: with_secrets.then(|| "klk.acme.an-api-key-shown-once".into()),
     }
@@ -551,7 +556,7 @@ pub fn all(s: &mut Schemas) -> Vec<Op> {
                 name: "Acme Booking".into(), allowed_origins: vec!["https://app.acme.example".into()],
                 return_urls: vec!["https://app.acme.example/settings".into()], rotate_secrets: false,
                 webhook_url: Some("https://app.acme.example/hooks/keaplink".into()),
-                reconnect_identity: api::ReconnectIdentity::User, webhook_repair_links: false, export_enabled: false,
+                reconnect_identity: api::ReconnectIdentity::User, webhook_repair_links: false, export_enabled: false, mcp: None,
             }))
             .answer(200, ok_json("The partner (with its secrets when created or rotated).", s.of::<api::PartnerView>(), ex(sample_partner(true))))
             .errors(&[InvalidId, InvalidPartner]),
@@ -567,6 +572,7 @@ pub fn all(s: &mut Schemas) -> Vec<Op> {
             .answer(204, no_content("Deleted.", &[]))
             .errors(&[InvalidRequest, InvalidId, PartnerNotFound]),
     ]);
+    ops.extend(mcp(s));
     ops.extend(statics());
     ops
 }
@@ -816,4 +822,153 @@ fn sample_hooks() -> api::Hooks {
         hydrate: false,
         checked_at: Some("2026-01-02T06:00:00Z".into()),
     }
+}
+
+/// An OAuth error of the MCP authorization server (RFC 6749 §5.2).
+fn oauth_error(description: &str, required: &[Header]) -> Value {
+    let mut all = JSON.to_vec();
+    all.extend_from_slice(required);
+    json!({
+        "description": description,
+        "headers": headers(&all, &[]),
+        "content": {"application/json": {"schema": {
+            "type": "object", "required": ["error", "error_description"],
+            "properties": {"error": {"type": "string"}, "error_description": {"type": "string"}},
+        }, "example": {"error": "invalid_grant", "error_description": "The code or token is not valid."}}},
+    })
+}
+
+fn form(fields: &[(&str, &str)], required: &[&str]) -> Value {
+    let mut props = serde_json::Map::new();
+    for (name, description) in fields {
+        props.insert(
+            (*name).into(),
+            json!({"type": "string", "description": description}),
+        );
+    }
+    json!({"required": true, "content": {"application/x-www-form-urlencoded": {"schema": {
+        "type": "object", "properties": props, "required": required,
+    }}}})
+}
+
+fn body(mut op: Op, b: Value) -> Op {
+    op.body = Some(b);
+    op
+}
+
+/// The partners' MCP servers and their OAuth 2.1 authorization server.
+fn mcp(s: &mut Schemas) -> Vec<Op> {
+    let partner = || {
+        path_param(
+            "partner_id",
+            json!({"type": "string", "pattern": "^[a-z0-9-]{1,64}$", "example": "acme"}),
+            "The partner whose MCP server it is.",
+        )
+    };
+    let page_refusals = |op: Op| {
+        op.answer(400, html("A malformed or expired request (`invalid_request`, `invalid_state`): nothing was issued.", &[]))
+            .answer(429, html("Too many requests from this address.", &[Header::RetryAfter]))
+            .answer(500, html("Something went wrong on our side.", &[]))
+    };
+    vec![
+        Op::new("get", "/.well-known/oauth-protected-resource/mcp/{partner_id}", "mcpResourceMetadata", "mcp", Auth::Public)
+            .summary("Protected resource metadata of a partner's MCP server (RFC 9728)")
+            .describe("At the path-suffixed well-known URL the MCP server's 401 names. 404 while the partner's MCP server is off.")
+            .param(partner())
+            .answer(200, ok_json("The metadata.", json!({"type": "object", "required": ["resource", "authorization_servers", "scopes_supported"], "properties": {
+                "resource": {"type": "string", "format": "uri"}, "authorization_servers": {"type": "array", "items": {"type": "string"}},
+                "scopes_supported": {"type": "array", "items": {"type": "string", "enum": ["keap.read", "keap.write"]}},
+                "bearer_methods_supported": {"type": "array", "items": {"type": "string"}}, "resource_name": {"type": "string"}}}),
+                json!({"resource": "https://keaplink.example/mcp/acme", "authorization_servers": ["https://keaplink.example"], "scopes_supported": ["keap.read", "keap.write"], "bearer_methods_supported": ["header"], "resource_name": "Keap for Acme Booking"})))
+            .errors(&[NotFound]),
+        Op::new("get", "/.well-known/oauth-authorization-server", "mcpAuthorizationServerMetadata", "mcp", Auth::Public)
+            .summary("The MCP authorization server's metadata (RFC 8414)")
+            .answer(200, ok_json("The metadata.", json!({"type": "object", "required": ["issuer", "authorization_endpoint", "token_endpoint", "registration_endpoint", "revocation_endpoint", "response_types_supported", "grant_types_supported", "code_challenge_methods_supported", "token_endpoint_auth_methods_supported"], "properties": {
+                "issuer": {"type": "string"}, "authorization_endpoint": {"type": "string"}, "token_endpoint": {"type": "string"},
+                "registration_endpoint": {"type": "string"}, "revocation_endpoint": {"type": "string"},
+                "response_types_supported": {"type": "array", "items": {"type": "string"}}, "grant_types_supported": {"type": "array", "items": {"type": "string"}},
+                "code_challenge_methods_supported": {"type": "array", "items": {"type": "string"}}, "token_endpoint_auth_methods_supported": {"type": "array", "items": {"type": "string"}},
+                "revocation_endpoint_auth_methods_supported": {"type": "array", "items": {"type": "string"}}, "scopes_supported": {"type": "array", "items": {"type": "string"}},
+                "authorization_response_iss_parameter_supported": {"type": "boolean"}}}),
+                json!({"issuer": "https://keaplink.example", "authorization_endpoint": "https://keaplink.example/mcp/oauth/authorize", "token_endpoint": "https://keaplink.example/mcp/oauth/token", "registration_endpoint": "https://keaplink.example/mcp/oauth/register", "revocation_endpoint": "https://keaplink.example/mcp/oauth/revoke", "response_types_supported": ["code"], "grant_types_supported": ["authorization_code", "refresh_token"], "code_challenge_methods_supported": ["S256"], "token_endpoint_auth_methods_supported": ["none"]}))),
+        body(Op::new("post", "/mcp/oauth/register", "mcpRegister", "mcp", Auth::Public)
+            .summary("Register an MCP client (RFC 7591, public clients)")
+            .describe("`redirect_uris` (1-5): https, or http on a loopback host (matched with any port), never with credentials or a fragment; `token_endpoint_auth_method` `none`. The `client_id` carries the registration sealed (nothing is stored); a registration may start authorizations for 30 days. Rate-limited per address."),
+            json!({"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["redirect_uris"], "properties": {
+                "redirect_uris": {"type": "array", "items": {"type": "string"}}, "client_name": {"type": "string", "maxLength": 100},
+                "token_endpoint_auth_method": {"type": "string", "enum": ["none"]}, "grant_types": {"type": "array", "items": {"type": "string"}},
+                "response_types": {"type": "array", "items": {"type": "string"}}}}, "example": {"client_name": "Claude", "redirect_uris": ["http://127.0.0.1:33418/callback"]}}}}))
+            .answer(201, ok_json("Registered.", json!({"type": "object", "required": ["client_id", "client_id_issued_at", "client_name", "redirect_uris", "grant_types", "response_types", "token_endpoint_auth_method"], "properties": {
+                "client_id": {"type": "string"}, "client_id_issued_at": {"type": "integer"}, "client_name": {"type": "string"},
+                "redirect_uris": {"type": "array", "items": {"type": "string"}}, "grant_types": {"type": "array", "items": {"type": "string"}},
+                "response_types": {"type": "array", "items": {"type": "string"}}, "token_endpoint_auth_method": {"type": "string"}}}),
+                json!({"client_id": "v1.k1.opaque", "client_id_issued_at": 1767225600, "client_name": "Claude", "redirect_uris": ["http://127.0.0.1:33418/callback"], "grant_types": ["authorization_code", "refresh_token"], "response_types": ["code"], "token_endpoint_auth_method": "none"})))
+            .answer(400, oauth_error("`invalid_redirect_uri` or `invalid_client_metadata` (RFC 7591 §3.2.2).", &[]))
+            .errors(&[BodyTooLarge, RateLimited]),
+        {
+            let mut op = Op::new("get", "/mcp/oauth/authorize", "mcpAuthorize", "mcp", Auth::Public)
+                .summary("Authorize an MCP client (the browser's start)")
+                .describe("OAuth 2.1 with PKCE S256 (required) and `resource` (RFC 8707, an enabled partner's MCP endpoint). The request is kept sealed for 10 minutes and the browser sent to the partner's `sign_in_url` with `keaplink_request=<opaque>`. Refusals after the client's redirect URI is known go back to it (`error`, `state`, `iss`); before (an unknown client, a redirect URI it did not register) they are a page of ours.");
+            for name in ["response_type", "client_id", "redirect_uri", "state", "code_challenge", "code_challenge_method", "resource", "scope"] {
+                op = op.param(json!({"name": name, "in": "query", "required": false, "schema": {"type": "string"}}));
+            }
+            page_refusals(op)
+                .answer(302, redirect("Found", "to the partner's sign-in with `keaplink_request`, or back to the client with `error`, `error_description`, `state` and `iss`."))
+                .answer(401, html("An unknown client_id, or one whose registration expired (`invalid_client`).", &[]))
+        },
+        page_refusals(body(Op::new("post", "/mcp/oauth/continue", "mcpContinue", "mcp", Auth::Public)
+            .summary("The partner's sign-in comes back (form POST)")
+            .describe("`request`: the `keaplink_request` keaplink sent; `session`: a session JWT for the signed-in user, as the widget's, whose claims also hold `keaplink_request` with the same value. Answers keaplink's consent page: the client's name as it registered (unverified), the partner, the user's active links by business name, and the access."),
+            form(&[("request", "The keaplink_request."), ("session", "A session JWT with the keaplink_request claim.")], &["request", "session"])))
+            .answer(200, html("The consent page, with Allow and Deny.", &[]))
+            .answer(401, html("The session is not valid, or was not minted for this request (`invalid_session`): nothing was issued.", &[]))
+            .answer(409, html("The user has no working Keap link in the partner to share.", &[])),
+        page_refusals(body(Op::new("post", "/mcp/oauth/consent", "mcpConsent", "mcp", Auth::Public)
+            .summary("Allow or Deny (the consent page's forms)")
+            .describe("Allow: a grant in the chosen link, and 303 back to the client's redirect URI with `code` (one use, 60 s), `state` and `iss`. Deny: 303 back with `error=access_denied`."),
+            form(&[("consent", "The page's sealed consent."), ("decision", "allow or deny."), ("connection", "The chosen link's id."), ("access", "read or read_write.")], &["consent", "decision"])))
+            .answer(303, redirect("See other", "back to the MCP client's redirect URI."))
+            .answer(404, html("The partner no longer offers its MCP server, or the chosen link is not the user's or not working (`not_found`, `no_connection`).", &[])),
+        body(Op::new("post", "/mcp/oauth/token", "mcpToken", "mcp", Auth::Public)
+            .summary("Tokens for an MCP client")
+            .describe("`authorization_code` (with `code_verifier`, `redirect_uri`, `client_id`, and `resource` if the client names one) or `refresh_token` (rotated at each use; the previous one answers the same tokens again for 60 s, then its use ends the grant). The access token lives 1 h. Tokens are stored only as hashes, bound to the partner, the user, the link, the scope and the resource."),
+            form(&[("grant_type", "authorization_code or refresh_token."), ("code", ""), ("redirect_uri", ""), ("code_verifier", ""), ("client_id", ""), ("refresh_token", ""), ("resource", "")], &["grant_type", "client_id"]))
+            .answer(200, ok_json("The tokens.", json!({"type": "object", "required": ["access_token", "token_type", "expires_in", "refresh_token", "scope"], "properties": {
+                "access_token": {"type": "string"}, "token_type": {"type": "string", "const": "Bearer"}, "expires_in": {"type": "integer"},
+                "refresh_token": {"type": "string"}, "scope": {"type": "string"}}}),
+                json!({"access_token": "kma_…", "token_type": "Bearer", "expires_in": 3600, "refresh_token": "kmr_…", "scope": "keap.read"})))
+            .answer(400, oauth_error("`invalid_request`, `invalid_grant` or `unsupported_grant_type`: nothing was issued.", &[]))
+            .answer(401, oauth_error("`invalid_client`.", &[]))
+            .errors(&[BodyTooLarge, RateLimited]),
+        body(Op::new("post", "/mcp/oauth/revoke", "mcpRevoke", "mcp", Auth::Public)
+            .summary("Revoke an MCP client's token (RFC 7009)")
+            .describe("An access or refresh token: its grant ends. 200 whether or not the token was known."),
+            form(&[("token", ""), ("token_type_hint", ""), ("client_id", "")], &["token"]))
+            .answer(200, no_content("Revoked (or unknown).", &[]))
+            .answer(400, oauth_error("`invalid_request`: no token.", &[]))
+            .errors(&[BodyTooLarge, RateLimited]),
+        body(Op::new("post", "/mcp/{partner_id}", "mcpServer", "mcp", Auth::Public)
+            .summary("A partner's MCP server (Streamable HTTP, JSON answers)")
+            .describe("JSON-RPC 2.0, one message per POST, `Authorization: Bearer <access token>`. `initialize` (protocol versions 2025-06-18 and 2025-11-25), `ping`, `tools/list`, `tools/call`; anything else (`server/discover` too) is -32601. The tools: `search_contacts`, `get_contact`, `list_tags`, and with write access `create_contact`, `apply_tags`, `add_note`; each call goes to Keap through the link's token as the proxy sends calls and is on the link's timeline (tool and outcome, never arguments). A link that needs its user answers a tool error saying so. 404 while the partner's MCP server is off.")
+            .param(partner()),
+            json!({"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["jsonrpc"]}, "example": {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}}}}))
+            .answer(200, ok_json("The JSON-RPC response.", json!({"type": "object", "required": ["jsonrpc", "id"], "properties": {"jsonrpc": {"const": "2.0"}, "id": {}, "result": {}, "error": {"type": "object"}}}),
+                json!({"jsonrpc": "2.0", "id": 1, "result": {}})))
+            .answer(202, no_content("A notification (or a response): accepted, nothing to answer.", &[]))
+            .answer(401, oauth_error("`invalid_token`: no valid access token for this server (none, expired, revoked, another partner's, or its link disconnected).", &[Header::WwwAuthenticate]))
+            .errors(&[NotFound, BodyTooLarge, RateLimited]),
+        Op::new("get", "/v1/me/connections/{id}/assistants", "listMyAssistants", "widget", Auth::Session)
+            .summary("The MCP clients acting in one of the user's links (Connected assistants)")
+            .param(connection_id())
+            .answer(200, ok_json("The link's assistants.", s.of::<api::Assistants>(), ex(api::Assistants { assistants: vec![api::Assistant {
+                id: "0123456789abcdef".into(), client_name: "Claude".into(), access: api::McpTools::Read, created_at: T0.into(), used_at: T0.into() }] })))
+            .errors(&[InvalidRequest, InvalidId, NoConnection]),
+        Op::new("delete", "/v1/me/connections/{id}/assistants/{assistant_id}", "revokeMyAssistant", "widget", Auth::Session)
+            .summary("Revoke an MCP client's access to one of the user's links")
+            .describe("Its tokens end at once.")
+            .param(connection_id())
+            .param(path_param("assistant_id", json!({"type": "string"}), "The assistant's `id`."))
+            .answer(204, no_content("Revoked.", &[]))
+            .errors(&[InvalidRequest, InvalidId, NoConnection, NotFound]),
+    ]
 }

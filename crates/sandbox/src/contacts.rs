@@ -117,13 +117,26 @@ impl Contact {
 pub struct Contacts {
     by_id: BTreeMap<u64, Contact>,
     next_id: u64,
+    /// Tags applied: (contact id, tag id).
+    pub applied: std::collections::BTreeSet<(u64, u64)>,
+    /// Notes: (id, contact id, title, text, created).
+    pub notes: Vec<(u64, u64, Option<String>, String, i64)>,
 }
+
+/// The tags every sandbox app has: (id, name, category).
+pub const TAGS: &[(u64, &str, &str)] = &[
+    (101, "Customer", "Lifecycle"),
+    (102, "Lead", "Lifecycle"),
+    (103, "VIP", "Priority"),
+];
 
 impl Contacts {
     pub fn seeded() -> Self {
         let mut c = Contacts {
             by_id: BTreeMap::new(),
             next_id: seed::FIRST_CONTACT_ID,
+            applied: Default::default(),
+            notes: Vec::new(),
         };
         for (i, (app, given, family)) in seed::CONTACTS.iter().enumerate() {
             let at = seed::CONTACTS_CREATED_AT + 3_600 * i as i64;

@@ -33,6 +33,123 @@ pub fn routes() -> Router<Shared> {
             "/crm/rest/v2/contacts/{id}",
             get(v2_get).patch(v2_patch).delete(v2_delete),
         )
+        .route("/crm/rest/v2/tags", get(v2_tags))
+        .route(
+            "/crm/rest/v2/tags/{id}/contacts:applyTags",
+            axum::routing::post(v2_apply_tags),
+        )
+        .route(
+            "/crm/rest/v2/contacts/{id}/notes",
+            get(v2_notes).post(v2_add_note),
+        )
+}
+
+/// `GET /v2/tags`: the app's tags (every sandbox app has `contacts::TAGS`).
+async fn v2_tags() -> Response {
+    let tags: Vec<Value> = contacts::TAGS
+        .iter()
+        .map(|(id, name, category)| {
+            json!({"id": id.to_string(), "name": name, "description": "",
+                "category": {"id": if *category == "Lifecycle" { "1" } else { "2" }, "name": category}})
+        })
+        .collect();
+    Json(json!({"tags": tags, "next_page_token": ""})).into_response()
+}
+
+/// `POST /v2/tags/{tag_id}/contacts:applyTags` with `{"contact_ids": [..]}`.
+async fn v2_apply_tags(
+    State(s): State<Shared>,
+    Extension(c): Extension<Caller>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let Some(tag) = contact_id(&id).filter(|t| contacts::TAGS.iter().any(|(i, ..)| i == t)) else {
+        return v2_error(StatusCode::NOT_FOUND, &format!("Tag {id} not found"));
+    };
+    let fields = match json_object(&body) {
+        Ok(f) => f,
+        Err(e) => return v2_error(StatusCode::BAD_REQUEST, &e),
+    };
+    let ids: Vec<u64> = match fields.get("contact_ids").and_then(Value::as_array) {
+        Some(a) if !a.is_empty() => match a
+            .iter()
+            .map(|v| v.as_str().and_then(contact_id))
+            .collect::<Option<Vec<_>>>()
+        {
+            Some(ids) => ids,
+            None => return v2_error(StatusCode::BAD_REQUEST, "contact_ids must be contact ids"),
+        },
+        _ => return v2_error(StatusCode::BAD_REQUEST, "contact_ids is required"),
+    };
+    let mut g = s.lock();
+    if let Some(missing) = ids.iter().find(|i| g.contacts.get(c.app, **i).is_none()) {
+        return v2_error(
+            StatusCode::NOT_FOUND,
+            &format!("Contact {missing} not found"),
+        );
+    }
+    for i in &ids {
+        g.contacts.applied.insert((*i, tag));
+    }
+    Json(json!({"results": ids.iter().map(|i| json!({"contact_id": i.to_string(), "success": true})).collect::<Vec<_>>()})).into_response()
+}
+
+fn note_json(n: &(u64, u64, Option<String>, String, i64)) -> Value {
+    json!({"id": n.0.to_string(), "contact_id": n.1.to_string(), "title": n.2, "text": n.3,
+        "create_time": keaplink_core::clock::rfc3339(n.4)})
+}
+
+/// `GET /v2/contacts/{id}/notes`.
+async fn v2_notes(
+    State(s): State<Shared>,
+    Extension(c): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Response {
+    let g = s.lock();
+    let Some(id) = contact_id(&id).filter(|i| g.contacts.get(c.app, *i).is_some()) else {
+        return v2_error(StatusCode::NOT_FOUND, &format!("Contact {id} not found"));
+    };
+    let notes: Vec<Value> = g
+        .contacts
+        .notes
+        .iter()
+        .filter(|n| n.1 == id)
+        .map(note_json)
+        .collect();
+    Json(json!({"notes": notes, "next_page_token": ""})).into_response()
+}
+
+/// `POST /v2/contacts/{id}/notes` with `{"text", "title"?}`.
+async fn v2_add_note(
+    State(s): State<Shared>,
+    Extension(c): Extension<Caller>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let fields = match json_object(&body) {
+        Ok(f) => f,
+        Err(e) => return v2_error(StatusCode::BAD_REQUEST, &e),
+    };
+    let mut g = s.lock();
+    let Some(id) = contact_id(&id).filter(|i| g.contacts.get(c.app, *i).is_some()) else {
+        return v2_error(StatusCode::NOT_FOUND, &format!("Contact {id} not found"));
+    };
+    let Some(text) = fields
+        .get("text")
+        .and_then(Value::as_str)
+        .filter(|t| !t.trim().is_empty())
+    else {
+        return v2_error(StatusCode::BAD_REQUEST, "text is required");
+    };
+    let title = fields
+        .get("title")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let note_id = 9000 + g.contacts.notes.len() as u64 + 1;
+    let note = (note_id, id, title, text.to_owned(), now() as i64);
+    let answer = note_json(&note);
+    g.contacts.notes.push(note);
+    (StatusCode::CREATED, Json(answer)).into_response()
 }
 
 fn v1_error(status: StatusCode, message: &str) -> Response {

@@ -102,3 +102,39 @@ pub async fn my_disconnect(
     let _ = resp.headers_mut().set("link", &link);
     Ok(resp)
 }
+
+/// `GET /v1/me/connections/{id}/assistants`: the MCP clients acting in one of the user's links.
+pub async fn my_assistants(
+    env: &Env,
+    store: &Store,
+    s: &Session,
+    raw_id: &str,
+) -> ApiResult<Response> {
+    let key = resolve(store, &s.partner_id, raw_id).await?;
+    if !key.is_users(&s.partner_id, &s.user) {
+        return Err(no_connection());
+    }
+    let assistants = guard::mcp_list(env, &key).await?;
+    json(&keaplink_api::Assistants { assistants }, 200)
+}
+
+/// `DELETE /v1/me/connections/{id}/assistants/{assistant_id}`: ends that MCP client's access now.
+pub async fn revoke_assistant(
+    env: &Env,
+    store: &Store,
+    s: &Session,
+    raw_id: &str,
+    grant: &str,
+) -> ApiResult<Response> {
+    let key = resolve(store, &s.partner_id, raw_id).await?;
+    if !key.is_users(&s.partner_id, &s.user) {
+        return Err(no_connection());
+    }
+    if !guard::mcp_revoke(env, &key, grant).await? {
+        return Err(ApiError::new(
+            ErrorCode::NotFound,
+            "No such assistant in this link (revoked already?).",
+        ));
+    }
+    empty(204)
+}
