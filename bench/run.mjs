@@ -108,12 +108,22 @@ end
     await wrk(["-t", "1", "-c", "2", "-d", `${WARMUP_SECONDS}s`, "-s", script, url]);
     // Work queued by the warm-up (log lines after the answer) must not land in the measured window.
     await sleep(200);
-    const cpu0 = worker.cpu();
-    const out = await wrk(["-t", String(THREADS), "-c", String(CONNECTIONS), "-d", `${SECONDS}s`, "-s", script, url]);
-    await sleep(200);
-    const cpu1 = worker.cpu();
-    if (out.status !== 0) throw new Error(`wrk failed: ${out.stderr}`);
-    const r = JSON.parse(out.stdout.trim().split("\n").at(-1));
+    let cpu0, cpu1, r;
+    // A socket error (a connection the shared machine's load timed out) spoils the row: run it
+    // again, once.
+    for (let attempt = 1; ; attempt++) {
+      cpu0 = worker.cpu();
+      const out = await wrk(["-t", String(THREADS), "-c", String(CONNECTIONS), "-d", `${SECONDS}s`, "-s", script, url]);
+      await sleep(200);
+      cpu1 = worker.cpu();
+      if (out.status !== 0) throw new Error(`wrk failed: ${out.stderr}`);
+      r = JSON.parse(out.stdout.trim().split("\n").at(-1));
+      if (r.errors && !r.non2xx && attempt < 2) {
+        log(`[${setup}] ${name}: ${r.errors} socket errors; measuring again`);
+        continue;
+      }
+      break;
+    }
     if (r.non2xx || r.errors) throw new Error(`${name}: ${r.non2xx} non-2xx, ${r.errors} socket errors of ${r.requests}`);
     const cpu = { workerd: (cpu1.workerd - cpu0.workerd) / r.requests, host: (cpu1.host - cpu0.host) / r.requests };
     const row = { setup, key, name, ...r, cpu };

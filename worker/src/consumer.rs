@@ -168,8 +168,8 @@ pub async fn consume(
         &BatchReport {
             event: "refresh_batch",
             messages: (refreshes.len() + later.len()) as u64,
-            granted: refreshes.len() as u64,
-            delayed: later.len() as u64,
+            granted: (refreshes.len() - held.keys.len()) as u64,
+            delayed: (later.len() + held.keys.len()) as u64,
             refreshed: tally.refreshed,
             still_failing: tally.still_failing,
             throttled: tally.throttled,
