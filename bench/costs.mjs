@@ -2,7 +2,7 @@
 // plan, from the counts the benchmarks measured per link and per sweep and the refresh rates the
 // keep-alive simulation measured. Prints the README's table (markdown).
 //
-//   node bench/costs.mjs [target/bench-sweep.json]
+//   node bench/costs.mjs [target/bench-sweep.json]   (default: bench/sweep-1m.json, the measured run)
 //
 // Prices: Cloudflare's published pricing pages as read on 2026-12-07 (the README cites them).
 // Every count below is either measured (named where) or read from the code (named where).
@@ -50,11 +50,11 @@ const DO_BYTES_PER_LINK = 16_000;
 const DO_GB = 0.125;
 
 function sweepCpuMsPerLink() {
-  const file = process.argv[2] ?? "target/bench-sweep.json";
+  const file = process.argv[2] ?? new URL("./sweep-1m.json", import.meta.url).pathname;
   try {
     const rows = JSON.parse(readFileSync(file, "utf8")).sweeps.filter((s) => s.workerdCpuMs);
     const biggest = rows.sort((a, b) => b.count - a.count)[0];
-    return { perLink: biggest.workerdCpuMs / biggest.count, from: `${biggest.count.toLocaleString("en-US")}-link sweep, ${file}` };
+    return { perLink: biggest.workerdCpuMs / biggest.count, from: `${biggest.count.toLocaleString("en-US")}-link sweep, ${file.replace(/.*\/(bench|target)\//, "$1/")}` };
   } catch {
     // The 1,000,000-link sweep's workerd CPU (an upper bound: local KV's emulation included).
     return { perLink: 0.05, from: "default" };

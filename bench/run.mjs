@@ -987,14 +987,20 @@ straight into local KV, sealed by keaplink-core (\`keaplink-seed\`); ${results.s
 
 | connections | due | wall time | KV list calls | KV values read by the sweep | KV reads by guards¹ | KV writes¹ | Keap calls | errors | seeding |
 |---|---|---|---|---|---|---|---|---|---|
-${results.sweeps.map((w) => `| ${w.count.toLocaleString("en-US")} | ${w.due.toLocaleString("en-US")} | ${(w.wallMs / 1000).toFixed(1)} s | ${w.listCalls} | ${w.sweepValueReads} | ${w.guardKvReads.toLocaleString("en-US")} | ${w.kvWrites.toLocaleString("en-US")} | ${w.keapCalls.toLocaleString("en-US")} | ${w.errors} | ${(w.seedMs / 1000).toFixed(0)} s |`).join("\n")}
+${[...results.sweeps, ...millionSweeps()].map((w) => `| ${w.count.toLocaleString("en-US")}${w.fastSeed ? "²" : ""} | ${w.due.toLocaleString("en-US")} | ${(w.wallMs / 1000).toFixed(1)} s | ${w.listCalls} | ${w.sweepValueReads} | ${w.guardKvReads.toLocaleString("en-US")} | ${w.kvWrites.toLocaleString("en-US")} | ${w.keapCalls.toLocaleString("en-US")} | ${w.errors} | ${(w.seedMs / 1000).toFixed(0)} s |`).join("\n")}
 
 The sweep decides from list metadata alone (1,000 keys per call); each due connection costs one
 guard call, one KV read on the guard's first use, one Durable Object storage write, one KV write
 and one Keap call. Measured: wall time, list calls and the sweep's own value reads (the sweep's
 report), Keap calls (the sandbox's counter), errors. ¹ Derived, not counted: local KV keeps no
 counters; one read (first use of the guard) and one write per guard that refreshed or recorded
-a failure. Gzip sizes here are Node's zlib at level 9 (\`scripts/sizes\` uses gzip -9; they differ by
+a failure.${millionSweeps().length ? ` ² \`node bench/run.mjs --sweep 1000000\` (its figures kept in
+\`bench/sweep-1m.json\`, run on ${millionSweeps()[0].date.slice(0, 10)}): seeded by piping \`keaplink-seed\` into \`bench/seed_kv.py\`, which writes
+Miniflare's KV table and blob files in one transaction (links not due share one unreadable value,
+as in the e2e sweep test), 1 in 1,000 due. One invocation: ${millionSweeps()[0].subrequests.toLocaleString("en-US")} subrequests (list calls and
+guard calls), ${millionSweeps()[0].queueSends} queue messages, ${(millionSweeps()[0].workerdCpuMs / 1000).toFixed(1)} s of workerd CPU (both of wrangler dev's workerd processes over the
+sweep: the Worker, local KV's emulation and the guards' refreshes; an upper bound of what the
+invocation itself would use on Cloudflare, where KV is served elsewhere).` : ""} Gzip sizes here are Node's zlib at level 9 (\`scripts/sizes\` uses gzip -9; they differ by
 up to 1.5 %: Node's deflate makes other choices).
 ${keepaliveSimSection()}${importsSection()}`;
 }
@@ -1020,6 +1026,16 @@ apps) imported into a fresh deployment under wrangler dev at the default pace
 
 /** The link-keeping simulation's figures (not measured by this run: `bench/keepalive-sim.md`,
  * written from `cargo run --release -p keaplink-core --example keepalive_sim`). */
+/** The million-link sweep, measured apart (`--sweep`, minutes of seeding) and kept in the repo. */
+function millionSweeps() {
+  try {
+    const saved = JSON.parse(readFileSync(join(ROOT, "bench", "sweep-1m.json"), "utf8"));
+    return saved.sweeps.map((w) => ({ ...w, date: saved.date }));
+  } catch {
+    return [];
+  }
+}
+
 function keepaliveSimSection() {
   try {
     return `\n${readFileSync(join(ROOT, "bench", "keepalive-sim.md"), "utf8")}`;
