@@ -38,6 +38,12 @@ const HOT_ONLY = argv.includes("--hot");
 // table to stdout; BENCHMARKS.md is left alone. 1 in 1,000 links due.
 const SWEEP_ONLY = argv.includes("--sweep") ? (argv[argv.indexOf("--sweep") + 1] ?? "").split(",").map(Number) : null;
 if (SWEEP_ONLY && SWEEP_ONLY.some((n) => !(n >= 1000))) throw new Error("--sweep needs counts of at least 1000, comma-separated");
+// --paired N (with --hot and --before): instead of one row each, N rounds in which the baseline,
+// this build and the earlier one (then the pass-through from KV and both proxies) are loaded one
+// after the other, the order turning each round; each round's ratios are taken, and their
+// medians reported. On a machine other work shares, neighbours' load then falls on both sides of
+// a ratio alike.
+const PAIRED = argv.includes("--paired") ? Number(argv[argv.indexOf("--paired") + 1]) : 0;
 const BEFORE = argv.includes("--before") ? resolve(argv[argv.indexOf("--before") + 1] ?? "") : null;
 const OUT = argv.includes("--out") ? resolve(argv[argv.indexOf("--out") + 1] ?? "") : ROOT;
 if (argv.includes("--out") && !argv[argv.indexOf("--out") + 1]) throw new Error("--out needs a folder");
@@ -1058,6 +1064,76 @@ async function writeReport() {
 
 // A trial run (--out) keeps its figures beside its report, away from the last real run's.
 const RESULTS = OUT === ROOT ? join(ROOT, "target", "bench-results.json") : join(OUT, "bench-results.json");
+/** `--paired`: the rounds described at the top. */
+async function paired(snap, rounds) {
+  const setup = "direct";
+  const baseDir = await mkdtemp(join(tmpdir(), "keaplink-baseline-"));
+  await seedBaseline(baseDir);
+  const base = await startBaseline(setup, snap, baseDir);
+  const stacks = {
+    after: await startStack(setup, snap, { workerVars: { LOG_REQUESTS: "all" } }),
+    before: await startStack(setup, snap, { workerVars: { LOG_REQUESTS: "all" }, config: snap.beforeConfig }),
+  };
+  const kvDir = await mkdtemp(join(tmpdir(), "keaplink-passthrough-kv-"));
+  let passKv;
+  try {
+    const targets = { baseline: { worker: base, url: `${base.url}/`, check: expectJson("access_token") } };
+    for (const [k, stack] of Object.entries(stacks)) {
+      const acme = await putPartner(stack.url, "acme", { origins: ["https://acme.example"] });
+      await link(stack, acme, "bench-user", "ann@ab123.example");
+      const roomy = { limit: 1e12 };
+      await stack.sandbox.quota({ product_quota: roomy, product_throttle: roomy, tenant_throttle: roomy });
+      targets[`token-${k}`] = { worker: stack.worker, url: `${stack.url}/v1/token`, method: "POST", body: '{"user":"bench-user","keap_app":"ab123"}', headers: { "content-type": "application/json", authorization: `Bearer ${acme.api_key}` }, check: expectJson("access_token") };
+      targets[`proxy-${k}`] = { worker: stack.worker, url: `${stack.url}/v1/keap${KEAP_REST_PATH}`, headers: { authorization: `Bearer ${acme.api_key}`, "keaplink-user": "bench-user", "keaplink-app": "ab123" }, check: (status) => (status === 200 ? null : "expected 200") };
+      if (k === "after") {
+        const token = await call(stack.url, "POST", "/v1/token", { token: acme.api_key, body: { user: "bench-user", keap_app: "ab123" } });
+        await withLocalKv(kvDir, (kv) => kv.put("bench", JSON.stringify({ access_token: token.json.access_token, expires_at: token.json.expires_at, keap_app: "ab123", pad: "y".repeat(600) })));
+        passKv = await SETUPS[setup].start({ config: snap.passthrough, vars: { UPSTREAM_URL: `${stack.sandbox.url}${KEAP_REST_PATH}`, TOKEN_FROM_KV: "1" }, persistTo: kvDir });
+        targets.passthroughKv = { worker: passKv, url: `${passKv.url}/`, check: (status) => (status === 200 ? null : "expected 200") };
+      }
+    }
+    const groups = [["baseline", "token-after", "token-before"], ["passthroughKv", "proxy-after", "proxy-before"]];
+    const rows = [];
+    for (let r = 0; r < rounds; r++) {
+      const round = {};
+      for (const g of groups) {
+        const order = g.map((_, i) => g[(i + r) % g.length]);
+        for (const key of order) {
+          const row = await load({ setup, key: `${key}#${r}`, name: `${key} (round ${r + 1})`, ...targets[key] });
+          round[key] = row;
+        }
+      }
+      rows.push(round);
+      log(`round ${r + 1}: token ${(round["token-after"].p["50"] / round.baseline.p["50"]).toFixed(2)}× (before ${(round["token-before"].p["50"] / round.baseline.p["50"]).toFixed(2)}×), proxy ${(round["proxy-after"].p["50"] / round.passthroughKv.p["50"]).toFixed(2)}× (before ${(round["proxy-before"].p["50"] / round.passthroughKv.p["50"]).toFixed(2)}×)`);
+    }
+    const med = (f) => median(rows.map(f));
+    results.paired = {
+      rounds,
+      token: { after: med((x) => x["token-after"].p["50"] / x.baseline.p["50"]), before: med((x) => x["token-before"].p["50"] / x.baseline.p["50"]) },
+      proxy: { after: med((x) => x["proxy-after"].p["50"] / x.passthroughKv.p["50"]), before: med((x) => x["proxy-before"].p["50"] / x.passthroughKv.p["50"]) },
+      cpu: Object.fromEntries(Object.keys(targets).map((k) => [k, med((x) => x[k].cpu.workerd)])),
+      p50: Object.fromEntries(Object.keys(targets).map((k) => [k, med((x) => x[k].p["50"])])),
+      rps: Object.fromEntries(Object.keys(targets).map((k) => [k, med((x) => x[k].rps)])),
+    };
+  } finally {
+    await passKv?.stop();
+    await base.stop();
+    for (const s of Object.values(stacks)) await s.stop();
+    await rm(baseDir, { recursive: true, force: true });
+    await rm(kvDir, { recursive: true, force: true });
+  }
+}
+
+function pairedTable() {
+  const p = results.paired;
+  const fx = (v, d = 2) => v.toFixed(d);
+  const lines = [`Medians of ${p.rounds} rounds:`, "", "| run | p50 ms | req/s | CPU ms/req, workerd |", "|---|---|---|---|"];
+  for (const k of Object.keys(p.p50)) lines.push(`| ${k} | ${fx(p.p50[k])} | ${p.rps[k].toFixed(0)} | ${fx(p.cpu[k], 3)} |`);
+  lines.push("", `POST /v1/token p50 vs the baseline: ${fx(p.token.after)}× (the earlier build: ${fx(p.token.before)}×)`);
+  lines.push(`proxy p50 vs the pass-through reading its token from KV: ${fx(p.proxy.after)}× (the earlier build: ${fx(p.proxy.before)}×)`);
+  return lines.join("\n");
+}
+
 if (SWEEP_ONLY) {
   const started = performance.now();
   results.machine = machine();
@@ -1072,6 +1148,21 @@ if (SWEEP_ONLY) {
   await mkdir(dirname(out), { recursive: true });
   await writeFile(out, JSON.stringify(results, null, 2));
   log(`${results.machine}, ${results.date}\nwrote ${out}`);
+} else if (HOT_ONLY && PAIRED) {
+  if (!BEFORE) throw new Error("--paired needs --before DIR");
+  const started = performance.now();
+  results.machine = machine();
+  const snap = await snapshot({ before: BEFORE });
+  try {
+    await paired(snap, PAIRED);
+  } finally {
+    await snap.remove();
+  }
+  results.durationSecs = (performance.now() - started) / 1000;
+  const out = OUT === ROOT ? join(ROOT, "target", "bench-paired.json") : join(OUT, "bench-paired.json");
+  await mkdir(dirname(out), { recursive: true });
+  await writeFile(out, JSON.stringify(results, null, 2));
+  log(`\n${results.machine}, ${results.date}\n${pairedTable()}\nwrote ${out}`);
 } else if (HOT_ONLY) {
   const started = performance.now();
   results.machine = machine();
