@@ -19,7 +19,7 @@ const WORKERD = workerdModule.default ?? workerdModule;
  * what is measured. wrangler.toml's rate limits are raised there, as the e2e tests raise them: the
  * load would otherwise run into LIMIT_TOKEN_* within a second and measure 429s.
  */
-export async function snapshot() {
+export async function snapshot({ before } = {}) {
   const dir = await mkdtemp(join(tmpdir(), "keaplink-bench-snapshot-"));
   for (const part of ["worker/build", "dist/assets", "bench/baseline", "bench/passthrough", "bench/wasm-probe"]) {
     await mkdir(join(dir, part, ".."), { recursive: true });
@@ -32,6 +32,14 @@ export async function snapshot() {
     toml = toml.replace(re, `$1${limit}`);
   }
   await writeFile(join(dir, "wrangler.toml"), toml);
+  // `--before DIR`: another build of the Worker (an earlier commit's worker/build), measured in
+  // the same run under the same config.
+  let beforeConfig = null;
+  if (before) {
+    await cp(before, join(dir, "worker", "build-before"), { recursive: true });
+    beforeConfig = join(dir, "wrangler.before.toml");
+    await writeFile(beforeConfig, toml.replace(/^main = .*$/m, 'main = "worker/build-before/index.js"'));
+  }
   // For the cold starts, the baseline's script under keaplink's config (same bindings, so the
   // same services to set up; its Durable Object classes as stubs), alone and then carrying the
   // Worker's wasm as a module workerd compiles at load and nothing instantiates.
@@ -57,6 +65,7 @@ export async function snapshot() {
   return {
     dir,
     config: join(dir, "wrangler.toml"),
+    beforeConfig,
     coldVariants,
     baseline: join(dir, "bench", "baseline", "wrangler.toml"),
     bareBaseline: join(dir, "bench", "baseline", "wrangler.bare.toml"),
@@ -189,7 +198,7 @@ export async function startStack(setup, snap, options = {}) {
   }
 }
 
-async function startStackOnce(setup, snap, { workerVars = {}, persistTo }) {
+async function startStackOnce(setup, snap, { workerVars = {}, persistTo, config = snap.config }) {
   const port = await freePort();
   const publicUrl = `http://127.0.0.1:${port}`;
   const sandbox = await startSandbox({ redirectUri: `${publicUrl}/oauth/callback` });
@@ -204,7 +213,7 @@ async function startStackOnce(setup, snap, { workerVars = {}, persistTo }) {
     KEAP_TIMEOUT_MS: "2000",
     ...workerVars,
   };
-  const launch = () => SETUPS[setup].start({ config: snap.config, vars, secrets, port, persistTo });
+  const launch = () => SETUPS[setup].start({ config, vars, secrets, port, persistTo });
   let worker;
   try {
     worker = await launch();

@@ -43,12 +43,10 @@ pub fn admin(req: &Request, cfg: &Config) -> ApiResult<()> {
 }
 
 /// The partner whose API key this is (the endpoints that act for one of the partner's users:
-/// `/v1/token` and the Keap proxy; the admin token does not act there).
-pub async fn partner_key(
-    req: &Request,
-    store: &Store,
-    cfg: &Config,
-) -> ApiResult<(PartnerId, PartnerRecord)> {
+/// `/v1/token` and the Keap proxy; the admin token does not act there). The check copies
+/// nothing: a partner record is trusted for 30 s per isolate (`Store::partner`), so a revoked or
+/// rotated key stops working within 30 s everywhere, at once in the isolate that changed it.
+pub async fn partner_key_id(req: &Request, store: &Store, cfg: &Config) -> ApiResult<PartnerId> {
     let key = bearer(req)?;
     let refused = || {
         let message = match shape(&key) {
@@ -59,9 +57,13 @@ pub async fn partner_key(
         ApiError::new(ErrorCode::InvalidApiKey, message)
     };
     let id = api_key_partner(&key).ok_or_else(refused)?;
-    let partner = store.partner(&id).await?.ok_or_else(refused)?;
-    if partner.api_key_matches(&key) {
-        Ok((id, partner))
+    let matches = |p: Option<&PartnerRecord>| p.is_some_and(|p| p.api_key_matches(&key));
+    let known = match store.partner_cached(&id, matches) {
+        Some(m) => m,
+        None => matches(store.partner(&id).await?.as_ref()),
+    };
+    if known {
+        Ok(id)
     } else {
         Err(refused())
     }
@@ -80,7 +82,12 @@ pub async fn partner(
 ) -> ApiResult<(PartnerId, PartnerRecord)> {
     let token = bearer(req)?;
     if !cfg.admin_token.ct_eq(&token) {
-        return partner_key(req, store, cfg).await;
+        let id = partner_key_id(req, store, cfg).await?;
+        let record = store
+            .partner(&id)
+            .await?
+            .ok_or_else(|| ApiError::new(ErrorCode::InvalidApiKey, "The API key is not valid."))?;
+        return Ok((id, record));
     }
     let named = req.headers().get(PARTNER_HEADER).ok().flatten();
     let id = named

@@ -15,7 +15,7 @@ use crate::purge::purge_page;
 use crate::queue::Job;
 use crate::stats;
 use crate::store::Store;
-use crate::sweep::{refresh_all, sweep};
+use crate::sweep::{refresh_paced, sweep};
 use crate::webhooks;
 use futures_util::stream::{self, StreamExt};
 use keaplink_core::hooks;
@@ -151,14 +151,30 @@ pub async fn consume(
         msg.retry_with_options(&retry);
     }
     let keys = refreshes.iter().map(|(_, k)| k.clone()).collect();
-    let tally = refresh_all(env, keys).await;
-    for (msg, _) in &refreshes {
-        msg.ack();
+    // Keap's answers gate the batch too: what a nearly spent window leaves no room for comes
+    // back when it starts over.
+    let heard = std::cell::RefCell::new(keaplink_core::keap_pace::KeapSignal::default());
+    let (tally, held) = refresh_paced(env, keys, &heard).await;
+    let wait = QueueRetryOptionsBuilder::new()
+        .with_delay_seconds(
+            keaplink_core::keap_pace::Room {
+                calls: 0,
+                resume_at_ms: held.resume_at_ms,
+            }
+            .wait_secs(now_ms(), keaplink_core::pace::MAX_QUOTA_WAIT_SECS),
+        )
+        .build();
+    for (msg, key) in &refreshes {
+        if held.keys.contains(key) {
+            msg.retry_with_options(&wait);
+        } else {
+            msg.ack();
+        }
     }
     let mut rate = grant.rate_per_min;
-    if tally.throttled {
-        // Keap said "slow down": so does every consumer.
-        rate = pacer::ask(env, 0, true)
+    if tally.throttled || tally.keap.pressing(now_ms()) {
+        // Keap said "slow down", or that little is left: so does every consumer.
+        rate = pacer::tell(env, 0, tally.throttled, Some(tally.keap))
             .await
             .map_err(rust_error)?
             .rate_per_min;
@@ -168,8 +184,8 @@ pub async fn consume(
         &BatchReport {
             event: "refresh_batch",
             messages: (refreshes.len() + later.len()) as u64,
-            granted: refreshes.len() as u64,
-            delayed: later.len() as u64,
+            granted: (refreshes.len() - held.keys.len()) as u64,
+            delayed: (later.len() + held.keys.len()) as u64,
             refreshed: tally.refreshed,
             still_failing: tally.still_failing,
             throttled: tally.throttled,

@@ -12,7 +12,7 @@
 //! The guard decides nothing itself: `keaplink_core` says whether to refresh, whether a reconnect
 //! may replace the link, and what an attempt came to; the guard asks, sends and applies.
 
-use crate::clock::unix_now;
+use crate::clock::{now_ms, unix_now};
 use crate::config::{setup, Config};
 use crate::durable;
 use crate::keap_client::send;
@@ -31,6 +31,7 @@ use keaplink_core::connection::{ConnectionKey, ConnectionRecord, OpenTokens};
 use keaplink_core::export;
 use keaplink_core::identity::{self, Mismatch};
 use keaplink_core::keap::{parse_token_response, refresh_request, KeapFailure, KeapIdentity};
+use keaplink_core::keap_pace::KeapSignal;
 use keaplink_core::mcp::oauth::{Bound, Consent, Grants, Issued, Kind, Token};
 use keaplink_core::refresh::{fingerprint, Attempt, Purpose, RefreshState};
 use keaplink_core::repair::{self, RepairHandle, RepairLinkRecord, RepairToken, Try};
@@ -316,6 +317,9 @@ pub struct Refreshed {
     pub refreshed: bool,
     /// Whether this call asked Keap at all.
     pub tried: bool,
+    /// What Keap's answer to this call's refresh said of the quota (`keaplink_core::keap_pace`).
+    #[serde(default)]
+    pub keap: Option<KeapSignal>,
 }
 
 /// What became of a `put`.
@@ -1073,6 +1077,7 @@ impl ConnectionGuard {
                 record,
                 refreshed: false,
                 tried: false,
+                keap: None,
             }))
         };
         if record.status != ConnectionStatus::Active {
@@ -1104,9 +1109,16 @@ impl ConnectionGuard {
         }
         let current: OpenTokens = record.open_tokens(&cfg.keys, key).map_err(unopenable)?;
         let req = refresh_request(&cfg.keap, &cfg.client, &current.refresh_token);
-        let outcome = match send(&req, cfg.keap_timeout_ms).await {
-            Ok(answer) => parse_token_response(answer.status, &answer.body),
-            Err(f) => Err(f),
+        let (outcome, keap) = match send(&req, cfg.keap_timeout_ms).await {
+            Ok(answer) => (
+                parse_token_response(answer.status, &answer.body),
+                Some(KeapSignal::read(
+                    &answer.quota_headers,
+                    answer.status,
+                    now_ms(),
+                )),
+            ),
+            Err(f) => (Err(f), None),
         };
         let next = match outcome {
             Ok(grant) => record.refreshed(
@@ -1152,6 +1164,7 @@ impl ConnectionGuard {
             record: next,
             refreshed,
             tried: true,
+            keap,
         }))
     }
 }

@@ -10,9 +10,11 @@ use std::pin::pin;
 use worker::wasm_bindgen::JsValue;
 use worker::{js_sys, AbortController, Delay, Fetch, Headers, Response};
 
-/// What came back: a status and the body.
+/// What came back: a status, the headers the pace reads (`date`, `retry-after`, `x-keap-*`)
+/// and the body.
 pub struct KeapAnswer {
     pub status: u16,
+    pub quota_headers: Vec<(String, String)>,
     pub body: Vec<u8>,
 }
 
@@ -39,8 +41,17 @@ pub async fn send(req: &OutboundRequest, timeout_ms: u32) -> Result<KeapAnswer, 
             .await
             .map_err(|_| unavailable())?;
         let status = resp.status_code();
+        let quota_headers = resp
+            .headers()
+            .entries()
+            .filter(|(n, _)| n == "date" || n == "retry-after" || n.starts_with("x-keap-"))
+            .collect();
         let body = resp.bytes().await.map_err(|_| unavailable())?;
-        Ok(KeapAnswer { status, body })
+        Ok(KeapAnswer {
+            status,
+            quota_headers,
+            body,
+        })
     };
     within(call, controller, timeout_ms).await
 }

@@ -106,7 +106,7 @@ async fn fetch(mut req: Request, env: Env, ctx: Context) -> Result<Response> {
         .ok()
         .flatten()
         .filter(|r| r.len() <= 64 && r.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
-        .unwrap_or_else(|| hex(&random::bytes::<8>()));
+        .unwrap_or_else(|| hex(&random::request_id().to_be_bytes()));
     let routes::Answer { mut resp, error } = routes::answer(&mut req, &env, &request_id).await;
     // Proxied calls this isolate has not reported yet are reported soon even if no call follows
     // (the admin stats and the console count them).
@@ -115,11 +115,12 @@ async fn fetch(mut req: Request, env: Env, ctx: Context) -> Result<Response> {
     }
     let _ = resp.headers_mut().set("x-request-id", &request_id);
     // One line per request: the path only (never the query, which may carry an OAuth code).
+    let (path, method) = (req.path(), req.method());
     let line = RequestLog {
         event: "request",
         id: &request_id,
-        method: req.method().to_string(),
-        path: routes::loggable(&req.path()).into_owned(),
+        method: method.as_ref(),
+        path: routes::loggable(&path),
         status: resp.status_code(),
         error: error.as_ref().map(|e| e.code.as_str()),
         cause: error.as_ref().and_then(|e| e.cause()).map(str::to_owned),
@@ -156,8 +157,8 @@ async fn fetch(mut req: Request, env: Env, ctx: Context) -> Result<Response> {
 struct RequestLog<'a> {
     event: &'static str,
     id: &'a str,
-    method: String,
-    path: String,
+    method: &'a str,
+    path: std::borrow::Cow<'a, str>,
     status: u16,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<&'static str>,

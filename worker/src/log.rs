@@ -76,10 +76,12 @@ pub fn write<T: Serialize>(level: Level, value: &T) {
 
 /// Writes one line already serialized (one JSON object).
 pub fn raw(level: Level, text: &str) {
+    // Straight to the console (worker's `console_log!` formats the text into a copy first).
+    let text = worker::wasm_bindgen::JsValue::from_str(text);
     match level {
-        Level::Info => worker::console_log!("{text}"),
-        Level::Warn => worker::console_warn!("{text}"),
-        Level::Error => worker::console_error!("{text}"),
+        Level::Info => worker::web_sys::console::log_1(&text),
+        Level::Warn => worker::web_sys::console::warn_1(&text),
+        Level::Error => worker::web_sys::console::error_1(&text),
     }
 }
 

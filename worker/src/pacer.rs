@@ -5,6 +5,7 @@
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::durable;
+use keaplink_core::keap_pace::KeapSignal;
 use keaplink_core::pace::{Pace, PaceGrant};
 use keaplink_core::ApiResult;
 use serde::{Deserialize, Serialize};
@@ -20,6 +21,9 @@ struct Ask {
     want: u32,
     /// The caller's last refreshes met a 429.
     throttled: bool,
+    /// What Keap's answers to the caller's last refreshes said of the quota.
+    #[serde(default)]
+    keap: Option<KeapSignal>,
 }
 
 #[cfg(feature = "objects")]
@@ -52,12 +56,29 @@ impl DurableObject for RefreshPacer {
         let mut slot = self.pace.borrow_mut();
         let pace = slot.get_or_insert_with(|| Pace::new(configured, now));
         pace.configure(configured);
+        if let Some(signal) = &ask.keap {
+            pace.learn(signal);
+        }
         durable::reply(Ok(pace.take(ask.want, ask.throttled, now)))
     }
 }
 
 /// Asks the pacer for up to `want` slots.
 pub fn ask(env: &Env, want: u32, throttled: bool) -> impl Future<Output = ApiResult<PaceGrant>> {
-    let ask = Ask { want, throttled };
+    tell(env, want, throttled, None)
+}
+
+/// As `ask`, also telling the pacer what Keap's answers said of the quota.
+pub fn tell(
+    env: &Env,
+    want: u32,
+    throttled: bool,
+    keap: Option<KeapSignal>,
+) -> impl Future<Output = ApiResult<PaceGrant>> {
+    let ask = Ask {
+        want,
+        throttled,
+        keap,
+    };
     durable::call(env, PACER_BINDING, "keap-token-endpoint", &ask)
 }

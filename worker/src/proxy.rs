@@ -87,10 +87,10 @@ async fn call(
     let ip = limits::client_ip(req);
     let (by_ip, key) = futures_util::join!(
         limits::enforce(env, Endpoint::Proxy.per_ip(ip.as_deref())),
-        auth::partner_key(req, store, cfg)
+        auth::partner_key_id(req, store, cfg)
     );
     by_ip?;
-    let (partner, _) = key?;
+    let partner = key?;
     let headers: Vec<(String, String)> = req.headers().entries().collect();
     let caller = proxy::caller(&headers)?;
     let target = proxy::target(&req.inner().url(), &cfg.proxy_paths)?;

@@ -97,6 +97,11 @@ impl Job {
 /// cannot read these and drops them: while the queue holds messages, roll back no further than
 /// the release that introduced them (the consumer of this one retries what it cannot read).
 pub async fn enqueue(env: &Env, jobs: Vec<Job>) -> ApiResult<u64> {
+    enqueue_after(env, jobs, 0).await
+}
+
+/// As `enqueue`, each message delivered no sooner than `delay_secs` from now.
+pub async fn enqueue_after(env: &Env, jobs: Vec<Job>, delay_secs: u32) -> ApiResult<u64> {
     let failed = |e: String| ApiError::internal(format!("queue send: {e}"));
     let queue = kv::binding(env, QUEUE_BINDING).map_err(failed)?;
     let mut sends = 0;
@@ -112,6 +117,13 @@ pub async fn enqueue(env: &Env, jobs: Vec<Job>) -> ApiResult<u64> {
                 &JsValue::from_str("contentType"),
                 &JsValue::from_str("text"),
             );
+            if delay_secs > 0 {
+                let _ = Reflect::set(
+                    &message,
+                    &JsValue::from_str("delaySeconds"),
+                    &JsValue::from(delay_secs),
+                );
+            }
             batch.push(&message);
         }
         kv::call(&queue, "sendBatch", &Array::of1(&batch))

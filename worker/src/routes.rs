@@ -350,10 +350,10 @@ async fn handle(
             // The address is counted while the key is checked; the partner once it is known.
             let (by_ip, key) = futures_util::join!(
                 limits::enforce(env, Endpoint::Token.per_ip(ip.as_deref())),
-                auth::partner_key(req, &store, &cfg)
+                auth::partner_key_id(req, &store, &cfg)
             );
             by_ip?;
-            let (partner, _) = key?;
+            let partner = key?;
             let admit = limits::enforce(env, Endpoint::Token.per_partner(&partner));
             partner::token(req, env, &store, &cfg, &partner, unix_now(), admit).await
         }

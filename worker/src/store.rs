@@ -102,18 +102,27 @@ impl Store {
     /// A partner record, from this isolate's cache when recent: the token hot path then costs
     /// one KV read (the connection).
     pub async fn partner(&self, id: &PartnerId) -> ApiResult<Option<PartnerRecord>> {
-        let cached = PARTNERS.with(|c| {
-            c.borrow()
-                .get(id)
-                .filter(|(at, _)| now_ms().saturating_sub(*at) < PARTNER_CACHE_MS)
-                .map(|(_, p)| p.clone())
-        });
-        if let Some(hit) = cached {
+        if let Some(hit) = self.partner_cached(id, |p| p.cloned()) {
             return Ok(hit);
         }
         let fresh = self.partner_uncached(id).await?;
         PARTNERS.with(|c| c.borrow_mut().insert(id.clone(), (now_ms(), fresh.clone())));
         Ok(fresh)
+    }
+
+    /// `f` of this isolate's recent copy of a partner record (`Some(None)`: known to be gone),
+    /// without copying it; `None` when the cache has no recent copy (then ask `partner`).
+    pub fn partner_cached<R>(
+        &self,
+        id: &PartnerId,
+        f: impl FnOnce(Option<&PartnerRecord>) -> R,
+    ) -> Option<R> {
+        PARTNERS.with(|c| {
+            c.borrow()
+                .get(id)
+                .filter(|(at, _)| now_ms().saturating_sub(*at) < PARTNER_CACHE_MS)
+                .map(|(_, p)| f(p.as_ref()))
+        })
     }
 
     pub async fn partner_uncached(&self, id: &PartnerId) -> ApiResult<Option<PartnerRecord>> {

@@ -6,17 +6,20 @@
 
 use crate::clock::{now_ms, unix_now};
 use crate::config::Config;
-use crate::guard;
-use crate::queue::{enqueue, Job};
+use crate::guard::{self, Refreshed};
+use crate::queue::{enqueue, enqueue_after, Job};
 use crate::random;
 use crate::store::Store;
 use futures_util::stream::{self, StreamExt};
 use keaplink_core::connection::ConnectionKey;
 use keaplink_core::hooks;
+use keaplink_core::keap_pace::KeapSignal;
+use keaplink_core::pace::MAX_QUOTA_WAIT_SECS;
 use keaplink_core::refresh::{DueReason, Purpose, RefreshState};
 use keaplink_core::sweep::{Answered, Budget, Tally, LIST_PAGE};
 use keaplink_core::ApiResult;
 use serde::Serialize;
+use std::cell::{Cell, RefCell};
 use worker::Env;
 
 /// Guard calls in flight at once (a Worker may hold six connections open).
@@ -39,6 +42,10 @@ pub struct SweepReport {
     pub tally: Tally,
     /// Due connections handed to the refresh queue for lack of budget.
     pub enqueued: u64,
+    /// Due connections held back because Keap reported its quota (nearly) spent: queued to
+    /// come back when the window starts over, `paced_secs` from now.
+    pub paced: u64,
+    pub paced_secs: u32,
     pub kv_list_calls: u64,
     /// KV values this sweep read itself (its guards read their own records).
     pub kv_value_reads: u64,
@@ -50,22 +57,61 @@ pub struct SweepReport {
     pub duration_ms: u64,
 }
 
-/// Refreshes `keys` through their guards, six at a time, and tallies the answers.
-pub async fn refresh_all(env: &Env, keys: Vec<ConnectionKey>) -> Tally {
-    let answers: Vec<_> = stream::iter(keys)
-        .map(|key| async move { guard::refresh(env, &key, Purpose::Sweep).await })
-        .buffer_unordered(PARALLEL_GUARD_CALLS)
-        .collect()
-        .await;
+fn tally(answers: Vec<Option<ApiResult<Option<Refreshed>>>>) -> Tally {
     let mut tally = Tally::default();
-    for a in &answers {
+    for a in answers.iter().flatten() {
         tally.add(match a {
             Ok(Some(r)) => Answered::Record(&r.record, r.refreshed),
             Ok(None) => Answered::Gone,
             Err(_) => Answered::Error,
         });
+        if let Ok(Some(Refreshed { keap: Some(s), .. })) = a {
+            tally.keap.merge(s);
+        }
     }
     tally
+}
+
+/// What `refresh_paced` left for later: the keys, and when Keap's window starts over.
+#[derive(Default)]
+pub struct Held {
+    pub keys: Vec<ConnectionKey>,
+    pub resume_at_ms: u64,
+}
+
+/// Refreshes `keys` through their guards, six at a time, and tallies the answers. Each guard
+/// call starts only while what Keap last reported (`heard`, kept up to date by every answer)
+/// leaves room for it (`keaplink_core::keap_pace`); the keys it leaves no room for are handed
+/// back, not called.
+pub async fn refresh_paced(
+    env: &Env,
+    keys: Vec<ConnectionKey>,
+    heard: &RefCell<KeapSignal>,
+) -> (Tally, Held) {
+    let in_flight = Cell::new(0u64);
+    let held = RefCell::new(Held::default());
+    let (in_flight, held_ref) = (&in_flight, &held);
+    let answers: Vec<_> = stream::iter(keys)
+        .map(|key| async move {
+            let room = heard.borrow().room(in_flight.get(), now_ms());
+            if room.calls == 0 {
+                let mut h = held_ref.borrow_mut();
+                h.resume_at_ms = h.resume_at_ms.max(room.resume_at_ms);
+                h.keys.push(key);
+                return None;
+            }
+            in_flight.set(in_flight.get() + 1);
+            let answer = guard::refresh(env, &key, Purpose::Sweep).await;
+            in_flight.set(in_flight.get() - 1);
+            if let Ok(Some(Refreshed { keap: Some(s), .. })) = &answer {
+                heard.borrow_mut().merge(s);
+            }
+            Some(answer)
+        })
+        .buffer_unordered(PARALLEL_GUARD_CALLS)
+        .collect()
+        .await;
+    (tally(answers), held.into_inner())
 }
 
 /// Walks from `cursor` (the start when `None`).
@@ -78,6 +124,7 @@ pub async fn sweep(env: &Env, cfg: &Config, mut cursor: Option<String>) -> ApiRe
         ..SweepReport::default()
     };
     let mut budget = Budget::new(cfg.sweep_budget);
+    let heard = RefCell::new(KeapSignal::default());
     loop {
         if !budget.take_page() {
             if let Some(c) = cursor.take() {
@@ -125,8 +172,26 @@ pub async fn sweep(env: &Env, cfg: &Config, mut cursor: Option<String>) -> ApiRe
         let n_hooks = hook_checks.len();
         report.hooks_due += n_hooks as u64;
         deferred.append(&mut hook_checks);
-        report.guard_calls += plan.direct as u64;
-        report.tally.merge(&refresh_all(env, due).await);
+        let (tally, held) = refresh_paced(env, due, &heard).await;
+        report.guard_calls += plan.direct as u64 - held.keys.len() as u64;
+        report.tally.merge(&tally);
+        if !held.keys.is_empty() {
+            // Keap's window is (nearly) spent: these come back through the queue once it starts
+            // over (the pacer, told what Keap said, holds them as long as it lasts).
+            let secs = keaplink_core::keap_pace::Room {
+                calls: 0,
+                resume_at_ms: held.resume_at_ms,
+            }
+            .wait_secs(now_ms(), MAX_QUOTA_WAIT_SECS);
+            report.paced += held.keys.len() as u64;
+            report.paced_secs = report.paced_secs.max(secs);
+            let jobs = held
+                .keys
+                .into_iter()
+                .map(|key| Job::Refresh { key })
+                .collect();
+            report.queue_sends += enqueue_after(env, jobs, secs).await?;
+        }
         if !deferred.is_empty() {
             report.enqueued += (deferred.len() - n_hooks) as u64;
             report.queue_sends += enqueue(env, deferred).await?;

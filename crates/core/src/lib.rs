@@ -18,6 +18,7 @@ pub mod identity;
 pub mod ids;
 pub mod import;
 pub mod keap;
+pub mod keap_pace;
 pub mod keep;
 pub mod keys;
 pub mod limits;

@@ -3,7 +3,11 @@
 //! lets it climb back by a tenth of the configured rate per minute (additive increase,
 //! multiplicative decrease). Time is passed in, in milliseconds.
 
+use crate::keap_pace::KeapSignal;
 use serde::{Deserialize, Serialize};
+
+/// The longest a refresh is put off for Keap's quota (the queue's longest delay is 12 hours).
+pub const MAX_QUOTA_WAIT_SECS: u32 = 43_200;
 
 /// What the pacer answers.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -22,6 +26,8 @@ pub struct Pace {
     tokens: f64,
     last_ms: f64,
     last_throttle_ms: f64,
+    /// What Keap last reported to refreshes (`keap_pace`): grants never exceed its room.
+    keap: KeapSignal,
 }
 
 impl Pace {
@@ -32,6 +38,7 @@ impl Pace {
             tokens: 1.0,
             last_ms: now_ms,
             last_throttle_ms: f64::MIN,
+            keap: KeapSignal::default(),
         }
     }
 
@@ -39,6 +46,11 @@ impl Pace {
     pub fn configure(&mut self, rate_per_min: f64) {
         self.configured = rate_per_min;
         self.rate = self.rate.min(rate_per_min);
+    }
+
+    /// Takes in what Keap reported to a caller's refreshes.
+    pub fn learn(&mut self, signal: &KeapSignal) {
+        self.keap.merge(signal);
     }
 
     pub fn take(&mut self, want: u32, throttled: bool, now_ms: f64) -> PaceGrant {
@@ -54,17 +66,23 @@ impl Pace {
         let burst = (self.rate / 30.0).max(1.0);
         self.tokens = (self.tokens + self.rate * minutes).min(burst);
         self.last_ms = now_ms;
-        let granted = (self.tokens.floor() as u32).min(want);
+        let paced = (self.tokens.floor() as u32).min(want);
+        // What Keap reported caps the bucket: a nearly spent window waits for its start over.
+        let room = self.keap.room(0, now_ms.max(0.0) as u64);
+        let granted = paced.min(u32::try_from(room.calls).unwrap_or(u32::MAX));
         self.tokens -= f64::from(granted);
         let missing = f64::from(want - granted);
         let per_sec = self.rate / 60.0;
+        let retry_after_secs = if granted < paced {
+            room.wait_secs(now_ms.max(0.0) as u64, MAX_QUOTA_WAIT_SECS)
+        } else if missing > 0.0 {
+            ((missing / per_sec).ceil() as u32).clamp(1, 900)
+        } else {
+            0
+        };
         PaceGrant {
             granted,
-            retry_after_secs: if missing > 0.0 {
-                ((missing / per_sec).ceil() as u32).clamp(1, 900)
-            } else {
-                0
-            },
+            retry_after_secs,
             rate_per_min: self.rate,
         }
     }
@@ -103,5 +121,35 @@ mod tests {
             p.take(0, true, 3_600_000.0 + f64::from(i));
         }
         assert!(p.take(0, false, 3_600_100.0).rate_per_min >= 600.0 / 64.0);
+    }
+
+    #[test]
+    fn what_keap_reports_caps_the_grants() {
+        use crate::quota::Window;
+        let now: u64 = 1_796_112_010_000;
+        let mut p = Pace::new(6000.0, now as f64);
+        let minute = |available| Window {
+            limit: 1500,
+            available,
+            ends_keap_ms: now + 50_000,
+            resets_at_ms: now + 50_000,
+            seen_at_ms: now,
+        };
+        // 25 left of the minute, 15 of them the margin: 10 now, the rest when it starts over.
+        p.learn(&KeapSignal {
+            throttle: Some(minute(25)),
+            ..KeapSignal::default()
+        });
+        let g = p.take(100, false, (now + 5_000) as f64);
+        assert_eq!(g.granted, 10, "{g:?}");
+        assert_eq!(g.retry_after_secs, 45);
+        // A later answer of the same minute saying less wins over the earlier one.
+        p.learn(&KeapSignal {
+            throttle: Some(minute(3)),
+            ..KeapSignal::default()
+        });
+        assert_eq!(p.take(100, false, (now + 6_000) as f64).granted, 0);
+        // Once the minute started over, the bucket alone paces again.
+        assert!(p.take(100, false, (now + 51_000) as f64).granted > 0);
     }
 }

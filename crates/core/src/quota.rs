@@ -46,7 +46,7 @@ impl Window {
     /// of a changed limit; a report of the same window keeps the lower count (answers arrive out
     /// of order, and a count only falls within a window) and the later reset estimate (waiting
     /// a little long is safe, too short is not).
-    fn merge(&mut self, other: &Window) {
+    pub(crate) fn merge(&mut self, other: &Window) {
         let relimited = other.limit != self.limit && other.seen_at_ms >= self.seen_at_ms;
         if other.ends_keap_ms > self.ends_keap_ms
             || (other.ends_keap_ms == self.ends_keap_ms && relimited)
@@ -91,7 +91,7 @@ fn merge_app(apps: &mut VecMap<String, Window>, app: &str, w: &Window) {
     }
 }
 
-fn merge_slot(slot: &mut Option<Window>, other: &Option<Window>) {
+pub(crate) fn merge_slot(slot: &mut Option<Window>, other: &Option<Window>) {
     match (slot.as_mut(), other) {
         (Some(w), Some(o)) => w.merge(o),
         (None, Some(o)) => *slot = Some(*o),
@@ -168,7 +168,7 @@ pub fn observe(headers: &[(String, String)], status: u16, now_ms: u64) -> Observ
 }
 
 /// An HTTP `date` (`Tue, 01 Dec 2026 08:00:10 GMT`, the one form servers send) in epoch ms.
-fn http_date_ms(date: &str) -> Option<u64> {
+pub(crate) fn http_date_ms(date: &str) -> Option<u64> {
     let parts: Vec<&str> = date.split_whitespace().collect();
     let [_, day, month, year, clock, "GMT"] = parts.as_slice() else {
         return None;

@@ -11,6 +11,11 @@
 
 use crate::clock::UnixTime;
 use crate::connection::{ConnectionMeta, ConnectionRecord, FailureKind, MIN_TOKEN_VALIDITY_SECS};
+
+/// How long a token request's answer may take to leave after the refresh rule found the token
+/// fresh (the guard decides, then its reply travels back under load): a token is refreshed
+/// rather than handed out when it would cross the contract's 60 s within this.
+pub const ANSWER_SLACK_SECS: i64 = 5;
 use crate::keep::{KeepPolicy, Uses};
 use crate::secret::Secret;
 use crate::stats::RefreshOutcome;
@@ -171,6 +176,7 @@ impl RefreshPolicy {
     /// Whether `purpose` needs a refresh of this connection at `now`. `current` is the
     /// fingerprint of the access token the record holds (only a heal looks at it). A
     /// `needs_reauth` link is never refreshed: only its user can restore it.
+    /// A token request refreshes unless the token stays fresh `ANSWER_SLACK_SECS` more.
     pub fn needs_refresh(
         &self,
         s: &RefreshState<'_>,
@@ -186,7 +192,9 @@ impl RefreshPolicy {
             s.failed_with == Some(FailureKind::KeapThrottled) && now < self.next_attempt_at(s);
         match purpose {
             Purpose::Sweep => self.due(s, now).is_some(),
-            Purpose::Token => !self.is_fresh(s, now) && !throttled,
+            // Fresh a few seconds from now: the answer that hands the token out leaves after
+            // this decision (a guard's reply travels back), and must still keep the 60 s promise.
+            Purpose::Token => !self.is_fresh(s, now + ANSWER_SLACK_SECS) && !throttled,
             Purpose::Heal { failed } => current == Some(failed.as_str()) && !throttled,
             Purpose::Force => true,
             Purpose::Use { .. } => false,
@@ -370,6 +378,11 @@ mod tests {
         };
         assert!(narrow.is_fresh(&state(exp, 0), exp - 60));
         assert!(!narrow.is_fresh(&state(exp, 0), exp - 59));
+        // A token request refreshes a token that would cross the 60 s before its answer leaves.
+        let token = |now| narrow.needs_refresh(&state(exp, 0), &Purpose::Token, None, now);
+        assert!(!token(exp - 60 - ANSWER_SLACK_SECS));
+        assert!(token(exp - 60 - ANSWER_SLACK_SECS + 1));
+        assert!(token(exp - 60));
         let mut dead = state(exp, 0);
         dead.status = ConnectionStatus::NeedsReauth;
         assert!(

@@ -3,6 +3,7 @@
 //! how the guards' answers are tallied into the sweep's log line.
 
 use crate::connection::{ConnectionRecord, FailureKind};
+use crate::keap_pace::KeapSignal;
 use keaplink_api::ConnectionStatus;
 use serde::Serialize;
 
@@ -84,6 +85,9 @@ pub struct Tally {
     /// Some refresh met Keap's 429: the pace must slow.
     #[serde(skip)]
     pub throttled: bool,
+    /// What Keap's answers to these refreshes said of the quota, merged.
+    #[serde(skip)]
+    pub keap: KeapSignal,
 }
 
 /// One guard's answer to a sweep refresh.
@@ -123,6 +127,7 @@ impl Tally {
         self.gone += other.gone;
         self.errors += other.errors;
         self.throttled |= other.throttled;
+        self.keap.merge(&other.keap);
     }
 }
 
