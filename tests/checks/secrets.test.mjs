@@ -67,12 +67,15 @@ function scrub(a) {
 
 /**
  * The dev server's own request lines (`[wrangler:info] GET /link/<token> 200 OK`) carry a repair
- * link's path, as Cloudflare's request logs carry every URL: a repair link is a URL by design (it
- * is mailed). They are the platform's log, not keaplink's; keaplink's own lines (checked below)
- * write `/link/[token]`.
+ * link's path, and Keap's posts a link's hook URL (`POST /hooks/keap/<token>`), as Cloudflare's
+ * request logs carry every URL: each is a URL by design (a repair link is mailed, a hook URL is
+ * given to Keap). They are the platform's log, not keaplink's; keaplink's own lines (checked
+ * below) write `/link/[token]` and `/hooks/keap/[token]`.
  */
 function platformLinesOut(log) {
-  return log.replace(/\[wrangler:info\] (GET|POST|HEAD) \/link\/[A-Za-z0-9_-]+/g, "[wrangler:info] $1 /link/(path)");
+  return log
+    .replace(/\[wrangler:info\] (GET|POST|HEAD) \/link\/[A-Za-z0-9_-]+/g, "[wrangler:info] $1 /link/(path)")
+    .replace(/\[wrangler:info\] POST \/hooks\/keap\/[A-Za-z0-9_-]+/g, "[wrangler:info] POST /hooks/keap/(path)");
 }
 
 /** Finds any of `tokens` (sandbox-issued, base64url) as a whole run of the token alphabet. */
@@ -110,6 +113,8 @@ test("the check itself catches a planted leak", async () => {
   const secret = "R".repeat(43);
   assert.ok(!platformLinesOut(`[wrangler:info] GET /link/${secret} 200 OK`).includes(secret));
   assert.ok(platformLinesOut(`{"event":"request","path":"/link/${secret}"}`).includes(secret));
+  assert.ok(!platformLinesOut(`[wrangler:info] POST /hooks/keap/${secret} 200 OK`).includes(secret));
+  assert.ok(platformLinesOut(`{"event":"request","path":"/hooks/keap/${secret}"}`).includes(secret));
   const tokens = new Set(["AbCdEfGhIjKlMnOpQrStUvWx"]);
   assert.deepEqual(tokenHits('{"x":"AbCdEfGhIjKlMnOpQrStUvWx"}', tokens), ["AbCdEfGhIjKlMnOpQrStUvWx"]);
   assert.deepEqual(tokenHits("Bearer AbCdEfGhIjKlMnOpQrStUvWx\n", tokens), ["AbCdEfGhIjKlMnOpQrStUvWx"]);
