@@ -60,7 +60,8 @@ impl ConnectionGuard {
         if mode == Mode::Teardown && h.url_token.is_none() {
             return Ok(Some((String::new(), 0)));
         }
-        let setting = matches!(mode, Mode::Set(_));
+        // Subscribing needs a usable token; removing (an empty list) goes ahead without one.
+        let setting = matches!(&mode, Mode::Set(w) if !w.event_keys.is_empty());
         // The link's URL token: made once, kept sealed here; its index is stored before any
         // subscription is asked for (Keap's handshake arrives while the create call is open).
         let aad = format!("{}#hooks", key.as_str());

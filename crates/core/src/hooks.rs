@@ -1117,11 +1117,32 @@ impl Session {
             .set_status(event_key, keap_key, status, error, self.now);
     }
 
-    /// The session could not call Keap at all (no usable token): `code` says why.
+    /// The session could not call Keap at all (no usable token): `code` says why. What was to
+    /// be deleted is forgotten here all the same (its URL answers Keap 410 once the link has no
+    /// hook left, which makes Keap stop); what was to be created is `failed`.
     pub fn without_keap(&mut self, code: &str) {
         self.left = self.todo.len();
         self.left_code = Some(code.to_owned());
-        self.todo.clear();
+        let error = ErrorDetail {
+            code: code.to_owned(),
+            message: "keaplink could not call Keap for this link (it needs its user to reconnect); the next check tries again.".to_owned(),
+        };
+        for t in std::mem::take(&mut self.todo) {
+            match t {
+                Todo::Delete {
+                    event_key: Some(k), ..
+                }
+                | Todo::Forget(k) => self.hooks.remove(&k),
+                Todo::Create(k) => self.hooks.set_status(
+                    &k,
+                    None,
+                    HookStatus::Failed,
+                    Some(error.clone()),
+                    self.now,
+                ),
+                _ => {}
+            }
+        }
     }
 
     /// The hooks as they now stand, and the timeline's notes.
@@ -1620,9 +1641,17 @@ mod tests {
         assert_eq!(notes[0].1.as_deref(), Some("keap_error"));
         assert!(notes[0].2.starts_with("2 of 3 deleted"), "{}", notes[0].2);
         // A dead token: nothing can be deleted, and that is noted.
-        let mut s = Session::new(Mode::Teardown, cur, "u".into(), 0);
+        let mut s = Session::new(Mode::Teardown, cur.clone(), "u".into(), 0);
         s.without_keap("needs_reauth");
         let (_, notes) = s.finish();
         assert_eq!(notes[0].1.as_deref(), Some("needs_reauth"));
+        // `DELETE .../hooks` of a link that needs its user: forgotten here all the same.
+        let none = Wanted {
+            event_keys: vec![],
+            hydrate: false,
+        };
+        let mut s = Session::new(Mode::Set(none), cur, "u".into(), 0);
+        s.without_keap("needs_reauth");
+        assert!(s.finish().0.hooks.is_empty());
     }
 }
