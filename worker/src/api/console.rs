@@ -52,6 +52,7 @@ pub async fn overview(env: &Env, id: &PartnerId) -> ApiResult<Response> {
             refreshes_last_24h: o.refreshes_last_24h,
             keap_quota: stats::keap_quota(env).await?,
             webhooks: o.webhooks,
+            keap_events_last_24h: o.keap_events_last_24h,
         },
         200,
     )
