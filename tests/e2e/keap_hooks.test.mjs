@@ -233,11 +233,11 @@ test("dropping an event key deletes its hook at Keap; disconnect deletes the res
 });
 
 test("a link that needs its user keeps its hooks, and its events arrive with every object unread: needs_reauth", async () => {
-  const cara = (await linkUser(stack, acme, "u3", "cara@ef789.example", { origin: "https://acme.example" })).connectionId;
+  const cara = (await linkUser(stack, acme, "u3", "cat@ef789.example", { origin: "https://acme.example" })).connectionId;
   const set = await hooksApi("PUT", cara, { event_keys: ["contact.add"], hydrate: true });
   assert.equal(set.status, 200, set.text);
   assert.deepEqual(set.json.hooks.map((h) => h.status), ["verified"]);
-  await sandbox("revoke", { email: "cara@ef789.example" });
+  await sandbox("revoke", { email: "cat@ef789.example" });
   // The next refresh is refused: the link needs its user.
   await call(stack.url, "POST", `/v1/connections/${cara}/refresh`, { token: acme.api_key });
   const detail = await call(stack.url, "GET", `/v1/connections/${cara}`, { token: acme.api_key });
