@@ -1219,6 +1219,12 @@ mod tests {
             RepairLinkTried,
             RepairLinkUsed,
             Deleted,
+            Imported,
+            Exported,
+            HooksSet,
+            HookRestored,
+            HookRestoreFailed,
+            HooksRemoved,
         ] {
             assert_eq!(crate::wire::event_kind(event_type(k)), Some(k));
             assert!(!event_label(k).is_empty());

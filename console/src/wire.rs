@@ -128,6 +128,10 @@ pub fn event_kind(s: &str) -> Option<ConnectionEventKind> {
         "deleted" => Deleted,
         "imported" => Imported,
         "exported" => Exported,
+        "hooks_set" => HooksSet,
+        "hook_restored" => HookRestored,
+        "hook_restore_failed" => HookRestoreFailed,
+        "hooks_removed" => HooksRemoved,
         _ => return None,
     })
 }
