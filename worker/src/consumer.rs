@@ -107,7 +107,8 @@ pub async fn consume(
                     // The partner's console shows every attempt.
                     partner_guard::delivered(env, &event, status, attempted.outcome, unix_now())
                         .await;
-                    if attempted.outcome == Delivery::Done && event.keap_type.is_some() {
+                    let accepted = attempted.outcome == Delivery::Done;
+                    if KeapEventOutcome::delivered(event.keap_type.is_some(), accepted) {
                         stats::record_keap(env, KeapEventOutcome::Delivered).await;
                     }
                 }

@@ -14,7 +14,6 @@ use crate::queue::{enqueue, Job};
 use crate::random;
 use crate::store::Store;
 use futures_util::lock::Mutex;
-use keaplink_api::KeapEventCounts;
 use keaplink_api::{
     ConnectionCounts, ConnectionStatus, PartnerSettings, PartnerUpsert, PartnerView, RefreshCounts,
     WebhookCounts, WebhookDelivery,
@@ -24,7 +23,9 @@ use keaplink_core::deliveries::{self, DeliveryEntry, DeliveryOrder};
 use keaplink_core::ids::PartnerId;
 use keaplink_core::partner::{apply_upsert, upsert_from, FreshSecrets, PartnerRecord};
 use keaplink_core::seal::{Reseal, ResealOutcome};
-use keaplink_core::stats::{HourlyTally, KeapEventOutcome, KeapEventTally, RefreshOutcome};
+use keaplink_core::stats::{
+    HourlyTally, KeapEventOutcome, KeapEventTally, RefreshOutcome, RefreshTally,
+};
 use keaplink_core::webhook::{Delivery, QueuedEvent};
 use keaplink_core::{ApiError, ApiResult, ErrorCode};
 use serde::{Deserialize, Serialize};
@@ -196,7 +197,8 @@ pub struct Overview {
     pub connections: ConnectionCounts,
     pub refreshes_last_24h: RefreshCounts,
     pub webhooks: WebhookCounts,
-    pub keap_events_last_24h: KeapEventCounts,
+    /// In the stored shape (`keaplink_core::stats::keap_counts` names them).
+    pub keap_events_last_24h: RefreshTally,
 }
 
 /// A count of the partner's links by status, and when it was made.
@@ -399,7 +401,7 @@ impl PartnerGuard {
             .await
             .map_err(storage)?
             .unwrap_or_else(|| DeliveryEntry::new(event.clone()));
-        if outcome == Delivery::Done && event.keap_type.is_some() {
+        if KeapEventOutcome::delivered(event.keap_type.is_some(), outcome == Delivery::Done) {
             self.keap_event(KeapEventOutcome::Delivered).await?;
         }
         entry.attempted(status, outcome, at);
@@ -476,7 +478,7 @@ impl PartnerGuard {
 
     async fn keap_event(&self, outcome: KeapEventOutcome) -> ApiResult<()> {
         let mut t = self.keap_events().await?;
-        t.add(unix_now(), outcome, 1);
+        t.add(unix_now(), outcome);
         durable::storage(&self.state)
             .put(KEAP_EVENTS, &t)
             .await

@@ -8,7 +8,6 @@ use crate::config::Config;
 use crate::durable;
 use crate::log::{self, Level};
 use keaplink_api::proxy::{KeapQuota, ProxyCounts};
-use keaplink_api::KeapEventCounts;
 use keaplink_core::proxy::ProxyTally;
 use keaplink_core::quota::QuotaView;
 use keaplink_core::stats::{
@@ -148,13 +147,13 @@ impl OpsStats {
     }
 
     /// Counts what became of Keap's events (`Some`), or reads the last 24 hours' (`None`).
-    async fn keap_command(&self, record: Option<KeapEventOutcome>) -> ApiResult<KeapEventCounts> {
+    async fn keap_command(&self, record: Option<KeapEventOutcome>) -> ApiResult<RefreshTally> {
         let st = durable::storage(&self.state);
         let fail = keaplink_core::ApiError::internal;
         let mut t: KeapEventTally = st.get(KEAP_EVENTS).await.map_err(fail)?.unwrap_or_default();
         let now = unix_now();
         if let Some(o) = record {
-            t.add(now, o, 1);
+            t.add(now, o);
             st.put(KEAP_EVENTS, &t).await.map_err(fail)?;
         }
         Ok(t.last_24h(now))
@@ -225,7 +224,7 @@ pub async fn record_keap(env: &Env, outcome: KeapEventOutcome) {
     let cmd = Cmd::Keap {
         keap: Some(outcome),
     };
-    if let Err(e) = ask::<KeapEventCounts>(env, &cmd).await {
+    if let Err(e) = ask::<RefreshTally>(env, &cmd).await {
         log::event(
             Level::Error,
             "stats_record_failed",
@@ -234,8 +233,9 @@ pub async fn record_keap(env: &Env, outcome: KeapEventOutcome) {
     }
 }
 
-/// Keap's events of the last 24 hours, deployment-wide.
-pub fn keap_tally(env: &Env) -> impl Future<Output = ApiResult<KeapEventCounts>> {
+/// Keap's events of the last 24 hours, deployment-wide (in the stored shape:
+/// `keaplink_core::stats::keap_counts` names them).
+pub fn keap_tally(env: &Env) -> impl Future<Output = ApiResult<RefreshTally>> {
     ask(env, &Cmd::Keap { keap: None })
 }
 

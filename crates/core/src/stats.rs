@@ -23,26 +23,13 @@ pub struct RefreshTally {
     pub needs_reauth: u64,
 }
 
-/// One hour's counts of something, and how two are summed.
-pub trait Tally: Default + Clone {
-    type Outcome: Copy;
-    fn count(&mut self, o: Self::Outcome, n: u64);
-    fn sum(&mut self, other: &Self);
-}
-
-impl Tally for RefreshTally {
-    type Outcome = RefreshOutcome;
-    fn count(&mut self, o: RefreshOutcome, n: u64) {
+impl RefreshTally {
+    fn add(&mut self, o: RefreshOutcome, n: u64) {
         match o {
             RefreshOutcome::Succeeded => self.succeeded += n,
             RefreshOutcome::Failed => self.failed += n,
             RefreshOutcome::NeedsReauth => self.needs_reauth += n,
         }
-    }
-    fn sum(&mut self, t: &Self) {
-        self.succeeded += t.succeeded;
-        self.failed += t.failed;
-        self.needs_reauth += t.needs_reauth;
     }
 }
 
@@ -60,8 +47,8 @@ pub enum KeapEventOutcome {
 
 impl KeapEventOutcome {
     /// The counts of a verdict on a batch: every batch the link still wants is `Received`, and
-    /// a batch seen before is also `Deduplicated`. `None`: nothing to count (the link is gone,
-    /// or no longer wants the event key).
+    /// a batch seen before is also `Deduplicated`. Nothing when the link is gone or no longer
+    /// wants the event key.
     pub fn of_batch(duplicate: bool, wanted: bool) -> &'static [KeapEventOutcome] {
         match (wanted, duplicate) {
             (false, _) => &[],
@@ -69,21 +56,47 @@ impl KeapEventOutcome {
             (true, true) => &[KeapEventOutcome::Received, KeapEventOutcome::Deduplicated],
         }
     }
-}
 
-impl Tally for KeapEventCounts {
-    type Outcome = KeapEventOutcome;
-    fn count(&mut self, o: KeapEventOutcome, n: u64) {
-        match o {
-            KeapEventOutcome::Received => self.received += n,
-            KeapEventOutcome::Deduplicated => self.deduplicated += n,
-            KeapEventOutcome::Delivered => self.delivered += n,
+    /// Whether a delivery attempt counts as `Delivered`: a `keap.*` event the receiver accepted.
+    pub fn delivered(keap_event: bool, accepted: bool) -> bool {
+        keap_event && accepted
+    }
+
+    /// Keap's events are counted in the refresh tally's three slots (received in `succeeded`,
+    /// deduplicated in `failed`, delivered in `needs_reauth`): one stored shape, so the Worker's
+    /// wasm carries one decoder for both (`keap_counts` names them again).
+    fn slot(self) -> RefreshOutcome {
+        match self {
+            KeapEventOutcome::Received => RefreshOutcome::Succeeded,
+            KeapEventOutcome::Deduplicated => RefreshOutcome::Failed,
+            KeapEventOutcome::Delivered => RefreshOutcome::NeedsReauth,
         }
     }
-    fn sum(&mut self, t: &Self) {
-        self.received += t.received;
-        self.deduplicated += t.deduplicated;
-        self.delivered += t.delivered;
+}
+
+/// Keap's events by hour, in the refresh tally's shape (`KeapEventOutcome::slot`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct KeapEventTally(HourlyTally);
+
+impl KeapEventTally {
+    pub fn add(&mut self, now: UnixTime, outcome: KeapEventOutcome) {
+        self.0.add(now, outcome.slot(), 1);
+    }
+
+    /// The last 24 hours' counts, still in the stored shape (as they cross a Durable Object
+    /// call); `keap_counts` names them.
+    pub fn last_24h(&self, now: UnixTime) -> RefreshTally {
+        self.0.last_24h(now)
+    }
+}
+
+/// The counts of a `KeapEventTally::last_24h`, by their own names.
+pub fn keap_counts(t: RefreshTally) -> KeapEventCounts {
+    KeapEventCounts {
+        received: t.succeeded,
+        deduplicated: t.failed,
+        delivered: t.needs_reauth,
     }
 }
 
@@ -91,38 +104,28 @@ const HOUR: i64 = 3600;
 pub const WINDOW_HOURS: i64 = 24;
 
 /// Counts by hour; keeps only the buckets the window can still see.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(bound(serialize = "T: Serialize", deserialize = "T: Deserialize<'de>"))]
-pub struct HourlyTally<T = RefreshTally> {
-    buckets: VecMap<i64, T>,
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HourlyTally {
+    buckets: VecMap<i64, RefreshTally>,
 }
 
-impl<T> Default for HourlyTally<T> {
-    fn default() -> Self {
-        HourlyTally {
-            buckets: VecMap::default(),
-        }
-    }
-}
-
-/// Keap's events counted by hour.
-pub type KeapEventTally = HourlyTally<KeapEventCounts>;
-
-impl<T: Tally> HourlyTally<T> {
-    pub fn add(&mut self, now: UnixTime, outcome: T::Outcome, n: u64) {
+impl HourlyTally {
+    pub fn add(&mut self, now: UnixTime, outcome: RefreshOutcome, n: u64) {
         let hour = now.div_euclid(HOUR);
         self.buckets
-            .get_or_insert_with(hour, T::default)
-            .count(outcome, n);
+            .get_or_insert_with(hour, RefreshTally::default)
+            .add(outcome, n);
         self.buckets.retain(|h, _| *h > hour - WINDOW_HOURS);
     }
 
     /// The sums over the 24 hours up to `now` (whole hours: the current one and the 23 before).
-    pub fn last_24h(&self, now: UnixTime) -> T {
+    pub fn last_24h(&self, now: UnixTime) -> RefreshTally {
         let hour = now.div_euclid(HOUR);
-        let mut sum = T::default();
+        let mut sum = RefreshTally::default();
         for t in self.buckets.range(hour - WINDOW_HOURS + 1..=hour) {
-            sum.sum(t);
+            sum.succeeded += t.succeeded;
+            sum.failed += t.failed;
+            sum.needs_reauth += t.needs_reauth;
         }
         sum
     }
@@ -134,7 +137,7 @@ mod tests {
 
     #[test]
     fn counts_the_last_24_hours_only() {
-        let mut t: HourlyTally = HourlyTally::default();
+        let mut t = HourlyTally::default();
         let day0 = 1_800_000_000 - 1_800_000_000 % HOUR;
         t.add(day0, RefreshOutcome::Succeeded, 5);
         t.add(day0 + 10, RefreshOutcome::Failed, 1);
@@ -162,23 +165,28 @@ mod tests {
         let day0 = 1_800_000_000 - 1_800_000_000 % HOUR;
         for (duplicate, wanted) in [(false, true), (true, true), (false, false), (true, true)] {
             for o in KeapEventOutcome::of_batch(duplicate, wanted) {
-                t.add(day0, *o, 1);
+                t.add(day0, *o);
             }
         }
-        t.add(day0 + HOUR, KeapEventOutcome::Delivered, 2);
+        for (keap, accepted) in [(true, true), (true, false), (false, true), (true, true)] {
+            if KeapEventOutcome::delivered(keap, accepted) {
+                t.add(day0 + HOUR, KeapEventOutcome::Delivered);
+            }
+        }
         assert_eq!(
-            t.last_24h(day0 + HOUR),
+            keap_counts(t.last_24h(day0 + HOUR)),
             KeapEventCounts {
                 received: 3,
                 deduplicated: 2,
                 delivered: 2
             }
         );
-        assert_eq!(t.last_24h(day0 + 24 * HOUR).received, 0);
-        assert_eq!(t.last_24h(day0 + 24 * HOUR).delivered, 2);
-        // Stored as the refresh tally is: a JSON object of hours.
-        let back: KeapEventTally =
-            serde_json::from_str(&serde_json::to_string(&t).unwrap()).unwrap();
+        assert_eq!(keap_counts(t.last_24h(day0 + 24 * HOUR)).received, 0);
+        assert_eq!(keap_counts(t.last_24h(day0 + 24 * HOUR)).delivered, 2);
+        // Stored as the refresh tally is: the same JSON, read by the same decoder.
+        let text = serde_json::to_string(&t).unwrap();
+        assert!(text.starts_with(r#"{"buckets":{"#), "{text}");
+        let back: KeapEventTally = serde_json::from_str(&text).unwrap();
         assert_eq!(back, t);
     }
 }
