@@ -60,11 +60,12 @@ function scrub(a) {
 /**
  * The dev server's own request lines (`[wrangler:info] GET /link/<token> 200 OK`) carry a repair
  * link's path, as Cloudflare's request logs carry every URL: a repair link is a URL by design (it
- * is mailed). They are the platform's log, not keaplink's; keaplink's own lines (checked below)
- * write `/link/[token]`.
+ * is mailed), and so is a link's hook URL (`POST /hooks/keap/<token>`: Keap is given it). They
+ * are the platform's log, not keaplink's; keaplink's own lines (checked below) write
+ * `/link/[token]` and `/hooks/keap/[token]`.
  */
 function platformLinesOut(log) {
-  return log.replace(/\[wrangler:info\] (GET|POST|HEAD) \/link\/[A-Za-z0-9_-]+/g, "[wrangler:info] $1 /link/(path)");
+  return log.replace(/\[wrangler:info\] (GET|POST|HEAD) \/(link|hooks\/keap)\/[A-Za-z0-9_-]+/g, "[wrangler:info] $1 /$2/(path)");
 }
 
 /** Finds any of `tokens` (sandbox-issued, base64url) as a whole run of the token alphabet. */
