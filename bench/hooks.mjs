@@ -90,8 +90,12 @@ async function baseline(snap, dir, name) {
 const HOOK_POST = `
 local n = 0
 local threads = 0
--- Each thread's ids start a billion apart (thread:set makes "first" a global of that thread).
-setup = function(thread) threads = threads + 1; thread:set("first", threads * 1000000000) end
+-- Each thread's ids start ten billion apart, and each wrk run's (warm-up, measured) apart by the
+-- clock (thread:set makes "first" a global of that thread): no batch repeats another.
+setup = function(thread)
+  threads = threads + 1
+  thread:set("first", threads * 10000000000 + (os.time() % 100000) * 100000)
+end
 request = function()
   n = n + 1
   return wrk.format("POST", nil, { ["content-type"] = "application/json" },
@@ -115,7 +119,24 @@ try {
     if (set.status !== 200 || set.json.hooks[0].status !== "verified") throw new Error(`hooks: ${set.status} ${set.text}`);
     const hooks = await (await fetch(`${stack.sandbox.url}/__sandbox/hooks`)).json();
     const url = hooks.hooks[0].hook_url;
-    rows.push(await load("keaplink: Keap's POST to a hook URL (one event batch)", url, HOOK_POST));
+    // The queue's work of a row (each batch received and counted) is let drain before the next
+    // row, so no row measures the one before's backlog.
+    const { ADMIN_TOKEN } = await import("../tests/e2e/harness.mjs");
+    const drained = async () => {
+      let last = -1;
+      for (const until = Date.now() + 120_000; Date.now() < until; await new Promise((r) => setTimeout(r, 1000))) {
+        const k = (await call(stack.url, "GET", "/v1/admin/stats", { token: ADMIN_TOKEN })).json.keap_events_last_24h;
+        if (k.received === last) return k;
+        last = k.received;
+      }
+      throw new Error("the queue did not drain in 2 minutes");
+    };
+    rows.push(await load("keaplink: Keap's POST to a hook URL (a new event batch each)", url, HOOK_POST));
+    console.log("  queue drained:", JSON.stringify(await drained()));
+    // Keap's retries of one batch: the same answer path, and after it the guard drops the batch
+    // (no webhook to send), so less of the queue's work shares workerd with the load.
+    rows.push(await load("keaplink: the same, one batch posted again and again (Keap's retries)", url, HOOK_POST.replace("((first or 0) + n)", "1")));
+    console.log("  queue drained:", JSON.stringify(await drained()));
   } finally {
     await stack.stop();
   }
@@ -124,9 +145,12 @@ try {
   await rm(baseDir, { recursive: true, force: true });
   await snap.remove();
 }
-const [b1, ours, b2] = rows;
+const [b1, ours, again, b2] = rows;
 const base = { p50: (b1.p50 + b2.p50) / 2, p99: (b1.p99 + b2.p99) / 2, rps: (b1.rps + b2.rps) / 2 };
 const ratio = { p50: ours.p50 / base.p50, p99: ours.p99 / base.p99, rps: ours.rps / base.rps };
-console.log(`hook post vs baseline (mean of both runs): p50 ${ratio.p50.toFixed(2)}×, p99 ${ratio.p99.toFixed(2)}×, req/s ${ratio.rps.toFixed(2)}× (goal: p50 ≤ ${GOAL}×)`);
+console.log(`baseline (mean of both runs): p50 ${base.p50.toFixed(2)} ms, p99 ${base.p99.toFixed(2)} ms, ${base.rps.toFixed(0)} req/s`);
+console.log(`hook post vs baseline: p50 ${ratio.p50.toFixed(2)}×, p99 ${ratio.p99.toFixed(2)}×, req/s ${ratio.rps.toFixed(2)}× (goal: p50 ≤ ${GOAL}×)`);
+const retries = { p50: again.p50 / base.p50, p99: again.p99 / base.p99, rps: again.rps / base.rps };
+console.log(`Keap's retries vs baseline: p50 ${retries.p50.toFixed(2)}×, p99 ${retries.p99.toFixed(2)}×, req/s ${retries.rps.toFixed(2)}×`);
 await mkdir(join(ROOT, "target"), { recursive: true });
-await writeFile(join(ROOT, "target", "bench-hooks.json"), JSON.stringify({ setup: SETUP, seconds: SECONDS, connections: CONNECTIONS, rows, ratio, goal: GOAL }, null, 2));
+await writeFile(join(ROOT, "target", "bench-hooks.json"), JSON.stringify({ setup: SETUP, seconds: SECONDS, connections: CONNECTIONS, rows, baseline: base, ratio, retries, goal: GOAL }, null, 2));
