@@ -166,18 +166,18 @@ test("hydrate reads each object through the link's token and names what it could
 test("the URL decides the link: nothing in the body can name another; an unknown URL answers 410", async () => {
   const annUrl = hooksOf(await keapHooks(), "ab123")[0].hook_url;
   const before = receiver.deliveries.length;
-  const res = await fetch(annUrl, {
-    method: "POST", headers: { "content-type": "application/json" },
-    body: JSON.stringify({ event_key: "contact.add", object_type: "contact", object_keys: [{ id: 31 }], connection_id: bob, user: "u2" }),
+  // Posted as Keap posts (through call(), so the contract check sees the inbox's answers).
+  const res = await call(stack.url, "POST", new URL(annUrl).pathname, {
+    body: { event_key: "contact.add", object_type: "contact", object_keys: [{ id: 31 }], connection_id: bob, user: "u2" },
   });
   assert.equal(res.status, 200);
   const [d] = await receiver.waitFor((x) => x.status < 300 && JSON.parse(x.body).keap_event?.object_keys?.[0]?.id === 31, "the posted event");
   assert.equal(JSON.parse(d.body).connection.id, ann);
   assert.ok(receiver.deliveries.length > before);
-  const unknown = await fetch(`${stack.url}/hooks/keap/${"A".repeat(43)}`, { method: "POST", body: "{}" });
+  const unknown = await call(stack.url, "POST", `/hooks/keap/${"A".repeat(43)}`, { raw: "{}" });
   assert.equal(unknown.status, 410);
-  assert.equal((await unknown.json()).error.code, "hook_gone");
-  const bad = await fetch(annUrl, { method: "POST", body: "not json" });
+  assert.equal(unknown.json.error.code, "hook_gone");
+  const bad = await call(stack.url, "POST", new URL(annUrl).pathname, { raw: "not json" });
   assert.equal(bad.status, 400);
 });
 
@@ -224,7 +224,7 @@ test("dropping an event key deletes its hook at Keap; disconnect deletes the res
   const del = await call(stack.url, "DELETE", `/v1/connections/${ann}`, { token: acme.api_key });
   assert.equal(del.status, 204, del.text);
   assert.deepEqual(hooksOf(await keapHooks(), "ab123"), [], "gone at Keap");
-  const gone = await fetch(url, { method: "POST", body: JSON.stringify({ event_key: "contact.add", object_keys: [] }) });
+  const gone = await call(stack.url, "POST", new URL(url).pathname, { body: { event_key: "contact.add", object_keys: [] } });
   assert.equal(gone.status, 410);
   // DELETE .../hooks removes every hook of a link that stays.
   const d = await call(stack.url, "DELETE", `/v1/connections/${bob}/hooks`, { token: acme.api_key });
