@@ -36,10 +36,9 @@ pub async fn deliver_batch(
         matches!(verdict, Verdict::Duplicate),
         matches!(verdict, Verdict::Deliver { .. } | Verdict::Duplicate),
     );
-    let partner = key.partner();
-    for outcome in counted {
-        partner_guard::keap_event(env, &partner, *outcome).await;
-        stats::record_keap(env, *outcome).await;
+    if let Some(outcome) = counted {
+        partner_guard::keap_event(env, &key.partner(), outcome).await;
+        stats::record_keap(env, outcome).await;
     }
     let (record, hydrate) = match verdict {
         Verdict::Deliver { record, hydrate } => (*record, hydrate),

@@ -39,21 +39,22 @@ impl RefreshTally {
 pub enum KeapEventOutcome {
     /// A batch Keap posted to a link's hook URL, taken in by the queue (Keap's retries too).
     Received,
-    /// A batch already delivered (a retry of Keap's): not sent again.
-    Deduplicated,
+    /// A batch received again after it was delivered (a retry of Keap's): not sent again;
+    /// counted as received and as deduplicated, in one step.
+    Repeated,
     /// A `keap.*` event the partner's webhook accepted.
     Delivered,
 }
 
 impl KeapEventOutcome {
-    /// The counts of a verdict on a batch: every batch the link still wants is `Received`, and
-    /// a batch seen before is also `Deduplicated`. Nothing when the link is gone or no longer
-    /// wants the event key.
-    pub fn of_batch(duplicate: bool, wanted: bool) -> &'static [KeapEventOutcome] {
+    /// What a verdict on a batch counts: a new batch the link wants is `Received`, one seen
+    /// before `Repeated` (one count each way: one Durable Object call per batch). Nothing when
+    /// the link is gone or no longer wants the event key.
+    pub fn of_batch(duplicate: bool, wanted: bool) -> Option<KeapEventOutcome> {
         match (wanted, duplicate) {
-            (false, _) => &[],
-            (true, false) => &[KeapEventOutcome::Received],
-            (true, true) => &[KeapEventOutcome::Received, KeapEventOutcome::Deduplicated],
+            (false, _) => None,
+            (true, false) => Some(KeapEventOutcome::Received),
+            (true, true) => Some(KeapEventOutcome::Repeated),
         }
     }
 
@@ -65,11 +66,11 @@ impl KeapEventOutcome {
     /// Keap's events are counted in the refresh tally's three slots (received in `succeeded`,
     /// deduplicated in `failed`, delivered in `needs_reauth`): one stored shape, so the Worker's
     /// wasm carries one decoder for both (`keap_counts` names them again).
-    fn slot(self) -> RefreshOutcome {
+    fn slots(self) -> &'static [RefreshOutcome] {
         match self {
-            KeapEventOutcome::Received => RefreshOutcome::Succeeded,
-            KeapEventOutcome::Deduplicated => RefreshOutcome::Failed,
-            KeapEventOutcome::Delivered => RefreshOutcome::NeedsReauth,
+            KeapEventOutcome::Received => &[RefreshOutcome::Succeeded],
+            KeapEventOutcome::Repeated => &[RefreshOutcome::Succeeded, RefreshOutcome::Failed],
+            KeapEventOutcome::Delivered => &[RefreshOutcome::NeedsReauth],
         }
     }
 }
@@ -81,7 +82,9 @@ pub struct KeapEventTally(HourlyTally);
 
 impl KeapEventTally {
     pub fn add(&mut self, now: UnixTime, outcome: KeapEventOutcome) {
-        self.0.add(now, outcome.slot(), 1);
+        for slot in outcome.slots() {
+            self.0.add(now, *slot, 1);
+        }
     }
 
     /// The last 24 hours' counts, still in the stored shape (as they cross a Durable Object
@@ -164,8 +167,8 @@ mod tests {
         let mut t = KeapEventTally::default();
         let day0 = 1_800_000_000 - 1_800_000_000 % HOUR;
         for (duplicate, wanted) in [(false, true), (true, true), (false, false), (true, true)] {
-            for o in KeapEventOutcome::of_batch(duplicate, wanted) {
-                t.add(day0, *o);
+            if let Some(o) = KeapEventOutcome::of_batch(duplicate, wanted) {
+                t.add(day0, o);
             }
         }
         for (keap, accepted) in [(true, true), (true, false), (false, true), (true, true)] {
