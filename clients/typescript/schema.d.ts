@@ -1073,6 +1073,8 @@ export interface components {
              */
             as_of: string;
             connections: components["schemas"]["ConnectionCounts"];
+            /** @description Keap's events for every partner's links over the last 24 hours (whole hours). */
+            keap_events_last_24h: components["schemas"]["KeapEventCounts"];
             keap_quota: null | components["schemas"]["KeapQuota"];
             /** Format: int64 */
             partners: number;
@@ -1641,6 +1643,29 @@ export interface components {
             part?: null | components["schemas"]["EventPart"];
             unread?: components["schemas"]["UnreadObject"][] | null;
         };
+        /**
+         * @description What became of Keap's events over the last 24 hours (whole hours): a support person compares
+         *     `received - deduplicated` with `delivered` (a hydrated batch of over 50 objects is delivered as
+         *     several events); a gap means deliveries are failing or still retrying (see the webhook
+         *     deliveries).
+         */
+        KeapEventCounts: {
+            /**
+             * Format: int64
+             * @description Of those, Keap's retries of a batch already delivered: not sent again.
+             */
+            deduplicated: number;
+            /**
+             * Format: int64
+             * @description `keap.*` events the partner's webhook accepted (a 2xx answer).
+             */
+            delivered: number;
+            /**
+             * Format: int64
+             * @description Batches Keap posted to the hook URLs of links that want them, Keap's retries included.
+             */
+            received: number;
+        };
         /** @description `keap.{event_key}`: One type per Keap event key (`keap.contact.add`, `keap.invoice.payment.add`, ...), for the links whose hooks list it (`PUT /v1/connections/{id}/hooks`). `connection` is the link whose hook URL Keap posted to (the URL alone decides it); `keap_event` is what Keap sent: the event key, the object type and the objects' ids with when they changed (up to 1,000). Keap sends a batch again when it thinks a try failed: keaplink delivers each batch once (its `id` is the same for every delivery of that batch). With `hydrate`, `objects` holds each object as Keap's REST API answers it, read through the link's token, and `unread` names each one that could not be read and why (`needs_reauth` when the link needs its user: its events still come); a batch of more than 50 objects then comes as several events (`part`). */
         KeapHookEvent: {
             connection: components["schemas"]["Connection"];
@@ -1815,6 +1840,8 @@ export interface components {
              */
             as_of: string;
             connections: components["schemas"]["ConnectionCounts"];
+            /** @description Keap's events for the partner's links over the last 24 hours (whole hours). */
+            keap_events_last_24h: components["schemas"]["KeapEventCounts"];
             keap_quota: null | components["schemas"]["KeapQuota"];
             refreshes_last_24h: components["schemas"]["RefreshCounts"];
             webhooks: components["schemas"]["WebhookCounts"];
@@ -4845,6 +4872,11 @@ export interface operations {
                      *         "needs_reauth": 3,
                      *         "total": 120
                      *       },
+                     *       "keap_events_last_24h": {
+                     *         "deduplicated": 2,
+                     *         "delivered": 38,
+                     *         "received": 40
+                     *       },
                      *       "keap_quota": null,
                      *       "partners": 4,
                      *       "proxy_last_24h": {
@@ -6227,6 +6259,11 @@ export interface operations {
                      *         "exported": 1,
                      *         "needs_reauth": 3,
                      *         "total": 120
+                     *       },
+                     *       "keap_events_last_24h": {
+                     *         "deduplicated": 1,
+                     *         "delivered": 8,
+                     *         "received": 9
                      *       },
                      *       "keap_quota": null,
                      *       "refreshes_last_24h": {

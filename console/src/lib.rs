@@ -537,6 +537,23 @@ impl App {
                     } else if move_focus {
                         focus("#main h1");
                     }
+                    // The link's Keap events, under its facts (a link without hooks says so).
+                    let hooks = call(
+                        &cred,
+                        "GET",
+                        &format!("/v1/connections/{}/hooks", enc(&id)),
+                        None,
+                    )
+                    .await;
+                    if !self.current(gen) {
+                        return;
+                    }
+                    let html = match hooks.as_ref().map(wire::hooks) {
+                        Ok(Some(h)) => view::link_hooks(Ok(&h)),
+                        Ok(None) => view::link_hooks(Err("an answer this console cannot read")),
+                        Err(f) => view::link_hooks(Err(&f.message)),
+                    };
+                    set_html("link-hooks", &html);
                 }
                 Err(f) if f.status == 404 => {
                     set_html(

@@ -6,8 +6,8 @@ use crate::route::Route;
 use keaplink_api::proxy::{KeapQuota, QuotaWindow};
 use keaplink_api::{
     AdminStats, Connection, ConnectionDetail, ConnectionEvent, ConnectionEventKind,
-    ConnectionStatus, DeliveryState, PartnerConnection, PartnerStats, PartnerView,
-    ReconnectIdentity, RepairLink, WebhookDelivery,
+    ConnectionStatus, DeliveryState, HookStatus, Hooks, PartnerConnection, PartnerStats,
+    PartnerView, ReconnectIdentity, RepairLink, WebhookDelivery,
 };
 use std::fmt::Write;
 
@@ -412,6 +412,58 @@ fn fact(label: &str, value: &str) -> String {
     format!("<dt>{label}</dt><dd>{value}</dd>")
 }
 
+/// The link's Keap events: each event key's hook at Keap, its status and Keap's last post.
+/// `None`: they could not be read (`why`).
+pub fn link_hooks(h: Result<&Hooks, &str>) -> String {
+    let h = match h {
+        Ok(h) => h,
+        Err(why) => {
+            return format!(
+                r#"<h2>Keap events</h2><p class="hint" data-hooks-error>Could not read them: {}</p>"#,
+                escape(why)
+            )
+        }
+    };
+    if h.hooks.is_empty() {
+        return r#"<h2>Keap events</h2><p class="hint" data-hooks="0">None: this link delivers no Keap events (<code>PUT /v1/connections/{id}/hooks</code>).</p>"#.into();
+    }
+    let mut rows = String::new();
+    for k in &h.hooks {
+        let (class, label, name) = match k.status {
+            HookStatus::Verified => ("ok", "Verified", "verified"),
+            HookStatus::Pending => ("pending", "Pending", "pending"),
+            HookStatus::Inactive => ("warn", "Inactive", "inactive"),
+            HookStatus::Failed => ("warn", "Failed", "failed"),
+        };
+        let err = k
+            .error
+            .as_ref()
+            .map(|e| {
+                format!(
+                    r#"<span class="sub"><code>{}</code> {}</span>"#,
+                    escape(&e.code),
+                    escape(&e.message)
+                )
+            })
+            .unwrap_or_default();
+        rows += &format!(
+            r#"<tr data-hook="{key}" data-hook-status="{name}"><td data-label="Event"><div><code>{key}</code></div></td><td data-label="Status"><div><span class="badge {class}">{label}</span>{err}</div></td><td data-label="Last event"><div>{last}</div></td></tr>"#,
+            key = escape(&k.event_key),
+            last = when_or_dash(k.last_event_at.as_deref()),
+        );
+    }
+    format!(
+        r#"<h2>Keap events</h2><p class="hint">{n} hook(s) at Keap, objects {hydrate}; last checked {checked}. Inactive and failed hooks are restored by the next check.</p><div class="scroll"><table class="hooks" data-hooks="{n}"><caption class="sr">Keap events of this link</caption><thead><tr><th scope="col">Event</th><th scope="col">Status, last error</th><th scope="col">Last event</th></tr></thead><tbody>{rows}</tbody></table></div>"#,
+        n = h.hooks.len(),
+        hydrate = if h.hydrate {
+            "read and sent along"
+        } else {
+            "not read (ids only)"
+        },
+        checked = when_or_dash(h.checked_at.as_deref()),
+    )
+}
+
 /// `back`: the hash of the links view to go back to.
 pub fn link_detail(d: &ConnectionDetail, unknown_events: usize, back: &str) -> String {
     let r = &d.connection;
@@ -486,6 +538,7 @@ pub fn link_detail(d: &ConnectionDetail, unknown_events: usize, back: &str) -> S
 <dl class="facts" data-connection="{id}" data-status="{status}">{facts}</dl>
 {actions}
 <div id="action-out"></div>
+<div id="link-hooks"><p class="muted">Loading Keap events…</p></div>
 <h2>Timeline</h2><p class="hint">Newest first; the link's last 100 events.</p>
 <ol class="timeline">{events}</ol>{unknown}"##,
         app = escape(&c.keap_app),
@@ -657,6 +710,7 @@ pub fn overview(s: &PartnerStats) -> String {
     let c = &s.connections;
     let r = &s.refreshes_last_24h;
     let w = &s.webhooks;
+    let k = &s.keap_events_last_24h;
     let reauth = if c.needs_reauth > 0 {
         format!(
             r##"<a href="#links?status=needs_reauth">{}</a>"##,
@@ -697,7 +751,19 @@ pub fn overview(s: &PartnerStats) -> String {
             "failed deliveries",
             &(fact("Failed (can be redelivered)", &failed)
                 + &fact("Pending", &count(w.pending))
-                + &fact("Delivered, last 24 h", &count(w.delivered_last_24h)))
+                + &fact("Delivered, last 24 h", &count(w.delivered_last_24h))
+                + &fact(
+                    "Keap events, last 24 h",
+                    &format!(
+                        r#"<span data-keap-events="{}/{}/{}">{} in, {} repeated by Keap, {} delivered</span>"#,
+                        k.received,
+                        k.deduplicated,
+                        k.delivered,
+                        count(k.received),
+                        count(k.deduplicated),
+                        count(k.delivered)
+                    )
+                ))
         ),
     )
 }
@@ -1001,6 +1067,56 @@ mod tests {
     }
 
     #[test]
+    fn a_links_hooks_show_status_last_event_and_error() {
+        let h = Hooks {
+            hooks: vec![
+                keaplink_api::Hook {
+                    event_key: "contact.add".into(),
+                    status: HookStatus::Verified,
+                    error: None,
+                    last_event_at: Some("2026-03-04T05:06:07Z".into()),
+                },
+                keaplink_api::Hook {
+                    event_key: "<b>".into(),
+                    status: HookStatus::Failed,
+                    error: Some(keaplink_api::ErrorDetail {
+                        code: "keap_error".into(),
+                        message: "Keap said no".into(),
+                    }),
+                    last_event_at: None,
+                },
+            ],
+            hydrate: true,
+            checked_at: None,
+        };
+        let html = link_hooks(Ok(&h));
+        assert!(html.contains(r#"data-hooks="2""#), "{html}");
+        assert!(
+            html.contains(r#"data-hook="contact.add" data-hook-status="verified""#),
+            "{html}"
+        );
+        assert!(
+            html.contains(r#"<time datetime="2026-03-04T05:06:07Z">"#),
+            "{html}"
+        );
+        assert!(
+            html.contains("&lt;b&gt;") && !html.contains("<b>"),
+            "{html}"
+        );
+        assert!(
+            html.contains("<code>keap_error</code> Keap said no"),
+            "{html}"
+        );
+        let none = Hooks {
+            hooks: vec![],
+            hydrate: false,
+            checked_at: None,
+        };
+        assert!(link_hooks(Ok(&none)).contains(r#"data-hooks="0""#));
+        assert!(link_hooks(Err("down")).contains("data-hooks-error"));
+    }
+
+    #[test]
     fn a_partners_row_says_its_links_and_failing_webhooks() {
         let mut s = PartnerStats {
             as_of: "2026-01-01T00:00:00Z".into(),
@@ -1017,6 +1133,7 @@ mod tests {
                 failed: 2,
                 delivered_last_24h: 40,
             },
+            ..Default::default()
         };
         let (links, hooks) = partner_counts(&s);
         assert!(links.contains("<strong>1,200</strong>"), "{links}");
@@ -1129,6 +1246,12 @@ mod tests {
             RepairLinkTried,
             RepairLinkUsed,
             Deleted,
+            Imported,
+            Exported,
+            HooksSet,
+            HookRestored,
+            HookRestoreFailed,
+            HooksRemoved,
         ] {
             assert_eq!(crate::wire::event_kind(event_type(k)), Some(k));
             assert!(!event_label(k).is_empty());

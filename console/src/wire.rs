@@ -8,9 +8,10 @@ use js_sys::{Array, Object, Reflect};
 use keaplink_api::proxy::{KeapQuota, QuotaWindow};
 use keaplink_api::{
     AdminStats, Connection, ConnectionCounts, ConnectionDetail, ConnectionEvent,
-    ConnectionEventKind, ConnectionStatus, DeliveryState, KeapUser, LastError, PartnerConnection,
-    PartnerConnections, PartnerList, PartnerStats, PartnerView, ReconnectIdentity, RefreshCounts,
-    RepairLink, WebhookCounts, WebhookDelivery,
+    ConnectionEventKind, ConnectionStatus, DeliveryState, ErrorDetail, Hook, HookStatus, Hooks,
+    KeapEventCounts, KeapUser, LastError, PartnerConnection, PartnerConnections, PartnerList,
+    PartnerStats, PartnerView, ReconnectIdentity, RefreshCounts, RepairLink, WebhookCounts,
+    WebhookDelivery,
 };
 use wasm_bindgen::{JsCast, JsValue};
 
@@ -130,6 +131,10 @@ pub fn event_kind(s: &str) -> Option<ConnectionEventKind> {
         "mcp_granted" => McpGranted,
         "mcp_revoked" => McpRevoked,
         "mcp_tool_call" => McpToolCall,
+        "hooks_set" => HooksSet,
+        "hook_restored" => HookRestored,
+        "hook_restore_failed" => HookRestoreFailed,
+        "hooks_removed" => HooksRemoved,
         _ => return None,
     })
 }
@@ -261,6 +266,45 @@ pub fn stats(v: &JsValue) -> Option<PartnerStats> {
             failed: num(&w, "failed")?,
             delivered_last_24h: num(&w, "delivered_last_24h")?,
         },
+        keap_events_last_24h: keap_counts(&field(v, "keap_events_last_24h")).unwrap_or_default(),
+    })
+}
+
+fn keap_counts(k: &JsValue) -> Option<KeapEventCounts> {
+    Some(KeapEventCounts {
+        received: num(k, "received")?,
+        deduplicated: num(k, "deduplicated")?,
+        delivered: num(k, "delivered")?,
+    })
+}
+
+/// `GET /v1/connections/{id}/hooks`.
+pub fn hooks(v: &JsValue) -> Option<Hooks> {
+    Some(Hooks {
+        hooks: list(v, "hooks", |h| {
+            let e = field(h, "error");
+            Some(Hook {
+                event_key: text(h, "event_key")?,
+                status: match text(h, "status")?.as_str() {
+                    "verified" => HookStatus::Verified,
+                    "pending" => HookStatus::Pending,
+                    "inactive" => HookStatus::Inactive,
+                    "failed" => HookStatus::Failed,
+                    _ => return None,
+                },
+                error: error_detail(&e),
+                last_event_at: text(h, "last_event_at"),
+            })
+        })?,
+        hydrate: field(v, "hydrate").as_bool()?,
+        checked_at: text(v, "checked_at"),
+    })
+}
+
+fn error_detail(e: &JsValue) -> Option<ErrorDetail> {
+    Some(ErrorDetail {
+        code: text(e, "code")?,
+        message: text(e, "message")?,
     })
 }
 

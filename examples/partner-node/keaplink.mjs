@@ -7,7 +7,9 @@
 //      Lambda): keaplink adds the token, heals a stale one and keeps you inside Keap's quota;
 //   3. or get a fresh Keap access token for one of your users and call Keap yourself;
 //   4. make a repair link to mail a user whose link needs them (after connection.needs_reauth);
-//   5. verify a webhook keaplink sent you.
+//   5. verify a webhook keaplink sent you;
+//   6. subscribe a user's link to Keap's events (contact.add, invoice.add, ...), and receive them:
+//      signed like every webhook, deduplicated by event id.
 // Run: KEAPLINK_URL=... KEAPLINK_PARTNER_ID=... KEAPLINK_SESSION_SECRET=... KEAPLINK_API_KEY=... \
 //      node keaplink.mjs <your user id>
 import { SignJWT } from "jose";
@@ -120,6 +122,38 @@ export function verifyWebhook(rawBody, signatureHeader, { toleranceSecs = 300 } 
   const key = createHmac("sha256", KEAPLINK_SESSION_SECRET).update("keaplink-webhook-v1").digest();
   const expected = createHmac("sha256", key).update(`${t}.${rawBody}`).digest();
   return timingSafeEqual(expected, Buffer.from(v1, "hex"));
+}
+
+/**
+ * 6a. The Keap events a link should deliver (`connectionId`: `event.connection.id` of its
+ * connection.created webhook, or from GET /v1/connections). keaplink subscribes at Keap with a
+ * hook URL of its own and keeps the hooks alive; an empty list removes them all.
+ */
+export async function subscribeKeapEvents(connectionId, eventKeys, { hydrate = false } = {}) {
+  const { data, error, response } = await keaplink().PUT("/v1/connections/{id}/hooks", {
+    params: { path: { id: connectionId } },
+    body: { event_keys: eventKeys, hydrate },
+  });
+  if (error) throw new KeaplinkError(response.status, error, response.headers);
+  return data; // { hooks: [{ event_key, status: "verified" | "pending" | "inactive" | "failed" }], hydrate }
+}
+
+/**
+ * 6b. A webhook receiver: answers what to send back (2xx: done; anything else: keaplink retries
+ * for a day). A Keap event arrives as `keap.<event_key>` with the link it is about; keep the ids
+ * you have handled (here an in-memory Set; use your database) so a retried delivery is handled
+ * once. `onKeapEvent(event)` gets `event.keap_event`: `object_keys` (ids), and with `hydrate`,
+ * `objects` as Keap's REST API answers them and `unread` ({id, code}: `needs_reauth` when the link
+ * needs its user, `not_found`, `keap_quota`, ...).
+ */
+export async function receiveWebhook(rawBody, headers, { seen, onKeapEvent, onConnectionEvent } = {}) {
+  if (!verifyWebhook(rawBody, headers["keaplink-signature"])) return { status: 401 };
+  const event = JSON.parse(rawBody);
+  if (seen?.has(event.id)) return { status: 200, duplicate: true };
+  if (event.type.startsWith("keap.")) await onKeapEvent?.(event);
+  else await onConnectionEvent?.(event);
+  seen?.add(event.id);
+  return { status: 200, event };
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {

@@ -5,7 +5,9 @@
 2. call Keap's REST API as one of your users, through keaplink (from a cron, a queue, a
    Lambda): keaplink adds the token, heals a stale one and keeps you inside Keap's quota;
 3. or get a fresh Keap access token for one of your users and call Keap yourself;
-4. verify a webhook keaplink sent you.
+4. verify a webhook keaplink sent you;
+5. subscribe a user's link to Keap's events (contact.add, invoice.add, ...), and receive them:
+   signed like every webhook, deduplicated by event id.
 
 Run: KEAPLINK_URL=... KEAPLINK_PARTNER_ID=... KEAPLINK_SESSION_SECRET=... KEAPLINK_API_KEY=... \\
      python keaplink.py <your user id>
@@ -19,6 +21,7 @@ import re
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 import jwt  # PyJWT
@@ -133,6 +136,43 @@ def verify_webhook(raw_body: bytes, signature_header: str, tolerance_secs: int =
     key = hmac.new(SESSION_SECRET.encode(), b"keaplink-webhook-v1", hashlib.sha256).digest()
     expected = hmac.new(key, t.encode() + b"." + raw_body, hashlib.sha256).hexdigest()
     return hmac.compare_digest(expected, v1)
+
+
+def subscribe_keap_events(connection_id: str, event_keys: list[str], hydrate: bool = False) -> dict:
+    """5a. The Keap events a link should deliver; keaplink subscribes at Keap with a hook URL of
+    its own and keeps the hooks alive. An empty list removes them all. Answers
+    {"hooks": [{"event_key", "status"}], "hydrate"}."""
+    _need("KEAPLINK_URL", "KEAPLINK_API_KEY")
+    req = urllib.request.Request(
+        f"{URL}/v1/connections/{urllib.parse.quote(connection_id, safe='')}/hooks",
+        data=json.dumps({"event_keys": event_keys, "hydrate": hydrate}).encode(),
+        headers={"authorization": f"Bearer {API_KEY}", "content-type": "application/json"},
+        method="PUT",
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=30) as res:
+            return json.load(res)
+    except urllib.error.HTTPError as e:
+        err = json.load(e)["error"]
+        raise KeaplinkError(err["code"], err["message"], None) from None
+
+
+def receive_webhook(raw_body: bytes, headers: dict, seen: set, on_keap_event=None, on_connection_event=None) -> int:
+    """5b. A webhook receiver: the status to answer (2xx: done; anything else: keaplink retries
+    for a day). A Keap event arrives as `keap.<event_key>`; `seen` holds the event ids handled
+    (use your database), so a retried delivery is handled once. `on_keap_event(event)` reads
+    event["keap_event"]: "object_keys", and with hydrate "objects" and "unread" ({"id", "code"}:
+    needs_reauth when the link needs its user, not_found, keap_quota, ...)."""
+    if not verify_webhook(raw_body, headers.get("keaplink-signature", "")):
+        return 401
+    event = json.loads(raw_body)
+    if event["id"] in seen:
+        return 200
+    handler = on_keap_event if event["type"].startswith("keap.") else on_connection_event
+    if handler:
+        handler(event)
+    seen.add(event["id"])
+    return 200
 
 
 if __name__ == "__main__":

@@ -529,3 +529,48 @@ test("15. after a reconnect, the row and the link say Reconnected <when>; the fi
   await shot(page, "link-reconnected");
   await context.close();
 });
+
+test("16. a link's Keap events: each hook with its status and last event; a link without says none", async () => {
+  const set = await call(stack.url, "PUT", `/v1/connections/${ids.ann}/hooks`, { token: acme.api_key, body: { event_keys: ["contact.add", "invoice.add"] } });
+  assert.equal(set.status, 200, set.text);
+  const fire = await fetch(`${stack.sandbox.url}/__sandbox/hooks/fire`, {
+    method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ app: "ab123", event_key: "contact.add", ids: [5] }),
+  });
+  assert.equal(fire.status, 200, await fire.text());
+  const { hook_url: url } = (await (await fetch(`${stack.sandbox.url}/__sandbox/hooks`)).json()).hooks[0];
+  record("secrets", { values: [url.split("/").pop()] });
+  let hooks;
+  for (const until = Date.now() + 20_000; Date.now() < until; await new Promise((r) => setTimeout(r, 200))) {
+    hooks = (await call(stack.url, "GET", `/v1/connections/${ids.ann}/hooks`, { token: acme.api_key })).json;
+    if (hooks.hooks.find((h) => h.event_key === "contact.add").last_event_at) break;
+  }
+  const last = hooks.hooks.find((h) => h.event_key === "contact.add").last_event_at;
+  assert.ok(last, JSON.stringify(hooks));
+
+  const { context, page } = await signedIn();
+  await page.goto(`${stack.url}/console/#link/${ids.ann}`);
+  const table = page.locator("table.hooks");
+  await table.waitFor();
+  assert.equal(await table.getAttribute("data-hooks"), "2");
+  const contact = table.locator('tr[data-hook="contact.add"]');
+  assert.equal(await contact.getAttribute("data-hook-status"), "verified");
+  assert.match(await contact.textContent(), /Verified/);
+  assert.equal(await contact.locator("time").getAttribute("datetime"), last, "the last event, as local time");
+  assert.equal(await table.locator('tr[data-hook="invoice.add"]').getAttribute("data-hook-status"), "verified");
+  assert.match(await table.locator('tr[data-hook="invoice.add"]').textContent(), /—/, "no event yet");
+  assert.ok(!(await page.content()).includes(url), "the hook URL never reaches the page");
+  // The timeline names the change too.
+  assert.match(await page.locator('.timeline li[data-event="hooks_set"]').first().textContent(), /Keap hooks set/);
+  await axe(page, "link with Keap events");
+  await shot(page, "link-hooks");
+  // Cat's link delivers none, and says so.
+  await page.goto(`${stack.url}/console/#link/${ids.cat}`);
+  await page.locator('[data-hooks="0"]').waitFor();
+  assert.match(await page.locator('[data-hooks="0"]').textContent(), /delivers no Keap events/);
+  await context.close();
+  const narrow = await signedIn(acme.api_key, { width: 390, height: 844 });
+  await narrow.page.goto(`${stack.url}/console/#link/${ids.ann}`);
+  await narrow.page.locator("table.hooks").waitFor();
+  assert.ok((await narrow.page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth)) <= 0, "no sideways scrolling at 390 px");
+  await narrow.context.close();
+});

@@ -181,6 +181,41 @@ test("Python example (PyJWT): session JWT, a call through keaplink, an access to
   assert.equal(check(body, signed(body + "x")), "False");
 });
 
+test("Keap's events in both examples: subscribe a link, then receive each event once", async () => {
+  Object.assign(process.env, env);
+  const ex = await import(join(ROOT, "examples", "partner-node", "keaplink.mjs"));
+  const [mine] = (await call(stack.url, "GET", "/v1/connections", { token: env.KEAPLINK_API_KEY })).json.connections.filter((c) => c.user === "u1");
+  const sub = await ex.subscribeKeapEvents(mine.id, ["contact.add"]);
+  assert.deepEqual(sub.hooks.map((h) => [h.event_key, h.status]), [["contact.add", "verified"]]);
+  await assert.rejects(ex.subscribeKeapEvents(mine.id, ["contact.explode"]), (e) => e.code === "invalid_request" && e.status === 400);
+  const body = JSON.stringify({ id: "evt_k1", type: "keap.contact.add", connection: { id: mine.id }, keap_event: { event_key: "contact.add", object_type: "contact", object_keys: [{ id: 5 }] } });
+  const seen = new Set();
+  const handled = [];
+  const opts = { seen, onKeapEvent: (e) => handled.push(e.keap_event.object_keys[0].id) };
+  assert.equal((await ex.receiveWebhook(body, { "keaplink-signature": signed(body) }, opts)).status, 200);
+  assert.equal((await ex.receiveWebhook(body, { "keaplink-signature": signed(body) }, opts)).duplicate, true, "a retry");
+  assert.equal((await ex.receiveWebhook(body, { "keaplink-signature": signed(`${body} `) }, opts)).status, 401);
+  assert.deepEqual(handled, [5], "handled once");
+
+  const py = (code, ...args) => run(PY, ["-c", `import sys, json; sys.path.insert(0, sys.argv[1]); import keaplink\n${code}`, join(ROOT, "examples", "partner-python"), ...args]);
+  const pySub = py("print(json.dumps(keaplink.subscribe_keap_events(sys.argv[2], ['contact.add', 'invoice.add'], hydrate=True)))", mine.id);
+  assert.equal(pySub.status, 0, pySub.text);
+  const subbed = JSON.parse(pySub.text.trim().split("\n").at(-1));
+  assert.deepEqual(subbed.hooks.map((h) => h.status), ["verified", "verified"]);
+  assert.equal(subbed.hydrate, true);
+  const pyRecv = py([
+    "seen, got = set(), []",
+    "b, sig = sys.argv[2].encode(), sys.argv[3]",
+    "a = keaplink.receive_webhook(b, {'keaplink-signature': sig}, seen, on_keap_event=lambda e: got.append(e['type']))",
+    "r = keaplink.receive_webhook(b, {'keaplink-signature': sig}, seen, on_keap_event=lambda e: got.append(e['type']))",
+    "x = keaplink.receive_webhook(b + b' ', {'keaplink-signature': sig}, seen)",
+    "print(json.dumps([a, r, x, got]))",
+  ].join("\n"), body, signed(body));
+  assert.equal(pyRecv.status, 0, pyRecv.text);
+  assert.deepEqual(JSON.parse(pyRecv.text.trim().split("\n").at(-1)), [200, 200, 401, ["keap.contact.add"]]);
+  assert.deepEqual((await ex.subscribeKeapEvents(mine.id, [])).hooks, [], "unsubscribed");
+});
+
 /** Lines of code: neither blank nor only a comment. */
 const loc = (file) => readFileSync(join(ROOT, "examples", "lambda", file), "utf8").split("\n").filter((l) => l.trim() && !l.trim().startsWith("//")).length;
 

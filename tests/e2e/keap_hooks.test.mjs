@@ -118,6 +118,25 @@ test("an event reaches the partner once, signed, naming the link; Keap's retry o
   assert.ok(hooks.json.hooks.every((h) => h.last_event_at), hooks.text);
 });
 
+test("the stats count Keap's events in, deduplicated and delivered, for the partner and the deployment", async () => {
+  // So far: contact.add posted twice by Keap (one batch, repeated) and invoice.add once; two delivered.
+  const want = { received: 3, deduplicated: 1, delivered: 2 };
+  const until = Date.now() + 20_000;
+  let partner;
+  let admin;
+  while (Date.now() < until) {
+    partner = await call(stack.url, "GET", "/v1/stats", { token: acme.api_key });
+    admin = await call(stack.url, "GET", "/v1/admin/stats", { token: ADMIN_TOKEN });
+    // The delivery is counted once keaplink has the receiver's answer: just after the receiver saw it.
+    if (partner.json?.keap_events_last_24h?.delivered === 2 && admin.json?.keap_events_last_24h?.delivered === 2) break;
+    await sleep(200);
+  }
+  assert.equal(partner.status, 200, partner.text);
+  assert.equal(admin.status, 200, admin.text);
+  assert.deepEqual(partner.json.keap_events_last_24h, want, partner.text);
+  assert.deepEqual(admin.json.keap_events_last_24h, want, admin.text);
+});
+
 test("a receiver that is down: Keap still got 200 at once, and the event comes later", async () => {
   receiver.plan(500, 500);
   const fired = await sandbox("hooks/fire", { app: "ab123", event_key: "contact.add", ids: [21] });
@@ -147,18 +166,18 @@ test("hydrate reads each object through the link's token and names what it could
 test("the URL decides the link: nothing in the body can name another; an unknown URL answers 410", async () => {
   const annUrl = hooksOf(await keapHooks(), "ab123")[0].hook_url;
   const before = receiver.deliveries.length;
-  const res = await fetch(annUrl, {
-    method: "POST", headers: { "content-type": "application/json" },
-    body: JSON.stringify({ event_key: "contact.add", object_type: "contact", object_keys: [{ id: 31 }], connection_id: bob, user: "u2" }),
+  // Posted as Keap posts (through call(), so the contract check sees the inbox's answers).
+  const res = await call(stack.url, "POST", new URL(annUrl).pathname, {
+    body: { event_key: "contact.add", object_type: "contact", object_keys: [{ id: 31 }], connection_id: bob, user: "u2" },
   });
   assert.equal(res.status, 200);
   const [d] = await receiver.waitFor((x) => x.status < 300 && JSON.parse(x.body).keap_event?.object_keys?.[0]?.id === 31, "the posted event");
   assert.equal(JSON.parse(d.body).connection.id, ann);
   assert.ok(receiver.deliveries.length > before);
-  const unknown = await fetch(`${stack.url}/hooks/keap/${"A".repeat(43)}`, { method: "POST", body: "{}" });
+  const unknown = await call(stack.url, "POST", `/hooks/keap/${"A".repeat(43)}`, { raw: "{}" });
   assert.equal(unknown.status, 410);
-  assert.equal((await unknown.json()).error.code, "hook_gone");
-  const bad = await fetch(annUrl, { method: "POST", body: "not json" });
+  assert.equal(unknown.json.error.code, "hook_gone");
+  const bad = await call(stack.url, "POST", new URL(annUrl).pathname, { raw: "not json" });
   assert.equal(bad.status, 400);
 });
 
@@ -205,10 +224,53 @@ test("dropping an event key deletes its hook at Keap; disconnect deletes the res
   const del = await call(stack.url, "DELETE", `/v1/connections/${ann}`, { token: acme.api_key });
   assert.equal(del.status, 204, del.text);
   assert.deepEqual(hooksOf(await keapHooks(), "ab123"), [], "gone at Keap");
-  const gone = await fetch(url, { method: "POST", body: JSON.stringify({ event_key: "contact.add", object_keys: [] }) });
+  const gone = await call(stack.url, "POST", new URL(url).pathname, { body: { event_key: "contact.add", object_keys: [] } });
   assert.equal(gone.status, 410);
   // DELETE .../hooks removes every hook of a link that stays.
   const d = await call(stack.url, "DELETE", `/v1/connections/${bob}/hooks`, { token: acme.api_key });
   assert.equal(d.status, 204, d.text);
   assert.deepEqual(hooksOf(await keapHooks(), "cd456"), []);
+});
+
+test("a link that needs its user keeps its hooks, and its events arrive with every object unread: needs_reauth", async () => {
+  const cara = (await linkUser(stack, acme, "u3", "cat@ef789.example", { origin: "https://acme.example" })).connectionId;
+  const set = await hooksApi("PUT", cara, { event_keys: ["contact.add"], hydrate: true });
+  assert.equal(set.status, 200, set.text);
+  assert.deepEqual(set.json.hooks.map((h) => h.status), ["verified"]);
+  await sandbox("revoke", { email: "cat@ef789.example" });
+  // The next refresh is refused: the link needs its user.
+  await call(stack.url, "POST", `/v1/connections/${cara}/refresh`, { token: acme.api_key });
+  const detail = await call(stack.url, "GET", `/v1/connections/${cara}`, { token: acme.api_key });
+  assert.equal(detail.json.status, "needs_reauth", detail.text);
+  const kept = await hooksApi("GET", cara);
+  assert.equal(kept.status, 200, kept.text);
+  assert.deepEqual(kept.json.hooks.map((h) => [h.event_key, h.status]), [["contact.add", "verified"]]);
+  assert.deepEqual(hooksOf(await keapHooks(), "ef789").map((h) => [h.event_key, h.status]), [["contact.add", "Verified"]], "kept at Keap");
+  const fired = await sandbox("hooks/fire", { app: "ef789", event_key: "contact.add", ids: [41, 42] });
+  assert.deepEqual(fired.hooks.map((h) => h.status), [200]);
+  const [d] = await receiver.waitFor(
+    (x) => x.status < 300 && JSON.parse(x.body).type === "keap.contact.add" && JSON.parse(x.body).connection.id === cara, "cara's event");
+  const event = verifyDelivery(d, acme.session_secret);
+  assert.equal(event.connection.status, "needs_reauth");
+  assert.deepEqual(event.keap_event.objects ?? [], [], "nothing read");
+  assert.deepEqual(event.keap_event.unread.map((u) => [u.id, u.code]), [[41, "needs_reauth"], [42, "needs_reauth"]]);
+});
+
+test("exporting a link deletes its hooks at Keap", async () => {
+  const on = await call(stack.url, "PUT", "/v1/admin/partners/acme", {
+    token: ADMIN_TOKEN,
+    body: { name: "Acme", allowed_origins: ["https://acme.example"], return_urls: [], webhook_url: receiver.url, export_enabled: true },
+  });
+  assert.equal(on.status, 200, on.text);
+  const dan = (await linkUser(stack, acme, "u4", "dan@gh012.example", { origin: "https://acme.example" })).connectionId;
+  const set = await hooksApi("PUT", dan, { event_keys: ["contact.add", "invoice.add"] });
+  assert.equal(set.status, 200, set.text);
+  assert.equal(hooksOf(await keapHooks(), "gh012").length, 2);
+  const url = hooksOf(await keapHooks(), "gh012")[0].hook_url;
+  const out = await call(stack.url, "POST", "/v1/connections/export", { token: acme.api_key, body: { connection_ids: [dan] } });
+  assert.equal(out.status, 200, out.text);
+  assert.deepEqual(hooksOf(await keapHooks(), "gh012"), [], "gone at Keap");
+  // Whatever Keap still had in flight finds no hook: its URL no longer names a link that wants events.
+  const late = await fetch(url, { method: "POST", body: JSON.stringify({ event_key: "contact.add", object_keys: [{ id: 1 }] }) });
+  assert.ok([200, 410].includes(late.status), String(late.status));
 });

@@ -20,6 +20,7 @@ use crate::webhooks;
 use futures_util::stream::{self, StreamExt};
 use keaplink_core::hooks;
 use keaplink_core::import::{quota_wait, ImportId, KEAP_CALLS_PER_ITEM};
+use keaplink_core::stats::KeapEventOutcome;
 use keaplink_core::webhook::Delivery;
 use serde::Serialize;
 use worker::{Env, MessageBatch, MessageExt, QueueRetryOptionsBuilder, RawMessage};
@@ -106,6 +107,10 @@ pub async fn consume(
                     // The partner's console shows every attempt.
                     partner_guard::delivered(env, &event, status, attempted.outcome, unix_now())
                         .await;
+                    let accepted = attempted.outcome == Delivery::Done;
+                    if KeapEventOutcome::delivered(event.keap_type.is_some(), accepted) {
+                        stats::record_keap(env, KeapEventOutcome::Delivered).await;
+                    }
                 }
                 match attempted.outcome {
                     Delivery::Retry(secs) => msg.retry_with_options(

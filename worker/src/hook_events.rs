@@ -10,10 +10,12 @@ use crate::links::usable;
 use crate::log::{self, Field, Level};
 use crate::queue::{enqueue, Job};
 use crate::quota;
+use crate::{partner_guard, stats};
 use keaplink_api::{ConnectionStatus, UnreadObject};
 use keaplink_core::connection::{ConnectionKey, ConnectionRecord};
 use keaplink_core::hooks;
 use keaplink_core::refresh::{fingerprint, Purpose};
+use keaplink_core::stats::KeapEventOutcome;
 use keaplink_core::ApiResult;
 use worker::Env;
 
@@ -30,6 +32,14 @@ pub async fn deliver_batch(
     let batch = &hooks::batch(body.as_bytes())?;
     let digest = batch.digest();
     let verdict = guard::hook_batch(env, key, &batch.event_key, &digest).await?;
+    let counted = KeapEventOutcome::of_batch(
+        matches!(verdict, Verdict::Duplicate),
+        matches!(verdict, Verdict::Deliver { .. } | Verdict::Duplicate),
+    );
+    if let Some(outcome) = counted {
+        partner_guard::keap_event(env, &key.partner(), outcome).await;
+        stats::record_keap(env, outcome).await;
+    }
     let (record, hydrate) = match verdict {
         Verdict::Deliver { record, hydrate } => (*record, hydrate),
         other => {

@@ -23,7 +23,9 @@ use keaplink_core::deliveries::{self, DeliveryEntry, DeliveryOrder};
 use keaplink_core::ids::PartnerId;
 use keaplink_core::partner::{apply_upsert, upsert_from, FreshSecrets, PartnerRecord};
 use keaplink_core::seal::{Reseal, ResealOutcome};
-use keaplink_core::stats::{HourlyTally, RefreshOutcome};
+use keaplink_core::stats::{
+    HourlyTally, KeapEventOutcome, KeapEventTally, RefreshOutcome, RefreshTally,
+};
 use keaplink_core::webhook::{Delivery, QueuedEvent};
 use keaplink_core::{ApiError, ApiResult, ErrorCode};
 use serde::{Deserialize, Serialize};
@@ -35,6 +37,7 @@ const RECORD: &str = "record";
 const DELETED: &str = "deleted";
 const DELIVERY_ORDER: &str = "delivery-order";
 const REFRESHES: &str = "refreshes";
+const KEAP_EVENTS: &str = "keap-events";
 const COUNTS: &str = "counts";
 /// How long a count of the partner's links by status is reused before it is counted again.
 const COUNTS_FRESH_SECS: i64 = 300;
@@ -78,6 +81,11 @@ enum Command {
     },
     /// The console's overview.
     Overview { id: PartnerId },
+    /// What became of a batch Keap posted for one of its links.
+    KeapEvent {
+        id: PartnerId,
+        keap: KeapEventOutcome,
+    },
 }
 
 /// Every field a `Command` carries, each optional: how the object reads its commands.
@@ -95,6 +103,7 @@ struct Fields {
     at: Option<UnixTime>,
     limit: Option<usize>,
     event_id: Option<String>,
+    keap: Option<KeapEventOutcome>,
 }
 
 /// The `outcome` of `delivered` (a `Delivery`) or of `refreshed` (a `RefreshOutcome`): one field
@@ -173,6 +182,10 @@ impl Command {
                 outcome: f.outcome.ok_or("no outcome")?.refresh()?,
             },
             "overview" => Command::Overview { id: id? },
+            "keap_event" => Command::KeapEvent {
+                id: id?,
+                keap: f.keap.ok_or("no keap")?,
+            },
             _ => return Err("an unknown command"),
         })
     }
@@ -184,6 +197,8 @@ pub struct Overview {
     pub connections: ConnectionCounts,
     pub refreshes_last_24h: RefreshCounts,
     pub webhooks: WebhookCounts,
+    /// In the stored shape (`keaplink_core::stats::keap_counts` names them).
+    pub keap_events_last_24h: RefreshTally,
 }
 
 /// A count of the partner's links by status, and when it was made.
@@ -307,6 +322,7 @@ impl DurableObject for PartnerGuard {
             }
             Command::Refreshed { outcome, .. } => durable::reply(self.refreshed(outcome).await),
             Command::Overview { id } => durable::reply(self.overview(&store, &id).await),
+            Command::KeapEvent { keap, .. } => durable::reply(self.keap_event(keap).await),
             Command::Delete { id } => {
                 let result = async {
                     let gone = self.record(&store, &id).await?;
@@ -385,6 +401,9 @@ impl PartnerGuard {
             .await
             .map_err(storage)?
             .unwrap_or_else(|| DeliveryEntry::new(event.clone()));
+        if KeapEventOutcome::delivered(event.keap_type.is_some(), outcome == Delivery::Done) {
+            self.keap_event(KeapEventOutcome::Delivered).await?;
+        }
         entry.attempted(status, outcome, at);
         let mut order = self.order().await?;
         for gone in order.push(&event.id) {
@@ -449,6 +468,23 @@ impl PartnerGuard {
         st.put(REFRESHES, &t).await.map_err(storage)
     }
 
+    async fn keap_events(&self) -> ApiResult<KeapEventTally> {
+        Ok(durable::storage(&self.state)
+            .get::<KeapEventTally>(KEAP_EVENTS)
+            .await
+            .map_err(storage)?
+            .unwrap_or_default())
+    }
+
+    async fn keap_event(&self, outcome: KeapEventOutcome) -> ApiResult<()> {
+        let mut t = self.keap_events().await?;
+        t.add(unix_now(), outcome);
+        durable::storage(&self.state)
+            .put(KEAP_EVENTS, &t)
+            .await
+            .map_err(storage)
+    }
+
     async fn overview(&self, store: &Store, id: &PartnerId) -> ApiResult<Overview> {
         let st = durable::storage(&self.state);
         let now = unix_now();
@@ -494,6 +530,7 @@ impl PartnerGuard {
                 needs_reauth: t.needs_reauth,
             },
             webhooks,
+            keap_events_last_24h: self.keap_events().await?.last_24h(now),
         })
     }
 
@@ -649,6 +686,24 @@ pub async fn refreshed(env: &Env, id: &PartnerId, outcome: RefreshOutcome) {
     let command = Command::Refreshed {
         id: id.clone(),
         outcome,
+    };
+    if let Err(e) = ask::<()>(env, id, &command).await {
+        crate::log::event(
+            crate::log::Level::Error,
+            "stats_record_failed",
+            &[
+                ("cause", crate::log::Field::OptStr(e.cause())),
+                ("partner", crate::log::Field::Str(id.as_str())),
+            ],
+        );
+    }
+}
+
+/// Counts what became of a batch Keap posted for one of the partner's links. Logged if it fails.
+pub async fn keap_event(env: &Env, id: &PartnerId, keap: KeapEventOutcome) {
+    let command = Command::KeapEvent {
+        id: id.clone(),
+        keap,
     };
     if let Err(e) = ask::<()>(env, id, &command).await {
         crate::log::event(

@@ -10,7 +10,9 @@ use crate::log::{self, Level};
 use keaplink_api::proxy::{KeapQuota, ProxyCounts};
 use keaplink_core::proxy::ProxyTally;
 use keaplink_core::quota::QuotaView;
-use keaplink_core::stats::{HourlyTally, RefreshOutcome, RefreshTally};
+use keaplink_core::stats::{
+    HourlyTally, KeapEventOutcome, KeapEventTally, RefreshOutcome, RefreshTally,
+};
 use keaplink_core::ApiResult;
 use serde::{Deserialize, Serialize};
 use std::cell::{Cell, RefCell};
@@ -19,6 +21,8 @@ use worker::{durable_object, DurableObject, Env, Request, Response, State};
 
 pub const STATS_BINDING: &str = "OPS_STATS";
 const TALLY: &str = "tally";
+/// Keap's events, counted by hour (in the refresh outcomes' object).
+const KEAP_EVENTS: &str = "keap-events";
 /// The object that keeps the proxy's board, and its storage key.
 const PROXY_OBJECT: &str = "keap-proxy";
 const BOARD: &str = "proxy-tally";
@@ -35,6 +39,10 @@ enum Cmd {
         outcome: RefreshOutcome,
     },
     Read,
+    /// What became of Keap's events: counted (`Some`) or read (`None`).
+    Keap {
+        keap: Option<KeapEventOutcome>,
+    },
     /// An isolate's report: what it saw of Keap's quota and what it counted; answers the
     /// shared picture.
     ProxySync {
@@ -96,6 +104,7 @@ impl DurableObject for OpsStats {
         match cmd {
             Cmd::Record { outcome } => self.refresh_command(Some(outcome)).await,
             Cmd::Read => self.refresh_command(None).await,
+            Cmd::Keap { keap } => durable::reply(self.keap_command(keap).await),
             board => self.board_command(board).await,
         }
     }
@@ -135,6 +144,19 @@ impl OpsStats {
                 durable::reply(Ok(sum))
             }
         }
+    }
+
+    /// Counts what became of Keap's events (`Some`), or reads the last 24 hours' (`None`).
+    async fn keap_command(&self, record: Option<KeapEventOutcome>) -> ApiResult<RefreshTally> {
+        let st = durable::storage(&self.state);
+        let fail = keaplink_core::ApiError::internal;
+        let mut t: KeapEventTally = st.get(KEAP_EVENTS).await.map_err(fail)?.unwrap_or_default();
+        let now = unix_now();
+        if let Some(o) = record {
+            t.add(now, o);
+            st.put(KEAP_EVENTS, &t).await.map_err(fail)?;
+        }
+        Ok(t.last_24h(now))
     }
 
     async fn board_command(&self, cmd: Cmd) -> worker::Result<Response> {
@@ -195,6 +217,26 @@ pub async fn record_refresh(env: &Env, outcome: RefreshOutcome) {
 
 pub fn refresh_tally(env: &Env) -> impl Future<Output = ApiResult<RefreshTally>> {
     ask(env, &Cmd::Read)
+}
+
+/// Counts what became of one of Keap's events, deployment-wide. A failure to count is logged.
+pub async fn record_keap(env: &Env, outcome: KeapEventOutcome) {
+    let cmd = Cmd::Keap {
+        keap: Some(outcome),
+    };
+    if let Err(e) = ask::<RefreshTally>(env, &cmd).await {
+        log::event(
+            Level::Error,
+            "stats_record_failed",
+            &[("cause", log::Field::OptStr(e.cause()))],
+        );
+    }
+}
+
+/// Keap's events of the last 24 hours, deployment-wide (in the stored shape:
+/// `keaplink_core::stats::keap_counts` names them).
+pub fn keap_tally(env: &Env) -> impl Future<Output = ApiResult<RefreshTally>> {
+    ask(env, &Cmd::Keap { keap: None })
 }
 
 fn board(env: &Env) -> impl Future<Output = ApiResult<Option<BoardView>>> {

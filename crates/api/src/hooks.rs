@@ -1,7 +1,9 @@
 //! Keap's events, per link: `PUT/GET/DELETE /v1/connections/{id}/hooks` and the `keap.<event_key>`
 //! events delivered to the partner's webhook.
 
-use crate::{Connection, ErrorDetail};
+#[cfg(feature = "events")]
+use crate::Connection;
+use crate::ErrorDetail;
 use serde::{Deserialize, Serialize};
 
 /// `PUT /v1/connections/{id}/hooks`: the Keap events this link should deliver.
@@ -59,6 +61,21 @@ pub struct Hooks {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(format = DateTime))]
     pub checked_at: Option<String>,
+}
+
+/// What became of Keap's events over the last 24 hours (whole hours): a support person compares
+/// `received - deduplicated` with `delivered` (a hydrated batch of over 50 objects is delivered as
+/// several events); a gap means deliveries are failing or still retrying (see the webhook
+/// deliveries).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct KeapEventCounts {
+    /// Batches Keap posted to the hook URLs of links that want them, Keap's retries included.
+    pub received: u64,
+    /// Of those, Keap's retries of a batch already delivered: not sent again.
+    pub deduplicated: u64,
+    /// `keap.*` events the partner's webhook accepted (a 2xx answer).
+    pub delivered: u64,
 }
 
 /// One object Keap named: its id and when it changed.

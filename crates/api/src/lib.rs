@@ -599,6 +599,10 @@ pub struct PartnerStats {
     #[cfg_attr(feature = "openapi", schema(required = true))]
     pub keap_quota: Option<proxy::KeapQuota>,
     pub webhooks: WebhookCounts,
+    /// Keap's events for the partner's links over the last 24 hours (whole hours).
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub keap_events_last_24h: KeapEventCounts,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -656,6 +660,10 @@ pub struct AdminStats {
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(required = true))]
     pub proxy_last_24h: proxy::ProxyCounts,
+    /// Keap's events for every partner's links over the last 24 hours (whole hours).
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub keap_events_last_24h: KeapEventCounts,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -519,6 +519,7 @@ pub fn all(s: &mut Schemas) -> Vec<Op> {
             .answer(200, ok_json("Counts.", s.of::<api::PartnerStats>(), ex(api::PartnerStats {
                 as_of: T0.into(), connections: connections.clone(), refreshes_last_24h: refreshes.clone(), keap_quota: None,
                 webhooks: api::WebhookCounts { pending: 0, failed: 1, delivered_last_24h: 12 },
+                keap_events_last_24h: api::KeapEventCounts { received: 9, deduplicated: 1, delivered: 8 },
             }))),
     ];
     for method in ["get", "post", "put", "patch", "delete"] {
@@ -530,6 +531,7 @@ pub fn all(s: &mut Schemas) -> Vec<Op> {
             .summary("Counts across the deployment")
             .answer(200, ok_json("Counts.", s.of::<api::AdminStats>(), ex(api::AdminStats {
                 as_of: T0.into(), partners: 4, connections, refreshes_last_24h: refreshes, keap_quota: None, proxy_last_24h: Default::default(),
+                keap_events_last_24h: api::KeapEventCounts { received: 40, deduplicated: 2, delivered: 38 },
             })))
             // A query parameter (it takes none).
             .errors(&[InvalidRequest]),

@@ -163,6 +163,7 @@ async fn stats_answer(env: &Env, store: &Store) -> ApiResult<Response> {
     };
     out.keap_quota = stats::keap_quota(env).await?;
     out.proxy_last_24h = stats::proxy_tally(env).await?;
+    out.keap_events_last_24h = keaplink_core::stats::keap_counts(stats::keap_tally(env).await?);
     json(&out, 200)
 }
 

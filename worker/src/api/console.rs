@@ -12,6 +12,7 @@ use keaplink_core::clock::rfc3339;
 use keaplink_core::deliveries::MAX_DELIVERIES;
 use keaplink_core::ids::PartnerId;
 use keaplink_core::partner::PartnerRecord;
+use keaplink_core::stats::keap_counts;
 use keaplink_core::{query, ApiError, ApiResult, ErrorCode};
 use worker::{Env, Request, Response};
 
@@ -52,6 +53,7 @@ pub async fn overview(env: &Env, id: &PartnerId) -> ApiResult<Response> {
             refreshes_last_24h: o.refreshes_last_24h,
             keap_quota: stats::keap_quota(env).await?,
             webhooks: o.webhooks,
+            keap_events_last_24h: keap_counts(o.keap_events_last_24h),
         },
         200,
     )
