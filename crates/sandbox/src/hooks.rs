@@ -123,15 +123,20 @@ fn find(s: &Shared, app: &str, key: &str) -> Option<Hook> {
         .cloned()
 }
 
+/// The hook as Keap answers it, or Keap's 404.
+fn answer(s: &Shared, app: &str, key: &str) -> Response {
+    match find(s, app, key) {
+        Some(h) => Json(view(&h)).into_response(),
+        None => message(StatusCode::NOT_FOUND, "Hook not found"),
+    }
+}
+
 async fn one(
     State(s): State<Shared>,
     Extension(c): Extension<Caller>,
     Path(key): Path<String>,
 ) -> Response {
-    match find(&s, c.app, &key) {
-        Some(h) => Json(view(&h)).into_response(),
-        None => message(StatusCode::NOT_FOUND, "Hook not found"),
-    }
+    answer(&s, c.app, &key)
 }
 
 async fn remove(
@@ -188,10 +193,7 @@ async fn create(State(s): State<Shared>, Extension(c): Extension<Caller>, body: 
         key
     };
     handshake(&s, key).await;
-    match find(&s, c.app, &key.to_string()) {
-        Some(h) => Json(view(&h)).into_response(),
-        None => message(StatusCode::NOT_FOUND, "Hook not found"),
-    }
+    answer(&s, c.app, &key.to_string())
 }
 
 async fn verify(
@@ -204,10 +206,7 @@ async fn verify(
     };
     set_status(&s, h.key, "Unverified");
     handshake(&s, h.key).await;
-    match find(&s, c.app, &key) {
-        Some(h) => Json(view(&h)).into_response(),
-        None => message(StatusCode::NOT_FOUND, "Hook not found"),
-    }
+    answer(&s, c.app, &key)
 }
 
 async fn delayed_verify(
@@ -224,8 +223,7 @@ async fn delayed_verify(
         return message(StatusCode::BAD_REQUEST, "X-Hook-Secret does not match");
     }
     set_status(&s, h.key, "Verified");
-    let h = find(&s, c.app, &key).expect("just set");
-    Json(view(&h)).into_response()
+    answer(&s, c.app, &key)
 }
 
 fn set_status(s: &Shared, key: u64, status: &'static str) {
