@@ -687,7 +687,12 @@ pub async fn refreshed(env: &Env, id: &PartnerId, outcome: RefreshOutcome) {
         id: id.clone(),
         outcome,
     };
-    if let Err(e) = ask::<()>(env, id, &command).await {
+    count(env, id, &command).await;
+}
+
+/// Sends a count to the partner's guard; a failure to count is logged only.
+async fn count(env: &Env, id: &PartnerId, command: &Command) {
+    if let Err(e) = ask::<()>(env, id, command).await {
         crate::log::event(
             crate::log::Level::Error,
             "stats_record_failed",
@@ -705,16 +710,7 @@ pub async fn keap_event(env: &Env, id: &PartnerId, keap: KeapEventOutcome) {
         id: id.clone(),
         keap,
     };
-    if let Err(e) = ask::<()>(env, id, &command).await {
-        crate::log::event(
-            crate::log::Level::Error,
-            "stats_record_failed",
-            &[
-                ("cause", crate::log::Field::OptStr(e.cause())),
-                ("partner", crate::log::Field::Str(id.as_str())),
-            ],
-        );
-    }
+    count(env, id, &command).await;
 }
 
 pub fn overview(env: &Env, id: &PartnerId) -> impl Future<Output = ApiResult<Overview>> {

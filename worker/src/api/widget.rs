@@ -81,6 +81,19 @@ pub async fn connect(
     )
 }
 
+/// The link an id from a path names, if it is this session's user's (not just this partner's).
+async fn users_link(
+    store: &Store,
+    s: &Session,
+    raw_id: &str,
+) -> ApiResult<keaplink_core::connection::ConnectionKey> {
+    let key = resolve(store, &s.partner_id, raw_id).await?;
+    if !key.is_users(&s.partner_id, &s.user) {
+        return Err(no_connection());
+    }
+    Ok(key)
+}
+
 pub async fn my_disconnect(
     env: &Env,
     store: &Store,
@@ -88,11 +101,7 @@ pub async fn my_disconnect(
     s: &Session,
     raw_id: &str,
 ) -> ApiResult<Response> {
-    let key = resolve(store, &s.partner_id, raw_id).await?;
-    // The id must belong to this user, not just to this partner.
-    if !key.is_users(&s.partner_id, &s.user) {
-        return Err(no_connection());
-    }
+    let key = users_link(store, s, raw_id).await?;
     guard::delete(env, &key).await?;
     let mut resp = empty(204)?;
     let link = format!(
@@ -110,10 +119,7 @@ pub async fn my_assistants(
     s: &Session,
     raw_id: &str,
 ) -> ApiResult<Response> {
-    let key = resolve(store, &s.partner_id, raw_id).await?;
-    if !key.is_users(&s.partner_id, &s.user) {
-        return Err(no_connection());
-    }
+    let key = users_link(store, s, raw_id).await?;
     let assistants = guard::mcp_list(env, &key).await?;
     json(&keaplink_api::Assistants { assistants }, 200)
 }
@@ -126,10 +132,7 @@ pub async fn revoke_assistant(
     raw_id: &str,
     grant: &str,
 ) -> ApiResult<Response> {
-    let key = resolve(store, &s.partner_id, raw_id).await?;
-    if !key.is_users(&s.partner_id, &s.user) {
-        return Err(no_connection());
-    }
+    let key = users_link(store, s, raw_id).await?;
     if !guard::mcp_revoke(env, &key, grant).await? {
         return Err(ApiError::new(
             ErrorCode::NotFound,
