@@ -9,11 +9,11 @@ use keaplink_api::{
 };
 use wasm_bindgen::JsValue;
 
-fn field(o: &JsValue, key: &str) -> JsValue {
+pub fn field(o: &JsValue, key: &str) -> JsValue {
     Reflect::get(o, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED)
 }
 
-fn text(o: &JsValue, key: &str) -> Option<String> {
+pub fn text(o: &JsValue, key: &str) -> Option<String> {
     field(o, key).as_string()
 }
 
