@@ -451,23 +451,28 @@ fn item(c: &Connection, t: &Texts, note: Option<&Note>) -> String {
         _ => state,
     };
     // The MCP clients acting in the link: a disclosure, listed once open. The name is the one the
-    // client registered with, which nobody verified.
+    // client registered with, which nobody verified. An exported link has none (exporting ended
+    // them).
     let open = match note {
         Some(Note::Assistants(_, list)) => Some(list),
         _ => None,
     };
-    let assistants = format!(
-        r#"<button type="button" data-action="assistants" data-id="{id}" aria-expanded="{}">{}{}</button>{}"#,
-        open.is_some(),
-        escape(&t.get("assistants")),
-        open.map(|l| format!(" ({})", l.length()))
-            .unwrap_or_default(),
-        open.map(|l| format!(
-            r#"<ul class="asst" data-assistants>{}</ul>"#,
-            l.iter().map(|a| assistant(&a, t)).collect::<String>()
-        ))
-        .unwrap_or_default()
-    );
+    let assistants = if exported {
+        String::new()
+    } else {
+        format!(
+            r#"<button type="button" data-action="assistants" data-id="{id}" aria-expanded="{}">{}{}</button>{}"#,
+            open.is_some(),
+            escape(&t.get("assistants")),
+            open.map(|l| format!(" ({})", l.length()))
+                .unwrap_or_default(),
+            open.map(|l| format!(
+                r#"<ul class="asst" data-assistants>{}</ul>"#,
+                l.iter().map(|a| assistant(&a, t)).collect::<String>()
+            ))
+            .unwrap_or_default()
+        )
+    };
     format!(
         r#"<li data-connection="{id}" data-status="{status}"><div><strong class="app">{app}</strong><span class="badge {badge_class}">{badge}</span></div><div>{name} · <span class="email">{email}</span></div><div class="muted">Connected {connected}{reconnected}{refreshed}</div>{actions}{assistants}</li>"#,
         status = match c.status {
@@ -667,6 +672,29 @@ mod tests {
         assert_eq!(app_label(&c), "ab123", "a blank name is no name");
         c.keap_app_name = None;
         assert_eq!(app_label(&c), "ab123");
+    }
+
+    #[test]
+    fn an_assistant_is_read_by_the_contracts_own_field_names() {
+        // `assistant` reads the API's JSON as it came (no parsing into the type, for size): these
+        // are the names and the value it reads, as keaplink-api writes them.
+        let a = keaplink_api::Assistant {
+            id: "g1".into(),
+            client_name: "Claude".into(),
+            access: keaplink_api::McpTools::ReadWrite,
+            created_at: "2026-12-07T06:00:00Z".into(),
+            used_at: "2026-12-07T06:05:00Z".into(),
+        };
+        let v = serde_json::to_value(&a).unwrap();
+        for key in ["id", "client_name", "access", "created_at", "used_at"] {
+            assert!(v.get(key).is_some_and(|v| v.is_string()), "{key}");
+        }
+        assert_eq!(v["access"], "read_write");
+        let list = serde_json::to_value(keaplink_api::Assistants {
+            assistants: vec![a],
+        })
+        .unwrap();
+        assert!(list["assistants"].is_array());
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! The contract's JSON, read in the browser with `Reflect` instead of serde: the widget has a
 //! 40 KB budget and serde's deserializers alone cost more than a third of it. The values land in
 //! `keaplink-api`'s own types, so the widget still speaks the same contract as the Worker; the
-//! browser tests check the two against each other.
+//! browser tests check the two against each other. One exception: a link's assistants are shown
+//! from their JSON as it came (`view::assistant` reads the fields by the contract's names, which a
+//! unit test pins), since nothing but the render reads them.
 
 use js_sys::{Array, Object, Reflect};
 use keaplink_api::{
