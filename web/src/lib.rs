@@ -393,7 +393,7 @@ impl Widget {
     /// Deletes link `id`: the widget's list loses it and the page hears of it
     /// (`keaplink:disconnected`). Answers where to remove the app on Keap's side.
     async fn remove(&self, id: &str) -> Result<Option<String>, Failure> {
-        let path = format!("/v1/me/connections/{}", js_sys::encode_uri_component(id));
+        let path = format!("/v1/me/connections/{}", encode(id));
         let (_, headers) = self.client.call("DELETE", &path, None).await?;
         self.edit(|list, note| {
             list.retain(|c| c.id != id);
@@ -422,11 +422,44 @@ impl Widget {
         });
     }
 
+    /// Shows link `link`'s Connected assistants, fetched now (nothing is asked while they are
+    /// closed); with `revoke`, that assistant's access is ended first (at once: its tokens stop
+    /// working) and the list shown is what remains.
+    fn assistants(self: Rc<Self>, link: String, revoke: Option<String>) {
+        spawn_local(async move {
+            let path = format!("/v1/me/connections/{}/assistants", encode(&link));
+            if let Some(grant) = revoke {
+                let gone = format!("{path}/{}", encode(&grant));
+                if let Err(f) = self.client.call("DELETE", &gone, None).await {
+                    return self.notice_failure(&f);
+                }
+                *self.notice.borrow_mut() = Some(self.texts.get("revoked"));
+            }
+            match self.client.call("GET", &path, None).await {
+                Ok((json, _)) => {
+                    let list = wire::field(&json, "assistants").dyn_into();
+                    self.set_note(Note::Assistants(link.clone(), list.unwrap_or_default()));
+                    self.focus_assistants(&link);
+                }
+                Err(f) => self.notice_failure(&f),
+            }
+        });
+    }
+
+    /// Focus back on a link's disclosure, which the render replaced.
+    fn focus_assistants(&self, link: &str) {
+        view::focus(&self.root, &format!("[aria-expanded][data-id=\"{link}\"]"));
+    }
+
     fn on_click(self: &Rc<Self>, target: Element) {
         let Ok(Some(button)) = target.closest("[data-action]") else {
             return;
         };
         let id = button.get_attribute("data-id").unwrap_or_default();
+        let open = match &*self.view.borrow() {
+            View::Loaded(_, Note::Assistants(link, _)) => Some(link.clone()),
+            _ => None,
+        };
         let me = self.clone();
         match button.get_attribute("data-action").as_deref() {
             Some("connect") => me.connect(None, None, false),
@@ -448,6 +481,17 @@ impl Widget {
             // The undo of a link the user just made: no confirmation.
             Some("confirm-disconnect") | Some("undo") => me.disconnect(id),
             Some("cancel") => self.set_note(Note::None),
+            // Open, or closed again (the open list is the link's note).
+            Some("assistants") if open.as_deref() == Some(&id) => {
+                self.set_note(Note::None);
+                self.focus_assistants(&id);
+            }
+            Some("assistants") => me.assistants(id, None),
+            Some("revoke") => {
+                if let Some(link) = open {
+                    me.assistants(link, Some(id));
+                }
+            }
             _ => {}
         }
     }
@@ -597,6 +641,10 @@ fn unstash() -> Option<String> {
     let id = s.get_item(STASH).ok().flatten();
     let _ = s.remove_item(STASH);
     id.filter(|id| !id.is_empty())
+}
+
+fn encode(s: &str) -> String {
+    js_sys::encode_uri_component(s).into()
 }
 
 /// `{key: value, ...}` for an event's `detail`.

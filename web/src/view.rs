@@ -1,7 +1,10 @@
 //! What the widget shows: HTML built from the state, every outside string escaped. The partner
 //! themes it through CSS custom properties and rewords it through attributes.
 
+use crate::wire::text;
+use js_sys::Array;
 use keaplink_api::{Connection, ConnectionStatus};
+use wasm_bindgen::JsValue;
 use web_sys::{HtmlElement, ShadowRoot};
 
 pub enum View {
@@ -27,13 +30,19 @@ pub enum Note {
         id: String,
         signed_in: String,
     },
+    /// The link's Connected assistants, open: `Assistants.assistants` as the API sent it (fetched
+    /// when opened, so a closed list costs nothing; read only to be shown).
+    Assistants(String, Array),
 }
 
 impl Note {
     fn id(&self) -> Option<&str> {
         match self {
             Note::None => None,
-            Note::Confirm(id) | Note::ConfirmAnew(id) | Note::LinkedAs(id, _) => Some(id),
+            Note::Confirm(id)
+            | Note::ConfirmAnew(id)
+            | Note::LinkedAs(id, _)
+            | Note::Assistants(id, _) => Some(id),
             Note::Mismatch { id, .. } => Some(id),
         }
     }
@@ -70,6 +79,12 @@ const TEXTS: &[(&str, &str)] = &[
     ("try-again", "Try again"),
     ("link-anew", "Disconnect and link anew"),
     ("confirm-anew", "Disconnect {expected} from this app and link another Keap account?"),
+    ("assistants", "Connected assistants"),
+    ("unverified", "name not verified"),
+    ("read", "Can read"),
+    ("read-write", "Can read and write"),
+    ("revoke", "Revoke"),
+    ("revoked", "Assistant's access revoked."),
 ];
 
 /// The one place codes become what an end user reads: the name is the code with dashes (the API's
@@ -254,7 +269,7 @@ button:hover{filter:brightness(1.08)}
 button:focus-visible,a:focus-visible{outline:3px solid var(--kl-accent);outline-offset:2px}
 a{color:var(--kl-accent)}.live:empty{display:none}.live{margin-top:8px}
 .soon{border-left:3px solid var(--kl-warn);padding-left:8px}.linked button{margin:2px 0 0}
-.mismatch{border:1px solid var(--kl-warn);border-radius:6px;padding:2px 10px 10px;margin-top:8px}
+.asst{margin:8px 0 0 12px}.mismatch{border:1px solid var(--kl-warn);border-radius:6px;padding:2px 10px 10px;margin-top:8px}
 @media (prefers-reduced-motion:reduce){*{transition:none!important;animation:none!important}}
 "#;
 
@@ -435,8 +450,31 @@ fn item(c: &Connection, t: &Texts, note: Option<&Note>) -> String {
         ),
         _ => state,
     };
+    // The MCP clients acting in the link: a disclosure, listed once open. The name is the one the
+    // client registered with, which nobody verified. An exported link has none (exporting ended
+    // them).
+    let open = match note {
+        Some(Note::Assistants(_, list)) => Some(list),
+        _ => None,
+    };
+    let assistants = if exported {
+        String::new()
+    } else {
+        format!(
+            r#"<button type="button" data-action="assistants" data-id="{id}" aria-expanded="{}">{}{}</button>{}"#,
+            open.is_some(),
+            escape(&t.get("assistants")),
+            open.map(|l| format!(" ({})", l.length()))
+                .unwrap_or_default(),
+            open.map(|l| format!(
+                r#"<ul class="asst" data-assistants>{}</ul>"#,
+                l.iter().map(|a| assistant(&a, t)).collect::<String>()
+            ))
+            .unwrap_or_default()
+        )
+    };
     format!(
-        r#"<li data-connection="{id}" data-status="{status}"><div><strong class="app">{app}</strong><span class="badge {badge_class}">{badge}</span></div><div>{name} · <span class="email">{email}</span></div><div class="muted">Connected {connected}{reconnected}{refreshed}</div>{actions}</li>"#,
+        r#"<li data-connection="{id}" data-status="{status}"><div><strong class="app">{app}</strong><span class="badge {badge_class}">{badge}</span></div><div>{name} · <span class="email">{email}</span></div><div class="muted">Connected {connected}{reconnected}{refreshed}</div>{actions}{assistants}</li>"#,
         status = match c.status {
             ConnectionStatus::Active => "active",
             ConnectionStatus::NeedsReauth => "needs_reauth",
@@ -447,6 +485,26 @@ fn item(c: &Connection, t: &Texts, note: Option<&Note>) -> String {
         name = escape(&c.keap_user.name),
         email = escape(email),
         connected = when(&c.connected_at),
+    )
+}
+
+/// One assistant: its registered name (marked unverified), what it may do, since when and when
+/// last, and its Revoke (named for it, for a screen reader's list of buttons).
+fn assistant(a: &JsValue, t: &Texts) -> String {
+    let field = |key| text(a, key).unwrap_or_default();
+    let name = escape(&field("client_name"));
+    let id = escape(&field("id"));
+    let revoke = escape(&t.get("revoke"));
+    format!(
+        r#"<li data-assistant="{id}"><strong>{name}</strong> <span class="muted">({unverified})</span><div class="muted">{access} · Allowed {allowed} · Last used {used}</div><button type="button" data-action="revoke" data-id="{id}" aria-label="{revoke} {name}">{revoke}</button></li>"#,
+        unverified = escape(&t.get("unverified")),
+        access = escape(&t.get(if field("access") == "read_write" {
+            "read-write"
+        } else {
+            "read"
+        })),
+        allowed = when(&field("created_at")),
+        used = when(&field("used_at")),
     )
 }
 
@@ -614,6 +672,29 @@ mod tests {
         assert_eq!(app_label(&c), "ab123", "a blank name is no name");
         c.keap_app_name = None;
         assert_eq!(app_label(&c), "ab123");
+    }
+
+    #[test]
+    fn an_assistant_is_read_by_the_contracts_own_field_names() {
+        // `assistant` reads the API's JSON as it came (no parsing into the type, for size): these
+        // are the names and the value it reads, as keaplink-api writes them.
+        let a = keaplink_api::Assistant {
+            id: "g1".into(),
+            client_name: "Claude".into(),
+            access: keaplink_api::McpTools::ReadWrite,
+            created_at: "2026-12-07T06:00:00Z".into(),
+            used_at: "2026-12-07T06:05:00Z".into(),
+        };
+        let v = serde_json::to_value(&a).unwrap();
+        for key in ["id", "client_name", "access", "created_at", "used_at"] {
+            assert!(v.get(key).is_some_and(|v| v.is_string()), "{key}");
+        }
+        assert_eq!(v["access"], "read_write");
+        let list = serde_json::to_value(keaplink_api::Assistants {
+            assistants: vec![a],
+        })
+        .unwrap();
+        assert!(list["assistants"].is_array());
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! The contract's JSON, read in the browser with `Reflect` instead of serde: the widget has a
 //! 40 KB budget and serde's deserializers alone cost more than a third of it. The values land in
 //! `keaplink-api`'s own types, so the widget still speaks the same contract as the Worker; the
-//! browser tests check the two against each other.
+//! browser tests check the two against each other. One exception: a link's assistants are shown
+//! from their JSON as it came (`view::assistant` reads the fields by the contract's names, which a
+//! unit test pins), since nothing but the render reads them.
 
 use js_sys::{Array, Object, Reflect};
 use keaplink_api::{
@@ -9,11 +11,11 @@ use keaplink_api::{
 };
 use wasm_bindgen::JsValue;
 
-fn field(o: &JsValue, key: &str) -> JsValue {
+pub fn field(o: &JsValue, key: &str) -> JsValue {
     Reflect::get(o, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED)
 }
 
-fn text(o: &JsValue, key: &str) -> Option<String> {
+pub fn text(o: &JsValue, key: &str) -> Option<String> {
     field(o, key).as_string()
 }
 
