@@ -164,7 +164,21 @@ async function objectsConfig(vars, secrets) {
   return { path: await writeObjectsConfig({ dir, vars, secrets }), dir };
 }
 
-export async function startWorker({ vars = {}, secrets = {}, port, persistTo, limits = {}, config: fixedConfig } = {}) {
+export async function startWorker(options = {}) {
+  // wrangler dev binds ports of its own besides ours (more with two Workers): on a machine other
+  // processes share, one can be taken between its choice and its bind. Such a start is tried
+  // again (up to three times); any other failure is the test's.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startWorkerOnce(options);
+    } catch (err) {
+      if (attempt === 3 || !/Address already in use/.test(err.message)) throw err;
+      console.error(`wrangler dev found a port taken (attempt ${attempt}); starting again`);
+    }
+  }
+}
+
+async function startWorkerOnce({ vars = {}, secrets = {}, port, persistTo, limits = {}, config: fixedConfig } = {}) {
   port ??= await freePort();
   // A caller's own config (the benchmark baseline) is used as it is, alone.
   const config = fixedConfig ?? (await configWithLimits({ ...ROOMY_LIMITS, ...limits }));
