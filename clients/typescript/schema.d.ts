@@ -704,7 +704,11 @@ export interface paths {
         put?: never;
         post?: never;
         delete?: never;
-        options?: never;
+        /**
+         * CORS preflight
+         * @description Succeeds for an `Origin` some partner allows (the session, which says which partner, is not sent on a preflight); any other origin is 403 `origin_not_allowed`.
+         */
+        options: operations["preflightListMyAssistants"];
         head?: never;
         patch?: never;
         trace?: never;
@@ -724,7 +728,11 @@ export interface paths {
          * @description Its tokens end at once.
          */
         delete: operations["revokeMyAssistant"];
-        options?: never;
+        /**
+         * CORS preflight
+         * @description Succeeds for an `Origin` some partner allows (the session, which says which partner, is not sent on a preflight); any other origin is 403 `origin_not_allowed`.
+         */
+        options: operations["preflightRevokeMyAssistant"];
         head?: never;
         patch?: never;
         trace?: never;
@@ -6010,6 +6018,40 @@ export interface operations {
             500: components["responses"]["500-internal-misconfigured-cors"];
         };
     };
+    preflightListMyAssistants: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description The page's origin, as the browser sends it. */
+                origin: string;
+            };
+            path: {
+                /** @description Any: a preflight does not read it. */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Allowed. */
+            204: {
+                headers: {
+                    "access-control-allow-headers": components["headers"]["CorsAllowHeaders"];
+                    "access-control-allow-methods": components["headers"]["CorsAllowMethods"];
+                    "access-control-allow-origin": components["headers"]["CorsAllowOrigin"];
+                    "access-control-expose-headers": components["headers"]["CorsExposeHeaders"];
+                    "access-control-max-age": components["headers"]["CorsMaxAge"];
+                    vary: components["headers"]["CorsVary"];
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            403: components["responses"]["403-origin_not_allowed"];
+            404: components["responses"]["404-not_found"];
+            500: components["responses"]["500-internal-misconfigured"];
+        };
+    };
     revokeMyAssistant: {
         parameters: {
             query?: never;
@@ -6040,6 +6082,42 @@ export interface operations {
             403: components["responses"]["403-origin_not_allowed-cors"];
             404: components["responses"]["404-not_found-no_connection-cors"];
             500: components["responses"]["500-internal-misconfigured-cors"];
+        };
+    };
+    preflightRevokeMyAssistant: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description The page's origin, as the browser sends it. */
+                origin: string;
+            };
+            path: {
+                /** @description Any: a preflight does not read it. */
+                id: string;
+                /** @description Any: a preflight does not read it. */
+                assistant_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Allowed. */
+            204: {
+                headers: {
+                    "access-control-allow-headers": components["headers"]["CorsAllowHeaders"];
+                    "access-control-allow-methods": components["headers"]["CorsAllowMethods"];
+                    "access-control-allow-origin": components["headers"]["CorsAllowOrigin"];
+                    "access-control-expose-headers": components["headers"]["CorsExposeHeaders"];
+                    "access-control-max-age": components["headers"]["CorsMaxAge"];
+                    vary: components["headers"]["CorsVary"];
+                    "x-request-id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            403: components["responses"]["403-origin_not_allowed"];
+            404: components["responses"]["404-not_found"];
+            500: components["responses"]["500-internal-misconfigured"];
         };
     };
     openapiDocument: {

@@ -5,8 +5,9 @@
 // or SSO session the sandbox issued, any repair link's token. The exceptions are what an answer is
 // for: the access token in a 200 from POST /v1/token, the tokens in a 200 from POST
 // /v1/connections/export, a partner's two secrets in the answer to the
-// PUT (or the rotate-secrets POST) that created or rotated them (shown once), and a repair link in
-// the answer that made it.
+// PUT (or the rotate-secrets POST) that created or rotated them (shown once), a repair link in
+// the answer that made it, and the MCP authorization server's tokens (POST /mcp/oauth/token) and
+// authorization code (in the consent's redirect, as OAuth carries it).
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readdir, readFile } from "node:fs/promises";
@@ -50,6 +51,15 @@ function scrub(a) {
   }
   if (a.status === 200 && a.method === "POST" && a.path === "/v1/partner/rotate-secrets") {
     text = text.replace(/"(api_key|session_secret)":"[^"]*"/g, '"$1":"(allowed)"');
+  }
+  if (a.status === 200 && a.method === "POST" && a.path === "/mcp/oauth/token") {
+    // The MCP authorization server's token endpoint: what it is for.
+    text = text.replace(/"(access_token|refresh_token)":"[^"]*"/g, '"$1":"(allowed)"');
+  }
+  if (a.status === 303 && a.method === "POST" && a.path === "/mcp/oauth/consent") {
+    // OAuth's authorization code rides the redirect to the client's registered redirect URI, as
+    // OAuth 2.1 requires: single use, minutes long, bound to the client's PKCE verifier.
+    text = text.replace(/([?&]code=)[A-Za-z0-9_-]+/g, "$1(allowed)");
   }
   if (a.status === 200 && a.method === "PUT" && a.path.startsWith("/v1/admin/partners/")) {
     text = text.replace(/"(api_key|session_secret)":"[^"]*"/g, '"$1":"(allowed)"');
@@ -109,6 +119,10 @@ test("the check itself catches a planted leak", async () => {
   const a = { method: "POST", path: "/v1/token", status: 200, headers: {}, text: '{"access_token":"AbCdEfGhIjKlMnOpQrStUvWx","keap_app":"x"}' };
   assert.deepEqual(tokenHits(scrub(a), tokens), [], "the one allowed place");
   assert.deepEqual(tokenHits(scrub({ ...a, path: "/v1/connections" }), tokens), ["AbCdEfGhIjKlMnOpQrStUvWx"]);
+  // The consent's redirect may carry the code, not anything else.
+  const consent = { method: "POST", path: "/mcp/oauth/consent", status: 303, text: "",
+    headers: { location: "https://client.example/cb?code=AbCdEfGhIjKlMnOpQrStUvWx&state=AbCdEfGhIjKlMnOpQrStUvWx" } };
+  assert.deepEqual(tokenHits(scrub(consent), tokens), ["AbCdEfGhIjKlMnOpQrStUvWx"], "only the code is set aside");
 });
 
 test("no Worker answer of the whole suite grants CORS to '*' (but public files) or with credentials", async (t) => {

@@ -972,5 +972,20 @@ fn mcp(s: &mut Schemas) -> Vec<Op> {
             .param(path_param("assistant_id", json!({"type": "string"}), "The assistant's `id`."))
             .answer(204, no_content("Revoked.", &[]))
             .errors(&[InvalidRequest, InvalidId, NoConnection, NotFound]),
+        Op::new("options", "/v1/me/connections/{id}/assistants", "preflightListMyAssistants", "widget", Auth::Public)
+            .summary("CORS preflight")
+            .describe(PREFLIGHT)
+            .param(path_param("id", json!({"type": "string"}), "Any: a preflight does not read it."))
+            .param(origin_header())
+            .answer(204, preflight())
+            .errors(&[OriginNotAllowed]),
+        Op::new("options", "/v1/me/connections/{id}/assistants/{assistant_id}", "preflightRevokeMyAssistant", "widget", Auth::Public)
+            .summary("CORS preflight")
+            .describe(PREFLIGHT)
+            .param(path_param("id", json!({"type": "string"}), "Any: a preflight does not read it."))
+            .param(path_param("assistant_id", json!({"type": "string"}), "Any: a preflight does not read it."))
+            .param(origin_header())
+            .answer(204, preflight())
+            .errors(&[OriginNotAllowed]),
     ]
 }
