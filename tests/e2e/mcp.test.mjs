@@ -5,14 +5,15 @@
 // sandbox with the chosen user's Keap token. Also every refusal: a read grant's write tools, a
 // token at another partner's endpoint, after revocation and disconnection, a replayed code, a
 // wrong verifier, another partner's resource, an unregistered redirect URI, a session JWT
-// without the request claim or for another request (nothing issued), Deny, MCP turned off.
+// without the request claim or for another request (nothing issued), Deny, MCP turned off, the
+// link exported, the partner deleted.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { join } from "node:path";
 import { SignJWT } from "jose";
-import { ROOT, record, startStack } from "./harness.mjs";
+import { ADMIN_TOKEN, ROOT, record, startStack } from "./harness.mjs";
 import { call, linkUser, mintSession, putPartner } from "./client.mjs";
 
 const PYTHON = join(ROOT, "target", "mcp", "bin", "python");
@@ -28,7 +29,7 @@ const mcpSettings = (host, tools) => ({ mcp: { enabled: true, sign_in_url: `http
 before(async () => {
   stack = await startStack();
   acme = await putPartner(stack.url, "acme", { name: "Acme Booking", origins: ["https://acme.example"], extra: mcpSettings("acme.example", "read_write") });
-  globex = await putPartner(stack.url, "globex", { origins: ["https://globex.example"], extra: mcpSettings("globex.example", "read") });
+  globex = await putPartner(stack.url, "globex", { origins: ["https://globex.example"], extra: { ...mcpSettings("globex.example", "read"), export_enabled: true } });
   await linkUser(stack, acme, "u1", "ann@ab123.example");
   await linkUser(stack, acme, "u2", "bob@cd456.example");
   await linkUser(stack, globex, "g1", "cat@ef789.example");
@@ -364,4 +365,37 @@ test("disconnecting the link, or the partner turning MCP off, ends the tokens", 
   const on = await call(stack.url, "PATCH", "/v1/partner", { token: acme.api_key, body: { mcp: { enabled: true, sign_in_url: "https://acme.example/keaplink-mcp", tools: "read_write" } } });
   assert.equal(on.status, 200);
   assert.equal((await mcp("acme", u.access_token, { jsonrpc: "2.0", id: 1, method: "ping" })).status, 401);
+});
+
+// Last in this file: it deletes globex.
+test("exporting the link, or deleting the partner, ends the tokens", async () => {
+  const ping = { jsonrpc: "2.0", id: 1, method: "ping" };
+  const resource = `${stack.url}/mcp/globex`;
+  const allow = async (user) => {
+    const a = await authorized({ resource, browsing: { partner: globex, user } });
+    const t = noteTokens(await exchange(a)).json;
+    assert.ok(t.access_token, JSON.stringify(t));
+    assert.equal((await mcp("globex", t.access_token, ping)).status, 200);
+    return { a, t };
+  };
+  const refresh = ({ a, t }) => post("/mcp/oauth/token", { grant_type: "refresh_token", refresh_token: t.refresh_token, client_id: a.client_id });
+
+  // Export: the link leaves keaplink with its Keap tokens, and its assistants' access with it.
+  const g1 = await allow("g1");
+  const list = (await call(stack.url, "GET", "/v1/connections", { token: globex.api_key })).json.connections;
+  const out = await call(stack.url, "POST", "/v1/connections/export", { token: globex.api_key, body: { connection_ids: [list.find((c) => c.user === "g1").id] } });
+  assert.equal(out.status, 200, out.text);
+  assert.equal((await mcp("globex", g1.t.access_token, ping)).status, 401);
+  assert.equal((await refresh(g1)).json.error, "invalid_grant");
+
+  // The partner deleted: its MCP server is gone and no token of its users works anywhere.
+  await linkUser(stack, globex, "g2", "dan@gh012.example");
+  const g2 = await allow("g2");
+  const gone = await call(stack.url, "DELETE", "/v1/admin/partners/globex", { token: ADMIN_TOKEN });
+  assert.equal(gone.status, 204, gone.text);
+  assert.equal((await mcp("globex", g2.t.access_token, ping)).status, 404);
+  assert.equal((await mcp("acme", g2.t.access_token, ping)).status, 401, "nor at another partner's endpoint");
+  const again = await refresh(g2);
+  assert.notEqual(again.status, 200, again.text);
+  assert.equal(again.json.access_token, undefined);
 });

@@ -183,6 +183,21 @@ test("the widget lists a link's assistants on request and Revoke ends one's acce
   assert.equal(await toggle.getAttribute("aria-expanded"), "false");
   assert.equal(await item.locator("[data-assistants]").count(), 0);
   assert.equal(asked.length, 3);
+
+  // Revoked elsewhere (another tab) while this page still lists it: its Revoke here is what the
+  // user wanted, not an error; the list shown is what remains.
+  await toggle.click();
+  await rows.first().waitFor();
+  const docsGrant = await docs.getAttribute("data-assistant");
+  const elsewhere = await call(stack.url, "DELETE", `/v1/me/connections/${link}/assistants/${docsGrant}`, { token: await mintSession(acme, "u1") });
+  assert.equal(elsewhere.status, 204);
+  // The browser logs the 404 the widget is about to get and take as "revoked already".
+  pages.expect(/^Failed to load resource: .* 404/);
+  await page.getByRole("button", { name: "Revoke Docs <b>helper</b>", exact: true }).click();
+  await page.waitForFunction(() => /Connected assistants \(0\)/.test(document.querySelector("keap-link").shadowRoot.querySelector("[data-action=assistants]")?.textContent ?? ""));
+  assert.equal(await page.locator("keap-link .live", { hasText: "Assistant's access revoked." }).count(), 1);
+  assert.equal(await page.locator("keap-link .live", { hasText: "Something went wrong" }).count(), 0);
+  assert.equal((await mcp(other.access_token)).status, 401);
   await page.close();
 });
 

@@ -430,10 +430,12 @@ impl Widget {
             let path = format!("/v1/me/connections/{}/assistants", encode(&link));
             if let Some(grant) = revoke {
                 let gone = format!("{path}/{}", encode(&grant));
-                if let Err(f) = self.client.call("DELETE", &gone, None).await {
-                    return self.notice_failure(&f);
+                match self.client.call("DELETE", &gone, None).await {
+                    // Revoked already (another tab, or the link's own end): what the user asked
+                    // for. The list fetched below shows what remains.
+                    Err(f) if f.code != "not_found" => return self.notice_failure(&f),
+                    _ => *self.notice.borrow_mut() = Some(self.texts.get("revoked")),
                 }
-                *self.notice.borrow_mut() = Some(self.texts.get("revoked"));
             }
             match self.client.call("GET", &path, None).await {
                 Ok((json, _)) => {

@@ -27,9 +27,11 @@ use futures_util::lock::Mutex;
 use keaplink_api::{
     ConnectionEvent, ConnectionEventKind, ConnectionStatus, ExportedLink, ReconnectIdentity,
 };
+use keaplink_core::clock::UnixTime;
 use keaplink_core::connection::{ConnectionKey, ConnectionRecord, OpenTokens};
 use keaplink_core::export;
 use keaplink_core::identity::{self, Mismatch};
+use keaplink_core::ids::PartnerId;
 use keaplink_core::keap::{parse_token_response, refresh_request, KeapFailure, KeapIdentity};
 use keaplink_core::keap_pace::KeapSignal;
 use keaplink_core::mcp::oauth::{Bound, Consent, Grants, Issued, Kind, Token};
@@ -289,6 +291,9 @@ pub struct McpTokens {
     pub refresh_token: String,
     pub expires_in: i64,
     pub scope: String,
+    /// The grant's partner and when it was made, for `oauth::offered` (not in the answer).
+    pub partner: PartnerId,
+    pub granted_at: UnixTime,
 }
 
 impl From<Issued> for McpTokens {
@@ -298,6 +303,8 @@ impl From<Issued> for McpTokens {
             refresh_token: i.refresh_token.expose().to_owned(),
             expires_in: i.expires_in,
             scope: i.scope.to_owned(),
+            partner: i.partner,
+            granted_at: i.granted_at,
         }
     }
 }

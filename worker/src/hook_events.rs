@@ -37,8 +37,11 @@ pub async fn deliver_batch(
         matches!(verdict, Verdict::Deliver { .. } | Verdict::Duplicate),
     );
     if let Some(outcome) = counted {
-        partner_guard::keap_event(env, &key.partner(), outcome).await;
-        stats::record_keap(env, outcome).await;
+        let partner = key.partner();
+        futures_util::join!(
+            partner_guard::keap_event(env, &partner, outcome),
+            stats::record_keap(env, outcome)
+        );
     }
     let (record, hydrate) = match verdict {
         Verdict::Deliver { record, hydrate } => (*record, hydrate),

@@ -377,6 +377,20 @@ async fn token(env: &Env, cfg: &Config, store: &Store, body: &[u8]) -> ApiResult
             ))
         }
     };
+    // The grant must still be offered: its partner deleted, or its MCP server turned off since,
+    // ends it here too (the MCP endpoint refuses its access tokens already).
+    if !oauth::offered(
+        partner_record(store, &tokens.partner).await?.as_ref(),
+        tokens.granted_at,
+    ) {
+        if let Some(t) = Token::parse(Kind::Refresh, &tokens.refresh_token) {
+            guard::mcp_revoke_token(env, &t).await?;
+        }
+        return Err(ApiError::new(
+            ErrorCode::InvalidGrant,
+            "The MCP server this grant was for is no longer offered; authorize again.",
+        ));
+    }
     let answer = Tokens {
         access_token: tokens.access_token,
         token_type: "Bearer",

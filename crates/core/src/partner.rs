@@ -393,8 +393,18 @@ mod tests {
         let b = up(Some(a), on(true), 20);
         assert_eq!(b.mcp_since, 10);
         let c = up(Some(b), on(false), 30);
-        let d = up(Some(c), on(true), 40);
+        let d = up(Some(c.clone()), on(true), 40);
         assert_eq!(d.mcp_since, 40);
+        // What a grant may still do: one made while on, but not before it was last turned on,
+        // nor while off, nor for a partner that is gone.
+        use crate::mcp::oauth::offered;
+        assert!(offered(Some(&d), 40) && offered(Some(&d), 41));
+        assert!(
+            !offered(Some(&d), 39),
+            "made before the server was last turned on"
+        );
+        assert!(!offered(Some(&c), 35), "the server is off");
+        assert!(!offered(None, 50), "the partner is deleted");
         // Enabled without a sign-in URL: refused.
         let mut bad = req(false);
         bad.mcp = Some(McpSettings {

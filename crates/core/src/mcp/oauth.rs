@@ -475,6 +475,18 @@ pub struct Issued {
     pub refresh_token: Token,
     pub expires_in: i64,
     pub scope: &'static str,
+    /// The grant's partner and when the grant was made: what [`offered`] is asked before the
+    /// tokens are handed out.
+    pub partner: PartnerId,
+    pub granted_at: UnixTime,
+}
+
+/// Whether a grant made at `granted_at` may still be used: its partner exists, offers its MCP
+/// server, and has not turned it off since the grant was made (turning it off ends every grant
+/// made before, for good). The token endpoint asks it of every grant it answers for; the MCP
+/// endpoint asks the same of the partner it serves ([`Bound::current`]).
+pub fn offered(partner: Option<&crate::partner::PartnerRecord>, granted_at: UnixTime) -> bool {
+    partner.is_some_and(|p| p.mcp.enabled && granted_at >= p.mcp_since)
 }
 
 /// What the MCP endpoint learns from a valid access token.
@@ -755,6 +767,8 @@ impl Grants {
             refresh_token,
             expires_in: ACCESS_TTL_SECS,
             scope: scope_of(g.access),
+            partner: g.partner.clone(),
+            granted_at: g.created_at,
         }
     }
 
@@ -843,6 +857,8 @@ impl Grants {
                     refresh_token: again,
                     expires_in: (g.access_expires_at - now).max(1),
                     scope: scope_of(g.access),
+                    partner: g.partner.clone(),
+                    granted_at: g.created_at,
                 });
             }
             self.grants.remove(i);
