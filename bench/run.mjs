@@ -31,6 +31,8 @@ const QUICK = argv.includes("--quick");
 // --hot: the hot paths in workerd direct only (the token path, the proxy, their baselines), the
 // figures to target/bench-hot.json and a table to stdout; BENCHMARKS.md is left alone.
 const HOT_ONLY = argv.includes("--hot");
+// --cold: only the cold starts in workerd direct (figures to target/bench-cold.json, a line to stdout).
+const COLD_ONLY = argv.includes("--cold");
 // --before DIR: also measures another build of the Worker (DIR: a copy of an earlier worker/build)
 // on the token path and the proxy, in the same run, right after this build's rows.
 // --sweep N[,N...]: only the sweep over N links each (seeded straight into local KV's SQLite,
@@ -398,6 +400,8 @@ async function coldDirect(snap) {
     bindings: { config: snap.coldVariants.bindings, path: "/" },
     compiled: { config: snap.coldVariants.compiled, path: "/" },
     ours: { config: snap.config, path: "/healthz", secrets },
+    // As deployed, a request's isolate is the front's (the objects are a Worker of their own).
+    ...(snap.frontCold ? { front: { config: snap.frontCold, path: "/healthz", secrets } } : {}),
   };
   const runs = Object.fromEntries(Object.keys(kinds).map((k) => [k, []]));
   const once = async (kind) => {
@@ -842,7 +846,7 @@ ${table("wrangler", HOT, wb)}
 Goal: \`POST /v1/token\` p50 within 1.2× of the baseline with a log line for every request (the
 default), in the setup that reflects production: **${fx(goal)}×** in workerd direct (${verdict}),
 ${fx(ratio("direct", "token-quiet"))}× there with \`LOG_REQUESTS=errors\`. Under wrangler dev the same Worker is at
-${fx(ratio("wrangler", "token"))}× with the log line and ${fx(ratio("wrangler", "token-quiet"))}× without.${rowOf("direct", "limits") && rowOf("direct", "health") ? `
+${fx(ratio("wrangler", "token"))}× with the log line and ${fx(ratio("wrangler", "token-quiet"))}× without.${kept("hot-path-runs")}${rowOf("direct", "limits") && rowOf("direct", "health") ? `
 
 Where the token path's time goes, in workerd direct (each row is one 10 s run on a shared
 2-core machine; between runs of this benchmark the same row has moved by up to 15 %, so rows that
@@ -880,7 +884,7 @@ SHA-256, one KV read of the connection, one JSON log line. \`/v1/me/connections\
 JWT, checks the origin and lists the user's connections from KV metadata (one list call).
 
 ![latency distribution](docs/bench-latency.png)
-
+${kept("hook-posts")}
 ## Keap proxy
 
 \`GET /v1/keap${KEAP_REST_PATH}\` (\`keaplink-user\`, \`keaplink-app\`, the partner's API key) against
@@ -913,7 +917,8 @@ ${[
     ["baseline (its own config: one KV binding)", cd.baseline, null],
     ["baseline's script, keaplink's bindings", cd.bindings, cd.baseline],
     ["… and our wasm compiled, not instantiated", cd.compiled, cd.bindings],
-    ["keaplink", cd.ours, cd.compiled],
+    ["keaplink (both halves in one wasm)", cd.ours, cd.compiled],
+    ...(cd.front ? [["keaplink's front alone, as deployed (every route; the objects are a Worker of their own)", cd.front, null]] : []),
   ].map(([label, r, prev]) => `| ${label} | ${r.total.toFixed(0)} ms | ${prev ? `${(r.total - prev.total).toFixed(0)} ms` : ""} | ${r.ready.toFixed(0)} ms | ${fx(r.first, 1)} ms | ${r.workerdCpu.toFixed(0)} ms |`).join("\n")}
 
 All starts (ms): ${Object.entries({ keaplink: cd.ours, "with our wasm compiled": cd.compiled, "keaplink's bindings": cd.bindings, baseline: cd.baseline }).map(([k, v]) => `${k} ${v.all.map((m) => m.toFixed(0)).join(", ")}`).join("; ")}.
@@ -937,7 +942,7 @@ baseline ${cw.baselineAll.map((m) => m.toFixed(0)).join(", ")} ms; /healthz poll
 |---|---|---|
 | baseline | ${cw.baseline.toFixed(0)} | 1.00× |
 | keaplink | ${cw.ours.toFixed(0)} | ${fx(cw.ours / cw.baseline)}× |
-
+${kept("cold-start-runs")}
 ## Sizes
 
 | artifact | raw | gzip |
@@ -1050,7 +1055,22 @@ function keepaliveSimSection() {
   }
 }
 
+/**
+ * Sections of BENCHMARKS.md that other programs' figures or a session's measurements wrote
+ * (bench/hooks.mjs's, `--hot --paired`, `--cold` runs): between `<!-- kept: ID -->` and
+ * `<!-- /kept: ID -->`, read back before the report is written again and put where the template
+ * says `kept(ID)`, so a full run never drops them.
+ */
+const keptBlocks = {};
+async function readKept() {
+  // A trial run (--out) keeps the repository's sections until it has its own.
+  const text = await readFile(join(OUT, "BENCHMARKS.md"), "utf8").catch(() => readFile(join(ROOT, "BENCHMARKS.md"), "utf8")).catch(() => "");
+  for (const m of text.matchAll(/<!-- kept: ([a-z0-9-]+) -->\n([\s\S]*?)\n<!-- \/kept: \1 -->/g)) keptBlocks[m[1]] = m[2];
+}
+const kept = (id) => (keptBlocks[id] ? `\n\n<!-- kept: ${id} -->\n${keptBlocks[id]}\n<!-- /kept: ${id} -->\n` : "");
+
 async function writeReport() {
+  await readKept();
   try {
     results.imports = JSON.parse(await readFile(join(ROOT, "target", "bench-imports.json"), "utf8"));
   } catch { /* not run: no section */ }
@@ -1177,6 +1197,22 @@ if (SWEEP_ONLY) {
   await mkdir(dirname(out), { recursive: true });
   await writeFile(out, JSON.stringify(results, null, 2));
   log(`\n${results.machine}, ${results.date}\n${hotTable()}\nwrote ${out}`);
+} else if (COLD_ONLY) {
+  const started = performance.now();
+  results.machine = machine();
+  const snap = await snapshot();
+  try {
+    await coldDirect(snap);
+  } finally {
+    await snap.remove();
+  }
+  results.durationSecs = (performance.now() - started) / 1000;
+  const out = OUT === ROOT ? join(ROOT, "target", "bench-cold.json") : join(OUT, "bench-cold.json");
+  await mkdir(dirname(out), { recursive: true });
+  await writeFile(out, JSON.stringify(results, null, 2));
+  const c = results.cold.direct;
+  const front = c.front ? `the front (as deployed) ${(c.front.total / c.baseline.total).toFixed(2)}×, ` : "(no worker/build-front: run scripts/build worker for the front's row) ";
+  log(`\n${results.machine}\nstart → first answer vs the baseline: ${front}the whole Worker in one wasm ${(c.ours.total / c.baseline.total).toFixed(2)}×\nwrote ${out}`);
 } else if (argv.includes("--report-only")) {
   // Rewrites BENCHMARKS.md and the plot from the last run's figures (no measuring).
   Object.assign(results, JSON.parse(await readFile(RESULTS, "utf8")));

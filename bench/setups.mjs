@@ -2,7 +2,7 @@
 // `wrangler dev` (as the e2e tests do), and in workerd driven directly through Miniflare, with
 // nothing between wrk and workerd. Also the snapshot of the built files every run loads.
 import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { Miniflare } from "miniflare";
@@ -21,11 +21,14 @@ const WORKERD = workerdModule.default ?? workerdModule;
  */
 export async function snapshot({ before } = {}) {
   const dir = await mkdtemp(join(tmpdir(), "keaplink-bench-snapshot-"));
-  for (const part of ["worker/build", "dist/assets", "bench/baseline", "bench/passthrough", "bench/wasm-probe"]) {
+  // The front's own build (`scripts/build worker`) is needed only by the rows that measure it.
+  const hasFront = existsSync(join(ROOT, "worker", "build-front", "index.js"));
+  for (const part of ["worker/build", ...(hasFront ? ["worker/build-front"] : []), "dist/assets", "bench/baseline", "bench/passthrough", "bench/wasm-probe"]) {
     await mkdir(join(dir, part, ".."), { recursive: true });
     await cp(join(ROOT, part), join(dir, part), { recursive: true });
   }
-  let toml = await readFile(join(ROOT, "wrangler.toml"), "utf8");
+  const front = await readFile(join(ROOT, "wrangler.toml"), "utf8");
+  let toml = wholeConfig(front, await readFile(join(ROOT, "wrangler.objects.toml"), "utf8"));
   for (const [name, limit] of Object.entries(ROOMY_LIMITS)) {
     const re = new RegExp(`(name = "${name}"[^\\[]*?simple = \\{ limit = )\\d+`);
     if (!re.test(toml)) throw new Error(`no rate-limit binding ${name} in wrangler.toml`);
@@ -62,20 +65,50 @@ export async function snapshot({ before } = {}) {
     coldVariants[name] = join(dir, `wrangler.cold-${name}.toml`);
     await writeFile(coldVariants[name], toml.replace(/^main = .*$/m, `main = "bench/cold-baseline/${name}.js"`));
   }
+  // The front as deployed, for its cold start: its own wasm and config, less the Durable Object
+  // bindings (they name the objects' Worker, which a front-only workerd does not run, and
+  // /healthz never calls them).
+  const frontCold = hasFront ? join(dir, "wrangler.front.toml") : null;
+  if (frontCold) await writeFile(frontCold, tablesOf(front).filter((t) => t.header !== "[[durable_objects.bindings]]").map((t) => t.text).join(""));
   return {
     dir,
     config: join(dir, "wrangler.toml"),
+    frontCold,
     beforeConfig,
     coldVariants,
     baseline: join(dir, "bench", "baseline", "wrangler.toml"),
     bareBaseline: join(dir, "bench", "baseline", "wrangler.bare.toml"),
     limitsBaseline: join(dir, "bench", "baseline", "wrangler.limits.toml"),
+    queueBaseline: join(dir, "bench", "baseline", "wrangler.queue.toml"),
     passthrough: join(dir, "bench", "passthrough", "wrangler.toml"),
     probe: join(dir, "bench", "wasm-probe", "worker.js"),
     workerBuild: join(dir, "worker", "build"),
     assets: join(dir, "dist", "assets"),
     remove: () => rm(dir, { recursive: true, force: true }),
   };
+}
+
+/** A TOML file as its tables, in order: the header line (`""` before the first) and the text. */
+function tablesOf(toml) {
+  const tables = [{ header: "", text: "" }];
+  for (const line of toml.split(/(?<=\n)/)) {
+    if (/^\s*\[/.test(line)) tables.push({ header: line.trim(), text: "" });
+    tables.at(-1).text += line;
+  }
+  return tables;
+}
+
+/**
+ * keaplink as one Worker (`scripts/build whole`: worker/build), for the benchmarks: the front's
+ * config (wrangler.toml) with its Durable Object bindings local (no `script_name`), plus the
+ * objects' migrations and queue consumer (wrangler.objects.toml). Deployed, keaplink is two
+ * Workers (README, "Deploying"); measured in one, a request pays no hop between them.
+ */
+export function wholeConfig(front, objects) {
+  const own = tablesOf(objects).filter((t) => ["[[migrations]]", "[[queues.consumers]]"].includes(t.header));
+  if (!own.some((t) => t.header === "[[queues.consumers]]")) throw new Error("wrangler.objects.toml has no queue consumer");
+  const text = front.replace(/^main = .*$/m, 'main = "worker/build/index.js"').replace(/^script_name = .*\n/gm, "");
+  return `${text.trimEnd()}\n\n${own.map((t) => t.text.trimEnd()).join("\n\n")}\n`;
 }
 
 const quote = (s) => `'${s.replaceAll("'", "'\\''")}'`;
@@ -184,7 +217,7 @@ export const startProbe = (snap) =>
 
 /**
  * The Keap sandbox and keaplink wired to it, like the harness's startStack but on the snapshot's
- * config and in either setup. `restartWorker()` restarts keaplink on the same port and KV.
+ * config and in either setup. `restartWorker(config?)` restarts keaplink on the same port and KV.
  */
 export async function startStack(setup, snap, options = {}) {
   // The Worker's port is picked before it starts (PUBLIC_URL names it), so another process on
@@ -225,9 +258,10 @@ async function startStackOnce(setup, snap, { workerVars = {}, persistTo, config 
     sandbox,
     worker,
     url: worker.url,
-    restartWorker: async () => {
+    /** Restarts keaplink on the same port and KV; with `other`, on that config instead. */
+    restartWorker: async (other) => {
       await stack.worker.stop();
-      stack.worker = await launch();
+      stack.worker = other ? await SETUPS[setup].start({ config: other, vars, secrets, port, persistTo }) : await launch();
     },
     stop: async () => {
       await stack.worker.stop();

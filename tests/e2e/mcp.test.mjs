@@ -365,6 +365,8 @@ test("disconnecting the link, or the partner turning MCP off, ends the tokens", 
   const on = await call(stack.url, "PATCH", "/v1/partner", { token: acme.api_key, body: { mcp: { enabled: true, sign_in_url: "https://acme.example/keaplink-mcp", tools: "read_write" } } });
   assert.equal(on.status, 200);
   assert.equal((await mcp("acme", u.access_token, { jsonrpc: "2.0", id: 1, method: "ping" })).status, 401);
+  const stale = await post("/mcp/oauth/token", { grant_type: "refresh_token", refresh_token: u.refresh_token, client_id: b.client_id });
+  assert.equal(stale.json.error, "invalid_grant", "nor does its refresh token get new ones");
 });
 
 // Last in this file: it deletes globex.
