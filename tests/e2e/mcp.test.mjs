@@ -11,15 +11,19 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { SignJWT } from "jose";
 import { ADMIN_TOKEN, ROOT, record, startStack } from "./harness.mjs";
 import { call, linkUser, mintSession, putPartner } from "./client.mjs";
+import { withLocalKv } from "./seed.mjs";
 
 const PYTHON = join(ROOT, "target", "mcp", "bin", "python");
 const CLIENT = join(ROOT, "tests", "mcp", "client.py");
 
 let stack;
+let kvDir;
 let acme;
 let globex;
 const ids = {};
@@ -27,7 +31,8 @@ const ids = {};
 const mcpSettings = (host, tools) => ({ mcp: { enabled: true, sign_in_url: `https://${host}/keaplink-mcp`, tools } });
 
 before(async () => {
-  stack = await startStack();
+  kvDir = await mkdtemp(join(tmpdir(), "keaplink-mcp-"));
+  stack = await startStack({ persistTo: kvDir });
   acme = await putPartner(stack.url, "acme", { name: "Acme Booking", origins: ["https://acme.example"], extra: mcpSettings("acme.example", "read_write") });
   globex = await putPartner(stack.url, "globex", { origins: ["https://globex.example"], extra: { ...mcpSettings("globex.example", "read"), export_enabled: true } });
   await linkUser(stack, acme, "u1", "ann@ab123.example");
@@ -37,7 +42,10 @@ before(async () => {
   ids.u1 = list.find((c) => c.user === "u1").id;
   ids.u2 = list.find((c) => c.user === "u2").id;
 });
-after(async () => { await stack?.stop(); });
+after(async () => {
+  await stack?.stop();
+  if (kvDir) await rm(kvDir, { recursive: true, force: true });
+});
 
 /** A session JWT as the partner's sign-in mints it, with the request claim (or as given). */
 async function session(partner, user, claims) {
@@ -369,7 +377,7 @@ test("disconnecting the link, or the partner turning MCP off, ends the tokens", 
   assert.equal(stale.json.error, "invalid_grant", "nor does its refresh token get new ones");
 });
 
-// Last in this file: it deletes globex.
+// It deletes globex: no test after it uses globex.
 test("exporting the link, or deleting the partner, ends the tokens", async () => {
   const ping = { jsonrpc: "2.0", id: 1, method: "ping" };
   const resource = `${stack.url}/mcp/globex`;
@@ -400,4 +408,21 @@ test("exporting the link, or deleting the partner, ends the tokens", async () =>
   const again = await refresh(g2);
   assert.notEqual(again.status, 200, again.text);
   assert.equal(again.json.access_token, undefined);
+});
+
+test("a registration is marked in KV only once it authorizes something, for its lifetime (registrations expire unused)", async () => {
+  const idle = await call(stack.url, "POST", "/mcp/oauth/register", { body: { client_name: "Idle", redirect_uris: ["http://127.0.0.1:9/cb"] } });
+  assert.equal(idle.status, 201);
+  const used = await authorized();
+  assert.equal(noteTokens(await exchange(used)).status, 200);
+  const at = Date.now() / 1000;
+  await stack.worker.stop();
+  const marks = await withLocalKv(kvDir, async (kv) => (await kv.list({ prefix: "mcpc/" })).keys);
+  await stack.restartWorker();
+  const mark = (clientId) => marks.find((k) => k.name === `mcpc/${createHash("sha256").update(clientId).digest("base64url")}`);
+  assert.ok(!mark(idle.json.client_id), "a registration that authorized nothing stores nothing");
+  const m = mark(used.client_id);
+  assert.ok(m, "the one that did is marked");
+  // It keeps the registration current for 30 days from its last authorization, then goes.
+  assert.ok(Math.abs(m.expiration - (at + 30 * 86400)) < 600, `expires in 30 days: ${m.expiration}`);
 });

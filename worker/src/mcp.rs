@@ -352,10 +352,11 @@ async fn token(env: &Env, cfg: &Config, store: &Store, body: &[u8]) -> ApiResult
             .map_err(|_| bad_target())?;
     }
     let invalid = || ApiError::new(ErrorCode::InvalidGrant, "The code or token is not valid.");
-    let tokens = match param(&p, "grant_type") {
+    // (the tokens, whether a code was redeemed: the registration authorized something)
+    let (tokens, redeemed) = match param(&p, "grant_type") {
         Some("authorization_code") => {
             let code = Token::parse(Kind::Code, required(&p, "code")?).ok_or_else(invalid)?;
-            guard::mcp_redeem(
+            let tokens = guard::mcp_redeem(
                 env,
                 &code,
                 client_hash(client_id),
@@ -363,12 +364,14 @@ async fn token(env: &Env, cfg: &Config, store: &Store, body: &[u8]) -> ApiResult
                 required(&p, "code_verifier")?.to_owned(),
                 resource,
             )
-            .await?
+            .await?;
+            (tokens, true)
         }
         Some("refresh_token") => {
             let t =
                 Token::parse(Kind::Refresh, required(&p, "refresh_token")?).ok_or_else(invalid)?;
-            guard::mcp_refresh(env, &t, client_hash(client_id), resource).await?
+            let tokens = guard::mcp_refresh(env, &t, client_hash(client_id), resource).await?;
+            (tokens, false)
         }
         _ => {
             return Err(ApiError::new(
@@ -390,6 +393,12 @@ async fn token(env: &Env, cfg: &Config, store: &Store, body: &[u8]) -> ApiResult
             ErrorCode::InvalidGrant,
             "The MCP server this grant was for is no longer offered; authorize again.",
         ));
+    }
+    if redeemed {
+        // The registration is in use: it stays current (`Client::current`) a lifetime from now.
+        store
+            .mark_mcp_client_used(&client_hash(client_id), unix_now())
+            .await?;
     }
     let answer = Tokens {
         access_token: tokens.access_token,
@@ -447,7 +456,13 @@ async fn authorize(cfg: &Config, store: &Store, query: &[u8], now: i64) -> ApiRe
             "redirect_uri is not one this client registered; nothing was sent to it.",
         ));
     }
-    if !client.current(now) {
+    // A registration older than its lifetime still counts if it authorized something since.
+    let last_authorized = if client.current(None, now) {
+        None
+    } else {
+        store.mcp_client_used(&client_hash(client_id)).await?
+    };
+    if !client.current(last_authorized, now) {
         return Err(ApiError::new(
             ErrorCode::InvalidClient,
             "This client's registration has expired: the assistant must register again.",

@@ -450,6 +450,33 @@ impl Store {
         }
         Ok(raw.and_then(|r| serde_json::from_slice(r.as_bytes()).ok()))
     }
+    // ---- MCP registrations ---------------------------------------------------------------
+
+    /// When the MCP registration `client_hash` last authorized something (`None`: never, or
+    /// not within its lifetime).
+    pub async fn mcp_client_used(
+        &self,
+        client_hash: &str,
+    ) -> ApiResult<Option<keaplink_core::clock::UnixTime>> {
+        let key = keaplink_core::mcp::oauth::used_key(client_hash);
+        Ok(self.get_text(&key).await?.and_then(|t| t.parse().ok()))
+    }
+
+    /// Marks that the registration `client_hash` authorized something at `now`; the mark
+    /// expires with the registration's lifetime, so an idle one leaves nothing behind.
+    pub async fn mark_mcp_client_used(
+        &self,
+        client_hash: &str,
+        now: keaplink_core::clock::UnixTime,
+    ) -> ApiResult<()> {
+        let key = keaplink_core::mcp::oauth::used_key(client_hash);
+        let opts = PutOptions {
+            expiration_ttl: Some(keaplink_core::mcp::oauth::REGISTRATION_TTL_SECS as u64),
+            ..PutOptions::default()
+        };
+        self.put_with(&key, &now.to_string(), opts).await
+    }
+
     // ---- Keap hooks ----------------------------------------------------------------------
 
     /// Routes a hook URL's posts to its link (`index_key` is a hash of the URL's token).

@@ -265,9 +265,12 @@ impl Client {
         open_json(keys, CLIENT_AAD, client_id)
     }
 
-    /// Whether the registration may still start an authorization.
-    pub fn current(&self, now: UnixTime) -> bool {
-        now - self.registered_at <= REGISTRATION_TTL_SECS
+    /// Whether the registration may still start an authorization: it was made, or last
+    /// authorized something (`last_authorized`: its mark, [`used_key`]), within
+    /// [`REGISTRATION_TTL_SECS`]. A registration nobody uses expires; one in use does not.
+    pub fn current(&self, last_authorized: Option<UnixTime>, now: UnixTime) -> bool {
+        let since = last_authorized.map_or(self.registered_at, |t| t.max(self.registered_at));
+        now - since <= REGISTRATION_TTL_SECS
     }
 
     /// The registered URI `presented` matches.
@@ -283,6 +286,13 @@ impl Client {
 /// The hash a `client_id` is remembered by in a grant (ids are long).
 pub fn client_hash(client_id: &str) -> String {
     storage_hash(client_id)
+}
+
+/// Where a registration's last authorization is marked (KV, expiring with it): the only thing
+/// stored for a registration, and only once it has authorized something, so registrations
+/// nobody uses cost no storage.
+pub fn used_key(client_hash: &str) -> String {
+    format!("mcpc/{client_hash}")
 }
 
 /// An authorization request, between the authorize endpoint and the consent: sealed into the
@@ -1075,8 +1085,18 @@ mod tests {
         assert!(Client::open(&keys(), &format!("{id}x")).is_none());
         assert!(c.allows_redirect("http://127.0.0.1:4242/cb"));
         assert!(!c.allows_redirect("http://127.0.0.1:4242/cb#x"));
-        assert!(c.current(NOW + REGISTRATION_TTL_SECS));
-        assert!(!c.current(NOW + REGISTRATION_TTL_SECS + 1));
+        assert!(c.current(None, NOW + REGISTRATION_TTL_SECS));
+        assert!(
+            !c.current(None, NOW + REGISTRATION_TTL_SECS + 1),
+            "unused: expired"
+        );
+        // In use: the last authorization counts from then; a mark older than the registration
+        // (none can be, but a clock may say so) counts from the registration.
+        let later = NOW + 20 * 86_400;
+        assert!(c.current(Some(later), later + REGISTRATION_TTL_SECS));
+        assert!(!c.current(Some(later), later + REGISTRATION_TTL_SECS + 1));
+        assert!(!c.current(Some(NOW - 99), NOW + REGISTRATION_TTL_SECS + 1));
+        assert_eq!(used_key("abc"), "mcpc/abc");
         assert_eq!(
             reg(r#"{"redirect_uris":[]}"#).unwrap_err().code,
             ErrorCode::InvalidRedirectUri
