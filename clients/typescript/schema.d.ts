@@ -247,7 +247,7 @@ export interface paths {
         put?: never;
         /**
          * Register an MCP client (RFC 7591, public clients)
-         * @description `redirect_uris` (1-5): https, or http on a loopback host (matched with any port), never with credentials or a fragment; `token_endpoint_auth_method` `none`. The `client_id` carries the registration sealed (nothing is stored); a registration may start authorizations for 30 days. Rate-limited per address.
+         * @description `redirect_uris` (1-5): https, or http on a loopback host (matched with any port), never with credentials or a fragment; `token_endpoint_auth_method` `none`. The `client_id` carries the registration sealed: nothing is stored until it first authorizes something. A registration expires unused: one that has authorized nothing for 30 days (since it was made, or since its last authorization) can start no new authorization (`invalid_client`; register again), while the grants it holds keep working. Rate-limited per address.
          */
         post: operations["mcpRegister"];
         delete?: never;
