@@ -287,7 +287,7 @@ export interface paths {
         put?: never;
         /**
          * Tokens for an MCP client
-         * @description `authorization_code` (with `code_verifier`, `redirect_uri`, `client_id`, and `resource` if the client names one) or `refresh_token` (rotated at each use; the previous one answers the same tokens again for 60 s, then its use ends the grant). The access token lives 1 h. Tokens are stored only as hashes, bound to the partner, the user, the link, the scope and the resource.
+         * @description `authorization_code` (with `code_verifier`, `redirect_uri`, `client_id`, and `resource` if the client names one) or `refresh_token` (rotated at each use; the previous one answers the same tokens again for 60 s, then its use ends the grant). The access token lives 1 h. Tokens are stored only as hashes, bound to the partner, the user, the link, the scope and the resource. A grant whose partner was deleted, or turned its MCP server off since the grant was made, is ended here: `invalid_grant`, nothing issued.
          */
         post: operations["mcpToken"];
         delete?: never;
@@ -4417,7 +4417,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description `invalid_token`: no valid access token for this server (none, expired, revoked, another partner's, or its link disconnected). */
+            /** @description `invalid_token`: no valid access token for this server (none, expired, revoked, another partner's, its link disconnected or exported, or made before the partner last turned its MCP server on). */
             401: {
                 headers: {
                     "cache-control": components["headers"]["NoStore"];

@@ -54,12 +54,13 @@ function scrub(a) {
   }
   if (a.status === 200 && a.method === "POST" && a.path === "/mcp/oauth/token") {
     // The MCP authorization server's token endpoint: what it is for.
-    text = text.replace(/"(access_token|refresh_token)":"[^"]*"/g, '"$1":"(allowed)"');
+    // Only MCP-shaped tokens: a Keap token in these fields would still be caught.
+    text = text.replace(/"(access_token|refresh_token)":"km[ar]_[A-Za-z0-9_-]*"/g, '"$1":"(allowed)"');
   }
   if (a.status === 303 && a.method === "POST" && a.path === "/mcp/oauth/consent") {
     // OAuth's authorization code rides the redirect to the client's registered redirect URI, as
     // OAuth 2.1 requires: single use, minutes long, bound to the client's PKCE verifier.
-    text = text.replace(/([?&]code=)[A-Za-z0-9_-]+/g, "$1(allowed)");
+    text = text.replace(/([?&]code=)kmc_[A-Za-z0-9_-]+/g, "$1(allowed)");
   }
   if (a.status === 200 && a.method === "PUT" && a.path.startsWith("/v1/admin/partners/")) {
     text = text.replace(/"(api_key|session_secret)":"[^"]*"/g, '"$1":"(allowed)"');
@@ -119,10 +120,15 @@ test("the check itself catches a planted leak", async () => {
   const a = { method: "POST", path: "/v1/token", status: 200, headers: {}, text: '{"access_token":"AbCdEfGhIjKlMnOpQrStUvWx","keap_app":"x"}' };
   assert.deepEqual(tokenHits(scrub(a), tokens), [], "the one allowed place");
   assert.deepEqual(tokenHits(scrub({ ...a, path: "/v1/connections" }), tokens), ["AbCdEfGhIjKlMnOpQrStUvWx"]);
-  // The consent's redirect may carry the code, not anything else.
+  // The consent's redirect may carry keaplink's code, not anything else; the MCP token
+  // endpoint its own tokens, not a Keap token.
   const consent = { method: "POST", path: "/mcp/oauth/consent", status: 303, text: "",
     headers: { location: "https://client.example/cb?code=AbCdEfGhIjKlMnOpQrStUvWx&state=AbCdEfGhIjKlMnOpQrStUvWx" } };
-  assert.deepEqual(tokenHits(scrub(consent), tokens), ["AbCdEfGhIjKlMnOpQrStUvWx"], "only the code is set aside");
+  assert.deepEqual(tokenHits(scrub(consent), tokens), ["AbCdEfGhIjKlMnOpQrStUvWx", "AbCdEfGhIjKlMnOpQrStUvWx"], "not a code of another shape");
+  const mcpToken = { method: "POST", path: "/mcp/oauth/token", status: 200, headers: {}, text: '{"access_token":"AbCdEfGhIjKlMnOpQrStUvWx"}' };
+  assert.deepEqual(tokenHits(scrub(mcpToken), tokens), ["AbCdEfGhIjKlMnOpQrStUvWx"], "a Keap token where an MCP one goes");
+  const mcpSecret = "kma_0123456789abcdef_" + "Q".repeat(30);
+  assert.ok(!scrub({ ...mcpToken, text: `{"access_token":"${mcpSecret}"}` }).includes(mcpSecret), "the MCP token is what the answer is for");
 });
 
 test("no Worker answer of the whole suite grants CORS to '*' (but public files) or with credentials", async (t) => {

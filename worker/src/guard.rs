@@ -35,6 +35,7 @@ use keaplink_core::ids::PartnerId;
 use keaplink_core::keap::{parse_token_response, refresh_request, KeapFailure, KeapIdentity};
 use keaplink_core::keap_pace::KeapSignal;
 use keaplink_core::mcp::oauth::{Bound, Consent, Grants, Issued, Kind, Token};
+use keaplink_core::partner::PartnerRecord;
 use keaplink_core::refresh::{fingerprint, Attempt, Purpose, RefreshState};
 use keaplink_core::repair::{self, RepairHandle, RepairLinkRecord, RepairToken, Try};
 use keaplink_core::seal::{Reseal, ResealOutcome};
@@ -291,9 +292,6 @@ pub struct McpTokens {
     pub refresh_token: String,
     pub expires_in: i64,
     pub scope: String,
-    /// The grant's partner and when it was made, for `oauth::offered` (not in the answer).
-    pub partner: PartnerId,
-    pub granted_at: UnixTime,
 }
 
 impl From<Issued> for McpTokens {
@@ -303,8 +301,6 @@ impl From<Issued> for McpTokens {
             refresh_token: i.refresh_token.expose().to_owned(),
             expires_in: i.expires_in,
             scope: i.scope.to_owned(),
-            partner: i.partner,
-            granted_at: i.granted_at,
         }
     }
 }
@@ -481,7 +477,7 @@ impl DurableObject for ConnectionGuard {
                 durable::reply(self.mcp_grant(&store, &key, &consent).await)
             }
             // The MCP commands that work on the grants alone: one future for them all.
-            other => self.mcp(other).await,
+            other => self.mcp(&store, other).await,
         }
     }
 }
@@ -723,6 +719,19 @@ impl ConnectionGuard {
             .unwrap_or_default())
     }
 
+    /// The partner of the link these grants are in, read from KV now (not an isolate's copy:
+    /// a deletion or a server turned off must end grants at once). `None`: deleted, or no link.
+    async fn mcp_partner(&self, store: &Store) -> ApiResult<Option<PartnerRecord>> {
+        let key = durable::storage(&self.state)
+            .get::<ConnectionKey>(MCP_KEY)
+            .await
+            .map_err(storage)?;
+        match key {
+            Some(key) => store.partner_uncached(&key.partner()).await,
+            None => Ok(None),
+        }
+    }
+
     async fn mcp_save(&self, grants: &Grants) -> ApiResult<()> {
         let st = durable::storage(&self.state);
         if grants.grants.is_empty() {
@@ -771,12 +780,27 @@ impl ConnectionGuard {
 
     /// The MCP commands on the grants alone (boxed: one future, not one per command inlined
     /// into `fetch`).
-    fn mcp(&self, command: Command) -> LocalBoxFuture<'_, worker::Result<Response>> {
+    fn mcp<'a>(
+        &'a self,
+        store: &'a Store,
+        command: Command,
+    ) -> LocalBoxFuture<'a, worker::Result<Response>> {
         Box::pin(async move {
             let now = unix_now();
             let mut grants = match self.mcp_grants().await {
                 Ok(g) => g,
                 Err(e) => return durable::reply::<()>(Err(e)),
+            };
+            // A token request: the link's partner as it is now, read before anything is issued
+            // (deleted, or its server turned off since the grant was made, ends the grant).
+            let partner = match &command {
+                Command::McpRedeem { .. } | Command::McpRefresh { .. } => {
+                    match self.mcp_partner(store).await {
+                        Ok(p) => p,
+                        Err(e) => return durable::reply::<()>(Err(e)),
+                    }
+                }
+                _ => None,
             };
             let before = grants.clone();
             let mut note = None;
@@ -797,6 +821,7 @@ impl ConnectionGuard {
                                 &redirect_uri,
                                 &verifier,
                                 resource.as_deref(),
+                                partner.as_ref(),
                                 now,
                             )
                         })
@@ -809,7 +834,9 @@ impl ConnectionGuard {
                 } => durable::reply(
                     Token::parse(Kind::Refresh, &token)
                         .ok_or_else(bad_code)
-                        .and_then(|t| grants.refresh(&t, &client, resource.as_deref(), now))
+                        .and_then(|t| {
+                            grants.refresh(&t, &client, resource.as_deref(), partner.as_ref(), now)
+                        })
                         .map(McpTokens::from),
                 ),
                 Command::McpCheck { token, resource } => {

@@ -12,7 +12,7 @@ use crate::config::Config;
 use crate::guard;
 use crate::http::{empty, json, json_text, read_bytes_within, redirect};
 use crate::limits;
-use crate::log::{self, Level};
+use crate::log::{self, Field, Level};
 use crate::pages::secure_page_headers;
 use crate::proxy;
 use crate::random;
@@ -380,25 +380,20 @@ async fn token(env: &Env, cfg: &Config, store: &Store, body: &[u8]) -> ApiResult
             ))
         }
     };
-    // The grant must still be offered: its partner deleted, or its MCP server turned off since,
-    // ends it here too (the MCP endpoint refuses its access tokens already).
-    if !oauth::offered(
-        partner_record(store, &tokens.partner).await?.as_ref(),
-        tokens.granted_at,
-    ) {
-        if let Some(t) = Token::parse(Kind::Refresh, &tokens.refresh_token) {
-            guard::mcp_revoke_token(env, &t).await?;
-        }
-        return Err(ApiError::new(
-            ErrorCode::InvalidGrant,
-            "The MCP server this grant was for is no longer offered; authorize again.",
-        ));
-    }
     if redeemed {
         // The registration is in use: it stays current (`Client::current`) a lifetime from now.
-        store
+        // Best effort: the code is spent and the tokens are issued, so a failed mark (KV takes
+        // one write a second per key) must not lose them; the next authorization marks again.
+        if let Err(e) = store
             .mark_mcp_client_used(&client_hash(client_id), unix_now())
-            .await?;
+            .await
+        {
+            log::event(
+                Level::Warn,
+                "mcp_registration_mark_failed",
+                &[("cause", Field::Str(&e.to_string()))],
+            );
+        }
     }
     let answer = Tokens {
         access_token: tokens.access_token,

@@ -933,7 +933,7 @@ fn mcp(s: &mut Schemas) -> Vec<Op> {
             .answer(404, html("The partner no longer offers its MCP server, or the chosen link is not the user's or not working (`not_found`, `no_connection`).", &[])),
         body(Op::new("post", "/mcp/oauth/token", "mcpToken", "mcp", Auth::Public)
             .summary("Tokens for an MCP client")
-            .describe("`authorization_code` (with `code_verifier`, `redirect_uri`, `client_id`, and `resource` if the client names one) or `refresh_token` (rotated at each use; the previous one answers the same tokens again for 60 s, then its use ends the grant). The access token lives 1 h. Tokens are stored only as hashes, bound to the partner, the user, the link, the scope and the resource."),
+            .describe("`authorization_code` (with `code_verifier`, `redirect_uri`, `client_id`, and `resource` if the client names one) or `refresh_token` (rotated at each use; the previous one answers the same tokens again for 60 s, then its use ends the grant). The access token lives 1 h. Tokens are stored only as hashes, bound to the partner, the user, the link, the scope and the resource. A grant whose partner was deleted, or turned its MCP server off since the grant was made, is ended here: `invalid_grant`, nothing issued."),
             form(&[("grant_type", "authorization_code or refresh_token."), ("code", ""), ("redirect_uri", ""), ("code_verifier", ""), ("client_id", ""), ("refresh_token", ""), ("resource", "")], &["grant_type", "client_id"]))
             .answer(200, ok_json("The tokens.", json!({"type": "object", "required": ["access_token", "token_type", "expires_in", "refresh_token", "scope"], "properties": {
                 "access_token": {"type": "string"}, "token_type": {"type": "string", "const": "Bearer"}, "expires_in": {"type": "integer"},
@@ -957,7 +957,7 @@ fn mcp(s: &mut Schemas) -> Vec<Op> {
             .answer(200, ok_json("The JSON-RPC response.", json!({"type": "object", "required": ["jsonrpc", "id"], "properties": {"jsonrpc": {"const": "2.0"}, "id": {}, "result": {}, "error": {"type": "object"}}}),
                 json!({"jsonrpc": "2.0", "id": 1, "result": {}})))
             .answer(202, no_content("A notification (or a response): accepted, nothing to answer.", &[]))
-            .answer(401, oauth_error("`invalid_token`: no valid access token for this server (none, expired, revoked, another partner's, or its link disconnected).", &[Header::WwwAuthenticate]))
+            .answer(401, oauth_error("`invalid_token`: no valid access token for this server (none, expired, revoked, another partner's, its link disconnected or exported, or made before the partner last turned its MCP server on).", &[Header::WwwAuthenticate]))
             .errors(&[NotFound, BodyTooLarge, RateLimited]),
         Op::new("get", "/v1/me/connections/{id}/assistants", "listMyAssistants", "widget", Auth::Session)
             .summary("The MCP clients acting in one of the user's links (Connected assistants)")

@@ -485,18 +485,18 @@ pub struct Issued {
     pub refresh_token: Token,
     pub expires_in: i64,
     pub scope: &'static str,
-    /// The grant's partner and when the grant was made: what [`offered`] is asked before the
-    /// tokens are handed out.
-    pub partner: PartnerId,
-    pub granted_at: UnixTime,
 }
 
 /// Whether a grant made at `granted_at` may still be used: its partner exists, offers its MCP
 /// server, and has not turned it off since the grant was made (turning it off ends every grant
-/// made before, for good). The token endpoint asks it of every grant it answers for; the MCP
-/// endpoint asks the same of the partner it serves ([`Bound::current`]).
+/// made before, for good). The token endpoint's grants ask it before anything is issued
+/// ([`Grants::redeem`], [`Grants::refresh`]); the MCP endpoint asks it of the partner it serves.
 pub fn offered(partner: Option<&crate::partner::PartnerRecord>, granted_at: UnixTime) -> bool {
-    partner.is_some_and(|p| p.mcp.enabled && granted_at >= p.mcp_since)
+    partner.is_some_and(|p| p.mcp.enabled && Bound::made_since(granted_at, p.mcp_since))
+}
+
+fn not_offered() -> ApiError {
+    invalid_grant("The MCP server this grant was for is no longer offered; the grant is ended. Authorize again.")
 }
 
 /// What the MCP endpoint learns from a valid access token.
@@ -708,7 +708,11 @@ impl Bound {
     /// `mcp_since`: turning it off ends every grant made before, for good (a grant made in the
     /// same second as turning it on again counts).
     pub fn current(&self, mcp_since: UnixTime) -> bool {
-        self.created_at >= mcp_since
+        Self::made_since(self.created_at, mcp_since)
+    }
+
+    fn made_since(created_at: UnixTime, mcp_since: UnixTime) -> bool {
+        created_at >= mcp_since
     }
 }
 
@@ -777,14 +781,14 @@ impl Grants {
             refresh_token,
             expires_in: ACCESS_TTL_SECS,
             scope: scope_of(g.access),
-            partner: g.partner.clone(),
-            granted_at: g.created_at,
         }
     }
 
     /// The authorization code grant: once, by the client it was issued to, at the redirect URI
     /// it was sent to, with the verifier of its challenge, for the resource it names (when the
     /// client names one). A code presented again ends the grant it made.
+    /// `partner`: the link's partner as it is now (`None`: deleted), read by the guard first.
+    #[allow(clippy::too_many_arguments)]
     pub fn redeem(
         &mut self,
         code: &Token,
@@ -792,6 +796,7 @@ impl Grants {
         redirect_uri: &str,
         verifier: &str,
         resource: Option<&str>,
+        partner: Option<&crate::partner::PartnerRecord>,
         now: UnixTime,
     ) -> Result<Issued, ApiError> {
         let hash = code.hash();
@@ -830,6 +835,10 @@ impl Grants {
             self.grants.remove(i);
             return Err(invalid_grant(m));
         }
+        if !offered(partner, g.created_at) {
+            self.grants.remove(i);
+            return Err(not_offered());
+        }
         let g = &mut self.grants[i];
         g.code = None;
         g.spent_code = Some(hash);
@@ -838,11 +847,14 @@ impl Grants {
 
     /// The refresh grant: rotates the refresh token. The token just rotated away answers the
     /// same tokens again for [`ROTATION_GRACE_SECS`]; after that its use ends the grant.
+    /// `partner`: the link's partner as it is now (`None`: deleted), read by the guard first;
+    /// a grant it no longer offers ends here, whichever refresh token is presented.
     pub fn refresh(
         &mut self,
         token: &Token,
         client_hash: &str,
         resource: Option<&str>,
+        partner: Option<&crate::partner::PartnerRecord>,
         now: UnixTime,
     ) -> Result<Issued, ApiError> {
         let hash = token.hash();
@@ -858,6 +870,10 @@ impl Grants {
             .position(|g| g.previous_refresh.as_ref().is_some_and(|(h, _)| *h == hash))
         {
             let g = &self.grants[i];
+            if !offered(partner, g.created_at) {
+                self.grants.remove(i);
+                return Err(not_offered());
+            }
             let until = g.previous_refresh.as_ref().map_or(0, |(_, u)| *u);
             let again = token.derive(Kind::Refresh);
             if now <= until && g.refresh_hash.as_deref() == Some(again.hash().as_str()) {
@@ -867,8 +883,6 @@ impl Grants {
                     refresh_token: again,
                     expires_in: (g.access_expires_at - now).max(1),
                     scope: scope_of(g.access),
-                    partner: g.partner.clone(),
-                    granted_at: g.created_at,
                 });
             }
             self.grants.remove(i);
@@ -887,6 +901,10 @@ impl Grants {
             return Err(invalid_grant(
                 "The refresh token has expired; authorize again.",
             ));
+        }
+        if !offered(partner, g.created_at) {
+            self.grants.remove(i);
+            return Err(not_offered());
         }
         if g.client_hash != client_hash {
             return Err(invalid_grant(
@@ -985,6 +1003,71 @@ mod tests {
             },
             user: UserId::parse("u-1").unwrap(),
         }
+    }
+
+    /// The partner as the guard reads it: its MCP server on since before the grants were made.
+    fn on() -> crate::partner::PartnerRecord {
+        serde_json::from_value(serde_json::json!({
+            "partner_id": "acme", "name": "Acme", "allowed_origins": [], "return_urls": [],
+            "api_key_hash": "", "session_secret": "", "created_at": 0, "updated_at": 0,
+            "mcp": {"enabled": true, "sign_in_url": "https://acme.example/in", "tools": "read_write"},
+            "mcp_since": NOW - 100,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_grant_its_partner_no_longer_offers_ends_at_the_token_endpoint() {
+        let ch = client_hash("client-1");
+        let uri = "http://127.0.0.1:3000/cb";
+        // Redeem: the server was turned off and on since the consent.
+        let (mut g, code) = granted();
+        let mut again = on();
+        again.mcp_since = NOW + 1;
+        let e = g
+            .redeem(&code, &ch, uri, VERIFIER, None, Some(&again), NOW + 2)
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidGrant);
+        assert!(g.grants.is_empty(), "the grant is ended, nothing issued");
+        // Refresh: the partner deleted, or its server off; the grace retry too.
+        for partner in [
+            None,
+            Some({
+                let mut off = on();
+                off.mcp.enabled = false;
+                off
+            }),
+        ] {
+            let (mut g, code) = granted();
+            let first = g
+                .redeem(&code, &ch, uri, VERIFIER, None, Some(&on()), NOW)
+                .unwrap();
+            let second = g
+                .refresh(&first.refresh_token, &ch, None, Some(&on()), NOW + 1)
+                .unwrap();
+            let mut retry = g.clone();
+            assert_eq!(
+                retry
+                    .refresh(&first.refresh_token, &ch, None, partner.as_ref(), NOW + 2)
+                    .unwrap_err()
+                    .code,
+                ErrorCode::InvalidGrant
+            );
+            assert!(retry.grants.is_empty());
+            assert_eq!(
+                g.refresh(&second.refresh_token, &ch, None, partner.as_ref(), NOW + 2)
+                    .unwrap_err()
+                    .code,
+                ErrorCode::InvalidGrant
+            );
+            assert!(g.grants.is_empty());
+            assert!(g
+                .check(&second.access_token, "https://k.example/mcp/acme", NOW + 2)
+                .is_none());
+        }
+        // And the rule itself.
+        assert!(offered(Some(&on()), NOW - 100) && !offered(Some(&on()), NOW - 101));
+        assert!(!offered(None, NOW));
     }
 
     fn granted() -> (Grants, Token) {
@@ -1173,6 +1256,7 @@ mod tests {
                 "http://127.0.0.1:3000/cb",
                 VERIFIER,
                 None,
+                Some(&on()),
                 NOW,
             )
             .unwrap();
@@ -1195,6 +1279,7 @@ mod tests {
                 "http://127.0.0.1:3000/cb",
                 VERIFIER,
                 None,
+                Some(&on()),
                 NOW,
             )
             .unwrap_err();
@@ -1235,7 +1320,15 @@ mod tests {
         for (client, uri, verifier, resource, at) in cases {
             let (mut g, code) = granted();
             let e = g
-                .redeem(&code, &client_hash(client), uri, verifier, resource, at)
+                .redeem(
+                    &code,
+                    &client_hash(client),
+                    uri,
+                    verifier,
+                    resource,
+                    Some(&on()),
+                    at,
+                )
                 .unwrap_err();
             assert_eq!(e.code, ErrorCode::InvalidGrant);
             // Nothing issued, and the code is spent.
@@ -1248,10 +1341,18 @@ mod tests {
         let (mut g, code) = granted();
         let ch = client_hash("client-1");
         let first = g
-            .redeem(&code, &ch, "http://127.0.0.1:3000/cb", VERIFIER, None, NOW)
+            .redeem(
+                &code,
+                &ch,
+                "http://127.0.0.1:3000/cb",
+                VERIFIER,
+                None,
+                Some(&on()),
+                NOW,
+            )
             .unwrap();
         let second = g
-            .refresh(&first.refresh_token, &ch, None, NOW + 10)
+            .refresh(&first.refresh_token, &ch, None, Some(&on()), NOW + 10)
             .unwrap();
         assert_ne!(second.refresh_token, first.refresh_token);
         // The old access token is gone, the new one works.
@@ -1263,16 +1364,16 @@ mod tests {
             .is_some());
         // A concurrent retry with the just-rotated token: the same tokens, no invalid_grant.
         let retry = g
-            .refresh(&first.refresh_token, &ch, None, NOW + 20)
+            .refresh(&first.refresh_token, &ch, None, Some(&on()), NOW + 20)
             .unwrap();
         assert_eq!(retry.refresh_token, second.refresh_token);
         assert_eq!(retry.access_token, second.access_token);
         // Rotating on, then the twice-old token: the grant ends.
         let third = g
-            .refresh(&second.refresh_token, &ch, None, NOW + 30)
+            .refresh(&second.refresh_token, &ch, None, Some(&on()), NOW + 30)
             .unwrap();
         assert_eq!(
-            g.refresh(&first.refresh_token, &ch, None, NOW + 31)
+            g.refresh(&first.refresh_token, &ch, None, Some(&on()), NOW + 31)
                 .unwrap_err()
                 .code,
             ErrorCode::InvalidGrant
@@ -1287,34 +1388,73 @@ mod tests {
         let (mut g, code) = granted();
         let ch = client_hash("client-1");
         let first = g
-            .redeem(&code, &ch, "http://127.0.0.1:3000/cb", VERIFIER, None, NOW)
+            .redeem(
+                &code,
+                &ch,
+                "http://127.0.0.1:3000/cb",
+                VERIFIER,
+                None,
+                Some(&on()),
+                NOW,
+            )
             .unwrap();
-        let second = g.refresh(&first.refresh_token, &ch, None, NOW).unwrap();
+        let second = g
+            .refresh(&first.refresh_token, &ch, None, Some(&on()), NOW)
+            .unwrap();
         assert!(g
             .refresh(
                 &first.refresh_token,
                 &ch,
                 None,
+                Some(&on()),
                 NOW + ROTATION_GRACE_SECS + 1
             )
             .is_err());
         assert!(g
-            .refresh(&second.refresh_token, &ch, None, NOW + 62)
+            .refresh(&second.refresh_token, &ch, None, Some(&on()), NOW + 62)
             .is_err());
         // And refresh tokens age out.
         let (mut g, code) = granted();
         let first = g
-            .redeem(&code, &ch, "http://127.0.0.1:3000/cb", VERIFIER, None, NOW)
+            .redeem(
+                &code,
+                &ch,
+                "http://127.0.0.1:3000/cb",
+                VERIFIER,
+                None,
+                Some(&on()),
+                NOW,
+            )
             .unwrap();
         assert!(g
-            .refresh(&first.refresh_token, &ch, None, NOW + REFRESH_TTL_SECS)
+            .refresh(
+                &first.refresh_token,
+                &ch,
+                None,
+                Some(&on()),
+                NOW + REFRESH_TTL_SECS
+            )
             .is_err());
         let (mut g, code) = granted();
         let first = g
-            .redeem(&code, &ch, "http://127.0.0.1:3000/cb", VERIFIER, None, NOW)
+            .redeem(
+                &code,
+                &ch,
+                "http://127.0.0.1:3000/cb",
+                VERIFIER,
+                None,
+                Some(&on()),
+                NOW,
+            )
             .unwrap();
         assert!(g
-            .refresh(&first.refresh_token, &client_hash("client-2"), None, NOW)
+            .refresh(
+                &first.refresh_token,
+                &client_hash("client-2"),
+                None,
+                Some(&on()),
+                NOW
+            )
             .is_err());
     }
 
@@ -1323,7 +1463,15 @@ mod tests {
         let (mut g, code) = granted();
         let ch = client_hash("client-1");
         let t = g
-            .redeem(&code, &ch, "http://127.0.0.1:3000/cb", VERIFIER, None, NOW)
+            .redeem(
+                &code,
+                &ch,
+                "http://127.0.0.1:3000/cb",
+                VERIFIER,
+                None,
+                Some(&on()),
+                NOW,
+            )
             .unwrap();
         assert!(g
             .check(
@@ -1346,9 +1494,18 @@ mod tests {
         let (mut g, code) = granted();
         let ch = client_hash("client-1");
         let t = g
-            .redeem(&code, &ch, "http://127.0.0.1:3000/cb", VERIFIER, None, NOW)
+            .redeem(
+                &code,
+                &ch,
+                "http://127.0.0.1:3000/cb",
+                VERIFIER,
+                None,
+                Some(&on()),
+                NOW,
+            )
             .unwrap();
-        g.refresh(&t.refresh_token, &ch, None, NOW + 1).unwrap();
+        g.refresh(&t.refresh_token, &ch, None, Some(&on()), NOW + 1)
+            .unwrap();
         let (mut g2, code2) = granted();
         g.grants.append(&mut g2.grants);
         let _ = code2;
@@ -1357,7 +1514,9 @@ mod tests {
         let c = consent(McpTools::ReadWrite);
         let json = serde_json::to_string(&c).unwrap();
         assert_eq!(serde_json::from_str::<Consent>(&json).unwrap(), c);
-        let again = g.refresh(&t.refresh_token, &ch, None, NOW + 2).unwrap();
+        let again = g
+            .refresh(&t.refresh_token, &ch, None, Some(&on()), NOW + 2)
+            .unwrap();
         let b = g
             .check(&again.access_token, "https://k.example/mcp/acme", NOW + 2)
             .unwrap();
