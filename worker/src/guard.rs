@@ -27,11 +27,9 @@ use futures_util::lock::Mutex;
 use keaplink_api::{
     ConnectionEvent, ConnectionEventKind, ConnectionStatus, ExportedLink, ReconnectIdentity,
 };
-use keaplink_core::clock::UnixTime;
 use keaplink_core::connection::{ConnectionKey, ConnectionRecord, OpenTokens};
 use keaplink_core::export;
 use keaplink_core::identity::{self, Mismatch};
-use keaplink_core::ids::PartnerId;
 use keaplink_core::keap::{parse_token_response, refresh_request, KeapFailure, KeapIdentity};
 use keaplink_core::keap_pace::KeapSignal;
 use keaplink_core::mcp::oauth::{Bound, Consent, Grants, Issued, Kind, Token};
