@@ -1154,62 +1154,40 @@ function pairedTable() {
   return lines.join("\n");
 }
 
-if (SWEEP_ONLY) {
+/**
+ * One measuring mode of this program (not the full run): `measure` on a fresh snapshot, the
+ * figures to target/FILE (or --out's folder); answers the file's path.
+ */
+async function measureOnly(file, measure, snapshotOptions = {}) {
   const started = performance.now();
   results.machine = machine();
-  const snap = await snapshot();
+  const snap = await snapshot(snapshotOptions);
   try {
-    for (const n of SWEEP_ONLY) await sweep(snap, n, 1000, { fast: true });
+    await measure(snap);
   } finally {
     await snap.remove();
   }
   results.durationSecs = (performance.now() - started) / 1000;
-  const out = OUT === ROOT ? join(ROOT, "target", "bench-sweep.json") : join(OUT, "bench-sweep.json");
+  const out = OUT === ROOT ? join(ROOT, "target", file) : join(OUT, file);
   await mkdir(dirname(out), { recursive: true });
   await writeFile(out, JSON.stringify(results, null, 2));
+  return out;
+}
+
+if (SWEEP_ONLY) {
+  const out = await measureOnly("bench-sweep.json", async (snap) => {
+    for (const n of SWEEP_ONLY) await sweep(snap, n, 1000, { fast: true });
+  });
   log(`${results.machine}, ${results.date}\nwrote ${out}`);
 } else if (HOT_ONLY && PAIRED) {
   if (!BEFORE) throw new Error("--paired needs --before DIR");
-  const started = performance.now();
-  results.machine = machine();
-  const snap = await snapshot({ before: BEFORE });
-  try {
-    await paired(snap, PAIRED);
-  } finally {
-    await snap.remove();
-  }
-  results.durationSecs = (performance.now() - started) / 1000;
-  const out = OUT === ROOT ? join(ROOT, "target", "bench-paired.json") : join(OUT, "bench-paired.json");
-  await mkdir(dirname(out), { recursive: true });
-  await writeFile(out, JSON.stringify(results, null, 2));
+  const out = await measureOnly("bench-paired.json", (snap) => paired(snap, PAIRED), { before: BEFORE });
   log(`\n${results.machine}, ${results.date}\n${pairedTable()}\nwrote ${out}`);
 } else if (HOT_ONLY) {
-  const started = performance.now();
-  results.machine = machine();
-  const snap = await snapshot({ before: BEFORE });
-  try {
-    await latency("direct", snap);
-  } finally {
-    await snap.remove();
-  }
-  results.durationSecs = (performance.now() - started) / 1000;
-  const out = OUT === ROOT ? join(ROOT, "target", "bench-hot.json") : join(OUT, "bench-hot.json");
-  await mkdir(dirname(out), { recursive: true });
-  await writeFile(out, JSON.stringify(results, null, 2));
+  const out = await measureOnly("bench-hot.json", (snap) => latency("direct", snap), { before: BEFORE });
   log(`\n${results.machine}, ${results.date}\n${hotTable()}\nwrote ${out}`);
 } else if (COLD_ONLY) {
-  const started = performance.now();
-  results.machine = machine();
-  const snap = await snapshot();
-  try {
-    await coldDirect(snap);
-  } finally {
-    await snap.remove();
-  }
-  results.durationSecs = (performance.now() - started) / 1000;
-  const out = OUT === ROOT ? join(ROOT, "target", "bench-cold.json") : join(OUT, "bench-cold.json");
-  await mkdir(dirname(out), { recursive: true });
-  await writeFile(out, JSON.stringify(results, null, 2));
+  const out = await measureOnly("bench-cold.json", (snap) => coldDirect(snap));
   const c = results.cold.direct;
   const front = c.front ? `the front (as deployed) ${(c.front.total / c.baseline.total).toFixed(2)}×, ` : "(no worker/build-front: run scripts/build worker for the front's row) ";
   log(`\n${results.machine}\nstart → first answer vs the baseline: ${front}the whole Worker in one wasm ${(c.ours.total / c.baseline.total).toFixed(2)}×\nwrote ${out}`);

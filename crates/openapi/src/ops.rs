@@ -143,6 +143,26 @@ impl Op {
     }
 }
 
+/// The CORS preflight of a widget path (each of its path parameters listed, and unread).
+fn widget_preflight(path: &'static str, id: &'static str) -> Op {
+    let mut op = Op::new("options", path, id, "widget", Auth::Public)
+        .summary("CORS preflight")
+        .describe(PREFLIGHT);
+    for name in path
+        .split('/')
+        .filter_map(|seg| seg.strip_prefix('{')?.strip_suffix('}'))
+    {
+        op = op.param(path_param(
+            name,
+            json!({"type": "string"}),
+            "Any: a preflight does not read it.",
+        ));
+    }
+    op.param(origin_header())
+        .answer(204, preflight())
+        .errors(&[OriginNotAllowed])
+}
+
 fn path_param(name: &str, schema: Value, description: &str) -> Value {
     json!({"name": name, "in": "path", "required": true, "description": description, "schema": schema})
 }
@@ -319,12 +339,7 @@ pub fn all(s: &mut Schemas) -> Vec<Op> {
                 ex(api::MyConnections { connections: vec![sample_connection()] })))
             // A query parameter (it takes none).
             .errors(&[InvalidRequest]),
-        Op::new("options", "/v1/me/connections", "preflightMyConnections", "widget", Auth::Public)
-            .summary("CORS preflight")
-            .describe(PREFLIGHT)
-            .param(origin_header())
-            .answer(204, preflight())
-            .errors(&[OriginNotAllowed]),
+        widget_preflight("/v1/me/connections", "preflightMyConnections"),
         Op::new("post", "/v1/me/connect", "connect", "widget", Auth::Session)
             .summary("Start linking a Keap account")
             .describe("Answers the URL to open (a popup, or the same tab) at Keap: through Keap's sign-out hop unless `sign_out_first` is false or the deployment has the hop off. The flow ends at `GET /oauth/callback`. An empty body is allowed. With `connection_id`, a reconnect of that link of the signed-in user, identity-locked (same Keap app; same Keap user unless the partner's `reconnect_identity` is `app`). Rate-limited per client address (before credentials) and per partner.")
@@ -332,25 +347,14 @@ pub fn all(s: &mut Schemas) -> Vec<Op> {
             .answer(200, ok_json("Open `authorize_url`.", s.of::<api::ConnectResponse>(),
                 ex(api::ConnectResponse { authorize_url: "https://accounts.infusionsoft.com/app/oauth/authorize?client_id=your-client-id&redirect_uri=https%3A%2F%2Fkeaplink.example%2Foauth%2Fcallback&response_type=code&scope=full&state=opaque-state".into() })))
             .errors(&[InvalidId, ReturnUrlNotAllowed, NoConnection, RateLimited]),
-        Op::new("options", "/v1/me/connect", "preflightConnect", "widget", Auth::Public)
-            .summary("CORS preflight")
-            .describe(PREFLIGHT)
-            .param(origin_header())
-            .answer(204, preflight())
-            .errors(&[OriginNotAllowed]),
+        widget_preflight("/v1/me/connect", "preflightConnect"),
         Op::new("delete", "/v1/me/connections/{id}", "disconnectMine", "widget", Auth::Session)
             .summary("Disconnect one of the signed-in user's links")
             .describe("Deletes the link and its tokens at once. Keap has no revoke API: `link` points to Keap's Account Central, where the user can remove the app on Keap's side.")
             .param(connection_id())
             .answer(204, no_content("Disconnected.", &[Header::AccountCentral]))
             .errors(&[InvalidRequest, InvalidId, NoConnection]),
-        Op::new("options", "/v1/me/connections/{id}", "preflightDisconnectMine", "widget", Auth::Public)
-            .summary("CORS preflight")
-            .describe(PREFLIGHT)
-            .param(path_param("id", json!({"type": "string"}), "Any: a preflight does not read it."))
-            .param(origin_header())
-            .answer(204, preflight())
-            .errors(&[OriginNotAllowed]),
+        widget_preflight("/v1/me/connections/{id}", "preflightDisconnectMine"),
         // Keap's redirect back.
         callback(),
         // Repair links: hosted pages.
@@ -972,20 +976,7 @@ fn mcp(s: &mut Schemas) -> Vec<Op> {
             .param(path_param("assistant_id", json!({"type": "string"}), "The assistant's `id`."))
             .answer(204, no_content("Revoked.", &[]))
             .errors(&[InvalidRequest, InvalidId, NoConnection, NotFound]),
-        Op::new("options", "/v1/me/connections/{id}/assistants", "preflightListMyAssistants", "widget", Auth::Public)
-            .summary("CORS preflight")
-            .describe(PREFLIGHT)
-            .param(path_param("id", json!({"type": "string"}), "Any: a preflight does not read it."))
-            .param(origin_header())
-            .answer(204, preflight())
-            .errors(&[OriginNotAllowed]),
-        Op::new("options", "/v1/me/connections/{id}/assistants/{assistant_id}", "preflightRevokeMyAssistant", "widget", Auth::Public)
-            .summary("CORS preflight")
-            .describe(PREFLIGHT)
-            .param(path_param("id", json!({"type": "string"}), "Any: a preflight does not read it."))
-            .param(path_param("assistant_id", json!({"type": "string"}), "Any: a preflight does not read it."))
-            .param(origin_header())
-            .answer(204, preflight())
-            .errors(&[OriginNotAllowed]),
+        widget_preflight("/v1/me/connections/{id}/assistants", "preflightListMyAssistants"),
+        widget_preflight("/v1/me/connections/{id}/assistants/{assistant_id}", "preflightRevokeMyAssistant"),
     ]
 }

@@ -1070,6 +1070,20 @@ mod tests {
         assert!(!offered(None, NOW));
     }
 
+    /// The code redeemed as the client it was issued to, at NOW.
+    fn redeemed(g: &mut Grants, code: &Token, client: &str) -> Issued {
+        g.redeem(
+            code,
+            client,
+            "http://127.0.0.1:3000/cb",
+            VERIFIER,
+            None,
+            Some(&on()),
+            NOW,
+        )
+        .unwrap()
+    }
+
     fn granted() -> (Grants, Token) {
         let mut g = Grants::default();
         let code = Token::new(Kind::Code, &object(), [1; 32]);
@@ -1340,17 +1354,7 @@ mod tests {
     fn refresh_rotates_and_a_retry_with_the_previous_token_gets_the_same_answer() {
         let (mut g, code) = granted();
         let ch = client_hash("client-1");
-        let first = g
-            .redeem(
-                &code,
-                &ch,
-                "http://127.0.0.1:3000/cb",
-                VERIFIER,
-                None,
-                Some(&on()),
-                NOW,
-            )
-            .unwrap();
+        let first = redeemed(&mut g, &code, &ch);
         let second = g
             .refresh(&first.refresh_token, &ch, None, Some(&on()), NOW + 10)
             .unwrap();
@@ -1387,17 +1391,7 @@ mod tests {
     fn a_previous_refresh_token_past_its_grace_ends_the_grant() {
         let (mut g, code) = granted();
         let ch = client_hash("client-1");
-        let first = g
-            .redeem(
-                &code,
-                &ch,
-                "http://127.0.0.1:3000/cb",
-                VERIFIER,
-                None,
-                Some(&on()),
-                NOW,
-            )
-            .unwrap();
+        let first = redeemed(&mut g, &code, &ch);
         let second = g
             .refresh(&first.refresh_token, &ch, None, Some(&on()), NOW)
             .unwrap();
@@ -1415,17 +1409,7 @@ mod tests {
             .is_err());
         // And refresh tokens age out.
         let (mut g, code) = granted();
-        let first = g
-            .redeem(
-                &code,
-                &ch,
-                "http://127.0.0.1:3000/cb",
-                VERIFIER,
-                None,
-                Some(&on()),
-                NOW,
-            )
-            .unwrap();
+        let first = redeemed(&mut g, &code, &ch);
         assert!(g
             .refresh(
                 &first.refresh_token,
@@ -1436,17 +1420,7 @@ mod tests {
             )
             .is_err());
         let (mut g, code) = granted();
-        let first = g
-            .redeem(
-                &code,
-                &ch,
-                "http://127.0.0.1:3000/cb",
-                VERIFIER,
-                None,
-                Some(&on()),
-                NOW,
-            )
-            .unwrap();
+        let first = redeemed(&mut g, &code, &ch);
         assert!(g
             .refresh(
                 &first.refresh_token,
@@ -1462,17 +1436,7 @@ mod tests {
     fn access_tokens_expire_and_revocation_ends_the_grant() {
         let (mut g, code) = granted();
         let ch = client_hash("client-1");
-        let t = g
-            .redeem(
-                &code,
-                &ch,
-                "http://127.0.0.1:3000/cb",
-                VERIFIER,
-                None,
-                Some(&on()),
-                NOW,
-            )
-            .unwrap();
+        let t = redeemed(&mut g, &code, &ch);
         assert!(g
             .check(
                 &t.access_token,
@@ -1493,17 +1457,7 @@ mod tests {
     fn grants_and_requests_read_back_as_written() {
         let (mut g, code) = granted();
         let ch = client_hash("client-1");
-        let t = g
-            .redeem(
-                &code,
-                &ch,
-                "http://127.0.0.1:3000/cb",
-                VERIFIER,
-                None,
-                Some(&on()),
-                NOW,
-            )
-            .unwrap();
+        let t = redeemed(&mut g, &code, &ch);
         g.refresh(&t.refresh_token, &ch, None, Some(&on()), NOW + 1)
             .unwrap();
         let (mut g2, code2) = granted();
