@@ -4317,7 +4317,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description `invalid_request`, `invalid_grant` or `unsupported_grant_type`: nothing was issued. */
+            /** @description `invalid_request`, `invalid_grant`, `invalid_target` (`resource` names no MCP server offered here) or `unsupported_grant_type`: nothing was issued. */
             400: {
                 headers: {
                     "cache-control": components["headers"]["NoStore"];

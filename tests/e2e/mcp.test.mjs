@@ -270,7 +270,13 @@ test("codes: single use, the right verifier, the right resource; the answer carr
   const c = await authorized();
   const other = await exchange(c, { resource: `${stack.url}/mcp/globex` });
   assert.equal(other.status, 400);
+  assert.equal(other.json.error, "invalid_grant", "another server's resource: not the code's");
   assert.ok(!("access_token" in other.json));
+  // A resource no MCP server here answers to (RFC 8707): refused before the code is looked at.
+  const e = await authorized();
+  const nowhere = await exchange(e, { resource: `${stack.url}/mcp/nobody` });
+  assert.equal(nowhere.json.error, "invalid_target", nowhere.text);
+  assert.equal(noteTokens(await exchange(e)).status, 200, "the code was not spent");
 
   // A resource of a partner without an MCP server, at authorize: back to the client, refused.
   const d = await authorized({ resource: `${stack.url}/mcp/nobody` });

@@ -407,7 +407,7 @@ async fn token(env: &Env, cfg: &Config, store: &Store, body: &[u8]) -> ApiResult
 
 fn bad_target() -> ApiError {
     ApiError::new(
-        ErrorCode::InvalidGrant,
+        ErrorCode::InvalidTarget,
         "resource is not an MCP server this deployment offers.",
     )
 }

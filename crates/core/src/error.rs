@@ -39,6 +39,7 @@ error_codes! {
     InvalidKeapPath => ("invalid_keap_path", 400),
     AccessDenied => ("access_denied", 400),
     InvalidGrant => ("invalid_grant", 400),
+    InvalidTarget => ("invalid_target", 400),
     InvalidClientMetadata => ("invalid_client_metadata", 400),
     InvalidRedirectUri => ("invalid_redirect_uri", 400),
     UnsupportedGrantType => ("unsupported_grant_type", 400),

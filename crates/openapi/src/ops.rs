@@ -943,7 +943,7 @@ fn mcp(s: &mut Schemas) -> Vec<Op> {
                 "access_token": {"type": "string"}, "token_type": {"type": "string", "const": "Bearer"}, "expires_in": {"type": "integer"},
                 "refresh_token": {"type": "string"}, "scope": {"type": "string"}}}),
                 json!({"access_token": "kma_…", "token_type": "Bearer", "expires_in": 3600, "refresh_token": "kmr_…", "scope": "keap.read"})))
-            .answer(400, oauth_error("`invalid_request`, `invalid_grant` or `unsupported_grant_type`: nothing was issued.", &[]))
+            .answer(400, oauth_error("`invalid_request`, `invalid_grant`, `invalid_target` (`resource` names no MCP server offered here) or `unsupported_grant_type`: nothing was issued.", &[]))
             .answer(401, oauth_error("`invalid_client`.", &[]))
             .errors(&[BodyTooLarge, RateLimited]),
         body(Op::new("post", "/mcp/oauth/revoke", "mcpRevoke", "mcp", Auth::Public)
