@@ -908,9 +908,6 @@ impl ConnectionGuard {
         if gone.is_some() {
             self.drop_hooks(cfg, store, key).await;
         }
-        if gone.is_some() {
-            self.drop_hooks(cfg, store, key).await;
-        }
         if let Some(record) = &gone {
             store.delete_connection(key, record).await?;
             store.reindex(key, Some(record), None).await?;
