@@ -166,6 +166,31 @@ fn input_value(id: &str) -> String {
     String::new()
 }
 
+/// The settings form's MCP server fields, as `PATCH /v1/partner`'s `mcp` (the Worker checks
+/// them: an https sign-in URL while on).
+fn mcp_settings() -> JsValue {
+    let sign_in = input_value("mcp-sign-in").trim().to_owned();
+    wire::object(&[
+        ("enabled", JsValue::from_bool(checked("mcp-on"))),
+        (
+            "sign_in_url",
+            if sign_in.is_empty() {
+                JsValue::NULL
+            } else {
+                JsValue::from_str(&sign_in)
+            },
+        ),
+        (
+            "tools",
+            JsValue::from_str(if checked("mcp-read-write") {
+                "read_write"
+            } else {
+                "read"
+            }),
+        ),
+    ])
+}
+
 fn checked(id: &str) -> bool {
     by_id(id)
         .and_then(|e| e.dyn_into::<HtmlInputElement>().ok())
@@ -789,6 +814,7 @@ impl App {
                 "webhook_repair_links",
                 JsValue::from_bool(checked("repair-links")),
             ),
+            ("mcp", mcp_settings()),
         ]);
         let gen = self.gen.get();
         let me = self.clone();

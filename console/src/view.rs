@@ -790,6 +790,14 @@ pub fn settings(p: &PartnerView) -> String {
 </fieldset>
 <h2>Keap for AI agents</h2>
 <p data-mcp>{mcp}</p>
+<div class="check"><input id="mcp-on" name="mcp-on" type="checkbox"{mcp_on}><label for="mcp-on">Offer an MCP server: your users connect AI assistants to their Keap link</label></div>
+<label for="mcp-sign-in">MCP sign-in URL</label>
+<input id="mcp-sign-in" name="mcp-sign-in" type="url" value="{sign_in}" spellcheck="false" aria-describedby="mcp-sign-in-hint">
+<p id="mcp-sign-in-hint" class="hint">https: your page where keaplink sends a user to sign in before they allow an assistant. Required while the server is on. Turning it off ends every assistant's access for good.</p>
+<fieldset><legend>What an assistant may be allowed</legend>
+<div class="check"><input id="mcp-read" name="mcp-tools" type="radio" value="read"{read}><label for="mcp-read">Read only</label></div>
+<div class="check"><input id="mcp-read-write" name="mcp-tools" type="radio" value="read_write"{read_write}><label for="mcp-read-write">Read and write (create contacts, apply tags, add notes)</label></div>
+</fieldset>
 <div id="settings-error"></div>
 <button type="submit" class="primary">Save settings</button>
 </form>
@@ -803,6 +811,10 @@ pub fn settings(p: &PartnerView) -> String {
         user = checked(p.reconnect_identity == ReconnectIdentity::User),
         app = checked(p.reconnect_identity == ReconnectIdentity::App),
         mcp = mcp_line(&p.mcp),
+        mcp_on = checked(p.mcp.enabled),
+        sign_in = escape(p.mcp.sign_in_url.as_deref().unwrap_or("")),
+        read = checked(p.mcp.tools == keaplink_api::McpTools::Read),
+        read_write = checked(p.mcp.tools == keaplink_api::McpTools::ReadWrite),
     )
 }
 
@@ -810,7 +822,7 @@ pub fn settings(p: &PartnerView) -> String {
 /// `mcp`).
 fn mcp_line(m: &keaplink_api::McpSettings) -> String {
     if !m.enabled {
-        return "Off. Turn it on with <code>PATCH /v1/partner</code> and <code>{\"mcp\": {\"enabled\": true, \"sign_in_url\": …}}</code>.".into();
+        return "Off: no MCP server for your users. (<code>PATCH /v1/partner</code>'s <code>mcp</code> changes it too.)".into();
     }
     let tools = match m.tools {
         keaplink_api::McpTools::Read => "read only",

@@ -343,14 +343,19 @@ pub fn repair_link(v: &JsValue) -> Option<RepairLink> {
 
 /// A JSON body from `(key, value)` pairs.
 pub fn body(pairs: &[(&str, JsValue)]) -> String {
+    js_sys::JSON::stringify(&object(pairs))
+        .ok()
+        .and_then(|s| s.as_string())
+        .unwrap_or_else(|| "{}".into())
+}
+
+/// A JS object of `pairs` (a field of a body that is itself an object).
+pub fn object(pairs: &[(&str, JsValue)]) -> JsValue {
     let o = Object::new();
     for (k, v) in pairs {
         let _ = Reflect::set(&o, &JsValue::from_str(k), v);
     }
-    js_sys::JSON::stringify(&o)
-        .ok()
-        .and_then(|s| s.as_string())
-        .unwrap_or_else(|| "{}".into())
+    o.into()
 }
 
 /// A JS array of strings.

@@ -395,6 +395,25 @@ test("11. settings: saved, refused with the rule; rotate secrets and see the old
   assert.match(await err.textContent(), /Not saved: .*origin/i);
   assert.deepEqual((await call(stack.url, "GET", "/v1/partner", { token: acme.api_key })).json.allowed_origins, saved.allowed_origins);
 
+  // The MCP server, turned on here: the partner's sign-in page, and read-write tools.
+  assert.equal(await page.getByLabel("Offer an MCP server").isChecked(), false);
+  await page.getByLabel("Allowed origins").fill(saved.allowed_origins.join("\n"));
+  await page.getByLabel("Offer an MCP server").check();
+  await page.getByLabel("MCP sign-in URL").fill("https://app.acme.example/keaplink-mcp");
+  await page.getByLabel("Read and write").check();
+  await page.getByRole("button", { name: "Save settings" }).click();
+  await page.locator("[data-mcp]", { hasText: "On (read and write)" }).waitFor();
+  const on = { enabled: true, sign_in_url: "https://app.acme.example/keaplink-mcp", tools: "read_write" };
+  assert.deepEqual((await call(stack.url, "GET", "/v1/partner", { token: acme.api_key })).json.mcp, on);
+  assert.equal(await page.getByLabel("Offer an MCP server").isChecked(), true, "the form shows what is stored");
+  // A sign-in page that is not https: refused with the rule, nothing changed.
+  await page.getByLabel("MCP sign-in URL").fill("http://app.acme.example/in");
+  await page.getByRole("button", { name: "Save settings" }).click();
+  await err.waitFor();
+  assert.match(await err.textContent(), /Not saved: .*sign_in_url must be an absolute https URL/);
+  assert.deepEqual((await call(stack.url, "GET", "/v1/partner", { token: acme.api_key })).json.mcp, on);
+  await axe(page, "settings with the MCP server on");
+
   // A second console, signed in with the same (soon old) key.
   const other = await signedIn();
   const oldKey = acme.api_key;
