@@ -202,12 +202,13 @@ pub async fn consume(
 }
 
 /// Checks links' hooks at Keap as the pacer allows (each check is a few Keap calls, counted
-/// against the refreshes' pace, not the proxy's); the rest come back after the pacer's wait.
+/// against the refreshes' pace, not the proxy's, and none while Keap's day is at its last tenth,
+/// which is for refreshes); the rest come back after the pacer's wait.
 async fn check_hooks(
     env: &Env,
     mut checks: Vec<(RawMessage, keaplink_core::connection::ConnectionKey)>,
 ) {
-    let grant = match pacer::ask(env, checks.len() as u32 * hooks::CHECK_CALLS, false).await {
+    let grant = match pacer::ask_upkeep(env, checks.len() as u32 * hooks::CHECK_CALLS).await {
         Ok(g) => g,
         Err(e) => {
             log::failure(Level::Error, "hooks_check_failed", &e);

@@ -57,6 +57,12 @@ impl ConnectionGuard {
             return Ok(None);
         };
         let mut h = self.hooks_state().await?;
+        // A check queued twice (one of them waited out Keap's low day) runs once per interval.
+        if mode == Mode::Check
+            && !hooks::check_due(h.checked_at, unix_now(), i64::from(cfg.hooks_check_secs))
+        {
+            return Ok(Some((String::new(), 0)));
+        }
         if mode == Mode::Teardown && h.url_token.is_none() {
             return Ok(Some((String::new(), 0)));
         }

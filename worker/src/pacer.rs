@@ -5,7 +5,7 @@
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::durable;
-use keaplink_core::keap_pace::KeapSignal;
+use keaplink_core::keap_pace::{KeapSignal, Lane};
 use keaplink_core::pace::{Pace, PaceGrant};
 use keaplink_core::ApiResult;
 use serde::{Deserialize, Serialize};
@@ -24,6 +24,9 @@ struct Ask {
     /// What Keap's answers to the caller's last refreshes said of the quota.
     #[serde(default)]
     keap: Option<KeapSignal>,
+    /// What the calls are for (refreshes unless said).
+    #[serde(default)]
+    lane: Lane,
 }
 
 #[cfg(feature = "objects")]
@@ -59,7 +62,7 @@ impl DurableObject for RefreshPacer {
         if let Some(signal) = &ask.keap {
             pace.learn(signal);
         }
-        durable::reply(Ok(pace.take(ask.want, ask.throttled, now)))
+        durable::reply(Ok(pace.take_in(ask.lane, ask.want, ask.throttled, now)))
     }
 }
 
@@ -75,10 +78,31 @@ pub fn tell(
     throttled: bool,
     keap: Option<KeapSignal>,
 ) -> impl Future<Output = ApiResult<PaceGrant>> {
-    let ask = Ask {
-        want,
-        throttled,
-        keap,
-    };
+    call(
+        env,
+        Ask {
+            want,
+            throttled,
+            keap,
+            lane: Lane::Keep,
+        },
+    )
+}
+
+/// Asks the pacer for up to `want` slots of upkeep (checks of links' hooks): granted from the
+/// same pace, and none while Keap's day is down to its last tenth (`keap_pace::Lane`).
+pub fn ask_upkeep(env: &Env, want: u32) -> impl Future<Output = ApiResult<PaceGrant>> {
+    call(
+        env,
+        Ask {
+            want,
+            throttled: false,
+            keap: None,
+            lane: Lane::Upkeep,
+        },
+    )
+}
+
+fn call(env: &Env, ask: Ask) -> impl Future<Output = ApiResult<PaceGrant>> {
     durable::call(env, PACER_BINDING, "keap-token-endpoint", &ask)
 }

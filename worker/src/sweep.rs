@@ -13,7 +13,7 @@ use crate::store::Store;
 use futures_util::stream::{self, StreamExt};
 use keaplink_core::connection::ConnectionKey;
 use keaplink_core::hooks;
-use keaplink_core::keap_pace::KeapSignal;
+use keaplink_core::keap_pace::{KeapSignal, Lane};
 use keaplink_core::pace::MAX_QUOTA_WAIT_SECS;
 use keaplink_core::refresh::{DueReason, Purpose, RefreshState};
 use keaplink_core::sweep::{Answered, Budget, Tally, LIST_PAGE};
@@ -38,6 +38,8 @@ pub struct SweepReport {
     pub due_keepalive: u64,
     /// Links whose Keap hooks were due for a check (queued, paced with the refreshes).
     pub hooks_due: u64,
+    /// Of those, checks not queued: Keap's day was at its last tenth, kept for refreshes.
+    pub hooks_held: u64,
     #[serde(flatten)]
     pub tally: Tally,
     /// Due connections handed to the refresh queue for lack of budget.
@@ -169,10 +171,16 @@ pub async fn sweep(env: &Env, cfg: &Config, mut cursor: Option<String>) -> ApiRe
             .into_iter()
             .map(|key| Job::Refresh { key })
             .collect();
-        let n_hooks = hook_checks.len();
-        report.hooks_due += n_hooks as u64;
-        deferred.append(&mut hook_checks);
+        report.hooks_due += hook_checks.len() as u64;
         let (tally, held) = refresh_paced(env, due, &heard).await;
+        // Keap's day at its last tenth (or a 429's quiet): hook checks are not queued, they stay
+        // due for a later sweep, and the refreshes may spend what is left (`keap_pace::Lane`).
+        if heard.borrow().room_in(Lane::Upkeep, 0, now_ms()).calls == 0 {
+            report.hooks_held += hook_checks.len() as u64;
+            hook_checks.clear();
+        }
+        let n_hooks = hook_checks.len();
+        deferred.append(&mut hook_checks);
         report.guard_calls += plan.direct as u64 - held.keys.len() as u64;
         report.tally.merge(&tally);
         if !held.keys.is_empty() {

@@ -17,6 +17,21 @@ use serde::{Deserialize, Serialize};
 const THROTTLE_MARGIN_DIVISOR: u64 = 100;
 /// A `Retry-After` longer than this is not believed (a day window resets within a day).
 const MAX_QUIET_MS: u64 = 24 * 60 * 60 * 1000;
+/// Of the day's quota, this share of its limit is never spent on upkeep ([`Lane::Upkeep`]): the
+/// last tenth, where [`KeapSignal::pressing`] starts, is for keeping links alive.
+const UPKEEP_DAY_FLOOR_DIVISOR: u64 = 10;
+
+/// What the Keap calls asked for are for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Lane {
+    /// Refreshes: they keep links alive, and may spend the day to its last call.
+    #[default]
+    Keep,
+    /// Checks of links' hooks at Keap: they stop while the day has a tenth or less left (Keap
+    /// reported it), so they never take what a refresh needs; they resume when it starts over.
+    Upkeep,
+}
 
 /// What Keap last reported to refreshes, as the pace reads it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -99,6 +114,11 @@ impl KeapSignal {
     /// How many refreshes may start now, `in_flight` being on their way already (not yet
     /// counted by any answer).
     pub fn room(&self, in_flight: u64, now_ms: u64) -> Room {
+        self.room_in(Lane::Keep, in_flight, now_ms)
+    }
+
+    /// How many calls of `lane` may start now (see [`Lane`]).
+    pub fn room_in(&self, lane: Lane, in_flight: u64, now_ms: u64) -> Room {
         if self.quiet_until_ms > now_ms {
             return Room {
                 calls: 0,
@@ -106,7 +126,14 @@ impl KeapSignal {
             };
         }
         let mut room = Room::UNLIMITED;
-        let windows = [(self.day, 0), (self.throttle, THROTTLE_MARGIN_DIVISOR)];
+        let day_margin = match lane {
+            Lane::Keep => 0,
+            Lane::Upkeep => UPKEEP_DAY_FLOOR_DIVISOR,
+        };
+        let windows = [
+            (self.day, day_margin),
+            (self.throttle, THROTTLE_MARGIN_DIVISOR),
+        ];
         for (w, divisor) in windows {
             let Some(w) = w.filter(|w| now_ms < w.resets_at_ms) else {
                 continue;
@@ -192,6 +219,37 @@ mod tests {
         assert!(s.pressing(NOW));
         // Once the minute is over only the day's 100,000 left limit them.
         assert_eq!(s.room(0, NOW + 50_000).calls, 100_000);
+    }
+
+    #[test]
+    fn hook_checks_stop_at_the_last_tenth_of_the_day_and_refreshes_go_on() {
+        let day = |available: &str| {
+            h(&[
+                ("date", "Tue, 01 Dec 2026 08:00:10 GMT"),
+                ("x-keap-product-quota-limit", "150000"),
+                ("x-keap-product-quota-time-unit", "day"),
+                ("x-keap-product-quota-interval", "1"),
+                ("x-keap-product-quota-available", available),
+            ])
+        };
+        let roomy = KeapSignal::read(&day("20000"), 200, NOW);
+        assert_eq!(roomy.room_in(Lane::Upkeep, 0, NOW).calls, 20_000 - 15_000);
+        assert_eq!(roomy.room_in(Lane::Keep, 0, NOW).calls, 20_000);
+        let low = KeapSignal::read(&day("15000"), 200, NOW);
+        let upkeep = low.room_in(Lane::Upkeep, 0, NOW);
+        assert_eq!(upkeep.calls, 0, "the last tenth is for keeping links alive");
+        assert!(upkeep.resume_at_ms > NOW, "until the day starts over");
+        assert_eq!(
+            low.room(0, NOW).calls,
+            15_000,
+            "refreshes may still spend it"
+        );
+        assert!(low.pressing(NOW), "the pacer is told at the same point");
+        // Nothing reported: nothing limits either lane.
+        assert_eq!(
+            KeapSignal::default().room_in(Lane::Upkeep, 0, NOW),
+            Room::UNLIMITED
+        );
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! lets it climb back by a tenth of the configured rate per minute (additive increase,
 //! multiplicative decrease). Time is passed in, in milliseconds.
 
-use crate::keap_pace::KeapSignal;
+use crate::keap_pace::{KeapSignal, Lane};
 use serde::{Deserialize, Serialize};
 
 /// The longest a refresh is put off for Keap's quota (the queue's longest delay is 12 hours).
@@ -54,6 +54,12 @@ impl Pace {
     }
 
     pub fn take(&mut self, want: u32, throttled: bool, now_ms: f64) -> PaceGrant {
+        self.take_in(Lane::Keep, want, throttled, now_ms)
+    }
+
+    /// As [`Pace::take`], for calls of `lane`: the same bucket, capped by that lane's room in
+    /// what Keap reported (hook checks stop at the day's last tenth; refreshes go on).
+    pub fn take_in(&mut self, lane: Lane, want: u32, throttled: bool, now_ms: f64) -> PaceGrant {
         let minutes = ((now_ms - self.last_ms) / 60_000.0).max(0.0);
         if throttled {
             self.rate = (self.rate / 2.0).max(self.configured / 64.0);
@@ -68,7 +74,7 @@ impl Pace {
         self.last_ms = now_ms;
         let paced = (self.tokens.floor() as u32).min(want);
         // What Keap reported caps the bucket: a nearly spent window waits for its start over.
-        let room = self.keap.room(0, now_ms.max(0.0) as u64);
+        let room = self.keap.room_in(lane, 0, now_ms.max(0.0) as u64);
         let granted = paced.min(u32::try_from(room.calls).unwrap_or(u32::MAX));
         self.tokens -= f64::from(granted);
         let missing = f64::from(want - granted);
@@ -151,5 +157,30 @@ mod tests {
         assert_eq!(p.take(100, false, (now + 6_000) as f64).granted, 0);
         // Once the minute started over, the bucket alone paces again.
         assert!(p.take(100, false, (now + 51_000) as f64).granted > 0);
+    }
+
+    #[test]
+    fn hook_checks_wait_at_the_days_last_tenth_while_refreshes_are_granted() {
+        use crate::quota::Window;
+        let now: u64 = 1_796_112_010_000;
+        let mut p = Pace::new(6000.0, now as f64);
+        p.learn(&KeapSignal {
+            day: Some(Window {
+                limit: 150_000,
+                available: 9_000,
+                ends_keap_ms: now + 3_600_000,
+                resets_at_ms: now + 3_600_000,
+                seen_at_ms: now,
+            }),
+            ..KeapSignal::default()
+        });
+        let at = (now + 5_000) as f64;
+        let upkeep = p.take_in(Lane::Upkeep, 10, false, at);
+        assert_eq!(upkeep.granted, 0);
+        assert_eq!(
+            upkeep.retry_after_secs, 3_595,
+            "back when the day starts over"
+        );
+        assert!(p.take_in(Lane::Keep, 10, false, at + 1.0).granted > 0);
     }
 }
