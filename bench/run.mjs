@@ -51,8 +51,12 @@ const OUT = argv.includes("--out") ? resolve(argv[argv.indexOf("--out") + 1] ?? 
 if (argv.includes("--out") && !argv[argv.indexOf("--out") + 1]) throw new Error("--out needs a folder");
 const SECONDS = QUICK ? 5 : 10;
 const WARMUP_SECONDS = 2;
-const CONNECTIONS = 4;
-const THREADS = 2;
+// --connections N: wrk's open connections (default 4, on 2 threads; 1: one request at a time, on
+// one thread: the latency of a request nobody queues behind, which is what a partner's single call
+// waits, where at 4 the p50 also counts the requests queued ahead of it on the machine's two cores).
+const CONNECTIONS = argv.includes("--connections") ? Number(argv[argv.indexOf("--connections") + 1]) : 4;
+if (!(CONNECTIONS >= 1 && CONNECTIONS <= 16)) throw new Error("--connections needs 1 to 16");
+const THREADS = Math.min(2, CONNECTIONS);
 // Fresh workerd starts are cheap (a fifth of a second); wrangler dev starts are not (a second or more).
 const DIRECT_STARTS = QUICK ? 5 : 11;
 const WRANGLER_STARTS = 3;
@@ -162,16 +166,20 @@ async function seedBaseline(persistTo) {
 
 /**
  * The baseline Worker on the KV under `persistTo`, in `setup`; `bare`: without static assets in
- * front; `limits`: asking two rate limits first, as keaplink's token path does.
+ * front; `limits`: asking two rate limits first, as keaplink's token path does; `floor`: the
+ * runtime work the token path cannot skip, done in JS (bench/baseline/worker.js, FLOOR).
  */
-const startBaseline = (setup, snap, persistTo, { bare = false, limits = false } = {}) =>
-  SETUPS[setup].start({ config: bare ? snap.bareBaseline : limits ? snap.limitsBaseline : snap.baseline, persistTo });
+const startBaseline = (setup, snap, persistTo, { bare = false, limits = false, floor = false } = {}) =>
+  SETUPS[setup].start({ config: bare ? snap.bareBaseline : limits ? snap.limitsBaseline : floor ? snap.floorBaseline : snap.baseline, persistTo });
 
-async function loadBaseline(setup, snap, dir, key, name, opts) {
+// The floor is asked as the token path is: a POST with the user and app, and a key.
+const FLOOR_REQUEST = { method: "POST", body: '{"user":"bench-user","keap_app":"ab123"}', headers: { "content-type": "application/json", authorization: "Bearer klk.bench" } };
+
+async function loadBaseline(setup, snap, dir, key, name, opts = {}) {
   await seedBaseline(dir);
   const base = await startBaseline(setup, snap, dir, opts);
   try {
-    return await load({ setup, key, name, worker: base, url: `${base.url}/`, check: expectJson("access_token") });
+    return await load({ setup, key, name, worker: base, url: `${base.url}/`, ...(opts.floor ? FLOOR_REQUEST : {}), check: expectJson("access_token") });
   } finally {
     await base.stop();
   }
@@ -229,6 +237,7 @@ async function latency(setup, snap) {
     await loadBaseline(setup, snap, baseDir, "baseline-again", "baseline: one KV read (again)");
     await loadBaseline(setup, snap, baseDir, "limits", "reference: the baseline asking two rate limits first, as keaplink does", { limits: true });
     await loadBaseline(setup, snap, baseDir, "bare", "reference: the baseline without static assets in front", { bare: true });
+    await loadBaseline(setup, snap, baseDir, "floor", "reference: the token path's runtime work, in JS", { floor: true });
   } finally {
     await rm(baseDir, { recursive: true, force: true });
   }
@@ -343,6 +352,7 @@ async function proxy(setup, snap, stack, partner, tokenReq) {
     return skip(`the proxy load failed: ${err.message.split("\n")[0]}`);
   } finally {
     await rm(kvDir, { recursive: true, force: true });
+    await rm(floorDir, { recursive: true, force: true });
   }
 }
 
@@ -758,7 +768,7 @@ function writeReportText() {
     return rows.map((r) => `| ${r.name} | ${fx(r.p["50"])} | ${fx(r.p["99"])} | ${r.rps.toFixed(0)} | ${fx(r.p["50"] / against.p50)}× | ${fx(r.rps / against.rps)}× | ${cpuCell(r.cpu.workerd)} | ${cpuCell(r.cpu.host)} |`).join("\n");
   };
   const HEADER = "| run | p50 ms | p99 ms | req/s | p50 vs baseline | req/s vs baseline | CPU ms/req, workerd | CPU ms/req, Node |\n|---|---|---|---|---|---|---|---|";
-  const HOT = ["baseline", "token", "token-before", "health", "me", "token-quiet", "baseline-again", "limits", "bare"];
+  const HOT = ["baseline", "token", "token-before", "health", "me", "token-quiet", "baseline-again", "limits", "bare", "floor"];
   const wb = baselineOf("wrangler");
   const db = baselineOf("direct");
   const ratio = (setup, key) => rowOf(setup, key).p["50"] / baselineOf(setup).p50;
@@ -1095,9 +1105,15 @@ async function paired(snap, rounds) {
     before: await startStack(setup, snap, { workerVars: { LOG_REQUESTS: "all" }, config: snap.beforeConfig }),
   };
   const kvDir = await mkdtemp(join(tmpdir(), "keaplink-passthrough-kv-"));
-  let passKv;
+  const floorDir = await mkdtemp(join(tmpdir(), "keaplink-floor-"));
+  let passKv, floor;
   try {
-    const targets = { baseline: { worker: base, url: `${base.url}/`, check: expectJson("access_token") } };
+    await seedBaseline(floorDir);
+    floor = await startBaseline(setup, snap, floorDir, { floor: true });
+    const targets = {
+      baseline: { worker: base, url: `${base.url}/`, check: expectJson("access_token") },
+      floor: { worker: floor, url: `${floor.url}/`, ...FLOOR_REQUEST, check: expectJson("access_token") },
+    };
     for (const [k, stack] of Object.entries(stacks)) {
       const acme = await putPartner(stack.url, "acme", { origins: ["https://acme.example"] });
       await link(stack, acme, "bench-user", "ann@ab123.example");
@@ -1112,7 +1128,7 @@ async function paired(snap, rounds) {
         targets.passthroughKv = { worker: passKv, url: `${passKv.url}/`, check: (status) => (status === 200 ? null : "expected 200") };
       }
     }
-    const groups = [["baseline", "token-after", "token-before"], ["passthroughKv", "proxy-after", "proxy-before"]];
+    const groups = [["baseline", "floor", "token-after", "token-before"], ["passthroughKv", "proxy-after", "proxy-before"]];
     const rows = [];
     for (let r = 0; r < rounds; r++) {
       const round = {};
@@ -1124,19 +1140,29 @@ async function paired(snap, rounds) {
         }
       }
       rows.push(round);
-      log(`round ${r + 1}: token ${(round["token-after"].p["50"] / round.baseline.p["50"]).toFixed(2)}× (before ${(round["token-before"].p["50"] / round.baseline.p["50"]).toFixed(2)}×), proxy ${(round["proxy-after"].p["50"] / round.passthroughKv.p["50"]).toFixed(2)}× (before ${(round["proxy-before"].p["50"] / round.passthroughKv.p["50"]).toFixed(2)}×)`);
+      const x = (k, of) => (round[k].p["50"] / round[of].p["50"]).toFixed(2);
+      const c = (k, of) => (round[k].cpu.workerd / round[of].cpu.workerd).toFixed(2);
+      log(`round ${r + 1}: p50 token ${x("token-after", "baseline")}× (before ${x("token-before", "baseline")}×, the JS floor ${x("floor", "baseline")}×), proxy ${x("proxy-after", "passthroughKv")}× (before ${x("proxy-before", "passthroughKv")}×); CPU token ${c("token-after", "baseline")}× (before ${c("token-before", "baseline")}×, floor ${c("floor", "baseline")}×), proxy ${c("proxy-after", "passthroughKv")}× (before ${c("proxy-before", "passthroughKv")}×)`);
     }
     const med = (f) => median(rows.map(f));
+    const ratios = (of, keys, measure) => Object.fromEntries(keys.map((k) => [k, med((x) => measure(x[k]) / measure(x[of]))]));
+    const p50 = (row) => row.p["50"];
+    const cpu = (row) => row.cpu.workerd;
     results.paired = {
       rounds,
+      connections: CONNECTIONS,
       token: { after: med((x) => x["token-after"].p["50"] / x.baseline.p["50"]), before: med((x) => x["token-before"].p["50"] / x.baseline.p["50"]) },
       proxy: { after: med((x) => x["proxy-after"].p["50"] / x.passthroughKv.p["50"]), before: med((x) => x["proxy-before"].p["50"] / x.passthroughKv.p["50"]) },
+      // Each row against its baseline, round by round, then the median: p50 and CPU per request.
+      vsBaseline: { p50: ratios("baseline", ["floor", "token-after", "token-before"], p50), cpu: ratios("baseline", ["floor", "token-after", "token-before"], cpu) },
+      vsPassKv: { p50: ratios("passthroughKv", ["proxy-after", "proxy-before"], p50), cpu: ratios("passthroughKv", ["proxy-after", "proxy-before"], cpu) },
       cpu: Object.fromEntries(Object.keys(targets).map((k) => [k, med((x) => x[k].cpu.workerd)])),
       p50: Object.fromEntries(Object.keys(targets).map((k) => [k, med((x) => x[k].p["50"])])),
       rps: Object.fromEntries(Object.keys(targets).map((k) => [k, med((x) => x[k].rps)])),
     };
   } finally {
     await passKv?.stop();
+    await floor?.stop();
     await base.stop();
     for (const s of Object.values(stacks)) await s.stop();
     await rm(baseDir, { recursive: true, force: true });
@@ -1147,8 +1173,12 @@ async function paired(snap, rounds) {
 function pairedTable() {
   const p = results.paired;
   const fx = (v, d = 2) => v.toFixed(d);
-  const lines = [`Medians of ${p.rounds} rounds:`, "", "| run | p50 ms | req/s | CPU ms/req, workerd |", "|---|---|---|---|"];
-  for (const k of Object.keys(p.p50)) lines.push(`| ${k} | ${fx(p.p50[k])} | ${p.rps[k].toFixed(0)} | ${fx(p.cpu[k], 3)} |`);
+  const lines = [`Medians of ${p.rounds} rounds, ${p.connections} connection(s):`, "", "| run | p50 ms | req/s | CPU ms/req, workerd | p50, round by round vs its baseline | CPU, same |", "|---|---|---|---|---|---|"];
+  const vs = (k) => (p.vsBaseline.p50[k] !== undefined ? [p.vsBaseline.p50[k], p.vsBaseline.cpu[k]] : p.vsPassKv.p50[k] !== undefined ? [p.vsPassKv.p50[k], p.vsPassKv.cpu[k]] : null);
+  for (const k of Object.keys(p.p50)) {
+    const v = vs(k);
+    lines.push(`| ${k} | ${fx(p.p50[k])} | ${p.rps[k].toFixed(0)} | ${fx(p.cpu[k], 3)} | ${v ? `${fx(v[0])}×` : ""} | ${v ? `${fx(v[1])}×` : ""} |`);
+  }
   lines.push("", `POST /v1/token p50 vs the baseline: ${fx(p.token.after)}× (the earlier build: ${fx(p.token.before)}×)`);
   lines.push(`proxy p50 vs the pass-through reading its token from KV: ${fx(p.proxy.after)}× (the earlier build: ${fx(p.proxy.before)}×)`);
   return lines.join("\n");

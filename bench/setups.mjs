@@ -79,6 +79,7 @@ export async function snapshot({ before } = {}) {
     baseline: join(dir, "bench", "baseline", "wrangler.toml"),
     bareBaseline: join(dir, "bench", "baseline", "wrangler.bare.toml"),
     limitsBaseline: join(dir, "bench", "baseline", "wrangler.limits.toml"),
+    floorBaseline: join(dir, "bench", "baseline", "wrangler.floor.toml"),
     queueBaseline: join(dir, "bench", "baseline", "wrangler.queue.toml"),
     passthrough: join(dir, "bench", "passthrough", "wrangler.toml"),
     probe: join(dir, "bench", "wasm-probe", "worker.js"),
@@ -141,7 +142,7 @@ async function startWrangler({ config, vars = {}, secrets = {}, port, persistTo 
  * line. `cpu()`: the workerd process as `workerd`, this Node process (Miniflare's host) as `host`.
  * `extra` is merged into the worker's Miniflare options (the wasm probe's unsafe-eval binding).
  */
-async function startDirect({ config, vars = {}, secrets = {}, port = 0, persistTo, modules, extra = {} }) {
+async function startDirect({ config, vars = {}, secrets = {}, port = 0, persistTo, modules, extra = {}, inspectorPort }) {
   // Port 0 unless the caller needs to know it beforehand (PUBLIC_URL): workerd then binds a free
   // one itself, with no window for another process to take it.
   const dir = await mkdtemp(join(tmpdir(), "keaplink-direct-"));
@@ -166,6 +167,8 @@ async function startDirect({ config, vars = {}, secrets = {}, port = 0, persistT
     port,
     logRequests: false,
     cf: false,
+    // bench/profile.mjs: V8's inspector on this port (Miniflare's, loopback), for a CPU profile.
+    ...(inspectorPort ? { inspectorPort } : {}),
     ...(persistTo ? { defaultPersistRoot: join(persistTo, "v3") } : {}),
     workers: [{ name: "bench", ...worker, ...extra }],
   });
@@ -231,7 +234,7 @@ export async function startStack(setup, snap, options = {}) {
   }
 }
 
-async function startStackOnce(setup, snap, { workerVars = {}, persistTo, config = snap.config }) {
+async function startStackOnce(setup, snap, { workerVars = {}, persistTo, config = snap.config, inspectorPort }) {
   const port = await freePort();
   const publicUrl = `http://127.0.0.1:${port}`;
   const sandbox = await startSandbox({ redirectUri: `${publicUrl}/oauth/callback` });
@@ -246,7 +249,7 @@ async function startStackOnce(setup, snap, { workerVars = {}, persistTo, config 
     KEAP_TIMEOUT_MS: "2000",
     ...workerVars,
   };
-  const launch = () => SETUPS[setup].start({ config, vars, secrets, port, persistTo });
+  const launch = () => SETUPS[setup].start({ config, vars, secrets, port, persistTo, inspectorPort });
   let worker;
   try {
     worker = await launch();

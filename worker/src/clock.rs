@@ -5,7 +5,9 @@ use keaplink_core::clock::UnixTime;
 
 /// Milliseconds since the unix epoch.
 pub fn now_ms() -> u64 {
-    worker::Date::now().as_millis()
+    // `Date.now()`: one call into the runtime, where workers-rs's `Date::now()` makes a `Date`
+    // and then asks it (two).
+    worker::js_sys::Date::now() as u64
 }
 
 /// Seconds since the unix epoch: what `keaplink_core` takes as `now`.
