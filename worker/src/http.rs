@@ -5,7 +5,7 @@ use keaplink_core::body::{self, MAX_BODY_BYTES};
 use keaplink_core::{ApiError, ApiResult, ErrorCode};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use worker::js_sys::{self, Uint8Array};
+use worker::js_sys::Uint8Array;
 use worker::wasm_bindgen::JsValue;
 use worker::wasm_bindgen_futures::JsFuture;
 use worker::{web_sys, Headers, Request, Response};
@@ -184,47 +184,6 @@ pub fn preflight(origin: &str) -> ApiResult<Response> {
     );
     let _ = h.set("access-control-max-age", "600");
     Ok(resp)
-}
-
-/// Every header of `headers`, as (name, value) pairs, in four calls into the runtime: the pairs
-/// flattened and joined with `\n` (which no header name or value can hold), one string across.
-/// workers-rs's `Headers::entries` makes seven calls per header (the iterator's `next`, `done`
-/// and `value`, then each string), and the proxy reads every header twice a call (the caller's
-/// and Keap's).
-pub fn header_pairs(headers: &Headers) -> Vec<(String, String)> {
-    let text = String::from(js_sys::Array::from(&headers.0).flat(1).join("\n"));
-    let mut parts = text.split('\n');
-    let mut pairs = Vec::new();
-    while let (Some(name), Some(value)) = (parts.next(), parts.next()) {
-        if !name.is_empty() {
-            pairs.push((name.to_owned(), value.to_owned()));
-        }
-    }
-    pairs
-}
-
-/// `Headers` holding `pairs` (in order; a name given twice is appended), made in two calls into
-/// the runtime (their JSON text parsed, then `new Headers`) instead of one per header.
-pub fn headers_of<'a>(
-    pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
-) -> worker::Result<Headers> {
-    let mut text = String::from("[");
-    for (i, (name, value)) in pairs.into_iter().enumerate() {
-        if i > 0 {
-            text.push(',');
-        }
-        let quoted = |s: &str| serde_json::to_string(s).unwrap_or_default();
-        text.push('[');
-        text.push_str(&quoted(name));
-        text.push(',');
-        text.push_str(&quoted(value));
-        text.push(']');
-    }
-    text.push(']');
-    let init = js_sys::JSON::parse(&text)?;
-    Ok(Headers(web_sys::Headers::new_with_str_sequence_sequence(
-        &init,
-    )?))
 }
 
 /// An outbound request, built on `web_sys` directly: `worker::RequestInit` also links the

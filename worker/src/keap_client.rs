@@ -1,7 +1,7 @@
 //! Sends the requests `keaplink_core` builds, each bounded by a timeout: OAuth and webhook calls
 //! (`send`, the whole body read) and proxied calls (`relay`, the body left to stream).
 
-use crate::http::{header_pairs, headers_of, subrequest};
+use crate::http::subrequest;
 use futures_util::future::{select, Either};
 use keaplink_core::keap::{KeapFailure, OutboundRequest};
 use keaplink_core::proxy::ProxyRequest;
@@ -41,8 +41,9 @@ pub async fn send(req: &OutboundRequest, timeout_ms: u32) -> Result<KeapAnswer, 
             .await
             .map_err(|_| unavailable())?;
         let status = resp.status_code();
-        let quota_headers = header_pairs(resp.headers())
-            .into_iter()
+        let quota_headers = resp
+            .headers()
+            .entries()
             .filter(|(n, _)| n == "date" || n == "retry-after" || n.starts_with("x-keap-"))
             .collect();
         let body = resp.bytes().await.map_err(|_| unavailable())?;
@@ -59,8 +60,12 @@ pub async fn send(req: &OutboundRequest, timeout_ms: u32) -> Result<KeapAnswer, 
 /// caller streams it on). The timeout bounds the wait for Keap's status and headers. Redirects
 /// are not followed: the token must never travel anywhere but the URL built for it.
 pub async fn relay(req: &ProxyRequest, timeout_ms: u32) -> Result<Response, KeapFailure> {
-    let headers =
-        headers_of(req.headers.iter().map(|(n, v)| (*n, v.expose()))).map_err(|_| unavailable())?;
+    let headers = Headers::new();
+    for (name, value) in &req.headers {
+        headers
+            .set(name, value.expose())
+            .map_err(|_| unavailable())?;
+    }
     let body = req
         .body
         .as_ref()

@@ -7,7 +7,7 @@ use crate::auth;
 use crate::clock::{now_ms, unix_now};
 use crate::config::Config;
 use crate::guard;
-use crate::http::{header_pairs, headers_of, read_bytes_within};
+use crate::http::read_bytes_within;
 use crate::keap_client;
 use crate::limits;
 use crate::links::{find_connection, usable};
@@ -23,7 +23,7 @@ use keaplink_core::refresh::{fingerprint, Purpose};
 use keaplink_core::{ApiError, ApiResult, ErrorCode, Secret};
 use std::cell::RefCell;
 use std::collections::HashMap;
-use worker::{Env, Request, Response, ResponseBody};
+use worker::{Env, Headers, Request, Response, ResponseBody};
 
 /// What a call came to before it ended: the connection it named, and how to count a refusal
 /// when its error code alone does not say (Keap's own 429).
@@ -91,7 +91,7 @@ async fn call(
     );
     by_ip?;
     let partner = key?;
-    let headers = header_pairs(req.headers());
+    let headers: Vec<(String, String)> = req.headers().entries().collect();
     let caller = proxy::caller(&headers)?;
     let target = proxy::target(&req.inner().url(), &cfg.proxy_paths)?;
     proxy::check_declared(
@@ -277,7 +277,7 @@ async fn relay(
             )
         })?;
     let status = answer.status_code();
-    let headers = header_pairs(answer.headers());
+    let headers: Vec<(String, String)> = answer.headers().entries().collect();
     quota::learn(&headers, status, app, now_ms());
     Ok((status, headers, answer))
 }
@@ -290,15 +290,14 @@ fn relayed(
     answer: Response,
     known: &Known,
 ) -> ApiResult<Response> {
-    let relayed = keap_headers
-        .iter()
-        .filter(|(n, _)| proxy::relayed(n))
-        .map(|(n, v)| (n.as_str(), v.as_str()));
-    let ours = known
-        .connection
-        .as_deref()
-        .map(|id| ("keaplink-connection-id", id));
-    let h = headers_of(relayed.chain(ours)).map_err(ApiError::internal)?;
+    let h = Headers::new();
+    for (name, value) in keap_headers.iter().filter(|(n, _)| proxy::relayed(n)) {
+        h.append(name, value).map_err(ApiError::internal)?;
+    }
+    if let Some(id) = &known.connection {
+        h.set("keaplink-connection-id", id)
+            .map_err(ApiError::internal)?;
+    }
     let (_, body) = answer.into_parts();
     // These statuses carry no body; the runtime refuses one even if empty.
     let body = if matches!(status, 204 | 205 | 304) {
