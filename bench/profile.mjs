@@ -12,12 +12,14 @@
 // Sampling costs CPU itself (at 100 µs it about doubles a request's), so read the shares, not the
 // absolute times.
 import { execFile } from "node:child_process";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
 import { promisify } from "node:util";
-import { resolve } from "node:path";
+// Node 20 has no WebSocket client of its own: `ws`, which Miniflare (a devDependency) depends on.
 import WebSocket from "ws";
 import { Browser, call, linkThroughSandbox, mintSession, putPartner } from "../tests/e2e/client.mjs";
-import { freePort } from "../tests/e2e/harness.mjs";
-import { ROOT } from "../tests/e2e/harness.mjs";
+import { ROOT, freePort } from "../tests/e2e/harness.mjs";
 import { snapshot, startStack } from "./setups.mjs";
 
 const argv = process.argv.slice(2);
@@ -30,7 +32,10 @@ const run = promisify(execFile);
 
 const snap = await snapshot({ before: BUILD });
 const inspectorPort = await freePort();
+// LOG_REQUESTS=all as deployed: with the inspector attached, V8 records every console line, which
+// inflates the log line's share (it costs next to nothing without one; BENCHMARKS.md).
 const stack = await startStack("direct", snap, { workerVars: { LOG_REQUESTS: "all" }, config: snap.beforeConfig, inspectorPort });
+const scratch = await mkdtemp(join(tmpdir(), "keaplink-profile-"));
 try {
   const acme = await putPartner(stack.url, "acme", { origins: ["https://acme.example"] });
   const res = await call(stack.url, "POST", "/v1/me/connect", { token: await mintSession(acme, "bench-user"), body: {} });
@@ -41,23 +46,27 @@ try {
 
   const wrkArgs = PROXY
     ? ["-H", `authorization: Bearer ${acme.api_key}`, "-H", "keaplink-user: bench-user", "-H", "keaplink-app: ab123", `${stack.url}/v1/keap/crm/rest/v1/contacts?limit=1`]
-    : ["-s", await tokenScript(acme.api_key), `${stack.url}/v1/token`];
+    : ["-s", await tokenScript(scratch, acme.api_key), `${stack.url}/v1/token`];
   const load = (secs) => run("wrk", ["-t", "1", "-c", "1", "-d", `${secs}s`, ...wrkArgs]);
 
   const targets = await (await fetch(`http://127.0.0.1:${inspectorPort}/json/list`)).json();
-  const target = targets.find((t) => t.webSocketDebuggerUrl) ?? (() => { throw new Error(`no inspector target: ${JSON.stringify(targets)}`); })();
+  // The Worker's own isolate (Miniflare names its user Workers core:user:<name>; bench/setups.mjs
+  // names this one "bench"), not Miniflare's internal ones.
+  const target = targets.find((t) => t.id === "core:user:bench") ?? (() => { throw new Error(`no inspector target core:user:bench: ${JSON.stringify(targets)}`); })();
   const ws = new WebSocket(target.webSocketDebuggerUrl);
   await new Promise((ok, fail) => { ws.once("open", ok); ws.once("error", fail); });
   let nextId = 1;
   const pending = new Map();
-  ws.on("message", (m) => {
-    const msg = JSON.parse(m);
+  ws.on("message", (data) => {
+    const msg = JSON.parse(data);
     if (msg.id && pending.has(msg.id)) {
-      pending.get(msg.id)(msg);
+      const { ok, fail } = pending.get(msg.id);
       pending.delete(msg.id);
+      if (msg.error) fail(new Error(`${msg.error.message} (${msg.error.code})`));
+      else ok(msg);
     }
   });
-  const send = (method, params = {}) => new Promise((ok) => { const id = nextId++; pending.set(id, ok); ws.send(JSON.stringify({ id, method, params })); });
+  const send = (method, params = {}) => new Promise((ok, fail) => { const id = nextId++; pending.set(id, { ok, fail }); ws.send(JSON.stringify({ id, method, params })); });
 
   await load(2); // warm-up: JIT tiers, the isolate's caches
   await send("Profiler.enable");
@@ -71,13 +80,11 @@ try {
 } finally {
   await stack.stop();
   await snap.remove();
+  await rm(scratch, { recursive: true, force: true });
 }
 
-async function tokenScript(apiKey) {
-  const { writeFile, mkdtemp } = await import("node:fs/promises");
-  const { tmpdir } = await import("node:os");
-  const { join } = await import("node:path");
-  const dir = await mkdtemp(join(tmpdir(), "keaplink-profile-"));
+/** wrk's script for the token path (it holds the API key: written to `dir`, removed after). */
+async function tokenScript(dir, apiKey) {
   const path = join(dir, "token.lua");
   await writeFile(path, `wrk.method = "POST"\nwrk.body = '{"user":"bench-user","keap_app":"ab123"}'\nwrk.headers["content-type"] = "application/json"\nwrk.headers["authorization"] = "Bearer ${apiKey}"\n`, { mode: 0o600 });
   return path;

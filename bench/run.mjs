@@ -160,7 +160,10 @@ const expectJson = (field) => (status, text) => {
 async function seedBaseline(persistTo) {
   await withLocalKv(persistTo, async (kv) => {
     // About the size of a connection record.
-    await kv.put("bench", JSON.stringify({ access_token: "x".repeat(40), expires_at: "2026-11-23T00:00:00Z", keap_app: "ab123", pad: "y".repeat(600) }));
+    const record = JSON.stringify({ access_token: "x".repeat(40), expires_at: "2026-11-23T00:00:00Z", keap_app: "ab123", pad: "y".repeat(600) });
+    await kv.put("bench", record);
+    // The JS floor (bench/baseline/worker.js) reads the record under a key it derives from the body.
+    await kv.put("c/bench/bench-user/ab123", record);
   });
 }
 
@@ -352,7 +355,6 @@ async function proxy(setup, snap, stack, partner, tokenReq) {
     return skip(`the proxy load failed: ${err.message.split("\n")[0]}`);
   } finally {
     await rm(kvDir, { recursive: true, force: true });
-    await rm(floorDir, { recursive: true, force: true });
   }
 }
 
@@ -1167,6 +1169,7 @@ async function paired(snap, rounds) {
     for (const s of Object.values(stacks)) await s.stop();
     await rm(baseDir, { recursive: true, force: true });
     await rm(kvDir, { recursive: true, force: true });
+    await rm(floorDir, { recursive: true, force: true });
   }
 }
 

@@ -5,9 +5,7 @@ use keaplink_core::body::{self, MAX_BODY_BYTES};
 use keaplink_core::{ApiError, ApiResult, ErrorCode};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use worker::js_sys::Uint8Array;
 use worker::wasm_bindgen::JsValue;
-use worker::wasm_bindgen_futures::JsFuture;
 use worker::{web_sys, Headers, Request, Response};
 
 pub fn json<T: Serialize>(value: &T, status: u16) -> ApiResult<Response> {
@@ -76,7 +74,7 @@ pub fn error_response(err: &ApiError) -> Response {
 
 /// Reads a JSON body of at most 16 KiB (the rules are `keaplink_core::body`). An empty body reads
 /// as `default` when one is given.
-pub async fn read_json<T: DeserializeOwned>(req: &Request, default: Option<T>) -> ApiResult<T> {
+pub async fn read_json<T: DeserializeOwned>(req: &mut Request, default: Option<T>) -> ApiResult<T> {
     let bytes = read_body(req).await?;
     body::decode(&bytes, default)
 }
@@ -91,21 +89,16 @@ fn declared_length(req: &Request) -> Option<usize> {
 }
 
 /// `read_json`'s reading, apart from the type read: compiled once, not once per body type.
-/// Through the runtime's request itself (`arrayBuffer`, as workers-rs's `bytes` does), so that
-/// a shared borrow will do: the token path reads the body while the key is checked.
-async fn read_body(req: &Request) -> ApiResult<Vec<u8>> {
+async fn read_body(req: &mut Request) -> ApiResult<Vec<u8>> {
     if declared_length(req).is_some_and(|n| n > MAX_BODY_BYTES) {
         return Err(body::too_large());
     }
-    let unreadable = |_| {
+    req.bytes().await.map_err(|_| {
         ApiError::new(
             ErrorCode::InvalidRequest,
             "The request body could not be read.",
         )
-    };
-    let promise = req.inner().array_buffer().map_err(unreadable)?;
-    let buffer = JsFuture::from(promise).await.map_err(unreadable)?;
-    Ok(Uint8Array::new(&buffer).to_vec())
+    })
 }
 
 /// A body of at most `limit` bytes, read in chunks so that a larger one is refused (`too_large`)

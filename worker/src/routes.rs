@@ -9,7 +9,7 @@ use crate::callback;
 use crate::clock::unix_now;
 use crate::config::{self, setup, Config};
 use crate::hook_inbox;
-use crate::http::{allow_origin, error_response, json, origin, preflight, read_json};
+use crate::http::{allow_origin, error_response, json, origin, preflight};
 use crate::limits;
 use crate::mcp::{self, McpRoute};
 use crate::proxy;
@@ -347,17 +347,15 @@ async fn handle(
         Route::Admin(a) => admin::handle(req, env, &cfg, &store, a, method).await,
         Route::Token => {
             let ip = limits::client_ip(req);
-            // The address is counted while the key is checked and the body read (one wait, not
-            // two in a row); the partner once it is known.
-            let (by_ip, key, body) = futures_util::join!(
+            // The address is counted while the key is checked; the partner once it is known.
+            let (by_ip, key) = futures_util::join!(
                 limits::enforce(env, Endpoint::Token.per_ip(ip.as_deref())),
-                auth::partner_key_id(req, &store, &cfg),
-                read_json(req, None)
+                auth::partner_key_id(req, &store, &cfg)
             );
             by_ip?;
             let partner = key?;
             let admit = limits::enforce(env, Endpoint::Token.per_partner(&partner));
-            partner::token(body?, env, &store, &cfg, &partner, unix_now(), admit).await
+            partner::token(req, env, &store, &cfg, &partner, unix_now(), admit).await
         }
         Route::Keap(path) => proxy::handle(req, env, &cfg, &store, path).await,
         Route::Link(token) => {

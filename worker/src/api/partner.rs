@@ -21,10 +21,8 @@ use worker::{Env, Request, Response};
 // The proxy shares these with `/v1/token`; they live below both.
 pub use crate::links::{find_connection, usable};
 
-/// `POST /v1/token`, once the key is known to be `partner`'s: `body` is the request's, read while
-/// the key was checked; `admit` asks the partner's rate limit.
 pub async fn token(
-    body: TokenRequest,
+    req: &mut Request,
     env: &Env,
     store: &Store,
     cfg: &Config,
@@ -32,6 +30,7 @@ pub async fn token(
     now: UnixTime,
     admit: impl std::future::Future<Output = ApiResult<()>>,
 ) -> ApiResult<Response> {
+    let body: TokenRequest = read_json(req, None).await?;
     let user = UserId::parse(&body.user).ok_or_else(|| {
         ApiError::new(
             ErrorCode::InvalidRequest,
