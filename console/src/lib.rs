@@ -172,14 +172,7 @@ fn mcp_settings() -> JsValue {
     let sign_in = input_value("mcp-sign-in").trim().to_owned();
     wire::object(&[
         ("enabled", JsValue::from_bool(checked("mcp-on"))),
-        (
-            "sign_in_url",
-            if sign_in.is_empty() {
-                JsValue::NULL
-            } else {
-                JsValue::from_str(&sign_in)
-            },
-        ),
+        ("sign_in_url", wire::text_or_null(&sign_in)),
         (
             "tools",
             JsValue::from_str(if checked("mcp-read-write") {
@@ -795,14 +788,7 @@ impl App {
                 "return_urls",
                 wire::string_array(&view::lines(&input_value("returns"))),
             ),
-            (
-                "webhook_url",
-                if webhook.is_empty() {
-                    JsValue::NULL
-                } else {
-                    JsValue::from_str(&webhook)
-                },
-            ),
+            ("webhook_url", wire::text_or_null(&webhook)),
             (
                 "reconnect_identity",
                 JsValue::from_str(match identity {

@@ -358,6 +358,15 @@ pub fn object(pairs: &[(&str, JsValue)]) -> JsValue {
     o.into()
 }
 
+/// A form field's text for the wire: `null` when it is empty (the setting is cleared).
+pub fn text_or_null(text: &str) -> JsValue {
+    if text.is_empty() {
+        JsValue::NULL
+    } else {
+        JsValue::from_str(text)
+    }
+}
+
 /// A JS array of strings.
 pub fn string_array(items: &[String]) -> JsValue {
     items
